@@ -1,0 +1,39 @@
+# shoal: `make test` and `make serve` work on a fresh machine with Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NATIVE_SRC := $(wildcard shoal/_native/*.c shoal/_native/*.h shoal/_native/build.py)
+STAMP := $(VENV)/.shoal-installed
+NATIVE_STAMP := shoal/_native/.built
+
+.PHONY: all venv build test test-fast serve clean
+
+all: build
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,server]'
+	touch $@
+
+venv: $(STAMP)
+
+# Editable installs do not rebuild C when it changes: rebuild here whenever a
+# native source is newer than the last build.
+$(NATIVE_STAMP): $(STAMP) $(NATIVE_SRC)
+	$(PY) setup.py -q build_ext --inplace
+	touch $@
+
+build: $(NATIVE_STAMP)
+
+test: build
+	$(PY) -m pytest -q tests
+
+test-fast: build
+	$(PY) -m pytest -q -m "not slow and not crash" tests
+
+serve: build
+	@echo "shoal serve: the HTTP server is not yet implemented (see the HTTP API issue)."
+
+clean:
+	rm -rf build $(NATIVE_STAMP) shoal/_native/_lib*.so shoal/_native/_lib.c shoal/_native/_lib.o

@@ -1,0 +1,1 @@
+"""shoal: a storage engine for raw JSON streams."""

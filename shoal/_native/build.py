@@ -1,0 +1,36 @@
+"""cffi API-mode build of shoal's C core: `shoal._native._lib`.
+
+shoal.h is the one ABI: the text between its BEGIN CDEF and END CDEF markers
+goes to cdef, and every C file includes the whole header.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+
+from cffi import FFI
+
+HERE = pathlib.Path(__file__).resolve().parent
+SOURCES = ["json.c", "eval.c", "index.c", "log.c"]
+
+
+def _cdef_text() -> str:
+    text = (HERE / "shoal.h").read_text()
+    start = text.index("/* BEGIN CDEF */")
+    end = text.index("/* END CDEF */")
+    return text[start:end]
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef_text())
+_extra = os.environ.get("SHOAL_CFLAGS", "").split()
+ffibuilder.set_source(
+    "shoal._native._lib",
+    '#include "shoal.h"\n',
+    sources=[str(pathlib.Path("shoal/_native") / s) for s in SOURCES],
+    include_dirs=[str(pathlib.Path("shoal/_native"))],
+    extra_compile_args=["-O2", "-std=gnu11", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function", *_extra],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=False)

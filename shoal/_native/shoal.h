@@ -1,0 +1,421 @@
+/*
+ * shoal.h -- the one ABI between shoal's Python layer and its C core.
+ *
+ * build.py feeds the part between BEGIN CDEF and END CDEF to cffi's cdef, so that
+ * part may hold only what cffi parses: integer #defines, typedefs, prototypes.
+ * The C files include this header; Python reads every constant through `lib`.
+ *
+ * Conventions:
+ *   - C never creates Python objects and never allocates memory the caller must
+ *     free, except the opaque shoal_index.
+ *   - Functions return SHOAL_OK (0), a positive progress state, or a negative
+ *     SHOAL_E_* error; shoal/_native/__init__.py maps codes to exceptions.
+ *   - Offsets inside a record or a buffer are uint32/uint64 bytes; log addresses
+ *     are 48-bit logical addresses held in uint64.
+ *   - Fields documented as "atomic" are read and written with __atomic builtins.
+ */
+#ifndef SHOAL_H
+#define SHOAL_H
+#include <stdint.h>
+#include <stddef.h>
+
+/* BEGIN CDEF */
+
+/* ---- status codes ------------------------------------------------------- */
+#define SHOAL_OK 0
+#define SHOAL_NEED_PAGE 1   /* ingest: tail page cannot take the next record */
+#define SHOAL_OUT_FULL 2    /* an output array is full: call again to resume */
+#define SHOAL_END 3         /* scan/replay: reached the end of valid data */
+
+#define SHOAL_E_SYNTAX -1        /* JSON grammar violated */
+#define SHOAL_E_UTF8 -2          /* invalid UTF-8 or lone surrogate escape */
+#define SHOAL_E_DEPTH -3         /* nesting deeper than SHOAL_MAX_DEPTH */
+#define SHOAL_E_NUMBER -4        /* number overflows a double (orjson rejects these) */
+#define SHOAL_E_EMPTY -5         /* no JSON value in the text */
+#define SHOAL_E_TRAILING -6      /* bytes after the JSON value */
+#define SHOAL_E_TOO_LARGE -7     /* record exceeds max_record_bytes or a page */
+#define SHOAL_E_SPACE -8         /* caller's buffer too small */
+#define SHOAL_E_CORRUPT -9       /* bad checksum, magic or size in a record */
+#define SHOAL_E_IO -10           /* pread failed */
+#define SHOAL_E_NOMEM -11        /* allocation failed */
+#define SHOAL_E_TOO_MANY_KPS -12 /* more key pointers than a record header holds */
+#define SHOAL_E_ARG -13          /* invalid argument (programming error) */
+#define SHOAL_E_FRAMING -14      /* array framing: unterminated or malformed array */
+#define SHOAL_E_CONTROL -15      /* unescaped control character in a string */
+
+/* ---- JSON values -------------------------------------------------------- */
+#define SHOAL_T_MISSING 0   /* path not present: behaves as null */
+#define SHOAL_T_NULL 1
+#define SHOAL_T_FALSE 2
+#define SHOAL_T_TRUE 3
+#define SHOAL_T_NUMBER 4
+#define SHOAL_T_STRING 5
+#define SHOAL_T_ARRAY 6
+#define SHOAL_T_OBJECT 7
+
+#define SHOAL_VF_ESCAPED 1  /* string text contains backslash escapes */
+#define SHOAL_VF_EMPTY 2    /* "", [] or {} */
+
+#define SHOAL_MAX_DEPTH 1024 /* same limit as orjson, so every stored record loads */
+
+/* A value located inside a parsed buffer. */
+typedef struct {
+    uint32_t start;     /* offset of the value's first byte (the quote, for strings) */
+    uint32_t len;       /* length of the value's text, quotes included */
+    uint8_t type;       /* SHOAL_T_* */
+    uint8_t flags;      /* SHOAL_VF_* */
+    uint16_t reserved;
+} shoal_slot;
+
+/* Path trie: which values shoal_parse must locate. Node 0 is the top-level
+ * value. An edge is an object key (unescaped UTF-8 bytes in `keys`) or, when
+ * key_len == SHOAL_EDGE_INDEX, the array element number key_off. */
+#define SHOAL_EDGE_INDEX 4294967295
+typedef struct {
+    int32_t slot;         /* slot to fill with this node's value, -1 if none */
+    uint32_t slot_lo;     /* slots of the subtree rooted here: [slot_lo, slot_hi); */
+    uint32_t slot_hi;     /*   reset to MISSING whenever the node is entered (duplicate keys: last wins) */
+    uint32_t first_edge;
+    uint32_t n_edges;
+} shoal_trie_node;
+
+typedef struct {
+    uint32_t key_off;
+    uint32_t key_len;
+    uint32_t child;
+} shoal_trie_edge;
+
+typedef struct {
+    const shoal_trie_node *nodes;
+    uint32_t n_nodes;
+    const shoal_trie_edge *edges;
+    uint32_t n_edges;
+    const char *keys;
+    uint32_t n_slots;
+} shoal_trie;
+
+/* Validate buf[0, len) as exactly one JSON text (RFC 8259 grammar, strict
+ * UTF-8, no lone surrogate escapes, depth <= SHOAL_MAX_DEPTH, numbers within
+ * double range; JSON whitespace around the value allowed) and fill
+ * slots[0, trie->n_slots) with the values at the trie's paths (MISSING where
+ * absent). trie may be NULL: validate only. len must be < 2^32.
+ * Returns SHOAL_OK or a SHOAL_E_*; *err_off gets the offending byte offset. */
+int shoal_parse(const char *buf, size_t len, const shoal_trie *trie,
+                shoal_slot *slots, size_t *err_off);
+
+/* Canonical bytes of a scalar, used for hashing and comparing PSF values with
+ * JSON semantics: 's' + UTF-8 after unescaping; 'n' + decimal (see json.c:
+ * "n0" for zero, else "n" ["-"] digits "e" exponent, digits without leading or
+ * trailing zeros, value = digits * 10^exponent); 't' true; 'f' false; 'z' null.
+ * text/len is the value's JSON text (with quotes for strings). Returns the
+ * canonical length, or SHOAL_E_SPACE / SHOAL_E_ARG. */
+int64_t shoal_canon(const char *text, size_t len, uint8_t type,
+                    char *dst, size_t cap);
+
+/* 64-bit hash of (psf_id, canonical value). */
+uint64_t shoal_hash(uint32_t psf_id, const char *canon, size_t len);
+
+/* CRC32C (Castagnoli), hardware-accelerated where the CPU allows. Pass 0 to start. */
+uint32_t shoal_crc32c(uint32_t crc, const char *buf, size_t len);
+
+/* ---- framing ------------------------------------------------------------ */
+/* One record candidate found in an input chunk. */
+typedef struct {
+    uint64_t start;     /* offset of the record's first byte in the chunk */
+    uint64_t len;       /* record text length, surrounding JSON whitespace trimmed */
+    uint64_t line;      /* 1-based line (NDJSON) or element number (array) in the whole input */
+    int32_t status;     /* SHOAL_OK, or a framing error that rejects this record */
+    uint32_t reserved;
+} shoal_span;
+
+/* NDJSON: emit one span per line that holds non-whitespace. Lines end with
+ * '\n'; when final != 0 the last line may lack it. *consumed = bytes up to the
+ * end of the last line emitted or skipped; the caller keeps the rest for the
+ * next chunk. first_line = line number of the chunk's first line.
+ * Returns SHOAL_OK (every complete line handled) or SHOAL_OUT_FULL. */
+int shoal_frame_ndjson(const char *buf, size_t len, int final, uint64_t first_line,
+                       shoal_span *out, size_t cap, size_t *n_out, size_t *consumed);
+
+/* JSON array of records, framed incrementally across chunks. */
+typedef struct {
+    uint32_t phase;       /* 0: before '[', 1: want element or ']', 2: want ',' or ']', 3: after ']', 4: failed */
+    uint32_t reserved;
+    uint64_t elements;    /* elements emitted so far */
+    uint64_t line;        /* current 1-based text line, for error messages */
+} shoal_array_state;
+
+/* Frames the elements of a top-level JSON array structurally (strings and
+ * nesting tracked, grammar not checked: shoal_parse validates each element).
+ * A malformed element becomes a span with its error status, and framing goes
+ * on at the next top-level ','. Returns SHOAL_OK, SHOAL_OUT_FULL, or
+ * SHOAL_E_FRAMING when the input is not an array (err_off set). */
+int shoal_frame_array(shoal_array_state *st, const char *buf, size_t len, int final,
+                      shoal_span *out, size_t cap, size_t *n_out, size_t *consumed,
+                      size_t *err_off);
+
+/* ---- PSF programs ------------------------------------------------------- */
+/* A program is a short postfix sequence over a value stack (depth <= 32). */
+#define SHOAL_OP_SLOT 1   /* push the value in slots[arg] */
+#define SHOAL_OP_LIT 2    /* push literal arg */
+#define SHOAL_OP_EQ 3     /* pop r, l; push l == r (JMESPath equality, JSON semantics) */
+#define SHOAL_OP_NE 4
+#define SHOAL_OP_LT 5     /* ordering: numbers or strings of one kind, else null */
+#define SHOAL_OP_LE 6
+#define SHOAL_OP_GT 7
+#define SHOAL_OP_GE 8
+#define SHOAL_OP_NOT 9    /* pop v; push !truthy(v) */
+#define SHOAL_OP_AND 10   /* pop r, l; push truthy(l) ? r : l */
+#define SHOAL_OP_OR 11    /* pop r, l; push truthy(l) ? l : r */
+#define SHOAL_MAX_STACK 32
+
+typedef struct {
+    uint32_t op;
+    uint32_t arg;
+} shoal_insn;
+
+typedef struct {
+    uint32_t type;        /* SHOAL_T_* (scalars only) */
+    uint32_t canon_off;   /* canonical bytes in shoal_psfset.lit_pool */
+    uint32_t canon_len;
+    uint32_t reserved;
+    double num;           /* numbers: the value as a double, for ordering */
+} shoal_lit;
+
+typedef struct {
+    uint32_t psf_id;
+    uint32_t first_insn;
+    uint32_t n_insns;
+    uint32_t reserved;
+} shoal_prog;
+
+/* Everything the C ingest path evaluates: one trie for all fields any program
+ * reads, and one program per natively compiled PSF. */
+typedef struct {
+    shoal_trie trie;
+    const shoal_prog *progs;
+    uint32_t n_progs;
+    const shoal_insn *insns;
+    const shoal_lit *lits;
+    const char *lit_pool;
+} shoal_psfset;
+
+#define SHOAL_ORIGIN_NONE 0    /* computed: true/false/null, no bytes */
+#define SHOAL_ORIGIN_RECORD 1  /* start/len locate the value's text in the record */
+#define SHOAL_ORIGIN_LIT 2     /* start/len locate canonical bytes in lit_pool */
+
+typedef struct {
+    uint8_t type;     /* SHOAL_T_* */
+    uint8_t flags;    /* SHOAL_VF_* */
+    uint8_t origin;   /* SHOAL_ORIGIN_* */
+    uint8_t reserved;
+    uint32_t start;
+    uint32_t len;
+} shoal_val;
+
+/* Run program `prog` of `set` over a record whose trie slots are filled. */
+int shoal_eval(const shoal_psfset *set, uint32_t prog, const char *rec,
+               const shoal_slot *slots, shoal_val *out);
+
+/* Canonical bytes of an evaluation result if it is indexable (string, number
+ * or true): returns the length (> 0), 0 if not indexable, or SHOAL_E_SPACE. */
+int64_t shoal_val_canon(const shoal_psfset *set, const char *rec, const shoal_val *v,
+                        char *dst, size_t cap);
+
+/* ---- records ------------------------------------------------------------ */
+/* Record = header, key pointers, canonical values area (padded to 8), raw
+ * payload (padded to 8). Records never straddle a page; a zero header means
+ * "nothing more in this page". */
+#define SHOAL_RECORD_MAGIC 21320      /* 0x5348, "SH" */
+#define SHOAL_RECORD_VERSION 1
+#define SHOAL_RF_TOMBSTONE 1
+#define SHOAL_HEADER_BYTES 32
+#define SHOAL_KP_BYTES 24
+#define SHOAL_MAX_KPS 65535
+#define SHOAL_KP_SPAN 1    /* value = raw string content inside the payload; canonical = 's' + bytes */
+#define SHOAL_KP_CANON 2   /* value = canonical bytes in the values area */
+#define SHOAL_ADDRESS_BITS 48
+#define SHOAL_FIRST_ADDRESS 64   /* address 0 means "none"; the log starts here */
+
+typedef struct {
+    uint32_t crc;           /* CRC32C of bytes [4, end of payload) */
+    uint16_t magic;
+    uint8_t version;
+    uint8_t flags;          /* SHOAL_RF_* */
+    uint32_t size;          /* whole record in bytes, multiple of 8 */
+    uint32_t payload_bytes;
+    uint16_t n_kps;
+    uint16_t reserved;
+    uint32_t values_bytes;  /* canonical values area, unpadded */
+    uint64_t aux;           /* reserved for keyed records; 0 */
+} shoal_record_header;
+
+typedef struct {
+    uint64_t prev_psf;      /* bits 0..47: previous key pointer on this chain (0: end); 48..63: psf_id */
+    uint32_t value_off;     /* value bytes' offset from the record start */
+    uint32_t value_len;
+    uint16_t kp_index;      /* position of this key pointer in its record */
+    uint8_t value_kind;     /* SHOAL_KP_* */
+    uint8_t reserved;
+    uint32_t hash32;        /* low 32 bits of shoal_hash(psf_id, canonical value) */
+} shoal_key_pointer;
+
+/* ---- hybrid log view ------------------------------------------------------ */
+/* Python owns the frames and segment files; C reads and appends through this.
+ * Invariant: begin <= head <= read_only <= tail. Page p lives in frame
+ * p % n_frames while head <= page start; frame_page[] says which page a frame
+ * holds (-1 while recycled). The writer recycles a frame only after the page it
+ * held is flushed and head has passed it, so a reader that sees frame_page
+ * change under it (seqlock check) can re-read the bytes from the segment file. */
+typedef struct {
+    uint32_t page_bits;           /* page size = 1 << page_bits */
+    uint32_t n_frames;
+    char **frames;
+    int64_t *frame_page;          /* atomic */
+    uint64_t begin_address;       /* atomic */
+    uint64_t head_address;        /* atomic */
+    uint64_t read_only_address;   /* atomic */
+    uint64_t tail_address;        /* atomic; the writer publishes it after a record is complete */
+    uint64_t flushed_until_address; /* atomic */
+    int32_t *segment_fds;         /* fd of segment s, -1 if absent */
+    uint32_t n_segment_slots;
+    uint32_t segment_page_bits;   /* pages per segment = 1 << segment_page_bits */
+} shoal_log;
+
+/* ---- hash index ----------------------------------------------------------- */
+typedef struct shoal_index shoal_index;
+
+typedef struct {
+    uint64_t buckets;
+    uint64_t overflow_buckets;
+    uint64_t entries;
+    uint64_t bytes;
+} shoal_index_stats;
+
+shoal_index *shoal_index_new(uint32_t bucket_bits);
+void shoal_index_free(shoal_index *index);
+int shoal_index_grow(shoal_index *index);
+uint64_t shoal_index_lookup(shoal_index *index, uint64_t hash);
+int shoal_index_upsert(shoal_index *index, uint64_t hash, uint64_t kp_address,
+                       uint64_t *prev_address);
+void shoal_index_get_stats(shoal_index *index, shoal_index_stats *out);
+uint64_t shoal_index_dump_bytes(shoal_index *index);
+int shoal_index_dump(shoal_index *index, char *dst, uint64_t cap);
+shoal_index *shoal_index_load(const char *src, uint64_t len, int *err);
+
+/* ---- ingest --------------------------------------------------------------- */
+/* Values computed in Python (slow-path PSFs) for records of the current job. */
+typedef struct {
+    uint32_t rec;        /* index into spans; extras are sorted by rec */
+    uint32_t psf_id;
+    uint32_t off;        /* canonical value bytes in extra_pool */
+    uint32_t len;
+} shoal_extra;
+
+typedef struct {
+    uint64_t address;    /* where the record landed, 0 if rejected or dry run */
+    int32_t status;      /* SHOAL_OK or SHOAL_E_* */
+    uint32_t err_off;    /* offset in the record text of a parse error */
+} shoal_rec_result;
+
+typedef struct {
+    const char *buf;                 /* input chunk the spans point into */
+    const shoal_span *spans;
+    uint32_t n_spans;
+    uint32_t n_extras;
+    const shoal_extra *extras;
+    const char *extra_pool;
+    uint32_t dry_run;                /* 1: validate and evaluate only */
+    uint32_t max_record_bytes;
+    uint32_t next_span;              /* in/out: resume point */
+    uint32_t next_extra;             /* in/out */
+    shoal_rec_result *results;       /* n_spans entries */
+    shoal_slot *slots;               /* scratch: trie.n_slots entries */
+    char *scratch;                   /* scratch for canonical values */
+    uint64_t scratch_bytes;
+    uint64_t appended;               /* out, cumulative */
+    uint64_t rejected;
+    uint64_t bytes_appended;
+} shoal_ingest_job;
+
+/* Validate, evaluate and append job's records at the log tail, linking their
+ * key pointers into the index. Single writer. Returns SHOAL_OK when every span
+ * is done, SHOAL_NEED_PAGE when the next record does not fit in the tail page
+ * (the caller turns the page and calls again), or an error. */
+int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
+                 shoal_index *index);
+
+/* ---- reads ---------------------------------------------------------------- */
+/* Walk the chain of (psf_id, canon) newest first, emitting record addresses in
+ * [lo, hi). Resumable: next_kp = 0 starts at the index head. */
+typedef struct {
+    uint64_t next_kp;         /* in/out */
+    uint64_t lo;
+    uint64_t hi;
+    uint64_t hash;
+    const char *canon;
+    uint32_t canon_len;
+    uint32_t psf_id;
+    uint64_t *out;
+    uint32_t cap;
+    uint32_t n_out;           /* out */
+    uint32_t done;            /* out: 1 when the chain has nothing more in range */
+    int32_t err;              /* out: SHOAL_OK or error */
+    uint64_t err_address;
+} shoal_walk_job;
+
+int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index);
+
+/* Copy records (whole, header included) at addrs into out, back to back at
+ * 8-byte aligned offsets; offsets[i] = where record i starts, status[i] its
+ * outcome (SHOAL_OK, SHOAL_E_CORRUPT if no valid record starts there).
+ * Resumes at n_done; returns SHOAL_OUT_FULL when `out` fills. */
+typedef struct {
+    const uint64_t *addrs;
+    uint32_t n;
+    uint32_t n_done;          /* in/out */
+    char *out;
+    uint64_t cap;
+    uint64_t used;            /* out */
+    uint64_t *offsets;
+    int32_t *status;
+} shoal_read_job;
+
+int shoal_read(shoal_read_job *job, shoal_log *log);
+
+/* Scan records in a buffer holding log bytes [base, base + len). */
+#define SHOAL_SCAN_ALL 0       /* every record */
+#define SHOAL_SCAN_TRUTHY 1    /* records where program `prog` yields a truthy value */
+#define SHOAL_SCAN_EQUALS 2    /* records where program `prog` yields canonical == canon */
+typedef struct {
+    const char *buf;
+    uint64_t base;
+    uint64_t len;
+    uint64_t pos;             /* in/out: address of the next record to look at */
+    uint64_t lo;
+    uint64_t hi;
+    uint32_t mode;
+    uint32_t prog;
+    const char *canon;
+    uint32_t canon_len;
+    uint32_t cap;
+    uint64_t *out;            /* matching record addresses, ascending */
+    uint32_t n_out;           /* out */
+    int32_t err;              /* out */
+    uint64_t err_address;
+    shoal_slot *slots;        /* scratch: trie.n_slots entries */
+    char *scratch;
+    uint64_t scratch_bytes;
+} shoal_scan_job;
+
+int shoal_scan(shoal_scan_job *job, const shoal_psfset *set);
+
+/* Recovery: verify records in buf (log bytes [base, base + len)) from *pos on
+ * and re-link their key pointers into the index. Stops at the end of the
+ * buffer (SHOAL_OK), a zero header (SHOAL_END, *pos at it), or a bad record
+ * (SHOAL_E_CORRUPT, *pos at it). */
+int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos,
+                 uint32_t page_bits, shoal_index *index, uint64_t *records);
+
+/* END CDEF */
+
+#endif

@@ -1,0 +1,108 @@
+"""Every exception shoal raises, in one tree.
+
+    ShoalError
+    ├── InvalidArgument            (also a ValueError) a call's arguments are wrong
+    ├── ParseError                 one JSON text is invalid: .line, .offset, .reason
+    ├── IngestRejected             on_error="reject" and the input had bad records:
+    │                              nothing was stored; .result lists them
+    ├── PSFError
+    │   ├── PSFNotFound            (also a KeyError) no PSF by that name
+    │   ├── PSFExists              a PSF by that name is registered and active
+    │   └── PSFDefinitionError     the expression does not parse: .position
+    └── StorageError
+        ├── StoreClosed            the store was closed
+        ├── StoreLocked            another process holds the data directory
+        ├── RecordTooLarge         a record cannot fit in a log page
+        ├── CorruptionError        a checksum, magic or size check failed
+        └── NativeIOError          a read or write of a segment file failed
+
+Expected outcomes are values, not exceptions: a query with no match yields
+nothing, and `Store.get` of an address holding no record returns None.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class ShoalError(Exception):
+    """Base class of every error shoal raises."""
+
+
+class InvalidArgument(ShoalError, ValueError):
+    """A call's arguments are invalid (wrong type, out of range, unknown option)."""
+
+
+class ParseError(ShoalError):
+    """A JSON text is invalid. `line` is 1-based within the input, `offset` is
+    the byte offset of the problem within the record's text."""
+
+    def __init__(self, reason: str, line: int | None = None, offset: int | None = None):
+        self.reason = reason
+        self.line = line
+        self.offset = offset
+        where = []
+        if line is not None:
+            where.append(f"line {line}")
+        if offset is not None:
+            where.append(f"byte {offset}")
+        super().__init__(f"{reason} ({', '.join(where)})" if where else reason)
+
+
+class IngestRejected(ShoalError):
+    """Raised by ingest(on_error="reject") when any record is bad. Nothing from
+    that call was stored; `result` holds the per-record errors."""
+
+    def __init__(self, result: Any):
+        self.result = result
+        first = result.errors[0] if result.errors else None
+        detail = f"; first: line {first.line}: {first.reason}" if first else ""
+        super().__init__(f"{result.rejected} bad record(s), nothing stored{detail}")
+
+
+class PSFError(ShoalError):
+    """Problems with PSF registration or lookup."""
+
+
+class PSFNotFound(PSFError, KeyError):
+    """No PSF is registered under that name."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "PSF not found"
+
+
+class PSFExists(PSFError):
+    """A PSF with that name is already registered and active."""
+
+
+class PSFDefinitionError(PSFError):
+    """A PSF definition is invalid. `position` is the 0-based character offset
+    in the expression where the problem was found, when known."""
+
+    def __init__(self, message: str, position: int | None = None, expression: str | None = None):
+        self.position = position
+        self.expression = expression
+        super().__init__(message)
+
+
+class StorageError(ShoalError):
+    """The log, index or data directory could not do what was asked."""
+
+
+class StoreClosed(StorageError):
+    """The store was closed; open it again to use it."""
+
+
+class StoreLocked(StorageError):
+    """Another process has the data directory open."""
+
+
+class RecordTooLarge(StorageError):
+    """A record (payload, key pointers and header) does not fit in one log page."""
+
+
+class CorruptionError(StorageError):
+    """Stored bytes failed a checksum, magic or size check."""
+
+
+class NativeIOError(StorageError):
+    """Reading or writing a segment or checkpoint file failed."""
