@@ -1,7 +1,520 @@
-/* log.c -- record append, chain walks, reads, scans, replay. (stub) */
+/*
+ * log.c -- the per-record work of the hybrid log: append (ingest), chain
+ * walks, record reads, scans and recovery replay.
+ *
+ * Record layout (shoal.h): header | key pointers | values area | payload,
+ * each part padded to 8 bytes. Key pointers of one (psf, value) are linked
+ * newest-to-oldest through prev_psf; the index holds each chain's head.
+ *
+ * Concurrency: one writer calls shoal_ingest/shoal_replay (Python's writer
+ * lock); any thread may walk, read and scan at the same time. The writer
+ * completes a record's bytes, then publishes tail_address (release), then
+ * points index entries at its key pointers (release). Readers reach records
+ * only through the index or below a tail they loaded, so they never see a
+ * half-written record. In-memory reads are validated seqlock-style against
+ * frame_page and fall back to the segment file when the frame was recycled.
+ */
+#define _GNU_SOURCE
 #include "shoal.h"
-int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log, shoal_index *index) { return SHOAL_E_ARG; }
-int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index) { return SHOAL_E_ARG; }
-int shoal_read(shoal_read_job *job, shoal_log *log) { return SHOAL_E_ARG; }
-int shoal_scan(shoal_scan_job *job, const shoal_psfset *set) { return SHOAL_E_ARG; }
-int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos, uint32_t page_bits, shoal_index *index, uint64_t *records) { return SHOAL_E_ARG; }
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ADDR_MASK ((1ULL << SHOAL_ADDRESS_BITS) - 1)
+#define PAD8(x) (((uint64_t)(x) + 7) & ~(uint64_t)7)
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+/* ---- reading log bytes ---------------------------------------------------- */
+
+#define BLOCK_BYTES 65536
+
+/* Per-call cache of one block read from a segment file: chain walks move
+ * backwards through nearby records, so most disk reads hit the same block. */
+typedef struct {
+    uint64_t lo; /* log address of buf[0]; 0 = empty */
+    uint32_t len;
+    char buf[BLOCK_BYTES];
+} block_cache;
+
+static int pread_full(int fd, char *dst, size_t n, uint64_t off) {
+    while (n) {
+        ssize_t r = pread(fd, dst, n, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return SHOAL_E_IO;
+        }
+        if (r == 0) return SHOAL_E_CORRUPT; /* short file: no record here */
+        dst += r;
+        off += (uint64_t)r;
+        n -= (size_t)r;
+    }
+    return SHOAL_OK;
+}
+
+static int disk_read(shoal_log *log, uint64_t addr, char *dst, size_t n) {
+    uint64_t page = addr >> log->page_bits;
+    uint64_t seg = page >> log->segment_page_bits;
+    if (seg >= log->n_segment_slots) return SHOAL_E_CORRUPT;
+    int fd = LOAD(&log->segment_fds[seg]);
+    if (fd < 0) return SHOAL_E_CORRUPT;
+    uint64_t in_seg = ((page & ((1ULL << log->segment_page_bits) - 1)) << log->page_bits)
+                      | (addr & ((1ULL << log->page_bits) - 1));
+    return pread_full(fd, dst, n, in_seg);
+}
+
+/* Copy log bytes [addr, addr + n) (within one page) into dst. */
+static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_cache *bc) {
+    uint64_t page = addr >> log->page_bits;
+    uint32_t f = (uint32_t)(page % log->n_frames);
+    int64_t p1 = LOAD(&log->frame_page[f]);
+    if (p1 == (int64_t)page) {
+        memcpy(dst, log->frames[f] + (addr & ((1ULL << log->page_bits) - 1)), n);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&log->frame_page[f], __ATOMIC_RELAXED) == p1) return SHOAL_OK;
+    }
+    if (bc && n <= BLOCK_BYTES) {
+        if (!(bc->lo && addr >= bc->lo && addr + n <= bc->lo + bc->len)) {
+            uint64_t page_size = 1ULL << log->page_bits;
+            uint64_t lo = addr & ~(uint64_t)(BLOCK_BYTES - 1);
+            uint64_t page_lo = addr & ~(page_size - 1);
+            if (lo < page_lo) lo = page_lo;
+            uint64_t hi = lo + BLOCK_BYTES;
+            if (hi > page_lo + page_size) hi = page_lo + page_size;
+            if (addr + n > hi) return disk_read(log, addr, dst, n);
+            /* The block may run past the end of the segment file (last page
+             * partially flushed): read what is there. */
+            uint64_t want = hi - lo;
+            uint64_t page_no = lo >> log->page_bits;
+            uint64_t seg = page_no >> log->segment_page_bits;
+            if (seg >= log->n_segment_slots) return SHOAL_E_CORRUPT;
+            int fd = LOAD(&log->segment_fds[seg]);
+            if (fd < 0) return SHOAL_E_CORRUPT;
+            uint64_t off = ((page_no & ((1ULL << log->segment_page_bits) - 1)) << log->page_bits)
+                           | (lo & (page_size - 1));
+            uint64_t got = 0;
+            while (got < want) {
+                ssize_t r = pread(fd, bc->buf + got, want - got, (off_t)(off + got));
+                if (r < 0) {
+                    if (errno == EINTR) continue;
+                    bc->lo = 0;
+                    return SHOAL_E_IO;
+                }
+                if (r == 0) break;
+                got += (uint64_t)r;
+            }
+            bc->lo = lo;
+            bc->len = (uint32_t)got;
+            if (addr + n > lo + got) { bc->lo = 0; return SHOAL_E_CORRUPT; }
+        }
+        memcpy(dst, bc->buf + (addr - bc->lo), n);
+        return SHOAL_OK;
+    }
+    return disk_read(log, addr, dst, n);
+}
+
+/* Header sanity for a record claimed to start at addr. */
+static int header_ok(const shoal_record_header *h, uint64_t addr, uint32_t page_bits) {
+    uint64_t page_size = 1ULL << page_bits;
+    uint64_t off = addr & (page_size - 1);
+    if (h->magic != SHOAL_RECORD_MAGIC || h->version != SHOAL_RECORD_VERSION) return 0;
+    if (h->size < SHOAL_HEADER_BYTES || (h->size & 7) || off + h->size > page_size) return 0;
+    uint64_t need = SHOAL_HEADER_BYTES + (uint64_t)h->n_kps * SHOAL_KP_BYTES + PAD8(h->values_bytes)
+                    + PAD8(h->payload_bytes);
+    return need == h->size;
+}
+
+static uint64_t payload_end(const shoal_record_header *h) {
+    return SHOAL_HEADER_BYTES + (uint64_t)h->n_kps * SHOAL_KP_BYTES + PAD8(h->values_bytes)
+           + h->payload_bytes;
+}
+
+static int record_crc_ok(const char *rec) {
+    const shoal_record_header *h = (const shoal_record_header *)rec;
+    return shoal_crc32c(0, rec + 4, payload_end(h) - 4) == h->crc;
+}
+
+/* ---- ingest --------------------------------------------------------------- */
+
+typedef struct {
+    uint32_t psf_id;
+    uint8_t kind;      /* SHOAL_KP_* */
+    uint32_t off;      /* SPAN: offset of the content in the record text; CANON: in values area */
+    uint32_t len;
+    uint64_t hash;
+    uint64_t prev;
+} kp_plan;
+
+#define MAX_PLAN 4096
+
+int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log, shoal_index *index) {
+    const uint64_t page_size = 1ULL << log->page_bits;
+    const uint64_t page_mask = page_size - 1;
+    kp_plan *plan = malloc(sizeof(kp_plan) * MAX_PLAN);
+    if (!plan) return SHOAL_E_NOMEM;
+    int rc = SHOAL_OK;
+
+    for (uint32_t i = job->next_span; i < job->n_spans; i++) {
+        const shoal_span *sp = &job->spans[i];
+        shoal_rec_result *res = &job->results[i];
+        uint32_t first_extra = job->next_extra;
+        uint32_t extra_end = first_extra;
+        while (extra_end < job->n_extras && job->extras[extra_end].rec == i) extra_end++;
+        res->address = 0;
+        res->err_off = 0;
+        res->status = SHOAL_OK;
+
+        if (sp->status != SHOAL_OK) { res->status = sp->status; goto reject; }
+        if (sp->len > job->max_record_bytes || sp->len >= page_size) {
+            res->status = SHOAL_E_TOO_LARGE;
+            goto reject;
+        }
+        const char *text = job->buf + sp->start;
+        uint32_t text_len = (uint32_t)sp->len;
+        size_t err_off = 0;
+        int prc = shoal_parse(text, text_len, &set->trie, job->slots, &err_off);
+        if (prc != SHOAL_OK) {
+            res->status = prc;
+            res->err_off = (uint32_t)err_off;
+            goto reject;
+        }
+
+        /* Evaluate programs; canonical bytes of every value go to scratch. */
+        uint32_t n_kps = 0;
+        uint64_t scratch_used = 0, values_bytes = 0;
+        for (uint32_t p = 0; p < set->n_progs; p++) {
+            shoal_val v;
+            int erc = shoal_eval(set, p, text, job->slots, &v);
+            if (erc != SHOAL_OK) { rc = erc; goto out; }
+            if (!(v.type == SHOAL_T_STRING || v.type == SHOAL_T_NUMBER || v.type == SHOAL_T_TRUE))
+                continue;
+            if (n_kps >= MAX_PLAN) { res->status = SHOAL_E_TOO_MANY_KPS; goto reject; }
+            int64_t cl = shoal_val_canon(set, text, &v, job->scratch + scratch_used,
+                                         job->scratch_bytes - scratch_used);
+            if (cl == SHOAL_E_SPACE) { res->status = SHOAL_E_TOO_LARGE; goto reject; }
+            if (cl < 0) { rc = (int)cl; goto out; }
+            if (cl == 0) continue;
+            kp_plan *k = &plan[n_kps++];
+            k->psf_id = set->progs[p].psf_id;
+            k->hash = shoal_hash(k->psf_id, job->scratch + scratch_used, (size_t)cl);
+            if (v.origin == SHOAL_ORIGIN_RECORD && v.type == SHOAL_T_STRING && !(v.flags & SHOAL_VF_ESCAPED)) {
+                k->kind = SHOAL_KP_SPAN;
+                k->off = v.start + 1;
+                k->len = v.len - 2;
+            } else {
+                k->kind = SHOAL_KP_CANON;
+                k->off = (uint32_t)scratch_used; /* fixed up to values-area offsets below */
+                k->len = (uint32_t)cl;
+                values_bytes += (uint64_t)cl;
+            }
+            scratch_used += (uint64_t)cl;
+        }
+        for (uint32_t e = first_extra; e < extra_end; e++) {
+            const shoal_extra *x = &job->extras[e];
+            if (n_kps >= MAX_PLAN) { res->status = SHOAL_E_TOO_MANY_KPS; goto reject; }
+            if (scratch_used + x->len > job->scratch_bytes) { res->status = SHOAL_E_TOO_LARGE; goto reject; }
+            memcpy(job->scratch + scratch_used, job->extra_pool + x->off, x->len);
+            kp_plan *k = &plan[n_kps++];
+            k->psf_id = x->psf_id;
+            k->hash = shoal_hash(x->psf_id, job->scratch + scratch_used, x->len);
+            k->kind = SHOAL_KP_CANON;
+            k->off = (uint32_t)scratch_used;
+            k->len = x->len;
+            values_bytes += x->len;
+            scratch_used += x->len;
+        }
+
+        uint64_t kps_end = SHOAL_HEADER_BYTES + (uint64_t)n_kps * SHOAL_KP_BYTES;
+        uint64_t payload_off = kps_end + PAD8(values_bytes);
+        uint64_t size = payload_off + PAD8(text_len);
+        if (size > page_size || size > 0xFFFFFFFFull || values_bytes > 0xFFFFFFFFull) {
+            res->status = SHOAL_E_TOO_LARGE;
+            goto reject;
+        }
+        if (job->dry_run) {
+            job->next_extra = extra_end;
+            continue;
+        }
+
+        uint64_t tail = LOAD(&log->tail_address);
+        if ((tail & page_mask) + size > page_size) {
+            job->next_span = i;
+            job->next_extra = first_extra;
+            rc = SHOAL_NEED_PAGE;
+            goto out;
+        }
+        uint64_t page = tail >> log->page_bits;
+        char *rec = log->frames[page % log->n_frames] + (tail & page_mask);
+
+        /* Body first: key pointers take their prev from the current heads. */
+        shoal_record_header *h = (shoal_record_header *)rec;
+        h->magic = SHOAL_RECORD_MAGIC;
+        h->version = SHOAL_RECORD_VERSION;
+        h->flags = 0;
+        h->size = (uint32_t)size;
+        h->payload_bytes = text_len;
+        h->n_kps = (uint16_t)n_kps;
+        h->reserved = 0;
+        h->values_bytes = (uint32_t)values_bytes;
+        h->aux = 0;
+        char *values = rec + kps_end;
+        uint64_t vpos = 0;
+        for (uint32_t k = 0; k < n_kps; k++) {
+            kp_plan *pl = &plan[k];
+            shoal_key_pointer *kp = (shoal_key_pointer *)(rec + SHOAL_HEADER_BYTES + (uint64_t)k * SHOAL_KP_BYTES);
+            pl->prev = shoal_index_lookup(index, pl->hash);
+            kp->prev_psf = pl->prev | ((uint64_t)pl->psf_id << 48);
+            if (pl->kind == SHOAL_KP_SPAN) {
+                kp->value_off = (uint32_t)(payload_off + pl->off);
+            } else {
+                memcpy(values + vpos, job->scratch + pl->off, pl->len);
+                kp->value_off = (uint32_t)(kps_end + vpos);
+                vpos += pl->len;
+            }
+            kp->value_len = pl->len;
+            kp->kp_index = (uint16_t)k;
+            kp->value_kind = pl->kind;
+            kp->reserved = 0;
+            kp->hash32 = (uint32_t)pl->hash;
+        }
+        memset(values + vpos, 0, PAD8(values_bytes) - values_bytes);
+        memcpy(rec + payload_off, text, text_len);
+        memset(rec + payload_off + text_len, 0, PAD8(text_len) - text_len);
+        h->crc = shoal_crc32c(0, rec + 4, payload_off + text_len - 4);
+
+        STORE(&log->tail_address, tail + size);
+        for (uint32_t k = 0; k < n_kps; k++) {
+            uint64_t kp_addr = tail + SHOAL_HEADER_BYTES + (uint64_t)k * SHOAL_KP_BYTES;
+            int urc = shoal_index_upsert(index, plan[k].hash, kp_addr, NULL);
+            if (urc != SHOAL_OK) { rc = urc; job->next_span = i + 1; job->next_extra = extra_end; goto out; }
+        }
+        res->address = tail;
+        job->appended++;
+        job->bytes_appended += size;
+        job->next_extra = extra_end;
+        continue;
+    reject:
+        job->rejected++;
+        job->next_extra = extra_end;
+    }
+    job->next_span = job->n_spans;
+out:
+    free(plan);
+    return rc;
+}
+
+/* ---- chain walks ------------------------------------------------------------ */
+
+static int value_equals(shoal_log *log, uint64_t rec_addr, const shoal_key_pointer *kp,
+                        const char *canon, uint32_t canon_len, block_cache *bc) {
+    const char *want = canon;
+    uint32_t want_len = canon_len;
+    if (kp->value_kind == SHOAL_KP_SPAN) {
+        if (canon_len == 0 || canon[0] != 's') return 0;
+        want++;
+        want_len--;
+    }
+    if (kp->value_len != want_len) return 0;
+    char buf[512];
+    uint64_t a = rec_addr + kp->value_off;
+    uint32_t done = 0;
+    while (done < want_len) {
+        uint32_t n = want_len - done < sizeof buf ? want_len - done : (uint32_t)sizeof buf;
+        int rc = read_bytes(log, a + done, buf, n, bc);
+        if (rc != SHOAL_OK) return rc;
+        if (memcmp(buf, want + done, n) != 0) return 0;
+        done += n;
+    }
+    return 1;
+}
+
+int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index) {
+    job->n_out = 0;
+    job->err = SHOAL_OK;
+    if (job->done) return SHOAL_OK;
+    uint64_t kp_addr = job->next_kp;
+    if (kp_addr == 0) kp_addr = shoal_index_lookup(index, job->hash);
+    block_cache *bc = malloc(sizeof *bc);
+    if (!bc) return SHOAL_E_NOMEM;
+    bc->lo = 0;
+    int rc = SHOAL_OK;
+    uint64_t begin = LOAD(&log->begin_address);
+    while (kp_addr) {
+        if (kp_addr < begin) break;
+        shoal_key_pointer kp;
+        int r = read_bytes(log, kp_addr, (char *)&kp, sizeof kp, bc);
+        if (r != SHOAL_OK) { job->err = r; job->err_address = kp_addr; rc = r; break; }
+        uint64_t rec_addr = kp_addr - SHOAL_HEADER_BYTES - (uint64_t)kp.kp_index * SHOAL_KP_BYTES;
+        uint64_t prev = kp.prev_psf & ADDR_MASK;
+        if (rec_addr < job->lo) break;
+        if (prev >= kp_addr) { /* chains only point backwards */
+            job->err = SHOAL_E_CORRUPT; job->err_address = kp_addr; rc = SHOAL_E_CORRUPT; break;
+        }
+        if ((uint32_t)(kp.prev_psf >> 48) == job->psf_id && kp.hash32 == (uint32_t)job->hash
+            && rec_addr < job->hi) {
+            int eq = value_equals(log, rec_addr, &kp, job->canon, job->canon_len, bc);
+            if (eq < 0) { job->err = eq; job->err_address = kp_addr; rc = eq; break; }
+            if (eq) {
+                job->out[job->n_out++] = rec_addr;
+                if (job->n_out == job->cap) {
+                    job->next_kp = prev;
+                    if (!prev) job->done = 1;
+                    free(bc);
+                    return prev ? SHOAL_OUT_FULL : SHOAL_OK;
+                }
+            }
+        }
+        kp_addr = prev;
+    }
+    job->done = 1;
+    job->next_kp = 0;
+    free(bc);
+    return rc;
+}
+
+/* ---- record reads ---------------------------------------------------------- */
+
+int shoal_read(shoal_read_job *job, shoal_log *log) {
+    uint64_t page_size = 1ULL << log->page_bits;
+    uint64_t begin = LOAD(&log->begin_address);
+    uint64_t tail = LOAD(&log->tail_address);
+    block_cache *bc = malloc(sizeof *bc);
+    if (!bc) return SHOAL_E_NOMEM;
+    bc->lo = 0;
+    int rc = SHOAL_OK;
+    for (; job->n_done < job->n; job->n_done++) {
+        uint32_t i = job->n_done;
+        uint64_t a = job->addrs[i];
+        job->offsets[i] = job->used;
+        job->status[i] = SHOAL_E_CORRUPT;
+        if (a < begin || a >= tail || (a & 7) || (a & (page_size - 1)) + SHOAL_HEADER_BYTES > page_size)
+            continue;
+        shoal_record_header h;
+        int r = read_bytes(log, a, (char *)&h, sizeof h, bc);
+        if (r == SHOAL_E_IO) { job->status[i] = r; continue; }
+        if (r != SHOAL_OK || !header_ok(&h, a, log->page_bits)) continue;
+        if (job->used + h.size > job->cap) {
+            if (job->used == 0) { rc = SHOAL_E_SPACE; break; }
+            rc = SHOAL_OUT_FULL;
+            break;
+        }
+        char *dst = job->out + job->used;
+        r = (h.size <= BLOCK_BYTES) ? read_bytes(log, a, dst, h.size, bc) : read_bytes(log, a, dst, h.size, NULL);
+        if (r != SHOAL_OK) { job->status[i] = r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT; continue; }
+        if (!header_ok((shoal_record_header *)dst, a, log->page_bits) || !record_crc_ok(dst)) continue;
+        job->status[i] = SHOAL_OK;
+        job->used += h.size;
+    }
+    free(bc);
+    return rc;
+}
+
+/* ---- scans -------------------------------------------------------------------- */
+
+int shoal_scan(shoal_scan_job *job, const shoal_psfset *set) {
+    job->n_out = 0;
+    job->err = SHOAL_OK;
+    uint64_t end = job->base + job->len;
+    while (job->pos + SHOAL_HEADER_BYTES <= end) {
+        uint64_t a = job->pos;
+        const char *rec = job->buf + (a - job->base);
+        const shoal_record_header *h = (const shoal_record_header *)rec;
+        if (h->size == 0 && h->magic == 0) return SHOAL_END;
+        /* The buffer holds a page or its prefix, so the page offset of a is a - base
+         * when base is page aligned; callers pass page-aligned buffers. */
+        if (h->magic != SHOAL_RECORD_MAGIC || h->size < SHOAL_HEADER_BYTES || (h->size & 7)
+            || a + h->size > end) {
+            job->err = SHOAL_E_CORRUPT;
+            job->err_address = a;
+            return SHOAL_E_CORRUPT;
+        }
+        if (a >= job->hi) return SHOAL_END;
+        if (a >= job->lo) {
+            int match = 0;
+            if (job->mode == SHOAL_SCAN_ALL) {
+                match = 1;
+            } else {
+                const char *payload = rec + SHOAL_HEADER_BYTES + (uint64_t)h->n_kps * SHOAL_KP_BYTES
+                                      + PAD8(h->values_bytes);
+                size_t err_off;
+                int prc = shoal_parse(payload, h->payload_bytes, &set->trie, job->slots, &err_off);
+                if (prc != SHOAL_OK) {
+                    job->err = SHOAL_E_CORRUPT;
+                    job->err_address = a;
+                    return SHOAL_E_CORRUPT;
+                }
+                shoal_val v;
+                int erc = shoal_eval(set, job->prog, payload, job->slots, &v);
+                if (erc != SHOAL_OK) return erc;
+                if (job->mode == SHOAL_SCAN_TRUTHY) {
+                    switch (v.type) {
+                    case SHOAL_T_MISSING: case SHOAL_T_NULL: case SHOAL_T_FALSE: match = 0; break;
+                    case SHOAL_T_STRING: case SHOAL_T_ARRAY: case SHOAL_T_OBJECT:
+                        match = !(v.flags & SHOAL_VF_EMPTY); break;
+                    default: match = 1;
+                    }
+                } else {
+                    int64_t cl = shoal_val_canon(set, payload, &v, job->scratch, job->scratch_bytes);
+                    if (cl < 0) return (int)cl;
+                    match = cl > 0 && (uint64_t)cl == job->canon_len
+                            && memcmp(job->scratch, job->canon, (size_t)cl) == 0;
+                }
+            }
+            if (match) {
+                if (job->n_out == job->cap) return SHOAL_OUT_FULL;
+                job->out[job->n_out++] = a;
+            }
+        }
+        job->pos = a + h->size;
+    }
+    return SHOAL_OK;
+}
+
+/* ---- recovery replay ----------------------------------------------------------- */
+
+int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos, uint32_t page_bits,
+                 shoal_index *index, uint64_t *records) {
+    uint64_t end = base + len;
+    char *canon = NULL;
+    size_t canon_cap = 0;
+    int rc = SHOAL_OK;
+    while (*pos + SHOAL_HEADER_BYTES <= end) {
+        uint64_t a = *pos;
+        const char *rec = buf + (a - base);
+        const shoal_record_header *h = (const shoal_record_header *)rec;
+        static const char zero[SHOAL_HEADER_BYTES];
+        if (memcmp(rec, zero, SHOAL_HEADER_BYTES) == 0) { rc = SHOAL_END; break; }
+        if (!header_ok(h, a, page_bits) || a + h->size > end || !record_crc_ok(rec)) {
+            rc = SHOAL_E_CORRUPT;
+            break;
+        }
+        for (uint32_t k = 0; k < h->n_kps; k++) {
+            const shoal_key_pointer *kp =
+                (const shoal_key_pointer *)(rec + SHOAL_HEADER_BYTES + (uint64_t)k * SHOAL_KP_BYTES);
+            if (kp->value_off + (uint64_t)kp->value_len > h->size) { rc = SHOAL_E_CORRUPT; goto out; }
+            size_t need = (size_t)kp->value_len + 1;
+            if (need > canon_cap) {
+                char *n = realloc(canon, need * 2);
+                if (!n) { rc = SHOAL_E_NOMEM; goto out; }
+                canon = n;
+                canon_cap = need * 2;
+            }
+            size_t cl = 0;
+            if (kp->value_kind == SHOAL_KP_SPAN) canon[cl++] = 's';
+            memcpy(canon + cl, rec + kp->value_off, kp->value_len);
+            cl += kp->value_len;
+            uint32_t psf_id = (uint32_t)(kp->prev_psf >> 48);
+            uint64_t hash = shoal_hash(psf_id, canon, cl);
+            if ((uint32_t)hash != kp->hash32) { rc = SHOAL_E_CORRUPT; goto out; }
+            int urc = shoal_index_upsert(index, hash, a + SHOAL_HEADER_BYTES + (uint64_t)k * SHOAL_KP_BYTES, NULL);
+            if (urc != SHOAL_OK) { rc = urc; goto out; }
+        }
+        (*records)++;
+        *pos = a + h->size;
+    }
+out:
+    free(canon);
+    return rc;
+}

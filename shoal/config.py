@@ -1,0 +1,105 @@
+"""Typed configuration. Sizes are bytes and carry the unit in their names."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .errors import InvalidArgument
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How a store lays out its log and how much memory it may use.
+
+    page_size_bytes: log page size, a power of two from 4 KiB to 1 GiB. A
+        record (header, key pointers, values, payload) must fit in one page.
+    memory_budget_bytes: memory for in-memory log pages; at least two pages.
+        The hash index and per-batch buffers come on top (see Store.stats()).
+    segment_size_bytes: size of each segment file on disk, a power-of-two
+        multiple of the page size.
+    index_bucket_bits: initial hash table size (2**bits cache-line buckets);
+        the table doubles as it fills.
+    max_record_bytes: largest accepted record text; None means "whatever fits
+        in a page".
+    batch_bytes: how much input one native ingest call takes.
+    max_reported_errors: rejected records listed in an IngestResult (all are
+        counted).
+    """
+
+    page_size_bytes: int = 4 * MiB
+    memory_budget_bytes: int = 256 * MiB
+    segment_size_bytes: int = 256 * MiB
+    index_bucket_bits: int = 14
+    max_record_bytes: int | None = None
+    batch_bytes: int = 1 * MiB
+    max_reported_errors: int = 1000
+
+    def __post_init__(self) -> None:
+        if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:
+            raise InvalidArgument("page_size_bytes must be a power of two between 4 KiB and 1 GiB")
+        if self.memory_budget_bytes < 2 * self.page_size_bytes:
+            raise InvalidArgument("memory_budget_bytes must hold at least two pages")
+        if (not _is_pow2(self.segment_size_bytes) or self.segment_size_bytes < self.page_size_bytes):
+            raise InvalidArgument("segment_size_bytes must be a power of two and at least one page")
+        if not 4 <= self.index_bucket_bits <= 30:
+            raise InvalidArgument("index_bucket_bits must be between 4 and 30")
+        if self.max_record_bytes is not None and self.max_record_bytes <= 0:
+            raise InvalidArgument("max_record_bytes must be positive")
+        if self.batch_bytes < 4 * KiB:
+            raise InvalidArgument("batch_bytes must be at least 4 KiB")
+        if self.max_reported_errors < 0:
+            raise InvalidArgument("max_reported_errors must be >= 0")
+
+    @property
+    def page_bits(self) -> int:
+        return self.page_size_bytes.bit_length() - 1
+
+    @property
+    def n_frames(self) -> int:
+        return self.memory_budget_bytes // self.page_size_bytes
+
+    @property
+    def effective_max_record_bytes(self) -> int:
+        cap = self.page_size_bytes - 64
+        return cap if self.max_record_bytes is None else min(cap, self.max_record_bytes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StoreConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def replace(self, **changes) -> "StoreConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def parse_size(text: str | int) -> int:
+    """'1GiB', '512MiB', '64k', '4096' -> bytes."""
+    if isinstance(text, int):
+        return text
+    s = text.strip().lower().replace(" ", "")
+    units = [("gib", GiB), ("mib", MiB), ("kib", KiB), ("gb", 10**9), ("mb", 10**6), ("kb", 10**3),
+             ("g", GiB), ("m", MiB), ("k", KiB), ("b", 1)]
+    for suffix, mult in units:
+        if s.endswith(suffix):
+            num = s[: -len(suffix)]
+            break
+    else:
+        num, mult = s, 1
+    try:
+        value = float(num)
+    except ValueError:
+        raise InvalidArgument(f"not a size: {text!r}") from None
+    if value < 0:
+        raise InvalidArgument(f"negative size: {text!r}")
+    return int(value * mult)

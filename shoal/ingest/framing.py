@@ -1,0 +1,227 @@
+"""Framing: cut a stream of input chunks into batches of record spans.
+
+Formats:
+  ndjson  one JSON value per line; blank lines are skipped; errors name lines
+  array   one top-level JSON array whose elements are the records; errors name
+          element numbers
+  json    the whole input is one JSON document, stored as one record
+  auto    ndjson, unless the input starts with '[' and its first line is not a
+          complete JSON value (a pretty-printed or multi-line array): array.
+          A one-line array is ambiguous; pass format="array" for it.
+
+A batch is about `batch_bytes` of input plus the spans C found in it; the
+partial record at a batch's end is carried into the next. A line longer than
+the record limit is reported and skipped without buffering it.
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .._native import ffi, lib
+from ..errors import InvalidArgument
+
+_SPAN_CAP = 1 << 16
+
+
+class InputFormat(str, enum.Enum):
+    AUTO = "auto"
+    NDJSON = "ndjson"
+    ARRAY = "array"
+    JSON = "json"
+
+    @classmethod
+    def parse(cls, value: "str | InputFormat") -> "InputFormat":
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidArgument(f"unknown format {value!r}; use one of "
+                                  f"{', '.join(f.value for f in cls)}") from None
+
+
+@dataclass
+class Batch:
+    buf: object         # bytes-like the spans point into
+    spans: object       # cdata shoal_span[]
+    n_spans: int
+    keep: object = None  # owner of buf's memory
+
+
+class Framer:
+    def __init__(self, fmt: InputFormat, batch_bytes: int, max_record_bytes: int):
+        self.fmt = fmt
+        self.batch_bytes = batch_bytes
+        self.max_record_bytes = max_record_bytes
+        self._spans = ffi.new("shoal_span[]", _SPAN_CAP)
+        self._n_out = ffi.new("size_t *")
+        self._consumed = ffi.new("size_t *")
+        self._err = ffi.new("size_t *")
+
+    def batches(self, chunks: Iterator[bytes]) -> Iterator[Batch]:
+        fmt = self.fmt
+        chunks = iter(chunks)
+        if fmt is InputFormat.AUTO or fmt is InputFormat.JSON:
+            first, chunks = _peek_first_line(chunks, self.max_record_bytes + 2)
+            if fmt is InputFormat.AUTO:
+                fmt = _detect(first)
+            chunks = _prepend(first, chunks)
+        if fmt is InputFormat.NDJSON:
+            yield from self._ndjson(chunks)
+        elif fmt is InputFormat.ARRAY:
+            yield from self._array(chunks)
+        else:
+            yield from self._document(chunks)
+
+    # -- ndjson --
+    def _ndjson(self, chunks: Iterator[bytes]) -> Iterator[Batch]:
+        pending = b""
+        line = 1
+        skipping = False  # inside an over-long line, discarding until '\n'
+        limit = self.max_record_bytes
+        exhausted = False
+        while not exhausted:
+            parts = [pending] if pending else []
+            size = len(pending)
+            while size < self.batch_bytes or len(parts) <= (1 if pending else 0):
+                try:
+                    c = next(chunks)
+                except StopIteration:
+                    exhausted = True
+                    break
+                parts.append(bytes(c))
+                size += len(c)
+            buf = b"".join(parts) if len(parts) != 1 else parts[0]
+            pending = b""
+            if skipping:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    continue  # still inside the long line
+                line += 1
+                buf = buf[nl + 1:]
+                skipping = False
+            pos = 0
+            while True:
+                view = memoryview(buf)[pos:]
+                rc = lib.shoal_frame_ndjson(ffi.from_buffer(view), len(view), 1 if exhausted else 0, line,
+                                            self._spans, _SPAN_CAP, self._n_out, self._consumed)
+                n = self._n_out[0]
+                consumed = self._consumed[0]
+                if n:
+                    yield Batch(view, self._spans, n, buf)
+                line += buf.count(b"\n", pos, pos + consumed)
+                pos += consumed
+                if rc != lib.SHOAL_OUT_FULL:
+                    break
+            rest = len(buf) - pos
+            if rest > limit + 2:
+                # An unfinished line already longer than any record may be.
+                yield self._too_large(line)
+                skipping = True
+                pending = b""
+            else:
+                pending = buf[pos:]
+        if skipping:
+            pass  # the long line ran to the end of input; already reported
+
+    def _too_large(self, line: int) -> Batch:
+        spans = ffi.new("shoal_span[1]")
+        spans[0].start = 0
+        spans[0].len = 0
+        spans[0].line = line
+        spans[0].status = lib.SHOAL_E_TOO_LARGE
+        return Batch(b"", spans, 1)
+
+    # -- array --
+    def _array(self, chunks: Iterator[bytes]) -> Iterator[Batch]:
+        st = ffi.new("shoal_array_state *")
+        st.line = 1
+        pending = b""
+        exhausted = False
+        while not exhausted:
+            parts = [pending] if pending else []
+            size = len(pending)
+            while size < self.batch_bytes or len(parts) <= (1 if pending else 0):
+                try:
+                    c = next(chunks)
+                except StopIteration:
+                    exhausted = True
+                    break
+                parts.append(bytes(c))
+                size += len(c)
+            buf = b"".join(parts) if len(parts) != 1 else parts[0]
+            pos = 0
+            while True:
+                view = memoryview(buf)[pos:]
+                rc = lib.shoal_frame_array(st, ffi.from_buffer(view), len(view), 1 if exhausted else 0,
+                                           self._spans, _SPAN_CAP, self._n_out, self._consumed, self._err)
+                n = self._n_out[0]
+                if n:
+                    yield Batch(view, self._spans, n, buf)
+                pos += self._consumed[0]
+                if rc == lib.SHOAL_E_FRAMING:
+                    if n == 0 or not exhausted:
+                        yield self._framing_error(st.elements + 1, pos + self._err[0])
+                    return
+                if rc != lib.SHOAL_OUT_FULL:
+                    break
+            pending = buf[pos:]
+            if len(pending) > self.max_record_bytes + 2:
+                yield self._framing_error(st.elements + 1, pos, lib.SHOAL_E_TOO_LARGE)
+                return
+
+    def _framing_error(self, element: int, offset: int, status: int = lib.SHOAL_E_FRAMING) -> Batch:
+        spans = ffi.new("shoal_span[1]")
+        spans[0].start = 0
+        spans[0].len = 0
+        spans[0].line = element
+        spans[0].status = status
+        return Batch(b"", spans, 1)
+
+    # -- one document --
+    def _document(self, chunks: Iterator[bytes]) -> Iterator[Batch]:
+        parts, size = [], 0
+        for c in chunks:
+            size += len(c)
+            if size > self.max_record_bytes + 2:
+                yield self._too_large(1)
+                return
+            parts.append(bytes(c))
+        buf = b"".join(parts)
+        if not buf.strip(b" \t\r\n"):
+            return
+        spans = ffi.new("shoal_span[1]")
+        spans[0].start = 0
+        spans[0].len = len(buf)
+        spans[0].line = 1
+        spans[0].status = lib.SHOAL_OK
+        yield Batch(buf, spans, 1, buf)
+
+
+def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+def _peek_first_line(chunks: Iterator[bytes], limit: int) -> tuple[bytes, Iterator[bytes]]:
+    """Read until the first newline after some content (or `limit` bytes)."""
+    buf = b""
+    for c in chunks:
+        buf += bytes(c)
+        stripped = buf.lstrip(b" \t\r\n")
+        if (stripped and b"\n" in stripped) or len(buf) > limit:
+            break
+    return buf, chunks
+
+
+def _detect(first: bytes) -> InputFormat:
+    stripped = first.lstrip(b" \t\r\n")
+    if not stripped.startswith(b"["):
+        return InputFormat.NDJSON
+    nl = stripped.find(b"\n")
+    line = stripped if nl < 0 else stripped[:nl]
+    err = ffi.new("size_t *")
+    if lib.shoal_parse(line, len(line), ffi.NULL, ffi.NULL, err) == lib.SHOAL_OK:
+        return InputFormat.NDJSON
+    return InputFormat.ARRAY

@@ -1,0 +1,399 @@
+"""The PSF registry: names, ids, definitions, and the log ranges in which each
+PSF was active (and so indexed).
+
+Invariants:
+* psf_ids come from a counter that only grows and are never reused, also not
+  after a restart: `next_id` is persisted. ids stay below SHOAL_MAX_KPS.
+* A PSF's ranges are sorted, disjoint, non-empty half-open log address ranges
+  [from, to); only the last may be open (to is None), and it is open exactly
+  while the PSF is active. Adjacent ranges are merged.
+* A name maps to at most one PSF. Re-registering a deregistered name with the
+  same definition (the same expression text, or a callable with the same
+  fields when it was a callable) resumes the same id with a new range. A
+  different definition retires the old id (kept in `retired()` and `by_id`
+  for diagnostics, never reused) and starts a new id with a fresh history.
+* Every change is saved atomically before the call returns.
+
+Name rules: a str of 1..128 characters without control characters (Unicode
+category Cc) or surrogates. Breaking them raises InvalidArgument: a name is
+an argument, not part of the definition.
+
+Callables cannot be persisted. After a reload such a PSF has `func is None`
+and `needs_callable`; the store calls `close_open_callables(address)` at
+reopen so that no range claims records were indexed without the function.
+
+Concurrency: methods take an internal lock, so calls from several threads are
+serialized; the store decides which address each change happens at.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import tempfile
+import threading
+import unicodedata
+from typing import Any, Callable, Iterable
+
+from .._native import lib
+from ..errors import CorruptionError, InvalidArgument, PSFError, PSFExists, PSFNotFound
+from .expr import Expression, parse_definition
+from .kinds import PSFKind
+
+__all__ = ["PSF", "Registry", "active_at", "inactive_ranges", "MAX_NAME_CHARS"]
+
+MAX_NAME_CHARS = 128
+_FORMAT_VERSION = 1
+
+Range = tuple[int, "int | None"]
+
+
+@dataclasses.dataclass(eq=False)
+class PSF:
+    """One registered PSF. `ranges` are the log ranges [from, to) in which it
+    was active; the last is open (to None) while it is active."""
+
+    id: int
+    name: str
+    definition: str | None          # expression text; None for callables
+    kind: PSFKind
+    fields: tuple[str, ...] | None  # callables: field expressions (None: whole record)
+    ranges: list[Range]
+    expression: Expression | None = None
+    func: Callable[..., Any] | None = None
+    field_expressions: tuple[Expression, ...] | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.ranges) and self.ranges[-1][1] is None
+
+    @property
+    def native(self) -> bool:
+        """True when the C core evaluates it during ingest."""
+        return self.expression is not None and self.expression.native
+
+    @property
+    def needs_callable(self) -> bool:
+        """A callable PSF loaded from disk: its function must be registered again."""
+        return self.kind is PSFKind.CALLABLE and self.func is None
+
+    def active_at(self, address: int) -> bool:
+        return active_at(self, address)
+
+    def inactive_ranges(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        return inactive_ranges(self, lo, hi)
+
+    def __repr__(self) -> str:
+        what = self.definition if self.definition is not None else "<callable>"
+        return f"PSF(id={self.id}, name={self.name!r}, {self.kind.value}: {what!r}, ranges={self.ranges})"
+
+
+def active_at(psf: PSF, address: int) -> bool:
+    """Was `psf` active (its values indexed) for the record at `address`?"""
+    for lo, hi in psf.ranges:
+        if lo <= address and (hi is None or address < hi):
+            return True
+    return False
+
+
+def inactive_ranges(psf: PSF, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The sub-ranges of [lo, hi) where `psf` was not active: records there
+    are not in its index, so a complete answer must scan them."""
+    out: list[tuple[int, int]] = []
+    cur = lo
+    for a, b in psf.ranges:
+        if cur >= hi:
+            break
+        end = hi if b is None else b
+        if end <= cur:
+            continue
+        if a > cur:
+            out.append((cur, min(a, hi)))
+        cur = max(cur, end)
+    if cur < hi:
+        out.append((cur, hi))
+    return out
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str):
+        raise InvalidArgument(f"a PSF name must be a str, not {type(name).__name__}")
+    if not name:
+        raise InvalidArgument("a PSF name must not be empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidArgument(f"a PSF name must be at most {MAX_NAME_CHARS} characters")
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            raise InvalidArgument(f"a PSF name must not contain control characters: {name!r}")
+
+
+def _check_address(address: Any) -> int:
+    if isinstance(address, bool) or not isinstance(address, int) or address < 0:
+        raise InvalidArgument(f"address must be a non-negative int, not {address!r}")
+    return address
+
+
+def _parse_fields(fields: Iterable[str] | None) -> tuple[tuple[str, ...] | None, tuple[Expression, ...] | None]:
+    if fields is None:
+        return None, None
+    if isinstance(fields, str):
+        raise InvalidArgument("fields must be a list of expressions, not a str")
+    texts = tuple(fields)
+    for f in texts:
+        if not isinstance(f, str):
+            raise InvalidArgument(f"each field must be a JMESPath str, not {type(f).__name__}")
+    return texts, tuple(parse_definition(f) for f in texts)
+
+
+class Registry:
+    """All PSFs of one store, persisted as JSON at `path` (None: in memory)."""
+
+    def __init__(self, path: pathlib.Path | str | None = None):
+        self.path = pathlib.Path(path) if path is not None else None
+        self._lock = threading.RLock()
+        self._next_id = 0
+        self._by_name: dict[str, PSF] = {}
+        self._by_id: dict[int, PSF] = {}
+        self._retired: dict[int, PSF] = {}
+        if self.path is not None and self.path.exists():
+            self._load()
+
+    # ---- queries ------------------------------------------------------------
+
+    def get(self, name: str) -> PSF:
+        """The PSF registered under `name` (active or not); PSFNotFound if none."""
+        with self._lock:
+            psf = self._by_name.get(name)
+        if psf is None:
+            raise PSFNotFound(f"no PSF named {name!r}")
+        return psf
+
+    def by_id(self, psf_id: int) -> PSF | None:
+        """The PSF with this id, retired ones included; None if unknown."""
+        with self._lock:
+            return self._by_id.get(psf_id)
+
+    def active(self) -> list[PSF]:
+        """Active PSFs, by id."""
+        with self._lock:
+            return sorted((p for p in self._by_name.values() if p.active), key=lambda p: p.id)
+
+    def all(self) -> list[PSF]:
+        """Every PSF that holds a name, active or not, by id."""
+        with self._lock:
+            return sorted(self._by_name.values(), key=lambda p: p.id)
+
+    def retired(self) -> list[PSF]:
+        """PSFs whose name was taken over by a different definition."""
+        with self._lock:
+            return sorted(self._retired.values(), key=lambda p: p.id)
+
+    def __contains__(self, name: str) -> bool:
+        with self._lock:
+            return name in self._by_name
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._by_name)
+
+    # ---- changes ------------------------------------------------------------
+
+    def register(self, name: str, definition: str | Callable[..., Any], *,
+                 fields: Iterable[str] | None = None, address: int) -> PSF:
+        """Activate a PSF from log address `address` on. Raises PSFExists if
+        `name` is active, PSFDefinitionError for a bad expression, PSFError
+        when ids are exhausted, InvalidArgument for bad arguments."""
+        _check_name(name)
+        address = _check_address(address)
+        if isinstance(definition, str):
+            if fields is not None:
+                raise InvalidArgument("fields apply only to callable definitions")
+            expression = parse_definition(definition)
+            field_texts, field_exprs, func = None, None, None
+            kind = expression.kind
+        elif callable(definition):
+            expression, func = None, definition
+            field_texts, field_exprs = _parse_fields(fields)
+            kind = PSFKind.CALLABLE
+        else:
+            raise InvalidArgument(
+                f"a PSF definition must be a JMESPath str or a callable, not {type(definition).__name__}"
+            )
+        with self._lock:
+            old = self._by_name.get(name)
+            if old is not None and old.active:
+                raise PSFExists(f"PSF {name!r} is already registered and active")
+            if old is not None and self._same_definition(old, definition, field_texts):
+                last_end = old.ranges[-1][1] if old.ranges else None
+                if last_end is not None and address < last_end:
+                    raise InvalidArgument(
+                        f"address {address} is before PSF {name!r} was deregistered ({last_end})"
+                    )
+                if last_end == address:
+                    old.ranges[-1] = (old.ranges[-1][0], None)
+                else:
+                    old.ranges.append((address, None))
+                old.func = func
+                old.field_expressions = field_exprs
+                self._save_locked()
+                return old
+            if self._next_id >= lib.SHOAL_MAX_KPS:
+                raise PSFError(f"all {lib.SHOAL_MAX_KPS} PSF ids have been used")
+            psf = PSF(
+                id=self._next_id, name=name,
+                definition=definition if isinstance(definition, str) else None,
+                kind=kind, fields=field_texts, ranges=[(address, None)],
+                expression=expression, func=func, field_expressions=field_exprs,
+            )
+            self._next_id += 1
+            if old is not None:
+                self._retired[old.id] = old
+            self._by_name[name] = psf
+            self._by_id[psf.id] = psf
+            self._save_locked()
+            return psf
+
+    def deregister(self, name: str, address: int) -> PSF:
+        """Stop indexing `name` from log address `address` on. PSFNotFound if
+        no PSF has that name or it is not active."""
+        address = _check_address(address)
+        with self._lock:
+            psf = self._by_name.get(name)
+            if psf is None or not psf.active:
+                raise PSFNotFound(f"no active PSF named {name!r}")
+            self._close_locked(psf, address)
+            self._save_locked()
+            return psf
+
+    def close_open_callables(self, address: int) -> list[PSF]:
+        """At reopen: close the open range of every callable PSF whose function
+        was lost with the previous process. Returns those PSFs."""
+        address = _check_address(address)
+        with self._lock:
+            closed = [p for p in self._by_name.values() if p.active and p.needs_callable]
+            for psf in closed:
+                self._close_locked(psf, address)
+            if closed:
+                self._save_locked()
+            return sorted(closed, key=lambda p: p.id)
+
+    def truncate(self, address: int) -> None:
+        """After recovery found the log ends at `address`: no record at or past
+        it exists any more, so clip every range to it. An open range that began
+        past it restarts at `address` (its PSF is active for new records)."""
+        address = _check_address(address)
+        with self._lock:
+            changed = False
+            for psf in list(self._by_id.values()):
+                new: list[Range] = []
+                for a, b in psf.ranges:
+                    if b is None:
+                        new.append((min(a, address), None))
+                    elif a < address:
+                        new.append((a, min(b, address)))
+                if new != psf.ranges:
+                    psf.ranges[:] = new
+                    changed = True
+            if changed:
+                self._save_locked()
+
+    def save(self) -> None:
+        """Write the registry atomically (every change already does)."""
+        with self._lock:
+            self._save_locked()
+
+    # ---- internals ----------------------------------------------------------
+
+    @staticmethod
+    def _same_definition(old: PSF, definition: Any, field_texts: tuple[str, ...] | None) -> bool:
+        if isinstance(definition, str):
+            return old.kind is not PSFKind.CALLABLE and old.definition == definition
+        return old.kind is PSFKind.CALLABLE and old.fields == field_texts
+
+    @staticmethod
+    def _close_locked(psf: PSF, address: int) -> None:
+        start = psf.ranges[-1][0]
+        if address < start:
+            raise InvalidArgument(
+                f"address {address} is before PSF {psf.name!r} was registered ({start})"
+            )
+        if address == start:
+            psf.ranges.pop()  # active for no record at all
+        else:
+            psf.ranges[-1] = (start, address)
+
+    def _to_json(self) -> dict:
+        def row(p: PSF) -> dict:
+            return {
+                "id": p.id, "name": p.name, "kind": p.kind.value,
+                "definition": p.definition,
+                "fields": list(p.fields) if p.fields is not None else None,
+                "ranges": [[a, b] for a, b in p.ranges],
+            }
+        return {
+            "version": _FORMAT_VERSION,
+            "next_id": self._next_id,
+            "psfs": [row(p) for p in sorted(self._by_name.values(), key=lambda p: p.id)],
+            "retired": [row(p) for p in sorted(self._retired.values(), key=lambda p: p.id)],
+        }
+
+    def _save_locked(self) -> None:
+        if self.path is None:
+            return
+        data = json.dumps(self._to_json(), indent=1, ensure_ascii=False).encode()
+        directory = self.path.parent
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            data = json.loads(self.path.read_bytes())
+            if data.get("version") != _FORMAT_VERSION:
+                raise CorruptionError(f"{self.path}: unknown registry version {data.get('version')!r}")
+            self._next_id = int(data["next_id"])
+            for row, retired in [(r, False) for r in data["psfs"]] + [(r, True) for r in data["retired"]]:
+                psf = self._psf_from_row(row)
+                if psf.id >= self._next_id or psf.id in self._by_id:
+                    raise CorruptionError(f"{self.path}: bad or duplicate PSF id {psf.id}")
+                self._by_id[psf.id] = psf
+                if retired:
+                    self._retired[psf.id] = psf
+                elif psf.name in self._by_name:
+                    raise CorruptionError(f"{self.path}: duplicate PSF name {psf.name!r}")
+                else:
+                    self._by_name[psf.name] = psf
+        except CorruptionError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, PSFError) as exc:
+            raise CorruptionError(f"{self.path}: unreadable PSF registry: {exc}") from exc
+
+    @staticmethod
+    def _psf_from_row(row: dict) -> PSF:
+        kind = PSFKind(row["kind"])
+        ranges: list[Range] = [(int(a), None if b is None else int(b)) for a, b in row["ranges"]]
+        fields = tuple(row["fields"]) if row.get("fields") is not None else None
+        psf = PSF(id=int(row["id"]), name=row["name"], definition=row["definition"],
+                  kind=kind, fields=fields, ranges=ranges)
+        if kind is PSFKind.CALLABLE:
+            psf.field_expressions = _parse_fields(fields)[1]
+        else:
+            psf.expression = parse_definition(row["definition"])
+        return psf

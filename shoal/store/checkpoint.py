@@ -1,0 +1,108 @@
+"""Checkpoints: a consistent (log tail, index) pair on disk.
+
+Order of writes (each file: temp name, fsync, rename, fsync directory):
+  1. the log is flushed and fsynced up to the tail;
+  2. the index dump `ckpt-<n>.index`;
+  3. the metadata `ckpt-<n>.json` naming the index file, its CRC32C, the tail
+     and begin addresses. The metadata is written last, so a checkpoint
+     exists only once everything it names is durable.
+Recovery takes the newest checkpoint whose metadata and index verify, then
+replays the log after its tail. The two newest checkpoints are kept.
+
+Writer only (the store's writer lock).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._native import lib
+
+_META = re.compile(r"^ckpt-(\d{6,})\.json$")
+KEEP = 2
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    checkpoint_id: int
+    tail_address: int
+    begin_address: int
+    records: int
+    created_at: float
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"checkpoint_id": self.checkpoint_id, "tail_address": self.tail_address,
+                "begin_address": self.begin_address, "records": self.records,
+                "created_at": self.created_at, "duration_ms": self.duration_ms}
+
+
+def crc32c(data: bytes) -> int:
+    return lib.shoal_crc32c(0, data, len(data))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def list_checkpoints(directory: Path) -> list[int]:
+    if not directory.exists():
+        return []
+    ids = [int(m.group(1)) for n in os.listdir(directory) if (m := _META.match(n))]
+    return sorted(ids)
+
+
+def write_checkpoint(directory: Path, index_bytes: bytes, tail: int, begin: int, records: int) -> CheckpointInfo:
+    directory.mkdir(parents=True, exist_ok=True)
+    existing = list_checkpoints(directory)
+    cid = (existing[-1] + 1) if existing else 1
+    t0 = time.monotonic()
+    index_name = f"ckpt-{cid:06d}.index"
+    write_atomic(directory / index_name, index_bytes)
+    info = CheckpointInfo(cid, tail, begin, records, time.time())
+    meta = dict(info.to_dict(), index_file=index_name, index_bytes=len(index_bytes),
+                index_crc32c=crc32c(index_bytes), format=1)
+    body = json.dumps(meta, sort_keys=True).encode()
+    meta["meta_crc32c"] = crc32c(body)
+    write_atomic(directory / f"ckpt-{cid:06d}.json", json.dumps(meta, sort_keys=True).encode())
+    for old in existing[:-(KEEP - 1)] if KEEP > 1 else existing:
+        for suffix in (".json", ".index"):
+            try:
+                os.unlink(directory / f"ckpt-{old:06d}{suffix}")
+            except FileNotFoundError:
+                pass
+    duration = (time.monotonic() - t0) * 1000
+    return CheckpointInfo(cid, tail, begin, records, info.created_at, duration)
+
+
+def load_checkpoint(directory: Path, cid: int) -> tuple[dict, bytes] | None:
+    """The checkpoint's metadata and index bytes, or None if anything fails to verify."""
+    try:
+        meta = json.loads((directory / f"ckpt-{cid:06d}.json").read_bytes())
+        stored = meta.pop("meta_crc32c")
+        if crc32c(json.dumps(meta, sort_keys=True).encode()) != stored:
+            return None
+        data = (directory / meta["index_file"]).read_bytes()
+        if len(data) != meta["index_bytes"] or crc32c(data) != meta["index_crc32c"]:
+            return None
+        return meta, data
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,278 @@
+"""HybridLog: the append-only record log, newest pages in memory, older pages
+in segment files (FASTER's hybrid log, without in-place updates: shoal's
+records are immutable once written).
+
+Memory: `n_frames` page frames of page_size bytes, allocated on first use, is
+all the log ever holds in memory; page p lives in frame p % n_frames.
+
+Page life: the tail page takes appends; when a record does not fit, the writer
+turns the page: the full page goes to the flusher thread, the next page takes
+a frame, and when that frame still holds an old page the writer waits until
+that page is flushed, moves head past it, and recycles the frame.
+
+Concurrency:
+  - One writer (the store's writer lock) appends through C, turns pages,
+    flushes the tail page and moves addresses.
+  - The flusher thread writes sealed pages in order and advances
+    flushed_until_address; `_cv` guards its queue and progress.
+  - Readers never lock: they read addresses with atomic loads in C and check
+    frame_page before and after copying (seqlock), falling back to segment
+    files for pages that left memory.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+from pathlib import Path
+
+from .._native import check, ffi, lib
+from ..config import StoreConfig
+from ..errors import NativeIOError, StorageError
+from .address import FIRST_ADDRESS, MAX_ADDRESS
+from .segments import SegmentFiles
+
+_MAX_SEGMENT_SLOTS = 1 << 20
+
+
+class HybridLog:
+    def __init__(self, directory: Path, config: StoreConfig, begin_address: int = FIRST_ADDRESS,
+                 tail_address: int = FIRST_ADDRESS):
+        self.config = config
+        self.page_bits = config.page_bits
+        self.page_size = config.page_size_bytes
+        self.n_frames = config.n_frames
+        seg_page_bits = (config.segment_size_bytes // config.page_size_bytes).bit_length() - 1
+        n_slots = min(_MAX_SEGMENT_SLOTS, (MAX_ADDRESS + 1) >> (self.page_bits + seg_page_bits))
+
+        c = ffi.new("shoal_log *")
+        self._frame_ptrs = ffi.new("char *[]", self.n_frames)
+        self._frame_page = ffi.new("int64_t[]", self.n_frames)
+        for i in range(self.n_frames):
+            self._frame_page[i] = -1
+        self._fds = ffi.new("int32_t[]", n_slots)
+        for i in range(n_slots):
+            self._fds[i] = -1
+        c.page_bits = self.page_bits
+        c.n_frames = self.n_frames
+        c.frames = self._frame_ptrs
+        c.frame_page = self._frame_page
+        c.segment_fds = self._fds
+        c.n_segment_slots = n_slots
+        c.segment_page_bits = seg_page_bits
+        self.c = c
+        self._frames: list = [None] * self.n_frames  # owners of frame memory
+
+        self.segments = SegmentFiles(directory, self.page_bits, seg_page_bits, self._fds, n_slots)
+
+        self._cv = threading.Condition()
+        self._queue: collections.deque[int] = collections.deque()  # sealed pages to flush
+        self._flush_error: BaseException | None = None
+        self._stop = False
+
+        # Load the tail page (its flushed prefix) so appends continue in it.
+        tail_page = tail_address >> self.page_bits
+        frame = self._frame_for(tail_page)
+        tail_off = tail_address & (self.page_size - 1)
+        if tail_off and tail_page << self.page_bits < tail_address:
+            data = self.segments.read(tail_page << self.page_bits, tail_off)
+            if tail_page == 0 and tail_off <= FIRST_ADDRESS:
+                data = b""
+            ffi.memmove(frame, data, len(data))
+        self._install(tail_page)
+        page_start = tail_page << self.page_bits
+        c.begin_address = begin_address
+        c.head_address = max(begin_address, page_start) if tail_off else max(begin_address, page_start)
+        c.read_only_address = max(begin_address, page_start)
+        c.flushed_until_address = tail_address
+        c.tail_address = tail_address
+
+        self._flusher = threading.Thread(target=self._flush_loop, name="shoal-flusher", daemon=True)
+        self._flusher.start()
+
+    # ---- addresses (atomic enough: aligned 8-byte loads) ----
+    @property
+    def begin_address(self) -> int:
+        return self.c.begin_address
+
+    @property
+    def head_address(self) -> int:
+        return self.c.head_address
+
+    @property
+    def read_only_address(self) -> int:
+        return self.c.read_only_address
+
+    @property
+    def tail_address(self) -> int:
+        return self.c.tail_address
+
+    @property
+    def flushed_until_address(self) -> int:
+        return self.c.flushed_until_address
+
+    def frames_in_use(self) -> int:
+        return sum(1 for f in self._frames if f is not None)
+
+    # ---- frames ----
+    def _frame_for(self, page: int):
+        i = page % self.n_frames
+        if self._frames[i] is None:
+            self._frames[i] = ffi.new("char[]", self.page_size)
+            self._frame_ptrs[i] = self._frames[i]
+        return self._frames[i]
+
+    def _install(self, page: int) -> None:
+        self._frame_page[page % self.n_frames] = page
+
+    # ---- writer side ----
+    def turn_page(self) -> None:
+        """Seal the tail page and make the next page the tail. Writer only."""
+        self._raise_flush_error()
+        tail = self.c.tail_address
+        old_page = tail >> self.page_bits
+        new_page = old_page + 1
+        if (new_page + 1) << self.page_bits > MAX_ADDRESS + 1:
+            raise StorageError("log address space exhausted")
+        with self._cv:
+            self._queue.append(old_page)
+            self._cv.notify_all()
+        i = new_page % self.n_frames
+        victim = self._frame_page[i]
+        if victim >= 0:
+            # The frame holds an older page: it must be on disk before reuse.
+            self.wait_flushed((victim + 1) << self.page_bits)
+            self.c.head_address = max(self.c.head_address, (victim + 1) << self.page_bits)
+            self._frame_page[i] = -1  # readers now fall back to disk
+            lib_memset = ffi.memmove
+            frame = self._frame_for(new_page)
+            lib_memset(frame, bytes(self.page_size), self.page_size)
+        else:
+            self._frame_for(new_page)
+        self._install(new_page)
+        start = new_page << self.page_bits
+        self.c.read_only_address = start
+        self.c.tail_address = start
+
+    def wait_flushed(self, address: int) -> None:
+        with self._cv:
+            while self.c.flushed_until_address < address and self._flush_error is None:
+                self._cv.wait(0.5)
+        self._raise_flush_error()
+
+    def flush(self, durable: bool = False) -> int:
+        """Write everything below the tail to segment files (and fsync when
+        durable). Writer only. Returns the flushed tail address."""
+        tail = self.c.tail_address
+        page = tail >> self.page_bits
+        start = page << self.page_bits
+        self.wait_flushed(start)
+        if tail > start:
+            frame = self._frames[page % self.n_frames]
+            lo = FIRST_ADDRESS if page == 0 else 0
+            off = tail - start
+            if off > lo:
+                self.segments.write(start + lo, ffi.buffer(frame, self.page_size)[lo:off])
+        with self._cv:
+            if self.c.flushed_until_address < tail:
+                self.c.flushed_until_address = tail
+        if durable:
+            self.segments.sync()
+        return tail
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._stop:
+                    self._cv.wait()
+                if not self._queue:
+                    return
+                page = self._queue[0]
+            try:
+                frame = self._frames[page % self.n_frames]
+                lo = FIRST_ADDRESS if page == 0 else 0
+                self.segments.write((page << self.page_bits) + lo, ffi.buffer(frame, self.page_size)[lo:])
+            except BaseException as exc:  # surfaced to the writer on its next call
+                with self._cv:
+                    self._flush_error = exc
+                    self._queue.clear()
+                    self._cv.notify_all()
+                return
+            with self._cv:
+                self._queue.popleft()
+                end = (page + 1) << self.page_bits
+                if self.c.flushed_until_address < end:
+                    self.c.flushed_until_address = end
+                self._cv.notify_all()
+
+    def _raise_flush_error(self) -> None:
+        if self._flush_error is not None:
+            raise NativeIOError(f"background flush failed: {self._flush_error}") from self._flush_error
+
+    # ---- reader side ----
+    def read_records(self, addresses: list[int]) -> list[bytes | None]:
+        """Whole records (header included) at `addresses`; None where no
+        valid record starts. Safe from any thread."""
+        n = len(addresses)
+        if n == 0:
+            return []
+        addrs = ffi.new("uint64_t[]", addresses)
+        offsets = ffi.new("uint64_t[]", n)
+        status = ffi.new("int32_t[]", n)
+        cap = max(self.page_size, 1 << 20)
+        out = ffi.new("char[]", cap)
+        job = ffi.new("shoal_read_job *")
+        job.addrs = addrs
+        job.n = n
+        job.out = out
+        job.cap = cap
+        job.offsets = offsets
+        job.status = status
+        result: list[bytes | None] = []
+        buf = ffi.buffer(out, cap)
+        while True:
+            job.used = 0
+            start = job.n_done
+            rc = lib.shoal_read(job, self.c)
+            if rc < 0:
+                check(rc, "read")
+            for i in range(start, job.n_done):
+                st = status[i]
+                if st == lib.SHOAL_OK:
+                    o = offsets[i]
+                    size = int.from_bytes(buf[o + 8:o + 12], "little")
+                    result.append(buf[o:o + size])
+                elif st == lib.SHOAL_E_IO:
+                    raise NativeIOError(f"reading record at {addresses[i]} failed")
+                else:
+                    result.append(None)
+            if rc != lib.SHOAL_OUT_FULL:
+                break
+        return result
+
+    def page_bytes(self, page: int) -> tuple[object, int]:
+        """A buffer with page `page`'s bytes and how many are valid.
+        In-memory pages are copied (a frame may be recycled under a reader)."""
+        start = page << self.page_bits
+        tail = self.c.tail_address
+        if start >= tail:
+            return b"", 0
+        valid = min(self.page_size, tail - start)
+        i = page % self.n_frames
+        if self._frame_page[i] == page:
+            frame = self._frames[i]
+            data = ffi.buffer(frame, valid)[:]
+            if self._frame_page[i] == page:
+                return data, valid
+        lo = FIRST_ADDRESS if page == 0 else 0
+        data = self.segments.read(start + lo, valid - lo)
+        if lo:
+            data = bytes(lo) + data
+        return data, len(data)
+
+    # ---- lifecycle ----
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._flusher.join()
+        self.segments.close()

@@ -1,0 +1,99 @@
+"""Queries: the addresses of records with property (PSF, value), newest or
+oldest first, complete across log ranges where the PSF was not active.
+
+Where the PSF was active, every matching record has a key pointer on the
+(PSF, value) chain and a C chain walk finds it. Where it was not (registered
+later, deregistered for a while), the range is scanned and the PSF evaluated,
+so an answer never silently misses records. Conjunctions and disjunctions
+merge the per-condition address streams, which are all sorted.
+
+Readers only; safe during ingest.
+"""
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from .._native import check, ffi, lib
+from .scan import scan_range
+
+_WALK_CAP = 1024
+
+
+def walk_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int) -> Iterator[int]:
+    """Record addresses on the chain of (psf_id, canon) in [lo, hi), newest first."""
+    job = ffi.new("shoal_walk_job *")
+    out = ffi.new("uint64_t[]", _WALK_CAP)
+    canon_c = ffi.new("char[]", canon)
+    job.lo = lo
+    job.hi = hi
+    job.hash = value_hash
+    job.canon = canon_c
+    job.canon_len = len(canon)
+    job.psf_id = psf_id
+    job.out = out
+    job.cap = _WALK_CAP
+    while True:
+        rc = lib.shoal_walk(job, log.c, index.ptr)
+        if rc < 0:
+            check(rc, f"chain walk at address {job.err_address}")
+        yield from ffi.unpack(out, job.n_out)
+        if job.done:
+            return
+
+
+def merge_sorted(streams: list[Iterator[int]], *, descending: bool) -> Iterator[int]:
+    """Union of sorted address streams, without duplicates."""
+    last = None
+    for a in heapq.merge(*streams, reverse=descending):
+        if a != last:
+            yield a
+            last = a
+
+
+def intersect_sorted(streams: list[Iterator[int]], *, descending: bool) -> Iterator[int]:
+    """Addresses present in every sorted stream."""
+    if not streams:
+        return
+    its = [iter(s) for s in streams]
+    try:
+        heads = [next(it) for it in its]
+        while True:
+            # The furthest-behind head bounds what all streams can share.
+            target = min(heads) if descending else max(heads)
+            done = True
+            for k, it in enumerate(its):
+                while (heads[k] > target) if descending else (heads[k] < target):
+                    heads[k] = next(it)
+                if heads[k] != target:
+                    done = False
+            if done:
+                yield target
+                heads = [next(it) for it in its]
+    except StopIteration:
+        return
+
+
+def reversed_stream(stream: Iterator[int]) -> Iterator[int]:
+    """Materialize addresses (8 bytes each) and yield them in reverse."""
+    items = list(stream)
+    items.reverse()
+    return iter(items)
+
+
+def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list[tuple[int, int]],
+                  scan_matcher_factory, lo: int, hi: int, *, descending: bool) -> Iterator[int]:
+    """Complete answer for one (PSF, value) in [lo, hi)."""
+    chain = walk_chain(log, index, psf.id, canon, value_hash, lo, hi)
+    if not descending:
+        chain = reversed_stream(chain)
+    if not inactive:
+        return chain
+    ranges = sorted(inactive, reverse=descending)
+    matcher = scan_matcher_factory()
+
+    def scanned() -> Iterator[int]:
+        for a, b in ranges:
+            yield from scan_range(log, matcher, a, b, descending=descending)
+
+    return merge_sorted([chain, scanned()], descending=descending)

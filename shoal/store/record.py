@@ -1,0 +1,90 @@
+"""The record format, as Python sees it: the one Python module that knows it.
+
+Layout (shoal.h, `shoal_record_header` and `shoal_key_pointer`):
+
+    header (32 B) | key pointers (24 B each) | values area (pad 8) | payload (pad 8)
+
+header: crc32c u32 | magic u16 | version u8 | flags u8 | size u32 |
+        payload_bytes u32 | n_kps u16 | reserved u16 | values_bytes u32 | aux u64
+key pointer: prev|psf_id u64 | value_off u32 | value_len u32 | kp_index u16 |
+        value_kind u8 | reserved u8 | hash32 u32
+
+The CRC32C covers bytes [4, end of payload), so a torn or flipped record fails
+verification. The payload is the record's JSON text exactly as ingested.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .._native import ffi, lib
+
+HEADER_BYTES: int = lib.SHOAL_HEADER_BYTES
+KP_BYTES: int = lib.SHOAL_KP_BYTES
+_HEADER = struct.Struct("<IHBBIIHHIQ")
+_KP = struct.Struct("<QIIHBBI")
+assert _HEADER.size == HEADER_BYTES == ffi.sizeof("shoal_record_header")
+assert _KP.size == KP_BYTES == ffi.sizeof("shoal_key_pointer")
+_ADDR_MASK = (1 << lib.SHOAL_ADDRESS_BITS) - 1
+
+
+def _pad8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPointer:
+    psf_id: int
+    prev_address: int
+    value: bytes  # canonical value bytes
+
+
+def payload_of(record: bytes | memoryview, offset: int = 0) -> bytes:
+    """The JSON text of the record starting at `offset` in `record`."""
+    _, _, _, _, _, payload_bytes, n_kps, _, values_bytes, _ = _HEADER.unpack_from(record, offset)
+    start = offset + HEADER_BYTES + n_kps * KP_BYTES + _pad8(values_bytes)
+    return bytes(record[start:start + payload_bytes])
+
+
+def record_size(record: bytes | memoryview, offset: int = 0) -> int:
+    return _HEADER.unpack_from(record, offset)[4]
+
+
+def key_pointers(record: bytes | memoryview, offset: int = 0) -> list[KeyPointer]:
+    """Decode a record's key pointers (for stats, tests and tools)."""
+    n_kps = _HEADER.unpack_from(record, offset)[6]
+    out = []
+    for k in range(n_kps):
+        prev_psf, voff, vlen, _idx, kind, _r, _h = _KP.unpack_from(record, offset + HEADER_BYTES + k * KP_BYTES)
+        raw = bytes(record[offset + voff: offset + voff + vlen])
+        value = b"s" + raw if kind == lib.SHOAL_KP_SPAN else raw
+        out.append(KeyPointer(prev_psf >> 48, prev_psf & _ADDR_MASK, value))
+    return out
+
+
+class Record:
+    """One stored record: its log address and its raw JSON bytes."""
+
+    __slots__ = ("address", "raw")
+
+    def __init__(self, address: int, raw: bytes):
+        self.address = address
+        self.raw = raw
+
+    def json(self) -> Any:
+        """The record parsed with orjson."""
+        return orjson.loads(self.raw)
+
+    def __repr__(self) -> str:
+        text = self.raw[:60].decode("utf-8", "replace")
+        more = "..." if len(self.raw) > 60 else ""
+        return f"Record(address={self.address}, raw={text!r}{more})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and other.address == self.address and other.raw == self.raw
+
+    def __hash__(self) -> int:
+        return hash((self.address, self.raw))

@@ -1,0 +1,126 @@
+"""Scans: evaluate an expression over every record of a log address range,
+page by page, in C where the expression is in the native subset and in Python
+(the slow path) otherwise. Used by Store.scan and by queries to cover ranges
+where a PSF was not active.
+
+Readers only: pages are copied out of their frames (or read from segment
+files), so eviction under a scan is harmless.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from .._native import check, ffi, lib
+from .address import FIRST_ADDRESS
+from .record import payload_of
+
+_OUT_CAP = 4096
+
+
+class NativeMatcher:
+    """Records where a compiled program is truthy, or equals a canonical value."""
+
+    def __init__(self, psfset, prog: int = 0, canon: bytes | None = None):
+        self._set = psfset  # keeps the native program alive
+        self.job = ffi.new("shoal_scan_job *")
+        self._slots = ffi.new("shoal_slot[]", max(1, psfset.n_slots))
+        self._scratch_bytes = 1 << 16
+        self._scratch = ffi.new("char[]", self._scratch_bytes)
+        self._out = ffi.new("uint64_t[]", _OUT_CAP)
+        self._canon = ffi.new("char[]", canon) if canon else ffi.NULL
+        j = self.job
+        j.mode = lib.SHOAL_SCAN_TRUTHY if canon is None else lib.SHOAL_SCAN_EQUALS
+        j.prog = prog
+        j.canon = self._canon
+        j.canon_len = len(canon) if canon else 0
+        j.cap = _OUT_CAP
+        j.out = self._out
+        j.slots = self._slots
+        j.scratch = self._scratch
+        j.scratch_bytes = self._scratch_bytes
+
+    def matches(self, buf, base: int, length: int, start: int, lo: int, hi: int) -> list[int]:
+        if self._scratch_bytes < length + 64:  # canonical values never outgrow the page
+            self._scratch_bytes = length + 64
+            self._scratch = ffi.new("char[]", self._scratch_bytes)
+            self.job.scratch = self._scratch
+            self.job.scratch_bytes = self._scratch_bytes
+        j = self.job
+        cbuf = ffi.from_buffer(buf)
+        j.buf = cbuf
+        j.base = base
+        j.len = length
+        j.pos = start
+        j.lo = lo
+        j.hi = hi
+        out: list[int] = []
+        while True:
+            rc = lib.shoal_scan(j, self._set.ptr)
+            out.extend(ffi.unpack(self._out, j.n_out))
+            if rc == lib.SHOAL_OUT_FULL:
+                continue
+            if rc < 0:
+                check(rc, f"scan at address {j.err_address}")
+            return out
+
+
+class PythonMatcher:
+    """Records where a Python predicate over the raw JSON text holds."""
+
+    def __init__(self, predicate: Callable[[bytes], bool]):
+        self.predicate = predicate
+        self._all = _AllRecords()
+
+    def matches(self, buf, base: int, length: int, start: int, lo: int, hi: int) -> list[int]:
+        mv = memoryview(buf)
+        return [a for a in self._all.matches(buf, base, length, start, lo, hi)
+                if self.predicate(payload_of(mv, a - base))]
+
+
+class _AllRecords:
+    def __init__(self):
+        self.job = ffi.new("shoal_scan_job *")
+        self._out = ffi.new("uint64_t[]", _OUT_CAP)
+        self.job.mode = lib.SHOAL_SCAN_ALL
+        self.job.cap = _OUT_CAP
+        self.job.out = self._out
+        self.job.canon = ffi.NULL
+
+    def matches(self, buf, base, length, start, lo, hi) -> list[int]:
+        j = self.job
+        j.buf = ffi.from_buffer(buf)
+        j.base = base
+        j.len = length
+        j.pos = start
+        j.lo = lo
+        j.hi = hi
+        out: list[int] = []
+        while True:
+            rc = lib.shoal_scan(j, ffi.NULL)
+            out.extend(ffi.unpack(self._out, j.n_out))
+            if rc == lib.SHOAL_OUT_FULL:
+                continue
+            if rc < 0:
+                check(rc, f"scan at address {j.err_address}")
+            return out
+
+
+def scan_range(log, matcher, lo: int, hi: int, *, descending: bool) -> Iterator[int]:
+    """Addresses in [lo, hi) of records the matcher accepts, page by page."""
+    lo = max(lo, log.begin_address, FIRST_ADDRESS)
+    hi = min(hi, log.tail_address)
+    if lo >= hi:
+        return
+    bits = log.page_bits
+    first, last = lo >> bits, (hi - 1) >> bits
+    pages = range(last, first - 1, -1) if descending else range(first, last + 1)
+    for page in pages:
+        buf, valid = log.page_bytes(page)
+        if not valid:
+            continue
+        base = page << bits
+        start = max(base, FIRST_ADDRESS, log.begin_address if page == log.begin_address >> bits else base)
+        found = matcher.matches(buf, base, valid, start, lo, hi)
+        if descending:
+            found.reverse()
+        yield from found

@@ -1,0 +1,130 @@
+"""Segment files: the on-disk part of the hybrid log.
+
+Segment s holds pages [s * pages_per_segment, (s + 1) * pages_per_segment) at
+offset (page % pages_per_segment) * page_size. Files are named
+`segment-<s>.log` in the store's `log/` directory. File descriptors are
+published into the C log view (`segment_fds`) so native readers can pread.
+
+Who calls what: the flusher thread and the writer (under the store's writer
+lock) write and fsync; readers only pread through C or `read`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+from ..errors import NativeIOError
+
+_NAME = re.compile(r"^segment-(\d{6,})\.log$")
+
+
+class SegmentFiles:
+    def __init__(self, directory: Path, page_bits: int, segment_page_bits: int, c_fds, n_slots: int):
+        self.directory = directory
+        self.page_bits = page_bits
+        self.segment_page_bits = segment_page_bits
+        self._c_fds = c_fds
+        self.n_slots = n_slots
+        self._fds: dict[int, int] = {}
+        self._dirty: set[int] = set()
+        self._lock = threading.Lock()  # protects _fds and _dirty
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in os.listdir(directory):
+            m = _NAME.match(name)
+            if m:
+                self._open(int(m.group(1)))
+
+    def path(self, seg: int) -> Path:
+        return self.directory / f"segment-{seg:06d}.log"
+
+    def existing(self) -> list[int]:
+        with self._lock:
+            return sorted(self._fds)
+
+    def _open(self, seg: int) -> int:
+        if seg >= self.n_slots:
+            raise NativeIOError(f"log is full: segment {seg} exceeds the address space")
+        fd = self._fds.get(seg)
+        if fd is None:
+            try:
+                fd = os.open(self.path(seg), os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise NativeIOError(f"cannot open {self.path(seg)}: {exc}") from exc
+            self._fds[seg] = fd
+            self._c_fds[seg] = fd
+        return fd
+
+    def _locate(self, address: int) -> tuple[int, int]:
+        page = address >> self.page_bits
+        seg = page >> self.segment_page_bits
+        in_seg = ((page & ((1 << self.segment_page_bits) - 1)) << self.page_bits) | (
+            address & ((1 << self.page_bits) - 1))
+        return seg, in_seg
+
+    def write(self, address: int, data) -> None:
+        """Write bytes of one page at log address `address` (GIL released in pwrite)."""
+        seg, off = self._locate(address)
+        with self._lock:
+            fd = self._open(seg)
+            self._dirty.add(seg)
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.pwrite(fd, view, off)
+                view = view[n:]
+                off += n
+        except OSError as exc:
+            raise NativeIOError(f"write to {self.path(seg)} failed: {exc}") from exc
+
+    def read(self, address: int, n: int) -> bytes:
+        """Up to n bytes at `address` (short at the end of a segment file)."""
+        seg, off = self._locate(address)
+        with self._lock:
+            fd = self._fds.get(seg)
+        if fd is None:
+            return b""
+        try:
+            return os.pread(fd, n, off)
+        except OSError as exc:
+            raise NativeIOError(f"read of {self.path(seg)} failed: {exc}") from exc
+
+    def sync(self) -> None:
+        """fsync every segment written since the last sync."""
+        with self._lock:
+            dirty = [(s, self._fds[s]) for s in sorted(self._dirty)]
+            self._dirty.clear()
+        for seg, fd in dirty:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise NativeIOError(f"fsync of {self.path(seg)} failed: {exc}") from exc
+        if dirty:
+            dfd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    def truncate_after(self, address: int) -> None:
+        """Drop bytes at and after `address` in its segment and delete later
+        segments (recovery: remove a torn tail so it is never read back)."""
+        seg, off = self._locate(address)
+        with self._lock:
+            for s in sorted(self._fds):
+                if s > seg:
+                    fd = self._fds.pop(s)
+                    self._c_fds[s] = -1
+                    os.close(fd)
+                    os.unlink(self.path(s))
+            if seg in self._fds:
+                os.ftruncate(self._fds[seg], off)
+                self._dirty.add(seg)
+
+    def close(self) -> None:
+        with self._lock:
+            for seg, fd in self._fds.items():
+                self._c_fds[seg] = -1
+                os.close(fd)
+            self._fds.clear()
