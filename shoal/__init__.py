@@ -1,1 +1,42 @@
-"""shoal: a storage engine for raw JSON streams."""
+"""shoal: a storage engine for raw JSON streams with predicated subset
+function (PSF) indexing, after FishStore."""
+from .config import StoreConfig, parse_size
+from .errors import (CorruptionError, IngestRejected, InvalidArgument, NativeIOError, ParseError,
+                     PSFDefinitionError, PSFError, PSFExists, PSFNotFound, RecordTooLarge, ShoalError,
+                     StorageError, StoreClosed, StoreLocked)
+from .ingest.framing import InputFormat
+from .ingest.result import IngestError, IngestResult
+from .psf import PSF, PSFKind
+from .store.checkpoint import CheckpointInfo
+from .store.record import Record
+from .store.store import Store, open
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointInfo",
+    "CorruptionError",
+    "IngestError",
+    "IngestRejected",
+    "IngestResult",
+    "InputFormat",
+    "InvalidArgument",
+    "NativeIOError",
+    "PSF",
+    "PSFDefinitionError",
+    "PSFError",
+    "PSFExists",
+    "PSFKind",
+    "PSFNotFound",
+    "ParseError",
+    "Record",
+    "RecordTooLarge",
+    "ShoalError",
+    "StorageError",
+    "Store",
+    "StoreClosed",
+    "StoreConfig",
+    "StoreLocked",
+    "open",
+    "parse_size",
+]

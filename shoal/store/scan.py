@@ -105,6 +105,15 @@ class _AllRecords:
             return out
 
 
+def truthy(value) -> bool:
+    """JMESPath truthiness: null, false, "", [] and {} are false; numbers are true."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, (str, list, dict)):
+        return len(value) > 0
+    return True
+
+
 def scan_range(log, matcher, lo: int, hi: int, *, descending: bool) -> Iterator[int]:
     """Addresses in [lo, hi) of records the matcher accepts, page by page."""
     lo = max(lo, log.begin_address, FIRST_ADDRESS)

@@ -1,0 +1,466 @@
+"""Store: the one object users hold. A thin facade: each operation delegates
+to the module that owns it (hlog, index, query, scan, checkpoint, recovery,
+ingest, psf).
+
+Concurrency (what protects what):
+  - `_write_lock` serializes every writer operation: ingest, PSF
+    registration, checkpoint, close. Ingest holds it for the whole call.
+  - Readers (query, scan, get, stats) take no lock. They run C code that
+    releases the GIL, read log addresses atomically, and validate in-memory
+    reads against page eviction. `_compiled` is replaced, never mutated, so a
+    reader keeps a consistent snapshot.
+  - `_gate` counts readers inside native calls so close() can wait for them
+    before freeing the index and closing files; after close every call
+    raises StoreClosed.
+"""
+from __future__ import annotations
+
+import builtins
+import fcntl
+import itertools
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._native import ffi
+from ..config import StoreConfig
+from ..errors import InvalidArgument, PSFError, StoreClosed, StoreLocked
+from ..ingest import ingest as _ingest
+from ..ingest.framing import InputFormat
+from ..ingest.result import IngestResult
+from ..psf import (PSF, NativePSFSet, Registry, SlowEvaluator, canonical, evaluate,
+                   parse_definition, value_hash)
+from . import query as _query
+from .address import FIRST_ADDRESS
+from .checkpoint import CheckpointInfo, list_checkpoints, write_checkpoint
+from .hlog import HybridLog
+from .index import HashIndex
+from .record import Record, payload_of
+from .recovery import RecoveryReport, recover
+from .scan import NativeMatcher, PythonMatcher, scan_range, truthy
+from .segments import SegmentFiles
+
+_FORMAT = 1
+_READ_BATCH = 256
+ORDERS = ("newest", "oldest")
+# Layout settings fixed when a store is created; the others may change per open.
+_LAYOUT = ("page_size_bytes", "segment_size_bytes")
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """What ingest evaluates: native programs and slow-path PSFs (a snapshot)."""
+    native: NativePSFSet
+    slow: SlowEvaluator | None
+
+
+class _Gate:
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._inside = 0
+        self.closed = False
+
+    def __enter__(self) -> None:
+        with self._cv:
+            if self.closed:
+                raise StoreClosed("the store is closed")
+            self._inside += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cv:
+            self._inside -= 1
+            if not self._inside:
+                self._cv.notify_all()
+
+    def close(self) -> None:
+        with self._cv:
+            self.closed = True
+            while self._inside:
+                self._cv.wait()
+
+
+def open(path: str | os.PathLike, config: StoreConfig | None = None, **overrides: Any) -> "Store":
+    """Open the store in directory `path`, creating it if needed and
+    recovering it if it exists. Settings: a StoreConfig and/or keyword
+    overrides of its fields (e.g. memory_budget_bytes=1 << 30)."""
+    return Store(path, config, **overrides)
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike, config: StoreConfig | None = None, **overrides: Any):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock(self.path)
+        try:
+            self.config = _resolve_config(self.path, config, overrides)
+            self.tmp_dir = self.path / "tmp"
+            self.tmp_dir.mkdir(exist_ok=True)
+            self._ckpt_dir = self.path / "checkpoints"
+            self._registry = Registry(self.path / "psfs.json")
+            page_bits = self.config.page_bits
+            seg_bits = (self.config.segment_size_bytes // self.config.page_size_bytes).bit_length() - 1
+            fds = ffi.new("int32_t[]", 1 << 20)
+            segs = SegmentFiles(self.path / "log", page_bits, seg_bits, fds, 1 << 20)
+            try:
+                self._index, self.recovery = recover(self._ckpt_dir, segs, page_bits,
+                                                     self.config.index_bucket_bits)
+                segs.truncate_after(self.recovery.tail_address)
+            finally:
+                segs.close()
+            tail = self.recovery.tail_address
+            self._registry.truncate(tail)
+            self._registry.close_open_callables(tail)
+            self._log = HybridLog(self.path / "log", self.config, FIRST_ADDRESS, tail)
+        except BaseException:
+            self._lock_file.close()
+            raise
+        self._write_lock = threading.Lock()
+        self._gate = _Gate()
+        self._compiled_state = self._compile()
+        self._records = self.recovery.records_at_checkpoint + self.recovery.replayed_records
+        self._ingest_totals = {"calls": 0, "records": 0, "rejected": 0, "bytes": 0}
+        self._scan_sets: dict[int, NativePSFSet] = {}
+
+    # ---- lifecycle ----
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._gate.closed
+
+    def close(self) -> None:
+        """Flush the log, wait for readers, release everything. Idempotent."""
+        if self._gate.closed:
+            return
+        with self._write_lock:
+            if self._gate.closed:
+                return
+            try:
+                self._log.flush(durable=True)
+            finally:
+                self._gate.close()
+                self._log.close()
+                self._index.free()
+                self._lock_file.close()
+
+    def _check_open(self) -> None:
+        if self._gate.closed:
+            raise StoreClosed("the store is closed")
+
+    # ---- addresses ----
+    @property
+    def begin_address(self) -> int:
+        return self._log.begin_address
+
+    @property
+    def head_address(self) -> int:
+        return self._log.head_address
+
+    @property
+    def read_only_address(self) -> int:
+        return self._log.read_only_address
+
+    @property
+    def tail_address(self) -> int:
+        return self._log.tail_address
+
+    # ---- PSFs ----
+    def _compile(self) -> _Compiled:
+        active = self._registry.active()
+        native = NativePSFSet.build([(p.id, p.expression) for p in active if p.native])
+        slow = [p for p in active if not p.native]
+        return _Compiled(native, SlowEvaluator(slow) if slow else None)
+
+    def _compiled(self) -> _Compiled:
+        return self._compiled_state
+
+    def register_psf(self, name: str, definition: str | Callable[..., Any], *,
+                     fields: Sequence[str] | None = None) -> PSF:
+        """Register a PSF: a JMESPath expression, or a callable receiving the
+        values of `fields` (or the parsed record when fields is None). Every
+        record ingested from now on is indexed by it; queries over older
+        records scan them, so answers are complete either way."""
+        with self._write_lock:
+            self._check_open()
+            psf = self._registry.register(name, definition, fields=fields, address=self._log.tail_address)
+            self._compiled_state = self._compile()
+            return psf
+
+    def deregister_psf(self, name: str) -> PSF:
+        """Stop indexing by a PSF; returns it with its closed active range."""
+        with self._write_lock:
+            self._check_open()
+            psf = self._registry.deregister(name, address=self._log.tail_address)
+            self._compiled_state = self._compile()
+            return psf
+
+    def psf(self, name: str) -> PSF:
+        return self._registry.get(name)
+
+    def psfs(self, *, include_inactive: bool = True) -> list[PSF]:
+        return self._registry.all() if include_inactive else self._registry.active()
+
+    # ---- ingest ----
+    def ingest(self, data: Any, *, on_error: str = "skip", durable: bool = False,
+               format: str | InputFormat = "auto") -> IngestResult:
+        """Store JSON records from bytes, a path, a binary file or an
+        iterable of byte chunks (NDJSON, a JSON array, or gzip of either).
+        on_error="skip" stores the valid records and reports the bad ones;
+        "reject" stores nothing if any record is bad (raises IngestRejected).
+        durable=True returns only once the records are on disk."""
+        with self._write_lock:
+            self._check_open()
+            return _ingest.run(self, data, on_error=on_error, durable=durable, format=format)
+
+    def _note_ingest(self, result: IngestResult) -> None:
+        self._records += result.ingested
+        t = self._ingest_totals
+        t["calls"] += 1
+        t["records"] += result.ingested
+        t["rejected"] += result.rejected
+        t["bytes"] += result.input_bytes
+
+    # ---- reads ----
+    def get(self, address: int) -> Record | None:
+        """The record at `address`, or None if no record starts there."""
+        if not isinstance(address, int) or isinstance(address, bool):
+            raise InvalidArgument("address must be an int")
+        with self._gate:
+            raw = self._log.read_records([address])[0]
+        return None if raw is None else Record(address, payload_of(raw))
+
+    def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
+              from_address: int | None = None, to_address: int | None = None) -> Iterator[Record]:
+        """Records whose PSF `psf` has value `value` (JSON semantics: 1 == 1.0,
+        escapes do not matter), lazily, newest first by default."""
+        return self._run([(psf, value)], "one", limit, order, from_address, to_address)
+
+    def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
+                  order: str = "newest", from_address: int | None = None,
+                  to_address: int | None = None) -> Iterator[Record]:
+        """Records matching every (psf, value) condition."""
+        return self._run(list(conditions), "all", limit, order, from_address, to_address)
+
+    def query_any(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
+                  order: str = "newest", from_address: int | None = None,
+                  to_address: int | None = None) -> Iterator[Record]:
+        """Records matching at least one (psf, value) condition."""
+        return self._run(list(conditions), "any", limit, order, from_address, to_address)
+
+    def query_addresses(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all",
+                        order: str = "newest", from_address: int | None = None,
+                        to_address: int | None = None) -> Iterator[int]:
+        """Like query_all/query_any, yielding addresses only."""
+        self._check_open()
+        lo, hi, descending = self._range(order, from_address, to_address, None)
+        streams = [self._one(name, value, lo, hi, descending) for name, value in conditions]
+        if not streams:
+            raise InvalidArgument("at least one condition is needed")
+        if mode == "any":
+            return _query.merge_sorted(streams, descending=descending)
+        if mode in ("all", "one"):
+            return streams[0] if len(streams) == 1 else _query.intersect_sorted(streams, descending=descending)
+        raise InvalidArgument(f"unknown mode {mode!r}")
+
+    def _run(self, conditions, mode, limit, order, from_address, to_address) -> Iterator[Record]:
+        self._range(order, from_address, to_address, limit)
+        for c in conditions:
+            if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str)):
+                raise InvalidArgument("each condition is a (psf_name, value) pair")
+        addrs = self.query_addresses(conditions, mode=mode, order=order,
+                                     from_address=from_address, to_address=to_address)
+        return self._materialize(addrs, limit)
+
+    def _range(self, order, from_address, to_address, limit) -> tuple[int, int, bool]:
+        if order not in ORDERS:
+            raise InvalidArgument(f"order must be 'newest' or 'oldest', not {order!r}")
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise InvalidArgument("limit must be a non-negative int")
+        for name, v in (("from_address", from_address), ("to_address", to_address)):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise InvalidArgument(f"{name} must be a non-negative int")
+        lo = max(self._log.begin_address, from_address or 0)
+        hi = self._log.tail_address if to_address is None else min(to_address, self._log.tail_address)
+        return lo, hi, order == "newest"
+
+    def _one(self, name: str, value: Any, lo: int, hi: int, descending: bool) -> Iterator[int]:
+        psf = self._registry.get(name)
+        canon = canonical(value)
+        if canon is None or lo >= hi:
+            return iter(())
+        h = value_hash(psf.id, canon)
+        inactive = psf.inactive_ranges(lo, hi)
+        if inactive and psf.needs_callable:
+            raise PSFError(f"PSF {name!r} is a callable that must be registered again after reopening "
+                           f"before ranges it did not index can be searched")
+
+        def factory():
+            return self._matcher_for(psf, canon)
+
+        gate = self._gate
+
+        def stream() -> Iterator[int]:
+            it = _query.psf_addresses(self._log, self._index, psf, canon, h, inactive, factory,
+                                      lo, hi, descending=descending)
+            while True:
+                with gate:
+                    chunk = list(itertools.islice(it, 1024))
+                if not chunk:
+                    return
+                yield from chunk
+
+        return stream()
+
+    def _matcher_for(self, psf: PSF, canon: bytes | None):
+        if psf.native:
+            nset = self._scan_sets.get(psf.id)
+            if nset is None:
+                nset = self._scan_sets[psf.id] = NativePSFSet.build_single(psf.expression)
+            return NativeMatcher(nset, 0, canon)
+
+        def predicate(text: bytes) -> bool:
+            import orjson
+            try:
+                v = evaluate(psf, orjson.loads(text))
+            except Exception:
+                return False
+            c = canonical(v)
+            return c is not None and (c == canon if canon is not None else True)
+
+        return PythonMatcher(predicate)
+
+    def _materialize(self, addrs: Iterator[int], limit: int | None) -> Iterator[Record]:
+        if limit is not None:
+            addrs = itertools.islice(addrs, limit)
+        log = self._log
+        while True:
+            with self._gate:
+                batch = list(itertools.islice(addrs, _READ_BATCH))
+                if not batch:
+                    return
+                raws = log.read_records(batch)
+            for a, raw in zip(batch, raws):
+                if raw is not None:
+                    yield Record(a, payload_of(raw))
+
+    def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
+             from_address: int | None = None, to_address: int | None = None) -> Iterator[Record]:
+        """Records for which a JMESPath expression is truthy, by scanning the
+        log (no index needed)."""
+        lo, hi, descending = self._range(order, from_address, to_address, limit)
+        expr = parse_definition(expression)
+        if expr.native:
+            matcher: Any = NativeMatcher(NativePSFSet.build_single(expr), 0, None)
+        else:
+            import orjson
+
+            def predicate(text: bytes) -> bool:
+                return truthy(expr.search(orjson.loads(text)))
+
+            matcher = PythonMatcher(predicate)
+        gate = self._gate
+        log = self._log
+
+        def stream() -> Iterator[int]:
+            it = scan_range(log, matcher, lo, hi, descending=descending)
+            while True:
+                with gate:
+                    chunk = list(itertools.islice(it, 1024))
+                if not chunk:
+                    return
+                yield from chunk
+
+        return self._materialize(stream(), limit)
+
+    # ---- durability ----
+    def flush(self, durable: bool = True) -> int:
+        """Write all records to segment files (fsync when durable); returns the tail."""
+        with self._write_lock:
+            self._check_open()
+            return self._log.flush(durable=durable)
+
+    def checkpoint(self) -> CheckpointInfo:
+        """Make the store restartable from this point: flush and fsync the log,
+        write the index and the PSF registry atomically, then the metadata."""
+        with self._write_lock:
+            self._check_open()
+            t0 = time.monotonic()
+            tail = self._log.flush(durable=True)
+            self._registry.save()
+            info = write_checkpoint(self._ckpt_dir, self._index.dump(), tail, self._log.begin_address,
+                                    self._records)
+            return CheckpointInfo(info.checkpoint_id, info.tail_address, info.begin_address, info.records,
+                                  info.created_at, (time.monotonic() - t0) * 1000)
+
+    def checkpoints(self) -> list[int]:
+        return list_checkpoints(self._ckpt_dir)
+
+    # ---- stats ----
+    def stats(self) -> dict:
+        self._check_open()
+        log = self._log
+        idx = self._index.stats()
+        disk = sum(f.stat().st_size for f in (self.path / "log").glob("segment-*.log"))
+        return {
+            "records": self._records,
+            "addresses": {"begin": log.begin_address, "head": log.head_address,
+                          "read_only": log.read_only_address, "tail": log.tail_address,
+                          "flushed_until": log.flushed_until_address},
+            "log_bytes": log.tail_address - log.begin_address,
+            "memory_bytes": log.frames_in_use() * log.page_size,
+            "memory_budget_bytes": self.config.memory_budget_bytes,
+            "disk_bytes": disk,
+            "index": {"buckets": idx.buckets, "overflow_buckets": idx.overflow_buckets,
+                      "entries": idx.entries, "bytes": idx.bytes},
+            "psfs": [{"name": p.name, "id": p.id, "kind": p.kind.value, "active": p.active,
+                      "native": p.native, "ranges": [list(r) for r in p.ranges]}
+                     for p in self._registry.all()],
+            "ingest": dict(self._ingest_totals),
+            "recovery": {"checkpoint_id": self.recovery.checkpoint_id,
+                         "replayed_records": self.recovery.replayed_records,
+                         "dropped": list(self.recovery.dropped)},
+        }
+
+
+def _lock(path: Path):
+    f = builtins.open(path / "LOCK", "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise StoreLocked(f"{path} is in use by another process") from None
+    return f
+
+
+def _resolve_config(path: Path, config: StoreConfig | None, overrides: dict) -> StoreConfig:
+    meta_path = path / "store.json"
+    base = config or StoreConfig()
+    if overrides:
+        try:
+            base = base.replace(**overrides)
+        except TypeError as exc:
+            raise InvalidArgument(str(exc)) from None
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        stored = StoreConfig.from_dict(meta["config"])
+        explicit = set(overrides) | ({f for f in _LAYOUT if getattr(config, f) != getattr(StoreConfig(), f)}
+                                     if config else set())
+        for f in _LAYOUT:
+            if f in explicit and getattr(base, f) != getattr(stored, f):
+                raise InvalidArgument(f"{f} is fixed when a store is created "
+                                      f"(this store has {getattr(stored, f)})")
+        base = base.replace(**{f: getattr(stored, f) for f in _LAYOUT})
+    else:
+        from .checkpoint import write_atomic
+        write_atomic(meta_path, json.dumps({"format": _FORMAT, "config": base.to_dict()}, indent=1).encode())
+    return base
+
