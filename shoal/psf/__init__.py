@@ -1,0 +1,37 @@
+"""PSFs (predicated subset functions): JMESPath or callable definitions, their
+values, their compiled C form, and the registry of which were active when."""
+from __future__ import annotations
+
+from .expr import Expression, parse_definition
+from .kinds import PSFKind
+from .native import NativePSFSet
+from .registry import MAX_NAME_CHARS, PSF, Registry, active_at, inactive_ranges
+from .slowpath import SlowEvaluator, evaluate
+from .values import (
+    canonical,
+    canonical_json,
+    canonical_scalar,
+    decode,
+    parse_query_value,
+    value_hash,
+)
+
+__all__ = [
+    "MAX_NAME_CHARS",
+    "Expression",
+    "NativePSFSet",
+    "PSF",
+    "PSFKind",
+    "Registry",
+    "SlowEvaluator",
+    "active_at",
+    "canonical",
+    "canonical_json",
+    "canonical_scalar",
+    "decode",
+    "evaluate",
+    "inactive_ranges",
+    "parse_definition",
+    "parse_query_value",
+    "value_hash",
+]
