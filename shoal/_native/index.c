@@ -19,6 +19,7 @@
  * pointer and frees the old one once its reader count drops to zero.
  */
 #include "shoal.h"
+#include "internal.h"
 
 #include <sched.h>
 #include <stdlib.h>
@@ -239,6 +240,10 @@ uint64_t shoal_index_lookup(shoal_index *ix, uint64_t hash) {
     uint64_t a = table_lookup(t, hash);
     reader_exit(t);
     return a;
+}
+
+uint64_t shoal_index_lookup_writer(shoal_index *ix, uint64_t hash) {
+    return table_lookup(ix->table, hash);
 }
 
 int shoal_index_upsert(shoal_index *ix, uint64_t hash, uint64_t kp_address, uint64_t *prev) {

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "shoal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -264,7 +265,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
         for (uint32_t k = 0; k < n_kps; k++) {
             kp_plan *pl = &plan[k];
             shoal_key_pointer *kp = (shoal_key_pointer *)(rec + SHOAL_HEADER_BYTES + (uint64_t)k * SHOAL_KP_BYTES);
-            pl->prev = shoal_index_lookup(index, pl->hash);
+            pl->prev = shoal_index_lookup_writer(index, pl->hash);
             kp->prev_psf = pl->prev | ((uint64_t)pl->psf_id << 48);
             if (pl->kind == SHOAL_KP_SPAN) {
                 kp->value_off = (uint32_t)(payload_off + pl->off);

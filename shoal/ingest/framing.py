@@ -46,6 +46,7 @@ class Batch:
     spans: object       # cdata shoal_span[]
     n_spans: int
     keep: object = None  # owner of buf's memory
+    consumed_to: int = 0
 
 
 class Framer:
@@ -75,54 +76,73 @@ class Framer:
 
     # -- ndjson --
     def _ndjson(self, chunks: Iterator[bytes]) -> Iterator[Batch]:
-        pending = b""
+        # Chunks are framed in place; only a line cut by a chunk boundary is
+        # copied (its start carried over and joined with the next chunk's head).
         line = 1
-        skipping = False  # inside an over-long line, discarding until '\n'
-        limit = self.max_record_bytes
-        exhausted = False
-        while not exhausted:
-            parts = [pending] if pending else []
-            size = len(pending)
-            while size < self.batch_bytes or len(parts) <= (1 if pending else 0):
-                try:
-                    c = next(chunks)
-                except StopIteration:
-                    exhausted = True
-                    break
-                parts.append(bytes(c))
-                size += len(c)
-            buf = b"".join(parts) if len(parts) != 1 else parts[0]
-            pending = b""
+        carry = b""        # start of a line cut by the previous chunk's end
+        skipping = False   # discarding an over-long line up to its '\n'
+        limit = self.max_record_bytes + 2
+        for chunk, final in _with_last(chunks):
+            start = 0
             if skipping:
-                nl = buf.find(b"\n")
+                nl = chunk.find(b"\n")
                 if nl < 0:
-                    continue  # still inside the long line
+                    continue
+                start = nl + 1
                 line += 1
-                buf = buf[nl + 1:]
                 skipping = False
-            pos = 0
-            while True:
-                view = memoryview(buf)[pos:]
-                rc = lib.shoal_frame_ndjson(ffi.from_buffer(view), len(view), 1 if exhausted else 0, line,
-                                            self._spans, _SPAN_CAP, self._n_out, self._consumed)
-                n = self._n_out[0]
-                consumed = self._consumed[0]
-                if n:
-                    yield Batch(view, self._spans, n, buf)
-                line += buf.count(b"\n", pos, pos + consumed)
-                pos += consumed
-                if rc != lib.SHOAL_OUT_FULL:
-                    break
-            rest = len(buf) - pos
-            if rest > limit + 2:
-                # An unfinished line already longer than any record may be.
+            if carry:
+                nl = chunk.find(b"\n", start)
+                if nl < 0 and not final:
+                    carry += chunk[start:]
+                    if len(carry) > limit:
+                        yield self._too_large(line)
+                        carry, skipping = b"", True
+                    continue
+                cut = len(chunk) if nl < 0 else nl + 1
+                head = carry + chunk[start:cut]
+                carry = b""
+                start = cut
+                if len(head) > limit:
+                    yield self._too_large(line)
+                    line += 1
+                else:
+                    for batch, line in self._frame_ndjson(head, 0, True, line):
+                        if batch.n_spans:
+                            yield batch
+            pos = start
+            for batch, line in self._frame_ndjson(chunk, start, final, line):
+                pos = batch.consumed_to
+                if batch.n_spans:
+                    yield batch
+            if len(chunk) - pos > limit:
                 yield self._too_large(line)
                 skipping = True
-                pending = b""
+            elif len(chunk) > pos:
+                carry = chunk[pos:]
+
+    def _frame_ndjson(self, buf: bytes, pos: int, final: bool, line: int) -> Iterator[tuple[Batch, int]]:
+        """Frame buf[pos:]; yields (batch, line number after what was consumed).
+        Each batch's `consumed_to` is the offset in `buf` framed so far."""
+        cbuf = ffi.from_buffer(buf)
+        view = memoryview(buf)
+        while True:
+            rc = lib.shoal_frame_ndjson(cbuf + pos, len(buf) - pos, 1 if final else 0, line,
+                                        self._spans, _SPAN_CAP, self._n_out, self._consumed)
+            n = self._n_out[0]
+            consumed = self._consumed[0]
+            if n:
+                last = self._spans[n - 1]
+                # the last span's line plus the newlines from its start on
+                line = last.line + buf.count(b"\n", pos + last.start, pos + consumed)
             else:
-                pending = buf[pos:]
-        if skipping:
-            pass  # the long line ran to the end of input; already reported
+                line += buf.count(b"\n", pos, pos + consumed)
+            batch = Batch(view[pos:], self._spans, n, buf)
+            pos += consumed
+            batch.consumed_to = pos
+            yield batch, line
+            if rc != lib.SHOAL_OUT_FULL:
+                return
 
     def _too_large(self, line: int) -> Batch:
         spans = ffi.new("shoal_span[1]")
@@ -196,6 +216,19 @@ class Framer:
         spans[0].line = 1
         spans[0].status = lib.SHOAL_OK
         yield Batch(buf, spans, 1, buf)
+
+
+def _with_last(items: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Each item with a flag telling whether it is the last one."""
+    it = iter(items)
+    try:
+        prev = next(it)
+    except StopIteration:
+        return
+    for item in it:
+        yield prev, False
+        prev = item
+    yield prev, True
 
 
 def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -62,9 +62,9 @@ class Source:
     def _raw_chunks(self) -> Iterator[bytes]:
         k = self.kind
         if k == "bytes":
-            mv = memoryview(self._data).cast("B")
-            for i in range(0, len(mv), CHUNK_BYTES * 16):
-                yield mv[i:i + CHUNK_BYTES * 16]
+            # Framed in place: bytes and bytearray support find/count.
+            data = self._data
+            yield data if isinstance(data, (bytes, bytearray)) else bytes(data)
         elif k == "path":
             with open(self._data, "rb") as f:
                 yield from _read_file(f)
@@ -83,7 +83,7 @@ class Source:
                 if not isinstance(chunk, (bytes, bytearray, memoryview)):
                     raise InvalidArgument(f"iterable yielded {type(chunk).__name__}, expected bytes")
                 if len(chunk):
-                    yield chunk
+                    yield chunk if isinstance(chunk, (bytes, bytearray)) else bytes(chunk)
 
     def chunks(self) -> Iterator[bytes]:
         """Decompressed input chunks."""

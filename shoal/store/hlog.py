@@ -32,6 +32,7 @@ from .address import FIRST_ADDRESS, MAX_ADDRESS
 from .segments import SegmentFiles
 
 _MAX_SEGMENT_SLOTS = 1 << 20
+_ZERO_HEADER = bytes(32)
 
 
 class HybridLog:
@@ -133,6 +134,12 @@ class HybridLog:
         new_page = old_page + 1
         if (new_page + 1) << self.page_bits > MAX_ADDRESS + 1:
             raise StorageError("log address space exhausted")
+        # A zero header after the last record ends the page for scans and
+        # replay, so a recycled frame needs no zeroing: bytes past a page's
+        # end marker are never interpreted.
+        end_off = tail & (self.page_size - 1)
+        if end_off + 32 <= self.page_size and end_off:
+            ffi.memmove(self._frames[old_page % self.n_frames] + end_off, _ZERO_HEADER, 32)
         with self._cv:
             self._queue.append(old_page)
             self._cv.notify_all()
@@ -143,11 +150,8 @@ class HybridLog:
             self.wait_flushed((victim + 1) << self.page_bits)
             self.c.head_address = max(self.c.head_address, (victim + 1) << self.page_bits)
             self._frame_page[i] = -1  # readers now fall back to disk
-            lib_memset = ffi.memmove
-            frame = self._frame_for(new_page)
-            lib_memset(frame, bytes(self.page_size), self.page_size)
-        else:
-            self._frame_for(new_page)
+            ffi.memmove(self._frames[i], _ZERO_HEADER, 32)
+        self._frame_for(new_page)
         self._install(new_page)
         start = new_page << self.page_bits
         self.c.read_only_address = start
