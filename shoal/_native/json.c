@@ -283,3 +283,961 @@ scan_string(const uint8_t *p, const uint8_t *end, uint8_t *flags, parse_error *e
             return NULL;
     }
 }
+
+/* ---- numbers -------------------------------------------------------------- */
+
+/* 2^1024 - 2^970, the halfway point between DBL_MAX and 2^1024: the least
+ * decimal value that rounds to infinity (ties go to even, and DBL_MAX's
+ * mantissa is odd). As a digit string, value = 0.DIGITS x 10^309. */
+static const char k_dbl_limit[] =
+    "1797693134862315807937289714053034150799341327100378269361737789"
+    "8044496829276475094664901797758720709633028641669288791094655554"
+    "7851940402630657488671505820681908902000708383676273854845817711"
+    "5317644757302700698555713669596228429148198608349364752927190741"
+    "68444365510704342711559699508093042880177904174497792";
+
+/* Exponents are accumulated only up to this bound: anything beyond it is far
+ * outside double range either way, and the arithmetic below cannot overflow. */
+#define EXP_CLAMP 1000000000LL
+
+/* Whether the number with integer digits ip[0, nint), fraction digits
+ * fp[0, nfrac) (fp NULL if none) and exponent ex rounds to infinity. */
+static int number_overflows(const uint8_t *ip, size_t nint, const uint8_t *fp, size_t nfrac,
+                            int64_t ex)
+{
+    const uint8_t *first, *last = fp ? fp + nfrac : ip + nint;
+    int64_t mag; /* value = 0.d1d2... x 10^mag, d1 the first nonzero digit */
+    if (ip[0] != '0') {
+        first = ip;
+        mag = (int64_t)nint + ex;
+    } else {
+        size_t k = 0;
+        while (k < nfrac && fp[k] == '0')
+            k++;
+        if (k == nfrac)
+            return 0; /* zero */
+        first = fp + k;
+        mag = ex - (int64_t)k;
+    }
+    if (mag <= 308)
+        return 0;
+    if (mag >= 310)
+        return 1;
+    for (size_t i = 0; i < sizeof k_dbl_limit - 1; i++, first++) {
+        if (first < last && *first == '.')
+            first++;
+        if (first >= last)
+            return 0; /* our remaining digits are 0; the limit's last one is not */
+        if (*first != (uint8_t)k_dbl_limit[i])
+            return *first > (uint8_t)k_dbl_limit[i];
+    }
+    return 1; /* equal to the limit on all its digits, so >= the limit */
+}
+
+/* p at '-' or a digit: returns the byte after the number, or NULL with *e set. */
+static ALWAYS_INLINE const uint8_t *scan_number(const uint8_t *p, const uint8_t *end, parse_error *e)
+{
+    const uint8_t *start = p;
+    if (*p == '-' && ++p == end)
+        goto bad;
+    const uint8_t *ip = p;
+    if (*p == '0') {
+        p++;
+    } else if (IS_DIGIT(*p)) {
+        p++;
+        while (p < end && IS_DIGIT(*p))
+            p++;
+    } else {
+        goto bad;
+    }
+    size_t nint = (size_t)(p - ip);
+    const uint8_t *fp = NULL;
+    size_t nfrac = 0;
+    if (p < end && *p == '.') {
+        fp = ++p;
+        while (p < end && IS_DIGIT(*p))
+            p++;
+        nfrac = (size_t)(p - fp);
+        if (!nfrac)
+            goto bad;
+    }
+    int64_t ex = 0;
+    if (p < end && (*p | 0x20) == 'e') {
+        int neg = 0;
+        if (++p < end && (*p == '+' || *p == '-'))
+            neg = *p++ == '-';
+        if (p == end || !IS_DIGIT(*p))
+            goto bad;
+        do {
+            if (ex < EXP_CLAMP)
+                ex = ex * 10 + (*p - '0');
+            p++;
+        } while (p < end && IS_DIGIT(*p));
+        if (neg)
+            ex = -ex;
+    }
+    /* Quick bound: the value is below 10^(nint + ex) (10^ex for 0.xxx). */
+    if ((ip[0] == '0' ? 0 : (int64_t)nint) + ex > 308 && number_overflows(ip, nint, fp, nfrac, ex)) {
+        e->code = SHOAL_E_NUMBER;
+        e->at = start;
+        return NULL;
+    }
+    return p;
+bad:
+    e->code = SHOAL_E_SYNTAX;
+    e->at = p;
+    return NULL;
+}
+
+/* ---- unescaping ------------------------------------------------------------ */
+
+static ALWAYS_INLINE int put_utf8(uint32_t cp, uint8_t *out)
+{
+    if (cp < 0x80) {
+        out[0] = (uint8_t)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (uint8_t)(0xC0 | (cp >> 6));
+        out[1] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (uint8_t)(0xE0 | (cp >> 12));
+        out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (uint8_t)(0xF0 | (cp >> 18));
+    out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* *pp at a backslash: writes the escape's UTF-8 bytes to out, advances *pp,
+ * returns the byte count, or -1 for a malformed escape or lone surrogate. */
+static int decode_escape(const uint8_t **pp, const uint8_t *end, uint8_t out[4])
+{
+    const uint8_t *p = *pp;
+    if (end - p < 2)
+        return -1;
+    uint8_t c;
+    switch (p[1]) {
+    case '"': c = '"'; break;
+    case '\\': c = '\\'; break;
+    case '/': c = '/'; break;
+    case 'b': c = '\b'; break;
+    case 'f': c = '\f'; break;
+    case 'n': c = '\n'; break;
+    case 'r': c = '\r'; break;
+    case 't': c = '\t'; break;
+    case 'u': {
+        if (end - p < 6)
+            return -1;
+        int u = hex4(p + 2);
+        if (u < 0)
+            return -1;
+        uint32_t cp = (uint32_t)u;
+        p += 6;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            int lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return -1;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
+            p += 6;
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            return -1;
+        }
+        *pp = p;
+        return put_utf8(cp, out);
+    }
+    default:
+        return -1;
+    }
+    out[0] = c;
+    *pp = p + 2;
+    return 1;
+}
+
+/* Whether the string text k[0, klen) (between the quotes, with escapes)
+ * unescapes to exactly key[0, keylen). Streams: no buffer, any length. */
+static int key_eq_escaped(const uint8_t *k, size_t klen, const uint8_t *key, size_t keylen)
+{
+    const uint8_t *p = k, *end = k + klen;
+    size_t o = 0;
+    while (p < end) {
+        if (*p != '\\') {
+            if (o == keylen || key[o] != *p)
+                return 0;
+            o++;
+            p++;
+            continue;
+        }
+        uint8_t u[4];
+        int n = decode_escape(&p, end, u);
+        if (n < 0 || keylen - o < (size_t)n || memcmp(key + o, u, (size_t)n) != 0)
+            return 0;
+        o += (size_t)n;
+    }
+    return o == keylen;
+}
+
+/* ---- trie --------------------------------------------------------------- */
+
+/* Entering a node (again, for a duplicate key) forgets what its subtree found. */
+static ALWAYS_INLINE uint32_t enter_node(const shoal_trie *t, shoal_slot *slots, uint32_t child)
+{
+    const shoal_trie_node *n = &t->nodes[child];
+    if (n->slot_hi > n->slot_lo)
+        memset(slots + n->slot_lo, 0, (n->slot_hi - n->slot_lo) * sizeof *slots);
+    return child;
+}
+
+/* Child of `node` along object key k[0, klen) (raw text between the quotes). */
+static uint32_t find_key(const shoal_trie *t, shoal_slot *slots, uint32_t node,
+                         const uint8_t *k, size_t klen, int escaped)
+{
+    const shoal_trie_node *n = &t->nodes[node];
+    const shoal_trie_edge *e = t->edges + n->first_edge, *ee = e + n->n_edges;
+    const uint8_t *keys = (const uint8_t *)t->keys;
+    if (!escaped) {
+        for (; e < ee; e++)
+            if (e->key_len == klen &&
+                (klen == 0 || (keys[e->key_off] == k[0] && memcmp(keys + e->key_off, k, klen) == 0)))
+                return enter_node(t, slots, e->child);
+    } else {
+        /* unescaped text is never longer than its escaped form */
+        for (; e < ee; e++)
+            if (e->key_len != SHOAL_EDGE_INDEX && e->key_len <= klen &&
+                key_eq_escaped(k, klen, keys + e->key_off, e->key_len))
+                return enter_node(t, slots, e->child);
+    }
+    return NO_NODE;
+}
+
+/* Child of `node` for array element number i. */
+static uint32_t find_index(const shoal_trie *t, shoal_slot *slots, uint32_t node, uint32_t i)
+{
+    const shoal_trie_node *n = &t->nodes[node];
+    const shoal_trie_edge *e = t->edges + n->first_edge, *ee = e + n->n_edges;
+    for (; e < ee; e++)
+        if (e->key_len == SHOAL_EDGE_INDEX && e->key_off == i)
+            return enter_node(t, slots, e->child);
+    return NO_NODE;
+}
+
+/* ---- parser --------------------------------------------------------------- */
+
+/* One open container. The explicit stack bounds native stack use at
+ * SHOAL_MAX_DEPTH * 16 bytes, whatever the input's nesting. */
+typedef struct {
+    uint32_t node;   /* trie node of the container, NO_NODE if untracked */
+    uint32_t start;  /* offset of its '[' or '{' */
+    uint32_t index;  /* arrays: number of the current element */
+    uint32_t is_obj;
+} parse_frame;
+
+#define SKIP_WS()                          \
+    do {                                   \
+        while (p < end && k_ws[*p])        \
+            p++;                           \
+    } while (0)
+
+/* Tracks whether a node has children worth looking up, so that untracked
+ * subtrees cost one predictable branch per value. */
+#define HAS_EDGES(node) ((node) != NO_NODE && nodes[(node)].n_edges != 0)
+
+static ALWAYS_INLINE int parse_core(const uint8_t *s, size_t len, const shoal_trie *trie,
+                                    shoal_slot *slots, size_t *err_off, const int mode)
+{
+    const uint8_t *p = s, *end = s + len, *vstart;
+    const shoal_trie_node *nodes = NULL;
+    parse_frame stack[SHOAL_MAX_DEPTH];
+    parse_frame *f;
+    uint32_t depth = 0, cur = NO_NODE;
+    uint8_t vtype, vflags;
+    parse_error e;
+
+    if (trie) {
+        if (trie->n_slots)
+            memset(slots, 0, trie->n_slots * sizeof *slots); /* SHOAL_T_MISSING */
+        if (trie->n_nodes) {
+            nodes = trie->nodes;
+            cur = 0;
+        }
+    }
+    SKIP_WS();
+    if (p == end) {
+        e.code = SHOAL_E_EMPTY;
+        e.at = p;
+        goto fail;
+    }
+
+value:
+    if (p == end)
+        goto eof;
+    vstart = p;
+    switch (*p) {
+    case '"':
+        vflags = 0;
+        p = scan_string(p + 1, end, &vflags, &e, mode);
+        if (!p)
+            goto fail;
+        p++;
+        if (p - vstart == 2)
+            vflags |= SHOAL_VF_EMPTY;
+        vtype = SHOAL_T_STRING;
+        break;
+    case '{':
+    case '[':
+        if (depth == SHOAL_MAX_DEPTH) {
+            e.code = SHOAL_E_DEPTH;
+            e.at = p;
+            goto fail;
+        }
+        f = &stack[depth++];
+        f->node = cur;
+        f->start = (uint32_t)(p - s);
+        f->index = 0;
+        f->is_obj = *p == '{';
+        p++;
+        SKIP_WS();
+        if (p < end && *p == (f->is_obj ? '}' : ']')) {
+            p++;
+            depth--;
+            vtype = f->is_obj ? SHOAL_T_OBJECT : SHOAL_T_ARRAY;
+            vflags = SHOAL_VF_EMPTY;
+            break;
+        }
+        if (f->is_obj)
+            goto key;
+        cur = HAS_EDGES(cur) ? find_index(trie, slots, cur, 0) : NO_NODE;
+        goto value;
+    case 't':
+        if (end - p < 4 || memcmp(p, "true", 4) != 0)
+            goto unexpected;
+        p += 4;
+        vtype = SHOAL_T_TRUE;
+        vflags = 0;
+        break;
+    case 'f':
+        if (end - p < 5 || memcmp(p, "false", 5) != 0)
+            goto unexpected;
+        p += 5;
+        vtype = SHOAL_T_FALSE;
+        vflags = 0;
+        break;
+    case 'n':
+        if (end - p < 4 || memcmp(p, "null", 4) != 0)
+            goto unexpected;
+        p += 4;
+        vtype = SHOAL_T_NULL;
+        vflags = 0;
+        break;
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        p = scan_number(p, end, &e);
+        if (!p)
+            goto fail;
+        vtype = SHOAL_T_NUMBER;
+        vflags = 0;
+        break;
+    default:
+        goto unexpected;
+    }
+
+value_done:
+    if (cur != NO_NODE && nodes[cur].slot >= 0) {
+        shoal_slot *sl = &slots[nodes[cur].slot];
+        sl->start = (uint32_t)(vstart - s);
+        sl->len = (uint32_t)(p - vstart);
+        sl->type = vtype;
+        sl->flags = vflags;
+        sl->reserved = 0;
+    }
+    if (depth == 0)
+        goto done;
+    SKIP_WS();
+    if (p == end)
+        goto eof;
+    f = &stack[depth - 1];
+    if (*p == ',') {
+        p++;
+        SKIP_WS();
+        if (f->is_obj)
+            goto key;
+        f->index++;
+        cur = HAS_EDGES(f->node) ? find_index(trie, slots, f->node, f->index) : NO_NODE;
+        goto value;
+    }
+    if (*p != (f->is_obj ? '}' : ']'))
+        goto unexpected;
+    p++;
+    depth--;
+    cur = f->node;
+    vstart = s + f->start;
+    vtype = f->is_obj ? SHOAL_T_OBJECT : SHOAL_T_ARRAY;
+    vflags = 0;
+    goto value_done;
+
+key:
+    if (p == end)
+        goto eof;
+    if (*p != '"')
+        goto unexpected;
+    {
+        const uint8_t *k = p + 1;
+        uint8_t kflags = 0;
+        p = scan_string(k, end, &kflags, &e, mode);
+        if (!p)
+            goto fail;
+        const uint8_t *kend = p++;
+        SKIP_WS();
+        if (p == end)
+            goto eof;
+        if (*p != ':')
+            goto unexpected;
+        p++;
+        SKIP_WS();
+        uint32_t parent = stack[depth - 1].node;
+        cur = HAS_EDGES(parent) ? find_key(trie, slots, parent, k, (size_t)(kend - k), kflags) : NO_NODE;
+    }
+    goto value;
+
+done:
+    SKIP_WS();
+    if (p != end) {
+        e.code = SHOAL_E_TRAILING;
+        e.at = p;
+        goto fail;
+    }
+    return SHOAL_OK;
+eof:
+    e.code = SHOAL_E_SYNTAX;
+    e.at = end;
+    goto fail;
+unexpected:
+    e.code = SHOAL_E_SYNTAX;
+    e.at = p;
+fail:
+    *err_off = (size_t)(e.at - s);
+    return e.code;
+}
+
+static int parse_portable(const uint8_t *s, size_t len, const shoal_trie *trie,
+                          shoal_slot *slots, size_t *err_off)
+{
+    return parse_core(s, len, trie, slots, err_off, MODE_PORTABLE);
+}
+
+#if SHOAL_X86
+static int parse_sse2(const uint8_t *s, size_t len, const shoal_trie *trie, shoal_slot *slots,
+                      size_t *err_off)
+{
+    return parse_core(s, len, trie, slots, err_off, MODE_SSE2);
+}
+
+static int parse_avx2(const uint8_t *s, size_t len, const shoal_trie *trie, shoal_slot *slots,
+                      size_t *err_off)
+{
+    return parse_core(s, len, trie, slots, err_off, MODE_AVX2);
+}
+#endif
+
+int shoal_parse(const char *buf, size_t len, const shoal_trie *trie, shoal_slot *slots,
+                size_t *err_off)
+{
+    size_t scratch;
+    if (!err_off)
+        err_off = &scratch;
+    *err_off = 0;
+    if ((!buf && len) || (trie && trie->n_slots && !slots) || (trie && trie->n_nodes && !trie->nodes))
+        return SHOAL_E_ARG;
+    if (len > UINT32_MAX)
+        return SHOAL_E_TOO_LARGE;
+    const uint8_t *s = (const uint8_t *)buf;
+#if SHOAL_X86
+    if (g_mode == MODE_AVX2)
+        return parse_avx2(s, len, trie, slots, err_off);
+    if (g_mode == MODE_SSE2)
+        return parse_sse2(s, len, trie, slots, err_off);
+#endif
+    return parse_portable(s, len, trie, slots, err_off);
+}
+
+/* ---- canonical values ------------------------------------------------------ */
+
+/* Canonical exponents are clamped here: such values overflow or underflow any
+ * double by far, and the int64 arithmetic stays safe for texts up to 2^62. */
+#define CANON_EXP_CLAMP 1000000000000000LL
+
+static int64_t canon_string(const uint8_t *t, size_t len, uint8_t *dst, size_t cap)
+{
+    if (len < 2 || t[0] != '"' || t[len - 1] != '"')
+        return SHOAL_E_ARG;
+    const uint8_t *p = t + 1, *end = t + len - 1;
+    if (cap < 1)
+        return SHOAL_E_SPACE;
+    size_t o = 0;
+    dst[o++] = 's';
+    while (p < end) {
+        const uint8_t *b = memchr(p, '\\', (size_t)(end - p));
+        size_t run = (size_t)((b ? b : end) - p);
+        if (cap - o < run)
+            return SHOAL_E_SPACE;
+        memcpy(dst + o, p, run);
+        o += run;
+        p += run;
+        if (!b)
+            break;
+        uint8_t u[4];
+        int n = decode_escape(&p, end, u);
+        if (n < 0)
+            return SHOAL_E_ARG;
+        if (cap - o < (size_t)n)
+            return SHOAL_E_SPACE;
+        memcpy(dst + o, u, (size_t)n);
+        o += (size_t)n;
+    }
+    return (int64_t)o;
+}
+
+static int64_t canon_number(const uint8_t *t, size_t len, uint8_t *dst, size_t cap)
+{
+    const uint8_t *p = t, *end = t + len;
+    int neg = 0;
+    if (p < end && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    const uint8_t *ip = p;
+    if (p < end && *p == '0') {
+        p++;
+    } else if (p < end && IS_DIGIT(*p)) {
+        while (p < end && IS_DIGIT(*p))
+            p++;
+    } else {
+        return SHOAL_E_ARG;
+    }
+    const uint8_t *ie = p, *fp = p, *fe = p;
+    if (p < end && *p == '.') {
+        fp = ++p;
+        while (p < end && IS_DIGIT(*p))
+            p++;
+        fe = p;
+        if (fe == fp)
+            return SHOAL_E_ARG;
+    }
+    int64_t ex = 0;
+    if (p < end && (*p | 0x20) == 'e') {
+        int eneg = 0;
+        if (++p < end && (*p == '+' || *p == '-'))
+            eneg = *p++ == '-';
+        if (p == end || !IS_DIGIT(*p))
+            return SHOAL_E_ARG;
+        for (; p < end && IS_DIGIT(*p); p++)
+            if (ex < CANON_EXP_CLAMP)
+                ex = ex * 10 + (*p - '0');
+        if (eneg)
+            ex = -ex;
+    }
+    if (p != end)
+        return SHOAL_E_ARG;
+
+    /* Significant digits run from the first to the last nonzero digit of the
+     * int part followed by the fraction; the '.' may sit between them. */
+    const uint8_t *first = NULL, *last = NULL;
+    for (const uint8_t *q = ip; q < ie && !first; q++)
+        if (*q != '0')
+            first = q;
+    for (const uint8_t *q = fp; q < fe && !first; q++)
+        if (*q != '0')
+            first = q;
+    if (!first) {
+        if (cap < 2)
+            return SHOAL_E_SPACE;
+        dst[0] = 'n';
+        dst[1] = '0';
+        return 2;
+    }
+    int64_t e10; /* power of ten of the last significant digit */
+    for (const uint8_t *q = fe; q > fp && !last; q--)
+        if (q[-1] != '0')
+            last = q - 1;
+    if (last) {
+        e10 = ex - (int64_t)(last - fp + 1);
+    } else {
+        for (const uint8_t *q = ie; q > ip && !last; q--)
+            if (q[-1] != '0')
+                last = q - 1;
+        e10 = ex + (int64_t)(ie - 1 - last);
+    }
+    if (e10 > CANON_EXP_CLAMP)
+        e10 = CANON_EXP_CLAMP;
+    if (e10 < -CANON_EXP_CLAMP)
+        e10 = -CANON_EXP_CLAMP;
+
+    char ebuf[24];
+    int elen = 0;
+    uint64_t mag = e10 < 0 ? (uint64_t)(-e10) : (uint64_t)e10;
+    do {
+        ebuf[elen++] = (char)('0' + mag % 10);
+        mag /= 10;
+    } while (mag);
+    if (e10 < 0)
+        ebuf[elen++] = '-';
+
+    size_t ndigits = (size_t)(last - first + 1) - (first < ie && last >= fp && fp != ie ? 1 : 0);
+    size_t need = 1 + (size_t)neg + ndigits + 1 + (size_t)elen;
+    if (cap < need)
+        return SHOAL_E_SPACE;
+    size_t o = 0;
+    dst[o++] = 'n';
+    if (neg)
+        dst[o++] = '-';
+    for (const uint8_t *q = first; q <= last; q++)
+        if (*q != '.')
+            dst[o++] = *q;
+    dst[o++] = 'e';
+    while (elen)
+        dst[o++] = (uint8_t)ebuf[--elen];
+    return (int64_t)o;
+}
+
+int64_t shoal_canon(const char *text, size_t len, uint8_t type, char *dst, size_t cap)
+{
+    uint8_t c;
+    if ((!text && len) || (!dst && cap))
+        return SHOAL_E_ARG;
+    switch (type) {
+    case SHOAL_T_STRING:
+        return canon_string((const uint8_t *)text, len, (uint8_t *)dst, cap);
+    case SHOAL_T_NUMBER:
+        return canon_number((const uint8_t *)text, len, (uint8_t *)dst, cap);
+    case SHOAL_T_TRUE: c = 't'; break;
+    case SHOAL_T_FALSE: c = 'f'; break;
+    case SHOAL_T_NULL: c = 'z'; break;
+    default:
+        return SHOAL_E_ARG; /* MISSING, arrays and objects have no canonical bytes */
+    }
+    if (cap < 1)
+        return SHOAL_E_SPACE;
+    dst[0] = (char)c;
+    return 1;
+}
+
+/* ---- hash ------------------------------------------------------------------- */
+
+/* Multiply-xorshift over 8-byte little-endian words, seeded with a bijective
+ * mix of (psf_id, len) and finished with a full-avalanche mix, so every output
+ * bit depends on every input bit (the index takes bucket and tag from bits
+ * 16..63). Constants: odd, "nothing up my sleeve" fractional parts of sqrt(3),
+ * sqrt(5) and sqrt(7). The result is stored in logs and index dumps: it must
+ * never change. */
+#define HASH_M1 0xBB67AE8584CAA73Bull
+#define HASH_M2 0x3C6EF372FE94F82Bull
+#define HASH_M3 0xA54FF53A5F1D36F1ull
+
+static ALWAYS_INLINE uint64_t hash_mix(uint64_t h)
+{
+    h ^= h >> 32;
+    h *= HASH_M2;
+    h ^= h >> 29;
+    h *= HASH_M3;
+    h ^= h >> 32;
+    return h;
+}
+
+uint64_t shoal_hash(uint32_t psf_id, const char *canon, size_t len)
+{
+    const uint8_t *p = (const uint8_t *)canon;
+    uint64_t h = hash_mix((((uint64_t)psf_id << 32) | (uint32_t)len) ^ ((uint64_t)len >> 32) ^ HASH_M1);
+    for (; len >= 8; p += 8, len -= 8) {
+        h = (h ^ load64le(p)) * HASH_M1;
+        h ^= h >> 29;
+    }
+    if (len) {
+        uint8_t tail[8] = {0};
+        memcpy(tail, p, len);
+        h = (h ^ load64le(tail)) * HASH_M1;
+        h ^= h >> 29;
+    }
+    return hash_mix(h);
+}
+
+/* ---- CRC32C --------------------------------------------------------------- */
+
+static uint32_t crc32c_table(uint32_t c, const uint8_t *p, size_t n)
+{
+    for (; n && ((uintptr_t)p & 7); n--)
+        c = g_crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    for (; n >= 8; p += 8, n -= 8) { /* slicing by 8 */
+        uint64_t w = load64le(p) ^ c;
+        c = g_crc_table[7][w & 0xff] ^ g_crc_table[6][(w >> 8) & 0xff] ^
+            g_crc_table[5][(w >> 16) & 0xff] ^ g_crc_table[4][(w >> 24) & 0xff] ^
+            g_crc_table[3][(w >> 32) & 0xff] ^ g_crc_table[2][(w >> 40) & 0xff] ^
+            g_crc_table[1][(w >> 48) & 0xff] ^ g_crc_table[0][w >> 56];
+    }
+    for (; n; n--)
+        c = g_crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    return c;
+}
+
+#if SHOAL_X86 && defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t c, const uint8_t *p, size_t n)
+{
+    uint64_t c64 = c;
+    for (; n >= 32; p += 32, n -= 32) {
+        c64 = _mm_crc32_u64(c64, load64le(p));
+        c64 = _mm_crc32_u64(c64, load64le(p + 8));
+        c64 = _mm_crc32_u64(c64, load64le(p + 16));
+        c64 = _mm_crc32_u64(c64, load64le(p + 24));
+    }
+    for (; n >= 8; p += 8, n -= 8)
+        c64 = _mm_crc32_u64(c64, load64le(p));
+    c = (uint32_t)c64;
+    for (; n; n--)
+        c = _mm_crc32_u8(c, *p++);
+    return c;
+}
+#define HAVE_CRC32C_HW 1
+#endif
+
+uint32_t shoal_crc32c(uint32_t crc, const char *buf, size_t len)
+{
+    const uint8_t *p = (const uint8_t *)buf;
+    if (!p)
+        return crc;
+#ifdef HAVE_CRC32C_HW
+    if (g_crc_hw)
+        return ~crc32c_hw(~crc, p, len);
+#endif
+    return ~crc32c_table(~crc, p, len);
+}
+
+/* ---- framing: NDJSON -------------------------------------------------------- */
+
+/* Resuming: the caller keeps buf[*consumed, len) and prepends it to the next
+ * chunk, and the next call's first_line is first_line plus the number of '\n'
+ * in buf[0, *consumed). *consumed always lies right after a '\n', at 0, or at
+ * len, so that count is the line number of the next unconsumed byte. */
+int shoal_frame_ndjson(const char *buf, size_t len, int final, uint64_t first_line,
+                       shoal_span *out, size_t cap, size_t *n_out, size_t *consumed)
+{
+    if (!n_out || !consumed || (!buf && len) || (!out && cap))
+        return SHOAL_E_ARG;
+    const uint8_t *s = (const uint8_t *)buf;
+    size_t pos = 0, n = 0;
+    uint64_t line = first_line;
+    int rc = SHOAL_OK;
+    while (pos < len) {
+        const uint8_t *nl = memchr(s + pos, '\n', len - pos);
+        size_t eol;
+        if (nl)
+            eol = (size_t)(nl - s);
+        else if (final)
+            eol = len;
+        else
+            break; /* partial last line: wait for its '\n' */
+        size_t a = pos, b = eol;
+        while (a < b && k_ws[s[a]])
+            a++;
+        while (b > a && k_ws[s[b - 1]])
+            b--;
+        if (a < b) {
+            if (n == cap) {
+                rc = SHOAL_OUT_FULL;
+                break;
+            }
+            out[n].start = a;
+            out[n].len = b - a;
+            out[n].line = line;
+            out[n].status = SHOAL_OK;
+            out[n].reserved = 0;
+            n++;
+        }
+        pos = nl ? eol + 1 : len;
+        line++;
+    }
+    *n_out = n;
+    *consumed = pos;
+    return rc;
+}
+
+/* ---- framing: top-level array ------------------------------------------------ */
+
+/* p just after an opening quote: the closing quote, or end. Escapes skip
+ * the next byte; nothing else is checked (shoal_parse does that). */
+static const uint8_t *skip_string_struct(const uint8_t *p, const uint8_t *end)
+{
+    for (;;) {
+#if SHOAL_X86
+        if (g_mode != MODE_PORTABLE) {
+            const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+            while (end - p >= 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)p);
+                unsigned m = (unsigned)_mm_movemask_epi8(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)));
+                if (m) {
+                    p += __builtin_ctz(m);
+                    break;
+                }
+                p += 16;
+            }
+        }
+#endif
+        while (p < end && *p != '"' && *p != '\\')
+            p++;
+        if (p >= end || *p == '"')
+            return p;
+        p += 2; /* backslash and the escaped byte */
+        if (p >= end)
+            return end;
+    }
+}
+
+/* Scans one element from `p` (just after '[' or ','): returns the top-level
+ * ',' or ']' that ends it, or end when the element is incomplete. */
+static const uint8_t *scan_element(const uint8_t *p, const uint8_t *end)
+{
+    uint64_t depth = 0;
+    for (; p < end; p++) {
+        if (!k_frame_stop[*p])
+            continue;
+        switch (*p) {
+        case '"':
+            p = skip_string_struct(p + 1, end);
+            if (p == end)
+                return end;
+            break;
+        case '[': case '{':
+            depth++;
+            break;
+        case ']':
+            if (depth == 0)
+                return p;
+            depth--;
+            break;
+        case '}':
+            if (depth) /* a stray '}' stays in the element for shoal_parse to reject */
+                depth--;
+            break;
+        case ',':
+            if (depth == 0)
+                return p;
+            break;
+        }
+    }
+    return end;
+}
+
+static void put_span(shoal_span *sp, size_t start, size_t len, uint64_t line, int32_t status)
+{
+    sp->start = start;
+    sp->len = len;
+    sp->line = line;
+    sp->status = status;
+    sp->reserved = 0;
+}
+
+/* Phases follow shoal_array_state. An element is emitted together with the
+ * ',' or ']' that ends it, so this framer never rests in phase 2 and resumes
+ * from phase 1 by re-scanning an incomplete element from its start. In phase
+ * 1, elements == 0 means "just after '['" (']' closes an empty array);
+ * otherwise a ',' came last and an empty element is an error span. */
+int shoal_frame_array(shoal_array_state *st, const char *buf, size_t len, int final,
+                      shoal_span *out, size_t cap, size_t *n_out, size_t *consumed,
+                      size_t *err_off)
+{
+    size_t scratch;
+    if (!err_off)
+        err_off = &scratch;
+    *err_off = 0;
+    if (!st || !n_out || !consumed || (!buf && len) || (!out && cap))
+        return SHOAL_E_ARG;
+    const uint8_t *s = (const uint8_t *)buf, *end = s + len, *p = s;
+    size_t n = 0;
+    int rc = SHOAL_OK;
+    if (st->line == 0)
+        st->line = 1;
+
+    for (;;) {
+        if (st->phase == 0) {
+            while (p < end && k_ws[*p])
+                p++;
+            if (p == end) {
+                if (final) {
+                    *err_off = len;
+                    goto failed;
+                }
+                break;
+            }
+            if (*p != '[') {
+                *err_off = (size_t)(p - s);
+                goto failed;
+            }
+            p++;
+            st->phase = 1;
+        } else if (st->phase == 1) {
+            const uint8_t *d = scan_element(p, end), *a = p, *b = d;
+            while (a < b && k_ws[*a])
+                a++;
+            while (b > a && k_ws[b[-1]])
+                b--;
+            if (d == end) {
+                if (!final)
+                    break;
+                if (a < b) { /* the unterminated array's last element */
+                    if (n == cap) {
+                        rc = SHOAL_OUT_FULL;
+                        break;
+                    }
+                    put_span(&out[n++], (size_t)(a - s), (size_t)(b - a), ++st->elements,
+                             SHOAL_E_FRAMING);
+                }
+                p = end;
+                *err_off = len;
+                goto failed;
+            }
+            if (a == b && *d == ']' && st->elements == 0) {
+                p = d + 1; /* [] */
+                st->phase = 3;
+                continue;
+            }
+            if (n == cap) {
+                rc = SHOAL_OUT_FULL;
+                break;
+            }
+            if (a == b)
+                put_span(&out[n++], (size_t)(d - s), 0, ++st->elements, SHOAL_E_SYNTAX);
+            else
+                put_span(&out[n++], (size_t)(a - s), (size_t)(b - a), ++st->elements, SHOAL_OK);
+            p = d + 1;
+            if (*d == ']')
+                st->phase = 3;
+        } else if (st->phase == 3) {
+            while (p < end && k_ws[*p])
+                p++;
+            if (p < end) {
+                *err_off = (size_t)(p - s);
+                goto failed;
+            }
+            break;
+        } else {
+            p = end;
+            goto failed;
+        }
+    }
+    goto out;
+failed:
+    st->phase = 4;
+    rc = SHOAL_E_FRAMING;
+    p = end;
+out:
+    for (const uint8_t *q = s; (q = memchr(q, '\n', (size_t)(p - q))) != NULL; q++)
+        st->line++;
+    *n_out = n;
+    *consumed = (size_t)(p - s);
+    return rc;
+}
