@@ -66,7 +66,7 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
     native_set = compiled.native
     slow = compiled.slow
     framer = Framer(fmt, cfg.batch_bytes, cfg.effective_max_record_bytes)
-    scratch = _Scratch(native_set.n_slots, log.page_size)
+    scratch = store._ingest_scratch(native_set.n_slots)
     result = IngestResult()
     max_errors = cfg.max_reported_errors
     job = ffi.new("shoal_ingest_job *")

@@ -82,11 +82,12 @@ class HybridLog:
         self._install(tail_page)
         page_start = tail_page << self.page_bits
         c.begin_address = begin_address
-        c.head_address = max(begin_address, page_start) if tail_off else max(begin_address, page_start)
+        c.head_address = max(begin_address, page_start)
         c.read_only_address = max(begin_address, page_start)
         c.flushed_until_address = tail_address
         c.tail_address = tail_address
 
+        self._local = threading.local()
         self._flusher = threading.Thread(target=self._flush_loop, name="shoal-flusher", daemon=True)
         self._flusher.start()
 
@@ -222,23 +223,25 @@ class HybridLog:
         addrs = ffi.new("uint64_t[]", addresses)
         offsets = ffi.new("uint64_t[]", n)
         status = ffi.new("int32_t[]", n)
-        cap = max(self.page_size, 1 << 20)
-        out = ffi.new("char[]", cap)
         job = ffi.new("shoal_read_job *")
         job.addrs = addrs
         job.n = n
-        job.out = out
-        job.cap = cap
         job.offsets = offsets
         job.status = status
+        out, cap = self._read_buffer(1 << 20)
         result: list[bytes | None] = []
-        buf = ffi.buffer(out, cap)
         while True:
+            job.out = out
+            job.cap = cap
             job.used = 0
             start = job.n_done
             rc = lib.shoal_read(job, self.c)
+            if rc == lib.SHOAL_E_SPACE:  # one record larger than the buffer
+                out, cap = self._read_buffer(self.page_size)
+                continue
             if rc < 0:
                 check(rc, "read")
+            buf = ffi.buffer(out, job.used)
             for i in range(start, job.n_done):
                 st = status[i]
                 if st == lib.SHOAL_OK:
@@ -252,6 +255,15 @@ class HybridLog:
             if rc != lib.SHOAL_OUT_FULL:
                 break
         return result
+
+    def _read_buffer(self, at_least: int):
+        """A per-thread output buffer for record reads, reused across calls."""
+        local = self._local
+        buf = getattr(local, "buf", None)
+        if buf is None or local.cap < at_least:
+            local.cap = max(at_least, 1 << 20)
+            local.buf = buf = ffi.new("char[]", local.cap)
+        return buf, local.cap
 
     def page_bytes(self, page: int) -> tuple[object, int]:
         """A buffer with page `page`'s bytes and how many are valid.

@@ -125,6 +125,7 @@ class Store:
         self._records = self.recovery.records_at_checkpoint + self.recovery.replayed_records
         self._ingest_totals = {"calls": 0, "records": 0, "rejected": 0, "bytes": 0}
         self._scan_sets: dict[int, NativePSFSet] = {}
+        self._scratch = None
 
     # ---- lifecycle ----
     def __enter__(self) -> "Store":
@@ -220,6 +221,14 @@ class Store:
         with self._write_lock:
             self._check_open()
             return _ingest.run(self, data, on_error=on_error, durable=durable, format=format)
+
+    def _ingest_scratch(self, n_slots: int):
+        """Native ingest buffers, reused across calls (writer only)."""
+        from ..ingest.ingest import _Scratch
+        s = self._scratch
+        if s is None or len(s.slots) < max(1, n_slots):
+            s = self._scratch = _Scratch(max(64, n_slots), self._log.page_size)
+        return s
 
     def _note_ingest(self, result: IngestResult) -> None:
         self._records += result.ingested
