@@ -42,8 +42,8 @@ def _json_text(value: Any) -> tuple[bytes, int] | None:
         return b"false", lib.SHOAL_T_FALSE
     if value is None:
         return b"null", lib.SHOAL_T_NULL
-    if type(value).__name__ == "bool_":  # numpy.bool_ is neither bool nor Integral
-        return _json_text(bool(value))
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
+        return _json_text(bool(value))  # numpy.bool_ is neither bool nor Integral
     if isinstance(value, str):
         try:
             return orjson.dumps(value), lib.SHOAL_T_STRING
