@@ -527,6 +527,19 @@ static uint32_t find_index(const shoal_trie *t, shoal_slot *slots, uint32_t node
     return NO_NODE;
 }
 
+/* Bit (len % 32) set for every key edge of `node`: most keys of a tracked
+ * object are then dismissed by their length without a lookup. */
+static uint32_t key_len_mask(const shoal_trie *t, uint32_t node)
+{
+    const shoal_trie_node *n = &t->nodes[node];
+    const shoal_trie_edge *e = t->edges + n->first_edge, *ee = e + n->n_edges;
+    uint32_t mask = 0;
+    for (; e < ee; e++)
+        if (e->key_len != SHOAL_EDGE_INDEX)
+            mask |= 1u << (e->key_len & 31);
+    return mask;
+}
+
 /* ---- parser --------------------------------------------------------------- */
 
 /* One open container. The explicit stack bounds native stack use at
@@ -534,14 +547,16 @@ static uint32_t find_index(const shoal_trie *t, shoal_slot *slots, uint32_t node
 typedef struct {
     uint32_t node;   /* trie node of the container, NO_NODE if untracked */
     uint32_t start;  /* offset of its '[' or '{' */
-    uint32_t index;  /* arrays: number of the current element */
+    uint32_t index;  /* arrays: number of the current element; objects: key_len_mask() */
     uint32_t is_obj;
 } parse_frame;
 
-#define SKIP_WS()                          \
-    do {                                   \
-        while (p < end && k_ws[*p])        \
-            p++;                           \
+/* The common case, a byte above ' ', costs no table load. */
+#define SKIP_WS()                                      \
+    do {                                               \
+        if (p < end && *p <= ' ')                      \
+            while (p < end && k_ws[*p])                \
+                p++;                                   \
     } while (0)
 
 /* Tracks whether a node has children worth looking up, so that untracked
@@ -579,6 +594,10 @@ value:
         goto eof;
     vstart = p;
     switch (*p) {
+    case ' ': case '\t': case '\n': case '\r':
+        p++;
+        SKIP_WS();
+        goto value;
     case '"':
         vflags = 0;
         p = scan_string(p + 1, end, &vflags, &e, mode);
@@ -599,8 +618,8 @@ value:
         f = &stack[depth++];
         f->node = cur;
         f->start = (uint32_t)(p - s);
-        f->index = 0;
         f->is_obj = *p == '{';
+        f->index = f->is_obj && HAS_EDGES(cur) ? key_len_mask(trie, cur) : 0;
         p++;
         SKIP_WS();
         if (p < end && *p == (f->is_obj ? '}' : ']')) {
@@ -658,21 +677,25 @@ value_done:
     }
     if (depth == 0)
         goto done;
-    SKIP_WS();
+after_value:
     if (p == end)
         goto eof;
     f = &stack[depth - 1];
     if (*p == ',') {
         p++;
-        SKIP_WS();
         if (f->is_obj)
             goto key;
         f->index++;
         cur = HAS_EDGES(f->node) ? find_index(trie, slots, f->node, f->index) : NO_NODE;
         goto value;
     }
-    if (*p != (f->is_obj ? '}' : ']'))
-        goto unexpected;
+    if (*p != (f->is_obj ? '}' : ']')) {
+        if (!k_ws[*p])
+            goto unexpected;
+        p++;
+        SKIP_WS();
+        goto after_value;
+    }
     p++;
     depth--;
     cur = f->node;
@@ -684,8 +707,13 @@ value_done:
 key:
     if (p == end)
         goto eof;
-    if (*p != '"')
-        goto unexpected;
+    if (*p != '"') {
+        if (!k_ws[*p])
+            goto unexpected;
+        p++;
+        SKIP_WS();
+        goto key;
+    }
     {
         const uint8_t *k = p + 1;
         uint8_t kflags = 0;
@@ -693,15 +721,23 @@ key:
         if (!p)
             goto fail;
         const uint8_t *kend = p++;
-        SKIP_WS();
-        if (p == end)
-            goto eof;
-        if (*p != ':')
-            goto unexpected;
-        p++;
-        SKIP_WS();
-        uint32_t parent = stack[depth - 1].node;
-        cur = HAS_EDGES(parent) ? find_key(trie, slots, parent, k, (size_t)(kend - k), kflags) : NO_NODE;
+        if (p < end && *p == ':') {
+            p++;
+        } else {
+            SKIP_WS();
+            if (p == end)
+                goto eof;
+            if (*p != ':')
+                goto unexpected;
+            p++;
+        }
+        f = &stack[depth - 1];
+        size_t klen = (size_t)(kend - k);
+        /* an escaped key's length says nothing about its unescaped length */
+        if ((f->index >> (klen & 31)) & 1 || (kflags && HAS_EDGES(f->node)))
+            cur = find_key(trie, slots, f->node, k, klen, kflags);
+        else
+            cur = NO_NODE;
     }
     goto value;
 
