@@ -373,7 +373,12 @@ class Store:
             import orjson
 
             def predicate(text: bytes) -> bool:
-                return truthy(expr.search(orjson.loads(text)))
+                # As for PSFs (psf/slowpath.py): an evaluation error on one
+                # record, e.g. length(null), means "no match", not a failed scan.
+                try:
+                    return truthy(expr.search(orjson.loads(text)))
+                except Exception:  # noqa: BLE001
+                    return False
 
             matcher = PythonMatcher(predicate)
         gate = self._gate
