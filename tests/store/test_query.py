@@ -1,0 +1,351 @@
+"""Queries, conjunctions, disjunctions, scans and gets over the real data sets,
+each answer compared with the oracle (orjson + jmespath over the same
+records): the same records, the same raw bytes, the same order.
+
+Every store has 16 KiB pages and a four-page memory budget, so almost all of
+each log is on disk when it is queried.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+from oracle import Log, as_pairs, python_value, sample_values
+
+import shoal
+
+# name: (file, lines, {psf name: definition}, [scan expressions])
+DATASETS = {
+    "zeek": ("zeek_wrccdc2018", 30_000, {
+        "path": "_path",
+        "query": "query",
+        "resp_h": '"id.resp_h"',
+        "resp_p": '"id.resp_p"',
+        "proto": "proto",
+        "dns53": '"id.resp_p" == `53`',
+        "dns_udp": "_path == 'dns' && proto == 'udp'",
+        "high_port": '"id.resp_p" > `1024`',
+        "not_dns": "!(_path == 'dns')",
+        "answer0": "answers[0]",
+        "ttl0": "TTLs[0]",
+        "rtt": "rtt",
+        "rd": "RD",
+        "n_answers": "length(answers)",
+    }, ['"id.resp_p" > `1024`', "length(answers) > `1`", "RD && !RA", "TTLs[1]"]),
+    "github": ("github_events", None, {
+        "type": "type",
+        "repo": "repo.name",
+        "actor": "actor.login",
+        "push": "type == 'PushEvent'",
+        "size": "payload.size",
+        "public": "public",
+        "org": "org.login",
+        "author0": "payload.commits[0].author.name",
+        "authors": "payload.commits[*].author.name | [0]",
+    }, ["payload.size > `3`", "payload.commits[?author.name == 'Alex']", "type != 'PushEvent'"]),
+    "twitter": ("twitter_statuses", None, {
+        "lang": "lang",
+        "screen_name": "user.screen_name",
+        "user_lang": "user.lang",
+        "result_type": "metadata.result_type",
+        "followers": "user.followers_count",
+        "id": "id",
+        "rt_user": "retweeted_status.user.screen_name",
+        "hashtag0": "entities.hashtags[0].text",
+        "ja": "lang == 'ja'",
+        "popular": "user.followers_count >= `1000`",
+        "n_hashtags": "length(entities.hashtags)",
+    }, ["user.followers_count < `100`", "length(text) > `100`", "retweeted_status"]),
+    "gsoc": ("gsoc2018_projects", None, {
+        "sponsor": "sponsor.name",
+        "author": "author.name",
+        "type": '"@type"',
+        "sponsor_type": 'sponsor."@type"',
+        "starts_a": "starts_with(name, 'A')",
+    }, ["length(name) > `10`", "sponsor.name == 'Submitty'", "contains(description, 'Python')"]),
+    "apache": ("apache_builds_jobs", None, {
+        "color": "color",
+        "name": "name",
+        "blue": "color == 'blue'",
+        "trunk": "contains(name, 'trunk')",
+    }, ["color == 'red' || color == 'yellow'", "length(name) > `10`"]),
+    "plugins": ("update_center_plugins", None, {
+        "core": "requiredCore",
+        "name": "name",
+        "dev0": "developers[0].developerId",
+        "label0": "labels[0]",
+        "scm": "scm",
+        "n_deps": "length(dependencies)",
+    }, ["labels[1]", "length(dependencies) > `2`", "requiredCore == '1.398'"]),
+    "amazon": ("amazon_cellphones", None, {
+        "brand": "[1]",
+        "reviews": "[7]",
+        "rating": "[5]",
+        "asin": "[0]",
+        "last": "[-1]",
+    }, ["[7] > `100`", "[5] >= `4.5`", "[-1]"]),
+}
+
+
+def _load(name, real_data, tiny_config, tmp_path_factory, lines=None):
+    file, limit, psfs, _ = DATASETS[name]
+    raws = real_data(file, lines if lines is not None else limit)
+    store = shoal.open(tmp_path_factory.mktemp(name), tiny_config)
+    for psf, definition in psfs.items():
+        store.register_psf(psf, definition)
+    result = store.ingest(b"\n".join(raws) + b"\n")
+    assert (result.ingested, result.rejected) == (len(raws), 0)
+    log = Log(raws)
+    log.bind(store)
+    return store, log
+
+
+@pytest.fixture(scope="module", params=sorted(DATASETS))
+def loaded(request, real_data, tiny_config, tmp_path_factory):
+    store, log = _load(request.param, real_data, tiny_config, tmp_path_factory)
+    yield request.param, store, log
+    store.close()
+
+
+def _values(log: Log, definition: str) -> list:
+    """Values to query a PSF with: a sample of its values, the numbers also as
+    floats and, for integral ones, as 1.0-style floats, and one absent value."""
+    counts = log.value_counts(definition)
+    values = sample_values(counts)
+    for v in list(values):
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53:
+            values.append(float(v))
+    return values + ["no such value \u2603", 987654321987]
+
+
+def test_most_of_the_log_is_on_disk(loaded):
+    name, store, log = loaded
+    if len(log) > 500:
+        assert store.head_address > store.tail_address // 2
+
+
+@pytest.mark.parametrize("order", ["newest", "oldest"])
+def test_query_equals_oracle(loaded, order):
+    name, store, log = loaded
+    for psf, definition in DATASETS[name][2].items():
+        for value in _values(log, definition):
+            got = as_pairs(store.query(psf, value, order=order))
+            assert got == log.query(definition, value, order=order), (psf, value)
+
+
+def test_query_default_value_is_true(loaded):
+    name, store, log = loaded
+    for psf, definition in DATASETS[name][2].items():
+        assert as_pairs(store.query(psf)) == log.query(definition, True), psf
+
+
+def test_query_true_is_not_one(loaded):
+    name, store, log = loaded
+    for psf, definition in DATASETS[name][2].items():
+        for value in (1, 1.0, 0, False, None, "true"):
+            assert as_pairs(store.query(psf, value)) == log.query(definition, value), (psf, value)
+
+
+@pytest.mark.parametrize("limit", [0, 1, 7])
+def test_query_limit(loaded, limit):
+    name, store, log = loaded
+    for psf, definition in DATASETS[name][2].items():
+        for value in sample_values(log.value_counts(definition), 1):
+            for order in ("newest", "oldest"):
+                got = as_pairs(store.query(psf, value, limit=limit, order=order))
+                assert got == log.query(definition, value, limit=limit, order=order), (psf, value)
+
+
+def test_query_address_ranges(loaded):
+    """from_address is inclusive, to_address exclusive, at record starts or not."""
+    name, store, log = loaded
+    rng = random.Random(7)
+    addrs = log.addresses
+    bounds = [None, 0, addrs[0], addrs[-1], store.tail_address, store.tail_address + 4096]
+    bounds += [rng.choice(addrs) for _ in range(4)] + [rng.choice(addrs) + 8 for _ in range(2)]
+    bounds += [rng.randrange(addrs[0], store.tail_address) for _ in range(2)]
+    psfs = list(DATASETS[name][2].items())
+    for _ in range(12):
+        lo, hi = rng.choice(bounds), rng.choice(bounds)
+        psf, definition = rng.choice(psfs)
+        for value in sample_values(log.value_counts(definition), 1):
+            for order in ("newest", "oldest"):
+                got = as_pairs(store.query(psf, value, order=order, from_address=lo, to_address=hi))
+                want = log.query(definition, value, order=order, from_address=lo, to_address=hi)
+                assert got == want, (psf, value, lo, hi, order)
+
+
+def test_query_all_and_any(loaded):
+    name, store, log = loaded
+    rng = random.Random(11)
+    psfs = DATASETS[name][2]
+    names = sorted(psfs)
+    for _ in range(10):
+        picked = rng.sample(names, min(len(names), rng.choice([1, 2, 3])))
+        conds = []
+        for p in picked:
+            counts = log.value_counts(psfs[p])
+            value = python_value(rng.choice(sorted(counts, key=repr))) if counts else "x"
+            conds.append((p, value))
+        oracle_conds = [(psfs[p], v) for p, v in conds]
+        for order in ("newest", "oldest"):
+            assert as_pairs(store.query_all(conds, order=order)) == log.query_all(oracle_conds, order=order), conds
+            assert as_pairs(store.query_any(conds, order=order)) == log.query_any(oracle_conds, order=order), conds
+        lo = rng.choice(log.addresses)
+        assert (as_pairs(store.query_any(conds, limit=5, from_address=lo))
+                == log.query_any(oracle_conds, limit=5, from_address=lo))
+
+
+def test_query_all_with_disjoint_conditions_is_empty(loaded):
+    name, store, log = loaded
+    psf, definition = next(iter(DATASETS[name][2].items()))
+    values = sample_values(log.value_counts(definition), 2)[:2]
+    if len(values) == 2:
+        assert list(store.query_all([(psf, values[0]), (psf, values[1])])) == []
+        assert (as_pairs(store.query_any([(psf, values[0]), (psf, values[1])]))
+                == log.query_any([(definition, values[0]), (definition, values[1])]))
+
+
+@pytest.mark.parametrize("order", ["newest", "oldest"])
+def test_scan_equals_oracle(loaded, order):
+    name, store, log = loaded
+    for expression in DATASETS[name][3] + ["`true`", "`false`"]:
+        assert as_pairs(store.scan(expression, order=order)) == log.scan(expression, order=order), expression
+
+
+def test_scan_limit_and_ranges(loaded):
+    name, store, log = loaded
+    rng = random.Random(5)
+    for expression in DATASETS[name][3]:
+        lo, hi = sorted(rng.sample(log.addresses, 2)) if len(log) > 1 else (None, None)
+        for order in ("newest", "oldest"):
+            for limit in (None, 0, 3):
+                got = as_pairs(store.scan(expression, order=order, limit=limit, from_address=lo, to_address=hi))
+                assert got == log.scan(expression, order=order, limit=limit, from_address=lo,
+                                       to_address=hi), (expression, lo, hi)
+
+
+def test_get_returns_each_record(loaded):
+    name, store, log = loaded
+    rng = random.Random(3)
+    picks = range(len(log)) if len(log) <= 2000 else rng.sample(range(len(log)), 2000)
+    for i in picks:
+        rec = store.get(log.addresses[i])
+        assert rec is not None and (rec.address, rec.raw) == (log.addresses[i], log.raws[i])
+        assert rec.json() == log.objs[i]
+
+
+def test_get_of_a_non_record_address_is_none(loaded):
+    name, store, log = loaded
+    starts = set(log.addresses)
+    for a in [0, 8, store.tail_address, store.tail_address + 8, 2**40, 2**48 - 8]:
+        assert a in starts or store.get(a) is None, a
+    for a in log.addresses[:50]:
+        for inside in (a + 8, a + 16):
+            if inside not in starts:
+                assert store.get(inside) is None, inside
+
+
+@pytest.mark.slow
+def test_all_of_zeek(real_data, tiny_config, tmp_path_factory):
+    store, log = _load("zeek", real_data, tiny_config, tmp_path_factory, lines=10**9)
+    try:
+        assert len(log) == 158_439
+        psfs = DATASETS["zeek"][2]
+        for psf in ("path", "resp_p", "dns_udp", "query", "n_answers"):
+            for value in _values(log, psfs[psf])[:6]:
+                for order in ("newest", "oldest"):
+                    assert as_pairs(store.query(psf, value, order=order)) == log.query(psfs[psf], value, order=order)
+        conds = [("path", "ssl"), ("resp_p", 443)]
+        oracle_conds = [(psfs[p], v) for p, v in conds]
+        assert as_pairs(store.query_all(conds)) == log.query_all(oracle_conds)
+        assert as_pairs(store.query_any(conds, order="oldest")) == log.query_any(oracle_conds, order="oldest")
+        assert as_pairs(store.scan("length(answers) > `2`")) == log.scan("length(answers) > `2`")
+    finally:
+        store.close()
+
+
+# ---- JSON value semantics on small hand-made logs ----
+
+NUMBER_RECORDS = [
+    b'{"n": 1}', b'{"n": 1.0}', b'{"n": 10e-1}', b'{"n": 100E-2}', b'{"n": 0.1e1}', b'{"n": true}',
+    b'{"n": "1"}', b'{"n": 2}', b'{"n": -1}', b'{"n": 0}', b'{"n": -0.0}', b'{"n": 0e5}', b'{"n": false}',
+    b'{"n": null}', b'{"n": [1]}', b'{"n": {"a": 1}}', b'{"m": 1}', b'{"n": 12345678901234567890}',
+    b'{"n": 1.2345678901234567e19}', b'{"n": 1e400}', b'{"n": 0.30000000000000004}', b'{"n": 0.3}',
+]
+
+STRING_RECORDS = [
+    b'{"type": "PushEvent"}', b'{"type": "\\u0050ushEvent"}', b'{"type": "Push\\u0045\\u0076ent"}',
+    b'{"type": "pushEvent"}', b'{"type": "PushEvent "}', b'{"type": "a\\/b"}', b'{"type": "a/b"}',
+    b'{"type": "\\"q\\""}', b'{"type": "tab\\there"}', b'{"type": "caf\\u00e9"}',
+    '{"type": "caf\u00e9"}'.encode(), b'{"type": "\\ud83d\\ude00"}', '{"type": "\U0001F600"}'.encode(),
+    b'{"type": "\\u0000"}', b'{"type": ""}', b'{"ty\\u0070e": "PushEvent"}', b'{"type": "\\\\"}',
+]
+
+
+@pytest.mark.parametrize("records, definitions, values", [
+    (NUMBER_RECORDS, {"n": "n", "is1": "n == `1`", "is1f": "n == `1.0`", "big": "n > `1`"},
+     [1, 1.0, True, "1", 0, -1, 2, 0.0, 12345678901234567890, 1.2345678901234567e19, 0.3,
+      0.30000000000000004, None, False]),
+    (STRING_RECORDS, {"type": "type", "push": "type == 'PushEvent'", "push_lit": 'type == `"PushEvent"`'},
+     ["PushEvent", "pushEvent", "a/b", '"q"', "tab\there", "caf\u00e9", "\U0001F600", "\x00", "",
+      "\\", True, "PushEvent "]),
+], ids=["numbers", "strings"])
+def test_values_compare_as_json(store, records, definitions, values):
+    for name, definition in definitions.items():
+        store.register_psf(name, definition)
+    result = store.ingest(b"\n".join(records), on_error="skip")
+    good = [r for r in records if _orjson_ok(r)]
+    assert result.ingested == len(good)
+    log = Log(good)
+    log.bind(store)
+    for name, definition in definitions.items():
+        for value in values + [True]:
+            for order in ("newest", "oldest"):
+                assert as_pairs(store.query(name, value, order=order)) == log.query(definition, value, order=order), \
+                    (name, value)
+
+
+def _orjson_ok(raw: bytes) -> bool:
+    import orjson
+    try:
+        orjson.loads(raw)
+        return True
+    except orjson.JSONDecodeError:
+        return False
+
+
+# ---- callable PSFs ----
+
+def _flaky(record):
+    if record.get("type") == "WatchEvent":
+        raise RuntimeError("refuses watch events")
+    return record.get("type")
+
+
+CALLABLES = {
+    "big": (lambda size: size is not None and size > 3, ["payload.size"]),
+    "login_len": (lambda login: len(login) if login else None, ["actor.login"]),
+    "pair": (lambda t, n: f"{t}:{n}", ["type", "repo.name"]),
+    "whole": (lambda r: r["type"].lower(), None),
+    "flaky": (_flaky, None),
+    "listy": (lambda r: [r["type"]], None),
+    "floaty": (lambda size: size / 2 if isinstance(size, int) else None, ["payload.size"]),
+}
+
+
+def test_callable_psfs(open_store, real_data):
+    raws = real_data("github_events")
+    store = open_store()
+    for name, (func, fields) in CALLABLES.items():
+        psf = store.register_psf(name, func, fields=fields)
+        assert psf.kind is shoal.PSFKind.CALLABLE and not psf.native
+    store.ingest(b"\n".join(raws))
+    log = Log(raws)
+    log.bind(store)
+    for name, (func, fields) in CALLABLES.items():
+        values = sample_values(log.value_counts(func, fields)) + [True, 1, "pushevent"]
+        for value in values:
+            for order in ("newest", "oldest"):
+                assert (as_pairs(store.query(name, value, order=order))
+                        == log.query(func, value, fields=fields, order=order)), (name, value)
