@@ -69,8 +69,8 @@ static ALWAYS_INLINE uint64_t load64le(const uint8_t *p)
 enum { MODE_PORTABLE = 0, MODE_SSE2 = 1, MODE_AVX2 = 2 };
 
 /* Written once by the load-time constructor, read-only afterwards. */
-static int g_mode = MODE_PORTABLE;
-static int g_crc_hw = 0;
+static int g_mode __attribute__((unused)) = MODE_PORTABLE;
+static int g_crc_hw __attribute__((unused)) = 0;
 static uint32_t g_crc_table[8][256];
 
 #define CRC32C_POLY 0x82F63B78u /* Castagnoli, reflected */
@@ -559,8 +559,8 @@ typedef struct {
                 p++;                                   \
     } while (0)
 
-/* Tracks whether a node has children worth looking up, so that untracked
- * subtrees cost one predictable branch per value. */
+/* Whether a node has children worth looking up: untracked subtrees cost one
+ * predictable branch per value. */
 #define HAS_EDGES(node) ((node) != NO_NODE && nodes[(node)].n_edges != 0)
 
 static ALWAYS_INLINE int parse_core(const uint8_t *s, size_t len, const shoal_trie *trie,

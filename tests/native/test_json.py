@@ -261,11 +261,11 @@ def test_mutated_real_records(nj, ndjson_lines):
 
 
 def test_plain_string_runs_every_position(nj):
-    """Every special byte at every offset of strings up to 80 bytes, so each
-    SIMD/word/tail boundary of the string scanner sees each kind of stop."""
-    for n in range(0, 80):
+    """Special bytes at many offsets of strings up to 260 bytes, so each
+    SSE2/AVX2/word/tail boundary of the string scanner sees each kind of stop."""
+    for n in [*range(0, 80), 100, 150, 260]:
         for special in (b"", b"\\n", b"\x01", b"\xc3\xa9", b"\xc3", b"\\ud800", b'"'):
-            for pos in range(0, n + 1, max(1, n // 13)):
+            for pos in range(0, n + 1, max(1, n // 13) if n < 80 else 1):
                 body = b"a" * pos + special + b"b" * (n - pos)
                 for data in (b'"' + body + b'"', b'{"' + body + b'":"' + body + b'"}'):
                     _check_same_verdict(nj, data)
