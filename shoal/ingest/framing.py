@@ -209,6 +209,8 @@ class Framer:
             parts.append(bytes(c))
         buf = b"".join(parts)
         if not buf.strip(b" \t\r\n"):
+            # The input must be one JSON document; none is not one.
+            yield self._framing_error(1, 0, lib.SHOAL_E_EMPTY)
             return
         spans = ffi.new("shoal_span[1]")
         spans[0].start = 0
