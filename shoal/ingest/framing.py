@@ -23,6 +23,7 @@ from .._native import ffi, lib
 from ..errors import InvalidArgument
 
 _SPAN_CAP = 1 << 16
+_WS = b" \t\r\n"  # JSON whitespace
 
 
 class InputFormat(str, enum.Enum):
@@ -81,7 +82,7 @@ class Framer:
         line = 1
         carry = b""        # start of a line cut by the previous chunk's end
         skipping = False   # discarding an over-long line up to its '\n'
-        limit = self.max_record_bytes + 2
+        limit = self.max_record_bytes  # of a record's text: surrounding whitespace is not part of it
         for chunk, final in _with_last(chunks):
             start = 0
             if skipping:
@@ -94,8 +95,8 @@ class Framer:
             if carry:
                 nl = chunk.find(b"\n", start)
                 if nl < 0 and not final:
-                    carry += chunk[start:]
-                    if len(carry) > limit:
+                    carry = (carry + chunk[start:]).lstrip(_WS)
+                    if len(carry.rstrip(_WS)) > limit:
                         yield self._too_large(line)
                         carry, skipping = b"", True
                     continue
@@ -103,7 +104,7 @@ class Framer:
                 head = carry + chunk[start:cut]
                 carry = b""
                 start = cut
-                if len(head) > limit:
+                if len(head.strip(_WS)) > limit:
                     yield self._too_large(line)
                     line += 1
                 else:
@@ -115,7 +116,7 @@ class Framer:
                 pos = batch.consumed_to
                 if batch.n_spans:
                     yield batch
-            if len(chunk) - pos > limit:
+            if len(chunk) - pos > limit and len(chunk[pos:].strip(_WS)) > limit:
                 yield self._too_large(line)
                 skipping = True
             elif len(chunk) > pos:
