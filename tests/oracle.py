@@ -83,7 +83,10 @@ def _exact(expression: str, raw: bytes, value: float) -> Any:
         exact = search(expression, json.loads(raw, parse_float=decimal.Decimal))
     except ValueError:
         return value
-    return exact if isinstance(exact, decimal.Decimal) else value
+    # ints beyond 64 bits come back from orjson as floats; json keeps them exact
+    if isinstance(exact, (decimal.Decimal, int)) and not isinstance(exact, bool):
+        return exact
+    return value
 
 
 class Definition:
