@@ -240,14 +240,18 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
         }
 
         uint64_t tail = LOAD(&log->tail_address);
-        if ((tail & page_mask) + size > page_size) {
+        uint64_t page = tail >> log->page_bits;
+        char *frame = log->frames[page % log->n_frames];
+        /* Turn the page when the record does not fit, or when the last record
+         * ended exactly at the page end (the next page is not installed). */
+        if ((tail & page_mask) + size > page_size || !frame
+            || LOAD(&log->frame_page[page % log->n_frames]) != (int64_t)page) {
             job->next_span = i;
             job->next_extra = first_extra;
             rc = SHOAL_NEED_PAGE;
             goto out;
         }
-        uint64_t page = tail >> log->page_bits;
-        char *rec = log->frames[page % log->n_frames] + (tail & page_mask);
+        char *rec = frame + (tail & page_mask);
 
         /* Body first: key pointers take their prev from the current heads. */
         shoal_record_header *h = (shoal_record_header *)rec;

@@ -22,6 +22,7 @@ Concurrency:
 from __future__ import annotations
 
 import collections
+import mmap
 import threading
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from .._native import check, ffi, lib
 from ..config import StoreConfig
 from ..errors import NativeIOError, StorageError
 from .address import FIRST_ADDRESS, MAX_ADDRESS
-from .segments import SegmentFiles
+from .segments import BLOCK_BYTES, SegmentFiles
 
 _MAX_SEGMENT_SLOTS = 1 << 20
 _ZERO_HEADER = bytes(32)
@@ -61,7 +62,8 @@ class HybridLog:
         c.n_segment_slots = n_slots
         c.segment_page_bits = seg_page_bits
         self.c = c
-        self._frames: list = [None] * self.n_frames  # owners of frame memory
+        self._frames: list = [None] * self.n_frames  # cdata views of frame memory
+        self._mmaps: list = [None] * self.n_frames   # owners of frame memory
 
         self.segments = SegmentFiles(directory, self.page_bits, seg_page_bits, self._fds, n_slots)
 
@@ -119,7 +121,10 @@ class HybridLog:
     def _frame_for(self, page: int):
         i = page % self.n_frames
         if self._frames[i] is None:
-            self._frames[i] = ffi.new("char[]", self.page_size)
+            # mmap: page-aligned (O_DIRECT writes need it) and zero-filled lazily.
+            m = mmap.mmap(-1, self.page_size)
+            self._mmaps[i] = m
+            self._frames[i] = ffi.from_buffer("char[]", m)
             self._frame_ptrs[i] = self._frames[i]
         return self._frames[i]
 
@@ -131,14 +136,18 @@ class HybridLog:
         """Seal the tail page and make the next page the tail. Writer only."""
         self._raise_flush_error()
         tail = self.c.tail_address
-        old_page = tail >> self.page_bits
-        new_page = old_page + 1
+        if self._tail_page_full():
+            new_page = tail >> self.page_bits  # the last record ended at the page end
+            old_page = new_page - 1
+        else:
+            old_page = tail >> self.page_bits
+            new_page = old_page + 1
         if (new_page + 1) << self.page_bits > MAX_ADDRESS + 1:
             raise StorageError("log address space exhausted")
         # A zero header after the last record ends the page for scans and
         # replay, so a recycled frame needs no zeroing: bytes past a page's
         # end marker are never interpreted.
-        end_off = tail & (self.page_size - 1)
+        end_off = tail - (old_page << self.page_bits)
         if end_off + 32 <= self.page_size and end_off:
             ffi.memmove(self._frames[old_page % self.n_frames] + end_off, _ZERO_HEADER, 32)
         with self._cv:
@@ -158,6 +167,13 @@ class HybridLog:
         self.c.read_only_address = start
         self.c.tail_address = start
 
+    def _tail_page_full(self) -> bool:
+        """True when the tail sits on a page start whose page is not installed:
+        the previous page filled up exactly and still needs turning."""
+        tail = self.c.tail_address
+        page = tail >> self.page_bits
+        return tail & (self.page_size - 1) == 0 and self._frame_page[page % self.n_frames] != page
+
     def wait_flushed(self, address: int) -> None:
         with self._cv:
             while self.c.flushed_until_address < address and self._flush_error is None:
@@ -167,16 +183,21 @@ class HybridLog:
     def flush(self, durable: bool = False) -> int:
         """Write everything below the tail to segment files (and fsync when
         durable). Writer only. Returns the flushed tail address."""
+        if self._tail_page_full():
+            self.turn_page()
         tail = self.c.tail_address
         page = tail >> self.page_bits
         start = page << self.page_bits
         self.wait_flushed(start)
         if tail > start:
+            # Whole 4 KiB blocks (O_DIRECT); zero the bytes past the tail in
+            # the last block so nothing stale of a recycled frame reaches disk.
             frame = self._frames[page % self.n_frames]
-            lo = FIRST_ADDRESS if page == 0 else 0
             off = tail - start
-            if off > lo:
-                self.segments.write(start + lo, ffi.buffer(frame, self.page_size)[lo:off])
+            end = min(self.page_size, -(-off // BLOCK_BYTES) * BLOCK_BYTES)
+            if end > off:
+                ffi.memmove(frame + off, bytes(end - off), end - off)
+            self.segments.write(start, ffi.buffer(frame, end))
         with self._cv:
             if self.c.flushed_until_address < tail:
                 self.c.flushed_until_address = tail
@@ -194,8 +215,7 @@ class HybridLog:
                 page = self._queue[0]
             try:
                 frame = self._frames[page % self.n_frames]
-                lo = FIRST_ADDRESS if page == 0 else 0
-                self.segments.write((page << self.page_bits) + lo, ffi.buffer(frame, self.page_size)[lo:])
+                self.segments.write(page << self.page_bits, ffi.buffer(frame, self.page_size))
             except BaseException as exc:  # surfaced to the writer on its next call
                 with self._cv:
                     self._flush_error = exc
