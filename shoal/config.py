@@ -68,7 +68,7 @@ class StoreConfig:
 
     @property
     def effective_max_record_bytes(self) -> int:
-        cap = self.page_size_bytes - 64
+        cap = self.page_size_bytes - 32  # one record header; key pointers are checked per record
         return cap if self.max_record_bytes is None else min(cap, self.max_record_bytes)
 
     def to_dict(self) -> dict:

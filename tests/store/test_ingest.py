@@ -154,11 +154,11 @@ def test_max_record_bytes(open_store, tiny_config, limit):
 
 @pytest.mark.parametrize("page", [4 * KiB, 16 * KiB])
 def test_page_size_limit(open_store, page):
-    """Without max_record_bytes a record may take a page less 64 bytes; one
+    """Without max_record_bytes a record may take a page less its 32-byte header; one
     that cannot fit (also because of its key pointers) is "record too large"
     and the records around it are stored."""
     store = open_store(page_size_bytes=page, memory_budget_bytes=4 * page, segment_size_bytes=4 * page)
-    limit = page - 64
+    limit = page - 32
     lines = [_record(100), _record(limit), _record(limit + 1), _record(page), _record(page + 5000),
              _record(limit - 1), _record(200)]
     res = store.ingest(b"\n".join(lines))
