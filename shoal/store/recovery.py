@@ -69,7 +69,12 @@ def recover(ckpt_dir: Path, segments: SegmentFiles, page_bits: int, bucket_bits:
         index.maybe_grow()
         if rc == lib.SHOAL_OK or rc == lib.SHOAL_END:
             if rc == lib.SHOAL_OK and len(data) < page_size:
-                break  # short page: end of what was flushed
+                # Short page: the end of what was flushed. Replay stops short
+                # of a header cut by the end of the file; that is a torn record.
+                if data[pos[0] - base:].strip(b"\x00"):
+                    report.dropped.append(f"log: torn record at address {pos[0]} "
+                                          f"({base + len(data) - pos[0]} bytes); dropped the log from there")
+                break
             next_base = base + page_size
             # A zero header ends a page; the log goes on only if the next page exists.
             if not segments.read(next_base, lib.SHOAL_HEADER_BYTES).strip(b"\x00"):
