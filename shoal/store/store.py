@@ -205,9 +205,11 @@ class Store:
             return psf
 
     def psf(self, name: str) -> PSF:
+        self._check_open()
         return self._registry.get(name)
 
     def psfs(self, *, include_inactive: bool = True) -> list[PSF]:
+        self._check_open()
         return self._registry.all() if include_inactive else self._registry.active()
 
     # ---- ingest ----
