@@ -1,0 +1,183 @@
+"""Readers during ingest. With a two-page memory budget every page turn evicts
+a page, often under a reader. Whatever a reader sees must be a correct and
+complete answer for some prefix of the log: for a query that started when
+the tail was T0, exactly the oracle's answer below some T >= T0 (every match
+below T0 present, nothing that does not match, nothing missing in between),
+in order, with the right bytes; get() of any address seen returns the same
+record. Results are recorded during the run and checked against the oracle
+once the writer is done (only then are all addresses known)."""
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+from oracle import Log, as_pairs
+
+import shoal
+from shoal.config import KiB
+
+PAGE = 4 * KiB
+PSFS = {"path": "_path", "resp_p": '"id.resp_p"', "ssl_443": "_path == 'ssl' && \"id.resp_p\" == `443`"}
+QUERIES = [
+    ("one", [("path", "weird")]),
+    ("one", [("path", "rdp")]),
+    ("one", [("resp_p", 22)]),
+    ("one", [("ssl_443", True)]),
+    ("one", [("late", "tcp")]),  # registered mid-run: scanned below its registration
+    ("all", [("path", "ssl"), ("resp_p", 443)]),
+    ("any", [("path", "smtp"), ("resp_p", 3389)]),
+    ("scan", '"id.resp_p" == `25`'),
+    ("scan", "length(answers) > `2`"),
+]
+DEFS = dict(PSFS, late="proto")
+
+
+def _oracle_indexes(log: Log, kind, arg):
+    if kind == "scan":
+        return set(log.scan_matching(arg))
+    sets = [set(log.matching(DEFS[name], value)) for name, value in arg]
+    return set.intersection(*sets) if kind in ("one", "all") else set().union(*sets)
+
+
+def _run(store, kind, arg, order):
+    if kind == "scan":
+        return as_pairs(store.scan(arg, order=order))
+    if kind == "one":
+        return as_pairs(store.query(arg[0][0], arg[0][1], order=order))
+    f = store.query_all if kind == "all" else store.query_any
+    return as_pairs(f(arg, order=order))
+
+
+@pytest.mark.slow
+def test_readers_see_complete_prefixes_while_ingesting(open_store, real_data):
+    raws = list(real_data("zeek_wrccdc2018", 16_000))
+    store = open_store(page_size_bytes=PAGE, memory_budget_bytes=2 * PAGE, segment_size_bytes=4 * PAGE)
+    for name, definition in PSFS.items():
+        store.register_psf(name, definition)
+    late_registered = threading.Event()
+    writer_done = threading.Event()
+    errors: list[BaseException] = []
+    observations: list[tuple] = []
+    seen_lock = threading.Lock()
+
+    def writer():
+        try:
+            for k in range(0, len(raws), 400):
+                store.ingest(b"\n".join(raws[k:k + 400]))
+                if k == 4000:
+                    store.register_psf("late", "proto")
+                    late_registered.set()
+                if k == 8000:
+                    store.checkpoint()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            late_registered.set()
+            writer_done.set()
+
+    def reader(seed):
+        rng = random.Random(seed)
+        got_addresses: list[tuple[int, bytes]] = []
+        try:
+            while not writer_done.is_set():
+                kind, arg = rng.choice(QUERIES)
+                if kind == "one" and arg[0][0] == "late" and not late_registered.is_set():
+                    continue
+                order = rng.choice(["newest", "oldest"])
+                tail0 = store.tail_address
+                result = _run(store, kind, arg, order)
+                with seen_lock:
+                    observations.append((kind, arg, order, tail0, result))
+                got_addresses.extend(rng.sample(result, min(3, len(result))))
+                for a, raw in got_addresses[-6:]:
+                    rec = store.get(a)
+                    assert rec is not None and rec.raw == raw
+                time.sleep(0)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not any(t.is_alive() for t in threads)
+    if errors:
+        raise errors[0]
+
+    log = Log(raws)
+    log.bind(store)
+    assert store.head_address > store.tail_address // 2
+    index_of = {a: i for i, a in enumerate(log.addresses)}
+    assert len(observations) > 20
+    for kind, arg, order, tail0, result in observations:
+        want = _oracle_indexes(log, kind, arg)
+        addrs = [a for a, _ in result]
+        assert addrs == sorted(addrs, reverse=(order == "newest")), (kind, arg)
+        for a, raw in result:
+            assert a in index_of and log.raws[index_of[a]] == raw and index_of[a] in want, (kind, arg, a)
+        top = max([tail0] + [a + 1 for a in addrs])
+        assert result == log.answer(want, order=order, to_address=top), (kind, arg, order, tail0)
+    # and after the run, the complete answers
+    for kind, arg in QUERIES:
+        for order in ("newest", "oldest"):
+            assert _run(store, kind, arg, order) == log.answer(_oracle_indexes(log, kind, arg), order=order)
+
+
+def test_lazy_iterators_and_readers_across_close(open_store, real_data):
+    raws = real_data("zeek_wrccdc2018", 3000)
+    store = open_store(page_size_bytes=PAGE, memory_budget_bytes=2 * PAGE, segment_size_bytes=4 * PAGE)
+    store.register_psf("path", "_path")
+    store.ingest(b"\n".join(raws))
+    it = store.query("path", "ssl")
+    first = next(it)
+    scan_it = store.scan("`true`")
+    next(scan_it)
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                list(store.query("path", "dns"))
+                store.get(first.address)
+                outcomes.append("ok")
+            except shoal.StoreClosed:
+                outcomes.append("closed")
+                return
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    store.close()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert outcomes.count("closed") == 3 or all(not t.is_alive() for t in threads)
+    with pytest.raises(shoal.StoreClosed):
+        list(it)
+    with pytest.raises(shoal.StoreClosed):
+        list(scan_it)
+
+
+def test_concurrent_ingest_calls_are_serialized(open_store, real_data):
+    """Several threads ingesting at once: each call's records stay together
+    and in order; nothing is lost or mixed."""
+    sets = [real_data("github_events"), real_data("apache_builds_jobs")[:200], real_data("twitter_statuses")[:40]]
+    store = open_store()
+    results = {}
+
+    def ingest(i):
+        results[i] = store.ingest(b"\n".join(sets[i]))
+
+    threads = [threading.Thread(target=ingest, args=(i,)) for i in range(len(sets))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    order = sorted(results, key=lambda i: results[i].first_address)
+    log = Log([raw for i in order for raw in sets[i]])
+    log.bind(store)
