@@ -152,3 +152,66 @@ def test_records_near_the_size_limit(limited_store, data):
     assert [(e.line, e.reason) for e in res.errors] == [(line, "record too large") for line in too_big]
     assert res.ingested == len(fits)
     assert _appended(limited_store, tail) == [r for r, _ in fits]
+
+
+@st.composite
+def array_inputs(draw):
+    """A JSON array of random records with random whitespace (newlines too),
+    cut into chunks. Returns (chunks, expected element texts)."""
+    recs = [_dump(v, style) for v, style in draw(st.lists(st.tuples(json_values, st.integers(0, 3)), max_size=20))]
+    ws = st.sampled_from([b"", b" ", b"\n", b"\r\n  ", b"\t\n\n "])
+    out = draw(ws) + b"[" + draw(ws)
+    for i, r in enumerate(recs):
+        out += r + draw(ws)
+        if i < len(recs) - 1:
+            out += b"," + draw(ws)
+    out += b"]" + draw(ws)
+    return _cut(draw, out), recs
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=array_inputs())
+def test_array_framing_ignores_chunk_boundaries(shared_store, data):
+    chunks, recs = data
+    tail = shared_store.tail_address
+    res = shared_store.ingest(iter(chunks), format="array")
+    assert (res.ingested, res.rejected, res.errors) == (len(recs), 0, [])
+    assert _appended(shared_store, tail) == recs
+
+
+@pytest.fixture(scope="module")
+def page_limited_store(tmp_path_factory):
+    s = shoal.open(tmp_path_factory.mktemp("page"), page_size_bytes=PAGE, memory_budget_bytes=2 * PAGE,
+                   segment_size_bytes=4 * PAGE, batch_bytes=4 * KiB)
+    yield s
+    s.close()
+
+
+@st.composite
+def page_sized_inputs(draw):
+    """Records around the largest a 4 KiB page takes (no PSFs: header only)."""
+    lines, expected = [], []
+    for _ in range(draw(st.integers(1, 6))):
+        size = draw(st.integers(PAGE - 80, PAGE + 8) | st.just(20))
+        r = _sized(size, draw(st.sampled_from([b"x", "\u00e9".encode()])))
+        lines.append(draw(st.sampled_from([b"", b"  "])) + r + draw(st.sampled_from([b"", b"\r", b"  "])))
+        expected.append((r, len(lines)))
+    return _cut(draw, b"\n".join(lines) + b"\n"), expected
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=page_sized_inputs())
+def test_records_near_the_page_size(page_limited_store, data):
+    """Without PSFs a record's text may take a whole page less the 32-byte
+    record header (StoreConfig.effective_max_record_bytes)."""
+    chunks, expected = data
+    store = page_limited_store
+    tail = store.tail_address
+    res = store.ingest(iter(chunks))
+
+    def fits(r):
+        return len(r) <= PAGE - 32
+
+    assert [(e.line, e.reason) for e in res.errors] == [(line, "record too large") for r, line in expected
+                                                         if not fits(r)]
+    assert _appended(store, tail) == [r for r, _ in expected if fits(r)]
