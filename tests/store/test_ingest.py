@@ -224,3 +224,40 @@ def test_durable_result(store, real_data):
     res = store.ingest(b"\n".join(real_data("github_events")), durable=True)
     assert res.durable
     assert store.stats()["addresses"]["flushed_until"] == store.tail_address
+
+
+def test_records_ending_exactly_at_a_page_end(open_store, store_path):
+    """Records that fill their page to the last byte, across frame recycling,
+    a close with the tail on a page boundary, and a reopen."""
+    page = 4 * KiB
+    store = open_store(page_size_bytes=page, memory_budget_bytes=2 * page, segment_size_bytes=2 * page)
+    expected = []
+    exact = 0
+    for i in range(12):
+        small = b'{"i":%d}' % i
+        store.ingest(small)
+        expected.append(small)
+        left = page - store.tail_address % page
+        # header (32 bytes) + text padded to 8 (store/record.py) fills the page exactly
+        rec = _record(left - 32)
+        store.ingest(rec)
+        expected.append(rec)
+        exact += store.tail_address % page == 0
+    assert exact == 12
+    assert [r.raw for r in store.scan(ALL, order="oldest")] == expected
+    last = b'{"last":true}'
+    # end the log exactly at a page end, then reopen
+    store.ingest(last)
+    expected.append(last)
+    rec = _record(page - store.tail_address % page - 32)
+    store.ingest(rec)
+    expected.append(rec)
+    assert store.tail_address % page == 0
+    store.close()
+    store = open_store(page_size_bytes=page, memory_budget_bytes=2 * page, segment_size_bytes=2 * page)
+    assert [r.raw for r in store.scan(ALL, order="oldest")] == expected
+    store.ingest(b'{"after":1}\n{"after":2}')
+    expected += [b'{"after":1}', b'{"after":2}']
+    log = Log(expected)
+    log.bind(store)
+    assert [store.get(a).raw for a in log.addresses] == expected
