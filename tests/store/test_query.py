@@ -217,12 +217,14 @@ def test_scan_limit_and_ranges(loaded):
     name, store, log = loaded
     rng = random.Random(5)
     for expression in DATASETS[name][3]:
-        lo, hi = sorted(rng.sample(log.addresses, 2)) if len(log) > 1 else (None, None)
-        for order in ("newest", "oldest"):
-            for limit in (None, 0, 3):
-                got = as_pairs(store.scan(expression, order=order, limit=limit, from_address=lo, to_address=hi))
-                assert got == log.scan(expression, order=order, limit=limit, from_address=lo,
-                                       to_address=hi), (expression, lo, hi)
+        a, b = sorted(rng.sample(log.addresses, 2))
+        ranges = [(a, b)] + rng.sample([(a + 8, b + 8), (None, b), (a, None), (b, a)], 1)
+        for lo, hi in ranges:
+            for order in ("newest", "oldest"):
+                for limit in ((None, 0, 3) if (lo, hi) == (a, b) else (None,)):
+                    got = as_pairs(store.scan(expression, order=order, limit=limit, from_address=lo, to_address=hi))
+                    assert got == log.scan(expression, order=order, limit=limit, from_address=lo,
+                                           to_address=hi), (expression, lo, hi)
 
 
 def test_get_returns_each_record(loaded):
