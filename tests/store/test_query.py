@@ -62,6 +62,7 @@ DATASETS = {
         "type": '"@type"',
         "sponsor_type": 'sponsor."@type"',
         "starts_a": "starts_with(name, 'A')",
+        "description": "description",  # long values, many with escapes
     }, ["length(name) > `10`", "sponsor.name == 'Submitty'", "contains(description, 'Python')"]),
     "apache": ("apache_builds_jobs", None, {
         "color": "color",
@@ -112,6 +113,8 @@ def _values(log: Log, definition: str) -> list:
     floats and, for integral ones, as 1.0-style floats, and one absent value."""
     counts = log.value_counts(definition)
     values = sample_values(counts)
+    # strings that were escaped in the record text (\n, \", \\)
+    values += sorted(k[1] for k in counts if k[0] == "s" and any(c in k[1] for c in '\n"\\'))[:2]
     for v in list(values):
         if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53:
             values.append(float(v))
@@ -298,6 +301,7 @@ STRING_RECORDS = [
 def test_values_compare_as_json(store, records, definitions, values):
     for name, definition in definitions.items():
         store.register_psf(name, definition)
+    records = records * 150  # several pages, most of them on disk
     result = store.ingest(b"\n".join(records), on_error="skip")
     good = [r for r in records if _orjson_ok(r)]
     assert result.ingested == len(good)
