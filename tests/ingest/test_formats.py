@@ -276,9 +276,15 @@ def test_truncated_gzip_is_a_clear_error(store, real_data):
         assert list(store.scan(ALL)) == []  # reject: nothing stored
     with pytest.raises(shoal.ParseError, match="gzip"):
         store.ingest(data[: len(data) // 2])
-    # What skip mode stored before the error is a prefix of the input.
+    # What skip mode stored before the error is a prefix of the input, and
+    # the store goes on working.
     stored = _stored(store)
     assert stored == raws[: len(stored)]
+    store.register_psf("color", "color")
+    store.ingest(data)
+    log = Log(stored + raws)
+    log.bind(store)
+    assert as_pairs(store.query("color", "blue")) == log.query("color", "blue")
 
 
 def test_corrupt_gzip_is_a_clear_error(store, real_data):
