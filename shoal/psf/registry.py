@@ -8,10 +8,13 @@ Invariants:
   [from, to); only the last may be open (to is None), and it is open exactly
   while the PSF is active. Adjacent ranges are merged.
 * A name maps to at most one PSF. Re-registering a deregistered name with the
-  same definition (the same expression text, or a callable with the same
-  fields when it was a callable) resumes the same id with a new range. A
-  different definition retires the old id (kept in `retired()` and `by_id`
-  for diagnostics, never reused) and starts a new id with a fresh history.
+  same definition resumes the same id with a new range: the same expression
+  text, or, for a callable, the same fields and the same `fingerprint` (see
+  `callable_fingerprint`: code, constants, defaults and closure values, so
+  the same function defined again after a restart matches, and an edited one
+  does not). A different definition retires the old id (kept in `retired()`
+  and `by_id` for diagnostics, never reused) and starts a new id with a fresh
+  history, so records indexed by the old definition never answer for the new.
 * Every change is saved atomically before the call returns.
 
 Name rules: a str of 1..128 characters without control characters (Unicode
@@ -28,11 +31,13 @@ serialized; the store decides which address each change happens at.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
 import tempfile
 import threading
+import types
 import unicodedata
 from typing import Any, Callable, Iterable
 
@@ -41,7 +46,7 @@ from ..errors import CorruptionError, InvalidArgument, PSFError, PSFExists, PSFN
 from .expr import Expression, parse_definition
 from .kinds import PSFKind
 
-__all__ = ["PSF", "Registry", "active_at", "inactive_ranges", "MAX_NAME_CHARS"]
+__all__ = ["PSF", "Registry", "active_at", "callable_fingerprint", "inactive_ranges", "MAX_NAME_CHARS"]
 
 MAX_NAME_CHARS = 128
 _FORMAT_VERSION = 1
@@ -63,6 +68,7 @@ class PSF:
     expression: Expression | None = None
     func: Callable[..., Any] | None = None
     field_expressions: tuple[Expression, ...] | None = None
+    fingerprint: str | None = None  # callables: callable_fingerprint(func)
 
     @property
     def active(self) -> bool:
@@ -114,6 +120,42 @@ def inactive_ranges(psf: PSF, lo: int, hi: int) -> list[tuple[int, int]]:
     if cur < hi:
         out.append((cur, hi))
     return out
+
+
+def callable_fingerprint(func: Callable[..., Any]) -> str | None:
+    """A stable digest of what a Python function computes: its bytecode,
+    constants (nested code included), names, defaults and closure values, plus
+    its module and qualified name, but not its line numbers. Globals it reads
+    are not part of it. None for callables without `__code__` (builtins,
+    partials, callable objects): those never resume an old id."""
+    code = getattr(func, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    h = hashlib.sha256()
+
+    def put(x: Any) -> None:
+        h.update(repr(x).encode("utf-8", "backslashreplace"))
+        h.update(b"\0")
+
+    def put_code(c: types.CodeType) -> None:
+        h.update(c.co_code)
+        put((c.co_names, c.co_varnames, c.co_freevars, c.co_cellvars, c.co_argcount,
+             c.co_kwonlyargcount, c.co_flags))
+        for k in c.co_consts:
+            if isinstance(k, types.CodeType):
+                put_code(k)
+            else:
+                put(k)
+
+    put_code(code)
+    put((getattr(func, "__module__", None), getattr(func, "__qualname__", None)))
+    put((getattr(func, "__defaults__", None), getattr(func, "__kwdefaults__", None)))
+    for cell in getattr(func, "__closure__", None) or ():
+        try:
+            put(cell.cell_contents)
+        except ValueError:  # an empty cell
+            put("<empty cell>")
+    return h.hexdigest()
 
 
 def _check_name(name: Any) -> None:
@@ -220,11 +262,12 @@ class Registry:
             raise InvalidArgument(
                 f"a PSF definition must be a JMESPath str or a callable, not {type(definition).__name__}"
             )
+        fingerprint = callable_fingerprint(func) if func is not None else None
         with self._lock:
             old = self._by_name.get(name)
             if old is not None and old.active:
                 raise PSFExists(f"PSF {name!r} is already registered and active")
-            if old is not None and self._same_definition(old, definition, field_texts):
+            if old is not None and self._same_definition(old, definition, field_texts, fingerprint):
                 last_end = old.ranges[-1][1] if old.ranges else None
                 if last_end is not None and address < last_end:
                     raise InvalidArgument(
@@ -245,6 +288,7 @@ class Registry:
                 definition=definition if isinstance(definition, str) else None,
                 kind=kind, fields=field_texts, ranges=[(address, None)],
                 expression=expression, func=func, field_expressions=field_exprs,
+                fingerprint=fingerprint,
             )
             self._next_id += 1
             if old is not None:
@@ -306,10 +350,12 @@ class Registry:
     # ---- internals ----------------------------------------------------------
 
     @staticmethod
-    def _same_definition(old: PSF, definition: Any, field_texts: tuple[str, ...] | None) -> bool:
+    def _same_definition(old: PSF, definition: Any, field_texts: tuple[str, ...] | None,
+                         fingerprint: str | None) -> bool:
         if isinstance(definition, str):
             return old.kind is not PSFKind.CALLABLE and old.definition == definition
-        return old.kind is PSFKind.CALLABLE and old.fields == field_texts
+        return (old.kind is PSFKind.CALLABLE and old.fields == field_texts
+                and fingerprint is not None and old.fingerprint == fingerprint)
 
     @staticmethod
     def _close_locked(psf: PSF, address: int) -> None:
@@ -329,6 +375,7 @@ class Registry:
                 "id": p.id, "name": p.name, "kind": p.kind.value,
                 "definition": p.definition,
                 "fields": list(p.fields) if p.fields is not None else None,
+                "fingerprint": p.fingerprint,
                 "ranges": [[a, b] for a, b in p.ranges],
             }
         return {
@@ -391,7 +438,7 @@ class Registry:
         ranges: list[Range] = [(int(a), None if b is None else int(b)) for a, b in row["ranges"]]
         fields = tuple(row["fields"]) if row.get("fields") is not None else None
         psf = PSF(id=int(row["id"]), name=row["name"], definition=row["definition"],
-                  kind=kind, fields=fields, ranges=ranges)
+                  kind=kind, fields=fields, ranges=ranges, fingerprint=row.get("fingerprint"))
         if kind is PSFKind.CALLABLE:
             psf.field_expressions = _parse_fields(fields)[1]
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from psf_oracles import locate, parse_tree
+from .psf_oracles import locate, parse_tree
 
 from shoal._native import ffi, lib
 from shoal.psf import NativePSFSet

@@ -14,8 +14,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psf_harness import Runner, native_parse_available
-from psf_oracles import canon_decimal, canon_ref, locate, parse_tree
+from .psf_harness import Runner, native_parse_available
+from .psf_oracles import canon_decimal, canon_ref, locate, parse_tree
 
 from shoal.psf import NativePSFSet, parse_definition
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from psf_harness import Runner
+from .psf_harness import Runner
 
 from shoal._native import ffi, lib
 from shoal.errors import InvalidArgument

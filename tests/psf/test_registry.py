@@ -301,3 +301,67 @@ def test_inactive_ranges_matches_active_at_pointwise():
         assert covered == {a for a in range(lo, hi) if not active_at(p, a)}
         assert all(x < y for x, y in gaps)
         assert all(gaps[i][1] < gaps[i + 1][0] for i in range(len(gaps) - 1))
+
+
+def _size(size):
+    return size
+
+
+def _size_plus_one(size):
+    return size + 1 if size is not None else None
+
+
+def _threshold(n):
+    return lambda size: size is not None and size > n
+
+
+def test_a_different_callable_never_resumes_an_id(reg_path):
+    reg = Registry(reg_path)
+    a = reg.register("s", _size, fields=["payload.size"], address=64)
+    reg.deregister("s", 100)
+    b = reg.register("s", _size_plus_one, fields=["payload.size"], address=200)
+    assert b.id != a.id and b.ranges == [(200, None)] and reg.by_id(a.id) is a
+    reg.deregister("s", 300)
+    # same code, different closure value: different function
+    c = reg.register("s", _threshold(3), fields=["payload.size"], address=400)
+    reg.deregister("s", 500)
+    d = reg.register("s", _threshold(4), fields=["payload.size"], address=600)
+    assert len({a.id, b.id, c.id, d.id}) == 4
+    reg.deregister("s", 700)
+    assert reg.register("s", _threshold(4), fields=["payload.size"], address=800) is d
+
+
+def test_the_same_callable_resumes_after_reload(reg_path):
+    reg = Registry(reg_path)
+    a = reg.register("s", _size, fields=["payload.size"], address=64)
+    again = Registry(reg_path)
+    again.close_open_callables(100)
+    b = again.register("s", _size, fields=["payload.size"], address=120)
+    assert b.id == a.id and b.ranges == [(64, 100), (120, None)] and b.func is _size
+    third = Registry(reg_path)
+    third.close_open_callables(150)
+    c = third.register("s", _size_plus_one, fields=["payload.size"], address=160)
+    assert c.id != a.id
+
+
+def test_callables_without_code_never_resume(reg_path):
+    import functools
+
+    reg = Registry(reg_path)
+    f = functools.partial(max, 0)
+    a = reg.register("m", f, address=64)
+    reg.deregister("m", 70)
+    assert reg.register("m", f, address=80).id != a.id
+
+
+def test_fingerprint_ignores_line_numbers():
+    from shoal.psf.registry import callable_fingerprint
+
+    src = "def f(x):\n    return x + 1\n"
+    ns1, ns2 = {}, {}
+    exec(compile(src, "<a>", "exec"), ns1)
+    exec(compile("\n\n\n" + src, "<b>", "exec"), ns2)
+    assert callable_fingerprint(ns1["f"]) == callable_fingerprint(ns2["f"])
+    exec(compile(src.replace("1", "2"), "<c>", "exec"), ns2)
+    assert callable_fingerprint(ns1["f"]) != callable_fingerprint(ns2["f"])
+    assert callable_fingerprint(len) is None

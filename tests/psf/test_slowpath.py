@@ -5,7 +5,7 @@ import logging
 
 import orjson
 import pytest
-from psf_oracles import canon_ref
+from .psf_oracles import canon_ref
 
 from shoal.psf import Registry, SlowEvaluator, evaluate, parse_definition
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from psf_oracles import canon_decimal, canon_ref
+from .psf_oracles import canon_decimal, canon_ref
 
 from shoal.errors import InvalidArgument
 from shoal.psf import canonical, canonical_json, canonical_scalar, decode, parse_query_value, value_hash
