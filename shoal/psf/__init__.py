@@ -17,8 +17,8 @@ from .values import (
 )
 
 __all__ = [
-    "MAX_NAME_CHARS",
     "Expression",
+    "MAX_NAME_CHARS",
     "NativePSFSet",
     "PSF",
     "PSFKind",

@@ -333,9 +333,14 @@ class Registry:
                 new: list[Range] = []
                 for a, b in psf.ranges:
                     if b is None:
-                        new.append((min(a, address), None))
+                        a, b = min(a, address), None
                     elif a < address:
-                        new.append((a, min(b, address)))
+                        b = min(b, address)
+                    else:
+                        continue
+                    if new and new[-1][1] == a:  # keep adjacent ranges merged
+                        a = new.pop()[0]
+                    new.append((a, b))
                 if new != psf.ranges:
                     psf.ranges[:] = new
                     changed = True

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from .._native import ffi, lib
+from ..errors import InvalidArgument
 
 __all__ = ["canonical", "canonical_scalar", "canonical_json", "value_hash", "decode",
            "parse_query_value"]
@@ -30,8 +31,6 @@ __all__ = ["canonical", "canonical_scalar", "canonical_json", "value_hash", "dec
 _CANON_SLACK_BYTES = 32
 # Python refuses int <-> str conversions beyond this many digits by default.
 _MAX_INT_DIGITS = 4000
-
-_TYPE_OF_TAG = {"s": lib.SHOAL_T_STRING, "n": lib.SHOAL_T_NUMBER}
 
 
 def _json_text(value: Any) -> tuple[bytes, int] | None:
@@ -129,8 +128,6 @@ def decode(canon: bytes) -> Any:
     """The Python value of canonical bytes, for display: strings -> str,
     numbers -> int when the exponent is >= 0 else float, b"t" -> True,
     b"f" -> False, b"z" -> None. Raises InvalidArgument on malformed input."""
-    from ..errors import InvalidArgument
-
     canon = bytes(canon)
     tag, body = canon[:1], canon[1:]
     try:

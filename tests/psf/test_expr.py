@@ -126,3 +126,11 @@ def test_dialect_agrees_with_jmespath_where_it_does_not_raise():
         except (TypeError, jmespath.exceptions.JMESPathError):
             continue
         assert parse_definition(text).search(obj) == want, text
+
+
+def test_package_exports():
+    import shoal.psf as psf
+
+    assert psf.__all__ == sorted(psf.__all__)
+    for name in psf.__all__:
+        assert getattr(psf, name) is not None

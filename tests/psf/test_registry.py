@@ -262,6 +262,11 @@ def test_truncate_after_recovery(reg_path):
     assert c.ranges == [(400, None)]
     assert d.ranges == []
     assert Registry(reg_path).get("c").ranges == [(400, None)]
+    e = reg.register("e", "e", address=400)
+    reg.deregister("e", 450)
+    reg.register("e", "e", address=470)
+    reg.truncate(450)
+    assert e.ranges == [(400, None)]
 
 
 def _psf(ranges):
