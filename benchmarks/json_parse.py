@@ -25,7 +25,7 @@ import orjson
 
 from shoal._native import ffi, lib
 
-DATA_DIR = pathlib.Path("/work/shared/data/ndjson")
+DATA_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ndjson"
 DATASETS = {
     "zeek_wrccdc2018": [("_path",), ("id.resp_h",), ("id.resp_p",)],
     "twitter_statuses": [("lang",), ("user", "screen_name"), ("metadata", "result_type")],

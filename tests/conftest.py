@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import gzip
 import itertools
-import os
 import pathlib
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 import shoal
 from shoal.config import KiB
 
-DATA_DIR = pathlib.Path(os.environ.get("SHOAL_TEST_DATA", "/work/shared/data"))
+from datadir import DATA_DIR  # noqa: E402
 NDJSON_DIR = DATA_DIR / "ndjson"
 SIMDJSON_DIR = DATA_DIR / "simdjson"
 TESTSUITE_DIR = DATA_DIR / "jsontestsuite" / "test_parsing"

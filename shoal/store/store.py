@@ -39,9 +39,8 @@ from . import query as _query
 from .address import FIRST_ADDRESS
 from .checkpoint import CheckpointInfo, list_checkpoints, write_checkpoint
 from .hlog import HybridLog
-from .index import HashIndex
 from .record import Record, payload_of
-from .recovery import RecoveryReport, recover
+from .recovery import recover
 from .scan import NativeMatcher, PythonMatcher, scan_range, truthy
 from .segments import SegmentFiles
 

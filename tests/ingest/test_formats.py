@@ -9,18 +9,16 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
-import pathlib
 import zlib
 
 import orjson
 import pytest
-from oracle import ALL, JSON_WS, Log, as_pairs, strip_ws
+from oracle import ALL, Log, as_pairs, strip_ws
 
 import shoal
 from shoal.config import KiB, MiB
 
-DATA_DIR = pathlib.Path(os.environ.get("SHOAL_TEST_DATA", "/work/shared/data"))
+from datadir import DATA_DIR  # noqa: E402
 SIMDJSON_DIR = DATA_DIR / "simdjson"
 
 

@@ -8,8 +8,6 @@ serialize them with random formatting (whitespace, escapes, duplicate keys);
 from __future__ import annotations
 
 import gzip
-import os
-import pathlib
 import random
 
 import orjson
@@ -18,7 +16,7 @@ from hypothesis import strategies as st
 
 from shoal._native import ffi, lib
 
-DATA_DIR = pathlib.Path(os.environ.get("SHOAL_TEST_DATA", "/work/shared/data"))
+from datadir import DATA_DIR  # noqa: E402
 TESTSUITE_DIR = DATA_DIR / "jsontestsuite" / "test_parsing"
 NDJSON_DIR = DATA_DIR / "ndjson"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
-import pathlib
 import random
 
 import jmespath
@@ -19,7 +18,9 @@ from .psf_oracles import canon_decimal, canon_ref, locate, parse_tree
 
 from shoal.psf import NativePSFSet, parse_definition
 
-DATA = pathlib.Path("/work/shared/data/ndjson")
+from datadir import DATA_DIR  # noqa: E402
+
+DATA = DATA_DIR / "ndjson"
 
 
 def oracle(text: str, obj) -> bytes | None:
