@@ -166,6 +166,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
         res->address = 0;
         res->err_off = 0;
         res->status = SHOAL_OK;
+        job->text_bytes += sp->len;
 
         if (sp->status != SHOAL_OK) { res->status = sp->status; goto reject; }
         if (sp->len > job->max_record_bytes || sp->len >= page_size) {
@@ -248,6 +249,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
             || LOAD(&log->frame_page[page % log->n_frames]) != (int64_t)page) {
             job->next_span = i;
             job->next_extra = first_extra;
+            job->text_bytes -= sp->len; /* counted again when the record is retried */
             rc = SHOAL_NEED_PAGE;
             goto out;
         }
@@ -296,12 +298,15 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
             if (urc != SHOAL_OK) { rc = urc; job->next_span = i + 1; job->next_extra = extra_end; goto out; }
         }
         res->address = tail;
+        if (!job->first_address) job->first_address = tail;
+        job->last_address = tail;
         job->appended++;
         job->bytes_appended += size;
         job->next_extra = extra_end;
         continue;
     reject:
         job->rejected++;
+        job->rejects[job->n_rejects++] = i;
         job->next_extra = extra_end;
     }
     job->next_span = job->n_spans;

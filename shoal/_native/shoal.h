@@ -332,9 +332,15 @@ typedef struct {
     shoal_slot *slots;               /* scratch: trie.n_slots entries */
     char *scratch;                   /* scratch for canonical values */
     uint64_t scratch_bytes;
-    uint64_t appended;               /* out, cumulative */
+    uint64_t appended;               /* out, cumulative over resumed calls */
     uint64_t rejected;
     uint64_t bytes_appended;
+    uint64_t text_bytes;             /* out: record text bytes looked at */
+    uint64_t first_address;          /* out: first record appended (0: none yet) */
+    uint64_t last_address;           /* out: last record appended */
+    uint32_t *rejects;               /* out: indexes of rejected spans (n_spans capacity) */
+    uint32_t n_rejects;
+    uint32_t reserved;
 } shoal_ingest_job;
 
 /* Validate, evaluate and append job's records at the log tail, linking their

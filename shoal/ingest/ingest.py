@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .._native import check, ffi, lib, reason
 from ..errors import IngestRejected, InvalidArgument
 from .framing import Framer, InputFormat
@@ -18,11 +16,6 @@ from .sources import Source
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store.store import Store
-
-_RESULT = np.dtype([("address", "<u8"), ("status", "<i4"), ("err_off", "<u4")])
-_SPAN = np.dtype([("start", "<u8"), ("len", "<u8"), ("line", "<u8"), ("status", "<i4"), ("reserved", "<u4")])
-assert _RESULT.itemsize == ffi.sizeof("shoal_rec_result")
-assert _SPAN.itemsize == ffi.sizeof("shoal_span")
 
 ON_ERROR = ("skip", "reject")
 
@@ -35,6 +28,7 @@ class _Scratch:
         self.scratch_bytes = 2 * page_size + 4096
         self.scratch = ffi.new("char[]", self.scratch_bytes)
         self.results = ffi.new("shoal_rec_result[]", n_spans)
+        self.rejects = ffi.new("uint32_t[]", n_spans)
         self.n_results = n_spans
 
 
@@ -76,14 +70,12 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
         n = batch.n_spans
         if n > scratch.n_results:
             scratch.results = ffi.new("shoal_rec_result[]", n)
+            scratch.rejects = ffi.new("uint32_t[]", n)
             scratch.n_results = n
         buf_c = ffi.from_buffer(batch.buf) if len(batch.buf) else ffi.new("char[1]")
-        spans_np = np.frombuffer(ffi.buffer(batch.spans, n * _SPAN.itemsize), _SPAN)
-        result.input_bytes += int(spans_np["len"].sum())
-
         extras_c, pool_c, n_extras = no_extras, ffi.NULL, 0
         if slow is not None and not dry_run:
-            extras_c, pool_c, n_extras, keep = _slow_extras(slow, batch.buf, spans_np)
+            extras_c, pool_c, n_extras, keep = _slow_extras(slow, batch.buf, batch.spans, n)
 
         job.buf = buf_c
         job.spans = batch.spans
@@ -102,6 +94,11 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
         job.appended = 0
         job.rejected = 0
         job.bytes_appended = 0
+        job.text_bytes = 0
+        job.first_address = 0
+        job.last_address = 0
+        job.rejects = scratch.rejects
+        job.n_rejects = 0
         while True:
             rc = lib.shoal_ingest(job, native_set.ptr, log.c, store._index.ptr)
             if rc == lib.SHOAL_NEED_PAGE:
@@ -111,35 +108,35 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
             break
         store._index.maybe_grow()
 
-        res = np.frombuffer(ffi.buffer(scratch.results, n * _RESULT.itemsize), _RESULT)
+        result.input_bytes += int(job.text_bytes)
         result.ingested += int(job.appended) if not dry_run else int(n - job.rejected)
         result.rejected += int(job.rejected)
         result.stored_bytes += int(job.bytes_appended)
-        if not dry_run and job.appended:
-            ok = np.flatnonzero(res["address"])
+        if job.appended:
             if result.first_address is None:
-                result.first_address = int(res["address"][ok[0]])
-            result.last_address = int(res["address"][ok[-1]])
-        if job.rejected and len(result.errors) < max_errors:
-            bad = np.flatnonzero(res["status"] != 0)[: max_errors - len(result.errors)]
-            for i in bad:
-                result.errors.append(IngestError(int(spans_np["line"][i]), reason(int(res["status"][i])),
-                                                 int(res["err_off"][i])))
+                result.first_address = int(job.first_address)
+            result.last_address = int(job.last_address)
+        if job.n_rejects and len(result.errors) < max_errors:
+            for k in range(min(job.n_rejects, max_errors - len(result.errors))):
+                i = scratch.rejects[k]
+                r = scratch.results[i]
+                result.errors.append(IngestError(int(batch.spans[i].line), reason(r.status), int(r.err_off)))
     if not dry_run:
         store._note_ingest(result)
     return result
 
 
-def _slow_extras(slow, buf, spans_np):
+def _slow_extras(slow, buf, spans, n):
     """Evaluate slow-path PSFs per record (pure Python; documented slow path)."""
     recs: list[tuple[int, int, int, int]] = []
     pool = bytearray()
     mv = memoryview(buf)
-    for i in range(len(spans_np)):
-        if spans_np["status"][i] != 0:
+    for i in range(n):
+        sp = spans[i]
+        if sp.status != 0:
             continue
-        s = int(spans_np["start"][i])
-        text = bytes(mv[s:s + int(spans_np["len"][i])])
+        s = sp.start
+        text = bytes(mv[s:s + sp.len])
         for psf_id, canon in slow.values(text):
             recs.append((i, psf_id, len(pool), len(canon)))
             pool += canon

@@ -122,7 +122,7 @@ class HybridLog:
         i = page % self.n_frames
         if self._frames[i] is None:
             # mmap: page-aligned (O_DIRECT writes need it) and zero-filled lazily.
-            m = mmap.mmap(-1, self.page_size)
+            m = mmap.mmap(-1, self.page_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             self._mmaps[i] = m
             self._frames[i] = ffi.from_buffer("char[]", m)
             self._frame_ptrs[i] = self._frames[i]
