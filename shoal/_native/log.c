@@ -133,8 +133,9 @@ static uint64_t payload_end(const shoal_record_header *h) {
 }
 
 static int record_crc_ok(const char *rec) {
-    const shoal_record_header *h = (const shoal_record_header *)rec;
-    return shoal_crc32c(0, rec + 4, payload_end(h) - 4) == h->crc;
+    shoal_record_header h; /* rec may be unaligned in an output buffer */
+    memcpy(&h, rec, sizeof h);
+    return shoal_crc32c(0, rec + 4, payload_end(&h) - 4) == h.crc;
 }
 
 /* ---- ingest --------------------------------------------------------------- */
@@ -413,9 +414,17 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
         char *dst = job->out + job->used;
         r = (h.size <= BLOCK_BYTES) ? read_bytes(log, a, dst, h.size, bc) : read_bytes(log, a, dst, h.size, NULL);
         if (r != SHOAL_OK) { job->status[i] = r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT; continue; }
-        if (!header_ok((shoal_record_header *)dst, a, log->page_bits) || !record_crc_ok(dst)) continue;
+        if (memcmp(dst, &h, sizeof h) != 0 || !record_crc_ok(dst)) continue;
         job->status[i] = SHOAL_OK;
-        job->used += h.size;
+        if (job->payload_only) {
+            uint64_t start = SHOAL_HEADER_BYTES + (uint64_t)h.n_kps * SHOAL_KP_BYTES + PAD8(h.values_bytes);
+            memmove(dst, dst + start, h.payload_bytes);
+            job->lengths[i] = h.payload_bytes;
+            job->used += h.payload_bytes;
+        } else {
+            job->lengths[i] = h.size;
+            job->used += h.size;
+        }
     }
     free(bc);
     return rc;

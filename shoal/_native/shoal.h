@@ -371,10 +371,12 @@ typedef struct {
 
 int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index);
 
-/* Copy records (whole, header included) at addrs into out, back to back at
- * 8-byte aligned offsets; offsets[i] = where record i starts, status[i] its
- * outcome (SHOAL_OK, SHOAL_E_CORRUPT if no valid record starts there).
- * Resumes at n_done; returns SHOAL_OUT_FULL when `out` fills. */
+/* Copy records at addrs into out, back to back; each is verified (header and
+ * CRC32C) first. offsets[i] = where record i's bytes start in out, lengths[i]
+ * how many, status[i] its outcome (SHOAL_OK, SHOAL_E_CORRUPT if no valid
+ * record starts there). With payload_only, only the JSON text is kept.
+ * Resumes at n_done; returns SHOAL_OUT_FULL when `out` fills, SHOAL_E_SPACE
+ * when one record alone does not fit. */
 typedef struct {
     const uint64_t *addrs;
     uint32_t n;
@@ -383,7 +385,10 @@ typedef struct {
     uint64_t cap;
     uint64_t used;            /* out */
     uint64_t *offsets;
+    uint32_t *lengths;
     int32_t *status;
+    uint32_t payload_only;
+    uint32_t reserved;
 } shoal_read_job;
 
 int shoal_read(shoal_read_job *job, shoal_log *log);

@@ -234,20 +234,23 @@ class HybridLog:
             raise NativeIOError(f"background flush failed: {self._flush_error}") from self._flush_error
 
     # ---- reader side ----
-    def read_records(self, addresses: list[int]) -> list[bytes | None]:
-        """Whole records (header included) at `addresses`; None where no
-        valid record starts. Safe from any thread."""
+    def read_records(self, addresses: list[int], *, payload_only: bool = False) -> list[bytes | None]:
+        """Records at `addresses` (whole, or only their JSON text); None where
+        no valid record starts. Safe from any thread."""
         n = len(addresses)
         if n == 0:
             return []
+        job = ffi.new("shoal_read_job *")
         addrs = ffi.new("uint64_t[]", addresses)
         offsets = ffi.new("uint64_t[]", n)
+        lengths = ffi.new("uint32_t[]", n)
         status = ffi.new("int32_t[]", n)
-        job = ffi.new("shoal_read_job *")
         job.addrs = addrs
         job.n = n
         job.offsets = offsets
+        job.lengths = lengths
         job.status = status
+        job.payload_only = 1 if payload_only else 0
         out, cap = self._read_buffer(1 << 20)
         result: list[bytes | None] = []
         while True:
@@ -262,14 +265,15 @@ class HybridLog:
             if rc < 0:
                 check(rc, "read")
             buf = ffi.buffer(out, job.used)
-            for i in range(start, job.n_done):
-                st = status[i]
-                if st == lib.SHOAL_OK:
-                    o = offsets[i]
-                    size = int.from_bytes(buf[o + 8:o + 12], "little")
-                    result.append(buf[o:o + size])
+            end = job.n_done
+            offs = ffi.unpack(offsets + start, end - start)
+            lens = ffi.unpack(lengths + start, end - start)
+            sts = ffi.unpack(status + start, end - start)
+            for o, ln, st in zip(offs, lens, sts):
+                if st == 0:
+                    result.append(buf[o:o + ln])
                 elif st == lib.SHOAL_E_IO:
-                    raise NativeIOError(f"reading record at {addresses[i]} failed")
+                    raise NativeIOError(f"reading record at {addresses[len(result)]} failed")
                 else:
                     result.append(None)
             if rc != lib.SHOAL_OUT_FULL:

@@ -39,7 +39,7 @@ from . import query as _query
 from .address import FIRST_ADDRESS
 from .checkpoint import CheckpointInfo, list_checkpoints, write_checkpoint
 from .hlog import HybridLog
-from .record import Record, payload_of
+from .record import Record
 from .recovery import recover
 from .scan import NativeMatcher, PythonMatcher, scan_range, truthy
 from .segments import SegmentFiles
@@ -245,8 +245,8 @@ class Store:
         if not isinstance(address, int) or isinstance(address, bool):
             raise InvalidArgument("address must be an int")
         with self._gate:
-            raw = self._log.read_records([address])[0]
-        return None if raw is None else Record(address, payload_of(raw))
+            raw = self._log.read_records([address], payload_only=True)[0]
+        return None if raw is None else Record(address, raw)
 
     def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
               from_address: int | None = None, to_address: int | None = None) -> Iterator[Record]:
@@ -357,10 +357,10 @@ class Store:
                 batch = list(itertools.islice(addrs, _READ_BATCH))
                 if not batch:
                     return
-                raws = log.read_records(batch)
+                raws = log.read_records(batch, payload_only=True)
             for a, raw in zip(batch, raws):
                 if raw is not None:
-                    yield Record(a, payload_of(raw))
+                    yield Record(a, raw)
 
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
              from_address: int | None = None, to_address: int | None = None) -> Iterator[Record]:
