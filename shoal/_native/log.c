@@ -66,8 +66,9 @@ static int disk_read(shoal_log *log, uint64_t addr, char *dst, size_t n) {
     return pread_full(fd, dst, n, in_seg);
 }
 
-/* Copy log bytes [addr, addr + n) (within one page) into dst. */
-static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_cache *bc) {
+/* Copy log bytes [addr, addr + n) (within one page) into dst. *bcp is the
+ * caller's block cache, allocated on the first disk read (NULL bcp: none). */
+static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_cache **bcp) {
     uint64_t page = addr >> log->page_bits;
     uint32_t f = (uint32_t)(page % log->n_frames);
     int64_t p1 = LOAD(&log->frame_page[f]);
@@ -76,7 +77,13 @@ static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&log->frame_page[f], __ATOMIC_RELAXED) == p1) return SHOAL_OK;
     }
-    if (bc && n <= BLOCK_BYTES) {
+    if (bcp && n <= BLOCK_BYTES) {
+        if (!*bcp) {
+            *bcp = malloc(sizeof **bcp);
+            if (!*bcp) return SHOAL_E_NOMEM;
+            (*bcp)->lo = 0;
+        }
+        block_cache *bc = *bcp;
         if (!(bc->lo && addr >= bc->lo && addr + n <= bc->lo + bc->len)) {
             uint64_t page_size = 1ULL << log->page_bits;
             uint64_t lo = addr & ~(uint64_t)(BLOCK_BYTES - 1);
@@ -319,7 +326,7 @@ out:
 /* ---- chain walks ------------------------------------------------------------ */
 
 static int value_equals(shoal_log *log, uint64_t rec_addr, const shoal_key_pointer *kp,
-                        const char *canon, uint32_t canon_len, block_cache *bc) {
+                        const char *canon, uint32_t canon_len, block_cache **bc) {
     const char *want = canon;
     uint32_t want_len = canon_len;
     if (kp->value_kind == SHOAL_KP_SPAN) {
@@ -347,15 +354,13 @@ int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index) {
     if (job->done) return SHOAL_OK;
     uint64_t kp_addr = job->next_kp;
     if (kp_addr == 0) kp_addr = shoal_index_lookup(index, job->hash);
-    block_cache *bc = malloc(sizeof *bc);
-    if (!bc) return SHOAL_E_NOMEM;
-    bc->lo = 0;
+    block_cache *bc = NULL;
     int rc = SHOAL_OK;
     uint64_t begin = LOAD(&log->begin_address);
     while (kp_addr) {
         if (kp_addr < begin) break;
         shoal_key_pointer kp;
-        int r = read_bytes(log, kp_addr, (char *)&kp, sizeof kp, bc);
+        int r = read_bytes(log, kp_addr, (char *)&kp, sizeof kp, &bc);
         if (r != SHOAL_OK) { job->err = r; job->err_address = kp_addr; rc = r; break; }
         uint64_t rec_addr = kp_addr - SHOAL_HEADER_BYTES - (uint64_t)kp.kp_index * SHOAL_KP_BYTES;
         uint64_t prev = kp.prev_psf & ADDR_MASK;
@@ -365,7 +370,7 @@ int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index) {
         }
         if ((uint32_t)(kp.prev_psf >> 48) == job->psf_id && kp.hash32 == (uint32_t)job->hash
             && rec_addr < job->hi) {
-            int eq = value_equals(log, rec_addr, &kp, job->canon, job->canon_len, bc);
+            int eq = value_equals(log, rec_addr, &kp, job->canon, job->canon_len, &bc);
             if (eq < 0) { job->err = eq; job->err_address = kp_addr; rc = eq; break; }
             if (eq) {
                 job->out[job->n_out++] = rec_addr;
@@ -391,9 +396,7 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
     uint64_t page_size = 1ULL << log->page_bits;
     uint64_t begin = LOAD(&log->begin_address);
     uint64_t tail = LOAD(&log->tail_address);
-    block_cache *bc = malloc(sizeof *bc);
-    if (!bc) return SHOAL_E_NOMEM;
-    bc->lo = 0;
+    block_cache *bc = NULL;
     int rc = SHOAL_OK;
     for (; job->n_done < job->n; job->n_done++) {
         uint32_t i = job->n_done;
@@ -403,7 +406,7 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
         if (a < begin || a >= tail || (a & 7) || (a & (page_size - 1)) + SHOAL_HEADER_BYTES > page_size)
             continue;
         shoal_record_header h;
-        int r = read_bytes(log, a, (char *)&h, sizeof h, bc);
+        int r = read_bytes(log, a, (char *)&h, sizeof h, &bc);
         if (r == SHOAL_E_IO) { job->status[i] = r; continue; }
         if (r != SHOAL_OK || !header_ok(&h, a, log->page_bits)) continue;
         if (job->used + h.size > job->cap) {
@@ -412,7 +415,7 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
             break;
         }
         char *dst = job->out + job->used;
-        r = (h.size <= BLOCK_BYTES) ? read_bytes(log, a, dst, h.size, bc) : read_bytes(log, a, dst, h.size, NULL);
+        r = read_bytes(log, a, dst, h.size, h.size <= BLOCK_BYTES ? &bc : NULL);
         if (r != SHOAL_OK) { job->status[i] = r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT; continue; }
         if (memcmp(dst, &h, sizeof h) != 0 || !record_crc_ok(dst)) continue;
         job->status[i] = SHOAL_OK;

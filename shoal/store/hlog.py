@@ -240,11 +240,19 @@ class HybridLog:
         n = len(addresses)
         if n == 0:
             return []
-        job = ffi.new("shoal_read_job *")
-        addrs = ffi.new("uint64_t[]", addresses)
-        offsets = ffi.new("uint64_t[]", n)
-        lengths = ffi.new("uint32_t[]", n)
-        status = ffi.new("int32_t[]", n)
+        local = self._local
+        if getattr(local, "read_cap", 0) < n:
+            # Per-thread arrays: read_records never yields, so no two calls
+            # on one thread overlap.
+            local.read_cap = max(n, 256)
+            local.job = ffi.new("shoal_read_job *")
+            local.addrs = ffi.new("uint64_t[]", local.read_cap)
+            local.offsets = ffi.new("uint64_t[]", local.read_cap)
+            local.lengths = ffi.new("uint32_t[]", local.read_cap)
+            local.status = ffi.new("int32_t[]", local.read_cap)
+        job, addrs, offsets, lengths, status = local.job, local.addrs, local.offsets, local.lengths, local.status
+        addrs[0:n] = addresses
+        job.n_done = 0
         job.addrs = addrs
         job.n = n
         job.offsets = offsets

@@ -11,6 +11,7 @@ Readers only; safe during ingest.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections.abc import Iterator
 
@@ -18,12 +19,16 @@ from .._native import check, ffi, lib
 from .scan import scan_range
 
 _WALK_CAP = 1024
+_FIRST_WALK_CAP = 32
 
 
-def walk_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int) -> Iterator[int]:
-    """Record addresses on the chain of (psf_id, canon) in [lo, hi), newest first."""
+def walk_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
+               gate=contextlib.nullcontext()) -> Iterator[int]:
+    """Record addresses on the chain of (psf_id, canon) in [lo, hi), newest
+    first. `gate` is entered around each native call (the store's reader gate)."""
     job = ffi.new("shoal_walk_job *")
-    out = ffi.new("uint64_t[]", _WALK_CAP)
+    cap = _FIRST_WALK_CAP  # most answers are short: start small, grow
+    out = ffi.new("uint64_t[]", cap)
     canon_c = ffi.new("char[]", canon)
     job.lo = lo
     job.hi = hi
@@ -32,14 +37,20 @@ def walk_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, 
     job.canon_len = len(canon)
     job.psf_id = psf_id
     job.out = out
-    job.cap = _WALK_CAP
+    job.cap = cap
     while True:
-        rc = lib.shoal_walk(job, log.c, index.ptr)
+        with gate:
+            rc = lib.shoal_walk(job, log.c, index.ptr)
         if rc < 0:
             check(rc, f"chain walk at address {job.err_address}")
         yield from ffi.unpack(out, job.n_out)
         if job.done:
             return
+        if cap < _WALK_CAP:
+            cap = _WALK_CAP
+            out = ffi.new("uint64_t[]", cap)
+            job.out = out
+            job.cap = cap
 
 
 def merge_sorted(streams: list[Iterator[int]], *, descending: bool) -> Iterator[int]:
@@ -82,9 +93,10 @@ def reversed_stream(stream: Iterator[int]) -> Iterator[int]:
 
 
 def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list[tuple[int, int]],
-                  scan_matcher_factory, lo: int, hi: int, *, descending: bool) -> Iterator[int]:
+                  scan_matcher_factory, lo: int, hi: int, *, descending: bool,
+                  gate=contextlib.nullcontext()) -> Iterator[int]:
     """Complete answer for one (PSF, value) in [lo, hi)."""
-    chain = walk_chain(log, index, psf.id, canon, value_hash, lo, hi)
+    chain = walk_chain(log, index, psf.id, canon, value_hash, lo, hi, gate)
     if not descending:
         chain = reversed_stream(chain)
     if not inactive:
@@ -94,6 +106,6 @@ def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list
 
     def scanned() -> Iterator[int]:
         for a, b in ranges:
-            yield from scan_range(log, matcher, a, b, descending=descending)
+            yield from scan_range(log, matcher, a, b, descending=descending, gate=gate)
 
     return merge_sorted([chain, scanned()], descending=descending)

@@ -8,6 +8,7 @@ files), so eviction under a scan is harmless.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 from .._native import check, ffi, lib
@@ -114,8 +115,10 @@ def truthy(value) -> bool:
     return True
 
 
-def scan_range(log, matcher, lo: int, hi: int, *, descending: bool) -> Iterator[int]:
-    """Addresses in [lo, hi) of records the matcher accepts, page by page."""
+def scan_range(log, matcher, lo: int, hi: int, *, descending: bool,
+               gate=contextlib.nullcontext()) -> Iterator[int]:
+    """Addresses in [lo, hi) of records the matcher accepts, page by page.
+    `gate` is entered around each page's read and native scan."""
     lo = max(lo, log.begin_address, FIRST_ADDRESS)
     hi = min(hi, log.tail_address)
     if lo >= hi:
@@ -124,12 +127,13 @@ def scan_range(log, matcher, lo: int, hi: int, *, descending: bool) -> Iterator[
     first, last = lo >> bits, (hi - 1) >> bits
     pages = range(last, first - 1, -1) if descending else range(first, last + 1)
     for page in pages:
-        buf, valid = log.page_bytes(page)
-        if not valid:
-            continue
-        base = page << bits
-        start = max(base, FIRST_ADDRESS, log.begin_address if page == log.begin_address >> bits else base)
-        found = matcher.matches(buf, base, valid, start, lo, hi)
+        with gate:
+            buf, valid = log.page_bytes(page)
+            if not valid:
+                continue
+            base = page << bits
+            start = max(base, FIRST_ADDRESS, log.begin_address if page == log.begin_address >> bits else base)
+            found = matcher.matches(buf, base, valid, start, lo, hi)
         if descending:
             found.reverse()
         yield from found

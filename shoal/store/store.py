@@ -73,7 +73,7 @@ class _Gate:
     def __exit__(self, *exc: object) -> None:
         with self._cv:
             self._inside -= 1
-            if not self._inside:
+            if self.closed and not self._inside:
                 self._cv.notify_all()
 
     def close(self) -> None:
@@ -316,19 +316,8 @@ class Store:
         def factory():
             return self._matcher_for(psf, canon)
 
-        gate = self._gate
-
-        def stream() -> Iterator[int]:
-            it = _query.psf_addresses(self._log, self._index, psf, canon, h, inactive, factory,
-                                      lo, hi, descending=descending)
-            while True:
-                with gate:
-                    chunk = list(itertools.islice(it, 1024))
-                if not chunk:
-                    return
-                yield from chunk
-
-        return stream()
+        return _query.psf_addresses(self._log, self._index, psf, canon, h, inactive, factory,
+                                    lo, hi, descending=descending, gate=self._gate)
 
     def _matcher_for(self, psf: PSF, canon: bytes | None):
         if psf.native:
@@ -352,11 +341,12 @@ class Store:
         if limit is not None:
             addrs = itertools.islice(addrs, limit)
         log = self._log
+        gate = self._gate
         while True:
-            with self._gate:
-                batch = list(itertools.islice(addrs, _READ_BATCH))
-                if not batch:
-                    return
+            batch = list(itertools.islice(addrs, _READ_BATCH))  # address streams gate themselves
+            if not batch:
+                return
+            with gate:
                 raws = log.read_records(batch, payload_only=True)
             for a, raw in zip(batch, raws):
                 if raw is not None:
@@ -382,19 +372,8 @@ class Store:
                     return False
 
             matcher = PythonMatcher(predicate)
-        gate = self._gate
-        log = self._log
-
-        def stream() -> Iterator[int]:
-            it = scan_range(log, matcher, lo, hi, descending=descending)
-            while True:
-                with gate:
-                    chunk = list(itertools.islice(it, 1024))
-                if not chunk:
-                    return
-                yield from chunk
-
-        return self._materialize(stream(), limit)
+        addrs = scan_range(self._log, matcher, lo, hi, descending=descending, gate=self._gate)
+        return self._materialize(addrs, limit)
 
     # ---- durability ----
     def flush(self, durable: bool = True) -> int:
