@@ -32,8 +32,11 @@ test: build
 test-fast: build
 	$(PY) -m pytest -q -m "not slow and not crash" tests
 
+# The HTTP API on 127.0.0.1:8765 over ./shoal-data (created if absent,
+# recovered if present). Extra options: make serve SERVE_ARGS="--memory 1GiB"
+SERVE_ARGS ?=
 serve: build
-	@echo "shoal serve: the HTTP server is not yet implemented (see the HTTP API issue)."
+	$(PY) -m shoal.api.server --data ./shoal-data $(SERVE_ARGS)
 
 clean:
 	rm -rf build $(NATIVE_STAMP) shoal/_native/_lib*.so shoal/_native/_lib.c shoal/_native/_lib.o

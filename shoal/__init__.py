@@ -2,7 +2,7 @@
 function (PSF) indexing, after FishStore."""
 from .config import StoreConfig, parse_size
 from .errors import (CorruptionError, IngestRejected, InvalidArgument, NativeIOError, ParseError,
-                     PSFDefinitionError, PSFError, PSFExists, PSFNotFound, RecordTooLarge, ShoalError,
+                     PSFDefinitionError, PSFError, PSFExists, PSFNotFound, RecordTooLarge, RemoteError, ShoalError,
                      StorageError, StoreClosed, StoreLocked)
 from .ingest.framing import InputFormat
 from .ingest.result import IngestError, IngestResult
@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointInfo",
+    "Client",
     "CorruptionError",
     "IngestError",
     "IngestRejected",
@@ -31,6 +32,7 @@ __all__ = [
     "ParseError",
     "Record",
     "RecordTooLarge",
+    "RemoteError",
     "ShoalError",
     "StorageError",
     "Store",
@@ -40,3 +42,11 @@ __all__ = [
     "open",
     "parse_size",
 ]
+
+
+def __getattr__(name: str):
+    # The HTTP client needs httpx; import it only when asked for.
+    if name == "Client":
+        from .client import Client
+        return Client
+    raise AttributeError(f"module 'shoal' has no attribute {name!r}")

@@ -9,6 +9,8 @@
     │   ├── PSFNotFound            (also a KeyError) no PSF by that name
     │   ├── PSFExists              a PSF by that name is registered and active
     │   └── PSFDefinitionError     the expression does not parse: .position
+    ├── RemoteError                a server answered with an error that has no
+    │                              class of its own here: .status, .code, .body
     └── StorageError
         ├── StoreClosed            the store was closed
         ├── StoreLocked            another process holds the data directory
@@ -82,6 +84,19 @@ class PSFDefinitionError(PSFError):
         self.position = position
         self.expression = expression
         super().__init__(message)
+
+
+class RemoteError(ShoalError):
+    """Raised by shoal.Client for an HTTP error answer that maps to no other
+    class (a body over the size limit, not implemented, an internal server
+    error). `status` is the HTTP status, `code` the answer's error code and
+    `body` the whole error answer."""
+
+    def __init__(self, status: int, code: str, detail: str, body: dict | None = None):
+        self.status = status
+        self.code = code
+        self.body = body or {}
+        super().__init__(f"{status} {code}: {detail}" if detail else f"{status} {code}")
 
 
 class StorageError(ShoalError):

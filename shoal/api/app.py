@@ -1,0 +1,82 @@
+"""The FastAPI app factory: routers, the error table, metrics, lifespan.
+
+`create_app(store)` serves an open Store. With `close_store=True` (what
+`serve()` passes) the app owns the store: at shutdown, after uvicorn has
+stopped accepting and the in-flight requests have finished, it writes a
+checkpoint (which flushes and fsyncs the log) and closes the store.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..store.store import Store
+from . import errors
+from .metrics import Metrics
+from .routes import admin, psfs, query, records
+
+log = logging.getLogger("shoal.api")
+
+API_DESCRIPTION = """\
+HTTP API (v1) of a shoal store: ingest raw JSON records (NDJSON or arrays,
+optionally gzipped, streamed), register PSFs (JMESPath expressions) that index
+them, and query by PSF values or scan. Records come back byte for byte as
+ingested, as NDJSON streams. Errors are `{"error": code, "detail": message}`.
+"""
+
+
+def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: bool = False) -> FastAPI:
+    """An app serving `store`. `max_body_bytes` limits POST /records bodies
+    (413 beyond it; None: no limit)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_store:
+            await run_in_threadpool(_shut_down, store)
+
+    app = FastAPI(title="shoal", version=__version__, description=API_DESCRIPTION, lifespan=lifespan)
+    app.state.store = store
+    app.state.metrics = Metrics()
+    app.state.max_body_bytes = max_body_bytes
+    errors.install(app)
+    for module in (records, psfs, query, admin):
+        app.include_router(module.router)
+    app.add_middleware(_CountResponses, metrics=app.state.metrics)
+    return app
+
+
+def _shut_down(store: Store) -> None:
+    if store.closed:
+        return
+    try:
+        info = store.checkpoint()
+        log.info("checkpoint %d at tail address %d written at shutdown", info.checkpoint_id, info.tail_address)
+    finally:
+        store.close()
+
+
+class _CountResponses:
+    """Counts responses by method and status (pure ASGI: streams untouched)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.metrics.responded(scope["method"], message["status"])
+            await send(message)
+
+        await self.app(scope, receive, counting_send)

@@ -1,0 +1,43 @@
+"""PSF registration, listing and deregistration."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from ...store.store import Store
+from .. import deps
+from ..schemas import PSFDeregisteredOut, PSFIn, PSFList, PSFOut, errors_doc, psf_out
+
+router = APIRouter(tags=["psfs"])
+StoreDep = Annotated[Store, Depends(deps.store)]
+
+
+@router.post("/psfs", status_code=201, response_model=PSFOut, summary="Register a PSF",
+             responses=errors_doc(400, 409, 422, 503),
+             description="Every record ingested from now on is indexed by it; queries over older records scan "
+                         "them, so answers are complete either way. 409 if a PSF by that name is active; 422 with "
+                         "`position` if the expression does not parse.")
+def register(body: PSFIn, store: StoreDep) -> dict:
+    return psf_out(store.register_psf(body.name, body.expr))
+
+
+@router.get("/psfs", response_model=PSFList, summary="All PSFs, active or not",
+            responses=errors_doc(503))
+def list_psfs(store: StoreDep) -> dict:
+    return {"psfs": [psf_out(p) for p in store.psfs()]}
+
+
+@router.get("/psfs/{name}", response_model=PSFOut, summary="One PSF with its active ranges",
+            responses=errors_doc(404, 503))
+def get_psf(name: str, store: StoreDep) -> dict:
+    return psf_out(store.psf(name))
+
+
+@router.delete("/psfs/{name}", response_model=PSFDeregisteredOut, summary="Deregister a PSF",
+               responses=errors_doc(404, 503),
+               description="Stops indexing by it; answers with the range [from, to) in which it was active. "
+                           "Registering the same expression again later resumes it.")
+def deregister(name: str, store: StoreDep) -> dict:
+    p = store.deregister_psf(name)
+    return dict(psf_out(p), range=list(p.ranges[-1]))

@@ -1,0 +1,92 @@
+"""Queries and scans, answered as NDJSON streams of records.
+
+Each route validates the whole request and starts the library's lazy
+iterator (which raises PSFNotFound, InvalidArgument, PSFDefinitionError
+eagerly) and reads the first chunk before the response starts, so errors get
+their status codes; the rest streams from worker threads in ~64 KiB chunks.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ...psf import parse_query_value
+from ...store.record import Record
+from ...store.store import Store
+from .. import deps
+from ..schemas import Order, QueryIn, ScanIn, errors_doc, ndjson_response
+from ..streaming import ndjson_chunks
+
+router = APIRouter(tags=["queries"])
+
+WithAddress = Annotated[bool, Query(description='wrap each record as {"address": a, "record": <record>}')]
+
+
+async def _stream(request: Request, kind: str, with_address: bool,
+                  start: Callable[[], Iterator[Record]]) -> StreamingResponse:
+    t0 = time.perf_counter()
+    metrics = deps.metrics(request)
+
+    def on_end(n: int) -> None:
+        metrics.queried(kind, n, time.perf_counter() - t0)
+
+    def first() -> tuple[bytes | None, Iterator[bytes]]:
+        chunks = ndjson_chunks(start(), with_address=with_address, on_end=on_end)
+        return next(chunks, None), chunks
+
+    head, rest = await run_in_threadpool(first)
+    body = rest if head is None else itertools.chain((head,), rest)
+    return StreamingResponse(body, media_type="application/x-ndjson")
+
+
+@router.post("/query", summary="Query by PSF values (NDJSON stream)", response_class=StreamingResponse,
+             responses={**ndjson_response("the matching records, newest first by default"),
+                        **errors_doc(400, 404, 409, 422, 503)},
+             description="One condition (`psf`, `value`), or `all` / `any` of several. Values are JSON values "
+                         "compared by JSON semantics (1 equals 1.0); `value` defaults to true (what a "
+                         "predicate PSF indexes).")
+async def query(body: QueryIn, request: Request, store: Annotated[Store, Depends(deps.store)],
+                with_address: WithAddress = False) -> StreamingResponse:
+    mode, conditions = body.conditions()
+    run = {"one": lambda: store.query(*conditions[0], **_range(body)),
+           "all": lambda: store.query_all(conditions, **_range(body)),
+           "any": lambda: store.query_any(conditions, **_range(body))}[mode]
+    return await _stream(request, mode, with_address, run)
+
+
+@router.get("/psfs/{name}/records", summary="Query one PSF (NDJSON stream)", tags=["psfs"],
+            response_class=StreamingResponse,
+            responses={**ndjson_response("records whose PSF has this value"), **errors_doc(400, 404, 409, 422, 503)})
+async def query_psf(
+    name: str, request: Request, store: Annotated[Store, Depends(deps.store)],
+    value: Annotated[str | None, Query(description="a JSON literal (\"PushEvent\", 42, true); a bare word that "
+                                                   "is not JSON is a string; omitted: true")] = None,
+    limit: Annotated[int | None, Query(ge=0)] = None,
+    order: Order = "newest",
+    from_address: Annotated[int | None, Query(ge=0)] = None,
+    to_address: Annotated[int | None, Query(ge=0)] = None,
+    with_address: WithAddress = False,
+) -> StreamingResponse:
+    v: Any = True if value is None else parse_query_value(value)
+    return await _stream(request, "one", with_address, lambda: store.query(
+        name, v, limit=limit, order=order, from_address=from_address, to_address=to_address))
+
+
+@router.post("/scan", summary="Full scan with any JMESPath expression (NDJSON stream)",
+             response_class=StreamingResponse,
+             responses={**ndjson_response("records for which the expression is truthy"),
+                        **errors_doc(400, 422, 503)})
+async def scan(body: ScanIn, request: Request, store: Annotated[Store, Depends(deps.store)],
+               with_address: WithAddress = False) -> StreamingResponse:
+    return await _stream(request, "scan", with_address, lambda: store.scan(body.expr, **_range(body)))
+
+
+def _range(body: Any) -> dict[str, Any]:
+    return {"limit": body.limit, "order": body.order, "from_address": body.from_address,
+            "to_address": body.to_address}

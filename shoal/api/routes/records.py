@@ -1,0 +1,112 @@
+"""POST /records (streamed ingest) and GET /records/{address}."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+
+from ...store.store import Store
+from .. import deps
+from ..errors import MAX_ERRORS_SHOWN, ApiError
+from ..metrics import Metrics
+from ..schemas import INGEST_BODY, IngestOut, errors_doc
+from ..streaming import feed_thread
+
+router = APIRouter(tags=["records"])
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+# Content-Type (without parameters) -> input format. Types not listed here
+# and not in _AUTO_TYPES are refused (415).
+_FORMAT_BY_TYPE = {
+    "application/x-ndjson": "ndjson", "application/ndjson": "ndjson", "application/jsonl": "ndjson",
+    "application/x-jsonlines": "ndjson", "application/jsonlines": "ndjson",
+    "application/json": "array",
+}
+# Types that say nothing about the framing (curl's default form type among
+# them): the library detects NDJSON or array, and gzip by its magic bytes.
+_AUTO_TYPES = {"", "application/octet-stream", "application/gzip", "application/x-gzip", "text/plain",
+               "application/x-www-form-urlencoded"}
+_ENCODINGS = {"", "identity", "gzip", "x-gzip"}
+
+
+def _format_for(content_type: str | None) -> str:
+    ctype = (content_type or "").split(";", 1)[0].strip().lower()
+    if ctype in _FORMAT_BY_TYPE:
+        return _FORMAT_BY_TYPE[ctype]
+    if ctype in _AUTO_TYPES:
+        return "auto"
+    raise ApiError(415, "unsupported_media_type",
+                   f"Content-Type {ctype!r} is not accepted; send application/x-ndjson or application/json")
+
+
+async def _checked_body(request: Request, gzip: bool, limit: int | None) -> AsyncIterator[bytes]:
+    """The request body, checked against the size limit and, when the client
+    declared gzip, against the gzip magic (the library detects gzip by it)."""
+    seen = 0
+    head = b""
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if limit is not None and seen > limit:
+            raise ApiError(413, "body_too_large", f"the body is larger than the limit of {limit} bytes",
+                           limit_bytes=limit)
+        if gzip and len(head) < 2:
+            head += chunk[:2 - len(head)]
+            if len(head) == 2 and head != _GZIP_MAGIC:
+                raise ApiError(400, "bad_request", "Content-Encoding is gzip but the body is not gzip data")
+        yield chunk
+    if gzip and seen and len(head) < 2:
+        raise ApiError(400, "bad_request", "Content-Encoding is gzip but the body is not gzip data")
+
+
+@router.post(
+    "/records", response_model=IngestOut, summary="Ingest records (streamed)",
+    responses=errors_doc(400, 413, 415, 422, 503), openapi_extra=INGEST_BODY,
+    description="Stores every valid record of the body, streamed in bounded memory. The format comes from "
+                "`format`, else from Content-Type (application/x-ndjson: NDJSON; application/json: a JSON "
+                "array of records; other or none: detected). A gzip body (Content-Encoding: gzip, or just "
+                "gzip bytes) is decompressed by the store. `on_error=skip` stores the valid records and lists "
+                "the bad ones (the first 100; `errors_total` counts all); `on_error=reject` stores nothing if "
+                "any record is bad and answers 422.")
+async def ingest(
+    request: Request,
+    store: Annotated[Store, Depends(deps.store)],
+    metrics: Annotated[Metrics, Depends(deps.metrics)],
+    on_error: Literal["skip", "reject"] = "skip",
+    durable: Annotated[bool, Query(description="answer only once the records are on disk")] = False,
+    format: Annotated[Literal["auto", "ndjson", "array", "json"] | None,
+                      Query(description="input format; overrides Content-Type")] = None,
+    content_encoding: Annotated[str | None, Header(description="gzip or identity")] = None,
+) -> dict:
+    encoding = (content_encoding or "").strip().lower()
+    if encoding not in _ENCODINGS:
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Encoding {content_encoding!r} is not supported; use gzip or none")
+    fmt = format or _format_for(request.headers.get("content-type"))
+    limit = request.app.state.max_body_bytes
+    length = request.headers.get("content-length")
+    if limit is not None and length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, "body_too_large", f"the body ({length} bytes) is larger than the limit of "
+                                              f"{limit} bytes", limit_bytes=limit)
+    body = _checked_body(request, encoding in ("gzip", "x-gzip"), limit)
+    result = await feed_thread(body, lambda chunks: store.ingest(chunks, on_error=on_error, durable=durable,
+                                                                 format=fmt))
+    metrics.ingested(result.ingested, result.rejected, result.input_bytes)
+    out = result.to_dict()
+    out["errors"] = out["errors"][:MAX_ERRORS_SHOWN]
+    out.update(input_bytes=result.input_bytes, stored_bytes=result.stored_bytes, durable=result.durable)
+    return out
+
+
+@router.get(
+    "/records/{address}", summary="One record by address", response_class=Response,
+    responses={200: {"description": "the record, byte for byte as ingested",
+                     "content": {"application/json": {"schema": {"type": "object"}}}},
+               **errors_doc(404, 422, 503)})
+def get_record(address: Annotated[int, Path(ge=0, description="a record's log address")],
+               store: Annotated[Store, Depends(deps.store)]) -> Response:
+    rec = store.get(address)
+    if rec is None:
+        raise ApiError(404, "record_not_found", f"no record starts at address {address}", address=address)
+    return Response(rec.raw, media_type="application/json")

@@ -1,0 +1,207 @@
+"""Request and response bodies of the HTTP API (v1), as pydantic models.
+
+They describe the wire format and drive /docs; they hold no logic beyond
+checking shapes. Streams of records (NDJSON) are described by
+`ndjson_response` since pydantic cannot model a stream.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..psf import PSF
+
+Order = Literal["newest", "oldest"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer. More fields may follow, e.g. `position` for a bad
+    expression, `line`/`offset` for bad input, `errors` for rejected records."""
+    model_config = ConfigDict(extra="allow")
+    error: str = Field(description="a stable machine-readable code, e.g. psf_not_found")
+    detail: str = Field(description="a human-readable message")
+
+
+# ---- ingest ----
+
+class IngestErrorOut(BaseModel):
+    line: int = Field(description="1-based line (NDJSON) or element number (array)")
+    error: str = Field(description="why the record was rejected")
+    offset: int | None = Field(None, description="byte offset of the problem within the record")
+
+
+class IngestOut(BaseModel):
+    ingested: int = Field(description="records stored")
+    rejected: int = Field(description="records rejected (all counted)")
+    first_address: int | None = Field(description="address of the first stored record")
+    last_address: int | None = Field(description="address of the last stored record")
+    errors: list[IngestErrorOut] = Field(description="the first rejected records (at most 100)")
+    errors_total: int = Field(description="all rejected records")
+    input_bytes: int = Field(description="bytes of record text read (after gunzip)")
+    stored_bytes: int = Field(description="bytes appended to the log")
+    durable: bool = Field(description="true when the records were on disk before the answer")
+
+
+# ---- PSFs ----
+
+class PSFIn(_Body):
+    name: str = Field(min_length=1, max_length=128, examples=["repo"])
+    expr: str = Field(description="a JMESPath expression", examples=["repo.name"])
+
+
+class PSFOut(BaseModel):
+    name: str
+    id: int = Field(description="psf_id, never reused")
+    expr: str | None = Field(description="the JMESPath expression (null for a Python callable)")
+    kind: Literal["predicate", "projection", "callable"]
+    native: bool = Field(description="evaluated by the C core during ingest")
+    active: bool
+    active_from: int | None = Field(description="start of the current active range (null when inactive)")
+    ranges: list[tuple[int, int | None]] = Field(
+        description="log ranges [from, to) in which the PSF was active (indexed); to is null while active")
+
+
+class PSFDeregisteredOut(PSFOut):
+    range: tuple[int, int] = Field(description="the active range the deregistration closed")
+
+
+class PSFList(BaseModel):
+    psfs: list[PSFOut]
+
+
+def psf_out(p: PSF) -> dict[str, Any]:
+    return {"name": p.name, "id": p.id, "expr": p.definition, "kind": p.kind.value, "native": p.native,
+            "active": p.active, "active_from": p.ranges[-1][0] if p.active else None,
+            "ranges": [list(r) for r in p.ranges]}
+
+
+# ---- queries ----
+
+class Condition(_Body):
+    psf: str = Field(description="a PSF name", examples=["type"])
+    value: Any = Field(True, description="a JSON value: string, number or true (default)",
+                       examples=["PushEvent"])
+
+
+class _Range(_Body):
+    limit: int | None = Field(None, ge=0, strict=True, description="at most this many records")
+    order: Order = Field("newest", description="newest (default) or oldest first")
+    from_address: int | None = Field(None, ge=0, strict=True, description="only records at or after this address")
+    to_address: int | None = Field(None, ge=0, strict=True, description="only records before this address")
+
+
+class QueryIn(_Range):
+    """One condition (`psf` + `value`), or `all` (every one holds) or `any`
+    (at least one holds) of a list of conditions."""
+    psf: str | None = Field(None, examples=["type"])
+    value: Any = Field(True, examples=["PushEvent"])
+    all: list[Condition] | None = Field(None, min_length=1)
+    any: list[Condition] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> QueryIn:
+        given = [k for k in ("psf", "all", "any") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'psf', 'all' or 'any'")
+        if self.psf is None and "value" in self.model_fields_set:
+            raise ValueError("'value' goes with 'psf'; inside 'all'/'any' each condition has its own")
+        return self
+
+    def conditions(self) -> tuple[str, list[tuple[str, Any]]]:
+        if self.psf is not None:
+            return "one", [(self.psf, self.value)]
+        mode = "all" if self.all is not None else "any"
+        return mode, [(c.psf, c.value) for c in (self.all or self.any or [])]
+
+
+class ScanIn(_Range):
+    expr: str = Field(description="a JMESPath expression; records where it is truthy match",
+                      examples=["payload.size > `3`"])
+
+
+# ---- checkpoints, stats, health ----
+
+class CheckpointOut(BaseModel):
+    checkpoint_id: int
+    tail_address: int
+    begin_address: int
+    records: int
+    created_at: float = Field(description="Unix time")
+    duration_ms: float
+
+
+class CheckpointList(BaseModel):
+    checkpoints: list[int] = Field(description="ids of the checkpoints on disk, oldest first")
+    latest: int | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    tail_address: int
+
+
+class Stats(BaseModel):
+    """Store.stats(), plus the server's own counters."""
+    model_config = ConfigDict(extra="allow")
+    records: int
+    addresses: dict[str, int]
+    log_bytes: int
+    memory_bytes: int
+    memory_budget_bytes: int
+    disk_bytes: int
+    index: dict[str, int]
+    psfs: list[dict[str, Any]]
+    ingest: dict[str, int]
+    recovery: dict[str, Any]
+
+
+# ---- OpenAPI helpers for what pydantic cannot model ----
+
+RECORD_SCHEMA = {"type": "object", "description": "a stored record, byte for byte as ingested"}
+WITH_ADDRESS_SCHEMA = {"type": "object", "properties": {"address": {"type": "integer"}, "record": RECORD_SCHEMA},
+                       "required": ["address", "record"]}
+
+
+def ndjson_response(what: str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route answering with a stream of records."""
+    return {200: {
+        "description": f"{what}: an NDJSON stream (one record per line, as ingested). With "
+                       "`with_address=true` each line is `{\"address\": a, \"record\": <record>}`.",
+        "content": {"application/x-ndjson": {"schema": {"oneOf": [RECORD_SCHEMA, WITH_ADDRESS_SCHEMA]},
+                                             "example": '{"type":"PushEvent"}\n{"type":"PushEvent"}\n'}},
+    }}
+
+
+def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": ErrorBody, "description": _STATUS_TEXT.get(s, "error")} for s in statuses}
+
+
+_STATUS_TEXT = {
+    400: "bad input (invalid argument, unparseable input)",
+    404: "not found",
+    409: "conflict (e.g. a PSF by that name is active)",
+    413: "body or record too large",
+    415: "unsupported Content-Encoding or Content-Type",
+    422: "invalid request body or expression, or rejected records (on_error=reject)",
+    501: "not implemented",
+    503: "the store is closed (shutting down)",
+}
+
+INGEST_BODY = {"requestBody": {
+    "required": True,
+    "description": "Records as NDJSON, or a JSON array of records (Content-Type: application/json), "
+                   "optionally gzipped (Content-Encoding: gzip, or a gzip body of any type). Streamed: "
+                   "the body is never held whole in memory.",
+    "content": {
+        "application/x-ndjson": {"schema": {"type": "string", "format": "binary"},
+                                 "example": '{"type":"PushEvent","repo":{"name":"torvalds/linux"}}\n'},
+        "application/json": {"schema": {"type": "array", "items": RECORD_SCHEMA},
+                             "example": [{"type": "PushEvent"}]},
+        "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+    },
+}}

@@ -1,0 +1,107 @@
+"""Run the HTTP API with uvicorn (httptools + uvloop): `serve(data_dir, ...)`,
+or `python -m shoal.api.server --data DIR`.
+
+Shutdown: on SIGINT or SIGTERM uvicorn stops accepting connections and lets
+in-flight requests finish (at most `graceful_timeout_s`; an ingest cut there
+ends cleanly, see streaming.py); then the app's lifespan writes a checkpoint
+and closes the store, and serve() returns, so the process exits 0. A second
+SIGINT forces uvicorn to stop waiting.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from ..config import parse_size
+from ..errors import ShoalError
+from ..store.store import open as open_store
+
+log = logging.getLogger("shoal.api")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+          memory: int | str | None = None, page_size: int | str | None = None,
+          max_body: int | str | None = None, log_level: str = "info", access_log: bool = True,
+          graceful_timeout_s: float | None = 60.0, **store_settings: Any) -> None:
+    """Open (create or recover) the store in `data_dir` and serve it until
+    SIGINT/SIGTERM. Sizes take ints or strings such as "1GiB" (parse_size):
+    `memory` is the in-memory log budget, `page_size` the log page size (only
+    when creating a store), `max_body` the largest POST /records body.
+    Other StoreConfig fields may be passed as keywords."""
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as exc:
+        raise ImportError(f"serving needs the server extra (pip install 'shoal[server]'): {exc}") from exc
+
+    settings = dict(store_settings)
+    if memory is not None:
+        settings["memory_budget_bytes"] = parse_size(memory)
+    if page_size is not None:
+        settings["page_size_bytes"] = parse_size(page_size)
+    store = open_store(data_dir, **settings)
+    try:
+        rec = store.recovery
+        log.info("opened %s: %d records, tail address %d (checkpoint %s, %d replayed)", data_dir,
+                 store.stats()["records"], store.tail_address, rec.checkpoint_id, rec.replayed_records)
+        app = create_app(store, max_body_bytes=None if max_body is None else parse_size(max_body),
+                         close_store=True)
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
+                                loop="uvloop", http="httptools", lifespan="on",
+                                timeout_graceful_shutdown=graceful_timeout_s)
+        server = uvicorn.Server(config)
+        with _signals_end_quietly():
+            server.run()
+    finally:
+        store.close()  # idempotent; the lifespan has checkpointed and closed it on a clean shutdown
+
+
+class _signals_end_quietly:
+    """uvicorn re-raises the signal that stopped it, after its graceful
+    shutdown, through the handler in place before it started. A requested
+    stop is a success: make that handler a no-op so serve() returns."""
+
+    def __enter__(self) -> None:
+        self._saved = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._saved[sig] = signal.signal(sig, lambda *_: None)
+            except ValueError:  # not the main thread: uvicorn does not capture signals either
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m shoal.api.server", description="Serve a shoal store over HTTP.")
+    p.add_argument("--data", default="./shoal-data", help="data directory (created if absent, recovered if present)")
+    p.add_argument("--host", default=DEFAULT_HOST)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--memory", help="memory budget for log pages, e.g. 1GiB")
+    p.add_argument("--page-size", help="log page size for a new store, e.g. 4MiB")
+    p.add_argument("--max-body", help="largest POST /records body, e.g. 10GiB (default: no limit)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--no-access-log", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    try:
+        serve(args.data, args.host, args.port, memory=args.memory, page_size=args.page_size,
+              max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log)
+    except ShoalError as exc:
+        print(f"shoal serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Moving bytes between the event loop and the store's synchronous calls.
+
+Ingest: `Store.ingest` is synchronous and holds the writer lock for the
+whole call, so it runs on a worker thread and pulls the request body from a
+bounded queue that the event loop fills:
+
+    request.stream() --(event loop: coalesce to ~1 MiB)--> Queue(maxsize=8)
+        --(worker thread)--> Store.ingest(iterable of chunks)
+
+At most `QUEUE_CHUNKS` coalesced chunks wait in the queue, and uvicorn stops
+reading the socket while the loop is not receiving, so a body of any size
+streams in bounded memory. Ends:
+  * body ends: an EOF marker; ingest finishes and its result is returned.
+  * ingest fails early (bad gzip, reject): the worker sets `done`; the loop
+    stops feeding (and reading) and the library's exception propagates.
+  * client disconnect, size limit, cancellation (shutdown): the loop puts the
+    exception in the queue; the worker raises it out of the chunk iterator,
+    so ingest ends and releases the writer lock; the loop waits for the
+    worker before re-raising. Records framed before the cut stay stored when
+    on_error=skip (as with any failing input iterator); with on_error=reject
+    the library spools the input before storing, so nothing is stored.
+
+Queries: `ndjson_chunks` turns the library's lazy record iterator into ~64 KiB
+byte chunks, iterated on worker threads by the response.
+"""
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import anyio.to_thread
+
+from ..store.record import Record
+
+QUEUE_CHUNKS = 8
+COALESCE_BYTES = 1 << 20
+RESPONSE_CHUNK_BYTES = 64 << 10
+_EOF = object()
+_POLL_S = 0.05
+
+
+class _Bridge:
+    """A bounded queue of byte chunks from the loop to one worker thread."""
+
+    def __init__(self) -> None:
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self.done = threading.Event()  # the worker stopped consuming
+
+    # worker side
+    def chunks(self) -> Iterator[bytes]:
+        while True:
+            item = self.q.get()
+            if item is _EOF:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    # loop side
+    def _put_blocking(self, item: Any) -> bool:
+        while not self.done.is_set():
+            try:
+                self.q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    async def put(self, item: Any) -> bool:
+        """Queue an item; False when the worker has stopped consuming."""
+        if self.done.is_set():
+            return False
+        try:
+            self.q.put_nowait(item)
+            return True
+        except queue.Full:
+            return await anyio.to_thread.run_sync(self._put_blocking, item, abandon_on_cancel=True)
+
+    def put_final(self, exc: BaseException) -> None:
+        """Queue a failure without awaiting (also when cancelled): make room
+        by dropping unread chunks, which the failure makes moot."""
+        while not self.done.is_set():
+            try:
+                self.q.put_nowait(exc)
+                return
+            except queue.Full:
+                try:
+                    self.q.get_nowait()
+                except queue.Empty:
+                    pass
+
+
+async def _coalesce(body: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    buf = bytearray()
+    async for chunk in body:
+        if not buf and len(chunk) >= size:
+            yield bytes(chunk)
+            continue
+        buf += chunk
+        if len(buf) >= size:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
+
+
+async def _pump(body: AsyncIterator[bytes], bridge: _Bridge) -> None:
+    async for chunk in _coalesce(body, COALESCE_BYTES):
+        if not await bridge.put(chunk):
+            return  # the worker ended early: its result or error says why
+    await bridge.put(_EOF)
+
+
+async def feed_thread(body: AsyncIterator[bytes], consume: Callable[[Iterator[bytes]], Any]) -> Any:
+    """Run `consume(chunks)` on a worker thread while feeding it `body`;
+    returns what it returns, raises what it raises (or what ended `body`)."""
+    bridge = _Bridge()
+
+    def work() -> Any:
+        try:
+            return consume(bridge.chunks())
+        finally:
+            bridge.done.set()
+
+    worker = asyncio.ensure_future(anyio.to_thread.run_sync(work))
+    pump = asyncio.ensure_future(_pump(body, bridge))
+    try:
+        await asyncio.wait({worker, pump}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        pump.cancel()
+        bridge.put_final(_Aborted("request cancelled"))
+        await _wait_uncancellable(worker)
+        raise
+    if not pump.done():
+        # The worker ended before the body did (a library error, or it
+        # stopped reading): stop reading the body too.
+        pump.cancel()
+        await asyncio.wait({pump})
+    elif not pump.cancelled() and pump.exception() is not None:
+        # The body failed (disconnect, size limit): the worker must end, and
+        # release the store's writer lock, before this request does.
+        exc = pump.exception()
+        bridge.put_final(exc)
+        await _wait_uncancellable(worker)
+        raise exc
+    return await worker
+
+
+class _Aborted(Exception):
+    pass
+
+
+async def _wait_uncancellable(fut: asyncio.Future) -> None:
+    try:
+        await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        # Cancelled again (e.g. shutdown): still let the worker finish first.
+        await asyncio.wait([fut])
+    except BaseException:  # noqa: BLE001 - the worker's own failure is secondary here
+        pass
+
+
+def ndjson_chunks(records: Iterator[Record], *, with_address: bool,
+                  on_end: Callable[[int], None] | None = None) -> Iterator[bytes]:
+    """Records as NDJSON in ~64 KiB chunks. Each line is the record's bytes
+    as stored; a record holding line breaks (a pretty-printed array element)
+    has them turned into spaces, which JSON treats alike, so every record
+    stays one line. With `with_address`, each line is
+    `{"address":a,"record":<raw>}` with the raw bytes spliced in."""
+    buf = bytearray()
+    n = 0
+    try:
+        for r in records:
+            raw = r.raw
+            if b"\n" in raw or b"\r" in raw:
+                raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
+            if with_address:
+                buf += b'{"address":%d,"record":' % r.address
+                buf += raw
+                buf += b"}\n"
+            else:
+                buf += raw
+                buf += b"\n"
+            n += 1
+            if len(buf) >= RESPONSE_CHUNK_BYTES:
+                yield bytes(buf)
+                buf.clear()
+        if buf:
+            yield bytes(buf)
+    finally:
+        if on_end is not None:
+            on_end(n)

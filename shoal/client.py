@@ -1,0 +1,345 @@
+"""A Python client for a shoal server, shaped like the library's Store.
+
+    with shoal.Client("http://127.0.0.1:8765") as c:
+        c.register_psf("type", "type")
+        res = c.ingest("events.ndjson.gz")          # streamed; gzip is sent compressed
+        for rec in c.query("type", "PushEvent", limit=10):
+            print(rec.address, rec.json())
+
+What it sends and returns:
+* `ingest` streams bytes, a path, a binary file or an iterable of byte
+  chunks in ~1 MiB chunks, never reading the input whole. Input that starts
+  with the gzip magic is sent as it is, with `Content-Encoding: gzip`; the
+  server decompresses it. Returns an `IngestResult`.
+* `query`, `query_all`, `query_any` and `scan` return a `RecordStream`: an
+  iterator of `shoal.Record` (address and raw bytes) read as the server
+  streams them. Errors in the request (unknown PSF, bad expression) raise at
+  the call, as in the library; close the stream (or use it as a context
+  manager) to stop early.
+* Error answers raise the library's exceptions (PSFNotFound, PSFExists,
+  PSFDefinitionError with .position, IngestRejected with .result, ...),
+  the reverse of shoal/api/errors.py. Answers with no library counterpart
+  (a body over the limit, not implemented, internal errors) raise
+  `RemoteError`. Every raised error carries `.status` and `.code`.
+  Connection failures are httpx's own exceptions.
+* `get` returns None for an address holding no record, as the library does.
+"""
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpx
+
+from . import errors as E
+from .ingest.result import IngestError, IngestResult
+from .psf import PSF, PSFKind, parse_definition
+from .store.checkpoint import CheckpointInfo
+from .store.record import Record
+
+__all__ = ["Client", "RecordStream"]
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+CHUNK_BYTES = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _invalid(body: dict) -> Exception:
+    return E.InvalidArgument(body.get("detail", ""))
+
+
+# Error code -> exception: the reverse of shoal/api/errors.py's table.
+_ERRORS: dict[str, Any] = {
+    "psf_not_found": lambda b: E.PSFNotFound(b.get("detail", "")),
+    "psf_exists": lambda b: E.PSFExists(b.get("detail", "")),
+    "psf_definition_error": lambda b: E.PSFDefinitionError(b.get("detail", ""), position=b.get("position"),
+                                                           expression=b.get("expression")),
+    "psf_error": lambda b: E.PSFError(b.get("detail", "")),
+    "ingest_rejected": lambda b: E.IngestRejected(_ingest_result(b)),
+    "parse_error": lambda b: E.ParseError(b.get("reason") or b.get("detail", ""), b.get("line"), b.get("offset")),
+    "invalid_argument": _invalid,
+    "validation_error": _invalid,
+    "bad_request": _invalid,
+    "record_too_large": lambda b: E.RecordTooLarge(b.get("detail", "")),
+    "store_closed": lambda b: E.StoreClosed(b.get("detail", "")),
+    "store_locked": lambda b: E.StoreLocked(b.get("detail", "")),
+    "corruption": lambda b: E.CorruptionError(b.get("detail", "")),
+    "io_error": lambda b: E.NativeIOError(b.get("detail", "")),
+    "storage_error": lambda b: E.StorageError(b.get("detail", "")),
+    "shoal_error": lambda b: E.ShoalError(b.get("detail", "")),
+}
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+        if not isinstance(body, dict):
+            raise ValueError
+    except ValueError:
+        body = {"error": "http_error", "detail": response.text[:1000]}
+    code = str(body.get("error", "http_error"))
+    make = _ERRORS.get(code)
+    exc = make(body) if make else E.RemoteError(response.status_code, code, body.get("detail", ""), body)
+    exc.status = response.status_code
+    exc.code = code
+    raise exc
+
+
+def _ingest_result(b: dict) -> IngestResult:
+    return IngestResult(
+        ingested=b.get("ingested", 0), rejected=b.get("rejected", 0),
+        errors=[IngestError(e["line"], e["error"], e.get("offset")) for e in b.get("errors", [])],
+        first_address=b.get("first_address"), last_address=b.get("last_address"),
+        input_bytes=b.get("input_bytes", 0), stored_bytes=b.get("stored_bytes", 0),
+        durable=b.get("durable", False))
+
+
+def _psf(b: dict) -> PSF:
+    expr = b.get("expr")
+    try:
+        expression = parse_definition(expr) if expr is not None else None
+    except E.ShoalError:  # a server with a newer dialect: keep the text only
+        expression = None
+    return PSF(id=b["id"], name=b["name"], definition=expr, kind=PSFKind(b["kind"]), fields=None,
+               ranges=[(r[0], r[1]) for r in b.get("ranges", [])], expression=expression)
+
+
+class RecordStream:
+    """Records as the server streams them (iterator; closes the response at
+    its end, on close() and when used as a context manager)."""
+
+    def __init__(self, response: httpx.Response):
+        self._response = response
+        self._it = self._records()
+
+    def __iter__(self) -> RecordStream:
+        return self
+
+    def __next__(self) -> Record:
+        return next(self._it)
+
+    def __enter__(self) -> RecordStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._it.close()
+        self._response.close()
+
+    def _records(self) -> Iterator[Record]:
+        try:
+            for line in _lines(self._response.iter_bytes()):
+                yield _parse_line(line)
+        finally:
+            self._response.close()
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    pending = bytearray()
+    for chunk in chunks:
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                pending += chunk[start:]
+                break
+            if pending:
+                pending += chunk[start:nl]
+                yield bytes(pending)
+                pending.clear()
+            else:
+                yield chunk[start:nl]
+            start = nl + 1
+    if pending.strip():
+        yield bytes(pending)
+
+
+_PREFIX = b'{"address":'
+_MIDDLE = b',"record":'
+
+
+def _parse_line(line: bytes) -> Record:
+    # The server writes exactly {"address":<int>,"record":<raw>}; the raw
+    # bytes are sliced out, never re-encoded.
+    if not line.startswith(_PREFIX) or not line.endswith(b"}"):
+        raise E.RemoteError(200, "bad_stream", f"unexpected line in a record stream: {line[:80]!r}", {})
+    mid = line.index(_MIDDLE, len(_PREFIX))
+    return Record(int(line[len(_PREFIX):mid]), line[mid + len(_MIDDLE):-1])
+
+
+def _chunks(data: Any, size: int) -> Iterator[bytes]:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        mv = memoryview(data).cast("B")
+        for i in range(0, len(mv), size):
+            yield bytes(mv[i:i + size])
+    elif isinstance(data, (str, os.PathLike)):
+        with open(data, "rb") as f:
+            yield from _read(f, size)
+    elif hasattr(data, "read"):
+        yield from _read(data, size)
+    elif isinstance(data, Iterable):
+        for c in data:
+            if isinstance(c, str):
+                c = c.encode("utf-8")
+            if not isinstance(c, (bytes, bytearray, memoryview)):
+                raise E.InvalidArgument(f"iterable yielded {type(c).__name__}, expected bytes")
+            if len(c):
+                yield bytes(c)
+    else:
+        raise E.InvalidArgument(f"cannot ingest {type(data).__name__}: pass bytes, a path, a binary file "
+                                f"or an iterable of bytes")
+
+
+def _read(f: Any, size: int) -> Iterator[bytes]:
+    read = f.read1 if isinstance(f, io.BufferedIOBase) else f.read
+    while True:
+        c = read(size)
+        if not c:
+            return
+        if isinstance(c, str):
+            raise E.InvalidArgument("file object is in text mode; open it in binary mode ('rb')")
+        yield c
+
+
+def _peek(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
+    first = next(chunks, b"")
+
+    def rest() -> Iterator[bytes]:
+        if first:
+            yield first
+        yield from chunks
+
+    return first, rest()
+
+
+class Client:
+    """A shoal server's API as methods (see the module docstring)."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, timeout: float | None = 300.0,
+                 http: httpx.Client | None = None, chunk_bytes: int = CHUNK_BYTES):
+        self.url = url
+        self.chunk_bytes = chunk_bytes
+        self._http = http or httpx.Client(base_url=url, timeout=httpx.Timeout(timeout, connect=10.0))
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        r = self._http.request(method, path, **kw)
+        _raise_for(r)
+        return r.json()
+
+    def _stream(self, path: str, body: dict | None = None, params: dict | None = None,
+                method: str = "POST") -> RecordStream:
+        params = dict(params or {}, with_address="true")
+        req = self._http.build_request(method, path, json=body, params=params)
+        r = self._http.send(req, stream=True)
+        if not r.is_success:
+            try:
+                r.read()
+            finally:
+                r.close()
+            _raise_for(r)
+        return RecordStream(r)
+
+    # ---- ingest ----
+    def ingest(self, data: Any, *, on_error: str = "skip", durable: bool = False,
+               format: str = "auto") -> IngestResult:
+        """Store records from bytes, a path, a binary file or an iterable of
+        byte chunks, streamed to the server (gzip input is sent compressed)."""
+        first, chunks = _peek(_chunks(data, self.chunk_bytes))
+        headers = {"Content-Type": "application/json" if format == "array" else "application/x-ndjson"}
+        if first[:2] == _GZIP_MAGIC:
+            headers["Content-Encoding"] = "gzip"
+        params = {"on_error": on_error, "durable": "true" if durable else "false", "format": str(format)}
+        return _ingest_result(self._call("POST", "/records", content=chunks, headers=headers, params=params))
+
+    # ---- PSFs ----
+    def register_psf(self, name: str, definition: str) -> PSF:
+        """Register a JMESPath PSF (callables cannot travel over HTTP)."""
+        if not isinstance(definition, str):
+            raise E.InvalidArgument("over HTTP a PSF definition must be a JMESPath str")
+        return _psf(self._call("POST", "/psfs", json={"name": name, "expr": definition}))
+
+    def deregister_psf(self, name: str) -> PSF:
+        return _psf(self._call("DELETE", f"/psfs/{name}"))
+
+    def psf(self, name: str) -> PSF:
+        return _psf(self._call("GET", f"/psfs/{name}"))
+
+    def psfs(self) -> list[PSF]:
+        return [_psf(p) for p in self._call("GET", "/psfs")["psfs"]]
+
+    # ---- reads ----
+    def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
+              from_address: int | None = None, to_address: int | None = None) -> RecordStream:
+        return self._stream("/query", _query_body({"psf": psf, "value": value}, limit, order, from_address,
+                                                  to_address))
+
+    def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
+                  order: str = "newest", from_address: int | None = None,
+                  to_address: int | None = None) -> RecordStream:
+        return self._stream("/query", _query_body({"all": _conditions(conditions)}, limit, order,
+                                                  from_address, to_address))
+
+    def query_any(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
+                  order: str = "newest", from_address: int | None = None,
+                  to_address: int | None = None) -> RecordStream:
+        return self._stream("/query", _query_body({"any": _conditions(conditions)}, limit, order,
+                                                  from_address, to_address))
+
+    def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
+             from_address: int | None = None, to_address: int | None = None) -> RecordStream:
+        return self._stream("/scan", _query_body({"expr": expression}, limit, order, from_address, to_address))
+
+    def get(self, address: int) -> Record | None:
+        r = self._http.get(f"/records/{int(address)}")
+        if r.status_code == 404 and r.json().get("error") == "record_not_found":
+            return None
+        _raise_for(r)
+        return Record(int(address), r.content)
+
+    # ---- durability and state ----
+    def checkpoint(self) -> CheckpointInfo:
+        b = self._call("POST", "/checkpoints")
+        return CheckpointInfo(b["checkpoint_id"], b["tail_address"], b["begin_address"], b["records"],
+                              b["created_at"], b["duration_ms"])
+
+    def checkpoints(self) -> list[int]:
+        return self._call("GET", "/checkpoints")["checkpoints"]
+
+    def stats(self) -> dict:
+        return self._call("GET", "/stats")
+
+    def health(self) -> dict:
+        return self._call("GET", "/healthz")
+
+
+def _conditions(conditions: Iterable[tuple[str, Any]]) -> list[dict]:
+    out = []
+    for c in conditions:
+        if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str)):
+            raise E.InvalidArgument("each condition is a (psf_name, value) pair")
+        out.append({"psf": c[0], "value": c[1]})
+    return out
+
+
+def _query_body(body: dict, limit: int | None, order: str, from_address: int | None,
+                to_address: int | None) -> dict:
+    body = dict(body, order=order)
+    for k, v in (("limit", limit), ("from_address", from_address), ("to_address", to_address)):
+        if v is not None:
+            body[k] = v
+    return body

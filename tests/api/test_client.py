@@ -1,0 +1,112 @@
+"""shoal.Client against a real uvicorn server (in a thread, on a free port):
+the same answers as the library, raised as the library's exceptions."""
+from __future__ import annotations
+
+import gzip
+import io
+import sys
+
+import pytest
+from conftest import NDJSON_DIR
+from oracle import Log, as_pairs
+
+import shoal
+
+
+@pytest.fixture
+def c(live_url):
+    with shoal.Client(live_url, chunk_bytes=4096) as client:
+        yield client
+
+
+def test_import_shoal_does_not_import_httpx():
+    import subprocess
+    code = "import sys, shoal; assert 'httpx' not in sys.modules; shoal.Client; assert 'httpx' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ingest_every_kind_of_input(c, store, real_data):
+    recs = real_data("github_events")
+    body = b"\n".join(recs) + b"\n"
+    path = NDJSON_DIR / "github_events.ndjson.gz"  # a gzip path: sent compressed
+    results = [c.ingest(path), c.ingest(body), c.ingest(io.BytesIO(gzip.compress(body))),
+               c.ingest(iter([body[:100], body[100:]])), c.ingest(str(path), durable=True)]
+    assert [r.ingested for r in results] == [len(recs)] * 5
+    assert isinstance(results[0], shoal.IngestResult) and results[-1].durable
+    Log(recs * 5).bind(store)
+    arr = c.ingest(b"[" + b",".join(recs[:3]) + b"]", format="array")
+    assert arr.ingested == 3
+
+
+def test_queries_match_the_library(c, store, real_data):
+    recs = real_data("zeek_wrccdc2018", 3000)
+    c.register_psf("path", "_path")
+    c.ingest(b"\n".join(recs))
+    c.register_psf("udp", "proto == 'udp'")
+    c.ingest(b"\n".join(recs))
+    for got, want in [
+        (c.query("path", "dns", limit=20), store.query("path", "dns", limit=20)),
+        (c.query("udp", order="oldest"), store.query("udp", order="oldest")),
+        (c.query_all([("path", "dns"), ("udp", True)]), store.query_all([("path", "dns"), ("udp", True)])),
+        (c.query_any([("path", "ssl"), ("path", "weird")], from_address=store.tail_address // 2),
+         store.query_any([("path", "ssl"), ("path", "weird")], from_address=store.tail_address // 2)),
+        (c.scan("\"id.resp_p\" == `53`", limit=100), store.scan("\"id.resp_p\" == `53`", limit=100)),
+    ]:
+        g = list(got)
+        assert all(isinstance(r, shoal.Record) for r in g)
+        assert as_pairs(g) == as_pairs(want)
+    r = next(iter(c.query("path", "dns")))
+    assert c.get(r.address).raw == r.raw and r.json()["_path"] == "dns"
+    assert c.get(r.address + 1) is None
+
+
+def test_streams_can_stop_early(c, real_data):
+    c.register_psf("path", "_path")
+    c.ingest(b"\n".join(real_data("zeek_wrccdc2018", 5000)))
+    with c.query("path", "dns") as stream:
+        first = [next(stream) for _ in range(3)]
+    assert len(first) == 3
+    assert len(list(c.query("path", "dns", limit=5))) == 5  # the connection pool is fine
+
+
+def test_psfs(c, store):
+    p = c.register_psf("path", "_path")
+    assert isinstance(p, shoal.PSF) and p.active and p.native and p.kind is shoal.PSFKind.PROJECTION
+    assert [x.name for x in c.psfs()] == ["path"] and c.psf("path").id == p.id
+    c.ingest(b'{"_path":"dns"}\n')
+    gone = c.deregister_psf("path")
+    assert not gone.active and gone.ranges == [(p.ranges[0][0], store.tail_address)]
+
+
+def test_errors_are_the_library_exceptions(c):
+    c.register_psf("path", "_path")
+    with pytest.raises(shoal.PSFExists) as e:
+        c.register_psf("path", "x")
+    assert e.value.status == 409 and e.value.code == "psf_exists"
+    with pytest.raises(shoal.PSFDefinitionError) as e:
+        c.register_psf("bad", "a.[")
+    assert e.value.position == 3
+    with pytest.raises(shoal.PSFNotFound):
+        c.query("nope", 1)  # raised at the call, before iterating
+    with pytest.raises(shoal.PSFNotFound):
+        c.psf("nope")
+    with pytest.raises(shoal.IngestRejected) as e:
+        c.ingest(b'{"a":1}\n{bad\n', on_error="reject")
+    assert e.value.result.rejected == 1 and e.value.result.errors[0].line == 2
+    with pytest.raises(shoal.ParseError):
+        c.ingest(gzip.compress(b'{"a":1}\n' * 100)[:-20])
+    with pytest.raises(shoal.InvalidArgument):
+        c.query("path", "dns", order="sideways")
+    with pytest.raises(shoal.InvalidArgument):
+        c.register_psf("f", lambda x: x)
+    with pytest.raises(shoal.RemoteError) as e:
+        c._call("POST", "/compact")
+    assert e.value.status == 501 and e.value.code == "not_implemented"
+
+
+def test_checkpoint_and_stats(c, store):
+    c.ingest(b'{"a":1}\n{"a":2}\n')
+    info = c.checkpoint()
+    assert isinstance(info, shoal.CheckpointInfo) and info.records == 2 and info.tail_address == store.tail_address
+    assert c.checkpoints() == [info.checkpoint_id]
+    assert c.stats()["records"] == 2 and c.health()["status"] == "ok"

@@ -1,0 +1,243 @@
+"""Routes one by one through ASGITransport: ingest in every format and
+mode, the PSF lifecycle, records by address, checkpoints, compaction, stats,
+health and metrics."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from oracle import ALL, Log, as_pairs
+
+from .conftest import assert_error, lines, pairs
+
+pytestmark = pytest.mark.anyio
+
+NDJSON = {"Content-Type": "application/x-ndjson"}
+RECS = b'{"type":"PushEvent","n":1}\n{"type":"WatchEvent","n":2}\n{"type":"PushEvent","n":3}\n'
+
+
+async def ingest(client, body, headers=NDJSON, **params):
+    return await client.post("/records", content=body, headers=headers, params=params)
+
+
+# ---- ingest ----
+
+async def test_ingest_ndjson_reports_addresses(client, store):
+    r = await ingest(client, RECS)
+    assert r.status_code == 200
+    out = r.json()
+    assert (out["ingested"], out["rejected"], out["errors"], out["errors_total"]) == (3, 0, [], 0)
+    got = as_pairs(store.scan(ALL, order="oldest"))
+    assert [raw for _, raw in got] == RECS.splitlines()
+    assert (out["first_address"], out["last_address"]) == (got[0][0], got[-1][0])
+    assert out["input_bytes"] == sum(len(x) for x in RECS.splitlines()) and out["durable"] is False
+
+
+@pytest.mark.parametrize("name", ["github_events", "twitter_statuses", "zeek_wrccdc2018"])
+async def test_ingest_real_data_as_ndjson_gzip_and_array(client, store, real_data, name):
+    recs = real_data(name, 3000)
+    ndjson = b"\n".join(recs) + b"\n"
+    r = await ingest(client, ndjson)
+    assert r.json()["ingested"] == len(recs)
+    # gzip with the header, gzip without it, and a JSON array (application/json)
+    r = await ingest(client, gzip.compress(ndjson), {**NDJSON, "Content-Encoding": "gzip"})
+    assert r.json()["ingested"] == len(recs)
+    r = await ingest(client, gzip.compress(ndjson), {})
+    assert r.json()["ingested"] == len(recs)
+    r = await ingest(client, b"[\n" + b",\n".join(recs) + b"\n]", {"Content-Type": "application/json"})
+    assert r.json()["ingested"] == len(recs)
+    log = Log(recs * 4)
+    log.bind(store)
+
+
+async def test_ingest_in_many_small_chunks(client, store, real_data):
+    recs = real_data("github_events")
+    body = b"\n".join(recs) + b"\n"
+
+    async def trickle():
+        for i in range(0, len(body), 777):
+            yield body[i:i + 777]
+
+    r = await client.post("/records", content=trickle(), headers=NDJSON)
+    assert r.json()["ingested"] == len(recs)
+    Log(recs).bind(store)
+
+
+async def test_format_parameter_overrides_content_type(client, store):
+    doc = b'{\n  "a": [1, 2]\n}'
+    r = await ingest(client, doc, NDJSON, format="json")
+    assert r.json()["ingested"] == 1
+    r = await ingest(client, b'[{"a":1},{"a":2}]', NDJSON, format="array")
+    assert r.json()["ingested"] == 2
+    assert_error(await ingest(client, b"{}", NDJSON, format="xml"), 422, "validation_error")
+
+
+async def test_skip_lists_bad_records_capped_at_100(client, store):
+    body = b"".join(b'{"n":%d}\n' % i if i % 2 else b"{bad\n" for i in range(400))
+    r = await ingest(client, body)
+    out = r.json()
+    assert r.status_code == 200
+    assert (out["ingested"], out["rejected"], out["errors_total"]) == (200, 200, 200)
+    assert len(out["errors"]) == 100
+    assert out["errors"][0]["line"] == 1 and out["errors"][1]["line"] == 3
+    assert set(out["errors"][0]) == {"line", "error", "offset"}
+
+
+async def test_reject_stores_nothing_and_answers_422(client, store):
+    r = await ingest(client, RECS + b"{oops}\n" + RECS, on_error="reject")
+    body = assert_error(r, 422, "ingest_rejected")
+    assert (body["rejected"], body["errors_total"], body["errors"][0]["line"]) == (1, 1, 4)
+    assert list(store.scan(ALL)) == []
+    r = await ingest(client, RECS, on_error="reject", durable="true")
+    assert r.json()["ingested"] == 3 and r.json()["durable"] is True
+
+
+async def test_empty_body_ingests_nothing(client):
+    r = await ingest(client, b"")
+    assert r.status_code == 200 and r.json()["ingested"] == 0
+
+
+# ---- PSFs ----
+
+async def test_psf_lifecycle(client, store):
+    r = await client.post("/psfs", json={"name": "type", "expr": "type"})
+    assert r.status_code == 201
+    p = r.json()
+    assert (p["name"], p["expr"], p["kind"], p["active"], p["native"]) == ("type", "type", "projection", True, True)
+    assert p["active_from"] == store.tail_address and p["ranges"] == [[p["active_from"], None]]
+    r = await client.post("/psfs", json={"name": "push", "expr": "type == 'PushEvent'"})
+    assert r.json()["kind"] == "predicate"
+    await ingest(client, RECS)
+    assert [x["name"] for x in (await client.get("/psfs")).json()["psfs"]] == ["type", "push"]
+    assert (await client.get("/psfs/push")).json()["id"] == r.json()["id"]
+
+    r = await client.delete("/psfs/type")
+    assert r.status_code == 200
+    gone = r.json()
+    assert gone["active"] is False and gone["active_from"] is None
+    assert gone["range"] == [p["active_from"], store.tail_address] == gone["ranges"][-1]
+    assert_error(await client.delete("/psfs/type"), 404, "psf_not_found")
+    # still listed (inactive), and queries still answer completely
+    assert (await client.get("/psfs/type")).json()["active"] is False
+    r = await client.get("/psfs/type/records", params={"value": "PushEvent"})
+    assert len(lines(r.content)) == 2
+    # re-registering resumes the same id, with a second range
+    await ingest(client, RECS)
+    r = await client.post("/psfs", json={"name": "type", "expr": "type"})
+    assert r.json()["id"] == p["id"] and len(r.json()["ranges"]) == 2
+
+
+async def test_psf_errors(client):
+    await client.post("/psfs", json={"name": "type", "expr": "type"})
+    assert_error(await client.post("/psfs", json={"name": "type", "expr": "n"}), 409, "psf_exists")
+    body = assert_error(await client.post("/psfs", json={"name": "bad", "expr": "a.["}), 422,
+                        "psf_definition_error")
+    assert body["position"] == 3 and body["expression"] == "a.["
+    body = assert_error(await client.post("/psfs", json={"name": "f", "expr": "nope(a)"}), 422,
+                        "psf_definition_error")
+    assert_error(await client.post("/psfs", json={"name": "x"}), 422, "validation_error")
+    assert_error(await client.post("/psfs", json={"name": "", "expr": "a"}), 422, "validation_error")
+    assert_error(await client.post("/psfs", json={"name": "a\x01", "expr": "a"}), 400, "invalid_argument")
+    assert_error(await client.post("/psfs", json={"name": "x", "expr": "a", "more": 1}), 422,
+                 "validation_error")
+    assert_error(await client.post("/psfs", content=b"{not json", headers={"Content-Type": "application/json"}),
+                 422, "validation_error")
+    assert_error(await client.get("/psfs/nope"), 404, "psf_not_found")
+
+
+# ---- records by address ----
+
+async def test_get_record_returns_the_raw_bytes(client):
+    raw = b'{"b":  "\\u00e9t\xc3\xa9", "a":1.50}'
+    out = (await ingest(client, raw + b"\n")).json()
+    r = await client.get(f"/records/{out['first_address']}")
+    assert r.status_code == 200 and r.content == raw
+    assert r.headers["content-type"] == "application/json"
+    body = assert_error(await client.get(f"/records/{out['first_address'] + 8}"), 404, "record_not_found")
+    assert body["address"] == out["first_address"] + 8
+    assert_error(await client.get("/records/123456789"), 404, "record_not_found")
+    assert_error(await client.get("/records/-1"), 422, "validation_error")
+    assert_error(await client.get("/records/abc"), 422, "validation_error")
+
+
+# ---- checkpoints, compaction, stats, health, metrics ----
+
+async def test_checkpoints(client, store):
+    assert (await client.get("/checkpoints")).json() == {"checkpoints": [], "latest": None}
+    await ingest(client, RECS)
+    r = await client.post("/checkpoints")
+    c = r.json()
+    assert r.status_code == 200 and c["checkpoint_id"] == 1 and c["tail_address"] == store.tail_address
+    assert c["records"] == 3 and c["duration_ms"] >= 0
+    assert (await client.get("/checkpoints")).json() == {"checkpoints": [1], "latest": 1}
+
+
+async def test_compact_is_not_implemented(client):
+    body = assert_error(await client.post("/compact"), 501, "not_implemented")
+    assert body["detail"] == "compaction arrives with the durability work"
+
+
+async def test_stats_and_health(client, store):
+    await client.post("/psfs", json={"name": "type", "expr": "type"})
+    await ingest(client, RECS)
+    s = (await client.get("/stats")).json()
+    assert s["records"] == 3 and s["addresses"]["tail"] == store.tail_address
+    assert s["psfs"][0]["name"] == "type" and s["ingest"]["records"] == 3
+    assert s["http_ingest"]["records"] == 3
+    assert {"memory_bytes", "disk_bytes", "log_bytes", "index", "recovery"} <= set(s)
+    assert (await client.get("/healthz")).json() == {"status": "ok", "tail_address": store.tail_address}
+
+
+async def test_metrics(client, store):
+    await client.post("/psfs", json={"name": "type", "expr": "type"})
+    await ingest(client, RECS)
+    await client.post("/query", json={"psf": "type", "value": "PushEvent"})
+    await client.post("/scan", json={"expr": "n > `1`"})
+    r = await client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    assert samples["shoal_http_ingest_records_total"] == 3
+    assert samples['shoal_queries_total{kind="one"}'] == 1
+    assert samples['shoal_query_records_total{kind="one"}'] == 2
+    assert samples['shoal_query_records_total{kind="scan"}'] == 2
+    assert samples['shoal_query_duration_seconds_count{kind="one"}'] == 1
+    assert samples['shoal_query_duration_seconds_bucket{kind="one",le="+Inf"}'] == 1
+    assert samples['shoal_log_address{kind="tail"}'] == store.tail_address
+    assert samples["shoal_records"] == 3
+    assert samples['shoal_http_responses_total{method="POST",status="200"}'] >= 3
+    # every sample belongs to a declared metric
+    declared = {ln.split()[2] for ln in r.text.splitlines() if ln.startswith("# TYPE")}
+    for name in samples:
+        base = name.split("{")[0]
+        assert base in declared or base.rsplit("_", 1)[0] in declared, name
+
+
+async def test_query_answers_are_ndjson_of_raw_records(client, store):
+    raw = [b'{"type":"PushEvent","x":"\\u0041"}', b'{"x":1.0,  "type":"PushEvent"}']
+    await client.post("/psfs", json={"name": "type", "expr": "type"})
+    await ingest(client, b"\n".join(raw) + b"\n")
+    r = await client.post("/query", json={"psf": "type", "value": "PushEvent"})
+    assert r.headers["content-type"] == "application/x-ndjson"
+    assert lines(r.content) == raw[::-1]
+    r = await client.post("/query", params={"with_address": "true"},
+                          json={"psf": "type", "value": "PushEvent", "order": "oldest"})
+    got = pairs(r.content)
+    assert [x for _, x in got] == raw
+    assert [json.loads(line)["record"] for line in lines(r.content)] == [json.loads(x) for x in raw]
+
+
+async def test_records_with_line_breaks_stay_one_line(client, store):
+    pretty = b'[\n  {\n    "type": "A",\n    "v": [1,\r\n 2]\n  },\n  {"type": "A"}\n]\n'
+    r = await ingest(client, pretty, {"Content-Type": "application/json"})
+    assert r.json()["ingested"] == 2
+    body = (await client.post("/scan", json={"expr": "type == 'A'", "order": "oldest"})).content
+    got = lines(body)
+    assert [json.loads(x) for x in got] == [{"type": "A", "v": [1, 2]}, {"type": "A"}]
+    # GET /records/{address} still returns the exact bytes
+    first = r.json()["first_address"]
+    assert (await client.get(f"/records/{first}")).content == b'{\n    "type": "A",\n    "v": [1,\r\n 2]\n  }'
