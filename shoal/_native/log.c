@@ -446,8 +446,12 @@ int shoal_scan(shoal_scan_job *job, const shoal_psfset *set) {
         if (h->size == 0 && h->magic == 0) return SHOAL_END;
         /* The buffer holds a page or its prefix, so the page offset of a is a - base
          * when base is page aligned; callers pass page-aligned buffers. */
+        /* Full header check: the buffer may be a frame recycled under this
+         * reader (the caller then discards the result), so never trust sizes. */
         if (h->magic != SHOAL_RECORD_MAGIC || h->size < SHOAL_HEADER_BYTES || (h->size & 7)
-            || a + h->size > end) {
+            || a + h->size > end
+            || SHOAL_HEADER_BYTES + (uint64_t)h->n_kps * SHOAL_KP_BYTES + PAD8(h->values_bytes)
+               + PAD8(h->payload_bytes) != h->size) {
             job->err = SHOAL_E_CORRUPT;
             job->err_address = a;
             return SHOAL_E_CORRUPT;

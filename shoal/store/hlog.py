@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .._native import check, ffi, lib
 from ..config import StoreConfig
-from ..errors import NativeIOError, StorageError
+from ..errors import NativeIOError, ShoalError, StorageError
 from .address import FIRST_ADDRESS, MAX_ADDRESS
 from .segments import BLOCK_BYTES, SegmentFiles
 
@@ -297,6 +297,35 @@ class HybridLog:
             local.buf = buf = ffi.new("char[]", local.cap)
         return buf, local.cap
 
+    def visit_page(self, page: int, fn):
+        """fn(buffer, valid_bytes) over page `page`: on the frame itself when
+        the page is in memory (no copy), re-run on the segment file's copy if
+        the frame was recycled while fn ran (fn must be a pure reader)."""
+        start = page << self.page_bits
+        tail = self.c.tail_address
+        if start >= tail:
+            return fn(b"", 0)
+        valid = min(self.page_size, tail - start)
+        i = page % self.n_frames
+        if self._frame_page[i] == page:
+            try:
+                result = fn(self._frames[i], valid)
+            except ShoalError:
+                if self._frame_page[i] == page:
+                    raise  # a real error, not a torn read of a recycled frame
+            else:
+                if self._frame_page[i] == page:
+                    return result
+        data, valid = self._disk_page(page, start, valid)
+        return fn(data, valid)
+
+    def _disk_page(self, page: int, start: int, valid: int) -> tuple[bytes, int]:
+        lo = FIRST_ADDRESS if page == 0 else 0
+        data = self.segments.read(start + lo, valid - lo)
+        if lo:
+            data = bytes(lo) + data
+        return data, len(data)
+
     def page_bytes(self, page: int) -> tuple[object, int]:
         """A buffer with page `page`'s bytes and how many are valid.
         In-memory pages are copied (a frame may be recycled under a reader)."""
@@ -311,11 +340,7 @@ class HybridLog:
             data = ffi.buffer(frame, valid)[:]
             if self._frame_page[i] == page:
                 return data, valid
-        lo = FIRST_ADDRESS if page == 0 else 0
-        data = self.segments.read(start + lo, valid - lo)
-        if lo:
-            data = bytes(lo) + data
-        return data, len(data)
+        return self._disk_page(page, start, valid)
 
     # ---- lifecycle ----
     def close(self) -> None:

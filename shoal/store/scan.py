@@ -47,7 +47,7 @@ class NativeMatcher:
             self.job.scratch = self._scratch
             self.job.scratch_bytes = self._scratch_bytes
         j = self.job
-        cbuf = ffi.from_buffer(buf)
+        cbuf = buf if isinstance(buf, ffi.CData) else ffi.from_buffer(buf)
         j.buf = cbuf
         j.base = base
         j.len = length
@@ -73,7 +73,7 @@ class PythonMatcher:
         self._all = _AllRecords()
 
     def matches(self, buf, base: int, length: int, start: int, lo: int, hi: int) -> list[int]:
-        mv = memoryview(buf)
+        mv = ffi.buffer(buf, length) if isinstance(buf, ffi.CData) else memoryview(buf)
         return [a for a in self._all.matches(buf, base, length, start, lo, hi)
                 if self.predicate(payload_of(mv, a - base))]
 
@@ -89,7 +89,7 @@ class _AllRecords:
 
     def matches(self, buf, base, length, start, lo, hi) -> list[int]:
         j = self.job
-        j.buf = ffi.from_buffer(buf)
+        j.buf = buf if isinstance(buf, ffi.CData) else ffi.from_buffer(buf)
         j.base = base
         j.len = length
         j.pos = start
@@ -127,13 +127,14 @@ def scan_range(log, matcher, lo: int, hi: int, *, descending: bool,
     first, last = lo >> bits, (hi - 1) >> bits
     pages = range(last, first - 1, -1) if descending else range(first, last + 1)
     for page in pages:
+        base = page << bits
+        start = max(base, FIRST_ADDRESS, log.begin_address if page == log.begin_address >> bits else base)
+
+        def visit(buf, valid, base=base, start=start):
+            return matcher.matches(buf, base, valid, start, lo, hi) if valid else []
+
         with gate:
-            buf, valid = log.page_bytes(page)
-            if not valid:
-                continue
-            base = page << bits
-            start = max(base, FIRST_ADDRESS, log.begin_address if page == log.begin_address >> bits else base)
-            found = matcher.matches(buf, base, valid, start, lo, hi)
+            found = log.visit_page(page, visit)
         if descending:
             found.reverse()
         yield from found
