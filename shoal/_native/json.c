@@ -72,6 +72,13 @@ enum { MODE_PORTABLE = 0, MODE_SSE2 = 1, MODE_AVX2 = 2 };
 static int g_mode __attribute__((unused)) = MODE_PORTABLE;
 static int g_crc_hw __attribute__((unused)) = 0;
 static uint32_t g_crc_table[8][256];
+/* g_crc_shift[k][j][b]: the CRC register (b << 8j) advanced over (k + 1) *
+ * CRC_LANE zero bytes. CRC is linear, so a register value is advanced over
+ * zeros by XORing four lookups: that is how three lanes computed in parallel
+ * are joined back into one CRC. */
+#define CRC_LANE 256
+static uint32_t g_crc_shift[2][4][256];
+static void crc_shift_init(void);
 
 #define CRC32C_POLY 0x82F63B78u /* Castagnoli, reflected */
 
@@ -86,6 +93,8 @@ __attribute__((constructor)) static void json_init(void)
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
             g_crc_table[t][i] = (g_crc_table[t - 1][i] >> 8) ^ g_crc_table[0][g_crc_table[t - 1][i] & 0xff];
+
+    crc_shift_init();
 
     const char *env = getenv("SHOAL_NATIVE_PORTABLE");
     int portable = env && env[0] && strcmp(env, "0") != 0;
@@ -1020,10 +1029,39 @@ static uint32_t crc32c_table(uint32_t c, const uint8_t *p, size_t n)
     return c;
 }
 
+static void crc_shift_init(void)
+{
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 4; j++)
+            for (uint32_t b = 0; b < 256; b++) {
+                uint32_t c = b << (8 * j);
+                for (int z = 0; z < (k + 1) * CRC_LANE; z++)
+                    c = g_crc_table[0][c & 0xff] ^ (c >> 8);
+                g_crc_shift[k][j][b] = c;
+            }
+}
+
+static inline uint32_t crc_shift(int k, uint32_t c)
+{
+    return g_crc_shift[k][0][c & 0xff] ^ g_crc_shift[k][1][(c >> 8) & 0xff] ^
+           g_crc_shift[k][2][(c >> 16) & 0xff] ^ g_crc_shift[k][3][c >> 24];
+}
+
 #if SHOAL_X86 && defined(__x86_64__)
 __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t c, const uint8_t *p, size_t n)
 {
     uint64_t c64 = c;
+    /* crc32 has a 3-cycle latency and 1-cycle throughput: run three
+     * independent lanes and join them (see g_crc_shift). */
+    for (; n >= 3 * CRC_LANE; p += 3 * CRC_LANE, n -= 3 * CRC_LANE) {
+        uint64_t a = c64, b = 0, d = 0;
+        for (size_t i = 0; i < CRC_LANE; i += 8) {
+            a = _mm_crc32_u64(a, load64le(p + i));
+            b = _mm_crc32_u64(b, load64le(p + CRC_LANE + i));
+            d = _mm_crc32_u64(d, load64le(p + 2 * CRC_LANE + i));
+        }
+        c64 = crc_shift(1, (uint32_t)a) ^ crc_shift(0, (uint32_t)b) ^ (uint32_t)d;
+    }
     for (; n >= 32; p += 32, n -= 32) {
         c64 = _mm_crc32_u64(c64, load64le(p));
         c64 = _mm_crc32_u64(c64, load64le(p + 8));
