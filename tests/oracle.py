@@ -32,6 +32,15 @@ JSON_WS = b" \t\r\n"
 ALL = "`true`"
 
 
+def orjson_accepts(raw: bytes) -> bool:
+    """The reference answer to "is this valid JSON?"."""
+    try:
+        orjson.loads(raw)
+        return True
+    except orjson.JSONDecodeError:
+        return False
+
+
 def strip_ws(raw: bytes) -> bytes:
     """A record's text as a store keeps it: surrounding JSON whitespace trimmed."""
     return raw.strip(JSON_WS)

@@ -55,15 +55,21 @@ static int pread_full(int fd, char *dst, size_t n, uint64_t off) {
     return SHOAL_OK;
 }
 
-static int disk_read(shoal_log *log, uint64_t addr, char *dst, size_t n) {
+/* The segment file holding addr and addr's offset in it; -1 if there is none. */
+static int segment_of(shoal_log *log, uint64_t addr, uint64_t *offset) {
     uint64_t page = addr >> log->page_bits;
     uint64_t seg = page >> log->segment_page_bits;
-    if (seg >= log->n_segment_slots) return SHOAL_E_CORRUPT;
-    int fd = LOAD(&log->segment_fds[seg]);
+    if (seg >= log->n_segment_slots) return -1;
+    *offset = ((page & ((1ULL << log->segment_page_bits) - 1)) << log->page_bits)
+              | (addr & ((1ULL << log->page_bits) - 1));
+    return LOAD(&log->segment_fds[seg]);
+}
+
+static int disk_read(shoal_log *log, uint64_t addr, char *dst, size_t n) {
+    uint64_t off;
+    int fd = segment_of(log, addr, &off);
     if (fd < 0) return SHOAL_E_CORRUPT;
-    uint64_t in_seg = ((page & ((1ULL << log->segment_page_bits) - 1)) << log->page_bits)
-                      | (addr & ((1ULL << log->page_bits) - 1));
-    return pread_full(fd, dst, n, in_seg);
+    return pread_full(fd, dst, n, off);
 }
 
 /* Copy log bytes [addr, addr + n) (within one page) into dst. *bcp is the
@@ -94,14 +100,9 @@ static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_
             if (addr + n > hi) return disk_read(log, addr, dst, n);
             /* The block may run past the end of the segment file (last page
              * partially flushed): read what is there. */
-            uint64_t want = hi - lo;
-            uint64_t page_no = lo >> log->page_bits;
-            uint64_t seg = page_no >> log->segment_page_bits;
-            if (seg >= log->n_segment_slots) return SHOAL_E_CORRUPT;
-            int fd = LOAD(&log->segment_fds[seg]);
+            uint64_t want = hi - lo, off;
+            int fd = segment_of(log, lo, &off);
             if (fd < 0) return SHOAL_E_CORRUPT;
-            uint64_t off = ((page_no & ((1ULL << log->segment_page_bits) - 1)) << log->page_bits)
-                           | (lo & (page_size - 1));
             uint64_t got = 0;
             while (got < want) {
                 ssize_t r = pread(fd, bc->buf + got, want - got, (off_t)(off + got));

@@ -46,23 +46,7 @@ class NativeMatcher:
             self._scratch = ffi.new("char[]", self._scratch_bytes)
             self.job.scratch = self._scratch
             self.job.scratch_bytes = self._scratch_bytes
-        j = self.job
-        cbuf = buf if isinstance(buf, ffi.CData) else ffi.from_buffer(buf)
-        j.buf = cbuf
-        j.base = base
-        j.len = length
-        j.pos = start
-        j.lo = lo
-        j.hi = hi
-        out: list[int] = []
-        while True:
-            rc = lib.shoal_scan(j, self._set.ptr)
-            out.extend(ffi.unpack(self._out, j.n_out))
-            if rc == lib.SHOAL_OUT_FULL:
-                continue
-            if rc < 0:
-                check(rc, f"scan at address {j.err_address}")
-            return out
+        return _run(self.job, self._out, self._set.ptr, buf, base, length, start, lo, hi)
 
 
 class PythonMatcher:
@@ -88,22 +72,26 @@ class _AllRecords:
         self.job.canon = ffi.NULL
 
     def matches(self, buf, base, length, start, lo, hi) -> list[int]:
-        j = self.job
-        j.buf = buf if isinstance(buf, ffi.CData) else ffi.from_buffer(buf)
-        j.base = base
-        j.len = length
-        j.pos = start
-        j.lo = lo
-        j.hi = hi
-        out: list[int] = []
-        while True:
-            rc = lib.shoal_scan(j, ffi.NULL)
-            out.extend(ffi.unpack(self._out, j.n_out))
-            if rc == lib.SHOAL_OUT_FULL:
-                continue
-            if rc < 0:
-                check(rc, f"scan at address {j.err_address}")
-            return out
+        return _run(self.job, self._out, ffi.NULL, buf, base, length, start, lo, hi)
+
+
+def _run(job, out_array, set_ptr, buf, base: int, length: int, start: int, lo: int, hi: int) -> list[int]:
+    """One native scan of a page buffer, resumed until done."""
+    job.buf = buf if isinstance(buf, ffi.CData) else ffi.from_buffer(buf)
+    job.base = base
+    job.len = length
+    job.pos = start
+    job.lo = lo
+    job.hi = hi
+    out: list[int] = []
+    while True:
+        rc = lib.shoal_scan(job, set_ptr)
+        out.extend(ffi.unpack(out_array, job.n_out))
+        if rc == lib.SHOAL_OUT_FULL:
+            continue
+        if rc < 0:
+            check(rc, f"scan at address {job.err_address}")
+        return out
 
 
 def truthy(value) -> bool:
