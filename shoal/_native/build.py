@@ -11,7 +11,7 @@ import pathlib
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
-SOURCES = ["json.c", "eval.c", "index.c", "log.c"]
+SOURCES = ["json.c", "canon.c", "crc.c", "framing.c", "eval.c", "index.c", "log.c"]
 
 
 def _cdef_text() -> str:

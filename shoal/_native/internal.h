@@ -8,4 +8,46 @@
  * pointer, so it skips the reader registration shoal_index_lookup does. */
 uint64_t shoal_index_lookup_writer(shoal_index *index, uint64_t hash);
 
+/* ---- shared by the JSON files (json.c, canon.c, crc.c, framing.c) ---- */
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__))
+#define SHOAL_X86 1
+#include <immintrin.h>
+#else
+#define SHOAL_X86 0
+#endif
+
+#define IS_DIGIT(c) ((unsigned)((c) - '0') < 10u)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static const uint8_t k_ws[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1};
+
+static ALWAYS_INLINE uint64_t load64le(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+/* SHOAL_NATIVE_PORTABLE=1 when the library loads forces the portable code
+ * paths (no SIMD, table CRC) so tests can cover them. */
+static inline int shoal_portable_requested(void)
+{
+    const char *env = getenv("SHOAL_NATIVE_PORTABLE");
+    return env && env[0] && strcmp(env, "0") != 0;
+}
+
+enum { SHOAL_MODE_PORTABLE = 0, SHOAL_MODE_SSE2 = 1, SHOAL_MODE_AVX2 = 2 };
+/* Which SIMD the CPU allows; set once by json.c's load-time constructor. */
+extern int shoal_simd_mode;
+
+/* Decodes the escape at *pp (a backslash) into UTF-8 in out; returns the
+ * byte count and advances *pp, or -1 for an invalid escape. */
+int shoal_decode_escape(const uint8_t **pp, const uint8_t *end, uint8_t out[4]);
+
 #endif

@@ -1,7 +1,7 @@
 /*
  * json.c -- the ingest hot path over raw JSON bytes: one-pass validation with
- * field extraction (shoal_parse), canonical scalar values and their hash,
- * CRC32C, and record framing for NDJSON and for a top-level array.
+ * field extraction (shoal_parse). Canonical values and their hash live in
+ * canon.c, CRC32C in crc.c, record framing in framing.c.
  *
  * Acceptance policy: shoal_parse accepts exactly what orjson.loads accepts,
  * because every stored record must load later. That settles JSONTestSuite's
@@ -20,24 +20,14 @@
  * so tests can cover it.
  */
 #include "shoal.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__))
-#define SHOAL_X86 1
-#include <immintrin.h>
-#else
-#define SHOAL_X86 0
-#endif
-
 #define NO_NODE UINT32_MAX
-#define IS_DIGIT(c) ((unsigned)((c) - '0') < 10u)
-#define ALWAYS_INLINE inline __attribute__((always_inline))
 
 /* ---- character classes -------------------------------------------------- */
-
-static const uint8_t k_ws[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1};
 
 /* Bytes that end a run of plain string text: '"', '\\', controls, non-ASCII. */
 static const uint8_t k_str_stop[256] = {
@@ -50,62 +40,18 @@ static const uint8_t k_hex1[256] = {
     ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12,
     ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16};
 
-/* Bytes the array framer must look at outside strings. */
-static const uint8_t k_frame_stop[256] = {
-    ['"'] = 1, ['['] = 1, [']'] = 1, ['{'] = 1, ['}'] = 1, [','] = 1};
-
-static ALWAYS_INLINE uint64_t load64le(const uint8_t *p)
-{
-    uint64_t w;
-    memcpy(&w, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap64(w);
-#endif
-    return w;
-}
 
 /* ---- runtime dispatch ----------------------------------------------------- */
 
-enum { MODE_PORTABLE = 0, MODE_SSE2 = 1, MODE_AVX2 = 2 };
-
 /* Written once by the load-time constructor, read-only afterwards. */
-static int g_mode __attribute__((unused)) = MODE_PORTABLE;
-static int g_crc_hw __attribute__((unused)) = 0;
-static uint32_t g_crc_table[8][256];
-/* g_crc_shift[k][j][b]: the CRC register (b << 8j) advanced over (k + 1) *
- * CRC_LANE zero bytes. CRC is linear, so a register value is advanced over
- * zeros by XORing four lookups: that is how three lanes computed in parallel
- * are joined back into one CRC. */
-#define CRC_LANE 256
-static uint32_t g_crc_shift[2][4][256];
-static void crc_shift_init(void);
-
-#define CRC32C_POLY 0x82F63B78u /* Castagnoli, reflected */
+int shoal_simd_mode = SHOAL_MODE_PORTABLE;
 
 __attribute__((constructor)) static void json_init(void)
 {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
-        g_crc_table[0][i] = c;
-    }
-    for (uint32_t i = 0; i < 256; i++)
-        for (int t = 1; t < 8; t++)
-            g_crc_table[t][i] = (g_crc_table[t - 1][i] >> 8) ^ g_crc_table[0][g_crc_table[t - 1][i] & 0xff];
-
-    crc_shift_init();
-
-    const char *env = getenv("SHOAL_NATIVE_PORTABLE");
-    int portable = env && env[0] && strcmp(env, "0") != 0;
 #if SHOAL_X86
     __builtin_cpu_init();
-    if (!portable) {
-        g_mode = __builtin_cpu_supports("avx2") ? MODE_AVX2 : MODE_SSE2;
-        g_crc_hw = __builtin_cpu_supports("sse4.2");
-    }
-#else
-    (void)portable;
+    if (!shoal_portable_requested())
+        shoal_simd_mode = __builtin_cpu_supports("avx2") ? SHOAL_MODE_AVX2 : SHOAL_MODE_SSE2;
 #endif
 }
 
@@ -232,7 +178,7 @@ scan_string(const uint8_t *p, const uint8_t *end, uint8_t *flags, parse_error *e
 {
     for (;;) {
 #if SHOAL_X86
-        if (mode != MODE_PORTABLE) {
+        if (mode != SHOAL_MODE_PORTABLE) {
             const __m128i quote = _mm_set1_epi8('"');
             const __m128i bslash = _mm_set1_epi8('\\');
             const __m128i space = _mm_set1_epi8(' ');
@@ -248,7 +194,7 @@ scan_string(const uint8_t *p, const uint8_t *end, uint8_t *flags, parse_error *e
                     goto stop;
                 }
                 p += 16;
-                if (mode == MODE_AVX2 && ++clean == 2 && end - p >= 64)
+                if (mode == SHOAL_MODE_AVX2 && ++clean == 2 && end - p >= 64)
                     p = skip_plain_avx2(p, end);
             }
         } else
@@ -426,7 +372,7 @@ static ALWAYS_INLINE int put_utf8(uint32_t cp, uint8_t *out)
 
 /* *pp at a backslash: writes the escape's UTF-8 bytes to out, advances *pp,
  * returns the byte count, or -1 for a malformed escape or lone surrogate. */
-static int decode_escape(const uint8_t **pp, const uint8_t *end, uint8_t out[4])
+int shoal_decode_escape(const uint8_t **pp, const uint8_t *end, uint8_t out[4])
 {
     const uint8_t *p = *pp;
     if (end - p < 2)
@@ -484,7 +430,7 @@ static int key_eq_escaped(const uint8_t *k, size_t klen, const uint8_t *key, siz
             continue;
         }
         uint8_t u[4];
-        int n = decode_escape(&p, end, u);
+        int n = shoal_decode_escape(&p, end, u);
         if (n < 0 || keylen - o < (size_t)n || memcmp(key + o, u, (size_t)n) != 0)
             return 0;
         o += (size_t)n;
@@ -773,20 +719,20 @@ fail:
 static int parse_portable(const uint8_t *s, size_t len, const shoal_trie *trie,
                           shoal_slot *slots, size_t *err_off)
 {
-    return parse_core(s, len, trie, slots, err_off, MODE_PORTABLE);
+    return parse_core(s, len, trie, slots, err_off, SHOAL_MODE_PORTABLE);
 }
 
 #if SHOAL_X86
 static int parse_sse2(const uint8_t *s, size_t len, const shoal_trie *trie, shoal_slot *slots,
                       size_t *err_off)
 {
-    return parse_core(s, len, trie, slots, err_off, MODE_SSE2);
+    return parse_core(s, len, trie, slots, err_off, SHOAL_MODE_SSE2);
 }
 
 static int parse_avx2(const uint8_t *s, size_t len, const shoal_trie *trie, shoal_slot *slots,
                       size_t *err_off)
 {
-    return parse_core(s, len, trie, slots, err_off, MODE_AVX2);
+    return parse_core(s, len, trie, slots, err_off, SHOAL_MODE_AVX2);
 }
 #endif
 
@@ -803,515 +749,10 @@ int shoal_parse(const char *buf, size_t len, const shoal_trie *trie, shoal_slot 
         return SHOAL_E_TOO_LARGE;
     const uint8_t *s = (const uint8_t *)buf;
 #if SHOAL_X86
-    if (g_mode == MODE_AVX2)
+    if (shoal_simd_mode == SHOAL_MODE_AVX2)
         return parse_avx2(s, len, trie, slots, err_off);
-    if (g_mode == MODE_SSE2)
+    if (shoal_simd_mode == SHOAL_MODE_SSE2)
         return parse_sse2(s, len, trie, slots, err_off);
 #endif
     return parse_portable(s, len, trie, slots, err_off);
-}
-
-/* ---- canonical values ------------------------------------------------------ */
-
-/* Canonical exponents are clamped here: such values overflow or underflow any
- * double by far, and the int64 arithmetic stays safe for texts up to 2^62. */
-#define CANON_EXP_CLAMP 1000000000000000LL
-
-static int64_t canon_string(const uint8_t *t, size_t len, uint8_t *dst, size_t cap)
-{
-    if (len < 2 || t[0] != '"' || t[len - 1] != '"')
-        return SHOAL_E_ARG;
-    const uint8_t *p = t + 1, *end = t + len - 1;
-    if (cap < 1)
-        return SHOAL_E_SPACE;
-    size_t o = 0;
-    dst[o++] = 's';
-    while (p < end) {
-        const uint8_t *b = memchr(p, '\\', (size_t)(end - p));
-        size_t run = (size_t)((b ? b : end) - p);
-        if (cap - o < run)
-            return SHOAL_E_SPACE;
-        memcpy(dst + o, p, run);
-        o += run;
-        p += run;
-        if (!b)
-            break;
-        uint8_t u[4];
-        int n = decode_escape(&p, end, u);
-        if (n < 0)
-            return SHOAL_E_ARG;
-        if (cap - o < (size_t)n)
-            return SHOAL_E_SPACE;
-        memcpy(dst + o, u, (size_t)n);
-        o += (size_t)n;
-    }
-    return (int64_t)o;
-}
-
-static int64_t canon_number(const uint8_t *t, size_t len, uint8_t *dst, size_t cap)
-{
-    const uint8_t *p = t, *end = t + len;
-    int neg = 0;
-    if (p < end && *p == '-') {
-        neg = 1;
-        p++;
-    }
-    const uint8_t *ip = p;
-    if (p < end && *p == '0') {
-        p++;
-    } else if (p < end && IS_DIGIT(*p)) {
-        while (p < end && IS_DIGIT(*p))
-            p++;
-    } else {
-        return SHOAL_E_ARG;
-    }
-    const uint8_t *ie = p, *fp = p, *fe = p;
-    if (p < end && *p == '.') {
-        fp = ++p;
-        while (p < end && IS_DIGIT(*p))
-            p++;
-        fe = p;
-        if (fe == fp)
-            return SHOAL_E_ARG;
-    }
-    int64_t ex = 0;
-    if (p < end && (*p | 0x20) == 'e') {
-        int eneg = 0;
-        if (++p < end && (*p == '+' || *p == '-'))
-            eneg = *p++ == '-';
-        if (p == end || !IS_DIGIT(*p))
-            return SHOAL_E_ARG;
-        for (; p < end && IS_DIGIT(*p); p++)
-            if (ex < CANON_EXP_CLAMP)
-                ex = ex * 10 + (*p - '0');
-        if (eneg)
-            ex = -ex;
-    }
-    if (p != end)
-        return SHOAL_E_ARG;
-
-    /* Significant digits run from the first to the last nonzero digit of the
-     * int part followed by the fraction; the '.' may sit between them. */
-    const uint8_t *first = NULL, *last = NULL;
-    for (const uint8_t *q = ip; q < ie && !first; q++)
-        if (*q != '0')
-            first = q;
-    for (const uint8_t *q = fp; q < fe && !first; q++)
-        if (*q != '0')
-            first = q;
-    if (!first) {
-        if (cap < 2)
-            return SHOAL_E_SPACE;
-        dst[0] = 'n';
-        dst[1] = '0';
-        return 2;
-    }
-    int64_t e10; /* power of ten of the last significant digit */
-    for (const uint8_t *q = fe; q > fp && !last; q--)
-        if (q[-1] != '0')
-            last = q - 1;
-    if (last) {
-        e10 = ex - (int64_t)(last - fp + 1);
-    } else {
-        for (const uint8_t *q = ie; q > ip && !last; q--)
-            if (q[-1] != '0')
-                last = q - 1;
-        e10 = ex + (int64_t)(ie - 1 - last);
-    }
-    if (e10 > CANON_EXP_CLAMP)
-        e10 = CANON_EXP_CLAMP;
-    if (e10 < -CANON_EXP_CLAMP)
-        e10 = -CANON_EXP_CLAMP;
-
-    char ebuf[24];
-    int elen = 0;
-    uint64_t mag = e10 < 0 ? (uint64_t)(-e10) : (uint64_t)e10;
-    do {
-        ebuf[elen++] = (char)('0' + mag % 10);
-        mag /= 10;
-    } while (mag);
-    if (e10 < 0)
-        ebuf[elen++] = '-';
-
-    size_t ndigits = (size_t)(last - first + 1) - (first < ie && last >= fp && fp != ie ? 1 : 0);
-    size_t need = 1 + (size_t)neg + ndigits + 1 + (size_t)elen;
-    if (cap < need)
-        return SHOAL_E_SPACE;
-    size_t o = 0;
-    dst[o++] = 'n';
-    if (neg)
-        dst[o++] = '-';
-    for (const uint8_t *q = first; q <= last; q++)
-        if (*q != '.')
-            dst[o++] = *q;
-    dst[o++] = 'e';
-    while (elen)
-        dst[o++] = (uint8_t)ebuf[--elen];
-    return (int64_t)o;
-}
-
-int64_t shoal_canon(const char *text, size_t len, uint8_t type, char *dst, size_t cap)
-{
-    uint8_t c;
-    if ((!text && len) || (!dst && cap))
-        return SHOAL_E_ARG;
-    switch (type) {
-    case SHOAL_T_STRING:
-        return canon_string((const uint8_t *)text, len, (uint8_t *)dst, cap);
-    case SHOAL_T_NUMBER:
-        return canon_number((const uint8_t *)text, len, (uint8_t *)dst, cap);
-    case SHOAL_T_TRUE: c = 't'; break;
-    case SHOAL_T_FALSE: c = 'f'; break;
-    case SHOAL_T_NULL: c = 'z'; break;
-    default:
-        return SHOAL_E_ARG; /* MISSING, arrays and objects have no canonical bytes */
-    }
-    if (cap < 1)
-        return SHOAL_E_SPACE;
-    dst[0] = (char)c;
-    return 1;
-}
-
-/* ---- hash ------------------------------------------------------------------- */
-
-/* Multiply-xorshift over 8-byte little-endian words, seeded with a bijective
- * mix of (psf_id, len) and finished with a full-avalanche mix, so every output
- * bit depends on every input bit (the index takes bucket and tag from bits
- * 16..63). Constants: odd, "nothing up my sleeve" fractional parts of sqrt(3),
- * sqrt(5) and sqrt(7). The result is stored in logs and index dumps: it must
- * never change. */
-#define HASH_M1 0xBB67AE8584CAA73Bull
-#define HASH_M2 0x3C6EF372FE94F82Bull
-#define HASH_M3 0xA54FF53A5F1D36F1ull
-
-static ALWAYS_INLINE uint64_t hash_mix(uint64_t h)
-{
-    h ^= h >> 32;
-    h *= HASH_M2;
-    h ^= h >> 29;
-    h *= HASH_M3;
-    h ^= h >> 32;
-    return h;
-}
-
-uint64_t shoal_hash(uint32_t psf_id, const char *canon, size_t len)
-{
-    const uint8_t *p = (const uint8_t *)canon;
-    uint64_t h = hash_mix((((uint64_t)psf_id << 32) | (uint32_t)len) ^ ((uint64_t)len >> 32) ^ HASH_M1);
-    for (; len >= 8; p += 8, len -= 8) {
-        h = (h ^ load64le(p)) * HASH_M1;
-        h ^= h >> 29;
-    }
-    if (len) {
-        uint8_t tail[8] = {0};
-        memcpy(tail, p, len);
-        h = (h ^ load64le(tail)) * HASH_M1;
-        h ^= h >> 29;
-    }
-    return hash_mix(h);
-}
-
-/* ---- CRC32C --------------------------------------------------------------- */
-
-static uint32_t crc32c_table(uint32_t c, const uint8_t *p, size_t n)
-{
-    for (; n && ((uintptr_t)p & 7); n--)
-        c = g_crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
-    for (; n >= 8; p += 8, n -= 8) { /* slicing by 8 */
-        uint64_t w = load64le(p) ^ c;
-        c = g_crc_table[7][w & 0xff] ^ g_crc_table[6][(w >> 8) & 0xff] ^
-            g_crc_table[5][(w >> 16) & 0xff] ^ g_crc_table[4][(w >> 24) & 0xff] ^
-            g_crc_table[3][(w >> 32) & 0xff] ^ g_crc_table[2][(w >> 40) & 0xff] ^
-            g_crc_table[1][(w >> 48) & 0xff] ^ g_crc_table[0][w >> 56];
-    }
-    for (; n; n--)
-        c = g_crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
-    return c;
-}
-
-static void crc_shift_init(void)
-{
-    for (int k = 0; k < 2; k++)
-        for (int j = 0; j < 4; j++)
-            for (uint32_t b = 0; b < 256; b++) {
-                uint32_t c = b << (8 * j);
-                for (int z = 0; z < (k + 1) * CRC_LANE; z++)
-                    c = g_crc_table[0][c & 0xff] ^ (c >> 8);
-                g_crc_shift[k][j][b] = c;
-            }
-}
-
-static inline uint32_t crc_shift(int k, uint32_t c)
-{
-    return g_crc_shift[k][0][c & 0xff] ^ g_crc_shift[k][1][(c >> 8) & 0xff] ^
-           g_crc_shift[k][2][(c >> 16) & 0xff] ^ g_crc_shift[k][3][c >> 24];
-}
-
-#if SHOAL_X86 && defined(__x86_64__)
-__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t c, const uint8_t *p, size_t n)
-{
-    uint64_t c64 = c;
-    /* crc32 has a 3-cycle latency and 1-cycle throughput: run three
-     * independent lanes and join them (see g_crc_shift). */
-    for (; n >= 3 * CRC_LANE; p += 3 * CRC_LANE, n -= 3 * CRC_LANE) {
-        uint64_t a = c64, b = 0, d = 0;
-        for (size_t i = 0; i < CRC_LANE; i += 8) {
-            a = _mm_crc32_u64(a, load64le(p + i));
-            b = _mm_crc32_u64(b, load64le(p + CRC_LANE + i));
-            d = _mm_crc32_u64(d, load64le(p + 2 * CRC_LANE + i));
-        }
-        c64 = crc_shift(1, (uint32_t)a) ^ crc_shift(0, (uint32_t)b) ^ (uint32_t)d;
-    }
-    for (; n >= 32; p += 32, n -= 32) {
-        c64 = _mm_crc32_u64(c64, load64le(p));
-        c64 = _mm_crc32_u64(c64, load64le(p + 8));
-        c64 = _mm_crc32_u64(c64, load64le(p + 16));
-        c64 = _mm_crc32_u64(c64, load64le(p + 24));
-    }
-    for (; n >= 8; p += 8, n -= 8)
-        c64 = _mm_crc32_u64(c64, load64le(p));
-    c = (uint32_t)c64;
-    for (; n; n--)
-        c = _mm_crc32_u8(c, *p++);
-    return c;
-}
-#define HAVE_CRC32C_HW 1
-#endif
-
-uint32_t shoal_crc32c(uint32_t crc, const char *buf, size_t len)
-{
-    const uint8_t *p = (const uint8_t *)buf;
-    if (!p)
-        return crc;
-#ifdef HAVE_CRC32C_HW
-    if (g_crc_hw)
-        return ~crc32c_hw(~crc, p, len);
-#endif
-    return ~crc32c_table(~crc, p, len);
-}
-
-/* ---- framing: NDJSON -------------------------------------------------------- */
-
-/* Resuming: the caller keeps buf[*consumed, len) and prepends it to the next
- * chunk, and the next call's first_line is first_line plus the number of '\n'
- * in buf[0, *consumed). *consumed always lies right after a '\n', at 0, or at
- * len, so that count is the line number of the next unconsumed byte. */
-int shoal_frame_ndjson(const char *buf, size_t len, int final, uint64_t first_line,
-                       shoal_span *out, size_t cap, size_t *n_out, size_t *consumed)
-{
-    if (!n_out || !consumed || (!buf && len) || (!out && cap))
-        return SHOAL_E_ARG;
-    const uint8_t *s = (const uint8_t *)buf;
-    size_t pos = 0, n = 0;
-    uint64_t line = first_line;
-    int rc = SHOAL_OK;
-    while (pos < len) {
-        const uint8_t *nl = memchr(s + pos, '\n', len - pos);
-        size_t eol;
-        if (nl)
-            eol = (size_t)(nl - s);
-        else if (final)
-            eol = len;
-        else
-            break; /* partial last line: wait for its '\n' */
-        size_t a = pos, b = eol;
-        while (a < b && k_ws[s[a]])
-            a++;
-        while (b > a && k_ws[s[b - 1]])
-            b--;
-        if (a < b) {
-            if (n == cap) {
-                rc = SHOAL_OUT_FULL;
-                break;
-            }
-            out[n].start = a;
-            out[n].len = b - a;
-            out[n].line = line;
-            out[n].status = SHOAL_OK;
-            out[n].reserved = 0;
-            n++;
-        }
-        pos = nl ? eol + 1 : len;
-        line++;
-    }
-    *n_out = n;
-    *consumed = pos;
-    return rc;
-}
-
-/* ---- framing: top-level array ------------------------------------------------ */
-
-/* p just after an opening quote: the closing quote, or end. Escapes skip
- * the next byte; nothing else is checked (shoal_parse does that). */
-static const uint8_t *skip_string_struct(const uint8_t *p, const uint8_t *end)
-{
-    for (;;) {
-#if SHOAL_X86
-        if (g_mode != MODE_PORTABLE) {
-            const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
-            while (end - p >= 16) {
-                __m128i v = _mm_loadu_si128((const __m128i *)p);
-                unsigned m = (unsigned)_mm_movemask_epi8(
-                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)));
-                if (m) {
-                    p += __builtin_ctz(m);
-                    break;
-                }
-                p += 16;
-            }
-        }
-#endif
-        while (p < end && *p != '"' && *p != '\\')
-            p++;
-        if (p >= end || *p == '"')
-            return p;
-        p += 2; /* backslash and the escaped byte */
-        if (p >= end)
-            return end;
-    }
-}
-
-/* Scans one element from `p` (just after '[' or ','): returns the top-level
- * ',' or ']' that ends it, or end when the element is incomplete. */
-static const uint8_t *scan_element(const uint8_t *p, const uint8_t *end)
-{
-    uint64_t depth = 0;
-    for (; p < end; p++) {
-        if (!k_frame_stop[*p])
-            continue;
-        switch (*p) {
-        case '"':
-            p = skip_string_struct(p + 1, end);
-            if (p == end)
-                return end;
-            break;
-        case '[': case '{':
-            depth++;
-            break;
-        case ']':
-            if (depth == 0)
-                return p;
-            depth--;
-            break;
-        case '}':
-            if (depth) /* a stray '}' stays in the element for shoal_parse to reject */
-                depth--;
-            break;
-        case ',':
-            if (depth == 0)
-                return p;
-            break;
-        }
-    }
-    return end;
-}
-
-static void put_span(shoal_span *sp, size_t start, size_t len, uint64_t line, int32_t status)
-{
-    sp->start = start;
-    sp->len = len;
-    sp->line = line;
-    sp->status = status;
-    sp->reserved = 0;
-}
-
-/* Phases follow shoal_array_state. An element is emitted together with the
- * ',' or ']' that ends it, so this framer never rests in phase 2 and resumes
- * from phase 1 by re-scanning an incomplete element from its start. In phase
- * 1, elements == 0 means "just after '['" (']' closes an empty array);
- * otherwise a ',' came last and an empty element is an error span. */
-int shoal_frame_array(shoal_array_state *st, const char *buf, size_t len, int final,
-                      shoal_span *out, size_t cap, size_t *n_out, size_t *consumed,
-                      size_t *err_off)
-{
-    size_t scratch;
-    if (!err_off)
-        err_off = &scratch;
-    *err_off = 0;
-    if (!st || !n_out || !consumed || (!buf && len) || (!out && cap))
-        return SHOAL_E_ARG;
-    const uint8_t *s = (const uint8_t *)buf, *end = s + len, *p = s;
-    size_t n = 0;
-    int rc = SHOAL_OK;
-    if (st->line == 0)
-        st->line = 1;
-
-    for (;;) {
-        if (st->phase == 0) {
-            while (p < end && k_ws[*p])
-                p++;
-            if (p == end) {
-                if (final) {
-                    *err_off = len;
-                    goto failed;
-                }
-                break;
-            }
-            if (*p != '[') {
-                *err_off = (size_t)(p - s);
-                goto failed;
-            }
-            p++;
-            st->phase = 1;
-        } else if (st->phase == 1) {
-            const uint8_t *d = scan_element(p, end), *a = p, *b = d;
-            while (a < b && k_ws[*a])
-                a++;
-            while (b > a && k_ws[b[-1]])
-                b--;
-            if (d == end) {
-                if (!final)
-                    break;
-                if (a < b) { /* the unterminated array's last element */
-                    if (n == cap) {
-                        rc = SHOAL_OUT_FULL;
-                        break;
-                    }
-                    put_span(&out[n++], (size_t)(a - s), (size_t)(b - a), ++st->elements,
-                             SHOAL_E_FRAMING);
-                }
-                p = end;
-                *err_off = len;
-                goto failed;
-            }
-            if (a == b && *d == ']' && st->elements == 0) {
-                p = d + 1; /* [] */
-                st->phase = 3;
-                continue;
-            }
-            if (n == cap) {
-                rc = SHOAL_OUT_FULL;
-                break;
-            }
-            if (a == b)
-                put_span(&out[n++], (size_t)(d - s), 0, ++st->elements, SHOAL_E_SYNTAX);
-            else
-                put_span(&out[n++], (size_t)(a - s), (size_t)(b - a), ++st->elements, SHOAL_OK);
-            p = d + 1;
-            if (*d == ']')
-                st->phase = 3;
-        } else if (st->phase == 3) {
-            while (p < end && k_ws[*p])
-                p++;
-            if (p < end) {
-                *err_off = (size_t)(p - s);
-                goto failed;
-            }
-            break;
-        } else {
-            p = end;
-            goto failed;
-        }
-    }
-    goto out;
-failed:
-    st->phase = 4;
-    rc = SHOAL_E_FRAMING;
-    p = end;
-out:
-    for (const uint8_t *q = s; (q = memchr(q, '\n', (size_t)(p - q))) != NULL; q++)
-        st->line++;
-    *n_out = n;
-    *consumed = (size_t)(p - s);
-    return rc;
 }
