@@ -33,10 +33,11 @@ test-fast: build
 	$(PY) -m pytest -q -m "not slow and not crash" tests
 
 # The HTTP API on 127.0.0.1:8765 over ./shoal-data (created if absent,
-# recovered if present). Extra options: make serve SERVE_ARGS="--memory 1GiB"
+# recovered if present). Extra options (shoal serve --help):
+# make serve SERVE_ARGS="--port 9000 --memory 4GiB"
 SERVE_ARGS ?=
 serve: build
-	$(PY) -m shoal.api.server --data ./shoal-data $(SERVE_ARGS)
+	$(VENV)/bin/shoal serve --data ./shoal-data $(SERVE_ARGS)
 
 clean:
 	rm -rf build $(NATIVE_STAMP) shoal/_native/_lib*.so shoal/_native/_lib.c shoal/_native/_lib.o

@@ -4,13 +4,16 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 import shoal
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ndjson" / "github_events.ndjson.gz"
+# The shared data beside the repository, or $SHOAL_SAMPLE_DATA.
+SAMPLES = Path(os.environ.get("SHOAL_SAMPLE_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+DATA = SAMPLES / "ndjson" / "github_events.ndjson.gz"
 
 
 def main(directory: str) -> None:

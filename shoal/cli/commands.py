@@ -1,0 +1,352 @@
+"""The commands and their arguments; see the package docstring for where
+the store is, exit codes and output."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from ..config import parse_size
+from ..errors import IngestRejected, InvalidArgument, ShoalError, StoreLocked
+from ..psf import parse_query_value
+from . import progress
+from .output import (
+    PSF_KEYS,
+    err,
+    field,
+    label,
+    psf_row,
+    stats_text,
+    summary,
+    table,
+    write_records,
+)
+from .progress import ingest_with_progress, read_chunks
+
+DEFAULT_DATA = "./shoal-data"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+EXIT_UNSUPPORTED = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (the console script exits with it)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors (status 2)
+        return exc.code if isinstance(exc.code, int) else 1
+    try:
+        return args.run(args) or 0
+    except ShoalError as exc:
+        err(f"shoal: error: {exc}")
+        for note in getattr(exc, "__notes__", ()):
+            err(f"shoal: {note}")
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        err("")
+        return 130
+
+
+# ---- where the store is ----
+
+def _target(args: argparse.Namespace) -> tuple[str, str]:
+    """("url", URL) or ("data", DIR): flags first, then the environment."""
+    url, data = getattr(args, "url", None), getattr(args, "data", None)
+    if url and data:
+        raise InvalidArgument("give either --url or --data, not both")
+    if url:
+        return "url", url
+    if data:
+        return "data", data
+    if os.environ.get("SHOAL_URL"):
+        return "url", os.environ["SHOAL_URL"]
+    return "data", os.environ.get("SHOAL_DATA") or DEFAULT_DATA
+
+
+@contextlib.contextmanager
+def _connect(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]:
+    """The library Store for a data directory, or a Client for a server URL;
+    both offer the same methods. Read-only commands do not create a store."""
+    kind, where = _target(args)
+    if kind == "url":
+        try:
+            from ..client import Client
+        except ImportError as exc:
+            raise InvalidArgument(f"the HTTP client is not available ({exc})") from None
+        import httpx
+        try:
+            with Client(where) as client:
+                yield client
+        except httpx.TransportError as exc:
+            raise ShoalError(f"talking to the server at {where} failed: {exc}") from None
+        return
+    from ..store.store import open as open_store
+    if not create and not os.path.exists(os.path.join(where, "store.json")):
+        raise InvalidArgument(f"no store in {where} (create one with `shoal ingest` or `shoal psf add`, "
+                              f"or point --data/--url at one)")
+    try:
+        store = open_store(where)
+    except StoreLocked:
+        raise StoreLocked(f"the data directory {where} is held by a running server (or another shoal "
+                          f"process); use --url http://HOST:PORT (or set SHOAL_URL) to go through the "
+                          f"server") from None
+    with store:
+        yield store
+
+
+# ---- commands ----
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    data = getattr(args, "data", None) or os.environ.get("SHOAL_DATA") or DEFAULT_DATA
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    try:
+        from ..api.server import serve
+        serve(data, args.host, args.port, memory=args.memory, page_size=args.page_size,
+              max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log)
+    except ImportError as exc:
+        raise InvalidArgument(f"the HTTP server is not available: {exc}") from None
+    except StoreLocked:
+        raise StoreLocked(f"the data directory {data} is held by another process (is a server already "
+                          f"running on it?)") from None
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    for name in args.files:
+        if name != "-" and not os.path.isfile(name):
+            raise InvalidArgument(f"no such file: {name}")
+    if args.files.count("-") > 1:
+        raise InvalidArgument("stdin (-) can be read only once")
+    show_progress = not args.quiet and progress.stderr_is_tty()
+    remote = _target(args)[0] == "url"
+    ingested = rejected = 0
+    with _connect(args, create=True) as target:
+        for i, name in enumerate(args.files):
+            kw = {"on_error": args.on_error, "durable": args.durable, "format": args.format}
+            try:
+                if show_progress:
+                    result = ingest_with_progress(target, name, kw, args.format, remote)
+                elif name == "-":
+                    result = target.ingest(read_chunks(sys.stdin.buffer), **kw)
+                else:
+                    result = target.ingest(name, **kw)
+            except IngestRejected as exc:
+                summary(name, getattr(exc, "result", None), refused=True)
+                rest = args.files[i + 1:]
+                if rest:
+                    err(f"shoal: stopped; not read: {' '.join(map(label, rest))}")
+                return 1
+            except ShoalError as exc:
+                exc.add_note(f"while ingesting {label(name)}")
+                raise
+            ingested += field(result, "ingested", 0)
+            rejected += field(result, "rejected", 0)
+            summary(name, result)
+    if len(args.files) > 1:
+        err(f"total: {ingested:,} ingested, {rejected:,} rejected")
+    return 1 if rejected and not ingested else 0
+
+
+def _cmd_psf_add(args: argparse.Namespace) -> int:
+    with _connect(args, create=True) as target:
+        psf = target.register_psf(args.name, args.expression)
+        row = psf_row(psf)
+        print(f"registered PSF {row[0]} (id {row[1]}, {row[2]}, {row[4]}): {row[5]}")
+    return 0
+
+
+def _cmd_psf_rm(args: argparse.Namespace) -> int:
+    with _connect(args) as target:
+        target.deregister_psf(args.name)
+        print(f"deregistered PSF {args.name}")
+    return 0
+
+
+def _cmd_psf_ls(args: argparse.Namespace) -> int:
+    with _connect(args) as target:
+        psfs = list(target.psfs())
+    if args.json:
+        print(json.dumps([dict(zip(PSF_KEYS, psf_row(p, text=False))) for p in psfs], indent=2))
+    elif psfs:
+        print(table(["NAME", "ID", "KIND", "STATUS", "EVAL", "DEFINITION", "ACTIVE RANGES"],
+                     [psf_row(p) for p in psfs]))
+    else:
+        print("no PSFs registered")
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    value = True if args.value is None else parse_query_value(args.value)
+    with _connect(args) as target:
+        write_records(target.query(args.psf, value, limit=args.limit, order=args.order), args.with_address)
+    return 0
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    with _connect(args) as target:
+        write_records(target.scan(args.expression, limit=args.limit, order=args.order), args.with_address)
+    return 0
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    with _connect(args) as target:
+        record = target.get(args.address)
+        if record is None:
+            err(f"shoal: no record at address {args.address}")
+            return 1
+        write_records([record], args.with_address, one_line=False)  # the exact bytes
+    return 0
+
+
+def _cmd_checkpoint(args: argparse.Namespace) -> int:
+    with _connect(args) as target:
+        info = target.checkpoint()
+    print(f"checkpoint {field(info, 'checkpoint_id')}: {field(info, 'records', 0):,} records "
+          f"up to address {field(info, 'tail_address')} ({field(info, 'duration_ms', 0.0):.1f} ms)")
+    return 0
+
+
+def _cmd_compact(args: argparse.Namespace) -> int:
+    kind, where = _target(args)
+    if kind == "data":
+        err("shoal: compaction is not implemented yet: the log only grows (nothing was changed)")
+        return EXIT_UNSUPPORTED
+    import httpx
+    try:
+        response = httpx.post(where.rstrip("/") + "/compact", timeout=None)
+    except httpx.TransportError as exc:
+        raise ShoalError(f"cannot reach the server at {where}: {exc}") from None
+    if response.is_success:
+        print(response.text)
+        return 0
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    err(f"shoal: the server answered {response.status_code}: {detail}")
+    return EXIT_UNSUPPORTED if response.status_code == 501 else 1
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    with _connect(args) as target:
+        stats = target.stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print(stats_text(stats))
+    return 0
+
+
+# ---- argument parsing ----
+
+def _nonneg_int(text: str) -> int:
+    try:
+        n = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
+    return n
+
+
+def _size(text: str) -> str:
+    try:
+        parse_size(text)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+_WHERE_HELP = "where the store is: --url, --data, $SHOAL_URL, $SHOAL_DATA, else ./shoal-data"
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --url/--data may come before or after the command; SUPPRESS keeps a
+    # subcommand's unset flag from clobbering one given before it.
+    where = argparse.ArgumentParser(add_help=False)
+    group = where.add_argument_group("store location")
+    group.add_argument("--url", default=argparse.SUPPRESS, help="a running server, e.g. http://127.0.0.1:8765")
+    group.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
+                       help="a data directory no server holds (default ./shoal-data)")
+    p = argparse.ArgumentParser(
+        prog="shoal", parents=[where],
+        description="Store raw JSON streams and query them by PSFs (JMESPath expressions).",
+        epilog=_WHERE_HELP + ". Run `shoal COMMAND --help` for a command's options.")
+    from .. import __version__
+    p.add_argument("--version", action="version", version=f"shoal {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Any, help: str, located: bool = True, **kw: Any) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, parents=[where] if located else [], help=help, description=help, **kw)
+        c.set_defaults(run=run)
+        return c
+
+    c = command("serve", _cmd_serve, "run the HTTP server on a data directory", located=False)
+    c.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS, help="data directory (default $SHOAL_DATA or ./shoal-data)")
+    c.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
+    c.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    c.add_argument("--memory", type=_size, default="1GiB", help="memory for log pages (default 1GiB)")
+    c.add_argument("--page-size", type=_size, help="log page size of a new store (default 4MiB)")
+    c.add_argument("--max-body", type=_size, help="largest POST /records body (default: no limit)")
+    c.add_argument("--no-access-log", action="store_true")
+    c.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+    c = command("ingest", _cmd_ingest, "store the records of NDJSON / JSON array files (.gz too; - is stdin)",
+                epilog="Each FILE is one ingest call. Exit status 0 when records were stored (bad ones "
+                       "skipped and listed); 1 when every record was bad, or --on-error reject refused a "
+                       "file (files before it stay stored, later ones are not read).")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("--on-error", choices=["skip", "reject"], default="skip",
+                   help="skip: store the good records, list the bad (default); reject: store nothing "
+                        "from a file with a bad record")
+    c.add_argument("--durable", action="store_true", help="return once the records are on disk")
+    c.add_argument("--format", choices=["auto", "ndjson", "array", "json"], default="auto")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+
+    psf = command("psf", None, "add, list and remove PSFs")
+    psf_sub = psf.add_subparsers(dest="psf_command", required=True, metavar="ACTION")
+    c = psf_sub.add_parser("add", parents=[where], help="register a PSF: NAME and a JMESPath expression")
+    c.add_argument("name")
+    c.add_argument("expression")
+    c.set_defaults(run=_cmd_psf_add)
+    c = psf_sub.add_parser("ls", parents=[where], help="list PSFs (also inactive ones)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(run=_cmd_psf_ls)
+    c = psf_sub.add_parser("rm", parents=[where], help="deregister a PSF")
+    c.add_argument("name")
+    c.set_defaults(run=_cmd_psf_rm)
+
+    def reads(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--limit", type=_nonneg_int, help="at most N records")
+        c.add_argument("--order", choices=["newest", "oldest"], default="newest")
+        c.add_argument("--with-address", action="store_true",
+                       help='print {"address": N, "record": <record>} per record')
+
+    c = command("query", _cmd_query, "records whose PSF has a value, as NDJSON on stdout")
+    c.add_argument("psf", metavar="PSF")
+    c.add_argument("value", nargs="?", metavar="VALUE",
+                   help="a JSON literal (3, true, \"a b\") or a bare word string; default true")
+    reads(c)
+    c = command("scan", _cmd_scan, "records for which a JMESPath expression is truthy (full scan)")
+    c.add_argument("expression")
+    reads(c)
+    c = command("get", _cmd_get, "the record at a log address")
+    c.add_argument("address", type=_nonneg_int)
+    c.add_argument("--with-address", action="store_true")
+    command("checkpoint", _cmd_checkpoint, "make the store restartable from now (fast recovery)")
+    command("compact", _cmd_compact, "reclaim log space (not implemented by the store yet: exit 2)")
+    c = command("stats", _cmd_stats, "sizes, addresses, index and PSFs")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    return p

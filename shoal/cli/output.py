@@ -1,0 +1,134 @@
+"""What the commands print: records on stdout in batches, ingest summaries,
+tables. Library objects and their JSON forms (what shoal.Client returns for
+some calls) are read alike through `field`."""
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+_WRITE_BYTES = 1 << 20
+_SHOWN_ERRORS = 5
+
+
+def field(obj: Any, name: str, default: Any = None) -> Any:
+    """A field of a library object or of its JSON form."""
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def label(name: str) -> str:
+    return "<stdin>" if name == "-" else name
+
+
+def write_records(records: Iterable[Any], with_address: bool, *, one_line: bool = True) -> None:
+    """Raw record bytes, each followed by a newline, written in batches to
+    stdout. one_line: line breaks inside a record (a pretty-printed one)
+    become spaces, which JSON reads alike, so the output is NDJSON."""
+    with contextlib.closing(records) if hasattr(records, "close") else contextlib.nullcontext():
+        _write_batches(records, with_address, one_line)
+
+
+def _write_batches(records: Iterable[Any], with_address: bool, one_line: bool) -> None:
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    interactive = out.isatty()
+    batch: list[bytes] = []
+    size = 0
+    for rec in records:
+        raw = rec.raw
+        if one_line and (b"\n" in raw or b"\r" in raw):
+            raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
+        batch.append(b'{"address":%d,"record":%s}\n' % (rec.address, raw) if with_address else raw + b"\n")
+        size += len(raw) + 1
+        if size >= _WRITE_BYTES or (interactive and len(batch) >= 64):
+            out.write(b"".join(batch))
+            if interactive:
+                out.flush()
+            batch.clear()
+            size = 0
+    if batch:
+        out.write(b"".join(batch))
+    out.flush()
+
+
+PSF_KEYS = ("name", "id", "kind", "active", "eval", "definition", "ranges")
+
+
+def psf_row(p: Any, *, text: bool = True) -> list[Any]:
+    kind = field(p, "kind")
+    kind = getattr(kind, "value", kind)
+    definition = field(p, "definition") or field(p, "expression")
+    definition = definition if isinstance(definition, str) else None
+    native = field(p, "native")
+    evaluation = "native" if native else ("python" if kind != "callable" else "callable")
+    ranges = [list(r) for r in (field(p, "ranges") or ())]
+    active = bool(field(p, "active"))
+    if not text:
+        return [field(p, "name"), field(p, "id"), kind, active, evaluation, definition, ranges]
+    spans = ", ".join(f"{lo}-{'' if hi is None else hi}" for lo, hi in ranges) or "-"
+    return [field(p, "name"), field(p, "id"), kind, "active" if active else "inactive", evaluation,
+            definition if definition is not None else "<callable>", spans]
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[str(c) for c in r] for r in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,} B"
+
+
+def stats_text(s: dict) -> str:
+    a, idx, ing, rec = (s.get(k) or {} for k in ("addresses", "index", "ingest", "recovery"))
+    log = (f"{_bytes(s.get('log_bytes'))} (begin {a.get('begin')}, head {a.get('head')}, "
+           f"read-only {a.get('read_only')}, tail {a.get('tail')})")
+    memory = f"{_bytes(s.get('memory_bytes'))} of {_bytes(s.get('memory_budget_bytes'))} budget"
+    index = (f"{idx.get('entries', 0):,} entries, {idx.get('buckets', 0):,} buckets "
+             f"(+{idx.get('overflow_buckets', 0):,} overflow), {_bytes(idx.get('bytes'))}")
+    ingest = (f"{ing.get('calls', 0):,} calls since the store was opened: {ing.get('records', 0):,} records, "
+              f"{ing.get('rejected', 0):,} rejected, {_bytes(ing.get('bytes'))}")
+    recovery = (f"checkpoint {rec.get('checkpoint_id')}, {rec.get('replayed_records', 0):,} records "
+                f"replayed, {len(rec.get('dropped') or ())} dropped")
+    rows = [["records", f"{s.get('records', 0):,}"], ["log", log], ["memory", memory],
+            ["disk", _bytes(s.get("disk_bytes"))], ["index", index], ["ingest", ingest],
+            ["recovery", recovery]]
+    text = table(["", ""], rows).split("\n", 1)[1]
+    psfs = s.get("psfs") or []
+    if psfs:
+        text += "\n\n" + table(["PSF", "ID", "KIND", "STATUS", "EVAL", "ACTIVE RANGES"],
+                                [r[:5] + r[6:] for r in map(psf_row, psfs)])
+    return text
+
+
+def summary(name: str, result: Any, *, refused: bool = False) -> None:
+    shown = label(name)
+    if result is None:
+        return
+    ingested, rejected = field(result, "ingested", 0), field(result, "rejected", 0)
+    if refused:
+        err(f"{shown}: refused: {rejected:,} bad record(s), nothing stored")
+    else:
+        first, last = field(result, "first_address"), field(result, "last_address")
+        where = f", addresses {first}..{last}" if ingested else ""
+        err(f"{shown}: {ingested:,} ingested, {rejected:,} rejected{where}")
+    errors = list(field(result, "errors", None) or ())
+    for e in errors[:_SHOWN_ERRORS]:
+        reason = field(e, "reason") or field(e, "error")
+        offset = field(e, "offset")
+        err(f"  {shown}:{field(e, 'line')}: {reason}" + (f" (byte {offset})" if offset is not None else ""))
+    if rejected > min(len(errors), _SHOWN_ERRORS):
+        err(f"  ... and {rejected - min(len(errors), _SHOWN_ERRORS):,} more")

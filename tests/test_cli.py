@@ -1,0 +1,482 @@
+"""The `shoal` command. Most tests call `shoal.cli.main(argv)` in-process on a
+data directory and compare what it prints with tests/oracle.py over the same
+real data; the end-to-end tests run `shoal serve` as a real process and the
+same commands with `--url`, and check a closed pipe and the console script.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from api.conftest import free_port, pairs
+from conftest import NDJSON_DIR, SIMDJSON_DIR
+from datadir import DATA_DIR
+from oracle import Log
+
+import shoal
+from shoal.cli import main, progress
+
+REPO = Path(__file__).resolve().parents[1]
+GITHUB = NDJSON_DIR / "github_events.ndjson.gz"
+TWITTER = NDJSON_DIR / "twitter_statuses.ndjson.gz"
+JOBS = NDJSON_DIR / "apache_builds_jobs.ndjson.gz"
+ZEEK = NDJSON_DIR / "zeek_wrccdc2018.ndjson.gz"
+PSFS = [("type", "type"), ("repo", "repo.name"), ("size", "payload.size"), ("push", "type == 'PushEvent'"),
+        ("lang", "lang"), ("color", "color"), ("hadoop", "contains(name, 'hadoop')")]
+# (psf, VALUE as typed, the value it means, options)
+QUERIES = [("type", "PushEvent", "PushEvent", []), ("type", '"WatchEvent"', "WatchEvent", ["--order", "oldest"]),
+           ("repo", "markpiro/muzicbaux", "markpiro/muzicbaux", []), ("size", "1", 1, ["--limit", "4"]),
+           ("push", None, True, ["--limit", "5", "--order", "oldest"]), ("lang", "zh", "zh", []),
+           ("color", "blue", "blue", ["--limit", "100"]), ("color", "red_anime", "red_anime", ["--order", "oldest"]),
+           ("hadoop", "true", True, []), ("type", "NoSuchEvent", "NoSuchEvent", []), ("color", "blue", "blue", ["--limit", "0"])]
+SCANS = [("color == 'yellow'", []), ("payload.size > `1`", ["--order", "oldest"]),
+         ("length(entities.hashtags) > `0`", ["--limit", "7"])]
+
+
+@pytest.fixture(autouse=True)
+def no_location_from_the_environment(monkeypatch):
+    monkeypatch.delenv("SHOAL_URL", raising=False)
+    monkeypatch.delenv("SHOAL_DATA", raising=False)
+
+
+class Run:
+    def __init__(self, code: int, out: bytes, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"Run(code={self.code}, out={self.out[:200]!r}, err={self.err!r})"
+
+
+@pytest.fixture
+def shoal_cli(capsysbinary, monkeypatch):
+    """shoal_cli(*argv, stdin=bytes) -> Run(code, stdout bytes, stderr text)."""
+    def run(*argv: str | os.PathLike, stdin: bytes | None = None) -> Run:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        code = main([str(a) for a in argv])
+        out, err = capsysbinary.readouterr()
+        return Run(code, out, err.decode())
+    return run
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return tmp_path / "data"
+
+
+class Loaded:
+    def __init__(self, path: Path, log: Log):
+        self.path, self.log = path, log
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory, real_data) -> Loaded:
+    """A data directory with PSFs and three real data sets ingested through
+    the CLI, and the oracle's Log of the same records (bound to addresses).
+    Shared by the tests of this module: they only read it."""
+    path = tmp_path_factory.mktemp("cli") / "data"
+    for name, expr in PSFS[:-1]:
+        assert main(["psf", "add", name, expr, "--data", str(path)]) == 0
+    assert main(["ingest", str(GITHUB), str(TWITTER), str(JOBS), "--data", str(path)]) == 0
+    # A PSF registered after ingest: its answers come from scanning, complete all the same.
+    assert main(["psf", "add", *PSFS[-1], "--data", str(path)]) == 0
+    log = Log(real_data("github_events") + real_data("twitter_statuses") + real_data("apache_builds_jobs"))
+    with shoal.open(path) as store:
+        log.bind(store)
+    return Loaded(path, log)
+
+
+def options(extra: list[str]) -> dict:
+    kw = {}
+    for flag, key, conv in (("--limit", "limit", int), ("--order", "order", str)):
+        if flag in extra:
+            kw[key] = conv(extra[extra.index(flag) + 1])
+    return kw
+
+
+def expressions() -> dict[str, str]:
+    return dict(PSFS)
+
+
+# ---- help and the console script ----
+
+COMMANDS = [["serve"], ["ingest"], ["psf"], ["psf", "add"], ["psf", "ls"], ["psf", "rm"], ["query"], ["scan"],
+            ["get"], ["checkpoint"], ["compact"], ["stats"]]
+
+
+def test_help_for_every_command(shoal_cli):
+    r = shoal_cli("--help")
+    assert r.code == 0
+    for cmd in COMMANDS:
+        if len(cmd) == 1:
+            assert cmd[0].encode() in r.out
+        assert shoal_cli(*cmd, "--help").code == 0, cmd
+    assert shoal_cli("--version").out.decode().startswith("shoal ")
+    assert shoal_cli().code == 2  # a command is required
+    assert shoal_cli("query", "type", "--limit", "-1").code == 2
+
+
+def test_console_script_is_installed(tmp_path):
+    exe = Path(sys.executable).parent / "shoal"
+    assert exe.exists(), "pip install -e . creates the `shoal` console script"
+    env = {k: v for k, v in os.environ.items() if k not in ("SHOAL_URL", "SHOAL_DATA")}
+    r = subprocess.run([exe, "--help"], check=False, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and "ingest" in r.stdout
+    r = subprocess.run([exe, "stats"], check=False, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 1 and "shoal: error: no store in ./shoal-data" in r.stderr
+    assert not (tmp_path / "shoal-data").exists(), "a read command does not create a store"
+
+
+# ---- queries and scans against the oracle ----
+
+@pytest.mark.parametrize("psf, typed, value, extra", QUERIES)
+def test_query_matches_oracle(shoal_cli, loaded, psf, typed, value, extra):
+    args = ["query", psf] + ([typed] if typed is not None else []) + extra
+    r = shoal_cli(*args, "--with-address", "--data", loaded.path)
+    assert r.code == 0 and r.err == "", r
+    expected = loaded.log.query(expressions()[psf], value, **options(extra))
+    assert pairs(r.out) == expected
+    plain = shoal_cli(*args, "--data", loaded.path)
+    assert plain.out == b"".join(raw + b"\n" for _, raw in expected), "records are written as stored"
+
+
+@pytest.mark.parametrize("expression, extra", SCANS)
+def test_scan_matches_oracle(shoal_cli, loaded, expression, extra):
+    r = shoal_cli("scan", expression, *extra, "--with-address", "--data", loaded.path)
+    assert r.code == 0, r
+    assert pairs(r.out) == loaded.log.scan(expression, **options(extra))
+
+
+def test_get(shoal_cli, loaded):
+    address, raw = loaded.log.addresses[5], loaded.log.raws[5]
+    assert shoal_cli("get", address, "--data", loaded.path).out == raw + b"\n"
+    assert pairs(shoal_cli("get", hex(address), "--with-address", "--data", loaded.path).out) == [(address, raw)]
+    r = shoal_cli("get", address + 1, "--data", loaded.path)
+    assert r.code == 1 and r.out == b"" and f"no record at address {address + 1}" in r.err
+
+
+# ---- ingest ----
+
+def test_ingest_summary_lists_files_and_addresses(shoal_cli, data_dir, real_data):
+    r = shoal_cli("ingest", GITHUB, JOBS, "--data", data_dir)
+    assert r.code == 0
+    lines = r.err.splitlines()
+    assert lines[0].startswith(f"{GITHUB}: 30 ingested, 0 rejected, addresses 64..")
+    assert lines[1].startswith(f"{JOBS}: 875 ingested, 0 rejected, addresses ")
+    assert lines[2] == "total: 905 ingested, 0 rejected"
+    with shoal.open(data_dir) as store:
+        log = Log(real_data("github_events") + real_data("apache_builds_jobs"))
+        log.bind(store)
+    assert f"addresses 64..{log.addresses[29]}" in lines[0]
+    assert lines[1].endswith(f"addresses {log.addresses[30]}..{log.addresses[-1]}")
+
+
+def test_ingest_array_and_whole_document(shoal_cli, data_dir):
+    # A pretty-printed array (detected) and one whole document (--format json).
+    assert shoal_cli("ingest", SIMDJSON_DIR / "github_events.json.gz", "--data", data_dir).code == 0
+    r = shoal_cli("ingest", SIMDJSON_DIR / "twitter.json.gz", "--format", "json", "--data", data_dir)
+    assert r.code == 0 and "1 ingested" in r.err
+    out = shoal_cli("scan", "`true`", "--order", "oldest", "--data", data_dir).out
+    lines = out.split(b"\n")[:-1]
+    events = orjson.loads(gzip.decompress((SIMDJSON_DIR / "github_events.json.gz").read_bytes()))
+    document = orjson.loads(gzip.decompress((SIMDJSON_DIR / "twitter.json.gz").read_bytes()))
+    assert [orjson.loads(x) for x in lines] == events + [document], "one record per line, line breaks as spaces"
+    address = pairs(shoal_cli("scan", "search_metadata", "--with-address", "--data", data_dir).out)[0][0]
+    with shoal.open(data_dir) as store:
+        exact = store.get(address).raw
+    assert b"\n" in exact and shoal_cli("get", address, "--data", data_dir).out == exact + b"\n", "get: exact bytes"
+
+
+def test_ingest_stdin_plain_and_gzip(shoal_cli, data_dir, real_data):
+    plain = b"".join(x + b"\n" for x in real_data("github_events"))
+    assert shoal_cli("ingest", "-", "--data", data_dir, stdin=plain).err.startswith("<stdin>: 30 ingested")
+    r = shoal_cli("ingest", "--data", data_dir, "-", stdin=gzip.compress(plain))
+    assert r.code == 0 and "<stdin>: 30 ingested" in r.err
+    assert shoal_cli("scan", "`true`", "--data", data_dir).out.count(b"\n") == 60
+    assert shoal_cli("ingest", "-", "-", "--data", data_dir).code == 1
+
+
+def test_ingest_bad_records_skip_and_reject(shoal_cli, data_dir, tmp_path):
+    good = b'{"a":1}\n'
+    bad = tmp_path / "bad.ndjson"
+    bad.write_bytes(good + b"{oops\n" + good + b"[1,\n" * 7)
+    r = shoal_cli("ingest", bad, "--data", data_dir)
+    assert r.code == 0, "records were stored: bad ones are skipped and listed"
+    lines = r.err.splitlines()
+    assert lines[0].startswith(f"{bad}: 2 ingested, 8 rejected, addresses ")
+    assert lines[1].startswith(f"  {bad}:2: invalid JSON")
+    assert lines[2].startswith(f"  {bad}:4: ")
+    assert lines[6] == "  ... and 3 more"
+
+    only_bad = tmp_path / "only_bad.ndjson"
+    only_bad.write_bytes(b"nope\n{\n")
+    r = shoal_cli("ingest", only_bad, "--data", data_dir)
+    assert r.code == 1 and f"{only_bad}: 0 ingested, 2 rejected" in r.err
+
+    ok = tmp_path / "ok.ndjson"
+    ok.write_bytes(good * 3)
+    r = shoal_cli("ingest", ok, bad, ok, "--on-error", "reject", "--data", data_dir)
+    assert r.code == 1
+    assert f"{ok}: 3 ingested" in r.err
+    assert f"{bad}: refused: 8 bad record(s), nothing stored" in r.err
+    assert f"  {bad}:2: invalid JSON" in r.err
+    assert f"shoal: stopped; not read: {ok}" in r.err
+    stats = json.loads(shoal_cli("stats", "--json", "--data", data_dir).out)
+    assert stats["records"] == 2 + 3
+
+
+def test_ingest_errors(shoal_cli, data_dir, tmp_path):
+    r = shoal_cli("ingest", tmp_path / "missing.ndjson", "--data", data_dir)
+    assert r.code == 1 and "no such file" in r.err
+    corrupt = tmp_path / "corrupt.gz"
+    corrupt.write_bytes(gzip.compress(b'{"a":1}\n' * 1000)[:-30] + b"\0" * 10)
+    r = shoal_cli("ingest", corrupt, "--data", data_dir)
+    assert r.code == 1 and "shoal: error: " in r.err and f"while ingesting {corrupt}" in r.err
+
+
+def test_progress_line_on_a_terminal(shoal_cli, data_dir, monkeypatch, real_data):
+    monkeypatch.setattr(progress, "stderr_is_tty", lambda: True)
+    monkeypatch.setattr(progress, "DRAW_INTERVAL_S", 0.0)
+    r = shoal_cli("ingest", JOBS, "--data", data_dir)
+    assert r.code == 0
+    drawn = r.err.split("\r")
+    assert any("apache_builds_jobs.ndjson.gz  100%" in d and "875 records" in d and "records/s" in d
+               for d in drawn), r.err
+    assert drawn[-1].startswith(f"{JOBS}: 875 ingested, 0 rejected"), "the line is cleared before the summary"
+    r = shoal_cli("ingest", "-", "--data", data_dir, stdin=b"".join(x + b"\n" for x in real_data("github_events")))
+    assert "<stdin>" in r.err and "30 records" in r.err and "%" not in r.err
+    r = shoal_cli("ingest", SIMDJSON_DIR / "github_events.json.gz", "--data", data_dir)
+    assert "MB/s" in r.err and "records/s" not in r.err, "lines of an array are not records"
+    assert "30 ingested" in r.err
+    with shoal.open(data_dir) as store:
+        log = Log(real_data("apache_builds_jobs") + real_data("github_events"))
+        assert len(list(store.scan("`true`"))) == 875 + 60
+        assert [r.raw for r in store.scan("`true`", order="oldest")][:905] == log.raws
+
+
+def test_quiet_when_piped(shoal_cli, data_dir):
+    r = shoal_cli("ingest", JOBS, "--data", data_dir)
+    assert "\r" not in r.err and r.err.count("\n") == 1
+
+
+# ---- PSFs ----
+
+def test_psf_add_ls_rm(shoal_cli, data_dir):
+    r = shoal_cli("psf", "add", "type", "type", "--data", data_dir)
+    assert r.code == 0 and r.out.decode() == "registered PSF type (id 0, projection, native): type\n"
+    assert shoal_cli("psf", "add", "big", "length(payload.commits) > `1`", "--data", data_dir).code == 0
+    assert shoal_cli("ingest", GITHUB, "--data", data_dir).code == 0
+    assert shoal_cli("psf", "rm", "type", "--data", data_dir).out == b"deregistered PSF type\n"
+    table = shoal_cli("psf", "ls", "--data", data_dir).out.decode().splitlines()
+    assert table[0].split() == ["NAME", "ID", "KIND", "STATUS", "EVAL", "DEFINITION", "ACTIVE", "RANGES"]
+    assert table[1].split()[:5] == ["type", "0", "projection", "inactive", "native"]
+    assert table[2].split()[:5] == ["big", "1", "predicate", "active", "python"]
+    listed = json.loads(shoal_cli("psf", "ls", "--json", "--data", data_dir).out)
+    with shoal.open(data_dir) as store:
+        tail = store.tail_address
+    assert listed == [
+        {"name": "type", "id": 0, "kind": "projection", "active": False, "eval": "native", "definition": "type",
+         "ranges": [[64, tail]]},
+        {"name": "big", "id": 1, "kind": "predicate", "active": True, "eval": "python",
+         "definition": "length(payload.commits) > `1`", "ranges": [[64, None]]}]
+    assert shoal_cli("psf", "rm", "big", "--data", data_dir).code == 0
+    assert shoal_cli("psf", "ls", "--data", data_dir).code == 0
+
+
+def test_psf_errors(shoal_cli, data_dir):
+    assert shoal_cli("psf", "add", "type", "type", "--data", data_dir).code == 0
+    r = shoal_cli("psf", "add", "type", "repo.name", "--data", data_dir)
+    assert r.code == 1 and r.err.startswith("shoal: error: ") and "type" in r.err
+    r = shoal_cli("psf", "add", "broken", "a ==", "--data", data_dir)
+    assert r.code == 1 and r.err.startswith("shoal: error: invalid JMESPath expression at position 4")
+    r = shoal_cli("psf", "rm", "nope", "--data", data_dir)
+    assert r.code == 1 and "PSF named 'nope'" in r.err
+    r = shoal_cli("query", "nope", "x", "--data", data_dir)
+    assert r.code == 1 and r.err == "shoal: error: no PSF named 'nope'\n" and r.out == b""
+    r = shoal_cli("scan", "a ==", "--data", data_dir)
+    assert r.code == 1 and "invalid JMESPath expression" in r.err
+
+
+# ---- where the store is ----
+
+def test_locked_data_dir_points_at_url(shoal_cli, data_dir):
+    with shoal.open(data_dir):
+        for argv in (["query", "type", "x"], ["ingest", GITHUB], ["psf", "ls"], ["stats"]):
+            r = shoal_cli(*argv, "--data", data_dir)
+            assert r.code == 1, argv
+            assert r.err.startswith(f"shoal: error: the data directory {data_dir} is held by a running server")
+            assert "use --url http://" in r.err
+
+
+def test_no_store_is_not_created_by_reads(shoal_cli, data_dir):
+    for argv in (["query", "type", "x"], ["scan", "a"], ["get", "64"], ["psf", "ls"], ["psf", "rm", "a"],
+                 ["stats"], ["checkpoint"]):
+        r = shoal_cli(*argv, "--data", data_dir)
+        assert r.code == 1 and f"no store in {data_dir}" in r.err, argv
+    assert not data_dir.exists()
+
+
+def test_environment_and_flags(shoal_cli, data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("SHOAL_DATA", str(data_dir))
+    assert shoal_cli("psf", "add", "color", "color").code == 0
+    assert shoal_cli("ingest", JOBS).code == 0
+    assert shoal_cli("query", "color", "grey").out.count(b"\n") == 5
+    assert shoal_cli("--data", data_dir, "query", "color", "grey").out.count(b"\n") == 5, "flag before the command"
+    monkeypatch.setenv("SHOAL_URL", "http://127.0.0.1:1")
+    assert shoal_cli("query", "color", "grey", "--data", data_dir).code == 0, "--data beats $SHOAL_URL"
+    r = shoal_cli("query", "color", "grey")
+    assert r.code == 1 and "talking to the server at http://127.0.0.1:1 failed" in r.err
+    r = shoal_cli("--url", "http://x", "stats", "--data", data_dir)
+    assert r.code == 1 and "either --url or --data" in r.err
+
+
+# ---- checkpoint, stats, compact ----
+
+def test_checkpoint_stats_compact(shoal_cli, data_dir):
+    for name, expr in PSFS[:2]:
+        assert shoal_cli("psf", "add", name, expr, "--data", data_dir).code == 0
+    assert shoal_cli("ingest", GITHUB, "--data", data_dir).code == 0
+    r = shoal_cli("checkpoint", "--data", data_dir)
+    assert r.code == 0 and r.out.decode().startswith("checkpoint 1: 30 records up to address ")
+    stats = json.loads(shoal_cli("stats", "--json", "--data", data_dir).out)
+    assert stats["records"] == 30 and stats["recovery"]["checkpoint_id"] == 1
+    text = shoal_cli("stats", "--data", data_dir).out.decode()
+    assert text.startswith("records   30\n")
+    assert "checkpoint 1, 0 records replayed" in text
+    assert "\ntype  0   projection  active  native  64-\n" in text
+    assert "\nrepo  1   projection  active  native  64-" in text
+    r = shoal_cli("compact", "--data", data_dir)
+    assert r.code == 2 and "compaction is not implemented" in r.err
+
+
+# ---- processes: a closed pipe, a real server ----
+
+def cli_process(*argv: str | os.PathLike, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "shoal.cli", *map(str, argv)], cwd=REPO, **kw)
+
+
+def test_closed_pipe_is_quiet(data_dir):
+    with shoal.open(data_dir) as store:
+        store.register_psf("path", "_path")
+        store.ingest(ZEEK)
+    proc = cli_process("query", "path", "dns", "--data", data_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `| head -n 1`
+    assert proc.wait(60) == 0
+    assert proc.stderr.read() == b""
+    assert orjson.loads(first)["_path"] == "dns"
+
+
+class Served:
+    """`shoal serve` as a real process on a free port."""
+
+    def __init__(self, data: Path):
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.proc = cli_process("serve", "--data", data, "--port", self.url.rsplit(":", 1)[1], "--memory", "64MiB",
+                                "--log-level", "warning", "--no-access-log",
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.proc.poll() is None, self.proc.stdout.read().decode()
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def served(data_dir):
+    s = Served(data_dir)
+    yield s
+    s.kill()
+
+
+@pytest.mark.slow
+def test_url_mode_against_a_real_server(shoal_cli, served, data_dir, real_data, monkeypatch):
+    url = served.url
+    for name, expr in PSFS[:-1]:
+        assert shoal_cli("psf", "add", name, expr, "--url", url).code == 0
+    r = shoal_cli("ingest", GITHUB, TWITTER, "--url", url)
+    assert r.code == 0 and "total: 130 ingested, 0 rejected" in r.err
+    monkeypatch.setattr(progress, "stderr_is_tty", lambda: True)
+    monkeypatch.setattr(progress, "DRAW_INTERVAL_S", 0.0)
+    r = shoal_cli("ingest", JOBS, "--url", url)  # gzip travels compressed; a copy is counted here
+    assert r.code == 0 and "875 records" in r.err and f"{JOBS}: 875 ingested" in r.err
+    monkeypatch.setenv("SHOAL_URL", url)
+    assert shoal_cli("psf", "add", *PSFS[-1]).code == 0
+
+    log = Log(real_data("github_events") + real_data("twitter_statuses") + real_data("apache_builds_jobs"))
+    with shoal.Client(url) as client:
+        log.bind(client)
+    for psf, typed, value, extra in QUERIES:
+        r = shoal_cli("query", psf, *([typed] if typed is not None else []), *extra, "--with-address")
+        assert r.code == 0 and pairs(r.out) == log.query(expressions()[psf], value, **options(extra)), psf
+    for expression, extra in SCANS:
+        assert pairs(shoal_cli("scan", expression, *extra, "--with-address").out) == \
+            log.scan(expression, **options(extra))
+    assert shoal_cli("get", log.addresses[3]).out == log.raws[3] + b"\n"
+    assert shoal_cli("get", log.addresses[3] + 1).code == 1
+    assert "hadoop" in shoal_cli("psf", "ls").out.decode()
+    assert json.loads(shoal_cli("stats", "--json").out)["records"] == len(log)
+    assert shoal_cli("checkpoint").out.startswith(b"checkpoint 1: ")
+    r = shoal_cli("compact")
+    assert r.code == 2 and "501" in r.err, "the server's 501 is relayed"
+    r = shoal_cli("query", "nope", "1")
+    assert r.code == 1 and "no PSF named 'nope'" in r.err
+    r = shoal_cli("ingest", "-", "--on-error", "reject", stdin=b'{"a":1}\n{bad\n')
+    assert r.code == 1 and "<stdin>: refused: 1 bad record(s), nothing stored" in r.err
+
+    r = shoal_cli("stats", "--data", data_dir)
+    assert r.code == 1 and "held by a running server" in r.err
+    second = cli_process("serve", "--data", data_dir, "--port", str(free_port()), stderr=subprocess.PIPE)
+    assert second.wait(30) == 1
+    assert b"held by another process" in second.stderr.read()
+    assert served.stop() == 0
+    assert json.loads(shoal_cli("stats", "--json", "--data", data_dir).out)["records"] == len(log)
+
+
+def readme_cli_block() -> str:
+    """The first shell block of the README's "Command line" section."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Command line"):]
+    return section[section.index("```sh\n") + 6:section.index("\n```", section.index("```sh\n"))]
+
+
+def test_readme_commands_run(tmp_path):
+    if not (shutil.which("jq") and shutil.which("zcat")):
+        pytest.skip("needs jq and zcat")
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "data").symlink_to(DATA_DIR)  # the README's ../shared/data
+    env = dict(os.environ, SHOAL_DATA=str(tmp_path / "store"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("SHOAL_URL", None)
+    script = "set -eo pipefail\n" + readme_cli_block()
+    r = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert '"kmaehashi"\n"skorks"\n"markpiro"\n' in r.stdout
+    assert "deregistered PSF push" in r.stdout and "checkpoint 1: 60 records" in r.stdout
