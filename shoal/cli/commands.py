@@ -253,9 +253,12 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _nonneg_int(text: str) -> int:
     try:
-        n = int(text, 0)
+        n = int(text, 0)  # 0x... for addresses
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        try:
+            n = int(text)  # 010
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if n < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
     return n
