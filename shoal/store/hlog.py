@@ -198,12 +198,17 @@ class HybridLog:
         if tail > start:
             # Whole 4 KiB blocks (O_DIRECT); zero the bytes past the tail in
             # the last block so nothing stale of a recycled frame reaches disk.
+            # Start at the block holding flushed_until: the page's bytes before
+            # it are on disk already (an earlier flush wrote them), so durable
+            # ingest in small batches writes each byte about once, not the
+            # whole page prefix again per batch.
             frame = self._frames[page % self.n_frames]
             off = tail - start
             end = min(self.page_size, -(-off // BLOCK_BYTES) * BLOCK_BYTES)
             if end > off:
                 ffi.memmove(frame + off, bytes(end - off), end - off)
-            self.segments.write(start, ffi.buffer(frame, end))
+            lo = _on_disk_prefix(self.c.flushed_until_address - start, self.page_size)
+            self.segments.write(start + lo, ffi.buffer(frame + lo, end - lo))
         with self._cv:
             if self.c.flushed_until_address < tail:
                 self.c.flushed_until_address = tail
@@ -219,9 +224,12 @@ class HybridLog:
                 if not self._queue:
                     return
                 page = self._queue[0]
+                # A durable flush may have written this page's prefix while it
+                # was the tail; that part is on disk and is not written again.
+                lo = _on_disk_prefix(self.c.flushed_until_address - (page << self.page_bits), self.page_size)
             try:
                 frame = self._frames[page % self.n_frames]
-                self.segments.write(page << self.page_bits, ffi.buffer(frame, self.page_size))
+                self.segments.write((page << self.page_bits) + lo, ffi.buffer(frame + lo, self.page_size - lo))
             except BaseException as exc:  # surfaced to the writer on its next call
                 with self._cv:
                     self._flush_error = exc
@@ -355,3 +363,14 @@ class HybridLog:
             self._cv.notify_all()
         self._flusher.join()
         self.segments.close()
+
+
+def _on_disk_prefix(flushed_bytes: int, page_size: int) -> int:
+    """How much of a page can be skipped when writing it, given that its
+    first `flushed_bytes` bytes are on disk: whole 4 KiB blocks only, since
+    O_DIRECT writes whole blocks (the block holding the flushed end is
+    written again, with the records that followed)."""
+    if flushed_bytes <= 0:
+        return 0
+    flushed_bytes = min(flushed_bytes, page_size)
+    return flushed_bytes - flushed_bytes % BLOCK_BYTES

@@ -238,6 +238,24 @@ def test_durable_ingest_is_on_disk_while_open(open_store, real_data, store_path,
         other.close()
 
 
+def test_durable_ingest_record_by_record_within_a_page(open_store, real_data, store_path, tmp_path):
+    """Many durable flushes of one page: each writes from the block holding
+    the flushed end on (not the page prefix again); a copy taken while open
+    still holds every record, byte for byte."""
+    raws = real_data("apache_builds_jobs")[:200]  # ~100 B each: dozens per 16 KiB page
+    store = open_store()
+    _register(store, {"color": "color"})
+    for raw in raws:
+        store.ingest(raw, durable=True)
+    copy = tmp_path / "copy"
+    shutil.copytree(store_path, copy)
+    other = shoal.open(copy)
+    try:
+        _check_all(other, Log(raws), {"color": "color"})
+    finally:
+        other.close()
+
+
 _WRITER = textwrap.dedent("""
     import sys, shoal
     path, data, durable = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
