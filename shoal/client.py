@@ -323,6 +323,11 @@ class Client:
     def stats(self) -> dict:
         return self._call("GET", "/stats")
 
+    def compact(self) -> dict:
+        """POST /compact. The server answers 501 (RemoteError) until the store
+        has compaction."""
+        return self._call("POST", "/compact")
+
     def health(self) -> dict:
         return self._call("GET", "/healthz")
 

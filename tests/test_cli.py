@@ -10,16 +10,14 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
-from api.conftest import free_port, pairs
+from api.conftest import pairs
+from serverproc import ServerProcess, free_port
 from conftest import NDJSON_DIR, SIMDJSON_DIR
 from datadir import DATA_DIR
 from oracle import Log
@@ -378,38 +376,9 @@ def test_closed_pipe_is_quiet(data_dir):
     assert orjson.loads(first)["_path"] == "dns"
 
 
-class Served:
-    """`shoal serve` as a real process on a free port."""
-
-    def __init__(self, data: Path):
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.proc = cli_process("serve", "--data", data, "--port", self.url.rsplit(":", 1)[1], "--memory", "64MiB",
-                                "--log-level", "warning", "--no-access-log",
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.proc.poll() is None, self.proc.stdout.read().decode()
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture
 def served(data_dir):
-    s = Served(data_dir)
+    s = ServerProcess(data_dir, "--memory", "64MiB", module="shoal.cli")
     yield s
     s.kill()
 
@@ -454,7 +423,7 @@ def test_url_mode_against_a_real_server(shoal_cli, served, data_dir, real_data, 
     second = cli_process("serve", "--data", data_dir, "--port", str(free_port()), stderr=subprocess.PIPE)
     assert second.wait(30) == 1
     assert b"held by another process" in second.stderr.read()
-    assert served.stop() == 0
+    assert served.stop()[0] == 0
     assert json.loads(shoal_cli("stats", "--json", "--data", data_dir).out)["records"] == len(log)
 
 

@@ -223,20 +223,16 @@ def _cmd_compact(args: argparse.Namespace) -> int:
     if kind == "data":
         err("shoal: compaction is not implemented yet: the log only grows (nothing was changed)")
         return EXIT_UNSUPPORTED
-    import httpx
+    from ..errors import RemoteError
     try:
-        response = httpx.post(where.rstrip("/") + "/compact", timeout=None)
-    except httpx.TransportError as exc:
-        raise ShoalError(f"cannot reach the server at {where}: {exc}") from None
-    if response.is_success:
-        print(response.text)
-        return 0
-    try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        detail = response.text
-    err(f"shoal: the server answered {response.status_code}: {detail}")
-    return EXIT_UNSUPPORTED if response.status_code == 501 else 1
+        with _connect(args) as client:
+            print(json.dumps(client.compact()))
+    except RemoteError as exc:
+        if exc.status != 501:
+            raise
+        err(f"shoal: the server answered {exc.status}: {exc.body.get('detail', exc)}")
+        return EXIT_UNSUPPORTED
+    return 0
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:

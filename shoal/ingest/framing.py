@@ -23,6 +23,7 @@ from .._native import ffi, lib
 from ..errors import InvalidArgument
 
 _SPAN_CAP = 1 << 16
+_JSON_WS = b" \t\r\n"
 _WS = b" \t\r\n"  # JSON whitespace
 
 
@@ -209,13 +210,16 @@ class Framer:
                 return
             parts.append(bytes(c))
         buf = b"".join(parts)
-        if not buf.strip(b" \t\r\n"):
+        text = buf.strip(_JSON_WS)
+        if not text:
             # The input must be one JSON document; none is not one.
             yield self._framing_error(1, 0, lib.SHOAL_E_EMPTY)
             return
+        # Stored like NDJSON and array records: the value, without the
+        # whitespace around it.
         spans = ffi.new("shoal_span[1]")
-        spans[0].start = 0
-        spans[0].len = len(buf)
+        spans[0].start = len(buf) - len(buf.lstrip(_JSON_WS))
+        spans[0].len = len(text)
         spans[0].line = 1
         spans[0].status = lib.SHOAL_OK
         yield Batch(buf, spans, 1, buf)
@@ -245,14 +249,14 @@ def _peek_first_line(chunks: Iterator[bytes], limit: int) -> tuple[bytes, Iterat
     buf = b""
     for c in chunks:
         buf += bytes(c)
-        stripped = buf.lstrip(b" \t\r\n")
+        stripped = buf.lstrip(_JSON_WS)
         if (stripped and b"\n" in stripped) or len(buf) > limit:
             break
     return buf, chunks
 
 
 def _detect(first: bytes) -> InputFormat:
-    stripped = first.lstrip(b" \t\r\n")
+    stripped = first.lstrip(_JSON_WS)
     if not stripped.startswith(b"["):
         return InputFormat.NDJSON
     nl = stripped.find(b"\n")

@@ -8,7 +8,6 @@ NDJSON answers into the (address, raw) pairs tests/oracle.py answers with.
 """
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -35,10 +34,7 @@ async def client(app):
         yield c
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from serverproc import free_port  # noqa: E402  (one helper for tests/api and the CLI tests)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,55 +17,15 @@ from oracle import Log, as_pairs
 
 import shoal
 
-from .conftest import free_port
+from serverproc import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 ZEEK = NDJSON_DIR / "zeek_wrccdc2018.ndjson.gz"
 REPO = Path(__file__).resolve().parents[2]
 
 
-class Server:
-    def __init__(self, data_dir: Path, *args: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal.api.server", "--data", str(data_dir), "--port", str(self.port),
-             "--log-level", "warning", "--no-access-log", *args],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.proc.poll() is None, self.proc.stdout.read().decode()
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.05)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, float, str]:
-        t0 = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-        return rc, time.monotonic() - t0, self.proc.stdout.read().decode()
-
-    def peak_rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmHWM")
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+def Server(data_dir: Path, *args: str) -> ServerProcess:
+    return ServerProcess(data_dir, *args)
 
 
 def file_chunks(path: Path, size: int = 1 << 16):
