@@ -6,7 +6,7 @@ NATIVE_SRC := $(wildcard shoal/_native/*.c shoal/_native/*.h shoal/_native/build
 STAMP := $(VENV)/.shoal-installed
 NATIVE_STAMP := shoal/_native/.built
 
-.PHONY: all venv build test test-fast serve clean
+.PHONY: all venv build test test-fast serve clean bench bench-quick
 
 all: build
 
@@ -31,6 +31,14 @@ test: build
 
 test-fast: build
 	$(PY) -m pytest -q -m "not slow and not crash" tests
+
+# Benchmarks beside their peers (benchmarks/README.md): tables on stdout,
+# JSON in benchmarks/results/. bench: ~3 minutes on 2 cores; bench-quick: ~30 s.
+bench: build
+	$(PY) benchmarks/suite.py
+
+bench-quick: build
+	$(PY) benchmarks/suite.py --quick
 
 # The HTTP API on 127.0.0.1:8765 over ./shoal-data (created if absent,
 # recovered if present). Extra options (shoal serve --help):

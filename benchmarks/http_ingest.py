@@ -1,45 +1,52 @@
-"""HTTP ingest vs library ingest of the Zeek stream, in the same run.
+"""HTTP ingest vs library ingest of the same file, in the same run.
 
-    .venv/bin/python benchmarks/http_ingest.py [--runs 3]
+    .venv/bin/python benchmarks/http_ingest.py [--quick] [--runs 3] [--dataset events|zeek] [--records N]
 
 Starts `python -m shoal.api.server` on a free port over a fresh data
-directory and streams `zeek_wrccdc2018.ndjson` (decompressed, 62.5 MB) and
-`.ndjson.gz` (5.4 MB on the wire) with
-`curl --data-binary @file -H 'Content-Type: application/x-ndjson'`, beside
-`Store.ingest(path)` of the same files in this process and shoal.Client
-(which streams the gz file as is). Both stores have the same 3 PSFs
-(`_path`, `query`, `"id.resp_p"`) and default settings; each takes one
-warm-up ingest, then the timed ones append to it (steady state), in rounds
-(one run of each per round). The floor row is curl posting the decompressed
-file to a bare uvicorn app that only drains the body (same loop and HTTP
-parser as the server): the cost of HTTP alone. Figures: medians; MB/s counts decompressed
-record bytes for every row, so rows compare directly; "vs library" divides
-by the library's rate for the same file.
+directory and, in rounds (one run of each per round), ingests the same NDJSON
+file (decompressed, and gzip) by:
+  library          Store.ingest(path) in this process
+  curl             curl --data-binary @file -H 'Content-Type: application/x-ndjson'
+                   POST /records: one streaming request
+  shoal.Client     shoal.Client.ingest(path) of the gzip file (streamed as is)
+  4 clients        the records as 1,000-record bodies POSTed by 4 threads,
+                   an httpx.Client (keep-alive) each; per-request latency
+  floor            curl posting the decompressed file to a bare uvicorn app
+                   that only drains the body (same loop and HTTP parser as
+                   the server): the cost of HTTP alone
+Data: generated GitHub-like events (default; PSFs `type`, `repo.name`,
+`actor.login`) or the Zeek stream (`_path`, `query`, `"id.resp_p"`). Both
+stores have the same PSFs and memory budget (2x the file); each takes
+warm-up ingests until every page frame was used once, then the timed ones
+append to it (steady state). The server,
+curl and this process share the machine's two cores. MB/s counts
+decompressed record bytes for every row, so rows compare directly; "vs
+library" is the median over rounds of library time / this row's time for
+the same file.
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, summary, table, write_result  # noqa: E402
+from _common import (CACHE, DATA, MB, ROOT, arg_parser, events_file, page_config, paired_ratio,  # noqa: E402
+                     percentile, summary, table, target, target_table, write_result)
+from _peers import psfs, register  # noqa: E402
 
 import shoal  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = 4
+BODY_RECORDS = 1000
 ZEEK_GZ = DATA / "ndjson" / "zeek_wrccdc2018.ndjson.gz"
-PSFS = {"path": "_path", "query": "query", "resp_p": '"id.resp_p"'}
 
 
 def free_port() -> int:
@@ -64,14 +71,19 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="h
 
 
 class Server:
-    def __init__(self, data_dir: Path | None):
+    def __init__(self, data_dir: Path | None, config: dict | None = None):
+        import httpx
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        settings = [] if not config else ["--memory", str(config["memory_budget_bytes"]),
+                                          "--page-size", str(config["page_size_bytes"])]
         cmd = ([sys.executable, "-c", _DRAIN, str(self.port)] if data_dir is None else
                [sys.executable, "-m", "shoal.api.server", "--data", str(data_dir), "--port", str(self.port),
-                "--log-level", "warning", "--no-access-log"])
+                "--log-level", "warning", "--no-access-log", *settings])
         self.proc = subprocess.Popen(cmd, cwd=ROOT)
-        for _ in range(600):
+        for _ in range(1200):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}")
             try:
                 httpx.get(self.url + "/healthz", timeout=1)
                 return
@@ -84,68 +96,136 @@ class Server:
         return self.proc.wait(60)
 
 
-def curl_ingest(url: str, path: Path, gz: bool) -> float:
+def curl_ingest(url: str, path: Path, gz: bool) -> dict:
     headers = ["-H", "Content-Type: application/x-ndjson"] + (["-H", "Content-Encoding: gzip"] if gz else [])
-    t0 = time.perf_counter()
     out = subprocess.run(["curl", "-sS", "--fail-with-body", "--data-binary", f"@{path}", *headers,
                           url + "/records"], check=True, capture_output=True)
-    dt = time.perf_counter() - t0
-    assert json.loads(out.stdout)["rejected"] == 0
-    return dt
+    body = json.loads(out.stdout)
+    assert body["rejected"] == 0, body
+    return body
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3)
+def concurrent_posts(url: str, bodies: list[bytes], clients: int) -> tuple[float, list[float], int]:
+    """POST every body, spread over `clients` threads with a keep-alive
+    connection each; wall seconds, per-request seconds, records stored."""
+    import httpx
+    latencies: list[float] = []
+    stored = [0] * clients
+    errors: list[BaseException] = []
+    start = threading.Barrier(clients + 1)
+
+    def client(i: int) -> None:
+        try:
+            with httpx.Client(base_url=url, timeout=600, headers={"Content-Type": "application/x-ndjson"}) as c:
+                c.get("/healthz")  # connect before the clock starts
+                start.wait()
+                for body in bodies[i::clients]:
+                    t0 = time.perf_counter()
+                    r = c.post("/records", content=body)
+                    latencies.append(time.perf_counter() - t0)
+                    assert r.status_code == 200, r.text[:500]
+                    stored[i] += r.json()["ingested"]
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        start.wait()
+    except threading.BrokenBarrierError:
+        pass
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return wall, latencies, sum(stored)
+
+
+def files_for(dataset: str, n: int, work: Path) -> dict[str, Path]:
+    """{"ndjson": decompressed file, "gz": its gzip}."""
+    if dataset == "zeek":
+        raw = work / "zeek.ndjson"
+        with gzip.open(ZEEK_GZ) as src, open(raw, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        return {"ndjson": raw, "gz": ZEEK_GZ}
+    raw = events_file(n)
+    gz = CACHE / (raw.name + ".gz")
+    if not gz.exists():
+        tmp = gz.with_name(gz.name + ".tmp")
+        with open(raw, "rb") as src, gzip.open(tmp, "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        tmp.replace(gz)
+    return {"ndjson": raw, "gz": gz}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = arg_parser(__doc__)
+    ap.add_argument("--dataset", choices=["events", "zeek"], default="events")
+    ap.add_argument("--records", type=int, default=0, help="events (default 200,000; --quick 20,000)")
     args = ap.parse_args(argv)
     if shutil.which("curl") is None:
         sys.exit("curl is needed")
+    n_events = args.records or (20_000 if args.quick else 200_000)
+    specs = psfs("zeek" if args.dataset == "zeek" else "events", 3)
 
     work = Path(tempfile.mkdtemp(prefix="shoal-http-bench-"))
     try:
-        raw_path = work / "zeek.ndjson"
-        with gzip.open(ZEEK_GZ) as src, open(raw_path, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        files = files_for(args.dataset, n_events, work)
+        raw_path = files["ndjson"]
         raw_bytes = raw_path.stat().st_size
-        n_records = sum(1 for _ in open(raw_path, "rb"))
-        files = {"ndjson": raw_path, "gz": ZEEK_GZ}
+        lines = raw_path.read_bytes().splitlines(keepends=True)
+        n_records = len(lines)
+        bodies = [b"".join(lines[i:i + BODY_RECORDS]) for i in range(0, n_records, BODY_RECORDS)]
+        del lines
+        config = page_config(raw_bytes, 2.0)
 
-        server = Server(work / "server-data")
+        server = Server(work / "server-data", config)
         floor = Server(None)
-        store = shoal.open(work / "library-data")
+        store = shoal.open(work / "library-data", **config)
         client = shoal.Client(server.url)
-        for name, expr in PSFS.items():
-            store.register_psf(name, expr)
-            client.register_psf(name, expr)
+        register(store, specs)
+        for s in specs:
+            client.register_psf(s.name, s.jmespath)
+        latencies: list[float] = []
 
-        def library(fmt: str) -> float:
-            t0 = time.perf_counter()
+        def library(fmt: str) -> None:
             r = store.ingest(files[fmt])
-            dt = time.perf_counter() - t0
             assert r.ingested == n_records, r.ingested
-            return dt
 
-        def via_client(fmt: str) -> float:
-            t0 = time.perf_counter()
+        def via_client(fmt: str) -> None:
             r = client.ingest(files[fmt])
-            dt = time.perf_counter() - t0
             assert r.ingested == n_records, r.ingested
-            return dt
+
+        def via_curl(fmt: str) -> None:
+            assert curl_ingest(server.url, files[fmt], gz=fmt == "gz")["ingested"] == n_records
+
+        def clients() -> None:
+            _, lat, stored = concurrent_posts(server.url, bodies, CLIENTS)
+            assert stored == n_records, (stored, n_records)
+            latencies.extend(lat)
 
         methods = {
             ("library", "ndjson"): lambda: library("ndjson"),
             ("library", "gz"): lambda: library("gz"),
-            ("curl", "ndjson"): lambda: curl_ingest(server.url, raw_path, gz=False),
-            ("curl", "gz"): lambda: curl_ingest(server.url, ZEEK_GZ, gz=True),
+            ("curl", "ndjson"): lambda: via_curl("ndjson"),
+            ("curl", "gz"): lambda: via_curl("gz"),
             ("shoal.Client", "gz"): lambda: via_client("gz"),
+            (f"{CLIENTS} clients x {BODY_RECORDS:,}-record POSTs", "ndjson"): clients,
             ("floor: curl to a drain-only app", "ndjson"): lambda: curl_ingest(floor.url, raw_path, gz=False),
         }
-        library("ndjson")  # warm-ups: both stores past their first pages
-        curl_ingest(server.url, raw_path, gz=False)
+        for _ in range(-(-config["memory_budget_bytes"] // raw_bytes)):
+            library("ndjson")  # warm-ups: every page frame of both stores allocated once
+            via_curl("ndjson")
         samples: dict[tuple[str, str], list[float]] = {k: [] for k in methods}
         for _ in range(args.runs):
             for key, fn in methods.items():
-                samples[key].append(fn())
+                t0 = time.perf_counter()
+                fn()
+                samples[key].append(time.perf_counter() - t0)
         client.close()
         store.close()
         floor.stop()
@@ -156,18 +236,30 @@ def main(argv: list[str] | None = None) -> None:
 
     rows, results = [], {}
     for (method, fmt), secs in samples.items():
-        med = statistics.median(secs)
-        lib = statistics.median(samples[("library", fmt)])
-        results[f"{method}/{fmt}"] = {"seconds": summary(secs), "records_per_s": n_records / med,
-                                      "mb_per_s": raw_bytes / med / 1e6, "vs_library": lib / med}
+        s = summary(secs)
+        med = s["median"]
+        vs = paired_ratio(samples[("library", fmt)], secs)
+        results[f"{method}/{fmt}"] = {"seconds": s, "records_per_s": n_records / med,
+                                      "mb_per_s": raw_bytes / med / MB, "vs_library": vs}
         rows.append([method, "decompressed" if fmt == "ndjson" else "gzip", f"{med:.3f}",
-                     f"{n_records / med:,.0f}", f"{raw_bytes / med / 1e6:,.0f}", f"{lib / med:.2f}x"])
-    print(f"Zeek stream: {n_records:,} records, {raw_bytes / 1e6:.1f} MB decompressed, "
-          f"{ZEEK_GZ.stat().st_size / 1e6:.1f} MB gzip; {len(PSFS)} PSFs; medians of {args.runs} runs")
-    print(table(rows, ["method", "body", "median s", "records/s", "MB/s", "vs library"]))
-    path = write_result("http_ingest", {"records": n_records, "bytes": raw_bytes, "psfs": PSFS,
-                                        "runs": args.runs, "results": results})
-    print(f"\nwrote {path.relative_to(ROOT)}")
+                     f"{n_records / med:,.0f}", f"{raw_bytes / med / MB:,.0f}", f"{vs['median']:.2f}x"])
+    post = dict(summary(latencies), p99=percentile(latencies, 99))
+    print(f"{args.dataset}: {n_records:,} records, {raw_bytes / MB:.1f} MB decompressed, "
+          f"{files['gz'].stat().st_size / MB:.1f} MB gzip; {len(specs)} PSFs; medians of {args.runs} rounds")
+    print(table(rows, ["method", "body", "median s", "records/s", "MB/s", "vs library"], align="llrrrr"))
+    print(f"{BODY_RECORDS:,}-record POSTs from {CLIENTS} clients: latency median {post['median'] * 1e3:.1f} ms, "
+          f"p99 {post['p99'] * 1e3:.1f} ms ({post['runs']} requests)")
+    targets = [target("HTTP streaming ingest (curl, one POST) vs library rate", ">= 0.5x",
+                      results["curl/ndjson"]["vs_library"]["median"], 0.5, unit="x",
+                      detail=f"{args.dataset}, decompressed NDJSON")]
+    print()
+    print(target_table(targets))
+    payload = {"dataset": args.dataset, "records": n_records, "bytes": raw_bytes, "config": config,
+               "psfs": {s.name: s.jmespath for s in specs}, "runs": args.runs, "quick": args.quick,
+               "results": results, "post_latency": post, "targets": targets}
+    path = write_result("http_ingest", payload, args.out)
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return payload
 
 
 if __name__ == "__main__":

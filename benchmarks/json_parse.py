@@ -1,6 +1,6 @@
 """Validation throughput of shoal_parse vs orjson.loads on real NDJSON lines.
 
-Run:   .venv/bin/python benchmarks/json_parse.py [--runs 5] [--json out.json]
+Run:   .venv/bin/python benchmarks/json_parse.py [--runs 5] [--quick] [--out out.json]
 
 For each data set it times, over the same lines (median of --runs passes):
   orjson.loads(line)                       the peer: parses and builds Python objects
@@ -14,18 +14,19 @@ MB/s counts input bytes (10^6 bytes per second). One core.
 """
 from __future__ import annotations
 
-import argparse
-import gzip
-import json
-import pathlib
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import orjson
 
-from shoal._native import ffi, lib
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import arg_parser, load_ndjson, write_result  # noqa: E402
 
-DATA_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ndjson"
+from shoal._native import ffi, lib  # noqa: E402
+
+QUICK_LINES = 2000
 DATASETS = {
     "zeek_wrccdc2018": [("_path",), ("id.resp_h",), ("id.resp_p",)],
     "twitter_statuses": [("lang",), ("user", "screen_name"), ("metadata", "result_type")],
@@ -87,9 +88,10 @@ def median_seconds(fn, runs):
     return statistics.median(times)
 
 
-def bench(name, paths, runs):
-    with gzip.open(DATA_DIR / f"{name}.ndjson.gz", "rb") as fh:
-        lines = [line for line in fh.read().split(b"\n") if line]
+def bench(name, paths, runs, max_lines=0):
+    lines = [line for line in load_ndjson(f"{name}.ndjson.gz").split(b"\n") if line]
+    if max_lines:
+        lines = lines[:max_lines]
     total = sum(map(len, lines))
     trie, keep = build_trie(paths)
     slots = ffi.new("shoal_slot[]", max(1, trie.n_slots))
@@ -130,21 +132,20 @@ def bench(name, paths, runs):
     return rows
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--json", help="also write the results here as JSON")
-    args = ap.parse_args()
+def main(argv=None):
+    ap = arg_parser(__doc__)
+    args = ap.parse_args(argv)
     rows = []
     for name, paths in DATASETS.items():
-        rows += bench(name, paths, args.runs)
+        rows += bench(name, paths, args.runs, QUICK_LINES if args.quick else 0)
     print(f"{'dataset':<18} {'method':<27} {'records':>8} {'avg B':>6} {'MB/s':>8} {'net MB/s':>9}")
     for r in rows:
         net = f"{r['net_mb_per_s']:9.0f}" if r["net_mb_per_s"] else f"{'-':>9}"
         print(f"{r['dataset']:<18} {r['method']:<27} {r['records']:>8} {r['bytes'] // r['records']:>6} "
               f"{r['mb_per_s']:8.0f} {net}")
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(rows, indent=2))
+    path = write_result("json_parse", {"runs": args.runs, "quick": args.quick, "results": rows, "targets": []},
+                        args.out)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
