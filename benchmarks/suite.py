@@ -2,7 +2,8 @@
 
 `make bench` runs the standard sizes (~200 MB of generated events, 5 rounds;
 about 3 minutes on a 2-core machine, 10 at most), `make bench-quick` the
---quick sizes (about 30 s; the figures mean nothing, the plumbing is tested). Each script prints its own tables, with the peers beside shoal;
+--quick sizes (about 30 s; the figures mean nothing, the plumbing is
+tested). Each script prints its own tables, with the peers beside shoal;
 results go to benchmarks/results/suite-<time>/<script>.json and a summary
 to benchmarks/results/suite-<time>.json.
 
