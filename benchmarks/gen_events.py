@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -218,12 +219,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     data = generate(args.n, args.seed)
     if args.output:
-        # Write under a temporary name first: a cache reader never sees half a file.
-        tmp = args.output.with_name(args.output.name + ".tmp")
-        tmp.write_bytes(data)
+        # Write under temporary names first (one per process): a cache reader
+        # never sees half a file, and concurrent writers do not mix theirs.
+        suffix = f".tmp{os.getpid()}"
         if args.counts:
             counts = args.output.with_suffix(".counts.json")
-            counts.write_text(json.dumps(value_counts(args.n, args.seed)))
+            tmp_counts = counts.with_name(counts.name + suffix)
+            tmp_counts.write_text(json.dumps(value_counts(args.n, args.seed)))
+            tmp_counts.replace(counts)
+        tmp = args.output.with_name(args.output.name + suffix)
+        tmp.write_bytes(data)
         tmp.replace(args.output)
     else:
         sys.stdout.buffer.write(data)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -155,7 +156,7 @@ def files_for(dataset: str, n: int, work: Path) -> dict[str, Path]:
     raw = events_file(n)
     gz = CACHE / (raw.name + ".gz")
     if not gz.exists():
-        tmp = gz.with_name(gz.name + ".tmp")
+        tmp = gz.with_name(f"{gz.name}.tmp{os.getpid()}")
         with open(raw, "rb") as src, gzip.open(tmp, "wb", compresslevel=6) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         tmp.replace(gz)
