@@ -393,6 +393,51 @@ int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index) {
 
 /* ---- record reads ---------------------------------------------------------- */
 
+/* Copy the verified record at `a` (or only its payload) to dst, which has
+ * `room` bytes; *len gets the byte count. In memory, the checksum is taken
+ * on the frame and the bytes copied once, then the frame is re-checked
+ * (seqlock); otherwise the record is read from its segment file. Returns
+ * SHOAL_OK, SHOAL_E_CORRUPT (no valid record there), SHOAL_E_IO, or
+ * SHOAL_E_SPACE (needs *len bytes of room). */
+static int read_one(shoal_log *log, uint64_t a, char *dst, uint64_t room, int payload_only,
+                    uint32_t *len, block_cache **bc) {
+    uint64_t page_mask = (1ULL << log->page_bits) - 1;
+    uint64_t page = a >> log->page_bits;
+    uint32_t f = (uint32_t)(page % log->n_frames);
+    shoal_record_header h;
+    int64_t p1 = LOAD(&log->frame_page[f]);
+    if (p1 == (int64_t)page) {
+        const char *rec = log->frames[f] + (a & page_mask);
+        memcpy(&h, rec, sizeof h);
+        int ok = header_ok(&h, a, log->page_bits) && record_crc_ok(rec);
+        uint64_t start = payload_only ? SHOAL_HEADER_BYTES + (uint64_t)h.n_kps * SHOAL_KP_BYTES + PAD8(h.values_bytes) : 0;
+        uint32_t n = ok ? (payload_only ? h.payload_bytes : h.size) : 0;
+        if (ok && n <= room) memcpy(dst, rec + start, n);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&log->frame_page[f], __ATOMIC_RELAXED) == p1) {
+            if (!ok) return SHOAL_E_CORRUPT;
+            *len = n;
+            return n <= room ? SHOAL_OK : SHOAL_E_SPACE;
+        }
+        /* the frame was recycled under us: the page is on disk now */
+    }
+    int r = read_bytes(log, a, (char *)&h, sizeof h, bc);
+    if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT;
+    if (!header_ok(&h, a, log->page_bits)) return SHOAL_E_CORRUPT;
+    if (h.size > room) { *len = h.size; return SHOAL_E_SPACE; } /* whole record needed to verify */
+    r = read_bytes(log, a, dst, h.size, h.size <= BLOCK_BYTES ? bc : NULL);
+    if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT;
+    if (memcmp(dst, &h, sizeof h) != 0 || !record_crc_ok(dst)) return SHOAL_E_CORRUPT;
+    if (payload_only) {
+        uint64_t start = SHOAL_HEADER_BYTES + (uint64_t)h.n_kps * SHOAL_KP_BYTES + PAD8(h.values_bytes);
+        memmove(dst, dst + start, h.payload_bytes);
+        *len = h.payload_bytes;
+    } else {
+        *len = h.size;
+    }
+    return SHOAL_OK;
+}
+
 int shoal_read(shoal_read_job *job, shoal_log *log) {
     uint64_t page_size = 1ULL << log->page_bits;
     uint64_t begin = LOAD(&log->begin_address);
@@ -403,31 +448,20 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
         uint32_t i = job->n_done;
         uint64_t a = job->addrs[i];
         job->offsets[i] = job->used;
+        job->lengths[i] = 0;
         job->status[i] = SHOAL_E_CORRUPT;
         if (a < begin || a >= tail || (a & 7) || (a & (page_size - 1)) + SHOAL_HEADER_BYTES > page_size)
             continue;
-        shoal_record_header h;
-        int r = read_bytes(log, a, (char *)&h, sizeof h, &bc);
-        if (r == SHOAL_E_IO) { job->status[i] = r; continue; }
-        if (r != SHOAL_OK || !header_ok(&h, a, log->page_bits)) continue;
-        if (job->used + h.size > job->cap) {
-            if (job->used == 0) { rc = SHOAL_E_SPACE; break; }
-            rc = SHOAL_OUT_FULL;
+        uint32_t len = 0;
+        int r = read_one(log, a, job->out + job->used, job->cap - job->used, job->payload_only != 0, &len, &bc);
+        if (r == SHOAL_E_SPACE) {
+            rc = job->used == 0 ? SHOAL_E_SPACE : SHOAL_OUT_FULL;
             break;
         }
-        char *dst = job->out + job->used;
-        r = read_bytes(log, a, dst, h.size, h.size <= BLOCK_BYTES ? &bc : NULL);
-        if (r != SHOAL_OK) { job->status[i] = r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT; continue; }
-        if (memcmp(dst, &h, sizeof h) != 0 || !record_crc_ok(dst)) continue;
-        job->status[i] = SHOAL_OK;
-        if (job->payload_only) {
-            uint64_t start = SHOAL_HEADER_BYTES + (uint64_t)h.n_kps * SHOAL_KP_BYTES + PAD8(h.values_bytes);
-            memmove(dst, dst + start, h.payload_bytes);
-            job->lengths[i] = h.payload_bytes;
-            job->used += h.payload_bytes;
-        } else {
-            job->lengths[i] = h.size;
-            job->used += h.size;
+        job->status[i] = r;
+        if (r == SHOAL_OK) {
+            job->lengths[i] = len;
+            job->used += len;
         }
     }
     free(bc);

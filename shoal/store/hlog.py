@@ -290,13 +290,16 @@ class HybridLog:
             offs = ffi.unpack(offsets + start, end - start)
             lens = ffi.unpack(lengths + start, end - start)
             sts = ffi.unpack(status + start, end - start)
-            for o, ln, st in zip(offs, lens, sts):
-                if st == 0:
-                    result.append(buf[o:o + ln])
-                elif st == lib.SHOAL_E_IO:
-                    raise NativeIOError(f"reading record at {addresses[len(result)]} failed")
-                else:
-                    result.append(None)
+            if not any(sts):  # the common case: every record read
+                result.extend([buf[o:o + ln] for o, ln in zip(offs, lens)])
+            else:
+                for o, ln, st in zip(offs, lens, sts):
+                    if st == 0:
+                        result.append(buf[o:o + ln])
+                    elif st == lib.SHOAL_E_IO:
+                        raise NativeIOError(f"reading record at {addresses[len(result)]} failed")
+                    else:
+                        result.append(None)
             if rc != lib.SHOAL_OUT_FULL:
                 break
         return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 from collections.abc import Iterator
 
 from .._native import check, ffi, lib
@@ -22,10 +23,11 @@ _WALK_CAP = 1024
 _FIRST_WALK_CAP = 32
 
 
-def walk_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
-               gate=contextlib.nullcontext()) -> Iterator[int]:
-    """Record addresses on the chain of (psf_id, canon) in [lo, hi), newest
-    first. `gate` is entered around each native call (the store's reader gate)."""
+def walk_chain_batches(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
+                       gate=contextlib.nullcontext()) -> Iterator[list[int]]:
+    """Lists of record addresses on the chain of (psf_id, canon) in [lo, hi),
+    newest first. `gate` is entered around each native call (the store's
+    reader gate)."""
     job = ffi.new("shoal_walk_job *")
     cap = _FIRST_WALK_CAP  # most answers are short: start small, grow
     out = ffi.new("uint64_t[]", cap)
@@ -43,7 +45,8 @@ def walk_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, 
             rc = lib.shoal_walk(job, log.c, index.ptr)
         if rc < 0:
             check(rc, f"chain walk at address {job.err_address}")
-        yield from ffi.unpack(out, job.n_out)
+        if job.n_out:
+            yield ffi.unpack(out, job.n_out)
         if job.done:
             return
         if cap < _WALK_CAP:
@@ -51,6 +54,13 @@ def walk_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, 
             out = ffi.new("uint64_t[]", cap)
             job.out = out
             job.cap = cap
+
+
+def walk_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
+               gate=contextlib.nullcontext()) -> Iterator[int]:
+    """The addresses of walk_chain_batches one by one."""
+    for batch in walk_chain_batches(log, index, psf_id, canon, value_hash, lo, hi, gate):
+        yield from batch
 
 
 def merge_sorted(streams: list[Iterator[int]], *, descending: bool) -> Iterator[int]:
@@ -90,6 +100,22 @@ def reversed_stream(stream: Iterator[int]) -> Iterator[int]:
     items = list(stream)
     items.reverse()
     return iter(items)
+
+
+def psf_address_batches(log, index, psf, canon: bytes, value_hash: int, inactive: list[tuple[int, int]],
+                        scan_matcher_factory, lo: int, hi: int, *, descending: bool,
+                        gate=contextlib.nullcontext()) -> Iterator[list[int]]:
+    """psf_addresses in lists: the chain's own batches when the chain alone
+    answers (the common case), else batches of the merged stream."""
+    if not inactive and descending:
+        return walk_chain_batches(log, index, psf.id, canon, value_hash, lo, hi, gate)
+    return _batched(psf_addresses(log, index, psf, canon, value_hash, inactive, scan_matcher_factory,
+                                  lo, hi, descending=descending, gate=gate))
+
+
+def _batched(stream: Iterator[int], n: int = 1024) -> Iterator[list[int]]:
+    while batch := list(itertools.islice(stream, n)):
+        yield batch
 
 
 def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list[tuple[int, int]],

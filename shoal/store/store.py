@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import builtins
 import fcntl
-import itertools
 import json
 import os
 import threading
@@ -45,7 +44,7 @@ from .scan import NativeMatcher, PythonMatcher, scan_range, truthy
 from .segments import SegmentFiles
 
 _FORMAT = 1
-_READ_BATCH = 256
+_READ_BATCH = 1024
 ORDERS = ("newest", "oldest")
 # Layout settings fixed when a store is created; the others may change per open.
 _LAYOUT = ("page_size_bytes", "segment_size_bytes")
@@ -286,9 +285,14 @@ class Store:
         for c in conditions:
             if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str)):
                 raise InvalidArgument("each condition is a (psf_name, value) pair")
+        if len(conditions) == 1:  # the chain's own batches, no merging
+            self._check_open()
+            lo, hi, descending = self._range(order, from_address, to_address, None)
+            (name, value), = conditions
+            return self._materialize(self._one(name, value, lo, hi, descending, batches=True), limit)
         addrs = self.query_addresses(conditions, mode=mode, order=order,
                                      from_address=from_address, to_address=to_address)
-        return self._materialize(addrs, limit)
+        return self._materialize(_query._batched(addrs), limit)
 
     def _range(self, order, from_address, to_address, limit) -> tuple[int, int, bool]:
         if order not in ORDERS:
@@ -302,7 +306,10 @@ class Store:
         hi = self._log.tail_address if to_address is None else min(to_address, self._log.tail_address)
         return lo, hi, order == "newest"
 
-    def _one(self, name: str, value: Any, lo: int, hi: int, descending: bool) -> Iterator[int]:
+    def _one(self, name: str, value: Any, lo: int, hi: int, descending: bool, *,
+             batches: bool = False) -> Iterator:
+        """Addresses (or lists of them, with batches=True) of the complete
+        answer for one condition."""
         psf = self._registry.get(name)
         canon = canonical(value)
         if canon is None or lo >= hi:
@@ -316,8 +323,9 @@ class Store:
         def factory():
             return self._matcher_for(psf, canon)
 
-        return _query.psf_addresses(self._log, self._index, psf, canon, h, inactive, factory,
-                                    lo, hi, descending=descending, gate=self._gate)
+        stream = _query.psf_address_batches if batches else _query.psf_addresses
+        return stream(self._log, self._index, psf, canon, h, inactive, factory, lo, hi,
+                      descending=descending, gate=self._gate)
 
     def _matcher_for(self, psf: PSF, canon: bytes | None):
         if psf.native:
@@ -337,20 +345,25 @@ class Store:
 
         return PythonMatcher(predicate)
 
-    def _materialize(self, addrs: Iterator[int], limit: int | None) -> Iterator[Record]:
-        if limit is not None:
-            addrs = itertools.islice(addrs, limit)
+    def _materialize(self, batches: Iterator[list[int]], limit: int | None) -> Iterator[Record]:
+        """Records for batches of addresses, read _READ_BATCH at a time."""
         log = self._log
         gate = self._gate
-        while True:
-            batch = list(itertools.islice(addrs, _READ_BATCH))  # address streams gate themselves
-            if not batch:
-                return
-            with gate:
-                raws = log.read_records(batch, payload_only=True)
-            for a, raw in zip(batch, raws):
-                if raw is not None:
-                    yield Record(a, raw)
+        left = limit
+        for batch in batches:  # address streams gate their own native calls
+            if left is not None:
+                if left <= 0:
+                    return
+                batch = batch[:left]
+                left -= len(batch)
+            for k in range(0, len(batch), _READ_BATCH):
+                part = batch[k:k + _READ_BATCH]
+                with gate:
+                    raws = log.read_records(part, payload_only=True)
+                if None in raws:
+                    yield from (Record(a, r) for a, r in zip(part, raws) if r is not None)
+                else:
+                    yield from map(Record, part, raws)
 
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
              from_address: int | None = None, to_address: int | None = None) -> Iterator[Record]:
@@ -372,7 +385,7 @@ class Store:
                     return False
 
             matcher = PythonMatcher(predicate)
-        addrs = scan_range(self._log, matcher, lo, hi, descending=descending, gate=self._gate)
+        addrs = _query._batched(scan_range(self._log, matcher, lo, hi, descending=descending, gate=self._gate))
         return self._materialize(addrs, limit)
 
     # ---- durability ----
