@@ -90,6 +90,11 @@ def canonical(value: Any) -> bytes | None:
     """Canonical bytes of a PSF value, or None when `value` is not indexable
     (None, False, list, dict, NaN, infinity). bool is checked before int, so
     True -> b"t", never b"n1e0"."""
+    if type(value) is str:  # the common query value: its UTF-8 is its canonical form
+        try:
+            return b"s" + value.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: not a JSON string shoal stores
+            return None
     if value is None or value is False or isinstance(value, (list, dict, tuple)):
         return None
     c = canonical_scalar(value)

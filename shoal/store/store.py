@@ -59,7 +59,7 @@ class _Compiled:
 
 class _Gate:
     def __init__(self) -> None:
-        self._cv = threading.Condition()
+        self._cv = threading.Condition(threading.Lock())  # a plain lock: cheaper than the default RLock
         self._inside = 0
         self.closed = False
 
@@ -281,13 +281,12 @@ class Store:
         raise InvalidArgument(f"unknown mode {mode!r}")
 
     def _run(self, conditions, mode, limit, order, from_address, to_address) -> Iterator[Record]:
-        self._range(order, from_address, to_address, limit)
+        lo, hi, descending = self._range(order, from_address, to_address, limit)
         for c in conditions:
             if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str)):
                 raise InvalidArgument("each condition is a (psf_name, value) pair")
         if len(conditions) == 1:  # the chain's own batches, no merging
             self._check_open()
-            lo, hi, descending = self._range(order, from_address, to_address, None)
             (name, value), = conditions
             return self._materialize(self._one(name, value, lo, hi, descending, batches=True), limit)
         addrs = self.query_addresses(conditions, mode=mode, order=order,
@@ -364,6 +363,8 @@ class Store:
                     yield from (Record(a, r) for a, r in zip(part, raws) if r is not None)
                 else:
                     yield from map(Record, part, raws)
+            if left is not None and left <= 0:
+                return  # before asking the stream for more
 
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
              from_address: int | None = None, to_address: int | None = None) -> Iterator[Record]:
