@@ -10,7 +10,6 @@ github_events.ndjson.gz beside the repository (or $SHOAL_SAMPLE_DATA/ndjson/...)
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -18,19 +17,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import shoal
+from _data import sample_data  # noqa: E402  (examples/ is on sys.path when run)
 
 
-def sample_data() -> Path:
-    """The shared data directory: $SHOAL_SAMPLE_DATA, else ../shared/data
-    beside the repository, else /work/shared/data."""
-    env = os.environ.get("SHOAL_SAMPLE_DATA")
-    if env:
-        return Path(env)
-    beside = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return beside if beside.is_dir() else Path("/work/shared/data")
 
 
 EVENTS = sample_data() / "ndjson" / "github_events.ndjson.gz"

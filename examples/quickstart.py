@@ -4,16 +4,13 @@
 """
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
-from pathlib import Path
 
 import shoal
+from _data import sample_data  # noqa: E402  (examples/ is on sys.path when run)
 
-# The shared data beside the repository, or $SHOAL_SAMPLE_DATA.
-SAMPLES = Path(os.environ.get("SHOAL_SAMPLE_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
-DATA = SAMPLES / "ndjson" / "github_events.ndjson.gz"
+DATA = sample_data() / "ndjson" / "github_events.ndjson.gz"
 
 
 def main(directory: str) -> None:

@@ -12,22 +12,13 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import tempfile
 import time
-from pathlib import Path
 
 import shoal
+from _data import sample_data  # noqa: E402  (examples/ is on sys.path when run)
 
 
-def sample_data() -> Path:
-    """The shared data directory: $SHOAL_SAMPLE_DATA, else ../shared/data
-    beside the repository, else /work/shared/data."""
-    env = os.environ.get("SHOAL_SAMPLE_DATA")
-    if env:
-        return Path(env)
-    beside = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return beside if beside.is_dir() else Path("/work/shared/data")
 
 
 ZEEK = sample_data() / "ndjson" / "zeek_wrccdc2018.ndjson.gz"

@@ -223,6 +223,20 @@ static inline int bytes_cmp(const canon_view *a, const canon_view *b)
 }
 
 /* *eq = (l == r) with JSON semantics. */
+/* Canonical views of both operands (buffers of LOCAL_CANON_BYTES each);
+ * on success the caller frees lv->heap and rv->heap. */
+static int views_of(const shoal_psfset *set, const char *rec, const shoal_val *l, const shoal_val *r,
+                    char *lbuf, char *rbuf, canon_view *lv, canon_view *rv)
+{
+    int rc = view_of(set, rec, l, lbuf, LOCAL_CANON_BYTES, lv);
+    if (rc)
+        return rc;
+    rc = view_of(set, rec, r, rbuf, LOCAL_CANON_BYTES, rv);
+    if (rc)
+        free(lv->heap);
+    return rc;
+}
+
 static int values_equal(const shoal_psfset *set, const char *rec, const shoal_val *l,
                         const shoal_val *r, int *eq)
 {
@@ -264,14 +278,9 @@ static int values_equal(const shoal_psfset *set, const char *rec, const shoal_va
     }
     char lbuf[LOCAL_CANON_BYTES], rbuf[LOCAL_CANON_BYTES];
     canon_view lv, rv;
-    int rc = view_of(set, rec, l, lbuf, sizeof lbuf, &lv);
+    int rc = views_of(set, rec, l, r, lbuf, rbuf, &lv, &rv);
     if (rc)
         return rc;
-    rc = view_of(set, rec, r, rbuf, sizeof rbuf, &rv);
-    if (rc) {
-        free(lv.heap);
-        return rc;
-    }
     *eq = lv.n == rv.n && memcmp(lv.p, rv.p, lv.n) == 0;
     free(lv.heap);
     free(rv.heap);
@@ -290,14 +299,9 @@ static int values_order(const shoal_psfset *set, const char *rec, const shoal_va
     *comparable = 1;
     char lbuf[LOCAL_CANON_BYTES], rbuf[LOCAL_CANON_BYTES];
     canon_view lv, rv;
-    int rc = view_of(set, rec, l, lbuf, sizeof lbuf, &lv);
+    int rc = views_of(set, rec, l, r, lbuf, rbuf, &lv, &rv);
     if (rc)
         return rc;
-    rc = view_of(set, rec, r, rbuf, sizeof rbuf, &rv);
-    if (rc) {
-        free(lv.heap);
-        return rc;
-    }
     if (l->type == SHOAL_T_STRING) {
         *cmp = bytes_cmp(&lv, &rv);
     } else {
