@@ -32,6 +32,10 @@ class StoreConfig:
     batch_bytes: how much input one native ingest call takes.
     max_reported_errors: rejected records listed in an IngestResult (all are
         counted).
+    key: a JMESPath expression giving each record's key (a string or a
+        number) for a keyed store: a newer record with the same key
+        supersedes the older one, and keys can be read and deleted. None: an
+        unkeyed store (every record stays live). Fixed when a store is created.
     """
 
     page_size_bytes: int = 4 * MiB
@@ -41,6 +45,7 @@ class StoreConfig:
     max_record_bytes: int | None = None
     batch_bytes: int = 1 * MiB
     max_reported_errors: int = 1000
+    key: str | None = None
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:
@@ -57,6 +62,8 @@ class StoreConfig:
             raise InvalidArgument("batch_bytes must be at least 4 KiB")
         if self.max_reported_errors < 0:
             raise InvalidArgument("max_reported_errors must be >= 0")
+        if self.key is not None and (not isinstance(self.key, str) or not self.key.strip()):
+            raise InvalidArgument("key must be a non-empty JMESPath expression")
 
     @property
     def page_bits(self) -> int:

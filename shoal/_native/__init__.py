@@ -29,6 +29,7 @@ _REASONS = {
     lib.SHOAL_E_ARG: "invalid argument",
     lib.SHOAL_E_FRAMING: "malformed JSON array",
     lib.SHOAL_E_CONTROL: "unescaped control character in string",
+    lib.SHOAL_E_NO_KEY: "record has no key (the store's key expression gives no string or number)",
 }
 
 

@@ -195,10 +195,14 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
         /* Evaluate programs; canonical bytes of every value go to scratch. */
         uint32_t n_kps = 0;
         uint64_t scratch_used = 0, values_bytes = 0;
-        for (uint32_t p = 0; p < set->n_progs; p++) {
+        for (uint32_t p = 0; p < (job->tombstones ? 0 : set->n_progs); p++) {
             shoal_val v;
             int erc = shoal_eval(set, p, text, job->slots, &v);
             if (erc != SHOAL_OK) { rc = erc; goto out; }
+            if (p == 0 && set->key_required && !(v.type == SHOAL_T_STRING || v.type == SHOAL_T_NUMBER)) {
+                res->status = SHOAL_E_NO_KEY;
+                goto reject;
+            }
             if (!(v.type == SHOAL_T_STRING || v.type == SHOAL_T_NUMBER || v.type == SHOAL_T_TRUE))
                 continue;
             if (n_kps >= MAX_PLAN) { res->status = SHOAL_E_TOO_MANY_KPS; goto reject; }
@@ -268,7 +272,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
         shoal_record_header *h = (shoal_record_header *)rec;
         h->magic = SHOAL_RECORD_MAGIC;
         h->version = SHOAL_RECORD_VERSION;
-        h->flags = 0;
+        h->flags = job->tombstones ? SHOAL_RF_TOMBSTONE : 0;
         h->size = (uint32_t)size;
         h->payload_bytes = text_len;
         h->n_kps = (uint16_t)n_kps;
@@ -391,6 +395,78 @@ int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index) {
     return rc;
 }
 
+/* ---- keyed stores: liveness ----------------------------------------------- */
+
+/* The newest record on the key chain of (canon, hash), or 0 if none in [begin, tail). */
+static int newest_version(shoal_log *log, shoal_index *index, const char *canon, uint32_t canon_len,
+                          uint64_t hash, uint64_t begin, uint64_t *out, block_cache **bc) {
+    uint64_t kp_addr = shoal_index_lookup(index, hash);
+    *out = 0;
+    while (kp_addr && kp_addr >= begin) {
+        shoal_key_pointer kp;
+        int r = read_bytes(log, kp_addr, (char *)&kp, sizeof kp, bc);
+        if (r != SHOAL_OK) return r;
+        uint64_t rec_addr = kp_addr - SHOAL_HEADER_BYTES - (uint64_t)kp.kp_index * SHOAL_KP_BYTES;
+        uint64_t prev = kp.prev_psf & ADDR_MASK;
+        if (prev >= kp_addr) return SHOAL_E_CORRUPT;
+        if ((uint32_t)(kp.prev_psf >> 48) == SHOAL_KEY_PSF_ID && kp.hash32 == (uint32_t)hash) {
+            int eq = value_equals(log, rec_addr, &kp, canon, canon_len, bc);
+            if (eq < 0) return eq;
+            if (eq) { *out = rec_addr; return SHOAL_OK; }
+        }
+        kp_addr = prev;
+    }
+    return SHOAL_OK;
+}
+
+int shoal_live(shoal_live_job *job, shoal_log *log, shoal_index *index) {
+    uint64_t page_size = 1ULL << log->page_bits;
+    uint64_t begin = LOAD(&log->begin_address);
+    uint64_t tail = LOAD(&log->tail_address);
+    block_cache *bc = NULL;
+    char *canon = NULL;
+    uint32_t canon_cap = 0;
+    int rc = SHOAL_OK;
+    job->err = SHOAL_OK;
+    for (uint32_t i = 0; i < job->n; i++) {
+        uint64_t a = job->addrs[i];
+        job->live[i] = 0;
+        if (a < begin || a >= tail || (a & 7) || (a & (page_size - 1)) + SHOAL_HEADER_BYTES > page_size)
+            continue;
+        shoal_record_header h;
+        shoal_key_pointer kp;
+        int r = read_bytes(log, a, (char *)&h, sizeof h, &bc);
+        if (r == SHOAL_OK && (!header_ok(&h, a, log->page_bits) || h.n_kps == 0)) continue;
+        if (r == SHOAL_OK) r = read_bytes(log, a + SHOAL_HEADER_BYTES, (char *)&kp, sizeof kp, &bc);
+        if (r == SHOAL_E_IO) { rc = r; job->err = r; job->err_address = a; break; }
+        if (r != SHOAL_OK || (h.flags & SHOAL_RF_TOMBSTONE)) continue;
+        if ((uint32_t)(kp.prev_psf >> 48) != SHOAL_KEY_PSF_ID
+            || kp.value_off + (uint64_t)kp.value_len > h.size) continue;
+        uint32_t need = kp.value_len + 1;
+        if (need > canon_cap) {
+            char *n = realloc(canon, need);
+            if (!n) { rc = SHOAL_E_NOMEM; job->err = rc; break; }
+            canon = n;
+            canon_cap = need;
+        }
+        uint32_t cl = 0;
+        if (kp.value_kind == SHOAL_KP_SPAN) canon[cl++] = 's';
+        r = read_bytes(log, a + kp.value_off, canon + cl, kp.value_len, &bc);
+        if (r == SHOAL_E_IO) { rc = r; job->err = r; job->err_address = a; break; }
+        if (r != SHOAL_OK) continue;
+        cl += kp.value_len;
+        uint64_t hash = shoal_hash(SHOAL_KEY_PSF_ID, canon, cl);
+        if ((uint32_t)hash != kp.hash32) continue;
+        uint64_t newest = 0;
+        r = newest_version(log, index, canon, cl, hash, begin, &newest, &bc);
+        if (r == SHOAL_E_IO) { rc = r; job->err = r; job->err_address = a; break; }
+        job->live[i] = (r == SHOAL_OK && newest == a);
+    }
+    free(canon);
+    free(bc);
+    return rc;
+}
+
 /* ---- record reads ---------------------------------------------------------- */
 
 /* Copy the verified record at `a` (or only its payload) to dst, which has
@@ -410,12 +486,14 @@ static int read_one(shoal_log *log, uint64_t a, char *dst, uint64_t room, int pa
         const char *rec = log->frames[f] + (a & page_mask);
         memcpy(&h, rec, sizeof h);
         int ok = header_ok(&h, a, log->page_bits) && record_crc_ok(rec);
+        int tomb = ok && payload_only && (h.flags & SHOAL_RF_TOMBSTONE);
         uint64_t start = payload_only ? SHOAL_HEADER_BYTES + (uint64_t)h.n_kps * SHOAL_KP_BYTES + PAD8(h.values_bytes) : 0;
-        uint32_t n = ok ? (payload_only ? h.payload_bytes : h.size) : 0;
+        uint32_t n = ok && !tomb ? (payload_only ? h.payload_bytes : h.size) : 0;
         if (ok && n <= room) memcpy(dst, rec + start, n);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&log->frame_page[f], __ATOMIC_RELAXED) == p1) {
             if (!ok) return SHOAL_E_CORRUPT;
+            if (tomb) { *len = 0; return SHOAL_TOMBSTONE; }
             *len = n;
             return n <= room ? SHOAL_OK : SHOAL_E_SPACE;
         }
@@ -428,6 +506,7 @@ static int read_one(shoal_log *log, uint64_t a, char *dst, uint64_t room, int pa
     r = read_bytes(log, a, dst, h.size, h.size <= BLOCK_BYTES ? bc : NULL);
     if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT;
     if (memcmp(dst, &h, sizeof h) != 0 || !record_crc_ok(dst)) return SHOAL_E_CORRUPT;
+    if (payload_only && (h.flags & SHOAL_RF_TOMBSTONE)) { *len = 0; return SHOAL_TOMBSTONE; }
     if (payload_only) {
         uint64_t start = SHOAL_HEADER_BYTES + (uint64_t)h.n_kps * SHOAL_KP_BYTES + PAD8(h.values_bytes);
         memmove(dst, dst + start, h.payload_bytes);
@@ -492,7 +571,7 @@ int shoal_scan(shoal_scan_job *job, const shoal_psfset *set) {
             return SHOAL_E_CORRUPT;
         }
         if (a >= job->hi) return SHOAL_END;
-        if (a >= job->lo) {
+        if (a >= job->lo && !(h->flags & SHOAL_RF_TOMBSTONE)) {
             int match = 0;
             if (job->mode == SHOAL_SCAN_ALL) {
                 match = 1;

@@ -42,6 +42,8 @@
 #define SHOAL_E_ARG -13          /* invalid argument (programming error) */
 #define SHOAL_E_FRAMING -14      /* array framing: unterminated or malformed array */
 #define SHOAL_E_CONTROL -15      /* unescaped control character in a string */
+#define SHOAL_E_NO_KEY -16       /* keyed store: the record's key is missing or not a scalar */
+#define SHOAL_TOMBSTONE 4        /* read: a tombstone (deleted key) starts there */
 
 /* ---- JSON values -------------------------------------------------------- */
 #define SHOAL_T_MISSING 0   /* path not present: behaves as null */
@@ -197,6 +199,10 @@ typedef struct {
     const shoal_insn *insns;
     const shoal_lit *lits;
     const char *lit_pool;
+    uint32_t key_required;  /* 1: program 0 is the store's key; a record whose
+                               key is not a string or number is rejected
+                               (SHOAL_E_NO_KEY) */
+    uint32_t reserved;
 } shoal_psfset;
 
 #define SHOAL_ORIGIN_NONE 0    /* computed: true/false/null, no bytes */
@@ -233,6 +239,7 @@ int64_t shoal_val_canon(const shoal_psfset *set, const char *rec, const shoal_va
 #define SHOAL_MAX_KPS 65535
 #define SHOAL_KP_SPAN 1    /* value = raw string content inside the payload; canonical = 's' + bytes */
 #define SHOAL_KP_CANON 2   /* value = canonical bytes in the values area */
+#define SHOAL_KEY_PSF_ID 65535  /* key pointers of a keyed store's key; no PSF has this id */
 #define SHOAL_ADDRESS_BITS 48
 #define SHOAL_FIRST_ADDRESS 64   /* address 0 means "none"; the log starts here */
 
@@ -246,7 +253,7 @@ typedef struct {
     uint16_t n_kps;
     uint16_t reserved;
     uint32_t values_bytes;  /* canonical values area, unpadded */
-    uint64_t aux;           /* reserved for keyed records; 0 */
+    uint64_t aux;           /* reserved; 0 */
 } shoal_record_header;
 
 typedef struct {
@@ -340,7 +347,8 @@ typedef struct {
     uint64_t last_address;           /* out: last record appended */
     uint32_t *rejects;               /* out: indexes of rejected spans (n_spans capacity) */
     uint32_t n_rejects;
-    uint32_t reserved;
+    uint32_t tombstones;             /* 1: append tombstones: flag SHOAL_RF_TOMBSTONE, no
+                                        programs run, key pointers come from extras only */
 } shoal_ingest_job;
 
 /* Validate, evaluate and append job's records at the log tail, linking their
@@ -374,7 +382,8 @@ int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index);
 /* Copy records at addrs into out, back to back; each is verified (header and
  * CRC32C) first. offsets[i] = where record i's bytes start in out, lengths[i]
  * how many, status[i] its outcome (SHOAL_OK, SHOAL_E_CORRUPT if no valid
- * record starts there). With payload_only, only the JSON text is kept.
+ * record starts there). With payload_only, only the JSON text is kept, and
+ * a tombstone is not copied (status SHOAL_TOMBSTONE).
  * Resumes at n_done; returns SHOAL_OUT_FULL when `out` fills, SHOAL_E_SPACE
  * when one record alone does not fit. */
 typedef struct {
@@ -393,7 +402,24 @@ typedef struct {
 
 int shoal_read(shoal_read_job *job, shoal_log *log);
 
-/* Scan records in a buffer holding log bytes [base, base + len). */
+/* Keyed stores: live[i] = 1 when the record at addrs[i] is the newest
+ * version of its key (the first record on its key chain whose key equals its
+ * own) and is not a tombstone; 0 otherwise (superseded, deleted, a tombstone,
+ * below begin, or no valid record there). One call per batch. */
+typedef struct {
+    const uint64_t *addrs;
+    uint32_t n;
+    uint32_t reserved;
+    uint8_t *live;            /* out: n entries */
+    int32_t err;              /* out: SHOAL_OK or SHOAL_E_IO */
+    uint32_t reserved2;
+    uint64_t err_address;
+} shoal_live_job;
+
+int shoal_live(shoal_live_job *job, shoal_log *log, shoal_index *index);
+
+/* Scan records in a buffer holding log bytes [base, base + len). Tombstones
+ * never match. */
 #define SHOAL_SCAN_ALL 0       /* every record */
 #define SHOAL_SCAN_TRUTHY 1    /* records where program `prog` yields a truthy value */
 #define SHOAL_SCAN_EQUALS 2    /* records where program `prog` yields canonical == canon */

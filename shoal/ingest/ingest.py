@@ -8,11 +8,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .._native import check, ffi, lib, reason
+from ..psf import canonical
 from ..errors import IngestRejected, InvalidArgument
 from .framing import Framer, InputFormat
 from .result import IngestError, IngestResult
 from .sources import Source
+
+
+
+def key_canonical(expression, obj: Any) -> bytes | None:
+    """Canonical bytes of a record's key: a string or a number, else None."""
+    try:
+        value = expression.search(obj)
+    except Exception:  # noqa: BLE001 - an evaluation error means "no key"
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    return canonical(value)
+
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store.store import Store
@@ -72,40 +88,14 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
             scratch.results = ffi.new("shoal_rec_result[]", n)
             scratch.rejects = ffi.new("uint32_t[]", n)
             scratch.n_results = n
-        buf_c = ffi.from_buffer(batch.buf) if len(batch.buf) else ffi.new("char[1]")
         extras_c, pool_c, n_extras = no_extras, ffi.NULL, 0
-        if slow is not None and not dry_run:
-            extras_c, pool_c, n_extras, keep = _slow_extras(slow, batch.buf, batch.spans, n)
-
-        job.buf = buf_c
-        job.spans = batch.spans
-        job.n_spans = n
-        job.extras = extras_c
-        job.n_extras = n_extras
-        job.extra_pool = pool_c if pool_c is not None else ffi.NULL
-        job.dry_run = 1 if dry_run else 0
-        job.max_record_bytes = cfg.effective_max_record_bytes
-        job.next_span = 0
-        job.next_extra = 0
-        job.results = scratch.results
-        job.slots = scratch.slots
-        job.scratch = scratch.scratch
-        job.scratch_bytes = scratch.scratch_bytes
-        job.appended = 0
-        job.rejected = 0
-        job.bytes_appended = 0
-        job.text_bytes = 0
-        job.first_address = 0
-        job.last_address = 0
-        job.rejects = scratch.rejects
-        job.n_rejects = 0
-        while True:
-            rc = lib.shoal_ingest(job, native_set.ptr, log.c, store._index.ptr)
-            if rc == lib.SHOAL_NEED_PAGE:
-                log.turn_page()
-                continue
-            check(rc, "ingest")
-            break
+        if slow is not None and (not dry_run or compiled.key_slow is not None):
+            extras_c, pool_c, n_extras, keep = _slow_extras(slow, batch.buf, batch.spans, n,
+                                                            key=compiled.key_slow)
+            if dry_run:
+                extras_c, pool_c, n_extras = no_extras, ffi.NULL, 0
+        _append(store, job, native_set, batch.buf, batch.spans, n, extras_c, pool_c, n_extras,
+                scratch, dry_run=dry_run)
         store._index.maybe_grow()
 
         result.input_bytes += int(job.text_bytes)
@@ -126,18 +116,110 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
     return result
 
 
-def _slow_extras(slow, buf, spans, n):
-    """Evaluate slow-path PSFs per record (pure Python; documented slow path)."""
+def _append(store: "Store", job, native_set, buf, spans, n: int, extras_c, pool_c, n_extras: int,
+            scratch, *, dry_run: bool = False, tombstones: bool = False) -> None:
+    """One native ingest call over n framed records (resumed across page turns)."""
+    cfg = store.config
+    log = store._log
+    buf_c = ffi.from_buffer(buf) if len(buf) else ffi.new("char[1]")  # alive through the calls
+    job.buf = buf_c
+    job.spans = spans
+    job.n_spans = n
+    job.extras = extras_c
+    job.n_extras = n_extras
+    job.extra_pool = pool_c if pool_c is not None else ffi.NULL
+    job.dry_run = 1 if dry_run else 0
+    job.tombstones = 1 if tombstones else 0
+    job.max_record_bytes = cfg.effective_max_record_bytes
+    job.next_span = 0
+    job.next_extra = 0
+    job.results = scratch.results
+    job.slots = scratch.slots
+    job.scratch = scratch.scratch
+    job.scratch_bytes = scratch.scratch_bytes
+    job.appended = 0
+    job.rejected = 0
+    job.bytes_appended = 0
+    job.text_bytes = 0
+    job.first_address = 0
+    job.last_address = 0
+    job.rejects = scratch.rejects
+    job.n_rejects = 0
+    while True:
+        rc = lib.shoal_ingest(job, native_set.ptr, log.c, store._index.ptr)
+        if rc == lib.SHOAL_NEED_PAGE:
+            log.turn_page()
+            continue
+        check(rc, "ingest")
+        break
+    del buf_c
+
+
+def append_tombstones(store: "Store", keys: list[tuple[bytes, bytes]]) -> list[int]:
+    """Append one tombstone per (key JSON text, canonical key): a record
+    flagged deleted whose only key pointer is on the key chain. Writer only.
+    Returns the tombstones' addresses."""
+    n = len(keys)
+    buf = bytearray()
+    spans = ffi.new("shoal_span[]", max(1, n))
+    extras = ffi.new("shoal_extra[]", max(1, n))
+    pool = bytearray()
+    for i, (text, canon) in enumerate(keys):
+        sp = spans[i]
+        sp.start = len(buf)
+        sp.len = len(text)
+        sp.line = i + 1
+        sp.status = 0
+        buf += text + b"\n"
+        e = extras[i]
+        e.rec = i
+        e.psf_id = lib.SHOAL_KEY_PSF_ID
+        e.off = len(pool)
+        e.len = len(canon)
+        pool += canon
+    pool_c = ffi.new("char[]", bytes(pool) or b"\0")
+    scratch = store._ingest_scratch(store._compiled().native.n_slots)
+    if n > scratch.n_results:
+        scratch.results = ffi.new("shoal_rec_result[]", n)
+        scratch.rejects = ffi.new("uint32_t[]", n)
+        scratch.n_results = n
+    job = ffi.new("shoal_ingest_job *")
+    _append(store, job, store._compiled().native, bytes(buf), spans, n, extras, pool_c, n, scratch,
+            tombstones=True)
+    store._index.maybe_grow()
+    if job.rejected:
+        r = scratch.results[scratch.rejects[0]]
+        raise InvalidArgument(f"cannot delete this key: {reason(r.status)}")
+    store._records += int(job.appended)
+    return [int(scratch.results[i].address) for i in range(n)]
+
+
+def _slow_extras(slow, buf, spans, n, *, key=None):
+    """Evaluate slow-path PSFs per record (pure Python; documented slow path).
+    With `key` (a keyed store's key expression that C cannot evaluate), also
+    compute the key; a record without one is marked rejected (SHOAL_E_NO_KEY)."""
     recs: list[tuple[int, int, int, int]] = []
     pool = bytearray()
     mv = memoryview(buf)
+    key_id = lib.SHOAL_KEY_PSF_ID
     for i in range(n):
         sp = spans[i]
         if sp.status != 0:
             continue
         s = sp.start
         text = bytes(mv[s:s + sp.len])
-        for psf_id, canon in slow.values(text):
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            continue  # C rejects it with the exact reason
+        if key is not None:
+            canon = key_canonical(key, obj)
+            if canon is None:
+                sp.status = lib.SHOAL_E_NO_KEY
+                continue
+            recs.append((i, key_id, len(pool), len(canon)))
+            pool += canon
+        for psf_id, canon in slow.values(obj, parsed=True):
             recs.append((i, psf_id, len(pool), len(canon)))
             pool += canon
     n = len(recs)

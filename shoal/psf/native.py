@@ -63,8 +63,11 @@ class NativePSFSet:
     # ---- construction -------------------------------------------------------
 
     @classmethod
-    def build(cls, items: Iterable[tuple[int, Expression]]) -> "NativePSFSet":
-        """Compile (psf_id, native expression) pairs; program i is items[i]."""
+    def build(cls, items: Iterable[tuple[int, Expression]], *,
+              key: Expression | None = None) -> "NativePSFSet":
+        """Compile (psf_id, native expression) pairs; program i is items[i].
+        With `key` (a keyed store's key expression), program 0 computes the
+        key (psf id SHOAL_KEY_PSF_ID) and records without one are rejected."""
         items = list(items)
         seen: set[int] = set()
         for psf_id, expr in items:
@@ -75,9 +78,14 @@ class NativePSFSet:
             if not 0 <= psf_id < lib.SHOAL_MAX_KPS:
                 raise InvalidArgument(f"psf_id {psf_id} out of range")
             seen.add(psf_id)
+        if key is not None:
+            if not key.native:
+                raise InvalidArgument("the key expression is not native")
+            items.insert(0, (lib.SHOAL_KEY_PSF_ID, key))
         self = cls()
         self._build_trie(items)
         self._build_programs(items)
+        self.ptr.key_required = 1 if key is not None else 0
         return self
 
     @classmethod

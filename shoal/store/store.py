@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .._native import ffi
 from ..config import StoreConfig
 from ..errors import InvalidArgument, PSFError, StoreClosed, StoreLocked
@@ -38,6 +40,7 @@ from . import query as _query
 from .address import FIRST_ADDRESS
 from .checkpoint import CheckpointInfo, list_checkpoints, write_checkpoint
 from .hlog import HybridLog
+from .keys import KeyIndex, key_canon
 from .record import Record
 from .recovery import recover
 from .scan import NativeMatcher, PythonMatcher, scan_range, truthy
@@ -47,7 +50,7 @@ _FORMAT = 1
 _READ_BATCH = 1024
 ORDERS = ("newest", "oldest")
 # Layout settings fixed when a store is created; the others may change per open.
-_LAYOUT = ("page_size_bytes", "segment_size_bytes")
+_LAYOUT = ("page_size_bytes", "segment_size_bytes", "key")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class _Compiled:
     """What ingest evaluates: native programs and slow-path PSFs (a snapshot)."""
     native: NativePSFSet
     slow: SlowEvaluator | None
+    key_slow: Any = None  # a keyed store's key expression when C cannot evaluate it
 
 
 class _Gate:
@@ -96,6 +100,13 @@ class Store:
         self._lock_file = _lock(self.path)
         try:
             self.config = _resolve_config(self.path, config, overrides)
+            self.key: str | None = self.config.key
+            self._key_expr = None
+            if self.key is not None:
+                try:
+                    self._key_expr = parse_definition(self.key)
+                except PSFError as exc:
+                    raise InvalidArgument(f"key: {exc}") from None
             self.tmp_dir = self.path / "tmp"
             self.tmp_dir.mkdir(exist_ok=True)
             self._ckpt_dir = self.path / "checkpoints"
@@ -119,6 +130,7 @@ class Store:
             raise
         self._write_lock = threading.Lock()
         self._gate = _Gate()
+        self._keys = KeyIndex(self._log, self._index) if self.key is not None else None
         self._compiled_state = self._compile()
         self._records = self.recovery.records_at_checkpoint + self.recovery.replayed_records
         self._ingest_totals = {"calls": 0, "records": 0, "rejected": 0, "bytes": 0}
@@ -175,9 +187,12 @@ class Store:
     # ---- PSFs ----
     def _compile(self) -> _Compiled:
         active = self._registry.active()
-        native = NativePSFSet.build([(p.id, p.expression) for p in active if p.native])
+        key = self._key_expr
+        key_native = key if key is not None and key.native else None
+        key_slow = key if key is not None and not key.native else None
+        native = NativePSFSet.build([(p.id, p.expression) for p in active if p.native], key=key_native)
         slow = [p for p in active if not p.native]
-        return _Compiled(native, SlowEvaluator(slow) if slow else None)
+        return _Compiled(native, SlowEvaluator(slow) if slow or key_slow is not None else None, key_slow)
 
     def _compiled(self) -> _Compiled:
         return self._compiled_state
@@ -248,26 +263,28 @@ class Store:
         return None if raw is None else Record(address, raw)
 
     def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
-              from_address: int | None = None, to_address: int | None = None) -> Iterator[Record]:
+              from_address: int | None = None, to_address: int | None = None,
+              include_superseded: bool = False) -> Iterator[Record]:
         """Records whose PSF `psf` has value `value` (JSON semantics: 1 == 1.0,
-        escapes do not matter), lazily, newest first by default."""
-        return self._run([(psf, value)], "one", limit, order, from_address, to_address)
+        escapes do not matter), lazily, newest first by default. In a keyed
+        store only live versions are returned unless include_superseded."""
+        return self._run([(psf, value)], "one", limit, order, from_address, to_address, include_superseded)
 
     def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
-                  to_address: int | None = None) -> Iterator[Record]:
+                  to_address: int | None = None, include_superseded: bool = False) -> Iterator[Record]:
         """Records matching every (psf, value) condition."""
-        return self._run(list(conditions), "all", limit, order, from_address, to_address)
+        return self._run(list(conditions), "all", limit, order, from_address, to_address, include_superseded)
 
     def query_any(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
-                  to_address: int | None = None) -> Iterator[Record]:
+                  to_address: int | None = None, include_superseded: bool = False) -> Iterator[Record]:
         """Records matching at least one (psf, value) condition."""
-        return self._run(list(conditions), "any", limit, order, from_address, to_address)
+        return self._run(list(conditions), "any", limit, order, from_address, to_address, include_superseded)
 
     def query_addresses(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all",
                         order: str = "newest", from_address: int | None = None,
-                        to_address: int | None = None) -> Iterator[int]:
+                        to_address: int | None = None, include_superseded: bool = False) -> Iterator[int]:
         """Like query_all/query_any, yielding addresses only."""
         self._check_open()
         lo, hi, descending = self._range(order, from_address, to_address, None)
@@ -275,12 +292,17 @@ class Store:
         if not streams:
             raise InvalidArgument("at least one condition is needed")
         if mode == "any":
-            return _query.merge_sorted(streams, descending=descending)
-        if mode in ("all", "one"):
-            return streams[0] if len(streams) == 1 else _query.intersect_sorted(streams, descending=descending)
-        raise InvalidArgument(f"unknown mode {mode!r}")
+            addrs = _query.merge_sorted(streams, descending=descending)
+        elif mode in ("all", "one"):
+            addrs = streams[0] if len(streams) == 1 else _query.intersect_sorted(streams, descending=descending)
+        else:
+            raise InvalidArgument(f"unknown mode {mode!r}")
+        if self._keys is None or include_superseded:
+            return addrs
+        return (a for batch in self._live_batches(_query._batched(addrs)) for a in batch)
 
-    def _run(self, conditions, mode, limit, order, from_address, to_address) -> Iterator[Record]:
+    def _run(self, conditions, mode, limit, order, from_address, to_address,
+             include_superseded) -> Iterator[Record]:
         lo, hi, descending = self._range(order, from_address, to_address, limit)
         for c in conditions:
             if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str)):
@@ -288,10 +310,23 @@ class Store:
         if len(conditions) == 1:  # the chain's own batches, no merging
             self._check_open()
             (name, value), = conditions
-            return self._materialize(self._one(name, value, lo, hi, descending, batches=True), limit)
-        addrs = self.query_addresses(conditions, mode=mode, order=order,
-                                     from_address=from_address, to_address=to_address)
-        return self._materialize(_query._batched(addrs), limit)
+            batches = self._one(name, value, lo, hi, descending, batches=True)
+        else:
+            batches = _query._batched(self.query_addresses(conditions, mode=mode, order=order,
+                                                           from_address=from_address,
+                                                           to_address=to_address, include_superseded=True))
+        if self._keys is not None and not include_superseded:
+            batches = self._live_batches(batches)
+        return self._materialize(batches, limit)
+
+    def _live_batches(self, batches: Iterator[list[int]]) -> Iterator[list[int]]:
+        """Keyed stores: keep only the live versions (one native call per batch)."""
+        keys = self._keys
+        for batch in batches:
+            with self._gate:
+                live = keys.filter_live(batch)
+            if live:
+                yield live
 
     def _range(self, order, from_address, to_address, limit) -> tuple[int, int, bool]:
         if order not in ORDERS:
@@ -367,9 +402,11 @@ class Store:
                 return  # before asking the stream for more
 
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
-             from_address: int | None = None, to_address: int | None = None) -> Iterator[Record]:
+             from_address: int | None = None, to_address: int | None = None,
+             include_superseded: bool = False) -> Iterator[Record]:
         """Records for which a JMESPath expression is truthy, by scanning the
-        log (no index needed)."""
+        log (no index needed). Keyed stores: live versions only unless
+        include_superseded."""
         lo, hi, descending = self._range(order, from_address, to_address, limit)
         expr = parse_definition(expression)
         if expr.native:
@@ -387,7 +424,44 @@ class Store:
 
             matcher = PythonMatcher(predicate)
         addrs = _query._batched(scan_range(self._log, matcher, lo, hi, descending=descending, gate=self._gate))
+        if self._keys is not None and not include_superseded:
+            addrs = self._live_batches(addrs)
         return self._materialize(addrs, limit)
+
+    # ---- keyed stores ----
+    def _require_keys(self) -> KeyIndex:
+        self._check_open()
+        if self._keys is None:
+            raise InvalidArgument("this store has no key; open it with key=<expression> when creating it")
+        return self._keys
+
+    def get_key(self, key: Any) -> Record | None:
+        """The newest version of `key`, or None if it was never stored or was deleted."""
+        keys = self._require_keys()
+        canon = key_canon(key)
+        with self._gate:
+            address = keys.newest(canon)
+            if address is None:
+                return None
+            raw = self._log.read_records([address], payload_only=True)[0]
+        return None if raw is None else Record(address, raw)  # None: a tombstone
+
+    def delete_key(self, key: Any, *, durable: bool = False) -> bool:
+        """Delete `key`: append a tombstone, so get_key returns None and PSF
+        queries stop returning its versions. Returns False (writing nothing)
+        when the key has no live version."""
+        keys = self._require_keys()
+        canon = key_canon(key)
+        text = orjson.dumps(key) if not isinstance(key, int) or abs(key) < 1 << 63 else str(key).encode()
+        with self._write_lock:
+            self._check_open()
+            address = keys.newest(canon)
+            if address is None or self._log.read_records([address], payload_only=True)[0] is None:
+                return False
+            _ingest.append_tombstones(self, [(text, canon)])
+            if durable:
+                self._log.flush(durable=True)
+            return True
 
     # ---- durability ----
     def flush(self, durable: bool = True) -> int:
@@ -420,6 +494,7 @@ class Store:
         disk = sum(f.stat().st_size for f in (self.path / "log").glob("segment-*.log"))
         return {
             "records": self._records,
+            "key": self.key,
             "addresses": {"begin": log.begin_address, "head": log.head_address,
                           "read_only": log.read_only_address, "tail": log.tail_address,
                           "flushed_until": log.flushed_until_address},
