@@ -27,7 +27,9 @@ What it sends and returns:
 from __future__ import annotations
 
 import io
+import json
 import os
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -284,25 +286,45 @@ class Client:
 
     # ---- reads ----
     def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
-              from_address: int | None = None, to_address: int | None = None) -> RecordStream:
+              from_address: int | None = None, to_address: int | None = None,
+              include_superseded: bool = False) -> RecordStream:
         return self._stream("/query", _query_body({"psf": psf, "value": value}, limit, order, from_address,
-                                                  to_address))
+                                                  to_address, include_superseded))
 
     def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
-                  to_address: int | None = None) -> RecordStream:
+                  to_address: int | None = None, include_superseded: bool = False) -> RecordStream:
         return self._stream("/query", _query_body({"all": _conditions(conditions)}, limit, order,
-                                                  from_address, to_address))
+                                                  from_address, to_address, include_superseded))
 
     def query_any(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
-                  to_address: int | None = None) -> RecordStream:
+                  to_address: int | None = None, include_superseded: bool = False) -> RecordStream:
         return self._stream("/query", _query_body({"any": _conditions(conditions)}, limit, order,
-                                                  from_address, to_address))
+                                                  from_address, to_address, include_superseded))
 
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
-             from_address: int | None = None, to_address: int | None = None) -> RecordStream:
-        return self._stream("/scan", _query_body({"expr": expression}, limit, order, from_address, to_address))
+             from_address: int | None = None, to_address: int | None = None,
+             include_superseded: bool = False) -> RecordStream:
+        return self._stream("/scan", _query_body({"expr": expression}, limit, order, from_address, to_address,
+                                                 include_superseded))
+
+    # ---- keyed stores ----
+    def get_key(self, key: Any) -> Record | None:
+        """The live version of `key` (a string or a number), or None."""
+        r = self._http.get(f"/keys/{_key_path(key)}")
+        if r.status_code == 404 and r.json().get("error") == "key_not_found":
+            return None
+        _raise_for(r)
+        return Record(int(r.headers["X-Shoal-Address"]), r.content)
+
+    def delete_key(self, key: Any, *, durable: bool = False) -> bool:
+        """Delete `key`; False when it had no live version."""
+        r = self._http.delete(f"/keys/{_key_path(key)}", params={"durable": "true" if durable else "false"})
+        if r.status_code == 404 and r.json().get("error") == "key_not_found":
+            return False
+        _raise_for(r)
+        return bool(r.json()["deleted"])
 
     def get(self, address: int) -> Record | None:
         r = self._http.get(f"/records/{int(address)}")
@@ -342,9 +364,18 @@ def _conditions(conditions: Iterable[tuple[str, Any]]) -> list[dict]:
 
 
 def _query_body(body: dict, limit: int | None, order: str, from_address: int | None,
-                to_address: int | None) -> dict:
+def _key_path(key: Any) -> str:
+    """A key as its JSON text, URL-quoted: the server reads it back exactly."""
+    if isinstance(key, bool) or not isinstance(key, (str, int, float)):
+        raise E.InvalidArgument(f"a key is a string or a number, not {type(key).__name__}")
+    return urllib.parse.quote(json.dumps(key), safe="")
+
+
+                to_address: int | None, include_superseded: bool = False) -> dict:
     body = dict(body, order=order)
     for k, v in (("limit", limit), ("from_address", from_address), ("to_address", to_address)):
+    if include_superseded:
+        body["include_superseded"] = True
         if v is not None:
             body[k] = v
     return body

@@ -449,3 +449,26 @@ def test_readme_commands_run(tmp_path):
     assert r.returncode == 0, r.stderr
     assert '"kmaehashi"\n"skorks"\n"markpiro"\n' in r.stdout
     assert "deregistered PSF push" in r.stdout and "checkpoint 1: 60 records" in r.stdout
+
+
+def test_keyed_store_get_delete_and_history(shoal_cli, data_dir, tmp_path):
+    src = tmp_path / "versions.ndjson"
+    src.write_bytes(b'{"id": "a", "v": 1}\n{"id": "b", "v": 2}\n{"id": "a", "v": 3}\n')
+    assert shoal_cli("ingest", src, "--key", "id", "--data", data_dir).code == 0
+    assert shoal_cli("psf", "add", "v", "v", "--data", data_dir).code == 0
+    assert shoal_cli("get", "--key", "a", "--data", data_dir).out == b'{"id": "a", "v": 3}\n'
+    assert shoal_cli("scan", "v", "--data", data_dir).out == b'{"id": "a", "v": 3}\n{"id": "b", "v": 2}\n'
+    r = shoal_cli("scan", "v", "--include-superseded", "--order", "oldest", "--data", data_dir)
+    assert r.out == src.read_bytes()
+    assert shoal_cli("query", "v", "1", "--data", data_dir).out == b""
+    assert shoal_cli("query", "v", "1", "--include-superseded", "--data", data_dir).out == b'{"id": "a", "v": 1}\n'
+    r = shoal_cli("delete", "a", "--durable", "--data", data_dir)
+    assert r.code == 0 and "deleted key 'a'" in r.out.decode()
+    r = shoal_cli("get", "--key", "a", "--data", data_dir)
+    assert r.code == 1 and "no live record has key 'a'" in r.err
+    r = shoal_cli("delete", "a", "--data", data_dir)
+    assert r.code == 1 and "nothing deleted" in r.err
+    r = shoal_cli("get", "--data", data_dir)
+    assert r.code == 1 and "ADDRESS or --key" in r.err
+    r = shoal_cli("ingest", src, "--key", "other", "--data", data_dir)
+    assert r.code == 1 and "key is fixed" in r.err

@@ -19,7 +19,7 @@ from .. import __version__
 from ..store.store import Store
 from . import errors
 from .metrics import Metrics
-from .routes import admin, psfs, query, records
+from .routes import admin, keys, psfs, query, records
 
 log = logging.getLogger("shoal.api")
 
@@ -46,7 +46,7 @@ def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: 
     app.state.metrics = Metrics()
     app.state.max_body_bytes = max_body_bytes
     errors.install(app)
-    for module in (records, psfs, query, admin):
+    for module in (records, keys, psfs, query, admin):
         app.include_router(module.router)
     app.add_middleware(_CountResponses, metrics=app.state.metrics)
     return app

@@ -93,6 +93,8 @@ class _Range(_Body):
     order: Order = Field("newest", description="newest (default) or oldest first")
     from_address: int | None = Field(None, ge=0, strict=True, description="only records at or after this address")
     to_address: int | None = Field(None, ge=0, strict=True, description="only records before this address")
+    include_superseded: bool = Field(False, description="keyed stores: also older versions of keys and "
+                                                        "deleted ones (default: live versions only)")
 
 
 class QueryIn(_Range):

@@ -96,8 +96,9 @@ def _connect(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]
     if not create and not os.path.exists(os.path.join(where, "store.json")):
         raise InvalidArgument(f"no store in {where} (create one with `shoal ingest` or `shoal psf add`, "
                               f"or point --data/--url at one)")
+    key = getattr(args, "key", None) if create else None
     try:
-        store = open_store(where)
+        store = open_store(where, **({"key": key} if key else {}))
     except StoreLocked:
         raise StoreLocked(f"the data directory {where} is held by a running server (or another shoal "
                           f"process); use --url http://HOST:PORT (or set SHOAL_URL) to go through the "
@@ -114,7 +115,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from ..api.server import serve
         serve(data, args.host, args.port, memory=args.memory, page_size=args.page_size,
-              max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log)
+              max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log,
+              **({"key": args.key} if args.key else {}))
     except ImportError as exc:
         raise InvalidArgument(f"the HTTP server is not available: {exc}") from None
     except StoreLocked:
@@ -190,23 +192,48 @@ def _cmd_psf_ls(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     value = True if args.value is None else parse_query_value(args.value)
     with _connect(args) as target:
-        write_records(target.query(args.psf, value, limit=args.limit, order=args.order), args.with_address)
+        write_records(target.query(args.psf, value, limit=args.limit, order=args.order,
+                                   **_history(args)), args.with_address)
     return 0
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     with _connect(args) as target:
-        write_records(target.scan(args.expression, limit=args.limit, order=args.order), args.with_address)
+        write_records(target.scan(args.expression, limit=args.limit, order=args.order, **_history(args)),
+                      args.with_address)
     return 0
 
 
+def _history(args: argparse.Namespace) -> dict:
+    """include_superseded only when asked, so unkeyed servers of any version answer."""
+    return {"include_superseded": True} if args.include_superseded else {}
+
+
 def _cmd_get(args: argparse.Namespace) -> int:
+    if (args.address is None) == (args.key is None):
+        raise InvalidArgument("give an ADDRESS or --key KEY")
     with _connect(args) as target:
-        record = target.get(args.address)
+        if args.key is not None:
+            key = parse_query_value(args.key)
+            record = target.get_key(key)
+            missing = f"no live record has key {key!r}"
+        else:
+            record = target.get(args.address)
+            missing = f"no record at address {args.address}"
         if record is None:
-            err(f"shoal: no record at address {args.address}")
+            err(f"shoal: {missing}")
             return 1
         write_records([record], args.with_address, one_line=False)  # the exact bytes
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    key = parse_query_value(args.key)
+    with _connect(args) as target:
+        if not target.delete_key(key, durable=args.durable):
+            err(f"shoal: no live record has key {key!r} (nothing deleted)")
+            return 1
+    print(f"deleted key {key!r}")
     return 0
 
 
@@ -301,6 +328,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--max-body", type=_size, help="largest POST /records body (default: no limit)")
     c.add_argument("--no-access-log", action="store_true")
     c.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    c.add_argument("--key", metavar="EXPR", help="create a keyed store: JMESPath giving each record's key")
 
     c = command("ingest", _cmd_ingest, "store the records of NDJSON / JSON array files (.gz too; - is stdin)",
                 epilog="Each FILE is one ingest call. Exit status 0 when records were stored (bad ones "
@@ -311,6 +339,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip: store the good records, list the bad (default); reject: store nothing "
                         "from a file with a bad record")
     c.add_argument("--durable", action="store_true", help="return once the records are on disk")
+    c.add_argument("--key", metavar="EXPR",
+                   help="when creating the store: make it keyed by this JMESPath (newer records replace older "
+                        "ones with the same key)")
     c.add_argument("--format", choices=["auto", "ndjson", "array", "json"], default="auto")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress line")
 
@@ -332,6 +363,8 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--order", choices=["newest", "oldest"], default="newest")
         c.add_argument("--with-address", action="store_true",
                        help='print {"address": N, "record": <record>} per record')
+        c.add_argument("--include-superseded", action="store_true",
+                       help="keyed stores: also older versions of keys and deleted ones")
 
     c = command("query", _cmd_query, "records whose PSF has a value, as NDJSON on stdout")
     c.add_argument("psf", metavar="PSF")
@@ -341,9 +374,13 @@ def _parser() -> argparse.ArgumentParser:
     c = command("scan", _cmd_scan, "records for which a JMESPath expression is truthy (full scan)")
     c.add_argument("expression")
     reads(c)
-    c = command("get", _cmd_get, "the record at a log address")
-    c.add_argument("address", type=_nonneg_int)
+    c = command("get", _cmd_get, "the record at a log address, or a key's live version (--key)")
+    c.add_argument("address", type=_nonneg_int, nargs="?")
+    c.add_argument("--key", metavar="KEY", help="keyed stores: a JSON literal (42, \"42\") or a bare string")
     c.add_argument("--with-address", action="store_true")
+    c = command("delete", _cmd_delete, "delete a key (keyed stores): its versions stop answering")
+    c.add_argument("key", metavar="KEY", help="a JSON literal (42, \"42\") or a bare string")
+    c.add_argument("--durable", action="store_true", help="return once the deletion is on disk")
     command("checkpoint", _cmd_checkpoint, "make the store restartable from now (fast recovery)")
     command("compact", _cmd_compact, "reclaim log space (not implemented by the store yet: exit 2)")
     c = command("stats", _cmd_stats, "sizes, addresses, index and PSFs")

@@ -71,11 +71,13 @@ async def query_psf(
     order: Order = "newest",
     from_address: Annotated[int | None, Query(ge=0)] = None,
     to_address: Annotated[int | None, Query(ge=0)] = None,
+    include_superseded: Annotated[bool, Query(description="keyed stores: also older and deleted versions")] = False,
     with_address: WithAddress = False,
 ) -> StreamingResponse:
     v: Any = True if value is None else parse_query_value(value)
     return await _stream(request, "one", with_address, lambda: store.query(
-        name, v, limit=limit, order=order, from_address=from_address, to_address=to_address))
+        name, v, limit=limit, order=order, from_address=from_address, to_address=to_address,
+        include_superseded=include_superseded))
 
 
 @router.post("/scan", summary="Full scan with any JMESPath expression (NDJSON stream)",
@@ -89,4 +91,4 @@ async def scan(body: ScanIn, request: Request, store: Annotated[Store, Depends(d
 
 def _range(body: Any) -> dict[str, Any]:
     return {"limit": body.limit, "order": body.order, "from_address": body.from_address,
-            "to_address": body.to_address}
+            "to_address": body.to_address, "include_superseded": body.include_superseded}
