@@ -359,6 +359,11 @@ class Store:
 
         stream = _query.psf_address_batches if batches else _query.psf_addresses
         return stream(self._log, self._index, psf, canon, h, inactive, factory, lo, hi,
+    def _live_mask(self, addresses: list[int]) -> list[bool]:
+        """Keyed stores: for each address, is the record there its key's live version?"""
+        with self._gate:
+            return self._require_keys().live_mask(addresses)
+
                       descending=descending, gate=self._gate)
 
     def _matcher_for(self, psf: PSF, canon: bytes | None):
