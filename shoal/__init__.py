@@ -8,6 +8,7 @@ from .ingest.framing import InputFormat
 from .ingest.result import IngestError, IngestResult
 from .psf import PSF, PSFKind
 from .store.checkpoint import CheckpointInfo
+from .store.compaction import CompactionResult
 from .store.record import Record
 from .store.store import Store, open
 
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointInfo",
     "Client",
+    "CompactionResult",
     "CorruptionError",
     "IngestError",
     "IngestRejected",

@@ -26,6 +26,7 @@ What it sends and returns:
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -39,6 +40,7 @@ from . import errors as E
 from .ingest.result import IngestError, IngestResult
 from .psf import PSF, PSFKind, parse_definition
 from .store.checkpoint import CheckpointInfo
+from .store.compaction import CompactionResult
 from .store.record import Record
 
 __all__ = ["Client", "RecordStream"]
@@ -345,10 +347,15 @@ class Client:
     def stats(self) -> dict:
         return self._call("GET", "/stats")
 
-    def compact(self) -> dict:
-        """POST /compact. The server answers 501 (RemoteError) until the store
-        has compaction."""
-        return self._call("POST", "/compact")
+    def compact(self, until_address: int | None = None, *,
+                retain_bytes: int | None = None) -> CompactionResult:
+        """POST /compact: reclaim the log below `until_address`, or keep the
+        newest `retain_bytes` of it (exactly one), as Store.compact."""
+        if (until_address is None) == (retain_bytes is None):
+            raise E.InvalidArgument("give exactly one of until_address or retain_bytes")
+        body = {"until_address": until_address} if until_address is not None else {"retain_bytes": retain_bytes}
+        b = self._call("POST", "/compact", json=body)
+        return CompactionResult(**{f.name: b[f.name] for f in dataclasses.fields(CompactionResult)})
 
     def health(self) -> dict:
         return self._call("GET", "/healthz")
@@ -363,7 +370,6 @@ def _conditions(conditions: Iterable[tuple[str, Any]]) -> list[dict]:
     return out
 
 
-def _query_body(body: dict, limit: int | None, order: str, from_address: int | None,
 def _key_path(key: Any) -> str:
     """A key as its JSON text, URL-quoted: the server reads it back exactly."""
     if isinstance(key, bool) or not isinstance(key, (str, int, float)):
@@ -371,11 +377,12 @@ def _key_path(key: Any) -> str:
     return urllib.parse.quote(json.dumps(key), safe="")
 
 
+def _query_body(body: dict, limit: int | None, order: str, from_address: int | None,
                 to_address: int | None, include_superseded: bool = False) -> dict:
     body = dict(body, order=order)
-    for k, v in (("limit", limit), ("from_address", from_address), ("to_address", to_address)):
     if include_superseded:
         body["include_superseded"] = True
+    for k, v in (("limit", limit), ("from_address", from_address), ("to_address", to_address)):
         if v is not None:
             body[k] = v
     return body

@@ -36,6 +36,17 @@ class StoreConfig:
         number) for a keyed store: a newer record with the same key
         supersedes the older one, and keys can be read and deleted. None: an
         unkeyed store (every record stays live). Fixed when a store is created.
+    retain_bytes: retention by size: keep (about) the newest N bytes of log;
+        a background compaction drops older pages. None: no size limit.
+    retain_seconds: retention by age: drop pages whose every record has a
+        timestamp (timestamp_expression) older than this many seconds.
+    timestamp_expression: JMESPath giving a record's time, as epoch seconds
+        or milliseconds (a number) or an ISO-8601 string; a record whose
+        timestamp cannot be read counts as new. Needed by retain_seconds.
+    compaction_interval_seconds: how often the background thread checks the
+        retention policy (it runs only when retain_bytes or retain_seconds
+        is set).
+    Retention settings apply per open, like the memory budget.
     """
 
     page_size_bytes: int = 4 * MiB
@@ -46,6 +57,10 @@ class StoreConfig:
     batch_bytes: int = 1 * MiB
     max_reported_errors: int = 1000
     key: str | None = None
+    retain_bytes: int | None = None
+    retain_seconds: float | None = None
+    timestamp_expression: str | None = None
+    compaction_interval_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:
@@ -64,6 +79,25 @@ class StoreConfig:
             raise InvalidArgument("max_reported_errors must be >= 0")
         if self.key is not None and (not isinstance(self.key, str) or not self.key.strip()):
             raise InvalidArgument("key must be a non-empty JMESPath expression")
+        self._check_retention()
+
+    def _check_retention(self) -> None:
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+        rb = self.retain_bytes
+        if rb is not None and (not isinstance(rb, int) or isinstance(rb, bool) or rb <= 0):
+            raise InvalidArgument("retain_bytes must be a positive int (or None)")
+        rs = self.retain_seconds
+        if rs is not None and (not number(rs) or rs <= 0 or rs == float("inf")):
+            raise InvalidArgument("retain_seconds must be a positive number of seconds (or None)")
+        te = self.timestamp_expression
+        if te is not None and (not isinstance(te, str) or not te.strip()):
+            raise InvalidArgument("timestamp_expression must be a non-empty JMESPath expression")
+        if rs is not None and te is None:
+            raise InvalidArgument("retain_seconds needs a timestamp_expression")
+        ci = self.compaction_interval_seconds
+        if not number(ci) or not 0 < ci <= 86400:
+            raise InvalidArgument("compaction_interval_seconds must be between 0 and 86400")
 
     @property
     def page_bits(self) -> int:

@@ -142,6 +142,30 @@ class CheckpointList(BaseModel):
     latest: int | None
 
 
+class CompactIn(_Body):
+    """Where to cut the log: exactly one of the two."""
+    until_address: int | None = Field(None, ge=0, strict=True,
+                                      description="reclaim the log below this address (rounded down to a page start)")
+    retain_bytes: int | None = Field(None, ge=0, strict=True,
+                                     description="keep the newest this many bytes of log, reclaim the rest")
+
+    @model_validator(mode="after")
+    def _one_cut(self) -> CompactIn:
+        if (self.until_address is None) == (self.retain_bytes is None):
+            raise ValueError("give exactly one of 'until_address' or 'retain_bytes'")
+        return self
+
+
+class CompactionOut(BaseModel):
+    begin_before: int = Field(description="the log's begin address before")
+    begin_after: int = Field(description="the begin address now (equal to begin_before: nothing to do)")
+    bytes_reclaimed: int = Field(description="bytes of segment files deleted (whole segments only)")
+    records_dropped: int = Field(description="records below the cut that were not live")
+    records_copied: int = Field(description="live records copied to the tail (keyed stores)")
+    segments_deleted: int
+    duration_ms: float
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     tail_address: int
@@ -160,6 +184,8 @@ class Stats(BaseModel):
     psfs: list[dict[str, Any]]
     ingest: dict[str, int]
     recovery: dict[str, Any]
+    compaction: dict[str, Any] = Field(description="compaction runs, the last result, bytes reclaimed, errors, "
+                                                   "the retention policy")
 
 
 # ---- OpenAPI helpers for what pydantic cannot model ----

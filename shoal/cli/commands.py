@@ -16,6 +16,7 @@ from ..errors import IngestRejected, InvalidArgument, ShoalError, StoreLocked
 from ..psf import parse_query_value
 from . import progress
 from .output import (
+    compaction_text,
     PSF_KEYS,
     err,
     field,
@@ -31,7 +32,6 @@ from .progress import ingest_with_progress, read_chunks
 DEFAULT_DATA = "./shoal-data"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-EXIT_UNSUPPORTED = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,13 +116,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from ..api.server import serve
         serve(data, args.host, args.port, memory=args.memory, page_size=args.page_size,
               max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log,
-              **({"key": args.key} if args.key else {}))
+              **({"key": args.key} if args.key else {}), **_retention(args))
     except ImportError as exc:
         raise InvalidArgument(f"the HTTP server is not available: {exc}") from None
     except StoreLocked:
         raise StoreLocked(f"the data directory {data} is held by another process (is a server already "
                           f"running on it?)") from None
     return 0
+
+
+def _retention(args: argparse.Namespace) -> dict:
+    """serve's retention flags as StoreConfig fields."""
+    out: dict[str, Any] = {}
+    if args.retain:
+        out["retain_bytes"] = parse_size(args.retain)
+    if args.retain_seconds is not None:
+        out["retain_seconds"] = args.retain_seconds
+    if args.timestamp:
+        out["timestamp_expression"] = args.timestamp
+    return out
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -246,19 +258,13 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _cmd_compact(args: argparse.Namespace) -> int:
-    kind, where = _target(args)
-    if kind == "data":
-        err("shoal: compaction is not implemented yet: the log only grows (nothing was changed)")
-        return EXIT_UNSUPPORTED
-    from ..errors import RemoteError
-    try:
-        with _connect(args) as client:
-            print(json.dumps(client.compact()))
-    except RemoteError as exc:
-        if exc.status != 501:
-            raise
-        err(f"shoal: the server answered {exc.status}: {exc.body.get('detail', exc)}")
-        return EXIT_UNSUPPORTED
+    kw = {"until_address": args.until} if args.until is not None else {"retain_bytes": parse_size(args.retain)}
+    with _connect(args) as target:
+        result = target.compact(**kw)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(compaction_text(result))
     return 0
 
 
@@ -329,6 +335,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-access-log", action="store_true")
     c.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     c.add_argument("--key", metavar="EXPR", help="create a keyed store: JMESPath giving each record's key")
+    c.add_argument("--retain", type=_size, metavar="SIZE",
+                   help="retention: keep about the newest SIZE of log (background compaction)")
+    c.add_argument("--retain-seconds", type=float, metavar="N",
+                   help="retention: drop records older than N seconds (needs --timestamp)")
+    c.add_argument("--timestamp", metavar="EXPR",
+                   help="JMESPath giving a record's time (epoch seconds or ms, or ISO-8601)")
 
     c = command("ingest", _cmd_ingest, "store the records of NDJSON / JSON array files (.gz too; - is stdin)",
                 epilog="Each FILE is one ingest call. Exit status 0 when records were stored (bad ones "
@@ -382,7 +394,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("key", metavar="KEY", help="a JSON literal (42, \"42\") or a bare string")
     c.add_argument("--durable", action="store_true", help="return once the deletion is on disk")
     command("checkpoint", _cmd_checkpoint, "make the store restartable from now (fast recovery)")
-    command("compact", _cmd_compact, "reclaim log space (not implemented by the store yet: exit 2)")
+    c = command("compact", _cmd_compact, "reclaim the log below an address, or keep only its newest bytes",
+                epilog="The cut is rounded down to a page start and never passes the tail page; whole segment "
+                       "files below it are deleted. Prints what was reclaimed.")
+    cut = c.add_mutually_exclusive_group(required=True)
+    cut.add_argument("--until", type=_nonneg_int, metavar="ADDRESS", help="reclaim the log below ADDRESS")
+    cut.add_argument("--retain", type=_size, metavar="SIZE", help="keep the newest SIZE of log (e.g. 1GiB)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
     c = command("stats", _cmd_stats, "sizes, addresses, index and PSFs")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     return p

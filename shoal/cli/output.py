@@ -106,12 +106,30 @@ def stats_text(s: dict) -> str:
     rows = [["records", f"{s.get('records', 0):,}"], ["log", log], ["memory", memory],
             ["disk", _bytes(s.get("disk_bytes"))], ["index", index], ["ingest", ingest],
             ["recovery", recovery]]
+    comp = s.get("compaction")
+    if comp:
+        text = (f"{comp.get('runs', 0):,} runs, {_bytes(comp.get('bytes_reclaimed_total'))} reclaimed, "
+                f"{comp.get('records_dropped_total', 0):,} records dropped")
+        if comp.get("last_error"):
+            text += f"; last error: {comp['last_error']}"
+        rows.append(["compact", text])
     text = table(["", ""], rows).split("\n", 1)[1]
     psfs = s.get("psfs") or []
     if psfs:
         text += "\n\n" + table(["PSF", "ID", "KIND", "STATUS", "EVAL", "ACTIVE RANGES"],
                                 [r[:5] + r[6:] for r in map(psf_row, psfs)])
     return text
+
+
+def compaction_text(r: Any) -> str:
+    """What a compaction reclaimed, in one or two lines."""
+    before, after = field(r, "begin_before"), field(r, "begin_after")
+    if after == before:
+        return f"nothing to compact: the cut is at or below the begin address {before}"
+    return (f"compacted: begin address {before} -> {after}; reclaimed {_bytes(field(r, 'bytes_reclaimed'))} "
+            f"({field(r, 'segments_deleted', 0):,} segment files deleted); {field(r, 'records_dropped', 0):,} "
+            f"records dropped, {field(r, 'records_copied', 0):,} live records copied to the tail "
+            f"({field(r, 'duration_ms', 0.0):.1f} ms)")
 
 
 def summary(name: str, result: Any, *, refused: bool = False) -> None:

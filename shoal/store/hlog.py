@@ -358,6 +358,17 @@ class HybridLog:
                 return data, valid
         return self._disk_page(page, start, valid)
 
+    def shift_begin_address(self, address: int) -> None:
+        """Move begin forward to a page start at or below read_only
+        (compaction, under the writer lock; turn_page, the other mover of
+        head, runs under it too). Readers load begin before walking or
+        reading and stop below it; head follows so begin <= head holds."""
+        if not self.c.begin_address <= address <= self.c.read_only_address or address & (self.page_size - 1):
+            raise StorageError(f"cannot move begin to {address}")
+        self.c.begin_address = address
+        if self.c.head_address < address:
+            self.c.head_address = address
+
     # ---- lifecycle ----
     def close(self) -> None:
         with self._cv:

@@ -43,8 +43,10 @@ def walk_chain_batches(log, index, psf_id: int, canon: bytes, value_hash: int, l
     while True:
         with gate:
             rc = lib.shoal_walk(job, log.c, index.ptr)
-        if rc < 0:
+        if rc < 0 and job.err_address >= log.begin_address:
             check(rc, f"chain walk at address {job.err_address}")
+        # else compaction moved begin past the walk and deleted what it was
+        # reading: the chain ends there, as it would for a walk started now
         if job.n_out:
             yield ffi.unpack(out, job.n_out)
         if job.done:

@@ -29,6 +29,8 @@ _KP = struct.Struct("<QIIHBBI")
 assert _HEADER.size == HEADER_BYTES == ffi.sizeof("shoal_record_header")
 assert _KP.size == KP_BYTES == ffi.sizeof("shoal_key_pointer")
 _ADDR_MASK = (1 << lib.SHOAL_ADDRESS_BITS) - 1
+_MAGIC: int = lib.SHOAL_RECORD_MAGIC
+_TOMBSTONE: int = lib.SHOAL_RF_TOMBSTONE
 
 
 def _pad8(n: int) -> int:
@@ -51,6 +53,29 @@ def payload_of(record: bytes | memoryview, offset: int = 0) -> bytes:
 
 def record_size(record: bytes | memoryview, offset: int = 0) -> int:
     return _HEADER.unpack_from(record, offset)[4]
+
+
+def record_addresses(page: bytes | memoryview, base: int, valid: int, start: int, *,
+                     tombstones: bool = True) -> tuple[list[int], int | None]:
+    """The addresses of the records in a copy of one page (log addresses
+    [base, base + valid)), from `start` (a record boundary) to the page's end
+    (a zero header, or too few bytes left for one), and the address of a
+    header that does not parse (None when the page ended cleanly). Headers
+    are checked (magic, size bounds), not checksums."""
+    out: list[int] = []
+    unpack = _HEADER.unpack_from
+    end = valid
+    pos = start - base
+    while pos + HEADER_BYTES <= end:
+        _crc, magic, _version, flags, size, *_ = unpack(page, pos)
+        if magic == 0 and size == 0:
+            break
+        if magic != _MAGIC or size < HEADER_BYTES or size & 7 or pos + size > end:
+            return out, base + pos
+        if tombstones or not flags & _TOMBSTONE:
+            out.append(base + pos)
+        pos += size
+    return out, None
 
 
 def key_pointers(record: bytes | memoryview, offset: int = 0) -> list[KeyPointer]:

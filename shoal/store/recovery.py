@@ -25,7 +25,9 @@ log = logging.getLogger("shoal.recovery")
 @dataclass
 class RecoveryReport:
     checkpoint_id: int | None = None
+    checkpoint_begin: int = FIRST_ADDRESS
     checkpoint_tail: int = FIRST_ADDRESS
+    begin_address: int = FIRST_ADDRESS
     tail_address: int = FIRST_ADDRESS
     replayed_records: int = 0
     replayed_bytes: int = 0
@@ -49,9 +51,16 @@ def recover(ckpt_dir: Path, segments: SegmentFiles, page_bits: int, bucket_bits:
         except CorruptionError:
             report.dropped.append(f"checkpoint {cid} index is malformed; ignored")
             continue
+        # Compaction records its begin before checkpoints see it, but a
+        # checkpoint's own begin is a floor as well. Index entries below
+        # begin are dead: walks stop there.
         report.checkpoint_id = cid
+        report.checkpoint_begin = meta.get("begin_address", FIRST_ADDRESS)
+        begin = max(begin, report.checkpoint_begin)
         report.checkpoint_tail = start = max(meta["tail_address"], begin)
-        report.records_at_checkpoint = meta.get("records", 0)
+        # A checkpoint taken before the log's begin moved past its tail counts
+        # nothing that is left; replay from begin counts every record.
+        report.records_at_checkpoint = meta.get("records", 0) if meta["tail_address"] > begin else 0
         break
     if index is None:
         index = HashIndex(bucket_bits)
@@ -86,6 +95,7 @@ def recover(ckpt_dir: Path, segments: SegmentFiles, page_bits: int, bucket_bits:
                                   f"dropped the log from there")
             break
         raise CorruptionError(f"replay failed with code {rc} at address {pos[0]}")
+    report.begin_address = begin
     report.tail_address = pos[0]
     report.replayed_records = records[0]
     report.replayed_bytes = pos[0] - start

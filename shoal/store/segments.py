@@ -159,3 +159,27 @@ class SegmentFiles:
                     os.close(wfd)
             self._fds.clear()
             self._write_fds.clear()
+
+    def detach_below(self, address: int) -> list[tuple[int, int, int]]:
+        """Delete the segment files entirely below `address` (compaction,
+        once begin is past them): their C slots become -1 and the files are
+        unlinked now; returns (segment, bytes, read fd) for each. The read
+        fd is the caller's to close once no reader can be inside a pread
+        on it."""
+        first_kept = address >> (self.page_bits + self.segment_page_bits)
+        gone = []
+        with self._lock:
+            for seg in sorted(s for s in self._fds if s < first_kept):
+                fd = self._fds.pop(seg)
+                self._c_fds[seg] = -1
+                wfd = self._write_fds.pop(seg, fd)
+                if wfd != fd:
+                    os.close(wfd)
+                self._dirty.discard(seg)
+                size = os.fstat(fd).st_size
+                try:
+                    os.unlink(self.path(seg))
+                except FileNotFoundError:
+                    pass
+                gone.append((seg, size, fd))
+        return gone

@@ -36,8 +36,8 @@ from ..ingest.framing import InputFormat
 from ..ingest.result import IngestResult
 from ..psf import (PSF, NativePSFSet, Registry, SlowEvaluator, canonical, evaluate,
                    parse_definition, value_hash)
+from . import compaction as _compaction
 from . import query as _query
-from .address import FIRST_ADDRESS
 from .checkpoint import CheckpointInfo, list_checkpoints, write_checkpoint
 from .hlog import HybridLog
 from .keys import KeyIndex, key_canon
@@ -65,6 +65,7 @@ class _Gate:
     def __init__(self) -> None:
         self._cv = threading.Condition(threading.Lock())  # a plain lock: cheaper than the default RLock
         self._inside = 0
+        self._idle: list[Callable[[], object]] = []
         self.closed = False
 
     def __enter__(self) -> None:
@@ -76,8 +77,25 @@ class _Gate:
     def __exit__(self, *exc: object) -> None:
         with self._cv:
             self._inside -= 1
-            if self.closed and not self._inside:
-                self._cv.notify_all()
+            if not self._inside:
+                if self.closed:
+                    self._cv.notify_all()
+                if self._idle:
+                    self._run_idle()
+
+    def when_idle(self, fn: Callable[[], object]) -> None:
+        """Run fn as soon as no reader is inside: now, or when the last one
+        leaves. Compaction closes deleted segments' fds this way (a reader
+        inside a native call may still pread them)."""
+        with self._cv:
+            self._idle.append(fn)
+            if not self._inside:
+                self._run_idle()
+
+    def _run_idle(self) -> None:  # _cv held
+        fns, self._idle = self._idle, []
+        for fn in fns:
+            fn()
 
     def close(self) -> None:
         with self._cv:
@@ -111,20 +129,26 @@ class Store:
             self.tmp_dir.mkdir(exist_ok=True)
             self._ckpt_dir = self.path / "checkpoints"
             self._registry = Registry(self.path / "psfs.json")
+            self._compactor = _compaction.Compactor(self)  # checks the retention policy
+            begin_state = _compaction.load_begin(self.path)
             page_bits = self.config.page_bits
             seg_bits = (self.config.segment_size_bytes // self.config.page_size_bytes).bit_length() - 1
             fds = ffi.new("int32_t[]", 1 << 20)
             segs = SegmentFiles(self.path / "log", page_bits, seg_bits, fds, 1 << 20)
             try:
                 self._index, self.recovery = recover(self._ckpt_dir, segs, page_bits,
-                                                     self.config.index_bucket_bits)
+                                                     self.config.index_bucket_bits,
+                                                     _compaction.recovery_begin(begin_state, segs))
+                if begin_state.note:
+                    self.recovery.dropped.append(begin_state.note)
+                _compaction.finish_interrupted(segs, self.recovery.begin_address)
                 segs.truncate_after(self.recovery.tail_address)
             finally:
                 segs.close()
             tail = self.recovery.tail_address
             self._registry.truncate(tail)
             self._registry.close_open_callables(tail)
-            self._log = HybridLog(self.path / "log", self.config, FIRST_ADDRESS, tail)
+            self._log = HybridLog(self.path / "log", self.config, self.recovery.begin_address, tail)
         except BaseException:
             self._lock_file.close()
             raise
@@ -132,10 +156,11 @@ class Store:
         self._gate = _Gate()
         self._keys = KeyIndex(self._log, self._index) if self.key is not None else None
         self._compiled_state = self._compile()
-        self._records = self.recovery.records_at_checkpoint + self.recovery.replayed_records
+        self._records = _compaction.records_after_recovery(self.recovery, begin_state)
         self._ingest_totals = {"calls": 0, "records": 0, "rejected": 0, "bytes": 0}
         self._scan_sets: dict[int, NativePSFSet] = {}
         self._scratch = None
+        self._compactor.start(begin_state)
 
     # ---- lifecycle ----
     def __enter__(self) -> "Store":
@@ -152,6 +177,7 @@ class Store:
         """Flush the log, wait for readers, release everything. Idempotent."""
         if self._gate.closed:
             return
+        self._compactor.stop()
         with self._write_lock:
             if self._gate.closed:
                 return
@@ -359,12 +385,12 @@ class Store:
 
         stream = _query.psf_address_batches if batches else _query.psf_addresses
         return stream(self._log, self._index, psf, canon, h, inactive, factory, lo, hi,
+                      descending=descending, gate=self._gate)
+
     def _live_mask(self, addresses: list[int]) -> list[bool]:
         """Keyed stores: for each address, is the record there its key's live version?"""
         with self._gate:
             return self._require_keys().live_mask(addresses)
-
-                      descending=descending, gate=self._gate)
 
     def _matcher_for(self, psf: PSF, canon: bytes | None):
         if psf.native:
@@ -491,12 +517,23 @@ class Store:
     def checkpoints(self) -> list[int]:
         return list_checkpoints(self._ckpt_dir)
 
+    # ---- compaction ----
+    def compact(self, until_address: int | None = None, *,
+                retain_bytes: int | None = None) -> _compaction.CompactionResult:
+        """Reclaim the log below a cut: `until_address`, or the newest
+        `retain_bytes` of log kept (exactly one). The cut is rounded down to
+        a page start and stays below the tail page; live records of a keyed
+        store below it are copied to the tail first; whole segment files
+        below it are deleted. Ingest and queries go on meanwhile."""
+        return self._compactor.compact(until_address, retain_bytes)
+
+
     # ---- stats ----
     def stats(self) -> dict:
         self._check_open()
         log = self._log
         idx = self._index.stats()
-        disk = sum(f.stat().st_size for f in (self.path / "log").glob("segment-*.log"))
+        disk = _segment_bytes(self.path / "log")
         return {
             "records": self._records,
             "key": self.key,
@@ -516,7 +553,18 @@ class Store:
             "recovery": {"checkpoint_id": self.recovery.checkpoint_id,
                          "replayed_records": self.recovery.replayed_records,
                          "dropped": list(self.recovery.dropped)},
+            "compaction": self._compactor.stats(),
         }
+
+
+def _segment_bytes(directory: Path) -> int:
+    total = 0
+    for f in directory.glob("segment-*.log"):
+        try:
+            total += f.stat().st_size
+        except FileNotFoundError:  # deleted by a compaction meanwhile
+            pass
+    return total
 
 
 def _lock(path: Path):

@@ -99,9 +99,27 @@ def test_errors_are_the_library_exceptions(c):
         c.query("path", "dns", order="sideways")
     with pytest.raises(shoal.InvalidArgument):
         c.register_psf("f", lambda x: x)
+    with pytest.raises(shoal.InvalidArgument):
+        c._call("POST", "/compact", json={})  # 422 validation_error
     with pytest.raises(shoal.RemoteError) as e:
-        c._call("POST", "/compact")
-    assert e.value.status == 501 and e.value.code == "not_implemented"
+        c._call("GET", "/no-such-route")
+    assert e.value.status == 404 and e.value.code == "not_found"
+
+
+def test_compact(c, store, real_data):
+    c.ingest(b"\n".join(real_data("zeek_wrccdc2018", 2000)))
+    begin, cut = store.begin_address, store.read_only_address // 2
+    r = c.compact(cut)
+    assert isinstance(r, shoal.CompactionResult) and r.begin_before == begin
+    assert r.begin_after == store.begin_address == cut - cut % store.config.page_size_bytes
+    assert r.records_dropped > 0 and r.segments_deleted > 0 and r.bytes_reclaimed > 0
+    r = c.compact(retain_bytes=store.tail_address)  # keeps everything: nothing to do
+    assert r.begin_after == r.begin_before == store.begin_address and r.bytes_reclaimed == 0
+    with pytest.raises(shoal.InvalidArgument):
+        c.compact()
+    with pytest.raises(shoal.InvalidArgument):
+        c.compact(1, retain_bytes=2)
+    assert c.stats()["compaction"]["runs"] == 1
 
 
 def test_checkpoint_and_stats(c, store):

@@ -73,8 +73,11 @@ async def test_415(client):
                  "unsupported_media_type")
 
 
-async def test_501(client):
-    assert_error(await client.post("/compact"), 501, "not_implemented")
+async def test_compact_arguments(client):
+    for body in ({}, {"until_address": 64, "retain_bytes": 1}, {"until_address": -1}, {"retain_bytes": "1GiB"},
+                 {"until_address": 1.5}, {"cut": 3}):
+        assert_error(await client.post("/compact", json=body), 422, "validation_error")
+    assert_error(await client.post("/compact"), 422, "validation_error")
 
 
 async def test_503_after_the_store_closed(client, store):

@@ -9,9 +9,8 @@ from fastapi.responses import PlainTextResponse
 from ...errors import StoreClosed
 from ...store.store import Store
 from .. import deps
-from ..errors import ApiError
 from ..metrics import Metrics
-from ..schemas import CheckpointList, CheckpointOut, Health, Stats, errors_doc
+from ..schemas import CheckpointList, CheckpointOut, CompactIn, CompactionOut, Health, Stats, errors_doc
 
 router = APIRouter(tags=["admin"])
 StoreDep = Annotated[Store, Depends(deps.store)]
@@ -32,10 +31,15 @@ def checkpoints(store: StoreDep) -> dict:
     return {"checkpoints": ids, "latest": ids[-1] if ids else None}
 
 
-@router.post("/compact", status_code=501, summary="Compact the log (not implemented yet)",
-             responses=errors_doc(501))
-def compact() -> None:
-    raise ApiError(501, "not_implemented", "compaction arrives with the durability work")
+@router.post("/compact", response_model=CompactionOut, summary="Compact the log",
+             responses=errors_doc(400, 422, 503, 507),
+             description="Reclaims the log below a cut: `until_address`, or the newest `retain_bytes` bytes of log "
+                         "kept (exactly one). The cut is rounded down to a page start and never passes the tail "
+                         "page. Live records below it (keyed stores: the newest version of each key) are copied "
+                         "to the tail first; then the begin address moves and whole segment files below it are "
+                         "deleted. Ingest and queries go on meanwhile. Answers with what was reclaimed.")
+def compact(body: CompactIn, store: StoreDep) -> dict:
+    return store.compact(body.until_address, retain_bytes=body.retain_bytes).to_dict()
 
 
 @router.get("/stats", response_model=Stats, summary="Store statistics", responses=errors_doc(503))

@@ -1,0 +1,452 @@
+"""Compaction and retention: the cut, what is dropped and deleted, answers
+after compaction (equal to the oracle over the records at or above the new
+begin), reopening (begin persisted, no resurrected records, checkpoints from
+before the compaction), an interrupted compaction, compaction under
+concurrent ingest and queries, keyed stores (live versions are copied), and
+retention by bytes and by age in the background."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+
+import pytest
+from oracle import ALL, Log, as_pairs, sample_values
+
+import shoal
+from shoal.store import compaction as C
+
+PSFS = {"path": "_path", "resp_p": '"id.resp_p"', "dns_udp": "_path == 'dns' && proto == 'udp'"}
+
+
+def _register(store, psfs=PSFS):
+    for name, definition in psfs.items():
+        store.register_psf(name, definition)
+
+
+def _ingest(store, raws, step=1000):
+    for k in range(0, len(raws), step):
+        res = store.ingest(b"\n".join(raws[k:k + step]))
+        assert res.rejected == 0
+
+
+def _page_floor(store, address):
+    return address - address % store.config.page_size_bytes
+
+
+def _segments(store):
+    return sorted(int(n[8:-4]) for n in os.listdir(store.path / "log") if n.startswith("segment-"))
+
+
+def _suffix(log: Log, begin: int) -> Log:
+    """The oracle for the records at or above begin (log bound to the store before compaction)."""
+    keep = [i for i, a in enumerate(log.addresses) if a >= begin]
+    out = Log(log.raws[i] for i in keep)
+    out.addresses = [log.addresses[i] for i in keep]
+    return out
+
+
+def _check(store, log: Log, psfs=PSFS):
+    assert as_pairs(store.scan(ALL, order="oldest")) == log.answer(range(len(log)), order="oldest")
+    assert as_pairs(store.scan("\"id.resp_p\" == `53`")) == log.scan("\"id.resp_p\" == `53`")
+    for name, definition in psfs.items():
+        for value in sample_values(log.value_counts(definition), 2) + [True]:
+            for order in ("newest", "oldest"):
+                assert as_pairs(store.query(name, value, order=order)) == \
+                    log.query(definition, value, order=order), (name, value)
+    assert as_pairs(store.query_any([("path", "ssl"), ("resp_p", 53)])) == \
+        log.query_any([(PSFS["path"], "ssl"), (PSFS["resp_p"], 53)])
+    assert store.stats()["records"] == len(log)
+
+
+@pytest.fixture
+def loaded(open_store, real_data):
+    raws = real_data("zeek_wrccdc2018", 6000)
+    store = open_store()
+    _register(store)
+    _ingest(store, raws)
+    log = Log(raws)
+    log.bind(store)
+    return store, log
+
+
+# ---- the cut and what it reclaims ----
+
+@pytest.mark.parametrize("how", ["until_address", "retain_bytes"])
+def test_compact_drops_the_prefix_and_deletes_whole_segments(loaded, how):
+    store, log = loaded
+    seg_bytes = store.config.segment_size_bytes
+    disk_before = store.stats()["disk_bytes"]
+    tail = store.tail_address
+    if how == "until_address":
+        want = log.addresses[len(log) // 2] + 100  # inside a record: rounded down to its page
+        r = store.compact(want)
+        cut = _page_floor(store, want)
+    else:
+        r = store.compact(retain_bytes=300_000)
+        cut = _page_floor(store, tail - 300_000)
+    assert (r.begin_before, r.begin_after) == (64, cut) and store.begin_address == cut
+    kept = _suffix(log, cut)
+    assert r.records_dropped == len(log) - len(kept) and r.records_copied == 0
+    assert r.segments_deleted == cut // seg_bytes and r.bytes_reclaimed == r.segments_deleted * seg_bytes
+    assert _segments(store)[0] == cut // seg_bytes
+    assert store.stats()["disk_bytes"] == disk_before - r.bytes_reclaimed
+    assert store.stats()["log_bytes"] == store.tail_address - cut
+    assert 0 <= r.duration_ms < 10_000
+    _check(store, kept)
+    dropped = log.addresses[0]
+    assert store.get(dropped) is None
+    assert as_pairs(store.scan(ALL, from_address=0, to_address=cut)) == []
+    # ingest goes on, and chains that cross the cut end cleanly
+    more = [raw for raw in log.raws[:2000]]
+    _ingest(store, more)
+    kept.extend(more)
+    kept.bind(store)
+    _check(store, kept)
+    st = store.stats()["compaction"]
+    assert st["runs"] == 1 and st["last"]["begin_after"] == cut and st["bytes_reclaimed_total"] == r.bytes_reclaimed
+    assert st["last"]["trigger"] == "manual" and st["records_dropped_total"] == r.records_dropped
+
+
+def test_the_cut_never_passes_the_tail_page(loaded):
+    store, log = loaded
+    read_only = store.read_only_address
+    r = store.compact(store.tail_address + 10**6)
+    assert r.begin_after == read_only == store.begin_address
+    kept = _suffix(log, read_only)
+    assert len(kept) and as_pairs(store.scan(ALL, order="oldest")) == kept.answer(range(len(kept)), order="oldest")
+    r = store.compact(retain_bytes=0)  # the same cut: nothing to do
+    assert r.begin_after == r.begin_before == read_only and r.bytes_reclaimed == r.records_dropped == 0
+    assert store.stats()["compaction"]["runs"] == 1
+
+
+def test_arguments(loaded):
+    store, _ = loaded
+    for args, kw in [((), {}), ((64,), {"retain_bytes": 1}), ((-1,), {}), ((True,), {}), ((1.5,), {}),
+                     ((), {"retain_bytes": -5}), ((), {"retain_bytes": "1GiB"})]:
+        with pytest.raises(shoal.InvalidArgument):
+            store.compact(*args, **kw)
+    r = store.compact(0)  # below begin: nothing to do
+    assert r.begin_before == r.begin_after == 64 and r.segments_deleted == 0
+    store.close()
+    with pytest.raises(shoal.StoreClosed):
+        store.compact(10**6)
+
+
+def test_segment_fds_are_closed_once_no_reader_is_inside(loaded):
+    store, log = loaded
+    gate = store._gate
+    with gate:  # a reader inside a native call could still pread the deleted files
+        r = store.compact(log.addresses[len(log) // 2])
+        assert r.segments_deleted and len(gate._idle) == r.segments_deleted
+    assert gate._idle == []
+
+
+# ---- reopening ----
+
+@pytest.mark.parametrize("ckpt", ["none", "before-below-cut", "before-above-cut", "after"])
+def test_reopen_after_compaction(open_store, real_data, ckpt):
+    raws = real_data("zeek_wrccdc2018", 6000)
+    store = open_store()
+    _register(store)
+    _ingest(store, raws[:2000])
+    if ckpt == "before-below-cut":
+        store.checkpoint()  # its tail is below the cut
+    _ingest(store, raws[2000:5000])
+    if ckpt == "before-above-cut":
+        store.checkpoint()  # its tail is above the cut, its begin below
+    log = Log(raws[:5000])
+    log.bind(store)
+    cut = _page_floor(store, log.addresses[3000])
+    r = store.compact(log.addresses[3000])
+    assert r.begin_after == cut
+    if ckpt == "after":
+        store.checkpoint()
+    store.ingest(b"\n".join(raws[5000:]))  # replayed after reopening
+    kept = _suffix(log, cut)
+    kept.extend(raws[5000:])
+    kept.bind(store)
+    tail = store.tail_address
+    store.close()
+
+    store = open_store()
+    assert (store.begin_address, store.tail_address) == (cut, tail)
+    rec = store.stats()["recovery"]
+    assert rec["dropped"] == [] and rec["checkpoint_id"] == (None if ckpt == "none" else 1)
+    _check(store, kept)  # no record below the cut comes back, the count is exact
+    assert _segments(store)[0] == cut // store.config.segment_size_bytes
+    more = raws[:500]
+    _ingest(store, more)
+    kept.extend(more)
+    kept.bind(store)
+    store.compact(kept.addresses[len(kept) // 2])  # a second compaction after reopening
+    kept = _suffix(kept, store.begin_address)
+    _check(store, kept)
+    store.close()
+    store = open_store()
+    _check(store, kept)
+
+
+def test_a_crash_between_recording_the_cut_and_deleting_files(open_store, real_data, monkeypatch):
+    raws = real_data("zeek_wrccdc2018", 4000)
+    store = open_store()
+    _register(store)
+    _ingest(store, raws)
+    log = Log(raws)
+    log.bind(store)
+    segments = _segments(store)
+
+    def crash(*_):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(type(store._log.segments), "detach_below", crash)
+    with pytest.raises(RuntimeError):
+        store.compact(log.addresses[2000])
+    assert _segments(store) == segments, "nothing deleted yet"
+    monkeypatch.undo()
+    store.close()
+    store = open_store()  # reopening finishes the job
+    cut = _page_floor(store, log.addresses[2000])
+    assert store.begin_address == cut and _segments(store)[0] == cut // store.config.segment_size_bytes
+    _check(store, _suffix(log, cut))
+
+
+def test_a_damaged_begin_file_falls_back_to_the_oldest_segment(open_store, real_data, store_path):
+    raws = real_data("zeek_wrccdc2018", 4000)
+    store = open_store()
+    _register(store)
+    _ingest(store, raws)
+    log = Log(raws)
+    log.bind(store)
+    seg_bytes = store.config.segment_size_bytes
+    cut = seg_bytes * 5  # a segment boundary: the oldest segment file starts at the cut
+    store.compact(cut)
+    store.close()
+    meta = json.loads((store_path / C.BEGIN_FILE).read_text())
+    meta["begin_address"] = 64  # a bit flip: the checksum no longer matches
+    (store_path / C.BEGIN_FILE).write_text(json.dumps(meta))
+    store = open_store()
+    assert store.begin_address == cut
+    assert any("begin.json failed verification" in d for d in store.stats()["recovery"]["dropped"])
+    _check(store, _suffix(log, cut))
+
+
+def test_records_after_recovery_bookkeeping():
+    rep = shoal.store.recovery.RecoveryReport(checkpoint_id=3, checkpoint_begin=1000, records_at_checkpoint=50,
+                                              replayed_records=7)
+    state = C.BeginState(5000, 120, {1000: 100})
+    assert C.records_after_recovery(rep, state) == 50 - 20 + 7
+    assert C.records_after_recovery(rep, C.BeginState(1000, 100, {})) == 57
+    rep.checkpoint_id = None
+    assert C.records_after_recovery(rep, state) == 7
+
+
+# ---- concurrency ----
+
+@pytest.mark.slow
+def test_compaction_while_ingesting_and_querying(open_store, real_data):
+    """Readers' answers stay correct prefixes: every record returned is right
+    (bytes, match, order), and every match between the begin address after
+    the query and the tail before it is there."""
+    raws = list(real_data("zeek_wrccdc2018", 16_000))
+    page = 4096
+    store = open_store(page_size_bytes=page, memory_budget_bytes=4 * page, segment_size_bytes=4 * page)
+    _register(store)
+    index_of = {raw: i for i, raw in enumerate(raws)}
+    assert len(index_of) == len(raws)
+    oracle = Log(raws)
+    queries = [("path", "dns"), ("path", "ssl"), ("resp_p", 53), ("dns_udp", True)]
+    want = {q: set(oracle.matching(PSFS[q[0]], q[1])) for q in queries}
+    done = threading.Event()
+    errors: list[BaseException] = []
+    observations = []
+    results = []
+
+    def writer():
+        try:
+            for k in range(0, len(raws), 400):
+                store.ingest(b"\n".join(raws[k:k + 400]))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def compactor():
+        try:
+            while not done.is_set():
+                results.append(store.compact(retain_bytes=200_000))
+                time.sleep(0.005)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def reader(seed):
+        rng = random.Random(seed)
+        try:
+            while not done.is_set():
+                q = rng.choice(queries)
+                order = rng.choice(["newest", "oldest"])
+                tail0 = store.tail_address
+                got = as_pairs(store.query(*q, order=order)) if rng.random() < 0.8 else \
+                    as_pairs(store.scan(f"{PSFS[q[0]]} == `{json.dumps(q[1])}`", order=order))
+                observations.append((q, order, tail0, store.begin_address, got))
+                for a, raw in got[:3]:
+                    rec = store.get(a)
+                    assert rec is None or rec.raw == raw
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=compactor)] + \
+        [threading.Thread(target=reader, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    if errors:
+        raise errors[0]
+    assert sum(r.segments_deleted for r in results) > 10 and len(observations) > 20
+
+    # Addresses of the records that survive, plus those seen in answers.
+    address_of = {index_of[raw]: a for a, raw in as_pairs(store.scan(ALL))}
+    for *_, got in observations:
+        for a, raw in got:
+            assert address_of.setdefault(index_of[raw], a) == a
+    for q, order, tail0, begin_after, got in observations:
+        idx = [index_of[raw] for _, raw in got]
+        assert all(i in want[q] for i in idx), q
+        assert idx == sorted(idx, reverse=order == "newest")
+        must = {i for i in want[q] if i in address_of and begin_after <= address_of[i] < tail0}
+        assert must <= set(idx), (q, order)
+    final = Log(raw for raw in raws if address_of.get(index_of[raw], -1) >= store.begin_address)
+    final.bind(store)
+    _check(store, final)
+
+
+# ---- keyed stores ----
+
+def test_keyed_store_copies_live_versions(open_store):
+    store = open_store(key="id")
+    store.register_psf("color", "color")
+    rng = random.Random(5)
+    versions = []
+    for k in range(4000):
+        versions.append({"id": f"k{rng.randrange(300)}", "v": k, "color": rng.choice(["red", "blue"]), "pad": "x" * 80})
+    _ingest(store, [json.dumps(v).encode() for v in versions], step=500)
+    deleted = {f"k{i}" for i in range(0, 300, 7)}
+    for key in sorted(deleted):
+        store.delete_key(key)
+    newest = {}
+    for v in versions:
+        newest[v["id"]] = v
+    live = {k: v for k, v in newest.items() if k not in deleted}
+    before = store.stats()["records"]
+    r = store.compact(store.read_only_address)
+    assert r.records_copied > 0 and r.records_copied + r.records_dropped > 0
+    assert store.stats()["records"] == before - r.records_dropped
+    for key, v in live.items():
+        rec = store.get_key(key)
+        assert rec is not None and rec.json() == v, key
+    for key in deleted:
+        assert store.get_key(key) is None
+    red = sorted(v["v"] for v in live.values() if v["color"] == "red")
+    assert sorted(rec.json()["v"] for rec in store.query("color", "red")) == red
+    store.close()
+    store = open_store(key="id")
+    for key, v in live.items():
+        assert store.get_key(key).json() == v
+    assert sorted(rec.json()["v"] for rec in store.query("color", "red")) == red
+
+
+# ---- retention ----
+
+def _wait(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_retention_by_bytes_in_the_background(open_store, real_data):
+    raws = real_data("zeek_wrccdc2018", 12_000)
+    store = open_store(retain_bytes=200_000, compaction_interval_seconds=0.02)
+    _register(store)
+    page = store.config.page_size_bytes
+    for k in range(0, len(raws), 1000):
+        store.ingest(b"\n".join(raws[k:k + 1000]))
+    _wait(lambda: store.stats()["log_bytes"] < 200_000 + 2 * page)
+    st = store.stats()
+    assert st["compaction"]["runs"] >= 1 and st["compaction"]["errors"] == 0
+    assert st["compaction"]["last"]["trigger"] == "retain_bytes" and st["compaction"]["policy"]["background"]
+    assert st["disk_bytes"] < 200_000 + 2 * store.config.segment_size_bytes
+    log = Log(raws)
+    log.bind(store, check=False)  # the records still there are the newest ones, in order
+    assert log.raws[-len(log.addresses):] == [r.raw for r in store.scan(ALL, order="oldest")]
+    kept = Log(raws[len(raws) - len(log.addresses):])
+    kept.bind(store)
+    _check(store, kept)
+
+
+def test_retention_by_age_in_the_background(open_store):
+    now = time.time()
+    recs = []
+    for i in range(3000):
+        t = now - 3000 + i  # one record a second, the oldest 50 minutes ago
+        ts = [t, t * 1000, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + "Z"][i % 3]
+        recs.append(json.dumps({"ts": ts, "i": i, "pad": "y" * 150}).encode())
+    recs.insert(2, b'{"i": -1, "no_ts": true}')  # no timestamp: counts as new, keeps its page
+    store = open_store(retain_seconds=1200, timestamp_expression="ts", compaction_interval_seconds=0.02)
+    _ingest(store, recs[:3])
+    time.sleep(0.1)
+    assert store.begin_address == 64, "a page with an unreadable timestamp is kept"
+    store.close()
+    store = open_store(retain_seconds=1200, timestamp_expression="ts", compaction_interval_seconds=0.02)
+    _ingest(store, recs[3:])
+    # ... until retention by bytes or a manual compaction drops it
+    store.compact(_page_floor(store, store.tail_address // 8) + store.config.page_size_bytes)
+    _wait(lambda: store.stats()["compaction"]["runs"] >= 2)
+    time.sleep(0.1)
+    st = store.stats()["compaction"]
+    assert st["errors"] == 0 and st["last"]["trigger"] == "retain_seconds", st
+    kept = [r.json()["i"] for r in store.scan(ALL, order="oldest")]
+    # Records 1800.. are younger than 1200 s; whole pages older than that went.
+    per_page = store.config.page_size_bytes // 200
+    assert 1800 - per_page < kept[0] <= 1800 and kept == list(range(kept[0], 3000))
+    assert next(iter(store.scan(ALL, order="oldest"))).address == store.begin_address
+
+
+def test_age_cut_picks_the_first_page_with_a_new_record(open_store):
+    now = 1_700_000_000
+    recs = [json.dumps({"ts": now + i, "pad": "z" * 300}).encode() for i in range(400)]
+    store = open_store()
+    _ingest(store, recs)
+    addrs = [r.address for r in store.scan(ALL, order="oldest")]
+    comp = store._compactor
+    comp._timestamp = shoal.psf.parse_definition("ts")
+    for i in (0, 37, 150, 399):
+        assert comp.age_cut(now + i) == max(64, _page_floor(store, addrs[i]))
+    assert comp.age_cut(now + 10**6) == store.read_only_address
+
+
+def test_timestamps():
+    t = C.timestamp_seconds
+    assert t(1_700_000_000) == 1_700_000_000 and t(1_700_000_000.5) == 1_700_000_000.5
+    assert t(1_700_000_000_123) == pytest.approx(1_700_000_000.123)
+    assert t("2023-11-14T22:13:20Z") == 1_700_000_000 and t("2023-11-14T23:13:20+01:00") == 1_700_000_000
+    assert t("2023-11-14T22:13:20") == 1_700_000_000  # no zone: UTC
+    assert t("2023-11-14") == 1_699_920_000
+    for bad in (None, True, "yesterday", [1], {"a": 1}, float("nan")):
+        assert t(bad) is None
+
+
+def test_retention_config_is_validated(tmp_path):
+    for kw in [{"retain_bytes": 0}, {"retain_bytes": -1}, {"retain_bytes": 1.5}, {"retain_bytes": True},
+               {"retain_seconds": 10}, {"retain_seconds": -1, "timestamp_expression": "ts"},
+               {"retain_seconds": float("nan"), "timestamp_expression": "ts"}, {"timestamp_expression": ""},
+               {"compaction_interval_seconds": 0}]:
+        with pytest.raises(shoal.InvalidArgument):
+            shoal.StoreConfig(**kw)
+    with pytest.raises(shoal.InvalidArgument, match="timestamp_expression"):
+        shoal.open(tmp_path / "s", retain_seconds=5, timestamp_expression="a.[")
+    shoal.open(tmp_path / "s").close()  # the failed open let go of the directory
