@@ -7,6 +7,8 @@ spec). It never exits on its own: it is killed, by the parent (SIGKILL after
 a number of progress lines) or by itself (a kill point: the Nth I/O event of
 a kind, optionally inside one operation, before or after the real call, or a
 segment write cut short). When its plan runs out it prints "done" and waits.
+With `threads` > 1 several ingest loops share the store, so durable ingests
+overlap (group commit) and control operations overlap ingests.
 
 The ack file gets one JSON line per event, each written with one os.write on
 an O_APPEND descriptor once the call it reports has returned (no fsync: a
@@ -22,6 +24,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 
 import shoal
@@ -33,25 +36,31 @@ _real = {name: getattr(os, name) for name in ("fsync", "fdatasync", "replace", "
 class Killer:
     """Counts I/O events and kills this process at the Nth one that matches.
 
-    spec: {"event": "segwrite" | "segsync" | "fsync" | "any", "scope": None
-    or "checkpoint" | "psf" | "compact" | "flush", "nth": N, "when": "before"
-    | "after" | "torn", "cut_blocks": k}. Events count only while a call of
-    the scope's operation runs (any thread: the flusher's page writes during
-    a checkpoint count too)."""
+    spec: {"event": "segwrite" | "segsync" | "fsync" | "file" | "ack" | "any",
+    "scope": None or "open" | "checkpoint" | "psf" | "flush" | "compact",
+    "nth": N, "when": "before" | "after" | "torn", "cut_blocks": k}. With a
+    scope, events count only while a call of that operation runs (events of
+    any thread: the flusher's page writes during a checkpoint count too)."""
 
     def __init__(self, spec: dict | None):
         self.spec = spec
-        self.scope: str | None = None
+        self.scopes: dict[str, int] = {}  # operations running now (threads may overlap)
         self.seen = 0
+        self._lock = threading.Lock()
 
     def hit(self, event: str) -> bool:
         s = self.spec
-        if s is None or (s["scope"] is not None and s["scope"] != self.scope):
+        if s is None or (s["event"] != "any" and s["event"] != event):
             return False
-        if s["event"] != "any" and s["event"] != event:
-            return False
-        self.seen += 1
-        return self.seen == s["nth"]
+        with self._lock:  # events come from the ingest threads and the flusher
+            if s["scope"] is not None and not self.scopes.get(s["scope"]):
+                return False
+            self.seen += 1
+            return self.seen == s["nth"]
+
+    def enter(self, scope: str, delta: int) -> None:
+        with self._lock:
+            self.scopes[scope] = self.scopes.get(scope, 0) + delta
 
     def die(self) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -109,12 +118,18 @@ def install(killer: Killer) -> None:
     segments.SegmentFiles.sync = sync
 
 
+def acked(killer: Killer) -> None:
+    """The moment durability is most easily lost: right after an acknowledgement."""
+    if killer.hit("ack"):
+        killer.die()
+
+
 def scoped(killer: Killer, scope: str, fn, *args, **kwargs):
-    killer.scope = scope
+    killer.enter(scope, 1)
     try:
         return fn(*args, **kwargs)
     finally:
-        killer.scope = None
+        killer.enter(scope, -1)
 
 
 class Acks:
@@ -123,6 +138,81 @@ class Acks:
 
     def write(self, **event) -> None:
         os.write(self.fd, json.dumps(event, separators=(",", ":")).encode() + b"\n")
+
+
+class Run:
+    """One child run: `threads` ingest loops over a shared line cursor, each
+    doing a seeded control operation (PSF change, checkpoint, flush,
+    compaction) now and then between its batches."""
+
+    def __init__(self, spec: dict, store, killer: Killer, acks: Acks, lines: list[bytes]):
+        self.spec, self.store, self.killer, self.acks, self.lines = spec, store, killer, acks, lines
+        self.plan = spec["plan"]
+        self.psfs: dict[str, str] = spec["psfs"]
+        self.has_compact = hasattr(store, "compact")
+        self._lock = threading.Lock()  # the cursor, the batch count, stdout; PSF toggles
+        self._psf_lock = threading.Lock()
+        self.cursor = spec["start_line"]
+        self.batches = 0
+
+    def toggle(self, name: str) -> None:
+        store, acks = self.store, self.acks
+        with self._psf_lock:  # look and change as one step
+            active = any(q.name == name and q.active for q in store.psfs())
+            op = "deregister" if active else "register"
+            acks.write(ev="psf-begin", op=op, name=name)
+            if active:
+                psf = scoped(self.killer, "psf", store.deregister_psf, name)
+            else:
+                psf = scoped(self.killer, "psf", store.register_psf, name, self.psfs[name])
+            acks.write(ev="psf", op=op, name=name, ranges=psf.ranges)
+
+    def control(self, rng: random.Random) -> None:
+        p, store, acks, killer = self.plan, self.store, self.acks, self.killer
+        r = rng.random()
+        if r < p["psf"]:
+            self.toggle(rng.choice(sorted(self.psfs)))
+        elif r < p["psf"] + p["checkpoint"]:
+            acks.write(ev="checkpoint-begin")
+            info = scoped(killer, "checkpoint", store.checkpoint)
+            acks.write(ev="durable", how="checkpoint", tail=info.tail_address)
+            acked(killer)
+        elif r < p["psf"] + p["checkpoint"] + p["flush"]:
+            tail = scoped(killer, "flush", store.flush)
+            acks.write(ev="durable", how="flush", tail=tail)
+            acked(killer)
+        elif self.has_compact and r < p["psf"] + p["checkpoint"] + p["flush"] + p["compact"]:
+            span = store.tail_address - store.begin_address
+            if rng.random() < 0.5:
+                args = {"retain_bytes": int(span * rng.uniform(0.3, 0.9))}
+            else:
+                args = {"until_address": store.begin_address + int(span * rng.uniform(0.1, 0.7))}
+            acks.write(ev="compact-begin", args=args)
+            scoped(killer, "compact", store.compact, **args)
+            acks.write(ev="compact", args=args, begin=store.begin_address)
+
+    def ingest_loop(self, seed: int) -> None:
+        rng = random.Random(seed)
+        p, lines = self.plan, self.lines
+        while True:
+            self.control(rng)
+            n = rng.randint(p["batch_min"], p["batch_max"])
+            durable = rng.random() < p["durable"]
+            with self._lock:
+                if self.batches >= p["max_batches"]:
+                    return
+                self.batches += 1
+                lo = self.cursor % len(lines)
+                hi = self.cursor = min(lo + n, len(lines))
+                self.acks.write(ev="begin", lo=lo, hi=hi)
+            res = self.store.ingest(b"\n".join(lines[lo:hi]) + b"\n", durable=durable)
+            self.acks.write(ev="ingest", lo=lo, hi=hi, durable=res.durable, count=res.ingested,
+                            rejected=res.rejected, first=res.first_address, last=res.last_address)
+            if res.durable:
+                acked(self.killer)
+            with self._lock:
+                sys.stdout.write(f"batch {lo}\n")
+                sys.stdout.flush()
 
 
 def main() -> None:
@@ -135,59 +225,21 @@ def main() -> None:
     killer = Killer(spec["kill"])
     install(killer)
     acks = Acks(spec["ack"])
-    psfs: dict[str, str] = spec["psfs"]
-    p = spec["plan"]
 
-    store = shoal.open(spec["store"], **spec["config"])
+    store = scoped(killer, "open", shoal.open, spec["store"], **spec["config"])
     acks.write(ev="open", run=spec["run"], tail=store.tail_address, begin=store.begin_address,
                dropped=store.recovery.dropped)
-    has_compact = hasattr(store, "compact")
     print("ready", flush=True)
-
-    def toggle(name: str) -> None:
-        active = any(q.name == name and q.active for q in store.psfs())
-        op = "deregister" if active else "register"
-        acks.write(ev="psf-begin", op=op, name=name)
-        if active:
-            psf = scoped(killer, "psf", store.deregister_psf, name)
-        else:
-            psf = scoped(killer, "psf", store.register_psf, name, psfs[name])
-        acks.write(ev="psf", op=op, name=name, ranges=psf.ranges)
-
-    for name in spec["register_first"]:
-        toggle(name)
-    cursor = spec["start_line"]
-    for batch in range(p["max_batches"]):
-        r = rng.random()
-        if r < p["psf"]:
-            toggle(rng.choice(sorted(psfs)))
-        elif r < p["psf"] + p["checkpoint"]:
-            acks.write(ev="checkpoint-begin")
-            info = scoped(killer, "checkpoint", store.checkpoint)
-            acks.write(ev="durable", how="checkpoint", tail=info.tail_address)
-        elif r < p["psf"] + p["checkpoint"] + p["flush"]:
-            tail = scoped(killer, "flush", store.flush)
-            acks.write(ev="durable", how="flush", tail=tail)
-        elif has_compact and r < p["psf"] + p["checkpoint"] + p["flush"] + p["compact"]:
-            span = store.tail_address - store.begin_address
-            if rng.random() < 0.5:
-                args = {"retain_bytes": int(span * rng.uniform(0.3, 0.9))}
-            else:
-                args = {"until_address": store.begin_address + int(span * rng.uniform(0.1, 0.7))}
-            acks.write(ev="compact-begin", args=args)
-            scoped(killer, "compact", store.compact, **args)
-            acks.write(ev="compact", args=args, begin=store.begin_address)
-
-        n = rng.randint(p["batch_min"], p["batch_max"])
-        lo = cursor % len(lines)
-        hi = min(lo + n, len(lines))
-        cursor = hi
-        durable = rng.random() < p["durable"]
-        acks.write(ev="begin", lo=lo, hi=hi)
-        res = store.ingest(b"\n".join(lines[lo:hi]) + b"\n", durable=durable)
-        acks.write(ev="ingest", lo=lo, hi=hi, durable=res.durable, count=res.ingested,
-                   rejected=res.rejected, first=res.first_address, last=res.last_address)
-        print("batch", batch, flush=True)
+    run = Run(spec, store, killer, acks, lines)
+    if not (spec["kill"] and spec["kill"]["scope"] == "open"):  # else: it did not fire, and never will
+        for name in spec["register_first"]:
+            run.toggle(name)
+        threads = [threading.Thread(target=run.ingest_loop, args=(rng.randrange(1 << 32),))
+                   for _ in range(spec["threads"])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     print("done", flush=True)
     time.sleep(3600)
 

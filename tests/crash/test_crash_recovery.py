@@ -65,8 +65,9 @@ CONFIG = dict(page_size_bytes=64 * KiB, memory_budget_bytes=256 * KiB, segment_s
               batch_bytes=32 * KiB)
 PSFS = {"path": "_path", "resp_p": '"id.resp_p"', "proto": "proto", "query": "query",
         "udp": "proto == 'udp'", "answers": "length(answers)"}  # the last runs on the slow path
-LINEAGES = 3
+LINEAGES = 4
 KILLS_PER_LINEAGE = 8
+THREADED_RUNS = 0.3  # runs with two ingest threads (overlapping durable ingests)
 CHILD_TIMEOUT_S = 120
 PLAN = dict(psf=0.08, checkpoint=0.10, flush=0.07, compact=0.08, durable=0.35, batch_min=100,
             batch_max=500, max_batches=400)
@@ -95,16 +96,18 @@ def plan_kill_points(rng: random.Random, has_compact: bool, n: int) -> list[Kill
         lambda: KillPoint("time", after_batches=rng.randint(1, 14), sleep_s=rng.uniform(0, 0.03)),
         lambda: hook("segwrite", None, rng.choice(["before", "after"]), 30),
         lambda: hook("segwrite", None, "torn", 30),
+        lambda: hook("ack", None, "after", 8),
         lambda: hook("segsync", None, rng.choice(["before", "after"]), 10),
         lambda: hook("fsync", None, rng.choice(["before", "after"]), 20),
         lambda: hook("any", "checkpoint", rng.choice(["before", "after"]), 16),
         lambda: hook("any", "psf", rng.choice(["before", "after"]), 6),
         lambda: hook("any", "flush", rng.choice(["before", "after"]), 4),
+        lambda: hook("any", "open", rng.choice(["before", "after"]), 2),  # recovering a recovered store
     ]
     if has_compact:
         makers.append(lambda: hook("any", "compact", rng.choice(["before", "after"]), 6))
     # every kind at least twice (time and checkpoint more often), the rest at random
-    kinds = [0, 0, 0] + list(range(len(makers))) * 2 + [5]
+    kinds = [0, 0, 0] + list(range(len(makers))) * 2 + [6]
     kinds += [rng.randrange(len(makers)) for _ in range(max(0, n - len(kinds)))]
     rng.shuffle(kinds)
     return [makers[k]() for k in kinds]
@@ -119,7 +122,8 @@ class Child:
                                      stdout=subprocess.PIPE, stderr=self._stderr)
         self.lines: queue.Queue = queue.Queue()
         self.stderr_path = stderr_path
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -154,6 +158,7 @@ class Child:
             if self.proc.poll() is None:
                 os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
+            self._reader.join(timeout=30)  # EOF once the child is gone
             self.proc.stdout.close()
             self._stderr.close()
 
@@ -232,19 +237,18 @@ def check_recovered(store, lineage: Lineage, events: list[dict], data: Data, tot
     opened = [e for e in events if e["ev"] == "open"]
     if opened and lineage.tail is not None and opened[0]["tail"] != lineage.tail:
         problems.append(f"the child recovered tail {opened[0]['tail']}, the checker {lineage.tail}")
-    seq: list[int] = []          # lines the run began to ingest, in order
-    batches: list[dict] = []     # ingests that returned, with their position in seq
+    begun: list[tuple[int, int]] = []  # line ranges the run began to ingest
+    batches: list[dict] = []           # ingests that returned
     compacting = False
     psf_pending: set[str] = set()
     for e in events:
         ev = e["ev"]
         if ev == "begin":
-            e_pos = len(seq)
-            seq.extend(range(e["lo"], e["hi"]))
+            begun.append((e["lo"], e["hi"]))
         elif ev == "ingest":
             if (e["count"], e["rejected"]) != (e["hi"] - e["lo"], 0):
                 problems.append(f"ingest of lines {e['lo']}:{e['hi']} stored {e['count']}, rejected {e['rejected']}")
-            batches.append(dict(e, pos=e_pos))
+            batches.append(e)
             if e["durable"]:
                 lineage.acked.append(e)
         elif ev == "durable":  # flush or checkpoint: everything ingested so far is on disk
@@ -274,19 +278,20 @@ def check_recovered(store, lineage: Lineage, events: list[dict], data: Data, tot
 
     # 2. Every record parses and is an input line.
     found = [(r.address, r.raw) for r in store.scan(ALL, order="oldest")]
+    garbage = []
     for addr, raw in found:
         try:
             orjson.loads(raw)
         except orjson.JSONDecodeError:
-            problems.append(f"record at {addr} does not parse: {raw[:80]!r}")
+            garbage.append(f"record at {addr} does not parse: {raw[:80]!r}")
         if raw not in data.line_of:
-            problems.append(f"record at {addr} is not an input line: {raw[:80]!r}")
-    if problems:
-        return problems
+            garbage.append(f"record at {addr} is not an input line: {raw[:80]!r}")
+    if garbage:
+        return problems + garbage
     if found and (found[0][0] < begin or found[-1][0] >= tail):
         problems.append(f"scan returned addresses {found[0][0]}..{found[-1][0]} outside [{begin}, {tail})")
 
-    # 2'. The log is the verified log plus a prefix of what the run began, in order.
+    # 2'. The log is the verified log, then what the run appended, up to a point.
     start = lineage.tail if lineage.tail is not None else 0
     old = [(a, i) for a, i in lineage.log if a >= floor]
     got_old = [(a, data.line_of[r]) for a, r in found if a < start]
@@ -295,27 +300,7 @@ def check_recovered(store, lineage: Lineage, events: list[dict], data: Data, tot
         totals.verified_records_lost += lost
         problems.append(f"the log before this run changed: {len(old)} records expected, {len(got_old)} found, "
                         f"{lost} lost; first difference at {_first_diff(old, got_old)}")
-    new = found[len(got_old):]
-    skip = 0  # lines of this run below the begin address (a compaction in this run)
-    for b in batches:
-        if b["last"] < floor:
-            skip = b["pos"] + (b["hi"] - b["lo"])
-            continue
-        if b["first"] < floor:
-            skip = b["pos"] + (b["hi"] - b["lo"]) - sum(1 for a, _ in new if floor <= a <= b["last"])
-        break
-    want = seq[skip:skip + len(new)]
-    if len(new) > len(seq) - skip or [r for _, r in new] != [lines[i] for i in want]:
-        problems.append(f"records after address {start} are not a prefix of what the run ingested: "
-                        f"{len(new)} found, {len(seq) - skip} begun; first difference at position "
-                        f"{_first_diff([lines[i] for i in want], [r for _, r in new])}")
-    else:
-        for b in batches:
-            p0, p1 = b["pos"] - skip, b["pos"] - skip + (b["hi"] - b["lo"]) - 1
-            for p, key in ((p0, "first"), (p1, "last")):
-                if 0 <= p < len(new) and new[p][0] != b[key]:
-                    problems.append(f"line {seq[p + skip]} is at address {new[p][0]}, "
-                                    f"the ingest reported {b[key]}")
+    problems += check_run_records(found[len(got_old):], begun, batches, floor, start, data)
 
     # 1. Every acknowledged record is there, at its address, byte for byte.
     by_address = dict(found)
@@ -385,6 +370,59 @@ def check_recovered(store, lineage: Lineage, events: list[dict], data: Data, tot
                                 f"first difference at {_first_diff(expect, got)}")
     lineage.log = [(a, data.line_of[r]) for a, r in found]
     lineage.tail = tail
+    lineage.compacted_to = max(lineage.compacted_to, begin)  # an interrupted compaction's, if it got that far
+    return problems
+
+
+def check_run_records(new: list[tuple[int, bytes]], begun: list[tuple[int, int]], batches: list[dict],
+                      floor: int, start: int, data: Data) -> list[str]:
+    """The records after the run's start address, in log order, are whole
+    batches the run began, each at the addresses its ingest reported, up to
+    the point where the log was cut: only the last batch may be partial, and
+    a batch that returned is missing only past that point. (Ingest calls hold
+    the writer lock while appending, so each batch is contiguous; with
+    several threads the batches may be in any order.) A compaction in this
+    run may have cut the first batch left, below `floor`."""
+    problems: list[str] = []
+    batch_of = {i: j for j, (lo, hi) in enumerate(begun) for i in range(lo, hi)}
+    returned = {(b["lo"], b["hi"]): b for b in batches}
+    groups: list[tuple[int, list[tuple[int, int]]]] = []  # (batch, [(address, line)])
+    for a, raw in new:
+        i = data.line_of[raw]
+        j = batch_of.get(i)
+        if j is None:
+            return [f"record at {a} is line {i}, which the run did not ingest"]
+        if groups and groups[-1][0] == j:
+            groups[-1][1].append((a, i))
+        else:
+            groups.append((j, [(a, i)]))
+    seen: set[int] = set()
+    for g, (j, recs) in enumerate(groups):
+        lo, hi = begun[j]
+        b = returned.get((lo, hi))
+        where = f"lines {lo}:{hi} (at {recs[0][0]}..{recs[-1][0]})"
+        if j in seen:
+            problems.append(f"{where}: the batch is split by other records")
+        seen.add(j)
+        idx = [i for _, i in recs]
+        if idx != list(range(idx[0], idx[0] + len(idx))):
+            problems.append(f"{where}: lines out of order or missing inside the batch")
+        if idx[0] != lo and not (g == 0 and floor > start and (b is None or b["first"] < floor)):
+            problems.append(f"{where}: the batch's first {idx[0] - lo} records are missing")
+        if idx[-1] != hi - 1 and g != len(groups) - 1:
+            problems.append(f"{where}: the batch lost its last {hi - 1 - idx[-1]} records, "
+                            f"but records after it survived")
+        if b is not None:
+            if idx[0] == lo and recs[0][0] != b["first"]:
+                problems.append(f"{where}: the ingest reported first address {b['first']}")
+            if idx[-1] == hi - 1 and recs[-1][0] != b["last"]:
+                problems.append(f"{where}: the ingest reported last address {b['last']}")
+    end = new[-1][0] if new else start
+    for j, (lo, hi) in enumerate(begun):
+        b = returned.get((lo, hi))
+        if j not in seen and b is not None and b["last"] >= floor and b["first"] <= end:
+            problems.append(f"lines {lo}:{hi} at {b['first']}..{b['last']} are missing, "
+                            f"but records after them survived")
     return problems
 
 
@@ -409,7 +447,15 @@ def test_sigkill_at_kill_points(tmp_path):
     report: list[str] = []
 
     def fail(msg: str) -> None:
-        pytest.fail(f"SHOAL_CRASH_SEED={SEED}: {msg}\n" + "\n".join(report[-12:]), pytrace=False)
+        pytest.fail(f"SHOAL_CRASH_SEED={SEED}: {msg}\n{summary()}\nlast kill points:\n" + "\n".join(report[-8:]),
+                    pytrace=False)
+
+    def summary() -> str:
+        return (f"[crash] seed {SEED}: {totals.kill_points} kill points ({totals.hooks_fired} in-process hooks "
+                f"fired, not reached: {totals.not_fired}), {totals.acked_records_checked} acknowledged-durable "
+                f"record checks, {totals.acked_records_lost} acknowledged records lost, "
+                f"{totals.verified_records_lost} earlier-verified records lost, {totals.torn_tails} torn tails "
+                f"dropped, {totals.queries} queries checked, {time.monotonic() - t0:.1f} s")
 
     for k in range(LINEAGES):
         lineage = Lineage(tmp_path / f"store-{k}")
@@ -421,8 +467,10 @@ def test_sigkill_at_kill_points(tmp_path):
                         seed=rng.randrange(1 << 32), start_line=cursor, config=CONFIG, psfs=PSFS,
                         plan=dict(PLAN, max_batches=kp.after_batches + 20 if kp.spec is None
                                   else PLAN["max_batches"]),
-                        register_first=["path", "udp", "answers"] if run == 0 else [], kill=kp.spec)
-            where = f"lineage {k} run {run}, kill point {kp.label} {kp.spec or ''}"
+                        register_first=["path", "udp", "answers"] if run == 0 else [], kill=kp.spec,
+                        threads=2 if rng.random() < THREADED_RUNS else 1)
+            where = (f"lineage {k} run {run} ({spec['threads']} threads), kill point {kp.label}"
+                     + (f" {kp.spec}" if kp.spec else f" after {kp.after_batches} batches + {kp.sleep_s:.3f} s"))
             child = Child(spec, tmp_path / f"stderr-{k}-{run}.txt")
             try:
                 how = child.run_until_killed(kp)
@@ -451,13 +499,8 @@ def test_sigkill_at_kill_points(tmp_path):
             if problems:
                 fail(f"{where}:\n  " + "\n  ".join(problems[:20]))
 
-    summary = (f"[crash] seed {SEED}: {totals.kill_points} kill points ({totals.hooks_fired} in-process hooks "
-               f"fired, not reached: {totals.not_fired}), {totals.acked_records_checked} acknowledged-durable "
-               f"record checks, {totals.acked_records_lost} acknowledged records lost, "
-               f"{totals.verified_records_lost} earlier-verified records lost, {totals.torn_tails} torn tails "
-               f"dropped, {totals.queries} queries checked, {time.monotonic() - t0:.1f} s")
-    print(summary)
-    assert totals.kill_points >= 20, summary
-    assert totals.acked_records_lost == 0 and totals.verified_records_lost == 0, summary
+    print(summary())
+    assert totals.kill_points >= 20, summary()
+    assert totals.acked_records_lost == 0 and totals.verified_records_lost == 0, summary()
     # A hook that never fires (a renamed function, a plan too short) would test nothing.
-    assert len(totals.not_fired) <= 2, summary
+    assert len(totals.not_fired) <= 2, summary()
