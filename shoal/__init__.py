@@ -1,7 +1,7 @@
 """shoal: a storage engine for raw JSON streams with predicated subset
 function (PSF) indexing, after FishStore."""
 from .config import StoreConfig, parse_size
-from .errors import (CorruptionError, IngestRejected, InvalidArgument, NativeIOError, ParseError,
+from .errors import (CorruptionError, DiskFull, IngestRejected, InvalidArgument, NativeIOError, ParseError,
                      PSFDefinitionError, PSFError, PSFExists, PSFNotFound, RecordTooLarge, RemoteError, ShoalError,
                      StorageError, StoreClosed, StoreLocked)
 from .ingest.framing import InputFormat
@@ -19,6 +19,7 @@ __all__ = [
     "Client",
     "CompactionResult",
     "CorruptionError",
+    "DiskFull",
     "IngestError",
     "IngestRejected",
     "IngestResult",

@@ -70,6 +70,7 @@ _ERRORS: dict[str, Any] = {
     "store_closed": lambda b: E.StoreClosed(b.get("detail", "")),
     "store_locked": lambda b: E.StoreLocked(b.get("detail", "")),
     "corruption": lambda b: E.CorruptionError(b.get("detail", "")),
+    "disk_full": lambda b: E.DiskFull(b.get("detail", "")),
     "io_error": lambda b: E.NativeIOError(b.get("detail", "")),
     "storage_error": lambda b: E.StorageError(b.get("detail", "")),
     "shoal_error": lambda b: E.ShoalError(b.get("detail", "")),

@@ -16,13 +16,18 @@
         ├── StoreLocked            another process holds the data directory
         ├── RecordTooLarge         a record cannot fit in a log page
         ├── CorruptionError        a checksum, magic or size check failed
-        └── NativeIOError          a read or write of a segment file failed
+        └── NativeIOError          a read, write or fsync of a segment or
+            │                      checkpoint file failed: .errno
+            └── DiskFull           no space left on device (ENOSPC) or over
+                                   quota (EDQUOT)
 
 Expected outcomes are values, not exceptions: a query with no match yields
 nothing, and `Store.get` of an address holding no record returns None.
 """
 from __future__ import annotations
 
+import errno as _errno
+import os
 from typing import Any
 
 
@@ -120,4 +125,23 @@ class CorruptionError(StorageError):
 
 
 class NativeIOError(StorageError):
-    """Reading or writing a segment or checkpoint file failed."""
+    """Reading, writing or fsyncing a segment or checkpoint file failed.
+    `errno` is the OS error number when one is known."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        self.errno = errno
+        super().__init__(message)
+
+
+class DiskFull(NativeIOError):
+    """A write found no space left on the device (ENOSPC) or the user's quota
+    exhausted (EDQUOT). Nothing acknowledged is lost; see README, "Disk full
+    and I/O errors", for what the store does next."""
+
+
+def io_error(action: str, path: str | os.PathLike, exc: OSError) -> NativeIOError:
+    """The library error for an OSError from `action` ("write to", "fsync of")
+    on `path`: DiskFull for ENOSPC and EDQUOT, NativeIOError otherwise."""
+    if exc.errno in (_errno.ENOSPC, _errno.EDQUOT):
+        return DiskFull(f"{action} {path} failed: no space left on device", exc.errno)
+    return NativeIOError(f"{action} {path} failed: {exc.strerror or exc}", exc.errno)

@@ -84,3 +84,12 @@ def real_data():
 def testsuite_files() -> dict[str, bytes]:
     """JSONTestSuite: file name -> bytes."""
     return {p.name: p.read_bytes() for p in sorted(TESTSUITE_DIR.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def faulty_disk(tmp_path, monkeypatch):
+    """A FaultyDisk (tests/faults.py) over this test's tmp dir: injects I/O
+    errors into the store's writes and fsyncs, and copies the tree as a power
+    cut would leave it."""
+    from faults import FaultyDisk
+    return FaultyDisk(tmp_path, monkeypatch)

@@ -57,6 +57,7 @@ ERRORS: list[tuple[type[BaseException], int, str]] = [
     (E.StoreClosed, 503, "store_closed"),
     (E.StoreLocked, 503, "store_locked"),
     (E.CorruptionError, 500, "corruption"),
+    (E.DiskFull, 507, "disk_full"),
     (E.NativeIOError, 500, "io_error"),
     (E.StorageError, 500, "storage_error"),
     (E.ShoalError, 400, "shoal_error"),

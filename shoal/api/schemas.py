@@ -218,6 +218,7 @@ _STATUS_TEXT = {
     422: "invalid request body or expression, or rejected records (on_error=reject)",
     501: "not implemented",
     503: "the store is closed (shutting down)",
+    507: "no space left on the store's disk (disk_full); acknowledged records are kept",
 }
 
 INGEST_BODY = {"requestBody": {

@@ -48,8 +48,10 @@ class _Scratch:
         self.n_results = n_spans
 
 
-def run(store: "Store", data: Any, *, on_error: str = "skip", durable: bool = False,
+def run(store: "Store", data: Any, *, on_error: str = "skip",
         format: str | InputFormat = "auto") -> IngestResult:
+    """Append the records of `data`; durability is the caller's (Store.ingest
+    waits for its fsync after releasing the writer lock)."""
     if on_error not in ON_ERROR:
         raise InvalidArgument(f"on_error must be 'skip' or 'reject', not {on_error!r}")
     fmt = InputFormat.parse(format)
@@ -63,9 +65,6 @@ def run(store: "Store", data: Any, *, on_error: str = "skip", durable: bool = Fa
         result = _pass(store, source, fmt, dry_run=False)
     finally:
         source.close()
-    if durable:
-        store._log.flush(durable=True)
-        result.durable = True
     return result
 
 

@@ -42,7 +42,7 @@ import unicodedata
 from typing import Any, Callable, Iterable
 
 from .._native import lib
-from ..errors import CorruptionError, InvalidArgument, PSFError, PSFExists, PSFNotFound
+from ..errors import CorruptionError, InvalidArgument, PSFError, PSFExists, PSFNotFound, io_error
 from .expr import Expression, parse_definition
 from .kinds import PSFKind
 
@@ -395,24 +395,27 @@ class Registry:
             return
         data = json.dumps(self._to_json(), indent=1, ensure_ascii=False).encode()
         directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=directory)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
+            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=directory)
             try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+                raise
+            dfd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:  # disk full, I/O error: a library error naming the file
+            raise io_error("write of", self.path, exc) from exc
 
     def _load(self) -> None:
         assert self.path is not None

@@ -6,8 +6,14 @@ Order of writes (each file: temp name, fsync, rename, fsync directory):
   3. the metadata `ckpt-<n>.json` naming the index file, its CRC32C, the tail
      and begin addresses. The metadata is written last, so a checkpoint
      exists only once everything it names is durable.
-Recovery takes the newest checkpoint whose metadata and index verify, then
-replays the log after its tail. The two newest checkpoints are kept.
+Recovery takes the newest checkpoint whose metadata and index verify and
+whose tail the log reaches, then replays the log after its tail. The two
+newest checkpoints are kept, so a damaged newest one falls back to the other.
+
+A write that fails (disk full, I/O error) removes its temp file and, when the
+metadata failed, the index file of the same id: no half-written checkpoint is
+ever named by a metadata file, and the older checkpoints stay as they were.
+Leftovers of a killed checkpoint are removed on open (`remove_leftovers`).
 
 Writer only (the store's writer lock).
 """
@@ -21,9 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._native import lib
+from ..errors import io_error
 
 _META = re.compile(r"^ckpt-(\d{6,})\.json$")
 KEEP = 2
+TEMP_SUFFIX = ".tmp"
+_INDEX = re.compile(r"^ckpt-(\d{6,})\.index$")
 
 
 @dataclass(frozen=True)
@@ -46,13 +55,46 @@ def crc32c(data: bytes) -> int:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    """Replace `path` with `data` atomically and durably (temp file, fsync,
+    rename, fsync the directory). Raises DiskFull / NativeIOError naming the
+    file; the temp file is removed then."""
+    tmp = path.with_name(path.name + TEMP_SUFFIX)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink(tmp)
+        raise io_error("write of", path, exc) from exc
+    try:
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise io_error("fsync of", path.parent, exc) from exc
+
+
+def remove_leftovers(directory: Path) -> None:
+    """Remove what a killed checkpoint left: temp files, and index files
+    whose metadata was never written (neither is ever loaded)."""
+    if not directory.exists():
+        return
+    names = set(os.listdir(directory))
+    for name in names:
+        m = _INDEX.match(name)
+        if name.endswith(TEMP_SUFFIX) or (m and f"ckpt-{m.group(1)}.json" not in names):
+            _unlink(directory / name)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def fsync_dir(path: Path) -> None:
@@ -76,19 +118,21 @@ def write_checkpoint(directory: Path, index_bytes: bytes, tail: int, begin: int,
     cid = (existing[-1] + 1) if existing else 1
     t0 = time.monotonic()
     index_name = f"ckpt-{cid:06d}.index"
-    write_atomic(directory / index_name, index_bytes)
+    write_atomic(directory / index_name, index_bytes)  # an index without metadata is never loaded
     info = CheckpointInfo(cid, tail, begin, records, time.time())
     meta = dict(info.to_dict(), index_file=index_name, index_bytes=len(index_bytes),
                 index_crc32c=crc32c(index_bytes), format=1)
     body = json.dumps(meta, sort_keys=True).encode()
     meta["meta_crc32c"] = crc32c(body)
-    write_atomic(directory / f"ckpt-{cid:06d}.json", json.dumps(meta, sort_keys=True).encode())
+    try:
+        write_atomic(directory / f"ckpt-{cid:06d}.json", json.dumps(meta, sort_keys=True).encode())
+    except BaseException:  # the metadata may have been renamed into place: remove both
+        _unlink(directory / f"ckpt-{cid:06d}.json")
+        _unlink(directory / index_name)
+        raise
     for old in existing[:-(KEEP - 1)] if KEEP > 1 else existing:
         for suffix in (".json", ".index"):
-            try:
-                os.unlink(directory / f"ckpt-{old:06d}{suffix}")
-            except FileNotFoundError:
-                pass
+            _unlink(directory / f"ckpt-{old:06d}{suffix}")
     duration = (time.monotonic() - t0) * 1000
     return CheckpointInfo(cid, tail, begin, records, info.created_at, duration)
 

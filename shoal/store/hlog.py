@@ -15,9 +15,20 @@ Concurrency:
     flushes the tail page and moves addresses.
   - The flusher thread writes sealed pages in order and advances
     flushed_until_address; `_cv` guards its queue and progress.
+    flushed_until_address means "every byte below is written to its segment
+    file" (not yet fsynced: store/commit.py makes it durable).
   - Readers never lock: they read addresses with atomic loads in C and check
     frame_page before and after copying (seqlock), falling back to segment
     files for pages that left memory.
+
+Write errors (disk full, EIO): a page whose write failed stays queued and in
+its frame (frames are recycled only once their page is written), so nothing
+is lost while the process lives. The flusher then waits; the next writer call
+that needs the page written (a page turn, a flush, a durable ingest) asks it
+to retry once and raises DiskFull / NativeIOError if that fails too. A failed
+fsync is different (after one, the kernel may have dropped the dirty pages,
+so what is on disk is unknown): `fail_writes` refuses further writes until
+the store is reopened, and recovery then keeps what verifies.
 """
 from __future__ import annotations
 
@@ -28,7 +39,7 @@ from pathlib import Path
 
 from .._native import check, ffi, lib
 from ..config import StoreConfig
-from ..errors import NativeIOError, ShoalError, StorageError
+from ..errors import NativeIOError, ShoalError, StorageError, StoreClosed
 from .address import FIRST_ADDRESS, MAX_ADDRESS
 from .segments import BLOCK_BYTES, SegmentFiles
 
@@ -69,7 +80,8 @@ class HybridLog:
 
         self._cv = threading.Condition()
         self._queue: collections.deque[int] = collections.deque()  # sealed pages to flush
-        self._flush_error: BaseException | None = None
+        self._flush_error: BaseException | None = None  # the flusher's last write failed
+        self._write_error: NativeIOError | None = None  # set by fail_writes: no more writes
         self._stop = False
 
         # Load the tail page (its flushed prefix) so appends continue in it.
@@ -139,7 +151,12 @@ class HybridLog:
     # ---- writer side ----
     def turn_page(self) -> None:
         """Seal the tail page and make the next page the tail. Writer only."""
-        self._raise_flush_error()
+        self.check_writable()
+        with self._cv:
+            failed = self._flush_error is not None and self._queue
+            sealed_end = (self._queue[-1] + 1) << self.page_bits if failed else 0
+        if failed:  # retry now: fail this call rather than queue more pages behind a failing write
+            self.wait_flushed(sealed_end)
         tail = self.c.tail_address
         if self._tail_page_full():
             new_page = tail >> self.page_bits  # the last record ended at the page end
@@ -180,21 +197,49 @@ class HybridLog:
         return tail & (self.page_size - 1) == 0 and self._frame_page[page % self.n_frames] != page
 
     def wait_flushed(self, address: int) -> None:
+        """Block until the flusher has written every sealed page below
+        `address`. If its write failed, ask it to retry once; raise
+        DiskFull / NativeIOError if the retry fails too. Any thread."""
+        retried = False
         with self._cv:
-            while self.c.flushed_until_address < address and self._flush_error is None:
+            while self.c.flushed_until_address < address:
+                if self._flush_error is not None:
+                    if retried or self._stop:
+                        raise _library_error(self._flush_error, "background flush failed: ")
+                    self._flush_error = None  # the flusher's signal to try the failed page again
+                    retried = True
+                    self._cv.notify_all()
                 self._cv.wait(0.5)
-        self._raise_flush_error()
 
     def flush(self, durable: bool = False) -> int:
         """Write everything below the tail to segment files (and fsync when
-        durable). Writer only. Returns the flushed tail address."""
+        durable: prefer store/commit.py, which shares fsyncs and publishes
+        synced_until_address). Writer only. Returns the flushed tail address."""
+        tail = self.write_tail()
+        self.wait_flushed(tail)
+        if durable:
+            self.segments.sync()
+        return tail
+
+    def write_tail(self, *, wait: bool = True) -> int | None:
+        """Write the tail page's unwritten blocks; returns the tail address.
+        Everything below it is then written once the flusher has written the
+        sealed pages before the tail page (wait_flushed(tail)). The tail page
+        may be written only after those (flushed_until_address covers
+        everything below it), so this waits for the flusher, or with
+        wait=False returns None when it would have to. Writer only: appends
+        write into the same frame, and this zeroes the last block past the tail."""
+        self.check_writable()
         if self._tail_page_full():
-            self.turn_page()
+            self.turn_page()  # the full page is sealed; the flusher writes it
+            return self.c.tail_address
         tail = self.c.tail_address
         page = tail >> self.page_bits
         start = page << self.page_bits
+        if not wait and self.c.flushed_until_address < start:
+            return None
         self.wait_flushed(start)
-        if tail > start:
+        if tail > start and self.c.flushed_until_address < tail:
             # Whole 4 KiB blocks (O_DIRECT); zero the bytes past the tail in
             # the last block so nothing stale of a recycled frame reaches disk.
             # Start at the block holding flushed_until: the page's bytes before
@@ -208,20 +253,37 @@ class HybridLog:
                 ffi.memmove(frame + off, bytes(end - off), end - off)
             lo = _on_disk_prefix(self.c.flushed_until_address - start, self.page_size)
             self.segments.write(start + lo, ffi.buffer(frame + lo, end - lo))
-        with self._cv:
-            if self.c.flushed_until_address < tail:
-                self.c.flushed_until_address = tail
-        if durable:
-            self.segments.sync()
+            with self._cv:
+                if self.c.flushed_until_address < tail:
+                    self.c.flushed_until_address = tail
+                self._cv.notify_all()
         return tail
+
+    def fail_writes(self, exc: NativeIOError) -> None:
+        """Refuse every later write (an fsync failed: what reached the disk
+        is unknown until recovery reads it back). Any thread."""
+        with self._cv:
+            if self._write_error is None:
+                self._write_error = exc
+
+    @property
+    def writable(self) -> bool:
+        return self._write_error is None
+
+    def check_writable(self) -> None:
+        if self._write_error is not None:
+            raise _library_error(self._write_error, "the log takes no more writes after a failed fsync; "
+                                                    "reopen the store to recover what is on disk (",
+                                 ")")
 
     def _flush_loop(self) -> None:
         while True:
             with self._cv:
-                while not self._queue and not self._stop:
+                # After a failed write, wait for a retry request (or close).
+                while (not self._queue or self._flush_error is not None) and not self._stop:
                     self._cv.wait()
-                if not self._queue:
-                    return
+                if not self._queue or self._flush_error is not None:
+                    return  # stopped: close() wrote the tail; a failed page stays unwritten
                 page = self._queue[0]
                 # A durable flush may have written this page's prefix while it
                 # was the tail; that part is on disk and is not written again.
@@ -229,22 +291,17 @@ class HybridLog:
             try:
                 frame = self._frames[page % self.n_frames]
                 self.segments.write((page << self.page_bits) + lo, ffi.buffer(frame + lo, self.page_size - lo))
-            except BaseException as exc:  # surfaced to the writer on its next call
+            except BaseException as exc:  # the page stays queued; a writer retries or raises
                 with self._cv:
                     self._flush_error = exc
-                    self._queue.clear()
                     self._cv.notify_all()
-                return
+                continue
             with self._cv:
                 self._queue.popleft()
                 end = (page + 1) << self.page_bits
                 if self.c.flushed_until_address < end:
                     self.c.flushed_until_address = end
                 self._cv.notify_all()
-
-    def _raise_flush_error(self) -> None:
-        if self._flush_error is not None:
-            raise NativeIOError(f"background flush failed: {self._flush_error}") from self._flush_error
 
     # ---- reader side ----
     def read_records(self, addresses: list[int], *, payload_only: bool = False) -> list[bytes | None]:
@@ -376,6 +433,19 @@ class HybridLog:
             self._cv.notify_all()
         self._flusher.join()
         self.segments.close()
+
+
+def _library_error(exc: BaseException, prefix: str, suffix: str = "") -> StorageError:
+    """A fresh exception (one per raise: several threads may report the same
+    failure) of the same library class, with context in the message."""
+    if isinstance(exc, StoreClosed):
+        return StoreClosed(str(exc))
+    if isinstance(exc, NativeIOError):
+        err = type(exc)(f"{prefix}{exc}{suffix}", exc.errno)
+    else:
+        err = NativeIOError(f"{prefix}{exc}{suffix}")
+    err.__cause__ = exc
+    return err
 
 
 def _on_disk_prefix(flushed_bytes: int, page_size: int) -> int:

@@ -13,7 +13,19 @@ memory (see HybridLog.flush). Reads use the ordinary descriptor; the kernel
 keeps the two coherent.
 
 Who calls what: the flusher thread and the writer (under the store's writer
-lock) write and fsync; readers only pread through C or `read`.
+lock) write; whoever makes the log durable (store/commit.py) fsyncs, from any
+thread; readers only pread through C or `read`.
+
+Durability bookkeeping: a segment joins `_dirty` after a write to it has
+completed, and `sync` takes and fsyncs the dirty set under `_sync_lock`, one
+sync at a time. So when a sync starts, every write that completed before it
+is either in its dirty set or was covered by an earlier sync that finished:
+the caller may treat everything written before the sync began as durable
+once it returns. The directory is fsynced only when a segment file was
+created since the last sync (its name must survive a crash too).
+
+Errors: OSErrors become NativeIOError, or DiskFull for ENOSPC/EDQUOT, naming
+the file. A failed fsync puts its segments back in the dirty set.
 """
 from __future__ import annotations
 
@@ -22,7 +34,7 @@ import re
 import threading
 from pathlib import Path
 
-from ..errors import NativeIOError
+from ..errors import NativeIOError, StoreClosed, io_error
 
 _NAME = re.compile(r"^segment-(\d{6,})\.log$")
 BLOCK_BYTES = 4096  # O_DIRECT alignment for offsets, lengths and memory
@@ -40,7 +52,10 @@ class SegmentFiles:
         self._write_fds: dict[int, int] = {}
         self.direct = bool(_O_DIRECT) and os.environ.get("SHOAL_NO_DIRECT_IO") is None
         self._dirty: set[int] = set()
-        self._lock = threading.Lock()  # protects _fds and _dirty
+        self._new_files = False  # a segment file was created since the last sync
+        self._closed = False
+        self._lock = threading.Lock()  # protects _fds, _write_fds, _dirty, _new_files
+        self._sync_lock = threading.Lock()  # one sync at a time; close waits for it
         directory.mkdir(parents=True, exist_ok=True)
         for name in os.listdir(directory):
             m = _NAME.match(name)
@@ -59,10 +74,15 @@ class SegmentFiles:
             raise NativeIOError(f"log is full: segment {seg} exceeds the address space")
         fd = self._fds.get(seg)
         if fd is None:
+            path = self.path(seg)
             try:
-                fd = os.open(self.path(seg), os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fd = os.open(path, os.O_RDWR)
+                except FileNotFoundError:
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                    self._new_files = True
             except OSError as exc:
-                raise NativeIOError(f"cannot open {self.path(seg)}: {exc}") from exc
+                raise io_error("opening", path, exc) from exc
             self._fds[seg] = fd
             self._c_fds[seg] = fd
         return fd
@@ -91,8 +111,9 @@ class SegmentFiles:
         """Write bytes of one page at log address `address` (GIL released in pwrite)."""
         seg, off = self._locate(address)
         with self._lock:
+            if self._closed:
+                raise StoreClosed("the log's segment files are closed")
             fd = self._open_write(seg)
-            self._dirty.add(seg)
         view = memoryview(data)
         try:
             while view:
@@ -100,7 +121,12 @@ class SegmentFiles:
                 view = view[n:]
                 off += n
         except OSError as exc:
-            raise NativeIOError(f"write to {self.path(seg)} failed: {exc}") from exc
+            raise io_error("write to", self.path(seg), exc) from exc
+        finally:
+            # Dirty once some bytes may have reached the file, and only after
+            # the write returned (see the module docstring).
+            with self._lock:
+                self._dirty.add(seg)
 
     def read(self, address: int, n: int) -> bytes:
         """Up to n bytes at `address` (short at the end of a segment file)."""
@@ -112,30 +138,52 @@ class SegmentFiles:
         try:
             return os.pread(fd, n, off)
         except OSError as exc:
-            raise NativeIOError(f"read of {self.path(seg)} failed: {exc}") from exc
+            raise io_error("read of", self.path(seg), exc) from exc
 
     def sync(self) -> None:
-        """fsync every segment written since the last sync."""
+        """fsync every segment written since the last sync (and the directory
+        when a segment file was created). Any thread; one sync at a time."""
+        with self._sync_lock:
+            with self._lock:
+                if self._closed:
+                    raise StoreClosed("the log's segment files are closed")
+                dirty = sorted(self._dirty)
+                self._dirty.clear()
+                new_files, self._new_files = self._new_files, False
+                fds = {s: self._write_fds.get(s, self._fds[s]) for s in dirty}
+            try:
+                for seg in dirty:
+                    try:
+                        os.fsync(fds[seg])
+                    except OSError as exc:
+                        raise io_error("fsync of", self.path(seg), exc) from exc
+                if new_files:
+                    try:
+                        _fsync_dir(self.directory)
+                    except OSError as exc:
+                        raise io_error("fsync of", self.directory, exc) from exc
+            except BaseException:
+                with self._lock:  # not known to be durable: the next sync tries again
+                    self._dirty.update(dirty)
+                    self._new_files = self._new_files or new_files
+                raise
+
+    def sync_all(self) -> None:
+        """fsync every segment file and the directory: after recovery, bytes a
+        killed process left in the page cache reach the disk before anything
+        new is acknowledged as durable after them."""
         with self._lock:
-            dirty = [(s, self._write_fds.get(s, self._fds[s])) for s in sorted(self._dirty)]
-            self._dirty.clear()
-        for seg, fd in dirty:
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                raise NativeIOError(f"fsync of {self.path(seg)} failed: {exc}") from exc
-        if dirty:
-            dfd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            self._dirty.update(self._fds)
+            self._new_files = True
+        self.sync()
 
     def truncate_after(self, address: int) -> None:
         """Drop bytes at and after `address` in its segment and delete later
-        segments (recovery: remove a torn tail so it is never read back)."""
+        segments (recovery: remove a torn tail so it is never read back).
+        The next sync makes the cut durable."""
         seg, off = self._locate(address)
         with self._lock:
+            self._new_files = True  # names removed: the directory is fsynced too
             for s in sorted(self._fds):
                 if s > seg:
                     fd = self._fds.pop(s)
@@ -150,7 +198,9 @@ class SegmentFiles:
                 self._dirty.add(seg)
 
     def close(self) -> None:
-        with self._lock:
+        """Close every descriptor, after a sync in progress has finished."""
+        with self._sync_lock, self._lock:
+            self._closed = True
             for seg, fd in self._fds.items():
                 self._c_fds[seg] = -1
                 os.close(fd)
@@ -165,10 +215,10 @@ class SegmentFiles:
         once begin is past them): their C slots become -1 and the files are
         unlinked now; returns (segment, bytes, read fd) for each. The read
         fd is the caller's to close once no reader can be inside a pread
-        on it."""
+        on it. Waits for a sync in progress (it may be fsyncing them)."""
         first_kept = address >> (self.page_bits + self.segment_page_bits)
         gone = []
-        with self._lock:
+        with self._sync_lock, self._lock:
             for seg in sorted(s for s in self._fds if s < first_kept):
                 fd = self._fds.pop(seg)
                 self._c_fds[seg] = -1
@@ -182,4 +232,14 @@ class SegmentFiles:
                 except FileNotFoundError:
                     pass
                 gone.append((seg, size, fd))
+            if gone:
+                self._new_files = True  # names removed: the next sync fsyncs the directory
         return gone
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

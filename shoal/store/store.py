@@ -4,7 +4,9 @@ ingest, psf).
 
 Concurrency (what protects what):
   - `_write_lock` serializes every writer operation: ingest, PSF
-    registration, checkpoint, close. Ingest holds it for the whole call.
+    registration, checkpoint, close. Ingest holds it while it appends; a
+    durable ingest then waits for its fsync without it (`_commit`, group
+    commit: concurrent durable ingests share fsyncs).
   - Readers (query, scan, get, stats) take no lock. They run C code that
     releases the GIL, read log addresses atomically, and validate in-memory
     reads against page eviction. `_compiled` is replaced, never mutated, so a
@@ -39,6 +41,7 @@ from ..psf import (PSF, NativePSFSet, Registry, SlowEvaluator, canonical, evalua
 from . import compaction as _compaction
 from . import query as _query
 from .checkpoint import CheckpointInfo, list_checkpoints, write_checkpoint
+from .commit import GroupCommit
 from .hlog import HybridLog
 from .keys import KeyIndex, key_canon
 from .record import Record
@@ -143,6 +146,7 @@ class Store:
                     self.recovery.dropped.append(begin_state.note)
                 _compaction.finish_interrupted(segs, self.recovery.begin_address)
                 segs.truncate_after(self.recovery.tail_address)
+                segs.sync_all()  # what a killed process left in the page cache, before anything new
             finally:
                 segs.close()
             tail = self.recovery.tail_address
@@ -153,6 +157,7 @@ class Store:
             self._lock_file.close()
             raise
         self._write_lock = threading.Lock()
+        self._commit = GroupCommit(self._log, self._write_lock, tail)
         self._gate = _Gate()
         self._keys = KeyIndex(self._log, self._index) if self.key is not None else None
         self._compiled_state = self._compile()
@@ -182,8 +187,10 @@ class Store:
             if self._gate.closed:
                 return
             try:
-                self._log.flush(durable=True)
+                if self._log.writable:  # else the failed fsync was reported already
+                    self._commit.sync_locked()
             finally:
+                self._commit.close()
                 self._gate.close()
                 self._log.close()
                 self._index.free()
@@ -261,7 +268,13 @@ class Store:
         durable=True returns only once the records are on disk."""
         with self._write_lock:
             self._check_open()
-            return _ingest.run(self, data, on_error=on_error, durable=durable, format=format)
+            self._log.check_writable()
+            result = _ingest.run(self, data, on_error=on_error, format=format)
+            end = self._log.tail_address
+        if durable:
+            self._commit.wait_durable(end)
+            result.durable = True
+        return result
 
     def _ingest_scratch(self, n_slots: int):
         """Native ingest buffers, reused across calls (writer only)."""
@@ -499,7 +512,7 @@ class Store:
         """Write all records to segment files (fsync when durable); returns the tail."""
         with self._write_lock:
             self._check_open()
-            return self._log.flush(durable=durable)
+            return self._commit.sync_locked() if durable else self._log.flush()
 
     def checkpoint(self) -> CheckpointInfo:
         """Make the store restartable from this point: flush and fsync the log,
@@ -507,7 +520,7 @@ class Store:
         with self._write_lock:
             self._check_open()
             t0 = time.monotonic()
-            tail = self._log.flush(durable=True)
+            tail = self._commit.sync_locked()
             self._registry.save()
             info = write_checkpoint(self._ckpt_dir, self._index.dump(), tail, self._log.begin_address,
                                     self._records)
@@ -539,7 +552,8 @@ class Store:
             "key": self.key,
             "addresses": {"begin": log.begin_address, "head": log.head_address,
                           "read_only": log.read_only_address, "tail": log.tail_address,
-                          "flushed_until": log.flushed_until_address},
+                          "flushed_until": log.flushed_until_address,
+                          "synced_until": self._commit.synced_until_address},
             "log_bytes": log.tail_address - log.begin_address,
             "memory_bytes": log.frames_in_use() * log.page_size,
             "memory_budget_bytes": self.config.memory_budget_bytes,
@@ -550,6 +564,7 @@ class Store:
                       "native": p.native, "ranges": [list(r) for r in p.ranges]}
                      for p in self._registry.all()],
             "ingest": dict(self._ingest_totals),
+            "syncs": self._commit.syncs,
             "recovery": {"checkpoint_id": self.recovery.checkpoint_id,
                          "replayed_records": self.recovery.replayed_records,
                          "dropped": list(self.recovery.dropped)},

@@ -17,7 +17,7 @@ StoreDep = Annotated[Store, Depends(deps.store)]
 
 
 @router.post("/checkpoints", response_model=CheckpointOut, summary="Write a checkpoint",
-             responses=errors_doc(503),
+             responses=errors_doc(503, 507),
              description="Flushes and fsyncs the log, then writes the index and the PSF registry atomically: "
                          "a restart recovers from here and replays the log after it.")
 def checkpoint(store: StoreDep) -> dict:

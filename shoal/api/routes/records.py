@@ -62,13 +62,14 @@ async def _checked_body(request: Request, gzip: bool, limit: int | None) -> Asyn
 
 @router.post(
     "/records", response_model=IngestOut, summary="Ingest records (streamed)",
-    responses=errors_doc(400, 413, 415, 422, 503), openapi_extra=INGEST_BODY,
+    responses=errors_doc(400, 413, 415, 422, 503, 507), openapi_extra=INGEST_BODY,
     description="Stores every valid record of the body, streamed in bounded memory. The format comes from "
                 "`format`, else from Content-Type (application/x-ndjson: NDJSON; application/json: a JSON "
                 "array of records; other or none: detected). A gzip body (Content-Encoding: gzip, or just "
                 "gzip bytes) is decompressed by the store. `on_error=skip` stores the valid records and lists "
                 "the bad ones (the first 100; `errors_total` counts all); `on_error=reject` stores nothing if "
-                "any record is bad and answers 422.")
+                "any record is bad and answers 422. `durable=true` answers once the records are fsynced; concurrent "
+                "durable requests share fsyncs (group commit). When the disk is full: 507 `disk_full`.")
 async def ingest(
     request: Request,
     store: Annotated[Store, Depends(deps.store)],
