@@ -31,9 +31,13 @@
 /* ---- reading log bytes ---------------------------------------------------- */
 
 #define BLOCK_BYTES 65536
+#define SMALL_BLOCK_BYTES 4096
 
 /* Per-call cache of one block read from a segment file: chain walks move
- * backwards through nearby records, so most disk reads hit the same block. */
+ * backwards through nearby records, so most disk reads hit the same block.
+ * A miss reads a 4 KiB block, or a 64 KiB one when it lands just below the
+ * previous block (a dense chain): sparse chains (point queries) do not pay
+ * for 64 KiB per hop, dense ones make few calls. */
 typedef struct {
     uint64_t lo; /* log address of buf[0]; 0 = empty */
     uint32_t len;
@@ -92,10 +96,13 @@ static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_
         block_cache *bc = *bcp;
         if (!(bc->lo && addr >= bc->lo && addr + n <= bc->lo + bc->len)) {
             uint64_t page_size = 1ULL << log->page_bits;
-            uint64_t lo = addr & ~(uint64_t)(BLOCK_BYTES - 1);
+            uint64_t block = (bc->lo && addr < bc->lo && bc->lo - addr <= BLOCK_BYTES) ? BLOCK_BYTES
+                                                                                     : SMALL_BLOCK_BYTES;
+            if (n > block) block = BLOCK_BYTES;
+            uint64_t lo = addr & ~(block - 1);
             uint64_t page_lo = addr & ~(page_size - 1);
             if (lo < page_lo) lo = page_lo;
-            uint64_t hi = lo + BLOCK_BYTES;
+            uint64_t hi = lo + block;
             if (hi > page_lo + page_size) hi = page_lo + page_size;
             if (addr + n > hi) return disk_read(log, addr, dst, n);
             /* The block may run past the end of the segment file (last page
@@ -543,6 +550,63 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
             job->used += len;
         }
     }
+    free(bc);
+    return rc;
+}
+
+/* ---- fused walk and read ------------------------------------------------------- */
+
+int shoal_fetch(shoal_fetch_job *job, shoal_log *log, shoal_index *index) {
+    uint64_t page_size = 1ULL << log->page_bits;
+    job->n_out = 0;
+    job->used = 0;
+    job->err = SHOAL_OK;
+    if (job->done) return SHOAL_OK;
+    uint64_t kp_addr = job->next_kp;
+    if (kp_addr == 0) kp_addr = shoal_index_lookup(index, job->hash);
+    uint64_t begin = LOAD(&log->begin_address);
+    uint64_t tail = LOAD(&log->tail_address);
+    block_cache *bc = NULL;
+    int rc = SHOAL_OK;
+    while (kp_addr) {
+        if (kp_addr < begin) break;
+        shoal_key_pointer kp;
+        int r = read_bytes(log, kp_addr, (char *)&kp, sizeof kp, &bc);
+        if (r != SHOAL_OK) { job->err = r; job->err_address = kp_addr; rc = r; break; }
+        uint64_t rec_addr = kp_addr - SHOAL_HEADER_BYTES - (uint64_t)kp.kp_index * SHOAL_KP_BYTES;
+        uint64_t prev = kp.prev_psf & ADDR_MASK;
+        if (rec_addr < job->lo) break;
+        if (prev >= kp_addr) { job->err = SHOAL_E_CORRUPT; job->err_address = kp_addr; rc = SHOAL_E_CORRUPT; break; }
+        if ((uint32_t)(kp.prev_psf >> 48) == job->psf_id && kp.hash32 == (uint32_t)job->hash
+            && rec_addr < job->hi) {
+            int eq = value_equals(log, rec_addr, &kp, job->canon, job->canon_len, &bc);
+            if (eq < 0) { job->err = eq; job->err_address = kp_addr; rc = eq; break; }
+            if (eq && rec_addr >= begin && rec_addr < tail && !(rec_addr & 7)
+                && (rec_addr & (page_size - 1)) + SHOAL_HEADER_BYTES <= page_size) {
+                if (job->n_out == job->max_records) { job->next_kp = kp_addr; free(bc); return SHOAL_OUT_FULL; }
+                uint32_t len = 0;
+                r = read_one(log, rec_addr, job->out + job->used, job->cap - job->used, 1, &len, &bc);
+                if (r == SHOAL_E_SPACE) {
+                    job->next_kp = kp_addr;
+                    free(bc);
+                    if (job->n_out) return SHOAL_OUT_FULL;
+                    job->need = len;
+                    return SHOAL_E_SPACE;
+                }
+                if (r == SHOAL_E_IO) { job->err = r; job->err_address = rec_addr; rc = r; break; }
+                if (r == SHOAL_OK) {
+                    job->addrs[job->n_out] = rec_addr;
+                    job->offsets[job->n_out] = job->used;
+                    job->lengths[job->n_out] = len;
+                    job->n_out++;
+                    job->used += len;
+                }
+            }
+        }
+        kp_addr = prev;
+    }
+    job->done = 1;
+    job->next_kp = 0;
     free(bc);
     return rc;
 }

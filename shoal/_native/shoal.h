@@ -402,6 +402,37 @@ typedef struct {
 
 int shoal_read(shoal_read_job *job, shoal_log *log);
 
+/* A chain walk that also reads: the records of (psf_id, canon) in [lo, hi),
+ * newest first, their JSON text copied into out back to back (each verified
+ * as by shoal_read; tombstones and records that fail verification are
+ * skipped). Returns SHOAL_OK when the chain is done, SHOAL_OUT_FULL when out
+ * or max_records filled (call again: next_kp resumes at the record that did
+ * not fit), SHOAL_E_SPACE when the first record alone needs `need` bytes, or
+ * an error (err_address set). */
+typedef struct {
+    uint64_t next_kp;         /* in/out; 0 starts at the index head */
+    uint64_t lo;
+    uint64_t hi;
+    uint64_t hash;
+    const char *canon;
+    uint32_t canon_len;
+    uint32_t psf_id;
+    char *out;
+    uint64_t cap;
+    uint64_t used;            /* out */
+    uint64_t *addrs;          /* out: max_records entries */
+    uint64_t *offsets;
+    uint32_t *lengths;
+    uint32_t max_records;
+    uint32_t n_out;           /* out */
+    uint32_t done;            /* out */
+    int32_t err;              /* out */
+    uint64_t err_address;
+    uint64_t need;            /* out, with SHOAL_E_SPACE */
+} shoal_fetch_job;
+
+int shoal_fetch(shoal_fetch_job *job, shoal_log *log, shoal_index *index);
+
 /* Keyed stores: live[i] = 1 when the record at addrs[i] is the newest
  * version of its key (the first record on its key chain whose key equals its
  * own) and is not a tombstone; 0 otherwise (superseded, deleted, a tombstone,

@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Iterator
 
 from .._native import check, ffi, lib
+from .record import Record
 from .scan import scan_range
 
 _WALK_CAP = 1024
@@ -137,3 +138,96 @@ def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list
             yield from scan_range(log, matcher, a, b, descending=descending, gate=gate)
 
     return merge_sorted([chain, scanned()], descending=descending)
+
+
+_FETCH_RECORDS = 1024
+_FETCH_BYTES = 1 << 20
+
+
+class _FetchBuffers:
+    """One thread's native arrays for fetch_chain. Each call's results are
+    copied out before the generator yields, so generators sharing a thread
+    do not clash; the fields that never change are set once."""
+
+    def __init__(self, cap: int = _FETCH_BYTES):
+        self.job = ffi.new("shoal_fetch_job *")
+        self.addrs = ffi.new("uint64_t[]", _FETCH_RECORDS)
+        self.offsets = ffi.new("uint64_t[]", _FETCH_RECORDS)
+        self.lengths = ffi.new("uint32_t[]", _FETCH_RECORDS)
+        self.out = ffi.new("char[]", cap)
+        self.cap = cap
+        job = self.job
+        job.out = self.out
+        job.cap = cap
+        job.addrs = self.addrs
+        job.offsets = self.offsets
+        job.lengths = self.lengths
+
+
+def fetch_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
+                gate=contextlib.nullcontext(), limit: int | None = None) -> Iterator[Record]:
+    """Records on the chain of (psf_id, canon) in [lo, hi), newest first, at
+    most `limit`: one native call per batch walks the chain and copies the
+    records' text (no address lists in between). The first batch is read
+    now, so a short answer (a point query) costs one call and no generator."""
+    fetcher = _Fetcher(log, index, psf_id, canon, value_hash, lo, hi, gate, limit)
+    first = fetcher.next_batch()
+    if fetcher.finished:
+        return iter(first)
+    return itertools.chain(first, itertools.chain.from_iterable(iter(fetcher.next_batch, None)))
+
+
+class _Fetcher:
+    __slots__ = ("log", "index", "psf_id", "canon", "canon_c", "hash", "lo", "hi", "gate", "left",
+                 "limited", "next_kp", "finished")
+
+    def __init__(self, log, index, psf_id, canon, value_hash, lo, hi, gate, limit):
+        self.log, self.index, self.psf_id, self.canon, self.hash = log, index, psf_id, canon, value_hash
+        self.canon_c = ffi.new("char[]", canon)
+        self.lo, self.hi, self.gate = lo, hi, gate
+        self.limited = limit is not None
+        self.left = limit if limit is not None else _FETCH_RECORDS
+        self.next_kp = 0
+        self.finished = self.left <= 0
+
+    def next_batch(self) -> list[Record] | None:
+        """The next batch of records; None once the chain is done."""
+        if self.finished:
+            return None
+        log = self.log
+        local = log._local
+        bufs = getattr(local, "fetch", None)
+        if bufs is None:
+            bufs = local.fetch = _FetchBuffers()
+        while True:
+            job = bufs.job
+            job.next_kp = self.next_kp
+            job.lo = self.lo
+            job.hi = self.hi
+            job.hash = self.hash
+            job.canon = self.canon_c
+            job.canon_len = len(self.canon)
+            job.psf_id = self.psf_id
+            job.max_records = min(self.left, _FETCH_RECORDS)
+            job.done = 0
+            with self.gate:
+                rc = lib.shoal_fetch(job, log.c, self.index.ptr)
+            if rc != lib.SHOAL_E_SPACE:
+                break
+            self.next_kp = job.next_kp  # one record larger than the buffer
+            bufs = local.fetch = _FetchBuffers(max(int(job.need), 2 * bufs.cap))
+        if rc < 0 and job.err_address >= log.begin_address:
+            self.finished = True
+            check(rc, f"chain walk at address {job.err_address}")
+        # else compaction moved begin past what the walk was reading: the
+        # chain ends there, as it would for a walk started now
+        n = job.n_out
+        self.next_kp = job.next_kp
+        if self.limited:
+            self.left -= n
+        self.finished = rc != lib.SHOAL_OUT_FULL or self.left <= 0
+        if not n:
+            return []
+        buf = ffi.buffer(bufs.out, job.used)
+        raws = [buf[o:o + ln] for o, ln in zip(ffi.unpack(bufs.offsets, n), ffi.unpack(bufs.lengths, n))]
+        return list(map(Record, ffi.unpack(bufs.addrs, n), raws))

@@ -306,7 +306,9 @@ class Store:
               include_superseded: bool = False) -> Iterator[Record]:
         """Records whose PSF `psf` has value `value` (JSON semantics: 1 == 1.0,
         escapes do not matter), lazily, newest first by default. In a keyed
-        store only live versions are returned unless include_superseded."""
+        store only live versions are returned unless include_superseded.
+        Newest-first answers are read in batches of up to 1,024 records, the
+        first at the call: an answer that fits in it is a snapshot taken then."""
         return self._run([(psf, value)], "one", limit, order, from_address, to_address, include_superseded)
 
     def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
@@ -347,6 +349,10 @@ class Store:
             if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str)):
                 raise InvalidArgument("each condition is a (psf_name, value) pair")
         if len(conditions) == 1:  # the chain's own batches, no merging
+            if descending and (self._keys is None or include_superseded):
+                fused = self._fetch(name, value, lo, hi, limit)
+                if fused is not None:
+                    return fused
             self._check_open()
             (name, value), = conditions
             batches = self._one(name, value, lo, hi, descending, batches=True)
@@ -356,6 +362,24 @@ class Store:
                                                            to_address=to_address, include_superseded=True))
         if self._keys is not None and not include_superseded:
             batches = self._live_batches(batches)
+    def _fetch(self, name: str, value: Any, lo: int, hi: int, limit: int | None) -> Iterator[Record] | None:
+        """Newest-first records of one condition answered by its chain alone,
+        walked and read by one native call per batch; None when part of the
+        range must be scanned (the PSF was not active there)."""
+        psf = self._registry.get(name)
+        canon = canonical(value)
+        if canon is None or lo >= hi or limit == 0:
+            return iter(())
+        if psf.inactive_ranges(lo, hi):
+            return None
+        return _query.fetch_chain(self._log, self._index, psf.id, canon, value_hash(psf.id, canon), lo, hi,
+                                  self._gate, limit)
+
+    def _live_mask(self, addresses: list[int]) -> list[bool]:
+        """Keyed stores: for each address, is the record there its key's live version?"""
+        with self._gate:
+            return self._require_keys().live_mask(addresses)
+
         return self._materialize(batches, limit)
 
     def _live_batches(self, batches: Iterator[list[int]]) -> Iterator[list[int]]:
@@ -399,11 +423,6 @@ class Store:
         stream = _query.psf_address_batches if batches else _query.psf_addresses
         return stream(self._log, self._index, psf, canon, h, inactive, factory, lo, hi,
                       descending=descending, gate=self._gate)
-
-    def _live_mask(self, addresses: list[int]) -> list[bool]:
-        """Keyed stores: for each address, is the record there its key's live version?"""
-        with self._gate:
-            return self._require_keys().live_mask(addresses)
 
     def _matcher_for(self, psf: PSF, canon: bytes | None):
         if psf.native:

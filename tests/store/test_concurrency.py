@@ -130,9 +130,15 @@ def test_lazy_iterators_and_readers_across_close(open_store, real_data):
     raws = real_data("zeek_wrccdc2018", 3000)
     store = open_store(page_size_bytes=PAGE, memory_budget_bytes=2 * PAGE, segment_size_bytes=4 * PAGE)
     store.register_psf("path", "_path")
+    store.register_psf("any", "_path != 'none'")  # true for all 3,000: answers of several batches
     store.ingest(b"\n".join(raws))
-    it = store.query("path", "ssl")
+    it = store.query("any", order="oldest")  # lazy streams: read a batch at a time as consumed
     first = next(it)
+    newest = store.query("any")
+    next(newest)
+    snapshot = store.query("path", "ssl")  # one native batch holds the whole answer: read at the call
+    want = [(r.address, r.raw) for r in store.query("path", "ssl")]
+    assert 1 < len(want) < 1024
     scan_it = store.scan("`true`")
     next(scan_it)
     stop = threading.Event()
@@ -160,7 +166,10 @@ def test_lazy_iterators_and_readers_across_close(open_store, real_data):
     with pytest.raises(shoal.StoreClosed):
         list(it)
     with pytest.raises(shoal.StoreClosed):
+        list(newest)
+    with pytest.raises(shoal.StoreClosed):
         list(scan_it)
+    assert [(r.address, r.raw) for r in snapshot] == want
 
 
 def test_concurrent_ingest_calls_are_serialized(open_store, real_data):
