@@ -477,9 +477,10 @@ int shoal_live(shoal_live_job *job, shoal_log *log, shoal_index *index) {
 /* ---- record reads ---------------------------------------------------------- */
 
 /* Copy the verified record at `a` (or only its payload) to dst, which has
- * `room` bytes; *len gets the byte count. In memory, the checksum is taken
+ * `room` bytes; *len gets the byte count. In memory, the header is checked
  * on the frame and the bytes copied once, then the frame is re-checked
- * (seqlock); otherwise the record is read from its segment file. Returns
+ * (seqlock); otherwise the record is read from its segment file and its
+ * checksum verified. Returns
  * SHOAL_OK, SHOAL_E_CORRUPT (no valid record there), SHOAL_E_IO, or
  * SHOAL_E_SPACE (needs *len bytes of room). */
 static int read_one(shoal_log *log, uint64_t a, char *dst, uint64_t room, int payload_only,
@@ -492,7 +493,9 @@ static int read_one(shoal_log *log, uint64_t a, char *dst, uint64_t room, int pa
     if (p1 == (int64_t)page) {
         const char *rec = log->frames[f] + (a & page_mask);
         memcpy(&h, rec, sizeof h);
-        int ok = header_ok(&h, a, log->page_bits) && record_crc_ok(rec);
+        /* No checksum here: a frame holds records this process wrote, or
+         * the tail page's prefix that replay verified when the store opened. */
+        int ok = header_ok(&h, a, log->page_bits);
         int tomb = ok && payload_only && (h.flags & SHOAL_RF_TOMBSTONE);
         uint64_t start = payload_only ? SHOAL_HEADER_BYTES + (uint64_t)h.n_kps * SHOAL_KP_BYTES + PAD8(h.values_bytes) : 0;
         uint32_t n = ok && !tomb ? (payload_only ? h.payload_bytes : h.size) : 0;
