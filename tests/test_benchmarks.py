@@ -29,6 +29,7 @@ SCRIPTS = {
     "memory.py": ["--budget-mb", "2"],
     "json_parse.py": [],
     "ingest_zeek.py": ["--no-sqlite"],
+    "compaction.py": ["--records", "3000"],
 }
 
 pytestmark = pytest.mark.slow

@@ -41,6 +41,7 @@ time); the retention thread; Store.close stops both before closing.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -58,6 +59,7 @@ from ..errors import CorruptionError, InvalidArgument, PSFError, StorageError, S
 from .address import FIRST_ADDRESS
 from .checkpoint import crc32c, list_checkpoints, write_atomic
 from .record import payload_of, record_addresses
+from .scan import _AllRecords
 
 if TYPE_CHECKING:  # pragma: no cover
     from .recovery import RecoveryReport
@@ -70,6 +72,9 @@ BEGIN_FILE = "begin.json"
 _FORMAT = 1
 # Epoch timestamps at or above this are milliseconds (1e11 s is the year 5138).
 _MS_THRESHOLD = 1e11
+# How long a compaction waits for readers to leave before it closes the fds
+# of the segment files it deleted (the rest wait for the next chance).
+_RETIRE_WAIT_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,8 @@ class Compactor:
                 raise InvalidArgument(f"timestamp_expression: {exc}") from None
         self._state = BeginState()
         self._lock = threading.Lock()  # one compaction at a time
+        self._turnstile = threading.Lock()  # see _writer
+        self._all = _AllRecords()  # native record enumeration (one compaction at a time)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._running = False
@@ -229,6 +236,8 @@ class Compactor:
         self._records_dropped = 0
         self._errors = 0
         self._last_error: str | None = None
+        self._retired: list[tuple[int, int]] = []  # (gate token, fd) of deleted segment files
+        self._retired_lock = threading.Lock()
 
     # ---- lifecycle ----
     def start(self, state: BeginState) -> None:
@@ -247,6 +256,26 @@ class Compactor:
         if t is not None and t is not threading.current_thread():
             t.join()
         with self._lock:
+            pass
+
+    # ---- the writer lock ----
+    @contextlib.contextmanager
+    def _writer(self):
+        """The store's writer lock, taken through a turnstile that ingest
+        passes before it takes the lock: back-to-back ingest calls would
+        otherwise win every hand-over (threading.Lock is not fair) and
+        starve background compaction."""
+        with self._turnstile:
+            self.store._write_lock.acquire()
+        try:
+            yield
+        finally:
+            self.store._write_lock.release()
+
+    def let_through(self) -> None:
+        """Ingest, before taking the writer lock: wait while a compaction
+        is queued for it (an uncontended acquire otherwise)."""
+        with self._turnstile:
             pass
 
     # ---- compaction ----
@@ -307,7 +336,7 @@ class Compactor:
             if keyed and addrs:
                 copied += self._copy_live(addrs)
 
-        with store._write_lock:
+        with self._writer():
             if self._stop.is_set() or store.closed:
                 raise _Stopped
             if copied:
@@ -323,20 +352,60 @@ class Compactor:
             store._records -= below
 
         gone = hlog.segments.detach_below(cut)  # 5. whole segment files below begin
-        for _, _, fd in gone:
-            store._gate.when_idle(lambda fd=fd: os.close(fd))
+        self._retire([fd for _, _, fd in gone])
         reclaimed = sum(size for _, size, _ in gone)
         return CompactionResult(begin, cut, reclaimed, below - copied, copied, len(gone),
                                 (time.monotonic() - t0) * 1000)
 
+    def _retire(self, fds: list[int]) -> None:
+        """Close deleted segments' fds once every reader inside a native call
+        now has left (it may still pread them; a later reader finds the C
+        slot empty). The last close of an unlinked file frees its blocks, a
+        few ms per file: it happens here, never on a reader's thread. Waits
+        briefly; what is still pending is closed by the next compaction or
+        retention check, or at store close."""
+        if fds:
+            token = self.store._gate.mark()
+            with self._retired_lock:
+                self._retired.extend((token, fd) for fd in fds)
+        deadline = time.monotonic() + _RETIRE_WAIT_S
+        while self._close_retired() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def _close_retired(self, *, force: bool = False) -> int:
+        """Close the retired fds no reader can be using; returns how many wait."""
+        gate = self.store._gate
+        with self._retired_lock:
+            ready = [fd for token, fd in self._retired if force or gate.idle_since(token)]
+            self._retired = [(t, fd) for t, fd in self._retired if fd not in ready]
+            left = len(self._retired)
+        for fd in ready:
+            os.close(fd)
+        return left
+
+    def close_retired(self) -> None:
+        """Store close, after the gate closed (no reader is left): close them all."""
+        self._close_retired(force=True)
+
     def _page_records(self, page: int, begin: int) -> list[int]:
         """Addresses of the records (tombstones too) of a sealed page at or
-        after begin, from a copy of the page (its frame, or its segment file)."""
+        after begin. Unkeyed stores (no tombstones) count them in C, on the
+        frame or the segment file's copy; keyed stores walk a copy of the
+        page in Python, tombstones included."""
         hlog = self.store._log
         base = page << hlog.page_bits
+        start = max(base, FIRST_ADDRESS, begin)
+        if self.store.key is None:
+            def visit(buf, valid):
+                return self._all.matches(buf, base, valid, start, start, base + hlog.page_size) if valid else []
+            try:
+                with self.store._gate:
+                    return hlog.visit_page(page, visit)
+            except CorruptionError:
+                pass  # count what precedes the damage below
         with self.store._gate:
             data, valid = hlog.page_bytes(page)
-        addrs, damaged = record_addresses(data, base, valid, max(base, FIRST_ADDRESS, begin))
+        addrs, damaged = record_addresses(data, base, valid, start)
         if damaged is not None:
             if self.store.key is not None:  # live records may follow the damage: drop nothing
                 raise CorruptionError(f"compaction: no valid record header at address {damaged}")
@@ -350,7 +419,7 @@ class Compactor:
         from ..ingest import ingest as _ingest
         from ..ingest.framing import InputFormat
         store = self.store
-        with store._write_lock:
+        with self._writer():
             store._check_open()
             with store._gate:
                 mask = store._live_mask(addrs)
@@ -376,6 +445,7 @@ class Compactor:
         interval = self.store.config.compaction_interval_seconds
         while not self._stop.wait(interval):
             try:
+                self._close_retired()
                 cut, trigger = self.policy_cut()
                 if cut is not None:
                     self.compact(until_address=cut, trigger=trigger)
@@ -447,6 +517,7 @@ class Compactor:
             "records_dropped_total": self._records_dropped,
             "records_before_begin": self._state.records_before_begin,
             "errors": self._errors,
+            "fds_pending_close": len(self._retired),
             "last_error": self._last_error,
             "policy": {"retain_bytes": cfg.retain_bytes, "retain_seconds": cfg.retain_seconds,
                        "timestamp_expression": cfg.timestamp_expression,

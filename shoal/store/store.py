@@ -68,7 +68,7 @@ class _Gate:
     def __init__(self) -> None:
         self._cv = threading.Condition(threading.Lock())  # a plain lock: cheaper than the default RLock
         self._inside = 0
-        self._idle: list[Callable[[], object]] = []
+        self._quiesced = 0  # times the count fell to zero (see mark)
         self.closed = False
 
     def __enter__(self) -> None:
@@ -81,24 +81,20 @@ class _Gate:
         with self._cv:
             self._inside -= 1
             if not self._inside:
+                self._quiesced += 1
                 if self.closed:
                     self._cv.notify_all()
-                if self._idle:
-                    self._run_idle()
 
-    def when_idle(self, fn: Callable[[], object]) -> None:
-        """Run fn as soon as no reader is inside: now, or when the last one
-        leaves. Compaction closes deleted segments' fds this way (a reader
+    def mark(self) -> int:
+        """A token: idle_since(token) holds once every reader inside now has
+        left. Compaction closes deleted segments' fds only then (a reader
         inside a native call may still pread them)."""
         with self._cv:
-            self._idle.append(fn)
-            if not self._inside:
-                self._run_idle()
+            return self._quiesced - (0 if self._inside else 1)
 
-    def _run_idle(self) -> None:  # _cv held
-        fns, self._idle = self._idle, []
-        for fn in fns:
-            fn()
+    def idle_since(self, token: int) -> bool:
+        with self._cv:
+            return self._quiesced > token or not self._inside
 
     def close(self) -> None:
         with self._cv:
@@ -192,6 +188,7 @@ class Store:
             finally:
                 self._commit.close()
                 self._gate.close()
+                self._compactor.close_retired()  # no reader left: deleted segments' fds
                 self._log.close()
                 self._index.free()
                 self._lock_file.close()
@@ -266,6 +263,7 @@ class Store:
         on_error="skip" stores the valid records and reports the bad ones;
         "reject" stores nothing if any record is bad (raises IngestRejected).
         durable=True returns only once the records are on disk."""
+        self._compactor.let_through()  # a compaction waiting for the writer lock goes first
         with self._write_lock:
             self._check_open()
             self._log.check_writable()

@@ -135,13 +135,25 @@ def test_arguments(loaded):
         store.compact(10**6)
 
 
-def test_segment_fds_are_closed_once_no_reader_is_inside(loaded):
+def test_segment_fds_are_closed_once_no_reader_is_inside(loaded, monkeypatch):
     store, log = loaded
+    comp = store._compactor
+    monkeypatch.setattr(C, "_RETIRE_WAIT_S", 0.01)
     gate = store._gate
     with gate:  # a reader inside a native call could still pread the deleted files
         r = store.compact(log.addresses[len(log) // 2])
-        assert r.segments_deleted and len(gate._idle) == r.segments_deleted
-    assert gate._idle == []
+        assert r.segments_deleted and len(comp._retired) == r.segments_deleted
+        fds = {fd: os.readlink(f"/proc/self/fd/{fd}") for _, fd in comp._retired}
+        assert all(t.endswith(".log (deleted)") for t in fds.values())  # still open, the files gone
+        assert store.stats()["compaction"]["fds_pending_close"] == r.segments_deleted
+    with gate:  # a reader that came after the first compaction does not hold its fds up
+        r2 = store.compact(log.addresses[len(log) // 2 + 1000])
+        assert r2.segments_deleted and len(comp._retired) == r2.segments_deleted  # only the new ones wait
+    for fd, target in fds.items():  # closed (the number may have been reused since)
+        assert not os.path.exists(f"/proc/self/fd/{fd}") or os.readlink(f"/proc/self/fd/{fd}") != target
+    assert len(comp._retired) == r2.segments_deleted
+    store.close()  # closes what is still pending
+    assert comp._retired == []
 
 
 # ---- reopening ----
