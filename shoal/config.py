@@ -46,7 +46,12 @@ class StoreConfig:
     compaction_interval_seconds: how often the background thread checks the
         retention policy (it runs only when retain_bytes or retain_seconds
         is set).
-    Retention settings apply per open, like the memory budget.
+    verify_log_on_open: on open, read the whole log back and check every
+        record's CRC32C, so damage anywhere is found (and dropped, and
+        reported) then, not when a query meets it. Costs one read of the
+        whole log at open. False: only the log after the checkpoint is
+        verified, and that the segment files below it are all there.
+    Retention and verification settings apply per open, like the memory budget.
     """
 
     page_size_bytes: int = 4 * MiB
@@ -61,6 +66,7 @@ class StoreConfig:
     retain_seconds: float | None = None
     timestamp_expression: str | None = None
     compaction_interval_seconds: float = 5.0
+    verify_log_on_open: bool = True
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:

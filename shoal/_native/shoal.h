@@ -478,9 +478,9 @@ typedef struct {
 int shoal_scan(shoal_scan_job *job, const shoal_psfset *set);
 
 /* Recovery: verify records in buf (log bytes [base, base + len)) from *pos on
- * and re-link their key pointers into the index. Stops at the end of the
- * buffer (SHOAL_OK), a zero header (SHOAL_END, *pos at it), or a bad record
- * (SHOAL_E_CORRUPT, *pos at it). */
+ * and re-link their key pointers into the index (index NULL: verify only).
+ * Stops at the end of the buffer (SHOAL_OK), a zero header (SHOAL_END, *pos
+ * at it), or a bad record (SHOAL_E_CORRUPT, *pos at it). */
 int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos,
                  uint32_t page_bits, shoal_index *index, uint64_t *records);
 

@@ -69,6 +69,12 @@ class SegmentFiles:
         with self._lock:
             return sorted(self._fds)
 
+    def size(self, seg: int) -> int:
+        """Bytes in segment `seg`'s file (0 if it has none)."""
+        with self._lock:
+            fd = self._fds.get(seg)
+        return os.fstat(fd).st_size if fd is not None else 0
+
     def _open(self, seg: int) -> int:
         if seg >= self.n_slots:
             raise NativeIOError(f"log is full: segment {seg} exceeds the address space")
@@ -177,13 +183,17 @@ class SegmentFiles:
             self._new_files = True
         self.sync()
 
-    def truncate_after(self, address: int) -> None:
+    def truncate_after(self, address: int, keep_in: Path | None = None) -> None:
         """Drop bytes at and after `address` in its segment and delete later
         segments (recovery: remove a torn tail so it is never read back).
-        The next sync makes the cut durable."""
+        With `keep_in`, the dropped bytes are moved there instead: later
+        segment files whole, and the cut segment's bytes from `address` on
+        as segment-<s>.from-<offset>.log. The next sync makes the cut durable."""
         seg, off = self._locate(address)
         with self._lock:
             self._new_files = True  # names removed: the directory is fsynced too
+            if keep_in is not None and any(s >= seg for s in self._fds):
+                keep_in.mkdir(parents=True, exist_ok=True)
             for s in sorted(self._fds):
                 if s > seg:
                     fd = self._fds.pop(s)
@@ -192,9 +202,16 @@ class SegmentFiles:
                     wfd = self._write_fds.pop(s, fd)
                     if wfd != fd:
                         os.close(wfd)
-                    os.unlink(self.path(s))
+                    self._dirty.discard(s)
+                    if keep_in is not None:
+                        os.replace(self.path(s), keep_in / self.path(s).name)
+                    else:
+                        os.unlink(self.path(s))
             if seg in self._fds:
-                os.ftruncate(self._fds[seg], off)
+                fd = self._fds[seg]
+                if keep_in is not None and os.fstat(fd).st_size > off:
+                    _copy_range(fd, off, keep_in / f"segment-{seg:06d}.from-{off}.log")
+                os.ftruncate(fd, off)
                 self._dirty.add(seg)
 
     def close(self) -> None:
@@ -235,6 +252,13 @@ class SegmentFiles:
             if gone:
                 self._new_files = True  # names removed: the next sync fsyncs the directory
         return gone
+
+
+def _copy_range(fd: int, offset: int, dest: Path) -> None:
+    with open(dest, "wb") as out:
+        while chunk := os.pread(fd, 1 << 20, offset):
+            out.write(chunk)
+            offset += len(chunk)
 
 
 def _fsync_dir(path: Path) -> None:

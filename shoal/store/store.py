@@ -137,11 +137,12 @@ class Store:
             try:
                 self._index, self.recovery = recover(self._ckpt_dir, segs, page_bits,
                                                      self.config.index_bucket_bits,
-                                                     _compaction.recovery_begin(begin_state, segs))
+                                                     _compaction.recovery_begin(begin_state, segs),
+                                                     verify=self.config.verify_log_on_open)
                 if begin_state.note:
                     self.recovery.dropped.append(begin_state.note)
                 _compaction.finish_interrupted(segs, self.recovery.begin_address)
-                segs.truncate_after(self.recovery.tail_address)
+                segs.truncate_after(self.recovery.tail_address, keep_in=self.recovery.quarantine)
                 segs.sync_all()  # what a killed process left in the page cache, before anything new
             finally:
                 segs.close()
