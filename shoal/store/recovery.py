@@ -110,6 +110,8 @@ def recover(ckpt_dir: Path, segments: SegmentFiles, page_bits: int, bucket_bits:
         # A checkpoint taken before the log's begin moved past its tail counts
         # nothing that is left; replay from begin counts every record.
         report.records_at_checkpoint = meta.get("records", 0) if tail > begin else 0
+        if tail <= begin:
+            index = None  # every entry points below begin: replay from begin builds a smaller index
         break
     if index is None:
         index = HashIndex(bucket_bits)
