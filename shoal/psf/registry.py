@@ -198,8 +198,13 @@ class Registry:
         self._by_name: dict[str, PSF] = {}
         self._by_id: dict[int, PSF] = {}
         self._retired: dict[int, PSF] = {}
-        if self.path is not None and self.path.exists():
-            self._load()
+        if self.path is not None:
+            # A save cut short by a crash leaves its temp file (random name):
+            # remove them, or every such crash would leave one more for good.
+            for tmp in self.path.parent.glob(self.path.name + ".*.tmp"):
+                tmp.unlink(missing_ok=True)
+            if self.path.exists():
+                self._load()
 
     # ---- queries ------------------------------------------------------------
 
