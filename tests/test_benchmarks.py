@@ -30,6 +30,7 @@ SCRIPTS = {
     "json_parse.py": [],
     "ingest_zeek.py": ["--no-sqlite"],
     "compaction.py": ["--records", "3000"],
+    "keys.py": ["--records", "3000"],
 }
 
 pytestmark = pytest.mark.slow
