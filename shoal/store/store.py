@@ -66,19 +66,20 @@ class _Compiled:
 
 class _Gate:
     def __init__(self) -> None:
-        self._cv = threading.Condition(threading.Lock())  # a plain lock: cheaper than the default RLock
+        self._lock = threading.Lock()  # readers take the bare lock (C-level enter/exit)
+        self._cv = threading.Condition(self._lock)  # close() waits on it
         self._inside = 0
         self._quiesced = 0  # times the count fell to zero (see mark)
         self.closed = False
 
     def __enter__(self) -> None:
-        with self._cv:
+        with self._lock:
             if self.closed:
                 raise StoreClosed("the store is closed")
             self._inside += 1
 
     def __exit__(self, *exc: object) -> None:
-        with self._cv:
+        with self._lock:
             self._inside -= 1
             if not self._inside:
                 self._quiesced += 1
@@ -348,12 +349,12 @@ class Store:
             if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str)):
                 raise InvalidArgument("each condition is a (psf_name, value) pair")
         if len(conditions) == 1:  # the chain's own batches, no merging
+            self._check_open()
+            (name, value), = conditions
             if descending and (self._keys is None or include_superseded):
                 fused = self._fetch(name, value, lo, hi, limit)
                 if fused is not None:
                     return fused
-            self._check_open()
-            (name, value), = conditions
             batches = self._one(name, value, lo, hi, descending, batches=True)
         else:
             batches = _query._batched(self.query_addresses(conditions, mode=mode, order=order,
@@ -361,6 +362,8 @@ class Store:
                                                            to_address=to_address, include_superseded=True))
         if self._keys is not None and not include_superseded:
             batches = self._live_batches(batches)
+        return self._materialize(batches, limit)
+
     def _fetch(self, name: str, value: Any, lo: int, hi: int, limit: int | None) -> Iterator[Record] | None:
         """Newest-first records of one condition answered by its chain alone,
         walked and read by one native call per batch; None when part of the
@@ -378,8 +381,6 @@ class Store:
         """Keyed stores: for each address, is the record there its key's live version?"""
         with self._gate:
             return self._require_keys().live_mask(addresses)
-
-        return self._materialize(batches, limit)
 
     def _live_batches(self, batches: Iterator[list[int]]) -> Iterator[list[int]]:
         """Keyed stores: keep only the live versions (one native call per batch)."""
@@ -557,7 +558,6 @@ class Store:
         store below it are copied to the tail first; whole segment files
         below it are deleted. Ingest and queries go on meanwhile."""
         return self._compactor.compact(until_address, retain_bytes)
-
 
     # ---- stats ----
     def stats(self) -> dict:
