@@ -1,21 +1,23 @@
 """Crash recovery under SIGKILL at seeded kill points.
 
-Method. A child process (crash_child.py) opens a store with 64 KiB pages, a
-four-page memory budget and four-page segments, and ingests the Zeek stream
+Method. A child process (crash_child.py) opens a store with 16-64 KiB pages,
+a four-page memory budget and four-page segments, and ingests the Zeek stream
 in seeded batches of a few hundred records, registering and deregistering
 PSFs, mixing durable and plain ingests, checkpointing, flushing and (when the
-store has `compact`) compacting along the way. It appends to an ack file
-what each call acknowledged: the input lines and first/last address of every
-ingest, "durable up to tail" after flush and checkpoint, PSF changes, and
-compactions with the new begin address.
+store has `compact`) compacting along the way; some runs ingest from two
+threads, so durable ingests share fsyncs and control calls overlap ingests.
+It appends to an ack file what each call acknowledged: the input lines and
+first/last address of every ingest, "durable up to tail" after flush and
+checkpoint, PSF changes, and compactions with the new begin address.
 
 The child is killed with SIGKILL at a kill point: after a seeded number of
 its progress lines plus a short sleep, or by itself at the Nth I/O event of
 a kind (segment write: before, after, or cut short after k blocks; segment
-sync; any fsync) or at the Nth I/O event inside a checkpoint, a PSF change,
-a flush or a compaction. Each lineage (a fresh store) is killed, recovered,
-checked and continued by the next child again and again, so recovery of a
-recovered store is tested too.
+sync; any fsync; right after a durable acknowledgement) or at the Nth I/O
+event inside a checkpoint, a PSF change, a flush, a compaction or the
+recovery at open. Each lineage (a fresh store) is killed, recovered, checked
+and continued by the next child again and again, so recovery of a recovered
+store is tested too.
 
 After each kill the store is reopened here and checked:
   1. every record acknowledged as durable is there, at its address, byte
@@ -23,14 +25,17 @@ After each kill the store is reopened here and checked:
      and so is every record an earlier check saw (the checker closes the
      store, which is a durable flush);
   2. every record a full scan returns parses and is an input line; more
-     strictly, the log is the previous log plus a prefix of what the child
-     began ingesting, in order, at the addresses the child was told;
+     strictly, the log is the previous log, then whole batches the run began
+     (each contiguous, at the addresses its ingest reported) up to a cut that
+     only the last batch may straddle; begin moved only by compactions;
   3. every query of every PSF (active or not) for sampled values equals an
-     orjson + jmespath oracle over the scanned records; PSF registrations
-     that returned are in the registry; recovery.dropped lists strings and
-     never an address of acknowledged data.
+     orjson + jmespath oracle over the scanned records; PSF changes that
+     returned are in the registry; recovery.dropped lists strings and never
+     an address of acknowledged data.
 
-SHOAL_CRASH_SEED=<int> replays a run; the seed is in every failure message.
+SHOAL_CRASH_SEED=<int> replays a run (the plan; thread timing varies); the
+seed is in every failure message. `pytest -s` prints a line per kill point
+and the totals: kill points, acknowledged records checked and lost.
 """
 from __future__ import annotations
 
@@ -62,16 +67,20 @@ pytestmark = pytest.mark.crash
 SEED = int(os.environ.get("SHOAL_CRASH_SEED", "5"))
 DATA = DATA_DIR / "ndjson" / "zeek_wrccdc2018.ndjson.gz"
 CHILD = Path(__file__).with_name("crash_child.py")
-CONFIG = dict(page_size_bytes=64 * KiB, memory_budget_bytes=256 * KiB, segment_size_bytes=256 * KiB,
-              batch_bytes=32 * KiB)
+# Per lineage: four-page memory budgets and segments, so pages turn, leave
+# memory and fill segment files all the time; a tiny hash table that doubles
+# during ingest and replay.
+PAGES_KIB = [64, 16, 64, 32]
+CONFIGS = [{"page_size_bytes": p * KiB, "memory_budget_bytes": 4 * p * KiB, "segment_size_bytes": 4 * p * KiB,
+            "batch_bytes": 32 * KiB, "index_bucket_bits": 6} for p in PAGES_KIB]
 PSFS = {"path": "_path", "resp_p": '"id.resp_p"', "proto": "proto", "query": "query",
         "udp": "proto == 'udp'", "answers": "length(answers)"}  # the last runs on the slow path
-LINEAGES = 4
+LINEAGES = len(PAGES_KIB)
 KILLS_PER_LINEAGE = 8
 THREADED_RUNS = 0.3  # runs with two ingest threads (overlapping durable ingests)
 CHILD_TIMEOUT_S = 120
-PLAN = dict(psf=0.08, checkpoint=0.10, flush=0.07, compact=0.08, durable=0.35, batch_min=100,
-            batch_max=500, max_batches=400)
+PLAN = {"psf": 0.08, "checkpoint": 0.10, "flush": 0.07, "compact": 0.08, "durable": 0.35,
+        "batch_min": 100, "batch_max": 500, "max_batches": 400}
 _ADDRESS = re.compile(r"address (\d+)")
 
 
@@ -118,9 +127,9 @@ def plan_kill_points(rng: random.Random, has_compact: bool, n: int) -> list[Kill
 
 class Child:
     def __init__(self, spec: dict, stderr_path: Path):
-        self._stderr = open(stderr_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, str(CHILD), json.dumps(spec)],
-                                     stdout=subprocess.PIPE, stderr=self._stderr)
+        with open(stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, str(CHILD), json.dumps(spec)],
+                                         stdout=subprocess.PIPE, stderr=err)
         self.lines: queue.Queue = queue.Queue()
         self.stderr_path = stderr_path
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -161,7 +170,6 @@ class Child:
             self.proc.wait(timeout=30)
             self._reader.join(timeout=30)  # EOF once the child is gone
             self.proc.stdout.close()
-            self._stderr.close()
 
     def stderr(self) -> str:
         return self.stderr_path.read_bytes()[-3000:].decode(errors="replace")
@@ -470,12 +478,12 @@ def test_sigkill_at_kill_points(tmp_path):
             run = lineage.runs
             lineage.runs += 1
             acks = tmp_path / f"acks-{k}-{run}.jsonl"
-            spec = dict(store=str(lineage.path), data=str(DATA), ack=str(acks), run=run,
-                        seed=rng.randrange(1 << 32), start_line=cursor, config=CONFIG, psfs=PSFS,
-                        plan=dict(PLAN, max_batches=kp.after_batches + 20 if kp.spec is None
-                                  else PLAN["max_batches"]),
-                        register_first=["path", "udp", "answers"] if run == 0 else [], kill=kp.spec,
-                        threads=2 if rng.random() < THREADED_RUNS else 1)
+            spec = {"store": str(lineage.path), "data": str(DATA), "ack": str(acks), "run": run,
+                    "seed": rng.randrange(1 << 32), "start_line": cursor, "config": CONFIGS[k], "psfs": PSFS,
+                    "plan": dict(PLAN, max_batches=kp.after_batches + 20 if kp.spec is None
+                                 else PLAN["max_batches"]),
+                    "register_first": ["path", "udp", "answers"] if run == 0 else [], "kill": kp.spec,
+                    "threads": 2 if rng.random() < THREADED_RUNS else 1}
             where = (f"lineage {k} run {run} ({spec['threads']} threads), kill point {kp.label}"
                      + (f" {kp.spec}" if kp.spec else f" after {kp.after_batches} batches + {kp.sleep_s:.3f} s"))
             child = Child(spec, tmp_path / f"stderr-{k}-{run}.txt")
@@ -491,7 +499,7 @@ def test_sigkill_at_kill_points(tmp_path):
             events = read_events(acks)
             cursor = max([e["hi"] for e in events if e["ev"] == "begin"], default=cursor) % len(data.lines)
             try:
-                store = shoal.open(lineage.path, **CONFIG)
+                store = shoal.open(lineage.path, **CONFIGS[k])
             except Exception as exc:  # noqa: BLE001 - any failure to reopen is the finding
                 fail(f"{where}: reopening failed: {exc!r}")
             try:
