@@ -340,7 +340,7 @@ class Compactor:
             if self._stop.is_set() or store.closed:
                 raise _Stopped
             if copied:
-                hlog.flush(durable=True)  # 2. copies durable before the cut is recorded
+                store._commit.sync_locked()  # 2. copies durable before the cut is recorded
             state = self._state
             total = state.records_before_begin + below
             keep = {b: (state.records_before_begin if b == begin else state.at_checkpoint_begins.get(b))
