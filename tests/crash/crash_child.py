@@ -27,6 +27,9 @@ import sys
 import threading
 import time
 
+import jmespath
+import orjson
+
 import shoal
 from shoal.store import segments
 
@@ -143,7 +146,7 @@ class Acks:
 class Run:
     """One child run: `threads` ingest loops over a shared line cursor, each
     doing a seeded control operation (PSF change, checkpoint, flush,
-    compaction) now and then between its batches."""
+    compaction, in a keyed store a delete) now and then between its batches."""
 
     def __init__(self, spec: dict, store, killer: Killer, acks: Acks, lines: list[bytes]):
         self.spec, self.store, self.killer, self.acks, self.lines = spec, store, killer, acks, lines
@@ -154,6 +157,8 @@ class Run:
         self._psf_lock = threading.Lock()
         self.cursor = spec["start_line"]
         self.batches = 0
+        self.key: str | None = spec["config"].get("key")  # a keyed store: deletes too
+        self.last_batch = (0, 0)
 
     def toggle(self, name: str) -> None:
         store, acks = self.store, self.acks
@@ -188,8 +193,20 @@ class Run:
             else:
                 args = {"until_address": store.begin_address + int(span * rng.uniform(0.1, 0.7))}
             acks.write(ev="compact-begin", args=args)
-            scoped(killer, "compact", store.compact, **args)
-            acks.write(ev="compact", args=args, begin=store.begin_address)
+            res = scoped(killer, "compact", store.compact, **args)
+            acks.write(ev="compact", args=args, begin=store.begin_address,
+                       copied=getattr(res, "records_copied", 0), dropped=getattr(res, "records_dropped", 0))
+        elif self.key is not None and r < p["psf"] + p["checkpoint"] + p["flush"] + p["compact"] + p["delete"]:
+            lo, hi = self.last_batch
+            for _ in range(3 if hi > lo else 0):  # keys of recent records; some may be deleted already
+                key = jmespath.search(self.key, orjson.loads(self.lines[rng.randrange(lo, hi)]))
+                if isinstance(key, (str, int)) and not isinstance(key, bool):
+                    durable = rng.random() < p["durable"]
+                    acks.write(ev="delete-begin", key=key)
+                    deleted = store.delete_key(key, durable=durable)
+                    acks.write(ev="delete", key=key, deleted=deleted, durable=durable)
+                    if deleted and durable:
+                        acked(killer)
 
     def ingest_loop(self, seed: int) -> None:
         rng = random.Random(seed)
@@ -206,6 +223,7 @@ class Run:
                 hi = self.cursor = min(lo + n, len(lines))
                 self.acks.write(ev="begin", lo=lo, hi=hi)
             res = self.store.ingest(b"\n".join(lines[lo:hi]) + b"\n", durable=durable)
+            self.last_batch = (lo, hi)
             self.acks.write(ev="ingest", lo=lo, hi=hi, durable=res.durable, count=res.ingested,
                             rejected=res.rejected, first=res.first_address, last=res.last_address)
             if res.durable:
