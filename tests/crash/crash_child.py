@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 
 import jmespath
 import orjson
@@ -233,6 +234,17 @@ class Run:
                 sys.stdout.flush()
 
 
+def fatal(fn, *args) -> None:
+    """Run fn; any exception ends the process with status 1 (the parent
+    reports it), not just the thread."""
+    try:
+        fn(*args)
+    except BaseException:  # noqa: BLE001 - whatever it is, the run failed
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     rng = random.Random(spec["seed"])
@@ -252,7 +264,7 @@ def main() -> None:
     if not (spec["kill"] and spec["kill"]["scope"] == "open"):  # else: it did not fire, and never will
         for name in spec["register_first"]:
             run.toggle(name)
-        threads = [threading.Thread(target=run.ingest_loop, args=(rng.randrange(1 << 32),))
+        threads = [threading.Thread(target=fatal, args=(run.ingest_loop, rng.randrange(1 << 32)))
                    for _ in range(spec["threads"])]
         for t in threads:
             t.start()
