@@ -432,10 +432,10 @@ def check_run_records(new: list[tuple[int, bytes]], begun: list[tuple[int, int]]
                 problems.append(f"{where}: the ingest reported first address {b['first']}")
             if idx[-1] == want[-1] and recs[-1][0] != b["last"]:
                 problems.append(f"{where}: the ingest reported last address {b['last']}")
-    end = max((a for a, _ in new), default=start)
+    end = max((a for a, _ in new), default=-1)  # the last surviving record of the run
     for j, (lo, hi) in enumerate(begun):
         b = returned.get((lo, hi))
-        if j not in seen and b is not None and b["count"] and b["last"] >= floor and b["first"] <= end:
+        if j not in seen and b is not None and b["count"] and b["last"] >= floor and b["first"] < end:
             problems.append(f"lines {lo}:{hi} at {b['first']}..{b['last']} are missing, "
                             f"but records after them survived")
     return problems
