@@ -113,7 +113,7 @@ def plan_kill_points(rng: random.Random, has_compact: bool, n: int) -> list[Kill
         lambda: hook("any", "checkpoint", rng.choice(["before", "after"]), 16),
         lambda: hook("any", "psf", rng.choice(["before", "after"]), 6),
         lambda: hook("any", "flush", rng.choice(["before", "after"]), 4),
-        lambda: hook("any", "open", rng.choice(["before", "after"]), 2),  # recovering a recovered store
+        lambda: hook("any", "open", rng.choice(["before", "after"]), 1),  # recovering a recovered store
     ]
     if has_compact:
         makers.append(lambda: hook("any", "compact", rng.choice(["before", "after"]), 6))
