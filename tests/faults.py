@@ -2,7 +2,8 @@
 store writes files with (tests only).
 
 `FaultyDisk(root)` wraps os.pwrite, os.write, os.fsync and os.ftruncate for
-files under `root` (other files pass straight through) and, per file:
+files under `root` (other files pass straight through; os.replace and
+os.unlink only to forget the files they remove) and, per file:
 
   * counts calls (`calls["fsync"]`, ...);
   * injects faults: `fail("pwrite", after_bytes=N)` lets N more bytes be
@@ -18,7 +19,8 @@ files under `root` (other files pass straight through) and, per file:
     only names present at their directory's last fsync, each with the bytes
     of its last fsync (empty if never fsynced).
 
-Files are identified by inode, so a rename keeps its content. The `faulty_disk`
+Files are identified by inode, so a rename keeps its content (and a file
+removed is forgotten, since its inode may be reused). The `faulty_disk`
 fixture (tests/conftest.py) installs it over a test's tmp dir.
 """
 from __future__ import annotations
@@ -39,7 +41,7 @@ class FaultyDisk:
         self.root = str(Path(root).resolve())
         self.calls = {"pwrite": 0, "write": 0, "fsync": 0, "ftruncate": 0}
         self._lock = threading.Lock()
-        self._real = {n: getattr(os, n) for n in ("pwrite", "write", "fsync", "ftruncate")}
+        self._real = {n: getattr(os, n) for n in ("pwrite", "write", "fsync", "ftruncate", "replace", "unlink")}
         # call -> [where, bytes left (writes) or countdown (fsync; None: always), errno]
         self._faults: dict[str, list] = {}
         self._shadow: dict[int, bytearray] = {}   # inode -> bytes as completed writes left them
@@ -135,6 +137,28 @@ class FaultyDisk:
                 sh = self._shadow_of(path, os.fstat(fd).st_ino)
                 del sh[length:]
                 sh.extend(bytes(length - len(sh)))
+
+    def _forget(self, path) -> None:
+        """Before `path` is removed or replaced: its inode may be reused."""
+        p = os.path.abspath(path)
+        if not p.startswith(self.root):
+            return
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            return
+        if st.st_nlink <= 1:
+            with self._lock:
+                self._shadow.pop(st.st_ino, None)
+                self._durable.pop(st.st_ino, None)
+
+    def _replace(self, src, dst, **kw):
+        self._forget(dst)
+        return self._real["replace"](src, dst, **kw)
+
+    def _unlink(self, path, **kw):
+        self._forget(path)
+        return self._real["unlink"](path, **kw)
 
     def _fsync(self, fd):
         path = self._path(fd)

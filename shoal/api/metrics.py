@@ -95,8 +95,10 @@ class Metrics:
                    [(f'{{method="{m}",status="{s}"}}', n) for (m, s), n in sorted(self.responses.items())])
         if stats is not None:
             a = stats["addresses"]
-            metric("shoal_log_address", "gauge", "hybrid log addresses (begin <= head <= read_only <= tail)",
-                   [(f'{{kind="{k}"}}', a[k]) for k in ("begin", "head", "read_only", "tail", "flushed_until")])
+            metric("shoal_log_address", "gauge", "hybrid log addresses (begin <= head <= read_only <= tail; "
+                   "synced_until <= flushed_until <= tail)",
+                   [(f'{{kind="{k}"}}', a[k])
+                    for k in ("begin", "head", "read_only", "tail", "flushed_until", "synced_until")])
             metric("shoal_records", "gauge", "records in the store", [("", stats["records"])])
             metric("shoal_memory_bytes", "gauge", "in-memory log pages in use", [("", stats["memory_bytes"])])
             metric("shoal_memory_budget_bytes", "gauge", "memory budget for log pages",

@@ -166,6 +166,15 @@ class HybridLog:
             new_page = old_page + 1
         if (new_page + 1) << self.page_bits > MAX_ADDRESS + 1:
             raise StorageError("log address space exhausted")
+        i = new_page % self.n_frames
+        victim = self._frame_page[i]
+        # Everything that may fail (the victim's write, a frame's allocation)
+        # comes before anything changes: a failed turn leaves the tail page
+        # as it was, to be turned again by the next call.
+        if victim >= 0:
+            # The frame holds an older page: it must be on disk before reuse.
+            self.wait_flushed((victim + 1) << self.page_bits)
+        frame = self._frame_for(new_page)
         # A zero header after the last record ends the page for scans and
         # replay, so a recycled frame needs no zeroing: bytes past a page's
         # end marker are never interpreted.
@@ -175,15 +184,10 @@ class HybridLog:
         with self._cv:
             self._queue.append(old_page)
             self._cv.notify_all()
-        i = new_page % self.n_frames
-        victim = self._frame_page[i]
         if victim >= 0:
-            # The frame holds an older page: it must be on disk before reuse.
-            self.wait_flushed((victim + 1) << self.page_bits)
             self.c.head_address = max(self.c.head_address, (victim + 1) << self.page_bits)
             self._frame_page[i] = -1  # readers now fall back to disk
-            ffi.memmove(self._frames[i], _ZERO_HEADER, 32)
-        self._frame_for(new_page)
+            ffi.memmove(frame, _ZERO_HEADER, 32)
         self._install(new_page)
         start = new_page << self.page_bits
         self.c.read_only_address = start
@@ -218,7 +222,11 @@ class HybridLog:
         tail = self.write_tail()
         self.wait_flushed(tail)
         if durable:
-            self.segments.sync()
+            try:
+                self.segments.sync()
+            except NativeIOError as exc:
+                self.fail_writes(exc)
+                raise
         return tail
 
     def write_tail(self, *, wait: bool = True) -> int | None:

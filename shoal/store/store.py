@@ -521,9 +521,10 @@ class Store:
             address = keys.newest(canon)
             if address is None or self._log.read_records([address], payload_only=True)[0] is None:
                 return False
+            self._log.check_writable()
             _ingest.append_tombstones(self, [(text, canon)])
             if durable:
-                self._log.flush(durable=True)
+                self._commit.sync_locked()
             return True
 
     # ---- durability ----

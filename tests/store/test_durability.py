@@ -44,6 +44,9 @@ def _body(batch) -> bytes:
 def check_consistent(store, inputs=None) -> list[bytes]:
     """The store's records in log order, after checking that each parses and
     is one of `inputs`, and that every PSF answer equals a scan of the log."""
+    a = store.stats()["addresses"]
+    assert a["begin"] <= a["head"] <= a["read_only"] <= a["tail"]
+    assert a["synced_until"] <= a["flushed_until"] <= a["tail"]
     stored = [r.raw for r in store.scan(ALL, order="oldest")]
     allowed = set(inputs) if inputs is not None else None
     for raw in stored:
@@ -281,6 +284,33 @@ def test_disk_full_in_the_background_flush(open_store, real_data, faulty_disk):
     store.close()
     store = open_store()
     assert check_consistent(store, raws) == expected
+
+
+def test_a_failed_page_turn_changes_nothing(open_store, real_data, monkeypatch):
+    """A page turn that cannot recycle a frame (its page's write failed)
+    raises before it seals the tail page: otherwise the page would be queued
+    while still the tail, and its later records counted as written."""
+    raws = real_data("zeek_wrccdc2018", 3000)
+    store = open_store()
+    _register(store)
+    store.ingest(_body(raws[:1000]))  # every frame in use: the next turns recycle
+    log = store._log
+    real_wait = log.wait_flushed
+
+    def failing(address):
+        raise shoal.DiskFull("write to segment-x failed: no space left on device")
+
+    monkeypatch.setattr(log, "wait_flushed", failing)
+    with pytest.raises(shoal.DiskFull):
+        for raw in raws[1000:2000]:
+            store.ingest(raw)
+    tail_page = (store.tail_address - 1) >> log.page_bits  # the page holding the last record
+    assert tail_page not in log._queue  # not sealed: the next turn seals it
+    monkeypatch.setattr(log, "wait_flushed", real_wait)
+    store.ingest(_body(raws[2000:]), durable=True)
+    expected = check_consistent(store, raws)
+    store.close()
+    assert check_consistent(open_store(), raws) == expected
 
 
 def test_fsync_failure_reaches_every_waiter_and_leaves_the_log_read_only(open_store, real_data, faulty_disk):
