@@ -410,3 +410,21 @@ def test_a_real_full_disk(tiny_tmpfs, real_data, tiny_config):
         assert check_consistent(store, raws) == held
     finally:
         store.close()
+
+
+def test_leftovers_of_a_killed_checkpoint_are_removed_on_open(open_store, real_data, store_path):
+    """A checkpoint killed midway leaves a temp file, or an index whose
+    metadata was never written: neither is loaded, and both go on open."""
+    raws = real_data("zeek_wrccdc2018", 300)
+    store = open_store()
+    _register(store)
+    store.ingest(_body(raws))
+    store.checkpoint()
+    store.close()
+    ckpt = store_path / "checkpoints"
+    (ckpt / "ckpt-000002.index").write_bytes((ckpt / "ckpt-000001.index").read_bytes())
+    (ckpt / "ckpt-000002.json.tmp").write_bytes(b'{"tail_address": 99')
+    store = open_store()
+    assert sorted(os.listdir(ckpt)) == ["ckpt-000001.index", "ckpt-000001.json"]
+    assert store.stats()["recovery"]["checkpoint_id"] == 1
+    assert check_consistent(store, raws) == list(raws)
