@@ -96,6 +96,19 @@ def replay(name: str, copies: int = 1, max_bytes: int = 0) -> bytes:
     return data
 
 
+def drop_cache(paths: list[Path]) -> None:
+    """Evict these files' pages from the OS page cache (no root needed)."""
+    for p in paths:
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def split_batches(data: bytes, batch_bytes: int) -> list[bytes]:
     """NDJSON cut at line ends into batches of about batch_bytes."""
     out, start = [], 0

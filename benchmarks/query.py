@@ -41,27 +41,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (MB, arg_parser, events_counts, events_file, page_config, paired_ratio, percentile,  # noqa: E402
-                     pick_values, summary, table, target, target_table, write_result)
+from _common import (MB, arg_parser, drop_cache, events_counts, events_file, page_config, paired_ratio,  # noqa: E402
+                     percentile, pick_values, summary, table, target, target_table, write_result)
 from _peers import SQLitePeer, psfs, register  # noqa: E402
 
 import shoal  # noqa: E402
 
 N_SMALL_VALUES = 50
 REPEATS = {"~5 records": 10, "~3%": 10, "~40%": 2}  # queries of each value per round
-
-
-def drop_cache(paths: list[Path]) -> None:
-    """Evict these files' pages from the OS page cache (no root needed)."""
-    for p in paths:
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 class Bench:
