@@ -74,6 +74,7 @@ KEY_EXPR = "uid"
 LINEAGES = [(64, None), (16, None), (64, None), (32, None), (32, KEY_EXPR)]
 KILLS_PER_LINEAGE = 8
 THREADED_RUNS = 0.3  # unkeyed runs with two ingest threads (overlapping durable ingests)
+UNVERIFIED_OPENS = 0.3  # opens (child or checker) that trust the log below the checkpoint
 CHILD_TIMEOUT_S = 120
 PLAN = {"psf": 0.08, "checkpoint": 0.10, "flush": 0.07, "compact": 0.08, "delete": 0.15, "durable": 0.35,
         "batch_min": 100, "batch_max": 500, "max_batches": 400}
@@ -178,6 +179,13 @@ class Child:
 
 # ---- the test ----
 
+def _opened(config: dict, rng: random.Random) -> dict:
+    """The settings of one open: now and then without reading the log back."""
+    unverified = rng.random() < UNVERIFIED_OPENS
+    has = "verify_log_on_open" in {f.name for f in dataclasses.fields(shoal.StoreConfig)}
+    return dict(config, verify_log_on_open=False) if unverified and has else config
+
+
 def test_sigkill_at_kill_points(tmp_path):
     t0 = time.monotonic()
     rng = random.Random(SEED)
@@ -203,14 +211,17 @@ def test_sigkill_at_kill_points(tmp_path):
             lineage.runs += 1
             acks = tmp_path / f"acks-{k}-{run}.jsonl"
             threads = 2 if rng.random() < THREADED_RUNS and key is None else 1  # keyed: write order = ack order
+            child_config, check_config = (_opened(config, rng) for _ in range(2))
             spec = {"store": str(lineage.path), "data": str(DATA), "ack": str(acks), "run": run,
-                    "seed": rng.randrange(1 << 32), "start_line": cursor, "config": config, "psfs": PSFS,
+                    "seed": rng.randrange(1 << 32), "start_line": cursor, "config": child_config, "psfs": PSFS,
                     "plan": dict(PLAN, max_batches=kp.after_batches + 20 if kp.spec is None
                                  else PLAN["max_batches"]),
                     "register_first": ["path", "udp", "answers"] if run == 0 else [], "kill": kp.spec,
                     "threads": threads}
+            unverified = [who for who, c in (("child", child_config), ("checker", check_config)) if c is not config]
             where = (f"lineage {k} ({page_kib} KiB pages{', key ' + key if key else ''}) run {run} "
-                     f"({threads} threads), kill point {kp.label}"
+                     f"({threads} threads{', unverified open: ' + '+'.join(unverified) if unverified else ''}), "
+                     f"kill point {kp.label}"
                      + (f" {kp.spec}" if kp.spec else f" after {kp.after_batches} batches + {kp.sleep_s:.3f} s"))
             child = Child(spec, tmp_path / f"stderr-{k}-{run}.txt")
             try:
@@ -225,7 +236,7 @@ def test_sigkill_at_kill_points(tmp_path):
             events = read_events(acks)
             cursor = max([e["hi"] for e in events if e["ev"] == "begin"], default=cursor) % len(data.lines)
             try:
-                store = shoal.open(lineage.path, **config)
+                store = shoal.open(lineage.path, **check_config)
             except Exception as exc:  # noqa: BLE001 - any failure to reopen is the finding
                 fail(f"{where}: reopening failed: {exc!r}")
             try:
