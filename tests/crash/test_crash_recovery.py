@@ -17,7 +17,9 @@ sync; any fsync; right after a durable acknowledgement) or at the Nth I/O
 event inside a checkpoint, a PSF change, a flush, a compaction or the
 recovery at open. Each lineage (a fresh store) is killed, recovered, checked
 and continued by the next child again and again, so recovery of a recovered
-store is tested too.
+store is tested too. Some opens, the child's or the checker's, skip reading
+the log back below the checkpoint (verify_log_on_open=False). One lineage is
+a keyed store (deletes too; compaction copies live versions forward).
 
 After each kill the store is reopened here and checked:
   1. every record acknowledged as durable is there, at its address, byte
@@ -31,7 +33,11 @@ After each kill the store is reopened here and checked:
   3. every query of every PSF (active or not) for sampled values equals an
      orjson + jmespath oracle over the scanned records; PSF changes that
      returned are in the registry; recovery.dropped lists strings and never
-     an address of acknowledged data.
+     an address of acknowledged data;
+  4. keyed: each key's live version (or its deletion) is at or past every
+     acknowledged write or delete of it and what earlier checks saw, and
+     is its newest surviving version; get_key and queries, live and with
+     superseded versions, agree with the oracle.
 
 SHOAL_CRASH_SEED=<int> replays a run (the plan; thread timing varies); the
 seed is in every failure message. `pytest -s` prints a line per kill point
