@@ -145,3 +145,17 @@ def io_error(action: str, path: str | os.PathLike, exc: OSError) -> NativeIOErro
     if exc.errno in (_errno.ENOSPC, _errno.EDQUOT):
         return DiskFull(f"{action} {path} failed: no space left on device", exc.errno)
     return NativeIOError(f"{action} {path} failed: {exc.strerror or exc}", exc.errno)
+
+
+def restated(exc: BaseException, prefix: str = "", suffix: str = "") -> StorageError:
+    """A fresh exception of the same library class as `exc`, with context in
+    its message: for reporting one failure to several threads (each raise
+    needs its own exception object)."""
+    if isinstance(exc, StoreClosed):
+        return StoreClosed(str(exc))
+    if isinstance(exc, NativeIOError):
+        err: StorageError = type(exc)(f"{prefix}{exc}{suffix}", exc.errno)
+    else:
+        err = NativeIOError(f"{prefix}{exc}{suffix}")
+    err.__cause__ = exc
+    return err

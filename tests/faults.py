@@ -82,7 +82,7 @@ class FaultyDisk:
         fault = self._faults.get(call)
         if fault is None or fault[0] not in path:
             return n
-        where, budget, err = fault
+        _, budget, err = fault
         if n <= budget:
             fault[1] = budget - n
             return n
@@ -168,7 +168,7 @@ class FaultyDisk:
             self.calls["fsync"] += 1
             fault = self._faults.get("fsync")
             if fault is not None and fault[0] in path:
-                where, nth, err = fault
+                _, nth, err = fault
                 if nth is None or nth <= 1:
                     if nth is not None:
                         del self._faults["fsync"]

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import threading
 
-from ..errors import NativeIOError, StoreClosed
-from .hlog import HybridLog, _library_error
+from ..errors import NativeIOError, StoreClosed, restated
+from .hlog import HybridLog
 
 _LOCK_FREE_TRIES = 3  # step 1 without waiting for the flusher under the writer lock
 
@@ -68,7 +68,7 @@ class GroupCommit:
                     return
                 f = self._failure
                 if f is not None and f[0] > arrived and f[1] >= end:
-                    raise _library_error(f[2], "")
+                    raise restated(f[2])
                 if self._closed:
                     raise StoreClosed("the store was closed before these records were made durable")
                 if not self._leading:
@@ -144,8 +144,7 @@ class GroupCommit:
 
     def _publish(self, synced: int) -> None:
         """Under _cv."""
-        if synced > self._synced:
-            self._synced = synced
+        self._synced = max(self._synced, synced)
 
     def close(self) -> None:
         """After the store's last sync, under the writer lock: later waiters

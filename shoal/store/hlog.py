@@ -39,7 +39,7 @@ from pathlib import Path
 
 from .._native import check, ffi, lib
 from ..config import StoreConfig
-from ..errors import NativeIOError, ShoalError, StorageError, StoreClosed
+from ..errors import NativeIOError, ShoalError, StorageError, restated
 from .address import FIRST_ADDRESS, MAX_ADDRESS
 from .segments import BLOCK_BYTES, SegmentFiles
 
@@ -209,7 +209,7 @@ class HybridLog:
             while self.c.flushed_until_address < address:
                 if self._flush_error is not None:
                     if retried or self._stop:
-                        raise _library_error(self._flush_error, "background flush failed: ")
+                        raise restated(self._flush_error, "background flush failed: ")
                     self._flush_error = None  # the flusher's signal to try the failed page again
                     retried = True
                     self._cv.notify_all()
@@ -280,9 +280,8 @@ class HybridLog:
 
     def check_writable(self) -> None:
         if self._write_error is not None:
-            raise _library_error(self._write_error, "the log takes no more writes after a failed fsync; "
-                                                    "reopen the store to recover what is on disk (",
-                                 ")")
+            raise restated(self._write_error, "the log takes no more writes after a failed fsync; "
+                                              "reopen the store to recover what is on disk (", ")")
 
     def _flush_loop(self) -> None:
         while True:
@@ -441,19 +440,6 @@ class HybridLog:
             self._cv.notify_all()
         self._flusher.join()
         self.segments.close()
-
-
-def _library_error(exc: BaseException, prefix: str, suffix: str = "") -> StorageError:
-    """A fresh exception (one per raise: several threads may report the same
-    failure) of the same library class, with context in the message."""
-    if isinstance(exc, StoreClosed):
-        return StoreClosed(str(exc))
-    if isinstance(exc, NativeIOError):
-        err = type(exc)(f"{prefix}{exc}{suffix}", exc.errno)
-    else:
-        err = NativeIOError(f"{prefix}{exc}{suffix}")
-    err.__cause__ = exc
-    return err
 
 
 def _on_disk_prefix(flushed_bytes: int, page_size: int) -> int:

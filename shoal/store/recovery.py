@@ -182,7 +182,6 @@ def _present_until(segments: SegmentFiles, page_bits: int, begin: int, address: 
     """How far from begin toward `address` the segment files hold bytes
     (without verify: a missing or short file below a checkpoint's tail)."""
     span = page_bits + segments.segment_page_bits
-    seg_bytes = 1 << span
     existing = set(segments.existing())
     for seg in range(begin >> span, ((address - 1) >> span) + 1 if address > begin else 0):
         lo = max(begin, seg << span)

@@ -9,6 +9,7 @@ import pytest
 from shoal.errors import (
     CorruptionError,
     InvalidArgument,
+    NativeIOError,
     PSFDefinitionError,
     PSFError,
     PSFExists,
@@ -216,7 +217,7 @@ def test_atomic_save_leaves_no_temp_files_and_survives_failure(reg_path, monkeyp
         raise OSError("disk on fire")
 
     monkeypatch.setattr(registry_mod.os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(NativeIOError, match="psfs.json failed: disk on fire"):  # the library's error, naming the file
         reg.register("u", "type", address=64)
     monkeypatch.undo()
     assert reg_path.read_bytes() == before

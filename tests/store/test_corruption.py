@@ -171,7 +171,7 @@ def test_checkpoint_past_the_end_of_the_log(open_store, damaged, store_path):
     is used."""
     raws, addresses, tails = damaged
     probe = open_store()
-    path, off = _segment_of(probe, tails[1] - 1)
+    path, _ = _segment_of(probe, tails[1] - 1)
     probe.close()
     for p in (store_path / "log").iterdir():
         if p.name > path.name:
