@@ -23,6 +23,9 @@
 
 Expected outcomes are values, not exceptions: a query with no match yields
 nothing, and `Store.get` of an address holding no record returns None.
+
+Two helpers build them: `io_error` turns an OSError into NativeIOError or
+DiskFull naming the file; `restated` copies one for another thread to raise.
 """
 from __future__ import annotations
 
