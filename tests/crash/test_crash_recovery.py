@@ -75,7 +75,7 @@ PSFS = {"path": "_path", "resp_p": '"id.resp_p"', "proto": "proto", "query": "qu
 # segments, so pages turn, leave memory and fill segment files all the time;
 # a tiny hash table that doubles during ingest and replay. The keyed store
 # (key: the Zeek connection uid, ~2 versions per key) has deletes, and its
-# compactions copy live versions forward.
+# compactions (twice as many) copy live versions forward.
 KEY_EXPR = "uid"
 LINEAGES = [(64, None), (16, None), (64, None), (32, None), (32, KEY_EXPR)]
 KILLS_PER_LINEAGE = 8
@@ -221,7 +221,7 @@ def test_sigkill_at_kill_points(tmp_path):
             spec = {"store": str(lineage.path), "data": str(DATA), "ack": str(acks), "run": run,
                     "seed": rng.randrange(1 << 32), "start_line": cursor, "config": child_config, "psfs": PSFS,
                     "plan": dict(PLAN, max_batches=kp.after_batches + 20 if kp.spec is None
-                                 else PLAN["max_batches"]),
+                                 else PLAN["max_batches"], compact=PLAN["compact"] * (2 if key else 1)),
                     "register_first": ["path", "udp", "answers"] if run == 0 else [], "kill": kp.spec,
                     "threads": threads}
             unverified = [who for who, c in (("child", child_config), ("checker", check_config)) if c is not config]
