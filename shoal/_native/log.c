@@ -360,42 +360,68 @@ static int value_equals(shoal_log *log, uint64_t rec_addr, const shoal_key_point
     return 1;
 }
 
+/* A chain being walked newest to oldest: the (psf_id, canon, hash) it
+ * follows, the record range [lo, hi) it emits, and where it stops (begin). */
+typedef struct {
+    uint32_t psf_id;
+    uint64_t hash;
+    const char *canon;
+    uint32_t canon_len;
+    uint64_t lo, hi, begin;
+} chain;
+
+/* From the key pointer at *kp_addr on, find the next record of chain c.
+ * Returns 1 with *rec_addr set, *kp_addr at its key pointer and *prev at the
+ * one after it; 0 when the chain ends (it runs out, or drops below begin or
+ * lo); or an error, *kp_addr at the key pointer that failed. Key pointers of
+ * other (psf, value) pairs sharing the index entry are skipped. */
+static int chain_next(shoal_log *log, const chain *c, uint64_t *kp_addr, uint64_t *rec_addr, uint64_t *prev,
+                      block_cache **bc) {
+    uint64_t a = *kp_addr;
+    while (a && a >= c->begin) {
+        shoal_key_pointer kp;
+        *kp_addr = a;
+        int r = read_bytes(log, a, (char *)&kp, sizeof kp, bc);
+        if (r != SHOAL_OK) return r;
+        uint64_t rec = a - SHOAL_HEADER_BYTES - (uint64_t)kp.kp_index * SHOAL_KP_BYTES;
+        uint64_t next = kp.prev_psf & ADDR_MASK;
+        if (rec < c->lo) return 0;
+        if (next >= a) return SHOAL_E_CORRUPT; /* chains only point backwards */
+        if ((uint32_t)(kp.prev_psf >> 48) == c->psf_id && kp.hash32 == (uint32_t)c->hash && rec < c->hi) {
+            int eq = value_equals(log, rec, &kp, c->canon, c->canon_len, bc);
+            if (eq < 0) return eq;
+            if (eq) {
+                *rec_addr = rec;
+                *prev = next;
+                return 1;
+            }
+        }
+        a = next;
+    }
+    return 0;
+}
+
 int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index) {
     job->n_out = 0;
     job->err = SHOAL_OK;
     if (job->done) return SHOAL_OK;
-    uint64_t kp_addr = job->next_kp;
-    if (kp_addr == 0) kp_addr = shoal_index_lookup(index, job->hash);
+    chain c = {job->psf_id, job->hash, job->canon, job->canon_len, job->lo, job->hi,
+               LOAD(&log->begin_address)};
+    uint64_t kp_addr = job->next_kp ? job->next_kp : shoal_index_lookup(index, job->hash);
     block_cache *bc = NULL;
     int rc = SHOAL_OK;
-    uint64_t begin = LOAD(&log->begin_address);
-    while (kp_addr) {
-        if (kp_addr < begin) break;
-        shoal_key_pointer kp;
-        int r = read_bytes(log, kp_addr, (char *)&kp, sizeof kp, &bc);
-        if (r != SHOAL_OK) { job->err = r; job->err_address = kp_addr; rc = r; break; }
-        uint64_t rec_addr = kp_addr - SHOAL_HEADER_BYTES - (uint64_t)kp.kp_index * SHOAL_KP_BYTES;
-        uint64_t prev = kp.prev_psf & ADDR_MASK;
-        if (rec_addr < job->lo) break;
-        if (prev >= kp_addr) { /* chains only point backwards */
-            job->err = SHOAL_E_CORRUPT; job->err_address = kp_addr; rc = SHOAL_E_CORRUPT; break;
-        }
-        if ((uint32_t)(kp.prev_psf >> 48) == job->psf_id && kp.hash32 == (uint32_t)job->hash
-            && rec_addr < job->hi) {
-            int eq = value_equals(log, rec_addr, &kp, job->canon, job->canon_len, &bc);
-            if (eq < 0) { job->err = eq; job->err_address = kp_addr; rc = eq; break; }
-            if (eq) {
-                job->out[job->n_out++] = rec_addr;
-                if (job->n_out == job->cap) {
-                    job->next_kp = prev;
-                    if (!prev) job->done = 1;
-                    free(bc);
-                    return prev ? SHOAL_OUT_FULL : SHOAL_OK;
-                }
-            }
-        }
+    uint64_t rec_addr, prev;
+    int r;
+    while ((r = chain_next(log, &c, &kp_addr, &rec_addr, &prev, &bc)) == 1) {
+        job->out[job->n_out++] = rec_addr;
         kp_addr = prev;
+        if (job->n_out == job->cap && prev) {
+            job->next_kp = prev;
+            free(bc);
+            return SHOAL_OUT_FULL;
+        }
     }
+    if (r < 0) { job->err = r; job->err_address = kp_addr; rc = r; }
     job->done = 1;
     job->next_kp = 0;
     free(bc);
@@ -407,23 +433,11 @@ int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index) {
 /* The newest record on the key chain of (canon, hash), or 0 if none in [begin, tail). */
 static int newest_version(shoal_log *log, shoal_index *index, const char *canon, uint32_t canon_len,
                           uint64_t hash, uint64_t begin, uint64_t *out, block_cache **bc) {
-    uint64_t kp_addr = shoal_index_lookup(index, hash);
+    chain c = {SHOAL_KEY_PSF_ID, hash, canon, canon_len, 0, UINT64_MAX, begin};
+    uint64_t kp_addr = shoal_index_lookup(index, hash), prev;
     *out = 0;
-    while (kp_addr && kp_addr >= begin) {
-        shoal_key_pointer kp;
-        int r = read_bytes(log, kp_addr, (char *)&kp, sizeof kp, bc);
-        if (r != SHOAL_OK) return r;
-        uint64_t rec_addr = kp_addr - SHOAL_HEADER_BYTES - (uint64_t)kp.kp_index * SHOAL_KP_BYTES;
-        uint64_t prev = kp.prev_psf & ADDR_MASK;
-        if (prev >= kp_addr) return SHOAL_E_CORRUPT;
-        if ((uint32_t)(kp.prev_psf >> 48) == SHOAL_KEY_PSF_ID && kp.hash32 == (uint32_t)hash) {
-            int eq = value_equals(log, rec_addr, &kp, canon, canon_len, bc);
-            if (eq < 0) return eq;
-            if (eq) { *out = rec_addr; return SHOAL_OK; }
-        }
-        kp_addr = prev;
-    }
-    return SHOAL_OK;
+    int r = chain_next(log, &c, &kp_addr, out, &prev, bc);
+    return r < 0 ? r : SHOAL_OK;
 }
 
 int shoal_live(shoal_live_job *job, shoal_log *log, shoal_index *index) {
@@ -565,49 +579,38 @@ int shoal_fetch(shoal_fetch_job *job, shoal_log *log, shoal_index *index) {
     job->used = 0;
     job->err = SHOAL_OK;
     if (job->done) return SHOAL_OK;
-    uint64_t kp_addr = job->next_kp;
-    if (kp_addr == 0) kp_addr = shoal_index_lookup(index, job->hash);
     uint64_t begin = LOAD(&log->begin_address);
     uint64_t tail = LOAD(&log->tail_address);
+    chain c = {job->psf_id, job->hash, job->canon, job->canon_len, job->lo, job->hi, begin};
+    uint64_t kp_addr = job->next_kp ? job->next_kp : shoal_index_lookup(index, job->hash);
     block_cache *bc = NULL;
     int rc = SHOAL_OK;
-    while (kp_addr) {
-        if (kp_addr < begin) break;
-        shoal_key_pointer kp;
-        int r = read_bytes(log, kp_addr, (char *)&kp, sizeof kp, &bc);
-        if (r != SHOAL_OK) { job->err = r; job->err_address = kp_addr; rc = r; break; }
-        uint64_t rec_addr = kp_addr - SHOAL_HEADER_BYTES - (uint64_t)kp.kp_index * SHOAL_KP_BYTES;
-        uint64_t prev = kp.prev_psf & ADDR_MASK;
-        if (rec_addr < job->lo) break;
-        if (prev >= kp_addr) { job->err = SHOAL_E_CORRUPT; job->err_address = kp_addr; rc = SHOAL_E_CORRUPT; break; }
-        if ((uint32_t)(kp.prev_psf >> 48) == job->psf_id && kp.hash32 == (uint32_t)job->hash
-            && rec_addr < job->hi) {
-            int eq = value_equals(log, rec_addr, &kp, job->canon, job->canon_len, &bc);
-            if (eq < 0) { job->err = eq; job->err_address = kp_addr; rc = eq; break; }
-            if (eq && rec_addr >= begin && rec_addr < tail && !(rec_addr & 7)
-                && (rec_addr & (page_size - 1)) + SHOAL_HEADER_BYTES <= page_size) {
-                if (job->n_out == job->max_records) { job->next_kp = kp_addr; free(bc); return SHOAL_OUT_FULL; }
-                uint32_t len = 0;
-                r = read_one(log, rec_addr, job->out + job->used, job->cap - job->used, 1, &len, &bc);
-                if (r == SHOAL_E_SPACE) {
-                    job->next_kp = kp_addr;
-                    free(bc);
-                    if (job->n_out) return SHOAL_OUT_FULL;
-                    job->need = len;
-                    return SHOAL_E_SPACE;
-                }
-                if (r == SHOAL_E_IO) { job->err = r; job->err_address = rec_addr; rc = r; break; }
-                if (r == SHOAL_OK) {
-                    job->addrs[job->n_out] = rec_addr;
-                    job->offsets[job->n_out] = job->used;
-                    job->lengths[job->n_out] = len;
-                    job->n_out++;
-                    job->used += len;
-                }
+    uint64_t rec_addr, prev;
+    int r;
+    while ((r = chain_next(log, &c, &kp_addr, &rec_addr, &prev, &bc)) == 1) {
+        if (rec_addr >= begin && rec_addr < tail && !(rec_addr & 7) && (rec_addr & (page_size - 1)) + SHOAL_HEADER_BYTES <= page_size) {
+            if (job->n_out == job->max_records) { job->next_kp = kp_addr; free(bc); return SHOAL_OUT_FULL; }
+            uint32_t len = 0;
+            int rr = read_one(log, rec_addr, job->out + job->used, job->cap - job->used, 1, &len, &bc);
+            if (rr == SHOAL_E_SPACE) {
+                job->next_kp = kp_addr; /* resume at the record that did not fit */
+                free(bc);
+                if (job->n_out) return SHOAL_OUT_FULL;
+                job->need = len;
+                return SHOAL_E_SPACE;
+            }
+            if (rr == SHOAL_E_IO) { job->err = rr; job->err_address = rec_addr; rc = rr; r = 0; break; }
+            if (rr == SHOAL_OK) {
+                job->addrs[job->n_out] = rec_addr;
+                job->offsets[job->n_out] = job->used;
+                job->lengths[job->n_out] = len;
+                job->n_out++;
+                job->used += len;
             }
         }
         kp_addr = prev;
     }
+    if (r < 0) { job->err = r; job->err_address = kp_addr; rc = r; }
     job->done = 1;
     job->next_kp = 0;
     free(bc);
