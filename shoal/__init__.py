@@ -9,7 +9,7 @@ from .ingest.result import IngestError, IngestResult
 from .psf import PSF, PSFKind
 from .store.checkpoint import CheckpointInfo
 from .store.compaction import CompactionResult
-from .store.record import Record
+from .store.record import Record, RecordBatch
 from .store.store import Store, open
 
 __version__ = "0.1.0"
@@ -34,6 +34,7 @@ __all__ = [
     "PSFNotFound",
     "ParseError",
     "Record",
+    "RecordBatch",
     "RecordTooLarge",
     "RemoteError",
     "ShoalError",

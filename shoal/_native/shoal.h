@@ -383,7 +383,10 @@ int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index);
  * CRC32C) first. offsets[i] = where record i's bytes start in out, lengths[i]
  * how many, status[i] its outcome (SHOAL_OK, SHOAL_E_CORRUPT if no valid
  * record starts there). With payload_only, only the JSON text is kept, and
- * a tombstone is not copied (status SHOAL_TOMBSTONE).
+ * a tombstone is not copied (status SHOAL_TOMBSTONE). With payload_only and
+ * sep != 0, the byte sep follows each payload in out (not counted in
+ * lengths[i]): sep = '\n' makes out NDJSON when no payload holds a line
+ * break; `breaks` counts the payloads that do ('\n' or '\r').
  * Resumes at n_done; returns SHOAL_OUT_FULL when `out` fills, SHOAL_E_SPACE
  * when one record alone does not fit. */
 typedef struct {
@@ -397,6 +400,8 @@ typedef struct {
     uint32_t *lengths;
     int32_t *status;
     uint32_t payload_only;
+    uint32_t sep;             /* 0, or a byte written after each payload */
+    uint32_t breaks;          /* out, with sep: payloads holding a line break */
     uint32_t reserved;
 } shoal_read_job;
 
@@ -408,7 +413,7 @@ int shoal_read(shoal_read_job *job, shoal_log *log);
  * skipped). Returns SHOAL_OK when the chain is done, SHOAL_OUT_FULL when out
  * or max_records filled (call again: next_kp resumes at the record that did
  * not fit), SHOAL_E_SPACE when the first record alone needs `need` bytes, or
- * an error (err_address set). */
+ * an error (err_address set). sep as for shoal_read. */
 typedef struct {
     uint64_t next_kp;         /* in/out; 0 starts at the index head */
     uint64_t lo;
@@ -429,6 +434,8 @@ typedef struct {
     int32_t err;              /* out */
     uint64_t err_address;
     uint64_t need;            /* out, with SHOAL_E_SPACE */
+    uint32_t sep;             /* 0, or a byte written after each payload */
+    uint32_t breaks;          /* out, with sep: payloads holding a line break */
 } shoal_fetch_job;
 
 int shoal_fetch(shoal_fetch_job *job, shoal_log *log, shoal_index *index);

@@ -25,6 +25,7 @@ from .output import (
     stats_text,
     summary,
     table,
+    write_ndjson,
     write_records,
 )
 from .progress import ingest_with_progress, read_chunks
@@ -204,15 +205,23 @@ def _cmd_psf_ls(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     value = True if args.value is None else parse_query_value(args.value)
     with _connect(args) as target:
-        write_records(target.query(args.psf, value, limit=args.limit, order=args.order,
-                                   **_history(args)), args.with_address)
+        if hasattr(target, "query_batches") and not args.with_address:  # a local Store: the bulk path
+            write_ndjson(target.query_batches([(args.psf, value)], limit=args.limit, order=args.order,
+                                              **_history(args)))
+        else:
+            write_records(target.query(args.psf, value, limit=args.limit, order=args.order,
+                                       **_history(args)), args.with_address)
     return 0
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     with _connect(args) as target:
-        write_records(target.scan(args.expression, limit=args.limit, order=args.order, **_history(args)),
-                      args.with_address)
+        if hasattr(target, "scan_batches") and not args.with_address:
+            write_ndjson(target.scan_batches(args.expression, limit=args.limit, order=args.order,
+                                             **_history(args)))
+        else:
+            write_records(target.scan(args.expression, limit=args.limit, order=args.order, **_history(args)),
+                          args.with_address)
     return 0
 
 

@@ -35,6 +35,17 @@ def write_records(records: Iterable[Any], with_address: bool, *, one_line: bool 
         _write_batches(records, with_address, one_line)
 
 
+def write_ndjson(batches: Iterable[Any]) -> None:
+    """The NDJSON of library RecordBatches to stdout, a batch per write (no
+    work per record)."""
+    with contextlib.closing(batches) if hasattr(batches, "close") else contextlib.nullcontext():
+        sys.stdout.flush()
+        out = sys.stdout.buffer
+        for b in batches:
+            out.write(b.ndjson())
+        out.flush()
+
+
 def _write_batches(records: Iterable[Any], with_address: bool, one_line: bool) -> None:
     sys.stdout.flush()
     out = sys.stdout.buffer

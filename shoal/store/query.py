@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+from array import array
 from collections.abc import Iterator
 
 from .._native import check, ffi, lib
-from .record import Record
+from .record import Record, RecordBatch, array_of
 from .scan import scan_range
 
 _WALK_CAP = 1024
@@ -170,18 +171,31 @@ def fetch_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int,
     most `limit`: one native call per batch walks the chain and copies the
     records' text (no address lists in between). The first batch is read
     now, so a short answer (a point query) costs one call and no generator."""
-    fetcher = _Fetcher(log, index, psf_id, canon, value_hash, lo, hi, gate, limit)
-    first = fetcher.next_batch()
+    fetcher = _Fetcher(log, index, psf_id, canon, value_hash, lo, hi, gate, limit, 0)
+    first = fetcher.records()
     if fetcher.finished:
         return iter(first)
-    return itertools.chain(first, itertools.chain.from_iterable(iter(fetcher.next_batch, None)))
+    return itertools.chain(first, itertools.chain.from_iterable(iter(fetcher.records, None)))
+
+
+def fetch_chain_batches(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
+                        gate=contextlib.nullcontext(), limit: int | None = None) -> Iterator[RecordBatch]:
+    """fetch_chain's records as RecordBatches (no object per record); the
+    first batch is read now, as there."""
+    fetcher = _Fetcher(log, index, psf_id, canon, value_hash, lo, hi, gate, limit, 10)
+    first = fetcher.batch()
+    head = [first] if first else []
+    if fetcher.finished:
+        return iter(head)
+    rest = (b for b in iter(fetcher.batch, None) if b)
+    return itertools.chain(head, rest)
 
 
 class _Fetcher:
     __slots__ = ("log", "index", "psf_id", "canon", "canon_c", "hash", "lo", "hi", "gate", "left",
-                 "limited", "next_kp", "finished")
+                 "limited", "next_kp", "finished", "sep")
 
-    def __init__(self, log, index, psf_id, canon, value_hash, lo, hi, gate, limit):
+    def __init__(self, log, index, psf_id, canon, value_hash, lo, hi, gate, limit, sep):
         self.log, self.index, self.psf_id, self.canon, self.hash = log, index, psf_id, canon, value_hash
         self.canon_c = ffi.new("char[]", canon)
         self.lo, self.hi, self.gate = lo, hi, gate
@@ -189,11 +203,10 @@ class _Fetcher:
         self.left = limit if limit is not None else _FETCH_RECORDS
         self.next_kp = 0
         self.finished = self.left <= 0
+        self.sep = sep  # 10: each record followed by a newline (RecordBatch)
 
-    def next_batch(self) -> list[Record] | None:
-        """The next batch of records; None once the chain is done."""
-        if self.finished:
-            return None
+    def _call(self):
+        """One native call: (the thread's buffers, records read)."""
         log = self.log
         local = log._local
         bufs = getattr(local, "fetch", None)
@@ -210,6 +223,7 @@ class _Fetcher:
             job.psf_id = self.psf_id
             job.max_records = min(self.left, _FETCH_RECORDS)
             job.done = 0
+            job.sep = self.sep
             with self.gate:
                 rc = lib.shoal_fetch(job, log.c, self.index.ptr)
             if rc != lib.SHOAL_E_SPACE:
@@ -226,8 +240,25 @@ class _Fetcher:
         if self.limited:
             self.left -= n
         self.finished = rc != lib.SHOAL_OUT_FULL or self.left <= 0
+        return bufs, n
+
+    def records(self) -> list[Record] | None:
+        """The next batch of records; None once the chain is done."""
+        if self.finished:
+            return None
+        bufs, n = self._call()
         if not n:
             return []
-        buf = ffi.buffer(bufs.out, job.used)
+        buf = ffi.buffer(bufs.out, bufs.job.used)
         raws = [buf[o:o + ln] for o, ln in zip(ffi.unpack(bufs.offsets, n), ffi.unpack(bufs.lengths, n))]
         return list(map(Record, ffi.unpack(bufs.addrs, n), raws))
+
+    def batch(self) -> RecordBatch | None:
+        """The next batch as a RecordBatch (empty: nothing in this call);
+        None once the chain is done."""
+        if self.finished:
+            return None
+        bufs, n = self._call()
+        return RecordBatch(ffi.buffer(bufs.out, bufs.job.used)[:], array_of("Q", ffi.buffer(bufs.addrs, 8 * n)),
+                           array_of("Q", ffi.buffer(bufs.offsets, 8 * n)), array_of("I", ffi.buffer(bufs.lengths, 4 * n)),
+                           bufs.job.breaks)

@@ -15,6 +15,8 @@ verification. The payload is the record's JSON text exactly as ingested.
 from __future__ import annotations
 
 import struct
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,3 +115,66 @@ class Record:
 
     def __hash__(self) -> int:
         return hash((self.address, self.raw))
+
+
+def array_of(code: str, buffer: Any) -> array:
+    """A new array of typecode `code` holding a copy of `buffer`'s bytes."""
+    out = array(code)
+    out.frombytes(buffer)
+    return out
+
+
+class RecordBatch:
+    """Records in one buffer, as bulk reads return them (Store.query_batches,
+    Store.scan_batches): `data` holds each record's JSON text followed by
+    b"\\n", so record i is data[offsets[i]:offsets[i] + lengths[i]], stored
+    at addresses[i]. No Python object exists per record until one is asked
+    for, which is what makes bulk answers cheap: pass `ndjson()` to a file
+    or a socket, or iterate for Records."""
+
+    __slots__ = ("data", "addresses", "offsets", "lengths", "line_breaks")
+
+    def __init__(self, data: bytes, addresses: array, offsets: array, lengths: array, line_breaks: int):
+        self.data = data
+        self.addresses = addresses      # array('Q')
+        self.offsets = offsets          # array('Q')
+        self.lengths = lengths          # array('I')
+        self.line_breaks = line_breaks  # records holding b"\n" or b"\r"
+
+    @classmethod
+    def from_records(cls, records: list[Record]) -> "RecordBatch":
+        data = bytearray()
+        offsets = array("Q")
+        for r in records:
+            offsets.append(len(data))
+            data += r.raw
+            data += b"\n"
+        return cls(bytes(data), array("Q", [r.address for r in records]), offsets,
+                   array("I", [len(r.raw) for r in records]),
+                   sum(1 for r in records if b"\n" in r.raw or b"\r" in r.raw))
+
+    def __len__(self) -> int:
+        return len(self.addresses)
+
+    def __iter__(self) -> Iterator[Record]:
+        return map(Record, self.addresses.tolist(), self.raws())
+
+    def __getitem__(self, i: int) -> Record:
+        o = self.offsets[i]
+        return Record(self.addresses[i], self.data[o:o + self.lengths[i]])
+
+    def raws(self) -> list[bytes]:
+        """Every record's JSON text, exactly as stored."""
+        data = self.data
+        return [data[o:o + n] for o, n in zip(self.offsets.tolist(), self.lengths.tolist())]
+
+    def ndjson(self) -> bytes:
+        """The records as NDJSON, one per line. A record holding line breaks
+        (a pretty-printed array element) has them turned into spaces, which
+        JSON treats alike; otherwise this is `data` itself, no copy."""
+        if not self.line_breaks:
+            return self.data
+        return b"".join(r.replace(b"\r", b" ").replace(b"\n", b" ") + b"\n" for r in self.raws())
+
+    def __repr__(self) -> str:
+        return f"RecordBatch({len(self)} records, {len(self.data)} bytes)"

@@ -44,7 +44,7 @@ from .checkpoint import CheckpointInfo, list_checkpoints, write_checkpoint
 from .commit import GroupCommit
 from .hlog import HybridLog
 from .keys import KeyIndex, key_canon
-from .record import Record
+from .record import Record, RecordBatch
 from .recovery import recover
 from .scan import NativeMatcher, PythonMatcher, scan_range, truthy
 from .segments import SegmentFiles
@@ -342,8 +342,24 @@ class Store:
             return addrs
         return (a for batch in self._live_batches(_query._batched(addrs)) for a in batch)
 
+    def query_batches(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all",
+                      limit: int | None = None, order: str = "newest", from_address: int | None = None,
+                      to_address: int | None = None,
+                      include_superseded: bool = False) -> Iterator[RecordBatch]:
+        """The records of query_all (mode "all") or query_any (mode "any") as
+        RecordBatches: the records' text in one buffer per batch, with no
+        Python object per record. The bulk path: `batch.ndjson()` goes to a
+        file or socket as is, and iterating a batch gives Records."""
+        conditions = list(conditions)
+        if mode not in ("all", "any"):
+            raise InvalidArgument(f"unknown mode {mode!r}")
+        if not conditions:
+            raise InvalidArgument("at least one condition is needed")
+        return self._run(conditions, mode if len(conditions) > 1 else "one", limit, order, from_address,
+                         to_address, include_superseded, batches=True)
+
     def _run(self, conditions, mode, limit, order, from_address, to_address,
-             include_superseded) -> Iterator[Record]:
+             include_superseded, *, batches: bool = False) -> Iterator:
         lo, hi, descending = self._range(order, from_address, to_address, limit)
         for c in conditions:
             if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str)):
@@ -352,19 +368,20 @@ class Store:
             self._check_open()
             (name, value), = conditions
             if descending and (self._keys is None or include_superseded):
-                fused = self._fetch(name, value, lo, hi, limit)
+                fused = self._fetch(name, value, lo, hi, limit, batches)
                 if fused is not None:
                     return fused
-            batches = self._one(name, value, lo, hi, descending, batches=True)
+            addrs = self._one(name, value, lo, hi, descending, batches=True)
         else:
-            batches = _query._batched(self.query_addresses(conditions, mode=mode, order=order,
-                                                           from_address=from_address,
-                                                           to_address=to_address, include_superseded=True))
+            addrs = _query._batched(self.query_addresses(conditions, mode=mode, order=order,
+                                                         from_address=from_address,
+                                                         to_address=to_address, include_superseded=True))
         if self._keys is not None and not include_superseded:
-            batches = self._live_batches(batches)
-        return self._materialize(batches, limit)
+            addrs = self._live_batches(addrs)
+        return self._read_batches(addrs, limit) if batches else self._materialize(addrs, limit)
 
-    def _fetch(self, name: str, value: Any, lo: int, hi: int, limit: int | None) -> Iterator[Record] | None:
+    def _fetch(self, name: str, value: Any, lo: int, hi: int, limit: int | None,
+               batches: bool = False) -> Iterator | None:
         """Newest-first records of one condition answered by its chain alone,
         walked and read by one native call per batch; None when part of the
         range must be scanned (the PSF was not active there)."""
@@ -374,8 +391,8 @@ class Store:
             return iter(())
         if psf.inactive_ranges(lo, hi):
             return None
-        return _query.fetch_chain(self._log, self._index, psf.id, canon, value_hash(psf.id, canon), lo, hi,
-                                  self._gate, limit)
+        fetch = _query.fetch_chain_batches if batches else _query.fetch_chain
+        return fetch(self._log, self._index, psf.id, canon, value_hash(psf.id, canon), lo, hi, self._gate, limit)
 
     def _live_mask(self, addresses: list[int]) -> list[bool]:
         """Keyed stores: for each address, is the record there its key's live version?"""
@@ -464,6 +481,23 @@ class Store:
             if left is not None and left <= 0:
                 return  # before asking the stream for more
 
+    def _read_batches(self, batches: Iterator[list[int]], limit: int | None) -> Iterator[RecordBatch]:
+        """RecordBatches for batches of addresses (as _materialize)."""
+        log = self._log
+        gate = self._gate
+        left = limit
+        for batch in batches:
+            if left is not None:
+                if left <= 0:
+                    return
+                batch = batch[:left]
+                left -= len(batch)
+            with gate:
+                out = log.read_batches(batch)
+            yield from out
+            if left is not None and left <= 0:
+                return
+
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
              from_address: int | None = None, to_address: int | None = None,
              include_superseded: bool = False) -> Iterator[Record]:
@@ -471,6 +505,18 @@ class Store:
         log (no index needed). Keyed stores: live versions only unless
         include_superseded."""
         lo, hi, descending = self._range(order, from_address, to_address, limit)
+        return self._materialize(self._scan_addresses(expression, lo, hi, descending, include_superseded), limit)
+
+    def scan_batches(self, expression: str, *, limit: int | None = None, order: str = "newest",
+                     from_address: int | None = None, to_address: int | None = None,
+                     include_superseded: bool = False) -> Iterator[RecordBatch]:
+        """scan's records as RecordBatches (see query_batches)."""
+        lo, hi, descending = self._range(order, from_address, to_address, limit)
+        return self._read_batches(self._scan_addresses(expression, lo, hi, descending, include_superseded), limit)
+
+    def _scan_addresses(self, expression: str, lo: int, hi: int, descending: bool,
+                        include_superseded: bool) -> Iterator[list[int]]:
+        """Batches of the addresses of records for which `expression` is truthy."""
         expr = parse_definition(expression)
         if expr.native:
             matcher: Any = NativeMatcher(NativePSFSet.build_single(expr), 0, None)
@@ -489,7 +535,7 @@ class Store:
         addrs = _query._batched(scan_range(self._log, matcher, lo, hi, descending=descending, gate=self._gate))
         if self._keys is not None and not include_superseded:
             addrs = self._live_batches(addrs)
-        return self._materialize(addrs, limit)
+        return addrs
 
     # ---- keyed stores ----
     def _require_keys(self) -> KeyIndex:

@@ -3,7 +3,8 @@
 Each route validates the whole request and starts the library's lazy
 iterator (which raises PSFNotFound, InvalidArgument, PSFDefinitionError
 eagerly) and reads the first chunk before the response starts, so errors get
-their status codes; the rest streams from worker threads in ~64 KiB chunks.
+their status codes; the rest streams from worker threads, a RecordBatch (up
+to 1 MiB of records) per chunk.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...psf import parse_query_value
-from ...store.record import Record
+from ...store.record import RecordBatch
 from ...store.store import Store
 from .. import deps
 from ..schemas import Order, QueryIn, ScanIn, errors_doc, ndjson_response
@@ -29,7 +30,7 @@ WithAddress = Annotated[bool, Query(description='wrap each record as {"address":
 
 
 async def _stream(request: Request, kind: str, with_address: bool,
-                  start: Callable[[], Iterator[Record]]) -> StreamingResponse:
+                  start: Callable[[], Iterator[RecordBatch]]) -> StreamingResponse:
     t0 = time.perf_counter()
     metrics = deps.metrics(request)
 
@@ -54,9 +55,10 @@ async def _stream(request: Request, kind: str, with_address: bool,
 async def query(body: QueryIn, request: Request, store: Annotated[Store, Depends(deps.store)],
                 with_address: WithAddress = False) -> StreamingResponse:
     mode, conditions = body.conditions()
-    run = {"one": lambda: store.query(*conditions[0], **_range(body)),
-           "all": lambda: store.query_all(conditions, **_range(body)),
-           "any": lambda: store.query_any(conditions, **_range(body))}[mode]
+
+    def run() -> Iterator[RecordBatch]:
+        return store.query_batches(conditions, mode="any" if mode == "any" else "all", **_range(body))
+
     return await _stream(request, mode, with_address, run)
 
 
@@ -75,8 +77,8 @@ async def query_psf(
     with_address: WithAddress = False,
 ) -> StreamingResponse:
     v: Any = True if value is None else parse_query_value(value)
-    return await _stream(request, "one", with_address, lambda: store.query(
-        name, v, limit=limit, order=order, from_address=from_address, to_address=to_address,
+    return await _stream(request, "one", with_address, lambda: store.query_batches(
+        [(name, v)], limit=limit, order=order, from_address=from_address, to_address=to_address,
         include_superseded=include_superseded))
 
 
@@ -86,7 +88,7 @@ async def query_psf(
                         **errors_doc(400, 422, 503)})
 async def scan(body: ScanIn, request: Request, store: Annotated[Store, Depends(deps.store)],
                with_address: WithAddress = False) -> StreamingResponse:
-    return await _stream(request, "scan", with_address, lambda: store.scan(body.expr, **_range(body)))
+    return await _stream(request, "scan", with_address, lambda: store.scan_batches(body.expr, **_range(body)))
 
 
 def _range(body: Any) -> dict[str, Any]:
