@@ -7,7 +7,11 @@ the name `actor_late` registered after half the records, so a query on it
 walks the chain for the newer half and scans the older half. SQLite holds
 the same records as raw JSON text with an index per PSF
 (json_extract(doc, '$.repo.name') = ? and so on); both return the records'
-JSON text (shoal: Record.raw, SQLite: fetchall of the text column).
+JSON text: SQLite a fetchall of the text column (a tuple and a str per row),
+shoal two ways, both held in a list until the query ends as fetchall's rows
+are: store.query (a Record with its own bytes per record) and
+store.query_batches (RecordBatches: the records' text in one buffer per
+batch, no object per record: what the HTTP API streams).
 
 Workloads, each in rounds (shoal and SQLite alternate within a round):
   point    repo.name = v for v with ~5 records (50 different values, each
@@ -15,8 +19,9 @@ Workloads, each in rounds (shoal and SQLite alternate within a round):
            value each, queried 10 and 2 times a round), after a warm-up
            query of each: latency median and p99, records/s returned
   scan     store.scan("repo.name == 'v'") at ~3%: the full scan an index
-           saves; its MB/s counts log bytes. Beside it query_addresses for
-           the same value: the chain walk alone, no records materialized
+           saves, beside store.query for the same value (Records both), and
+           scan_batches beside query_batches; its MB/s counts log bytes.
+           Beside them query_addresses: the chain walk alone, no records
   and      query_all([type = PushEvent, repo.name = v at ~3%]) vs SQLite's
            WHERE ... AND ...
   hybrid   actor_late = v (~1%) vs the same PSF indexed from the start vs a scan
@@ -72,6 +77,12 @@ class Bench:
         assert got == self.expect[v], (v, got, self.expect[v])
         return got
 
+    def batches_point(self, v: str) -> int:
+        batches = list(self.store.query_batches([("repo", v)]))
+        got = sum(map(len, batches))
+        assert got == self.expect[v], (v, got, self.expect[v])
+        return got
+
     def sqlite_point(self, v: str) -> int:
         got = len(self.peer.query("repo", v))
         assert got == self.expect[v], (v, got, self.expect[v])
@@ -79,6 +90,11 @@ class Bench:
 
     def shoal_scan(self) -> int:
         got = len(list(self.store.scan(f"repo.name == '{self.v3}'")))
+        assert got == self.expect[self.v3], got
+        return got
+
+    def batches_scan(self) -> int:
+        got = sum(map(len, list(self.store.scan_batches(f"repo.name == '{self.v3}'"))))
         assert got == self.expect[self.v3], got
         return got
 
@@ -105,6 +121,7 @@ class Bench:
             repeats = REPEATS[label]
             for v in values:  # warm-up pass
                 self.shoal_point(v)
+                self.batches_point(v)
                 self.sqlite_point(v)
             rounds = [[v for _ in range(repeats) for v in values]] * self.runs
             out.append(self._point(label, rounds))
@@ -117,10 +134,11 @@ class Bench:
                             cold_files=files)]
 
     def _point(self, label: str, rounds: list[list[str]], cold_files: list[Path] | None = None) -> dict:
-        lat = {"shoal": [], "sqlite": []}
-        per_round = {"shoal": [], "sqlite": []}
+        lat = {"shoal": [], "batches": [], "sqlite": []}
+        per_round = {"shoal": [], "batches": [], "sqlite": []}
         for values in rounds:
-            for system, fn in (("shoal", self.shoal_point), ("sqlite", self.sqlite_point)):
+            for system, fn in (("shoal", self.shoal_point), ("batches", self.batches_point),
+                               ("sqlite", self.sqlite_point)):
                 total = 0.0
                 for v in values:
                     if cold_files:
@@ -134,7 +152,8 @@ class Bench:
         queried = [v for values in rounds for v in values]
         records = sum(self.expect[v] for v in queried) / len(queried)
         res = {"selectivity": label, "records": records, "values": len(set(queried)), "samples": len(queried),
-               "x": paired_ratio(per_round["sqlite"], per_round["shoal"])}
+               "x": paired_ratio(per_round["sqlite"], per_round["shoal"]),
+               "x_batches": paired_ratio(per_round["sqlite"], per_round["batches"])}
         for system, xs in lat.items():
             res[system] = dict(summary(xs), p99=percentile(xs, 99), records_s=records / summary(xs)["median"])
         return res
@@ -145,19 +164,22 @@ class Bench:
         return got
 
     def scan_vs_index(self) -> dict:
-        t = {"index": [], "addresses": [], "scan": []}
+        t = {"index": [], "batches": [], "addresses": [], "scan": [], "scan_batches": []}
         self.shoal_point(self.v3)
         for _ in range(self.runs):
-            for name, fn in (("index", lambda: self.shoal_point(self.v3)), ("addresses", self.shoal_addresses),
-                             ("scan", self.shoal_scan)):
+            for name, fn in (("index", lambda: self.shoal_point(self.v3)),
+                             ("batches", lambda: self.batches_point(self.v3)), ("addresses", self.shoal_addresses),
+                             ("scan", self.shoal_scan), ("scan_batches", self.batches_scan)):
                 t0 = time.perf_counter()
                 fn()
                 t[name].append(time.perf_counter() - t0)
         log_bytes = self.store.stats()["log_bytes"]
         return {"value": self.v3, "records": self.expect[self.v3], "log_bytes": log_bytes,
-                "index": summary(t["index"]), "addresses": summary(t["addresses"]), "scan": summary(t["scan"]),
+                **{k: summary(v) for k, v in t.items()},
                 "scan_mb_s": summary([log_bytes / MB / s for s in t["scan"]]),
-                "x": paired_ratio(t["scan"], t["index"]), "x_addresses": paired_ratio(t["scan"], t["addresses"])}
+                "scan_batches_mb_s": summary([log_bytes / MB / s for s in t["scan_batches"]]),
+                "x": paired_ratio(t["scan"], t["index"]), "x_batches": paired_ratio(t["scan_batches"], t["batches"]),
+                "x_addresses": paired_ratio(t["scan"], t["addresses"])}
 
     def conjunction(self) -> dict:
         n_shoal, n_sqlite = self.shoal_and(), self.sqlite_and()
@@ -195,11 +217,13 @@ def us(x: float) -> str:
 def print_phase(phase: str, res: dict) -> None:
     rows = []
     for p in res["point"]:
-        for system, label in (("shoal", "shoal query"), ("sqlite", "SQLite indexed")):
+        for system, label in (("shoal", "shoal query (Records)"), ("batches", "shoal query_batches"),
+                              ("sqlite", "SQLite indexed")):
             s = p[system]
+            x = {"shoal": p["x"], "batches": p["x_batches"]}.get(system)
             rows.append([p["selectivity"] if system == "shoal" else "", f"{p['records']:,.0f}" if system == "shoal" else "",
                          label, us(s["median"]), us(s["p99"]), f"{s['records_s']:,.0f}",
-                         f"{p['x']['median']:.2f}x" if system == "shoal" else ""])
+                         f"{x['median']:.2f}x" if x else ""])
     if "scan" in res:
         s = res["scan"]
         rows.append(["~3%", "", "shoal query_addresses", us(s["addresses"]["median"]), us(s["addresses"]["max"]),
@@ -207,6 +231,10 @@ def print_phase(phase: str, res: dict) -> None:
         rows.append(["", "", f"shoal scan ({s['scan_mb_s']['median']:,.0f} MB/s)", us(s["scan"]["median"]),
                      us(s["scan"]["max"]), f"{s['records'] / s['scan']['median']:,.0f}",
                      f"query {s['x']['median']:,.0f}x, addresses {s['x_addresses']['median']:,.0f}x faster"])
+        rows.append(["", "", f"shoal scan_batches ({s['scan_batches_mb_s']['median']:,.0f} MB/s)",
+                     us(s["scan_batches"]["median"]), us(s["scan_batches"]["max"]),
+                     f"{s['records'] / s['scan_batches']['median']:,.0f}",
+                     f"query_batches {s['x_batches']['median']:,.0f}x faster"])
     if "and" in res:
         c = res["and"]
         for system, label in (("shoal", "shoal query_all"), ("sqlite", "SQLite AND")):
@@ -237,10 +265,13 @@ def targets_for(mem: dict) -> list[dict]:
                       higher_is_better=False, detail=f"SQLite {small['sqlite']['median'] * 1e6:.0f} us"))
     for label in ("~3%", "~40%"):
         p = by[label]
-        out.append(target(f"query {label} ({p['records']:,.0f} records), in memory: records/s vs SQLite",
-                          ">= 3x", p["x"]["median"], 3, unit="x"))
+        for key, how in (("x_batches", "query_batches"), ("x", "query, Records")):
+            out.append(target(f"{how} {label} ({p['records']:,.0f} records), in memory: records/s vs SQLite",
+                              ">= 3x", p[key]["median"], 3, unit="x"))
     s = mem["scan"]
-    out.append(target("index query vs full scan at ~3%, in memory", ">= 100x", s["x"]["median"], 100, unit="x"))
+    out.append(target("query_batches vs scan_batches at ~3%, in memory", ">= 100x", s["x_batches"]["median"], 100,
+                      unit="x"))
+    out.append(target("query vs scan (Records) at ~3%, in memory", ">= 100x", s["x"]["median"], 100, unit="x"))
     out.append(target("full scan from memory", ">= 1000 MB/s (1 GB/s)", s["scan_mb_s"]["median"], 1000, unit="MB/s"))
     return out
 

@@ -30,6 +30,7 @@ _REASONS = {
     lib.SHOAL_E_FRAMING: "malformed JSON array",
     lib.SHOAL_E_CONTROL: "unescaped control character in string",
     lib.SHOAL_E_NO_KEY: "record has no key (the store's key expression gives no string or number)",
+    lib.SHOAL_E_CLOSED: "the store is closed",
 }
 
 
@@ -51,6 +52,8 @@ def check(code: int, what: str = "") -> int:
         raise errors.NativeIOError(msg)
     if code == lib.SHOAL_E_ARG:
         raise errors.InvalidArgument(msg)
+    if code == lib.SHOAL_E_CLOSED:
+        raise errors.StoreClosed("the store is closed")
     if code in (lib.SHOAL_E_SYNTAX, lib.SHOAL_E_UTF8, lib.SHOAL_E_DEPTH, lib.SHOAL_E_NUMBER,
                 lib.SHOAL_E_EMPTY, lib.SHOAL_E_TRAILING, lib.SHOAL_E_CONTROL, lib.SHOAL_E_FRAMING):
         raise errors.ParseError(msg)

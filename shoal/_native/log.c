@@ -587,6 +587,22 @@ static uint32_t payload_breaks(const char *out, uint64_t used, uint64_t n, int s
     return b > UINT32_MAX ? UINT32_MAX : (uint32_t)b;
 }
 
+/* Start loading the in-memory bytes at and after address a (the next record
+ * to read, or the next key pointer of a chain: its header, values and
+ * payload start), so that miss overlaps the copy of the current record. */
+static inline void prefetch_near(const shoal_log *log, uint64_t a) {
+    if (!a) return;
+    uint64_t page = a >> log->page_bits;
+    uint32_t f = (uint32_t)(page % log->n_frames);
+    if (__atomic_load_n(&log->frame_page[f], __ATOMIC_RELAXED) != (int64_t)page) return;
+    uint64_t off = a & ((1ULL << log->page_bits) - 1);
+    const char *p = log->frames[f] + off;
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+    __builtin_prefetch(p + 128);
+    __builtin_prefetch(p + 192);
+}
+
 int shoal_read(shoal_read_job *job, shoal_log *log) {
     uint64_t page_size = 1ULL << log->page_bits;
     int sep = job->payload_only ? (int)(job->sep & 0xff) : 0;
@@ -603,6 +619,7 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
         job->status[i] = SHOAL_E_CORRUPT;
         if (a < begin || a >= tail || (a & 7) || (a & (page_size - 1)) + SHOAL_HEADER_BYTES > page_size)
             continue;
+        if (i + 1 < job->n) prefetch_near(log, job->addrs[i + 1]);
         uint32_t len = 0;
         int r = read_one(log, a, job->out + job->used, room_for(job->cap, job->used, sep), job->payload_only != 0,
                          &len, &bc);
@@ -641,6 +658,7 @@ static int fetch_records(shoal_fetch_job *job, shoal_log *log, shoal_index *inde
     while ((r = chain_next(log, &c, &kp_addr, &rec_addr, &prev, &bc)) == 1) {
         if (rec_addr >= begin && rec_addr < tail && !(rec_addr & 7) && (rec_addr & (page_size - 1)) + SHOAL_HEADER_BYTES <= page_size) {
             if (job->n_out == job->max_records) { job->next_kp = kp_addr; free(bc); return SHOAL_OUT_FULL; }
+            prefetch_near(log, prev);
             uint32_t len = 0;
             int rr = read_one(log, rec_addr, job->out + job->used, room_for(job->cap, job->used, sep), 1, &len, &bc);
             if (rr == SHOAL_E_SPACE) {
@@ -672,6 +690,63 @@ int shoal_fetch(shoal_fetch_job *job, shoal_log *log, shoal_index *index) {
     int sep = (int)(job->sep & 0xff);
     int rc = fetch_records(job, log, index, sep);
     job->breaks = payload_breaks(job->out, job->used, job->n_out, sep);
+    return rc;
+}
+
+/* ---- the reader gate ------------------------------------------------------------ */
+
+#define GATE_INSIDE ((1ULL << SHOAL_GATE_INSIDE_BITS) - 1)
+
+int shoal_gate_enter(shoal_gate *g) {
+    __atomic_add_fetch(&g->state, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&g->closed, __ATOMIC_SEQ_CST)) {
+        shoal_gate_exit(g);
+        return SHOAL_E_CLOSED;
+    }
+    return SHOAL_OK;
+}
+
+void shoal_gate_exit(shoal_gate *g) {
+    /* one step: the last reader out also counts the quiescence */
+    uint64_t old = __atomic_load_n(&g->state, __ATOMIC_SEQ_CST), next;
+    do {
+        next = old - 1;
+        if (!(next & GATE_INSIDE)) next += 1ULL << SHOAL_GATE_INSIDE_BITS;
+    } while (!__atomic_compare_exchange_n(&g->state, &old, next, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+}
+
+int64_t shoal_gate_inside(shoal_gate *g) {
+    return (int64_t)(__atomic_load_n(&g->state, __ATOMIC_SEQ_CST) & GATE_INSIDE);
+}
+
+uint64_t shoal_gate_mark(shoal_gate *g) {
+    uint64_t st = __atomic_load_n(&g->state, __ATOMIC_SEQ_CST);
+    uint64_t q = st >> SHOAL_GATE_INSIDE_BITS;
+    /* nobody inside: idle at once (a token below q); else at the next quiescence */
+    return (st & GATE_INSIDE) ? q : q - 1;
+}
+
+int shoal_gate_idle_since(shoal_gate *g, uint64_t token) {
+    uint64_t st = __atomic_load_n(&g->state, __ATOMIC_SEQ_CST);
+    return (int64_t)((st >> SHOAL_GATE_INSIDE_BITS) - token) > 0 || !(st & GATE_INSIDE);
+}
+
+int shoal_fetch_start(shoal_fetch_job *job, shoal_log *log, shoal_index *index, const char *canon,
+                      uint32_t canon_len, uint32_t psf_id, uint64_t lo, uint64_t hi, uint32_t max_records,
+                      uint32_t sep, shoal_gate *gate) {
+    job->next_kp = 0;
+    job->lo = lo;
+    job->hi = hi;
+    job->hash = shoal_hash(psf_id, canon, canon_len);
+    job->canon = canon;
+    job->canon_len = canon_len;
+    job->psf_id = psf_id;
+    job->max_records = max_records;
+    job->done = 0;
+    job->sep = sep;
+    if (gate && shoal_gate_enter(gate) != SHOAL_OK) return SHOAL_E_CLOSED;
+    int rc = shoal_fetch(job, log, index);
+    if (gate) shoal_gate_exit(gate);
     return rc;
 }
 

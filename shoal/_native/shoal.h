@@ -43,6 +43,7 @@
 #define SHOAL_E_FRAMING -14      /* array framing: unterminated or malformed array */
 #define SHOAL_E_CONTROL -15      /* unescaped control character in a string */
 #define SHOAL_E_NO_KEY -16       /* keyed store: the record's key is missing or not a scalar */
+#define SHOAL_E_CLOSED -17       /* the store's reader gate is closed */
 #define SHOAL_TOMBSTONE 4        /* read: a tombstone (deleted key) starts there */
 
 /* ---- JSON values -------------------------------------------------------- */
@@ -439,6 +440,36 @@ typedef struct {
 } shoal_fetch_job;
 
 int shoal_fetch(shoal_fetch_job *job, shoal_log *log, shoal_index *index);
+
+/* A store's reader gate: counts the readers inside native calls, so that
+ * closing the store waits for them and compaction closes a deleted
+ * segment's fd only once every reader that might pread it has left. Lock
+ * free (atomics), so a native call can enter it itself: shoal_fetch_start
+ * does, saving a point query two calls from Python. */
+typedef struct {
+    uint64_t state;            /* quiesced << 24 | inside: one atomic word, read whole */
+    int32_t closed;
+    int32_t reserved;
+} shoal_gate;
+
+#define SHOAL_GATE_INSIDE_BITS 24 /* readers inside now (low bits of state) */
+int64_t shoal_gate_inside(shoal_gate *g);
+
+int shoal_gate_enter(shoal_gate *g);   /* SHOAL_OK, or SHOAL_E_CLOSED (not entered) */
+void shoal_gate_exit(shoal_gate *g);
+/* A token: shoal_gate_idle_since(g, token) holds once every reader inside
+ * at this call has left. */
+uint64_t shoal_gate_mark(shoal_gate *g);
+int shoal_gate_idle_since(shoal_gate *g, uint64_t token);
+
+/* shoal_fetch from the head of the chain of (psf_id, canon), in one call with
+ * no fields to set first (a point query's whole native work): sets the job's
+ * query fields, hash included (read it back to resume), then fetches. `canon`
+ * need only live for this call: set job->canon before resuming. With a gate
+ * (may be NULL), the call is made inside it; SHOAL_E_CLOSED if closed. */
+int shoal_fetch_start(shoal_fetch_job *job, shoal_log *log, shoal_index *index, const char *canon,
+                      uint32_t canon_len, uint32_t psf_id, uint64_t lo, uint64_t hi, uint32_t max_records,
+                      uint32_t sep, shoal_gate *gate);
 
 /* Keyed stores: live[i] = 1 when the record at addrs[i] is the newest
  * version of its key (the first record on its key chain whose key equals its

@@ -210,8 +210,7 @@ class Registry:
 
     def get(self, name: str) -> PSF:
         """The PSF registered under `name` (active or not); PSFNotFound if none."""
-        with self._lock:
-            psf = self._by_name.get(name)
+        psf = self._by_name.get(name)  # one dict read: atomic, no lock needed
         if psf is None:
             raise PSFNotFound(f"no PSF named {name!r}")
         return psf

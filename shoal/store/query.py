@@ -142,6 +142,9 @@ def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list
 
 
 _FETCH_RECORDS = 1024
+_E_SPACE: int = lib.SHOAL_E_SPACE
+_OUT_FULL: int = lib.SHOAL_OUT_FULL
+_E_CLOSED: int = lib.SHOAL_E_CLOSED
 _FETCH_BYTES = 1 << 20
 
 
@@ -165,24 +168,24 @@ class _FetchBuffers:
         job.lengths = self.lengths
 
 
-def fetch_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
+def fetch_chain(log, index, psf_id: int, canon: bytes, lo: int, hi: int,
                 gate=contextlib.nullcontext(), limit: int | None = None) -> Iterator[Record]:
     """Records on the chain of (psf_id, canon) in [lo, hi), newest first, at
     most `limit`: one native call per batch walks the chain and copies the
     records' text (no address lists in between). The first batch is read
     now, so a short answer (a point query) costs one call and no generator."""
-    fetcher = _Fetcher(log, index, psf_id, canon, value_hash, lo, hi, gate, limit, 0)
+    fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 0)
     first = fetcher.records()
     if fetcher.finished:
         return iter(first)
     return itertools.chain(first, itertools.chain.from_iterable(iter(fetcher.records, None)))
 
 
-def fetch_chain_batches(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
+def fetch_chain_batches(log, index, psf_id: int, canon: bytes, lo: int, hi: int,
                         gate=contextlib.nullcontext(), limit: int | None = None) -> Iterator[RecordBatch]:
     """fetch_chain's records as RecordBatches (no object per record); the
     first batch is read now, as there."""
-    fetcher = _Fetcher(log, index, psf_id, canon, value_hash, lo, hi, gate, limit, 10)
+    fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 10)
     first = fetcher.batch()
     head = [first] if first else []
     if fetcher.finished:
@@ -195,9 +198,10 @@ class _Fetcher:
     __slots__ = ("log", "index", "psf_id", "canon", "canon_c", "hash", "lo", "hi", "gate", "left",
                  "limited", "next_kp", "finished", "sep")
 
-    def __init__(self, log, index, psf_id, canon, value_hash, lo, hi, gate, limit, sep):
-        self.log, self.index, self.psf_id, self.canon, self.hash = log, index, psf_id, canon, value_hash
-        self.canon_c = ffi.new("char[]", canon)
+    def __init__(self, log, index, psf_id, canon, lo, hi, gate, limit, sep):
+        self.log, self.index, self.psf_id, self.canon = log, index, psf_id, canon
+        self.canon_c = None  # a copy the job can point at across calls, made once needed
+        self.hash = 0
         self.lo, self.hi, self.gate = lo, hi, gate
         self.limited = limit is not None
         self.left = limit if limit is not None else _FETCH_RECORDS
@@ -214,19 +218,36 @@ class _Fetcher:
             bufs = local.fetch = _FetchBuffers()
         while True:
             job = bufs.job
-            job.next_kp = self.next_kp
-            job.lo = self.lo
-            job.hi = self.hi
-            job.hash = self.hash
-            job.canon = self.canon_c
-            job.canon_len = len(self.canon)
-            job.psf_id = self.psf_id
-            job.max_records = min(self.left, _FETCH_RECORDS)
-            job.done = 0
-            job.sep = self.sep
-            with self.gate:
-                rc = lib.shoal_fetch(job, log.c, self.index.ptr)
-            if rc != lib.SHOAL_E_SPACE:
+            if not self.next_kp:  # from the chain's head: one call sets the job up and enters the gate
+                gate_c = getattr(self.gate, "c", None)
+                if gate_c is not None:
+                    rc = lib.shoal_fetch_start(job, log.c, self.index.ptr, self.canon, len(self.canon),
+                                               self.psf_id, self.lo, self.hi, min(self.left, _FETCH_RECORDS),
+                                               self.sep, gate_c)
+                else:
+                    with self.gate:
+                        rc = lib.shoal_fetch_start(job, log.c, self.index.ptr, self.canon, len(self.canon),
+                                                   self.psf_id, self.lo, self.hi, min(self.left, _FETCH_RECORDS),
+                                                   self.sep, ffi.NULL)
+                if rc == _E_CLOSED:
+                    check(rc)
+                self.hash = job.hash
+            else:
+                if self.canon_c is None:
+                    self.canon_c = ffi.new("char[]", self.canon)
+                job.next_kp = self.next_kp
+                job.lo = self.lo
+                job.hi = self.hi
+                job.hash = self.hash
+                job.canon = self.canon_c
+                job.canon_len = len(self.canon)
+                job.psf_id = self.psf_id
+                job.max_records = min(self.left, _FETCH_RECORDS)
+                job.done = 0
+                job.sep = self.sep
+                with self.gate:
+                    rc = lib.shoal_fetch(job, log.c, self.index.ptr)
+            if rc != _E_SPACE:
                 break
             self.next_kp = job.next_kp  # one record larger than the buffer
             bufs = local.fetch = _FetchBuffers(max(int(job.need), 2 * bufs.cap))
@@ -239,7 +260,7 @@ class _Fetcher:
         self.next_kp = job.next_kp
         if self.limited:
             self.left -= n
-        self.finished = rc != lib.SHOAL_OUT_FULL or self.left <= 0
+        self.finished = rc != _OUT_FULL or self.left <= 0
         return bufs, n
 
     def records(self) -> list[Record] | None:
@@ -250,7 +271,8 @@ class _Fetcher:
         if not n:
             return []
         buf = ffi.buffer(bufs.out, bufs.job.used)
-        raws = [buf[o:o + ln] for o, ln in zip(ffi.unpack(bufs.offsets, n), ffi.unpack(bufs.lengths, n))]
+        lengths = ffi.unpack(bufs.lengths, n)  # back to back (no separator): offsets add up
+        raws = [buf[o:o + ln] for o, ln in zip(itertools.accumulate(lengths, initial=0), lengths)]
         return list(map(Record, ffi.unpack(bufs.addrs, n), raws))
 
     def batch(self) -> RecordBatch | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from .._native import ffi
+from .._native import ffi, lib
 from ..config import StoreConfig
 from ..errors import InvalidArgument, PSFError, StoreClosed, StoreLocked
 from ..ingest import ingest as _ingest
@@ -65,43 +65,40 @@ class _Compiled:
 
 
 class _Gate:
+    """The reader gate (shoal_gate, lock-free in C): readers enter it around
+    native calls; close() waits for them; compaction asks whether every
+    reader inside at some moment has left (mark, idle_since)."""
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # readers take the bare lock (C-level enter/exit)
-        self._cv = threading.Condition(self._lock)  # close() waits on it
-        self._inside = 0
-        self._quiesced = 0  # times the count fell to zero (see mark)
-        self.closed = False
+        self.c = ffi.new("shoal_gate *")
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.c.closed)
 
     def __enter__(self) -> None:
-        with self._lock:
-            if self.closed:
-                raise StoreClosed("the store is closed")
-            self._inside += 1
+        if lib.shoal_gate_enter(self.c):
+            raise StoreClosed("the store is closed")
 
     def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._inside -= 1
-            if not self._inside:
-                self._quiesced += 1
-                if self.closed:
-                    self._cv.notify_all()
+        lib.shoal_gate_exit(self.c)
 
     def mark(self) -> int:
         """A token: idle_since(token) holds once every reader inside now has
         left. Compaction closes deleted segments' fds only then (a reader
         inside a native call may still pread them)."""
-        with self._cv:
-            return self._quiesced - (0 if self._inside else 1)
+        return lib.shoal_gate_mark(self.c)
 
     def idle_since(self, token: int) -> bool:
-        with self._cv:
-            return self._quiesced > token or not self._inside
+        return bool(lib.shoal_gate_idle_since(self.c, token))
 
     def close(self) -> None:
-        with self._cv:
-            self.closed = True
-            while self._inside:
-                self._cv.wait()
+        """Refuse new readers, then wait for those inside to leave."""
+        self.c.closed = 1
+        delay = 0.0001
+        while lib.shoal_gate_inside(self.c):
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
 
 
 def open(path: str | os.PathLike, config: StoreConfig | None = None, **overrides: Any) -> "Store":
@@ -309,6 +306,15 @@ class Store:
         store only live versions are returned unless include_superseded.
         Newest-first answers are read in batches of up to 1,024 records, the
         first at the call: an answer that fits in it is a snapshot taken then."""
+        if (limit is None and order == "newest" and from_address is None and to_address is None
+                and (self._keys is None or include_superseded) and type(psf) is str):
+            # The common call (a point query) without the general path's argument checks.
+            self._check_open()
+            log = self._log
+            lo, hi = log.begin_address, log.tail_address
+            fused = self._fetch(psf, value, lo, hi, None)
+            if fused is not None:
+                return fused
         return self._run([(psf, value)], "one", limit, order, from_address, to_address, include_superseded)
 
     def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
@@ -392,7 +398,7 @@ class Store:
         if psf.inactive_ranges(lo, hi):
             return None
         fetch = _query.fetch_chain_batches if batches else _query.fetch_chain
-        return fetch(self._log, self._index, psf.id, canon, value_hash(psf.id, canon), lo, hi, self._gate, limit)
+        return fetch(self._log, self._index, psf.id, canon, lo, hi, self._gate, limit)
 
     def _live_mask(self, addresses: list[int]) -> list[bool]:
         """Keyed stores: for each address, is the record there its key's live version?"""
