@@ -36,6 +36,7 @@ import collections
 import mmap
 import threading
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
 
 from .._native import check, ffi, lib
@@ -320,21 +321,9 @@ class HybridLog:
         if n == 0:
             return []
         job, _addrs, offsets, lengths, status = self._read_job(addresses, payload_only, 0)
-        out, cap = self._read_buffer(1 << 20)
         result: list[bytes | None] = []
-        while True:
-            job.out = out
-            job.cap = cap
-            job.used = 0
-            start = job.n_done
-            rc = lib.shoal_read(job, self.c)
-            if rc == lib.SHOAL_E_SPACE:  # one record larger than the buffer
-                out, cap = self._read_buffer(self.page_size)
-                continue
-            if rc < 0:
-                check(rc, "read")
+        for start, end, out in self._read_calls(job):
             buf = ffi.buffer(out, job.used)
-            end = job.n_done
             offs = ffi.unpack(offsets + start, end - start)
             lens = ffi.unpack(lengths + start, end - start)
             sts = ffi.unpack(status + start, end - start)
@@ -348,9 +337,28 @@ class HybridLog:
                         raise NativeIOError(f"reading record at {addresses[len(result)]} failed")
                     else:
                         result.append(None)
-            if rc != lib.SHOAL_OUT_FULL:
-                break
         return result
+
+    def _read_calls(self, job) -> Iterator[tuple[int, int, object]]:
+        """Run shoal_read over the job's addresses, one call per buffer full:
+        (first, end, buffer) per call, the indexes of the addresses it read and
+        the thread's output buffer holding them (job.used bytes), valid until
+        the next step."""
+        out, cap = self._read_buffer(1 << 20)
+        while True:
+            job.out = out
+            job.cap = cap
+            job.used = 0
+            start = job.n_done
+            rc = lib.shoal_read(job, self.c)
+            if rc == lib.SHOAL_E_SPACE:  # one record larger than the buffer (and its separator)
+                out, cap = self._read_buffer(self.page_size + 1)
+                continue
+            if rc < 0:
+                check(rc, "read")
+            yield start, job.n_done, out
+            if rc != lib.SHOAL_OUT_FULL:
+                return
 
     def _read_job(self, addresses: list[int], payload_only: bool, sep: int):
         """The calling thread's shoal_read job, set up for `addresses`.
@@ -385,20 +393,9 @@ class HybridLog:
         if n == 0:
             return []
         job, addrs, offsets, lengths, status = self._read_job(addresses, True, 10)
-        out, cap = self._read_buffer(1 << 20)
         result: list[RecordBatch] = []
-        while True:
-            job.out = out
-            job.cap = cap
-            job.used = 0
-            start = job.n_done
-            rc = lib.shoal_read(job, self.c)
-            if rc == lib.SHOAL_E_SPACE:  # one record larger than the buffer
-                out, cap = self._read_buffer(self.page_size + 1)
-                continue
-            if rc < 0:
-                check(rc, "read")
-            k = job.n_done - start
+        for start, end, out in self._read_calls(job):
+            k = end - start
             data = ffi.buffer(out, job.used)[:]
             offs = array_of("Q", ffi.buffer(offsets + start, 8 * k))
             lens = array_of("I", ffi.buffer(lengths + start, 4 * k))
@@ -414,8 +411,7 @@ class HybridLog:
                 addr = array("Q", [addr[i] for i in keep])
             if addr:
                 result.append(RecordBatch(data, addr, offs, lens, job.breaks))
-            if rc != lib.SHOAL_OUT_FULL:
-                return result
+        return result
 
     def _read_buffer(self, at_least: int):
         """A per-thread output buffer for record reads, reused across calls."""

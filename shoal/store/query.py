@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-from array import array
 from collections.abc import Iterator
 
 from .._native import check, ffi, lib
@@ -168,11 +167,12 @@ class _FetchBuffers:
         job.lengths = self.lengths
 
 
-def fetch_chain(log, index, psf_id: int, canon: bytes, lo: int, hi: int,
-                gate=contextlib.nullcontext(), limit: int | None = None) -> Iterator[Record]:
+def fetch_chain(log, index, psf_id: int, canon: bytes, lo: int, hi: int, gate,
+                limit: int | None = None) -> Iterator[Record]:
     """Records on the chain of (psf_id, canon) in [lo, hi), newest first, at
     most `limit`: one native call per batch walks the chain and copies the
-    records' text (no address lists in between). The first batch is read
+    records' text (no address lists in between), inside `gate` (the store's
+    reader gate; the first call enters it in C). The first batch is read
     now, so a short answer (a point query) costs one call and no generator."""
     fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 0)
     first = fetcher.records()
@@ -181,8 +181,8 @@ def fetch_chain(log, index, psf_id: int, canon: bytes, lo: int, hi: int,
     return itertools.chain(first, itertools.chain.from_iterable(iter(fetcher.records, None)))
 
 
-def fetch_chain_batches(log, index, psf_id: int, canon: bytes, lo: int, hi: int,
-                        gate=contextlib.nullcontext(), limit: int | None = None) -> Iterator[RecordBatch]:
+def fetch_chain_batches(log, index, psf_id: int, canon: bytes, lo: int, hi: int, gate,
+                        limit: int | None = None) -> Iterator[RecordBatch]:
     """fetch_chain's records as RecordBatches (no object per record); the
     first batch is read now, as there."""
     fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 10)
@@ -219,16 +219,9 @@ class _Fetcher:
         while True:
             job = bufs.job
             if not self.next_kp:  # from the chain's head: one call sets the job up and enters the gate
-                gate_c = getattr(self.gate, "c", None)
-                if gate_c is not None:
-                    rc = lib.shoal_fetch_start(job, log.c, self.index.ptr, self.canon, len(self.canon),
-                                               self.psf_id, self.lo, self.hi, min(self.left, _FETCH_RECORDS),
-                                               self.sep, gate_c)
-                else:
-                    with self.gate:
-                        rc = lib.shoal_fetch_start(job, log.c, self.index.ptr, self.canon, len(self.canon),
-                                                   self.psf_id, self.lo, self.hi, min(self.left, _FETCH_RECORDS),
-                                                   self.sep, ffi.NULL)
+                rc = lib.shoal_fetch_start(job, log.c, self.index.ptr, self.canon, len(self.canon),
+                                           self.psf_id, self.lo, self.hi, min(self.left, _FETCH_RECORDS),
+                                           self.sep, self.gate.c)
                 if rc == _E_CLOSED:
                     check(rc)
                 self.hash = job.hash

@@ -141,18 +141,6 @@ class RecordBatch:
         self.lengths = lengths          # array('I')
         self.line_breaks = line_breaks  # records holding b"\n" or b"\r"
 
-    @classmethod
-    def from_records(cls, records: list[Record]) -> "RecordBatch":
-        data = bytearray()
-        offsets = array("Q")
-        for r in records:
-            offsets.append(len(data))
-            data += r.raw
-            data += b"\n"
-        return cls(bytes(data), array("Q", [r.address for r in records]), offsets,
-                   array("I", [len(r.raw) for r in records]),
-                   sum(1 for r in records if b"\n" in r.raw or b"\r" in r.raw))
-
     def __len__(self) -> int:
         return len(self.addresses)
 
