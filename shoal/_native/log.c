@@ -547,18 +547,26 @@ static inline uint64_t room_for(uint64_t cap, uint64_t used, int sep) {
     return sep ? (left ? left - 1 : 0) : left;
 }
 
-/* How many bytes of p[0..n) are '\n' or '\r'. Run once over a whole output
- * buffer after the reads (checking each payload as it is copied would wait
- * on its cold source lines and cost 3x as much): 16 bytes a step with GCC
- * vector extensions (SSE2 on x86-64, NEON on arm64). */
+/* How many bytes of p[0..n) are '\n' or '\r'. Not done during reads:
+ * checking each payload as it is copied waits on its cold source lines and
+ * cost 3x a separate pass, and most callers (Python iteration) never ask.
+ * The portable loop takes 16 bytes a step with GCC vector extensions (SSE2
+ * on x86-64, NEON on arm64); AVX2 takes 32. Lanes count down from 0 (-1
+ * per match) and are summed before they can wrap. */
 typedef signed char v16s8 __attribute__((vector_size(16)));
 
-static uint64_t count_line_breaks(const char *p, uint64_t n) {
+static uint64_t count_breaks_tail(const char *p, uint64_t n) {
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < n; i++) total += p[i] == '\n' || p[i] == '\r';
+    return total;
+}
+
+static uint64_t count_breaks_v16(const char *p, uint64_t n) {
     const v16s8 nl = {10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10};
     const v16s8 cr = {13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13};
     uint64_t total = 0, i = 0;
     while (i + 16 <= n) {
-        v16s8 acc = {0};  /* each lane counts down, at most 127 steps */
+        v16s8 acc = {0};
         for (int k = 0; k < 127 && i + 16 <= n; k++, i += 16) {
             v16s8 x;
             memcpy(&x, p + i, 16);
@@ -568,8 +576,34 @@ static uint64_t count_line_breaks(const char *p, uint64_t n) {
         memcpy(lanes, &acc, 16);
         for (int k = 0; k < 16; k++) total += (uint64_t)(-lanes[k]);
     }
-    for (; i < n; i++) total += p[i] == '\n' || p[i] == '\r';
-    return total;
+    return total + count_breaks_tail(p + i, n - i);
+}
+
+#if SHOAL_X86
+__attribute__((target("avx2"))) static uint64_t count_breaks_avx2(const char *p, uint64_t n) {
+    const __m256i nl = _mm256_set1_epi8('\n'), cr = _mm256_set1_epi8('\r');
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i sums = zero; /* 4 x 64-bit partial totals */
+    uint64_t i = 0;
+    while (i + 32 <= n) {
+        __m256i acc = zero;
+        for (int k = 0; k < 255 && i + 32 <= n; k++, i += 32) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(p + i));
+            acc = _mm256_sub_epi8(acc, _mm256_or_si256(_mm256_cmpeq_epi8(x, nl), _mm256_cmpeq_epi8(x, cr)));
+        }
+        sums = _mm256_add_epi64(sums, _mm256_sad_epu8(acc, zero)); /* acc lanes: 0..255 matches */
+    }
+    uint64_t s[4];
+    _mm256_storeu_si256((__m256i *)s, sums);
+    return s[0] + s[1] + s[2] + s[3] + count_breaks_tail(p + i, n - i);
+}
+#endif
+
+uint64_t shoal_count_line_breaks(const char *p, uint64_t n) {
+#if SHOAL_X86
+    if (shoal_simd_mode == SHOAL_MODE_AVX2) return count_breaks_avx2(p, n);
+#endif
+    return count_breaks_v16(p, n);
 }
 
 /* Close a payload of n bytes just copied to out[*used..]: the separator
@@ -579,17 +613,10 @@ static inline void end_payload(char *out, uint64_t *used, uint32_t n, int sep) {
     if (sep) out[(*used)++] = (char)sep;
 }
 
-/* With sep = '\n': line breaks in the payloads of out (all but the n
- * separators). */
-static uint32_t payload_breaks(const char *out, uint64_t used, uint64_t n, int sep) {
-    if (sep != '\n' || !used) return 0;
-    uint64_t b = count_line_breaks(out, used) - n;
-    return b > UINT32_MAX ? UINT32_MAX : (uint32_t)b;
-}
-
 /* Start loading the in-memory bytes at and after address a (the next record
  * to read, or the next key pointer of a chain: its header, values and
  * payload start), so that miss overlaps the copy of the current record. */
+#define PREFETCH_LINES 4 /* 16 and 32 measured no better */
 static inline void prefetch_near(const shoal_log *log, uint64_t a) {
     if (!a) return;
     uint64_t page = a >> log->page_bits;
@@ -597,16 +624,12 @@ static inline void prefetch_near(const shoal_log *log, uint64_t a) {
     if (__atomic_load_n(&log->frame_page[f], __ATOMIC_RELAXED) != (int64_t)page) return;
     uint64_t off = a & ((1ULL << log->page_bits) - 1);
     const char *p = log->frames[f] + off;
-    __builtin_prefetch(p);
-    __builtin_prefetch(p + 64);
-    __builtin_prefetch(p + 128);
-    __builtin_prefetch(p + 192);
+    for (int k = 0; k < PREFETCH_LINES; k++) __builtin_prefetch(p + 64 * k);
 }
 
 int shoal_read(shoal_read_job *job, shoal_log *log) {
     uint64_t page_size = 1ULL << log->page_bits;
     int sep = job->payload_only ? (int)(job->sep & 0xff) : 0;
-    uint64_t start_used = job->used, written = 0;
     uint64_t begin = LOAD(&log->begin_address);
     uint64_t tail = LOAD(&log->tail_address);
     block_cache *bc = NULL;
@@ -631,11 +654,9 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
         if (r == SHOAL_OK) {
             job->lengths[i] = len;
             end_payload(job->out, &job->used, len, sep);
-            written++;
         }
     }
     free(bc);
-    job->breaks = payload_breaks(job->out + start_used, job->used - start_used, written, sep);
     return rc;
 }
 
@@ -687,10 +708,7 @@ static int fetch_records(shoal_fetch_job *job, shoal_log *log, shoal_index *inde
 }
 
 int shoal_fetch(shoal_fetch_job *job, shoal_log *log, shoal_index *index) {
-    int sep = (int)(job->sep & 0xff);
-    int rc = fetch_records(job, log, index, sep);
-    job->breaks = payload_breaks(job->out, job->used, job->n_out, sep);
-    return rc;
+    return fetch_records(job, log, index, (int)(job->sep & 0xff));
 }
 
 /* ---- the reader gate ------------------------------------------------------------ */

@@ -387,7 +387,7 @@ int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index);
  * a tombstone is not copied (status SHOAL_TOMBSTONE). With payload_only and
  * sep != 0, the byte sep follows each payload in out (not counted in
  * lengths[i]): sep = '\n' makes out NDJSON when no payload holds a line
- * break; `breaks` counts the payloads that do ('\n' or '\r').
+ * break (shoal_count_line_breaks tells, when the caller needs to know).
  * Resumes at n_done; returns SHOAL_OUT_FULL when `out` fills, SHOAL_E_SPACE
  * when one record alone does not fit. */
 typedef struct {
@@ -402,8 +402,6 @@ typedef struct {
     int32_t *status;
     uint32_t payload_only;
     uint32_t sep;             /* 0, or a byte written after each payload */
-    uint32_t breaks;          /* out, with sep: payloads holding a line break */
-    uint32_t reserved;
 } shoal_read_job;
 
 int shoal_read(shoal_read_job *job, shoal_log *log);
@@ -436,10 +434,12 @@ typedef struct {
     uint64_t err_address;
     uint64_t need;            /* out, with SHOAL_E_SPACE */
     uint32_t sep;             /* 0, or a byte written after each payload */
-    uint32_t breaks;          /* out, with sep: payloads holding a line break */
 } shoal_fetch_job;
 
 int shoal_fetch(shoal_fetch_job *job, shoal_log *log, shoal_index *index);
+
+/* How many bytes of p[0..n) are '\n' or '\r' (32 bytes a step with AVX2). */
+uint64_t shoal_count_line_breaks(const char *p, uint64_t n);
 
 /* A store's reader gate: counts the readers inside native calls, so that
  * closing the store waits for them and compaction closes a deleted

@@ -410,7 +410,7 @@ class HybridLog:
                 lens = array("I", [lens[i] for i in keep])
                 addr = array("Q", [addr[i] for i in keep])
             if addr:
-                result.append(RecordBatch(data, addr, offs, lens, job.breaks))
+                result.append(RecordBatch(data, addr, offs, lens))
         return result
 
     def _read_buffer(self, at_least: int):

@@ -275,5 +275,4 @@ class _Fetcher:
             return None
         bufs, n = self._call()
         return RecordBatch(ffi.buffer(bufs.out, bufs.job.used)[:], array_of("Q", ffi.buffer(bufs.addrs, 8 * n)),
-                           array_of("Q", ffi.buffer(bufs.offsets, 8 * n)), array_of("I", ffi.buffer(bufs.lengths, 4 * n)),
-                           bufs.job.breaks)
+                           array_of("Q", ffi.buffer(bufs.offsets, 8 * n)), array_of("I", ffi.buffer(bufs.lengths, 4 * n)))

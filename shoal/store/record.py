@@ -132,14 +132,23 @@ class RecordBatch:
     for, which is what makes bulk answers cheap: pass `ndjson()` to a file
     or a socket, or iterate for Records."""
 
-    __slots__ = ("data", "addresses", "offsets", "lengths", "line_breaks")
+    __slots__ = ("data", "addresses", "offsets", "lengths", "_breaks")
 
-    def __init__(self, data: bytes, addresses: array, offsets: array, lengths: array, line_breaks: int):
+    def __init__(self, data: bytes, addresses: array, offsets: array, lengths: array):
         self.data = data
-        self.addresses = addresses      # array('Q')
-        self.offsets = offsets          # array('Q')
-        self.lengths = lengths          # array('I')
-        self.line_breaks = line_breaks  # records holding b"\n" or b"\r"
+        self.addresses = addresses  # array('Q')
+        self.offsets = offsets      # array('Q')
+        self.lengths = lengths      # array('I')
+        self._breaks = -1           # line_breaks, once asked for
+
+    @property
+    def line_breaks(self) -> int:
+        """How many b"\n" and b"\r" bytes the records hold (0 for records
+        that arrived as NDJSON lines). Counted in C on first use: one
+        pass over `data`, which only ndjson() needs."""
+        if self._breaks < 0:
+            self._breaks = lib.shoal_count_line_breaks(self.data, len(self.data)) - len(self.addresses)
+        return self._breaks
 
     def __len__(self) -> int:
         return len(self.addresses)

@@ -545,6 +545,27 @@ def test_crc32c_chains(nj, a, b):
     assert nj.crc32c(b, nj.crc32c(a)) == nj.crc32c(a + b) == crc32c_oracle(a + b)
 
 
+# ---- line breaks (RecordBatch.ndjson) ---------------------------------------------
+
+def test_count_line_breaks_matches_bytes_count():
+    """Lengths around the vector widths and the points where lane counters
+    are summed (127 x 16 and 255 x 32 bytes), dense and sparse breaks, and
+    bytes that differ from \n and \r in one bit."""
+    rng = random.Random(7)
+    alphabet = b"\n\r\x0a\x0b\x0c\x0e\x8a\x8d ab{}\""
+    sizes = [0, 1, 15, 16, 17, 31, 32, 33, 2031, 2032, 2033, 8159, 8160, 8161, 100_000]
+    for n in sizes:
+        for density in (0.0, 0.01, 1.0):
+            blob = bytes(rng.choice(alphabet) if rng.random() < density else rng.choice(b"xyz\x8a")
+                         for _ in range(n))
+            for off in (0, 3):
+                part = blob[off:]
+                want = part.count(b"\n") + part.count(b"\r")
+                assert lib.shoal_count_line_breaks(part, len(part)) == want, (n, density, off)
+    everything = b"\n" * 70_000 + b"\r" * 70_000
+    assert lib.shoal_count_line_breaks(everything, len(everything)) == 140_000
+
+
 # ---- the portable code path ------------------------------------------------------
 
 @pytest.mark.skipif(os.environ.get("SHOAL_NATIVE_PORTABLE") == "1", reason="already portable")
@@ -552,7 +573,8 @@ def test_portable_code_path():
     """Re-runs the byte-level tests with SIMD and SSE4.2 switched off."""
     here = os.path.dirname(__file__)
     env = dict(os.environ, SHOAL_NATIVE_PORTABLE="1")
-    keywords = "testsuite or error_codes or string_runs or mutated or random_bytes or crc32c or extraction or framing"
+    keywords = ("testsuite or error_codes or string_runs or mutated or random_bytes or crc32c or extraction"
+                " or framing or line_breaks")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", keywords,
          os.path.join(here, "test_json.py"), os.path.join(here, "test_framing.py")],
