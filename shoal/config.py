@@ -51,7 +51,13 @@ class StoreConfig:
         reported) then, not when a query meets it. Costs one read of the
         whole log at open. False: only the log after the checkpoint is
         verified, and that the segment files below it are all there.
-    Retention and verification settings apply per open, like the memory budget.
+    map_segments: map segment files read-only, so queries reading the
+        on-disk part of the log copy from the OS page cache instead of
+        making a system call per block. Pages read that way count in the
+        process's RSS while resident (shared file pages: the kernel evicts
+        them like any cached file data). False: pread only.
+    Retention, verification and mapping settings apply per open, like the
+    memory budget.
     """
 
     page_size_bytes: int = 4 * MiB
@@ -67,6 +73,7 @@ class StoreConfig:
     timestamp_expression: str | None = None
     compaction_interval_seconds: float = 5.0
     verify_log_on_open: bool = True
+    map_segments: bool = True
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:

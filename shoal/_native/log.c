@@ -19,8 +19,12 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define ADDR_MASK ((1ULL << SHOAL_ADDRESS_BITS) - 1)
@@ -76,8 +80,107 @@ static int disk_read(shoal_log *log, uint64_t addr, char *dst, size_t n) {
     return pread_full(fd, dst, n, off);
 }
 
-/* Copy log bytes [addr, addr + n) (within one page) into dst. *bcp is the
- * caller's block cache, allocated on the first disk read (NULL bcp: none). */
+/* ---- mapped segments ------------------------------------------------------ */
+
+/* Segment files are mapped read-only, and the part of each whose pages are
+ * written is published (segment_map_bytes), so a read below head is a copy
+ * from the page cache, not a pread each.
+ * A fault in a map (the file was truncated under us, or the device failed)
+ * raises SIGBUS: the handler jumps back to the copy that faulted, which
+ * reports SHOAL_E_IO as a failed pread would. A SIGBUS outside such a copy
+ * goes to the handler that was there before. */
+static __thread sigjmp_buf *tl_map_guard;
+static struct sigaction g_prev_sigbus;
+static pthread_once_t g_sigbus_once = PTHREAD_ONCE_INIT;
+static int g_sigbus_ready;
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx) {
+    (void)ctx;
+    sigjmp_buf *guard = tl_map_guard;
+    if (guard && si && si->si_code > 0) {
+        tl_map_guard = NULL;
+        siglongjmp(*guard, 1);
+    }
+    /* Not ours: restore the previous handler. A fault repeats on return and
+     * meets it; a signal sent by kill is raised again. */
+    sigaction(SIGBUS, &g_prev_sigbus, NULL);
+    if (!si || si->si_code <= 0) raise(sig);
+}
+
+static void install_sigbus(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER; /* NODEFER: not blocked after the jump */
+    sigemptyset(&sa.sa_mask);
+    g_sigbus_ready = sigaction(SIGBUS, &sa, &g_prev_sigbus) == 0;
+}
+
+/* Copy n bytes out of a map: SHOAL_OK, or SHOAL_E_IO if its pages fault. */
+static int map_copy(char *dst, const char *src, size_t n) {
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0)) return SHOAL_E_IO;
+    tl_map_guard = &env;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    memcpy(dst, src, n);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    tl_map_guard = NULL;
+    return SHOAL_OK;
+}
+
+/* Log bytes [addr, addr + n) in a published map, or NULL. */
+static const char *map_view(shoal_log *log, uint64_t addr, size_t n) {
+    if (!log->segment_maps) return NULL;
+    uint64_t page = addr >> log->page_bits;
+    uint64_t seg = page >> log->segment_page_bits;
+    if (seg >= log->n_segment_slots) return NULL;
+    const char *m = LOAD(&log->segment_maps[seg]);
+    if (!m) return NULL;
+    uint64_t off = ((page & ((1ULL << log->segment_page_bits) - 1)) << log->page_bits)
+                   | (addr & ((1ULL << log->page_bits) - 1));
+    if (off + n > LOAD(&log->segment_map_bytes[seg])) return NULL;
+    return m + off;
+}
+
+int shoal_segment_map(shoal_log *log, uint32_t seg, int fd, uint64_t map_len, uint64_t valid) {
+    if (!log->segment_maps || seg >= log->n_segment_slots || !map_len || valid > map_len
+        || sizeof(void *) < 8 || LOAD(&log->segment_maps[seg]))
+        return SHOAL_E_ARG;
+    pthread_once(&g_sigbus_once, install_sigbus);
+    if (!g_sigbus_ready) return SHOAL_E_IO;
+    void *m = mmap(NULL, (size_t)map_len, PROT_READ, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) return SHOAL_E_IO;
+    STORE(&log->segment_map_bytes[seg], valid);
+    STORE(&log->segment_maps[seg], (char *)m);
+    return SHOAL_OK;
+}
+
+void shoal_segment_extend(shoal_log *log, uint32_t seg, uint64_t valid) {
+    if (!log->segment_maps || seg >= log->n_segment_slots) return;
+    if (valid > LOAD(&log->segment_map_bytes[seg])) STORE(&log->segment_map_bytes[seg], valid);
+}
+
+void *shoal_segment_unpublish(shoal_log *log, uint32_t seg) {
+    if (!log->segment_maps || seg >= log->n_segment_slots) return NULL;
+    return __atomic_exchange_n(&log->segment_maps[seg], NULL, __ATOMIC_ACQ_REL);
+}
+
+void shoal_segment_unmap(void *map, uint64_t bytes) {
+    if (map) munmap(map, (size_t)bytes);
+}
+
+void shoal_segment_maps_dontneed(shoal_log *log) {
+    if (!log->segment_maps) return;
+    for (uint32_t s = 0; s < log->n_segment_slots; s++) {
+        char *m = LOAD(&log->segment_maps[s]);
+        uint64_t valid = LOAD(&log->segment_map_bytes[s]);
+        if (m && valid) madvise(m, (size_t)valid, MADV_DONTNEED);
+    }
+}
+
+/* Copy log bytes [addr, addr + n) (within one page) into dst: from its
+ * frame, a segment map, or the file. *bcp is the caller's block cache,
+ * allocated on the first pread (NULL bcp: none). */
 static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_cache **bcp) {
     uint64_t page = addr >> log->page_bits;
     uint32_t f = (uint32_t)(page % log->n_frames);
@@ -87,6 +190,8 @@ static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&log->frame_page[f], __ATOMIC_RELAXED) == p1) return SHOAL_OK;
     }
+    const char *view = map_view(log, addr, n);
+    if (view) return map_copy(dst, view, n);
     if (bcp && n <= BLOCK_BYTES) {
         if (!*bcp) {
             *bcp = malloc(sizeof **bcp);

@@ -287,7 +287,31 @@ typedef struct {
     int32_t *segment_fds;         /* fd of segment s, -1 if absent */
     uint32_t n_segment_slots;
     uint32_t segment_page_bits;   /* pages per segment = 1 << segment_page_bits */
+    /* Segment files mapped read-only (NULL arrays: none): map s holds the
+     * whole segment's address range, of which the first segment_map_bytes[s]
+     * bytes are written pages that are never written again; reads there
+     * copy from the map instead of a pread. A fault in a map (the file shrank
+     * or the device failed) reads as SHOAL_E_IO, as a failed pread does. */
+    char **segment_maps;          /* atomic entries */
+    uint64_t *segment_map_bytes;  /* atomic entries; only grow while mapped */
 } shoal_log;
+
+/* Map `map_len` bytes of the segment file fd read-only (it may be longer
+ * than the file, which grows into it) and publish the map as segment seg's,
+ * readable below `valid` (its previous map must be unpublished). Returns
+ * SHOAL_OK or SHOAL_E_IO (reads keep using pread). */
+int shoal_segment_map(shoal_log *log, uint32_t seg, int fd, uint64_t map_len, uint64_t valid);
+
+/* More of segment seg's map is written: readable below `valid` now. */
+void shoal_segment_extend(shoal_log *log, uint32_t seg, uint64_t valid);
+
+void *shoal_segment_unpublish(shoal_log *log, uint32_t seg);
+void shoal_segment_unmap(void *map, uint64_t bytes);
+
+/* Drop every map's pages from this process's page tables (the file pages
+ * stay in the page cache until the kernel evicts them): what a benchmark
+ * of cold reads does before it drops the page cache. */
+void shoal_segment_maps_dontneed(shoal_log *log);
 
 /* ---- hash index ----------------------------------------------------------- */
 typedef struct shoal_index shoal_index;

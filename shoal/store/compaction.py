@@ -60,6 +60,7 @@ from .address import FIRST_ADDRESS
 from .checkpoint import crc32c, list_checkpoints, write_atomic
 from .record import payload_of, record_addresses
 from .scan import _AllRecords
+from .segments import unmap
 
 if TYPE_CHECKING:  # pragma: no cover
     from .recovery import RecoveryReport
@@ -158,8 +159,9 @@ def finish_interrupted(segments: SegmentFiles, begin: int) -> int:
     """At open (no readers yet): delete segment files a compaction left
     entirely below begin. Returns how many."""
     gone = segments.detach_below(begin)
-    for _, _, fd in gone:
+    for _, _, fd, m in gone:
         os.close(fd)
+        unmap(m)
     return len(gone)
 
 
@@ -236,7 +238,7 @@ class Compactor:
         self._records_dropped = 0
         self._errors = 0
         self._last_error: str | None = None
-        self._retired: list[tuple[int, int]] = []  # (gate token, fd) of deleted segment files
+        self._retired: list[tuple[int, int, tuple | None]] = []  # (gate token, fd, map) of deleted segments
         self._retired_lock = threading.Lock()
 
     # ---- lifecycle ----
@@ -352,35 +354,37 @@ class Compactor:
             store._records -= below
 
         gone = hlog.segments.detach_below(cut)  # 5. whole segment files below begin
-        self._retire([fd for _, _, fd in gone])
-        reclaimed = sum(size for _, size, _ in gone)
+        self._retire([(fd, m) for _, _, fd, m in gone])
+        reclaimed = sum(size for _, size, _, _ in gone)
         return CompactionResult(begin, cut, reclaimed, below - copied, copied, len(gone),
                                 (time.monotonic() - t0) * 1000)
 
-    def _retire(self, fds: list[int]) -> None:
-        """Close deleted segments' fds once every reader inside a native call
-        now has left (it may still pread them; a later reader finds the C
-        slot empty). The last close of an unlinked file frees its blocks, a
-        few ms per file: it happens here, never on a reader's thread. Waits
-        briefly; what is still pending is closed by the next compaction or
-        retention check, or at store close."""
-        if fds:
+    def _retire(self, files: list[tuple[int, tuple | None]]) -> None:
+        """Close deleted segments' fds and unmap their maps once every reader
+        inside a native call now has left (it may still pread or copy from
+        them; a later reader finds the C slots empty). The last close of an
+        unlinked file frees its blocks, a few ms per file: it happens here,
+        never on a reader's thread. Waits briefly; what is still pending is
+        closed by the next compaction or retention check, or at store close."""
+        if files:
             token = self.store._gate.mark()
             with self._retired_lock:
-                self._retired.extend((token, fd) for fd in fds)
+                self._retired.extend((token, fd, m) for fd, m in files)
         deadline = time.monotonic() + _RETIRE_WAIT_S
         while self._close_retired() and time.monotonic() < deadline:
             time.sleep(0.001)
 
     def _close_retired(self, *, force: bool = False) -> int:
-        """Close the retired fds no reader can be using; returns how many wait."""
+        """Close the retired fds (and unmap their maps) no reader can be
+        using; returns how many wait."""
         gate = self.store._gate
         with self._retired_lock:
-            ready = [fd for token, fd in self._retired if force or gate.idle_since(token)]
-            self._retired = [(t, fd) for t, fd in self._retired if fd not in ready]
+            ready = [r for r in self._retired if force or gate.idle_since(r[0])]
+            self._retired = [r for r in self._retired if r not in ready]
             left = len(self._retired)
-        for fd in ready:
+        for _, fd, m in ready:
             os.close(fd)
+            unmap(m)
         return left
 
     def close_retired(self) -> None:

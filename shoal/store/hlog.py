@@ -75,11 +75,16 @@ class HybridLog:
         c.segment_fds = self._fds
         c.n_segment_slots = n_slots
         c.segment_page_bits = seg_page_bits
+        # Map slots: anonymous maps, so the untouched slots (nearly all) cost no memory.
+        self._map_slots = (mmap.mmap(-1, 8 * n_slots), mmap.mmap(-1, 8 * n_slots))
+        c.segment_maps = ffi.cast("char **", ffi.from_buffer(self._map_slots[0]))
+        c.segment_map_bytes = ffi.cast("uint64_t *", ffi.from_buffer(self._map_slots[1]))
         self.c = c
         self._frames: list = [None] * self.n_frames  # cdata views of frame memory
         self._mmaps: list = [None] * self.n_frames   # owners of frame memory
 
-        self.segments = SegmentFiles(directory, self.page_bits, seg_page_bits, self._fds, n_slots)
+        self.segments = SegmentFiles(directory, self.page_bits, seg_page_bits, self._fds, n_slots,
+                                     log_c=c, map_files=config.map_segments)
 
         self._cv = threading.Condition()
         self._queue: collections.deque[int] = collections.deque()  # sealed pages to flush
@@ -104,6 +109,7 @@ class HybridLog:
         c.flushed_until_address = tail_address
         c.tail_address = tail_address
 
+        self.segments.map_written(page_start, every=True)  # whole pages below the tail page: never written again
         self._local = threading.local()
         self._flusher = threading.Thread(target=self._flush_loop, name="shoal-flusher", daemon=True)
         self._flusher.start()
@@ -312,6 +318,7 @@ class HybridLog:
                 if self.c.flushed_until_address < end:
                     self.c.flushed_until_address = end
                 self._cv.notify_all()
+            self.segments.map_written(end)
 
     # ---- reader side ----
     def read_records(self, addresses: list[int], *, payload_only: bool = False) -> list[bytes | None]:

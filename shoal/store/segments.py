@@ -24,6 +24,14 @@ the caller may treat everything written before the sync began as durable
 once it returns. The directory is fsynced only when a segment file was
 created since the last sync (its name must survive a crash too).
 
+Maps: with a C log view (`log_c`) and `map_files=True`, each segment file
+is mapped read-only (its whole address range), and how much of it holds
+written pages, which nothing writes again, is published to C as pages are
+flushed (`map_written`): native reads below head copy from the page cache
+there instead of making a pread each. A map is unpublished before its
+file goes (compaction: `detach_below` hands it to the caller to unmap once
+no reader can be inside it; `close`, after the readers are gone).
+
 Errors: OSErrors become NativeIOError, or DiskFull for ENOSPC/EDQUOT, naming
 the file. A failed fsync puts its segments back in the dirty set.
 """
@@ -34,6 +42,7 @@ import re
 import threading
 from pathlib import Path
 
+from .._native import lib
 from ..errors import NativeIOError, StoreClosed, io_error
 
 _NAME = re.compile(r"^segment-(\d{6,})\.log$")
@@ -42,12 +51,16 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 class SegmentFiles:
-    def __init__(self, directory: Path, page_bits: int, segment_page_bits: int, c_fds, n_slots: int):
+    def __init__(self, directory: Path, page_bits: int, segment_page_bits: int, c_fds, n_slots: int,
+                 log_c=None, map_files: bool = False):
         self.directory = directory
         self.page_bits = page_bits
         self.segment_page_bits = segment_page_bits
+        self.segment_bytes = 1 << (page_bits + segment_page_bits)
         self._c_fds = c_fds
         self.n_slots = n_slots
+        self._log_c = log_c if map_files else None
+        self._maps: dict[int, tuple[object, int]] = {}  # segment -> (map, bytes), published to C
         self._fds: dict[int, int] = {}
         self._write_fds: dict[int, int] = {}
         self.direct = bool(_O_DIRECT) and os.environ.get("SHOAL_NO_DIRECT_IO") is None
@@ -191,6 +204,8 @@ class SegmentFiles:
         as segment-<s>.from-<offset>.log. The next sync makes the cut durable."""
         seg, off = self._locate(address)
         with self._lock:
+            for s in [s for s in self._maps if s >= seg]:  # recovery: no reader is inside
+                unmap(self._unpublish(s))
             self._new_files = True  # names removed: the directory is fsynced too
             if keep_in is not None and any(s >= seg for s in self._fds):
                 keep_in.mkdir(parents=True, exist_ok=True)
@@ -214,10 +229,49 @@ class SegmentFiles:
                 os.ftruncate(fd, off)
                 self._dirty.add(seg)
 
+    def map_written(self, below: int, *, every: bool = False) -> None:
+        """Log bytes below `below` are written, in whole pages that are never
+        written again: map the segment they end in (`every`: all segments
+        below, as at open), if not yet, and publish how much of it is
+        readable there. The flusher calls this after each page, the store
+        at open with its tail page's start. A segment that cannot be mapped
+        stays on pread."""
+        if self._log_c is None or below <= 0:
+            return
+        last = (below - 1) // self.segment_bytes
+        with self._lock:
+            if self._closed:
+                return
+            for seg in (sorted(s for s in self._fds if s <= last) if every else [last]):
+                fd = self._fds.get(seg)
+                if fd is None:
+                    continue
+                valid = min(below - seg * self.segment_bytes, self.segment_bytes)
+                if seg in self._maps:
+                    lib.shoal_segment_extend(self._log_c, seg, valid)
+                elif lib.shoal_segment_map(self._log_c, seg, fd, self.segment_bytes, valid) == 0:
+                    self._maps[seg] = (self._log_c.segment_maps[seg], self.segment_bytes)
+
+    def mapped(self) -> list[int]:
+        """The segments whose maps are published."""
+        with self._lock:
+            return sorted(self._maps)
+
+    def _unpublish(self, seg: int) -> tuple[object, int] | None:
+        """Take segment seg's map out of C (caller holds _lock); the caller
+        unmaps it once no reader can be inside."""
+        if seg not in self._maps:
+            return None
+        lib.shoal_segment_unpublish(self._log_c, seg)
+        return self._maps.pop(seg)
+
     def close(self) -> None:
-        """Close every descriptor, after a sync in progress has finished."""
+        """Close every descriptor, after a sync in progress has finished.
+        No reader may be inside a native call (maps are unmapped here)."""
         with self._sync_lock, self._lock:
             self._closed = True
+            for seg in list(self._maps):
+                unmap(self._unpublish(seg))
             for seg, fd in self._fds.items():
                 self._c_fds[seg] = -1
                 os.close(fd)
@@ -227,18 +281,20 @@ class SegmentFiles:
             self._fds.clear()
             self._write_fds.clear()
 
-    def detach_below(self, address: int) -> list[tuple[int, int, int]]:
+    def detach_below(self, address: int) -> list[tuple[int, int, int, tuple | None]]:
         """Delete the segment files entirely below `address` (compaction,
-        once begin is past them): their C slots become -1 and the files are
-        unlinked now; returns (segment, bytes, read fd) for each. The read
-        fd is the caller's to close once no reader can be inside a pread
-        on it. Waits for a sync in progress (it may be fsyncing them)."""
+        once begin is past them): their C slots become -1, their maps are
+        unpublished and the files are unlinked now; returns (segment, bytes,
+        read fd, map or None) for each. The fd and the map are the caller's
+        to close and `unmap` once no reader can be inside a pread or a copy
+        on them. Waits for a sync in progress (it may be fsyncing them)."""
         first_kept = address >> (self.page_bits + self.segment_page_bits)
         gone = []
         with self._sync_lock, self._lock:
             for seg in sorted(s for s in self._fds if s < first_kept):
                 fd = self._fds.pop(seg)
                 self._c_fds[seg] = -1
+                m = self._unpublish(seg)
                 wfd = self._write_fds.pop(seg, fd)
                 if wfd != fd:
                     os.close(wfd)
@@ -248,10 +304,17 @@ class SegmentFiles:
                     os.unlink(self.path(seg))
                 except FileNotFoundError:
                     pass
-                gone.append((seg, size, fd))
+                gone.append((seg, size, fd, m))
             if gone:
                 self._new_files = True  # names removed: the next sync fsyncs the directory
         return gone
+
+
+def unmap(m: tuple | None) -> None:
+    """Unmap a map `_unpublish` or `detach_below` handed out (None: nothing)."""
+    if m is not None:
+        ptr, size = m
+        lib.shoal_segment_unmap(ptr, size)
 
 
 def _copy_range(fd: int, offset: int, dest: Path) -> None:

@@ -143,7 +143,7 @@ def test_segment_fds_are_closed_once_no_reader_is_inside(loaded, monkeypatch):
     with gate:  # a reader inside a native call could still pread the deleted files
         r = store.compact(log.addresses[len(log) // 2])
         assert r.segments_deleted and len(comp._retired) == r.segments_deleted
-        fds = {fd: os.readlink(f"/proc/self/fd/{fd}") for _, fd in comp._retired}
+        fds = {fd: os.readlink(f"/proc/self/fd/{fd}") for _, fd, _ in comp._retired}
         assert all(t.endswith(".log (deleted)") for t in fds.values())  # still open, the files gone
         assert store.stats()["compaction"]["fds_pending_close"] == r.segments_deleted
     with gate:  # a reader that came after the first compaction does not hold its fds up
