@@ -144,6 +144,7 @@ class Bench:
                 total = 0.0
                 for v in values:
                     if cold_files:
+                        self.store._log.segments.drop_mapped_pages()  # else fadvise skips mapped pages
                         drop_cache(cold_files)
                     t0 = time.perf_counter()
                     fn(v)

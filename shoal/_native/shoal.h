@@ -308,10 +308,10 @@ void shoal_segment_extend(shoal_log *log, uint32_t seg, uint64_t valid);
 void *shoal_segment_unpublish(shoal_log *log, uint32_t seg);
 void shoal_segment_unmap(void *map, uint64_t bytes);
 
-/* Drop every map's pages from this process's page tables (the file pages
- * stay in the page cache until the kernel evicts them): what a benchmark
- * of cold reads does before it drops the page cache. */
-void shoal_segment_maps_dontneed(shoal_log *log);
+/* Drop segment seg's mapped pages from this process's page tables (the
+ * file pages stay in the page cache until the kernel evicts them): what a
+ * benchmark of cold reads does before it drops the page cache. */
+void shoal_segment_map_dontneed(shoal_log *log, uint32_t seg);
 
 /* ---- hash index ----------------------------------------------------------- */
 typedef struct shoal_index shoal_index;

@@ -252,6 +252,14 @@ class SegmentFiles:
                 elif lib.shoal_segment_map(self._log_c, seg, fd, self.segment_bytes, valid) == 0:
                     self._maps[seg] = (self._log_c.segment_maps[seg], self.segment_bytes)
 
+    def drop_mapped_pages(self) -> None:
+        """Take the maps' pages out of this process's page tables, so that
+        evicting the files from the page cache (posix_fadvise) reaches them:
+        for benchmarks of cold reads."""
+        with self._lock:
+            for seg in self._maps:
+                lib.shoal_segment_map_dontneed(self._log_c, seg)
+
     def mapped(self) -> list[int]:
         """The segments whose maps are published."""
         with self._lock:
