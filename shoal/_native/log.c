@@ -45,8 +45,21 @@
 typedef struct {
     uint64_t lo; /* log address of buf[0]; 0 = empty */
     uint32_t len;
+    uint64_t map_prev;          /* the last address read through a map; 0: none */
+    uint64_t hint_lo, hint_hi;  /* the log range last advised MADV_WILLNEED */
     char buf[BLOCK_BYTES];
 } block_cache;
+
+static block_cache *block_cache_of(block_cache **bcp) {
+    if (!*bcp) {
+        block_cache *bc = malloc(sizeof *bc);
+        if (!bc) return NULL;
+        bc->lo = 0;
+        bc->map_prev = bc->hint_lo = bc->hint_hi = 0;
+        *bcp = bc;
+    }
+    return *bcp;
+}
 
 static int pread_full(int fd, char *dst, size_t n, uint64_t off) {
     while (n) {
@@ -142,6 +155,61 @@ static const char *map_view(shoal_log *log, uint64_t addr, size_t n) {
     return m + off;
 }
 
+/* Maps fault one page at a time (MADV_RANDOM), which suits hops across the
+ * log. When a dense walk (moves between 4 KiB pages of at most DENSE_GAP)
+ * meets a page that was not in memory (the copy took SLOW_TICKS or more: a
+ * read from the device), it asks the kernel to read ahead HINT_BYTES in its
+ * direction, so a cold dense answer is read in large requests, not a page
+ * per fault. Warm walks never ask (a hint costs microseconds even then). */
+#define DENSE_GAP (16 * 1024)
+#define HINT_BYTES (256 * 1024)
+
+#if SHOAL_X86
+#define SLOW_TICKS 40000 /* TSC ticks: 10-20 us at 2-4 GHz */
+static inline uint64_t ticks(void) { return __rdtsc(); }
+#else
+#include <time.h>
+#define SLOW_TICKS 15000 /* ns */
+static inline uint64_t ticks(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+#endif
+
+/* After a map read at a that took `took` ticks. */
+static void map_hint(shoal_log *log, uint64_t a, uint64_t took, block_cache **bcp) {
+    if (!bcp) return;
+    block_cache *bc = block_cache_of(bcp);
+    if (!bc) return;
+    uint64_t prev = bc->map_prev;
+    if ((a >> 12) == (prev >> 12)) return; /* the same 4 KiB page: the same record, or its neighbour */
+    bc->map_prev = a;
+    if (took < SLOW_TICKS || !prev || (a < prev ? prev - a : a - prev) > DENSE_GAP) return;
+    if (a >= bc->hint_lo && a < bc->hint_hi) return;
+    uint64_t seg_bytes = 1ULL << (log->page_bits + log->segment_page_bits);
+    uint64_t seg = a / seg_bytes, seg_lo = seg * seg_bytes;
+    if (seg >= log->n_segment_slots) return;
+    char *m = LOAD(&log->segment_maps[seg]);
+    if (!m) return;
+    uint64_t valid = LOAD(&log->segment_map_bytes[seg]);
+    uint64_t lo, hi;
+    if (a < prev) { /* newest first: downwards */
+        hi = a + 4096;
+        lo = hi - seg_lo > HINT_BYTES ? hi - HINT_BYTES : seg_lo;
+    } else {
+        lo = a;
+        hi = a + HINT_BYTES;
+    }
+    lo &= ~(uint64_t)4095;
+    hi = (hi + 4095) & ~(uint64_t)4095;
+    if (hi > seg_lo + valid) hi = seg_lo + valid;
+    if (hi <= lo) return;
+    madvise(m + (lo - seg_lo), (size_t)(hi - lo), MADV_WILLNEED);
+    bc->hint_lo = lo;
+    bc->hint_hi = hi;
+}
+
 int shoal_segment_map(shoal_log *log, uint32_t seg, int fd, uint64_t map_len, uint64_t valid) {
     if (!log->segment_maps || seg >= log->n_segment_slots || !map_len || valid > map_len
         || sizeof(void *) < 8 || LOAD(&log->segment_maps[seg]))
@@ -192,14 +260,16 @@ static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_
         if (__atomic_load_n(&log->frame_page[f], __ATOMIC_RELAXED) == p1) return SHOAL_OK;
     }
     const char *view = map_view(log, addr, n);
-    if (view) return map_copy(dst, view, n);
+    if (view) {
+        if (!bcp || (*bcp && (addr >> 12) == ((*bcp)->map_prev >> 12))) return map_copy(dst, view, n);
+        uint64_t t0 = ticks(); /* a move to another page: timed, for map_hint */
+        int rc = map_copy(dst, view, n);
+        map_hint(log, addr, ticks() - t0, bcp);
+        return rc;
+    }
     if (bcp && n <= BLOCK_BYTES) {
-        if (!*bcp) {
-            *bcp = malloc(sizeof **bcp);
-            if (!*bcp) return SHOAL_E_NOMEM;
-            (*bcp)->lo = 0;
-        }
-        block_cache *bc = *bcp;
+        block_cache *bc = block_cache_of(bcp);
+        if (!bc) return SHOAL_E_NOMEM;
         if (!(bc->lo && addr >= bc->lo && addr + n <= bc->lo + bc->len)) {
             uint64_t page_size = 1ULL << log->page_bits;
             uint64_t block = (bc->lo && addr < bc->lo && bc->lo - addr <= BLOCK_BYTES) ? BLOCK_BYTES
@@ -607,9 +677,11 @@ int shoal_live(shoal_live_job *job, shoal_log *log, shoal_index *index) {
  * on the map and only what the caller keeps is copied. -1: the record is not
  * (wholly) in a published map; read it some other way. */
 static int read_one_mapped(shoal_log *log, uint64_t a, char *dst, uint64_t room, int payload_only,
-                           uint32_t *len) {
+                           uint32_t *len, block_cache **bc) {
     const char *rec = map_view(log, a, SHOAL_HEADER_BYTES);
     if (!rec) return -1;
+    int timed = bc && (!*bc || (a >> 12) != ((*bc)->map_prev >> 12)); /* a move to another page */
+    uint64_t t0 = timed ? ticks() : 0;
     sigjmp_buf env;
     if (sigsetjmp(env, 0)) return SHOAL_E_IO;
     tl_map_guard = &env;
@@ -641,6 +713,7 @@ static int read_one_mapped(shoal_log *log, uint64_t a, char *dst, uint64_t room,
     }
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     tl_map_guard = NULL;
+    if (timed) map_hint(log, a, ticks() - t0, bc);
     return rc;
 }
 
@@ -670,7 +743,7 @@ static int read_one(shoal_log *log, uint64_t a, char *dst, uint64_t room, int pa
         }
         /* the frame was recycled under us: the page is on disk now */
     }
-    int r = read_one_mapped(log, a, dst, room, payload_only, len);
+    int r = read_one_mapped(log, a, dst, room, payload_only, len, bc);
     if (r != -1) return r;
     r = read_bytes(log, a, (char *)&h, sizeof h, bc);
     if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT;
