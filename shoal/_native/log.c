@@ -248,8 +248,9 @@ void shoal_segment_map_dontneed(shoal_log *log, uint32_t seg) {
 }
 
 /* Copy log bytes [addr, addr + n) (within one page) into dst: from its
- * frame, a segment map, or the file. *bcp is the caller's block cache,
- * allocated on the first pread (NULL bcp: none). */
+ * frame, a segment map, or the file. *bcp is the caller's per-call state
+ * (the pread block cache and map_hint's walk), allocated on first need
+ * (NULL bcp: none). */
 static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_cache **bcp) {
     uint64_t page = addr >> log->page_bits;
     uint32_t f = (uint32_t)(page % log->n_frames);
