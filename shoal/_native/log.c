@@ -177,13 +177,17 @@ static inline uint64_t ticks(void) {
 }
 #endif
 
-/* After a map read at a that took `took` ticks. */
+/* Whether a map read at a moves the walk to another 4 KiB page (else it is
+ * the same record, or its neighbour): only such reads are timed for map_hint. */
+static inline int page_move(block_cache **bcp, uint64_t a) {
+    return bcp && (!*bcp || (a >> 12) != ((*bcp)->map_prev >> 12));
+}
+
+/* After a map read at a (a page_move) that took `took` ticks. */
 static void map_hint(shoal_log *log, uint64_t a, uint64_t took, block_cache **bcp) {
-    if (!bcp) return;
     block_cache *bc = block_cache_of(bcp);
     if (!bc) return;
     uint64_t prev = bc->map_prev;
-    if ((a >> 12) == (prev >> 12)) return; /* the same 4 KiB page: the same record, or its neighbour */
     bc->map_prev = a;
     if (took < SLOW_TICKS || !prev || (a < prev ? prev - a : a - prev) > DENSE_GAP) return;
     if (a >= bc->hint_lo && a < bc->hint_hi) return;
@@ -262,8 +266,8 @@ static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_
     }
     const char *view = map_view(log, addr, n);
     if (view) {
-        if (!bcp || (*bcp && (addr >> 12) == ((*bcp)->map_prev >> 12))) return map_copy(dst, view, n);
-        uint64_t t0 = ticks(); /* a move to another page: timed, for map_hint */
+        if (!page_move(bcp, addr)) return map_copy(dst, view, n);
+        uint64_t t0 = ticks();
         int rc = map_copy(dst, view, n);
         map_hint(log, addr, ticks() - t0, bcp);
         return rc;
@@ -681,7 +685,7 @@ static int read_one_mapped(shoal_log *log, uint64_t a, char *dst, uint64_t room,
                            uint32_t *len, block_cache **bc) {
     const char *rec = map_view(log, a, SHOAL_HEADER_BYTES);
     if (!rec) return -1;
-    int timed = bc && (!*bc || (a >> 12) != ((*bc)->map_prev >> 12)); /* a move to another page */
+    int timed = page_move(bc, a);
     uint64_t t0 = timed ? ticks() : 0;
     sigjmp_buf env;
     if (sigsetjmp(env, 0)) return SHOAL_E_IO;
