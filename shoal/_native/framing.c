@@ -13,6 +13,43 @@ static const uint8_t k_frame_stop[256] = {
 
 /* ---- framing: NDJSON -------------------------------------------------------- */
 
+int shoal_ndjson_next(const uint8_t *s, size_t len, int final, size_t *pos, uint64_t *line,
+                      shoal_span *out)
+{
+    size_t p = *pos;
+    uint64_t ln = *line;
+    while (p < len) {
+        const uint8_t *nl = memchr(s + p, '\n', len - p);
+        size_t eol;
+        if (nl)
+            eol = (size_t)(nl - s);
+        else if (final)
+            eol = len;
+        else
+            break; /* partial last line: wait for its '\n' */
+        size_t a = p, b = eol;
+        while (a < b && k_ws[s[a]])
+            a++;
+        while (b > a && k_ws[s[b - 1]])
+            b--;
+        p = nl ? eol + 1 : len;
+        if (a < b) {
+            out->start = a;
+            out->len = b - a;
+            out->line = ln;
+            out->status = SHOAL_OK;
+            out->reserved = 0;
+            *pos = p;
+            *line = ln + 1;
+            return 1;
+        }
+        ln++;
+    }
+    *pos = p;
+    *line = ln;
+    return 0;
+}
+
 /* Resuming: the caller keeps buf[*consumed, len) and prepends it to the next
  * chunk, and the next call's first_line is first_line plus the number of '\n'
  * in buf[0, *consumed). *consumed always lies right after a '\n', at 0, or at
@@ -26,34 +63,22 @@ int shoal_frame_ndjson(const char *buf, size_t len, int final, uint64_t first_li
     size_t pos = 0, n = 0;
     uint64_t line = first_line;
     int rc = SHOAL_OK;
-    while (pos < len) {
-        const uint8_t *nl = memchr(s + pos, '\n', len - pos);
-        size_t eol;
-        if (nl)
-            eol = (size_t)(nl - s);
-        else if (final)
-            eol = len;
-        else
-            break; /* partial last line: wait for its '\n' */
-        size_t a = pos, b = eol;
-        while (a < b && k_ws[s[a]])
-            a++;
-        while (b > a && k_ws[s[b - 1]])
-            b--;
-        if (a < b) {
-            if (n == cap) {
-                rc = SHOAL_OUT_FULL;
-                break;
-            }
-            out[n].start = a;
-            out[n].len = b - a;
-            out[n].line = line;
-            out[n].status = SHOAL_OK;
-            out[n].reserved = 0;
-            n++;
+    for (;;) {
+        size_t before = pos;
+        shoal_span sp;
+        if (!shoal_ndjson_next(s, len, final, &pos, &line, &sp))
+            break;
+        if (n == cap) {
+            /* leave the line to the next call, but not the blank lines before
+             * it: back from its text to the '\n' that starts it */
+            pos = (size_t)sp.start;
+            while (pos > before && s[pos - 1] != '\n')
+                pos--;
+            line = sp.line;
+            rc = SHOAL_OUT_FULL;
+            break;
         }
-        pos = nl ? eol + 1 : len;
-        line++;
+        out[n++] = sp;
     }
     *n_out = n;
     *consumed = pos;

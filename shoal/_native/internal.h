@@ -8,6 +8,14 @@
  * pointer, so it skips the reader registration shoal_index_lookup does. */
 uint64_t shoal_index_lookup_writer(shoal_index *index, uint64_t hash);
 
+/* The next non-blank NDJSON line of s[*pos, len), its surrounding whitespace
+ * trimmed: fills *out (line number *line) and returns 1, advancing *pos past
+ * its '\n' and *line past the lines it passed. Returns 0 at the end of s, or
+ * (unless final) at a last line that has no '\n' yet: *pos then rests at that
+ * line's start, after any blank lines, and *line is that line's number. */
+int shoal_ndjson_next(const uint8_t *s, size_t len, int final, size_t *pos, uint64_t *line,
+                      shoal_span *out);
+
 /* ---- shared by the JSON files (json.c, canon.c, crc.c, framing.c) ---- */
 #include <stdlib.h>
 #include <string.h>

@@ -354,7 +354,15 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
     if (!plan) return SHOAL_E_NOMEM;
     int rc = SHOAL_OK;
 
-    for (uint32_t i = job->next_span; i < job->n_spans; i++) {
+    size_t frame_pos = (size_t)job->frame_pos;
+    for (uint32_t i = job->next_span;; i++) {
+        if (i >= job->n_spans) {
+            if (!job->frame || job->n_spans >= job->span_cap || frame_pos >= job->frame_stop ||
+                !shoal_ndjson_next((const uint8_t *)job->buf, (size_t)job->frame_len, (int)job->frame_final,
+                                   &frame_pos, &job->frame_line, &job->spans[job->n_spans]))
+                break;
+            job->n_spans++;
+        }
         const shoal_span *sp = &job->spans[i];
         shoal_rec_result *res = &job->results[i];
         uint32_t first_extra = job->next_extra;
@@ -512,6 +520,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
     }
     job->next_span = job->n_spans;
 out:
+    job->frame_pos = frame_pos;
     free(plan);
     return rc;
 }

@@ -351,7 +351,7 @@ typedef struct {
 
 typedef struct {
     const char *buf;                 /* input chunk the spans point into */
-    const shoal_span *spans;
+    shoal_span *spans;
     uint32_t n_spans;
     uint32_t n_extras;
     const shoal_extra *extras;
@@ -374,6 +374,19 @@ typedef struct {
     uint32_t n_rejects;
     uint32_t tombstones;             /* 1: append tombstones: flag SHOAL_RF_TOMBSTONE, no
                                         programs run, key pointers come from extras only */
+    /* NDJSON framed by the call itself (frame = 1, no extras): when the loop
+     * reaches n_spans it frames the next line of buf[frame_pos, frame_len)
+     * into spans[n_spans++], so each record is read from memory once, just
+     * before its parse, instead of by a framing pass over the whole chunk.
+     * Framing stops at span_cap spans, once frame_pos reaches frame_stop, or
+     * where shoal_frame_ndjson would (the end; a partial line unless final). */
+    uint32_t frame;
+    uint32_t frame_final;
+    uint32_t span_cap;               /* capacity of spans, results and rejects */
+    uint64_t frame_pos;              /* in/out: next byte to frame */
+    uint64_t frame_len;
+    uint64_t frame_stop;
+    uint64_t frame_line;             /* in/out: line number at frame_pos */
 } shoal_ingest_job;
 
 /* Validate, evaluate and append job's records at the log tail, linking their

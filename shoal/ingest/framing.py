@@ -12,6 +12,12 @@ Formats:
 A batch is about `batch_bytes` of input plus the spans C found in it; the
 partial record at a batch's end is carried into the next. A line longer than
 the record limit is reported and skipped without buffering it.
+
+NDJSON batches are *lazy* when the framer is built with lazy=True (no PSF
+needs the spans before the native call): the batch names a range of its
+buffer, and the native ingest call frames each line just before it parses
+it, so the input is read from memory once. The consumer then reports where
+framing stopped in `consumed_to`, `line_after` and `more`.
 """
 from __future__ import annotations
 
@@ -48,12 +54,20 @@ class Batch:
     spans: object       # cdata shoal_span[]
     n_spans: int
     keep: object = None  # owner of buf's memory
-    consumed_to: int = 0
+    consumed_to: int = 0  # offset in the chunk framed so far
+    line_after: int = 0   # line number at consumed_to
+    # Lazy NDJSON batches (n_spans == 0 until the consumer frames them):
+    lazy: bool = False
+    start: int = 0        # offset in buf where framing starts
+    final: bool = False   # buf's last line needs no '\n'
+    more: bool = False    # set by the consumer: framing stopped before buf's end
 
 
 class Framer:
-    def __init__(self, fmt: InputFormat, batch_bytes: int, max_record_bytes: int):
+    def __init__(self, fmt: InputFormat, batch_bytes: int, max_record_bytes: int, *,
+                 lazy: bool = False):
         self.fmt = fmt
+        self.lazy = lazy
         self.batch_bytes = batch_bytes
         self.max_record_bytes = max_record_bytes
         self._spans = ffi.new("shoal_span[]", _SPAN_CAP)
@@ -109,23 +123,34 @@ class Framer:
                     yield self._too_large(line)
                     line += 1
                 else:
-                    for batch, line in self._frame_ndjson(head, 0, True, line):
-                        if batch.n_spans:
+                    for batch in self._frame_ndjson(head, 0, True, line):
+                        if batch.n_spans or batch.lazy:
                             yield batch
+                        line = batch.line_after
             pos = start
-            for batch, line in self._frame_ndjson(chunk, start, final, line):
-                pos = batch.consumed_to
-                if batch.n_spans:
+            for batch in self._frame_ndjson(chunk, start, final, line):
+                if batch.n_spans or batch.lazy:
                     yield batch
+                pos = batch.consumed_to
+                line = batch.line_after
             if len(chunk) - pos > limit and len(chunk[pos:].strip(_WS)) > limit:
                 yield self._too_large(line)
                 skipping = True
             elif len(chunk) > pos:
                 carry = chunk[pos:]
 
-    def _frame_ndjson(self, buf: bytes, pos: int, final: bool, line: int) -> Iterator[tuple[Batch, int]]:
-        """Frame buf[pos:]; yields (batch, line number after what was consumed).
-        Each batch's `consumed_to` is the offset in `buf` framed so far."""
+    def _frame_ndjson(self, buf: bytes, pos: int, final: bool, line: int) -> Iterator[Batch]:
+        """Frame buf[pos:]. Each batch's `consumed_to` is the offset in `buf`
+        framed so far and `line_after` the line number there; a lazy batch
+        gets both from its consumer, before the generator resumes."""
+        if self.lazy:
+            while True:
+                batch = Batch(buf, self._spans, 0, buf, consumed_to=pos, line_after=line,
+                              lazy=True, start=pos, final=final)
+                yield batch
+                if not batch.more:
+                    return
+                pos, line = batch.consumed_to, batch.line_after
         cbuf = ffi.from_buffer(buf)
         view = memoryview(buf)
         while True:
@@ -142,7 +167,8 @@ class Framer:
             batch = Batch(view[pos:], self._spans, n, buf)
             pos += consumed
             batch.consumed_to = pos
-            yield batch, line
+            batch.line_after = line
+            yield batch
             if rc != lib.SHOAL_OUT_FULL:
                 return
 

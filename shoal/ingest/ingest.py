@@ -74,7 +74,8 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
     compiled = store._compiled()
     native_set = compiled.native
     slow = compiled.slow
-    framer = Framer(fmt, cfg.batch_bytes, cfg.effective_max_record_bytes)
+    # Spans are needed before the native call only by Python-side PSFs.
+    framer = Framer(fmt, cfg.batch_bytes, cfg.effective_max_record_bytes, lazy=slow is None)
     scratch = store._ingest_scratch(native_set.n_slots)
     result = IngestResult()
     max_errors = cfg.max_reported_errors
@@ -82,19 +83,25 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
     no_extras = ffi.new("shoal_extra[1]")
 
     for batch in framer.batches(source.chunks()):
-        n = batch.n_spans
-        if n > scratch.n_results:
-            scratch.results = ffi.new("shoal_rec_result[]", n)
-            scratch.rejects = ffi.new("uint32_t[]", n)
-            scratch.n_results = n
-        extras_c, pool_c, n_extras = no_extras, ffi.NULL, 0
-        if slow is not None and (not dry_run or compiled.key_slow is not None):
-            extras_c, pool_c, n_extras, keep = _slow_extras(slow, batch.buf, batch.spans, n,
-                                                            key=compiled.key_slow)
-            if dry_run:
-                extras_c, pool_c, n_extras = no_extras, ffi.NULL, 0
-        _append(store, job, native_set, batch.buf, batch.spans, n, extras_c, pool_c, n_extras,
-                scratch, dry_run=dry_run)
+        if batch.lazy:
+            _append_lazy(store, job, native_set, batch, scratch, cfg.batch_bytes, dry_run=dry_run)
+            n = batch.n_spans
+            if n == 0:
+                continue
+        else:
+            n = batch.n_spans
+            if n > scratch.n_results:
+                scratch.results = ffi.new("shoal_rec_result[]", n)
+                scratch.rejects = ffi.new("uint32_t[]", n)
+                scratch.n_results = n
+            extras_c, pool_c, n_extras = no_extras, ffi.NULL, 0
+            if slow is not None and (not dry_run or compiled.key_slow is not None):
+                extras_c, pool_c, n_extras, keep = _slow_extras(slow, batch.buf, batch.spans, n,
+                                                                key=compiled.key_slow)
+                if dry_run:
+                    extras_c, pool_c, n_extras = no_extras, ffi.NULL, 0
+            _append(store, job, native_set, batch.buf, batch.spans, n, extras_c, pool_c, n_extras,
+                    scratch, dry_run=dry_run)
         store._index.maybe_grow()
 
         result.input_bytes += int(job.text_bytes)
@@ -115,12 +122,51 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
     return result
 
 
+def _append_lazy(store: "Store", job, native_set, batch, scratch, batch_bytes: int, *,
+                 dry_run: bool) -> None:
+    """One native ingest call that frames a lazy NDJSON batch as it goes:
+    about batch_bytes of batch.buf from batch.start, at most one results
+    array of records. Leaves where framing stopped in the batch."""
+    buf = batch.buf
+    size = len(buf)
+    buf_c = ffi.from_buffer(buf) if size else ffi.new("char[1]")
+    job.frame = 1
+    job.frame_final = 1 if batch.final else 0
+    job.span_cap = min(len(batch.spans), scratch.n_results)
+    job.frame_pos = batch.start
+    job.frame_len = size
+    job.frame_stop = batch.start + batch_bytes
+    job.frame_line = batch.line_after
+    _run(store, job, native_set, buf_c, batch.spans, 0, _NO_EXTRAS, ffi.NULL, 0, scratch,
+         dry_run=dry_run, tombstones=False)
+    pos = int(job.frame_pos)
+    batch.n_spans = int(job.n_spans)
+    batch.consumed_to = pos
+    batch.line_after = int(job.frame_line)
+    # Framing stopped early (the span or byte budget) rather than at the end
+    # or at a partial last line: the rest of the buffer is another batch.
+    batch.more = pos < size and (batch.n_spans >= job.span_cap or pos >= job.frame_stop)
+    del buf_c
+
+
 def _append(store: "Store", job, native_set, buf, spans, n: int, extras_c, pool_c, n_extras: int,
             scratch, *, dry_run: bool = False, tombstones: bool = False) -> None:
     """One native ingest call over n framed records (resumed across page turns)."""
+    buf_c = ffi.from_buffer(buf) if len(buf) else ffi.new("char[1]")  # alive through the calls
+    job.frame = 0
+    _run(store, job, native_set, buf_c, spans, n, extras_c, pool_c, n_extras, scratch,
+         dry_run=dry_run, tombstones=tombstones)
+    del buf_c
+
+
+_NO_EXTRAS = ffi.new("shoal_extra[1]")
+
+
+def _run(store: "Store", job, native_set, buf_c, spans, n: int, extras_c, pool_c, n_extras: int,
+         scratch, *, dry_run: bool, tombstones: bool) -> None:
+    """shoal_ingest over the job, resumed across page turns."""
     cfg = store.config
     log = store._log
-    buf_c = ffi.from_buffer(buf) if len(buf) else ffi.new("char[1]")  # alive through the calls
     job.buf = buf_c
     job.spans = spans
     job.n_spans = n
@@ -151,7 +197,6 @@ def _append(store: "Store", job, native_set, buf, spans, n: int, extras_c, pool_
             continue
         check(rc, "ingest")
         break
-    del buf_c
 
 
 def append_tombstones(store: "Store", keys: list[tuple[bytes, bytes]]) -> list[int]:
