@@ -1,7 +1,8 @@
 /*
- * crc.c -- CRC32C (Castagnoli): the per-record checksum. SSE4.2 crc32 in
- * three interleaved lanes where the CPU has it, slicing-by-8 tables
- * otherwise (and under SHOAL_NATIVE_PORTABLE=1).
+ * crc.c -- CRC32C (Castagnoli): the per-record checksum. Where the CPU has
+ * SSE4.2 and PCLMULQDQ: the crc32 instruction in three interleaved lanes cut
+ * to the buffer's length, joined by carry-less multiplies. Slicing-by-8
+ * tables otherwise (and under SHOAL_NATIVE_PORTABLE=1).
  */
 #include "shoal.h"
 #include "internal.h"
@@ -11,15 +12,11 @@
 #define CRC32C_POLY 0x82F63B78u /* Castagnoli, reflected */
 
 /* Written once by the load-time constructor, read-only afterwards. */
-static int g_crc_hw __attribute__((unused)) = 0;
 static uint32_t g_crc_table[8][256];
-/* g_crc_shift[k][j][b]: the CRC register (b << 8j) advanced over (k + 1) *
- * CRC_LANE zero bytes. CRC is linear, so a register value is advanced over
- * zeros by XORing four lookups: that is how three lanes computed in parallel
- * are joined back into one CRC. */
-#define CRC_LANE 256
-static uint32_t g_crc_shift[2][4][256];
-static void crc_shift_init(void);
+#if SHOAL_X86 && defined(__x86_64__)
+static int g_crc_hw = 0;
+static void crc_k_init(void);
+#endif
 
 __attribute__((constructor)) static void crc_init(void)
 {
@@ -32,10 +29,11 @@ __attribute__((constructor)) static void crc_init(void)
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
             g_crc_table[t][i] = (g_crc_table[t - 1][i] >> 8) ^ g_crc_table[0][g_crc_table[t - 1][i] & 0xff];
-    crc_shift_init();
-#if SHOAL_X86
+#if SHOAL_X86 && defined(__x86_64__)
     __builtin_cpu_init();
-    g_crc_hw = !shoal_portable_requested() && __builtin_cpu_supports("sse4.2");
+    crc_k_init();
+    g_crc_hw = !shoal_portable_requested() && __builtin_cpu_supports("sse4.2") &&
+               __builtin_cpu_supports("pclmul");
 #endif
 }
 
@@ -57,44 +55,55 @@ static uint32_t crc32c_table(uint32_t c, const uint8_t *p, size_t n)
     return c;
 }
 
-static void crc_shift_init(void)
-{
-    for (int k = 0; k < 2; k++)
-        for (int j = 0; j < 4; j++)
-            for (uint32_t b = 0; b < 256; b++) {
-                uint32_t c = b << (8 * j);
-                for (int z = 0; z < (k + 1) * CRC_LANE; z++)
-                    c = g_crc_table[0][c & 0xff] ^ (c >> 8);
-                g_crc_shift[k][j][b] = c;
-            }
-}
-
-static inline uint32_t crc_shift(int k, uint32_t c)
-{
-    return g_crc_shift[k][0][c & 0xff] ^ g_crc_shift[k][1][(c >> 8) & 0xff] ^
-           g_crc_shift[k][2][(c >> 16) & 0xff] ^ g_crc_shift[k][3][c >> 24];
-}
-
 #if SHOAL_X86 && defined(__x86_64__)
-__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t c, const uint8_t *p, size_t n)
+/* g_crc_k[j] = x^(64j - 33) mod P, reflected. For a register value a, the
+ * carry-less product a * g_crc_k[j] fed to crc32 as 64 data bits gives
+ * a * x^(64j) mod P: a advanced over 8j zero bytes. That joins lanes of any
+ * length with two multiplies. */
+#define CRC_MAX_J 512 /* lanes of up to 4 KiB */
+static uint64_t g_crc_k[2 * CRC_MAX_J + 1];
+
+static void crc_k_init(void)
+{
+    uint32_t v = 0x80000000u; /* x^0 */
+    for (int i = 0; i < 31; i++) /* x^31 */
+        v = (v & 1) ? (v >> 1) ^ CRC32C_POLY : v >> 1;
+    for (int j = 1; j <= 2 * CRC_MAX_J; j++) {
+        /* x^(64j - 33): 33 steps to the first, then 64 each */
+        for (int i = 0; i < (j == 1 ? 0 : 64); i++)
+            v = (v & 1) ? (v >> 1) ^ CRC32C_POLY : v >> 1;
+        g_crc_k[j] = v;
+    }
+}
+
+__attribute__((target("sse4.2,pclmul"))) static inline uint64_t crc_advance2(uint64_t a, uint64_t ka,
+                                                                               uint64_t b, uint64_t kb)
+{
+    __m128i pa = _mm_clmulepi64_si128(_mm_cvtsi64_si128((long long)a), _mm_cvtsi64_si128((long long)ka), 0);
+    __m128i pb = _mm_clmulepi64_si128(_mm_cvtsi64_si128((long long)b), _mm_cvtsi64_si128((long long)kb), 0);
+    return _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(_mm_xor_si128(pa, pb)));
+}
+
+__attribute__((target("sse4.2,pclmul"))) static uint32_t crc32c_hw(uint32_t c, const uint8_t *p, size_t n)
 {
     uint64_t c64 = c;
-    /* crc32 has a 3-cycle latency and 1-cycle throughput: run three
-     * independent lanes and join them (see g_crc_shift). */
-    for (; n >= 3 * CRC_LANE; p += 3 * CRC_LANE, n -= 3 * CRC_LANE) {
+    /* crc32 has a 3-cycle latency and 1-cycle throughput: cut what is left
+     * into three equal lanes of 8j bytes, run them side by side and join
+     * them (see g_crc_k). A 1 KB record is one pass. */
+    while (n >= 96) {
+        size_t j = n / 24;
+        if (j > CRC_MAX_J)
+            j = CRC_MAX_J;
+        const size_t lane = 8 * j;
         uint64_t a = c64, b = 0, d = 0;
-        for (size_t i = 0; i < CRC_LANE; i += 8) {
+        for (size_t i = 0; i < lane; i += 8) {
             a = _mm_crc32_u64(a, load64le(p + i));
-            b = _mm_crc32_u64(b, load64le(p + CRC_LANE + i));
-            d = _mm_crc32_u64(d, load64le(p + 2 * CRC_LANE + i));
+            b = _mm_crc32_u64(b, load64le(p + lane + i));
+            d = _mm_crc32_u64(d, load64le(p + 2 * lane + i));
         }
-        c64 = crc_shift(1, (uint32_t)a) ^ crc_shift(0, (uint32_t)b) ^ (uint32_t)d;
-    }
-    for (; n >= 32; p += 32, n -= 32) {
-        c64 = _mm_crc32_u64(c64, load64le(p));
-        c64 = _mm_crc32_u64(c64, load64le(p + 8));
-        c64 = _mm_crc32_u64(c64, load64le(p + 16));
-        c64 = _mm_crc32_u64(c64, load64le(p + 24));
+        c64 = crc_advance2(a, g_crc_k[2 * j], b, g_crc_k[j]) ^ d;
+        p += 3 * lane;
+        n -= 3 * lane;
     }
     for (; n >= 8; p += 8, n -= 8)
         c64 = _mm_crc32_u64(c64, load64le(p));
@@ -103,6 +112,7 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t c, const ui
         c = _mm_crc32_u8(c, *p++);
     return c;
 }
+
 #define HAVE_CRC32C_HW 1
 #endif
 

@@ -536,8 +536,23 @@ def test_crc32c_matches_bitwise_oracle(nj):
     blob = bytes(rng.randrange(256) for _ in range(600))
     buf = ffi.from_buffer(blob)
     for off in range(9):
-        for n in list(range(0, 70)) + [127, 128, 129, 255, 511]:
+        for n in list(range(0, 70)) + [95, 96, 97, 127, 128, 129, 255, 511]:
             assert lib.shoal_crc32c(0, buf + off, n) == crc32c_oracle(blob[off : off + n]), (off, n)
+
+
+def test_crc32c_lanes_match_bitwise_oracle(nj):
+    """Buffers long enough for interleaved lanes: every lane length, the
+    longest lanes and more than one pass of them."""
+    from shoal._native import ffi
+
+    rng = random.Random(4)
+    blob = bytes(rng.randrange(256) for _ in range(30_000))
+    buf = ffi.from_buffer(blob)
+    sizes = [767, 768, 769, 1003, 1100, 2047, 4096 + 5, 3 * 4096 - 1, 3 * 4096, 3 * 4096 + 200, 29_993]
+    sizes += rng.sample(range(96, 3000), 40)
+    for n in sizes:
+        off = rng.randrange(8)
+        assert lib.shoal_crc32c(0, buf + off, n) == crc32c_oracle(blob[off : off + n]), (off, n)
 
 
 @given(st.binary(max_size=300), st.binary(max_size=300))
