@@ -199,9 +199,16 @@ uint64_t shoal_hash(uint32_t psf_id, const char *canon, size_t len)
         h ^= h >> 29;
     }
     if (len) {
-        uint8_t tail[8] = {0};
-        memcpy(tail, p, len);
-        h = (h ^ load64le(tail)) * HASH_M1;
+        /* the tail's bytes, zero-padded to a word: one load from the end of a
+         * value of 8 bytes or more, bytes one at a time below that */
+        uint64_t w = 0;
+        if (p > (const uint8_t *)canon) {
+            w = load64le(p + len - 8) >> (8 * (8 - len));
+        } else {
+            for (size_t i = 0; i < len; i++)
+                w |= (uint64_t)p[i] << (8 * i);
+        }
+        h = (h ^ w) * HASH_M1;
         h ^= h >> 29;
     }
     return hash_mix(h);

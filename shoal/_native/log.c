@@ -498,7 +498,8 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
         memset(values + vpos, 0, PAD8(values_bytes) - values_bytes);
         memcpy(rec + payload_off, text, text_len);
         memset(rec + payload_off + text_len, 0, PAD8(text_len) - text_len);
-        h->crc = shoal_crc32c(0, rec + 4, payload_off + text_len - 4);
+        /* the text's part is read from the input, where the parse left it in cache */
+        h->crc = shoal_crc32c(shoal_crc32c(0, rec + 4, payload_off - 4), text, text_len);
 
         STORE(&log->tail_address, tail + size);
         for (uint32_t k = 0; k < n_kps; k++) {

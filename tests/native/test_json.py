@@ -469,6 +469,37 @@ def test_hash_is_stable(nj):
 
 PINNED = [0x1525F7DD3FA4A178, 0xCA3289D117E557D3, 0x3B57A592F9A914CD, 0xCC8B6FCADCF6160B]
 
+_M64 = (1 << 64) - 1
+
+
+def _hash_oracle(psf_id: int, canon: bytes) -> int:
+    """shoal_hash as specified in canon.c, word by word in Python."""
+    m1, m2, m3 = 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1
+
+    def mix(h):
+        h ^= h >> 32
+        h = h * m2 & _M64
+        h ^= h >> 29
+        h = h * m3 & _M64
+        return h ^ (h >> 32)
+
+    n = len(canon)
+    h = mix(((psf_id << 32) | (n & 0xFFFFFFFF)) ^ (n >> 32) ^ m1)
+    for i in range(0, n, 8):
+        h = (h ^ int.from_bytes(canon[i : i + 8].ljust(8, b"\0"), "little")) * m1 & _M64
+        h ^= h >> 29
+    return mix(h)
+
+
+def test_hash_matches_its_specification_at_every_tail_length(nj):
+    rng = random.Random(11)
+    blob = bytes(rng.randrange(256) for _ in range(200))
+    for n in range(0, 70):
+        for off in (0, 3):
+            value = blob[off : off + n]
+            assert nj.hash(n % 4, value) == _hash_oracle(n % 4, value), (n, off)
+    assert [_hash_oracle(0, b""), _hash_oracle(1, b"sdns")] == PINNED[:2]
+
 
 def _hash_inputs():
     rng = random.Random(7)
