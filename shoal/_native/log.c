@@ -899,6 +899,34 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
 
 /* ---- fused walk and read ------------------------------------------------------- */
 
+/* Whether the record at rec has, for each condition, a key pointer of its
+ * PSF with its value: 1 or 0, or an error. */
+static int has_all(shoal_log *log, uint64_t rec, const shoal_cond *conds, uint32_t n, block_cache **bc) {
+    shoal_record_header h;
+    int r = read_bytes(log, rec, (char *)&h, sizeof h, bc);
+    if (r != SHOAL_OK) return r;
+    if (!header_ok(&h, rec, log->page_bits)) return SHOAL_E_CORRUPT;
+    shoal_key_pointer kps[16];
+    for (uint32_t c = 0; c < n; c++) {
+        int found = 0;
+        for (uint32_t k0 = 0; k0 < h.n_kps && !found; k0 += 16) {
+            uint32_t m = h.n_kps - k0 < 16 ? h.n_kps - k0 : 16;
+            uint64_t at = rec + SHOAL_HEADER_BYTES + (uint64_t)k0 * SHOAL_KP_BYTES;
+            r = read_bytes(log, at, (char *)kps, m * SHOAL_KP_BYTES, bc);
+            if (r != SHOAL_OK) return r;
+            for (uint32_t k = 0; k < m; k++) {
+                if ((uint32_t)(kps[k].prev_psf >> 48) != conds[c].psf_id || kps[k].hash32 != (uint32_t)conds[c].hash)
+                    continue;
+                int eq = value_equals(log, rec, &kps[k], conds[c].canon, conds[c].canon_len, bc);
+                if (eq < 0) return eq;
+                if (eq) { found = 1; break; }
+            }
+        }
+        if (!found) return 0;
+    }
+    return 1;
+}
+
 static int fetch_records(shoal_fetch_job *job, shoal_log *log, shoal_index *index, int sep) {
     uint64_t page_size = 1ULL << log->page_bits;
     job->n_out = 0;
@@ -916,6 +944,11 @@ static int fetch_records(shoal_fetch_job *job, shoal_log *log, shoal_index *inde
     while ((r = chain_next(log, &c, &kp_addr, &rec_addr, &prev, &bc)) == 1) {
         if (rec_addr >= begin && rec_addr < tail && !(rec_addr & 7) && (rec_addr & (page_size - 1)) + SHOAL_HEADER_BYTES <= page_size) {
             if (job->n_out == job->max_records) { job->next_kp = kp_addr; free(bc); return SHOAL_OUT_FULL; }
+            if (job->n_also) {
+                int m = has_all(log, rec_addr, job->also, job->n_also, &bc);
+                if (m == SHOAL_E_IO) { job->err = m; job->err_address = rec_addr; rc = m; r = 0; break; }
+                if (m != 1) { kp_addr = prev; continue; } /* no match, or damaged: skipped as read_one would */
+            }
             prefetch_near(log, prev);
             uint32_t len = 0;
             int rr = read_one(log, rec_addr, job->out + job->used, room_for(job->cap, job->used, sep), 1, &len, &bc);

@@ -443,13 +443,25 @@ typedef struct {
 
 int shoal_read(shoal_read_job *job, shoal_log *log);
 
+/* One more condition a fetched record must meet: a key pointer of psf_id
+ * whose value is canon (hash = shoal_hash(psf_id, canon)). */
+typedef struct {
+    uint64_t hash;
+    const char *canon;
+    uint32_t canon_len;
+    uint32_t psf_id;
+} shoal_cond;
+
 /* A chain walk that also reads: the records of (psf_id, canon) in [lo, hi),
  * newest first, their JSON text copied into out back to back (each verified
  * as by shoal_read; tombstones and records that fail verification are
- * skipped). Returns SHOAL_OK when the chain is done, SHOAL_OUT_FULL when out
- * or max_records filled (call again: next_kp resumes at the record that did
- * not fit), SHOAL_E_SPACE when the first record alone needs `need` bytes, or
- * an error (err_address set). sep as for shoal_read. */
+ * skipped). With n_also conditions, only records that have a key pointer for
+ * each of them too (a conjunction driven by this chain: the PSFs must have
+ * been active over [lo, hi)). Returns SHOAL_OK when the chain is done,
+ * SHOAL_OUT_FULL when out or max_records filled (call again: next_kp resumes
+ * at the record that did not fit), SHOAL_E_SPACE when the first record
+ * alone needs `need` bytes, or an error (err_address set). sep as for
+ * shoal_read. */
 typedef struct {
     uint64_t next_kp;         /* in/out; 0 starts at the index head */
     uint64_t lo;
@@ -471,6 +483,8 @@ typedef struct {
     uint64_t err_address;
     uint64_t need;            /* out, with SHOAL_E_SPACE */
     uint32_t sep;             /* 0, or a byte written after each payload */
+    uint32_t n_also;
+    const shoal_cond *also;   /* n_also entries */
 } shoal_fetch_job;
 
 int shoal_fetch(shoal_fetch_job *job, shoal_log *log, shoal_index *index);

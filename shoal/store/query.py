@@ -167,14 +167,31 @@ class _FetchBuffers:
         job.lengths = self.lengths
 
 
+def rarest_first(log, index, conds: list[tuple[int, bytes]], lo: int, hi: int, gate) -> list[tuple[int, bytes]]:
+    """conds, (psf_id, canon) pairs, ordered by how many records in [lo, hi)
+    each chain looks to hold, fewest first: a short walk from each head
+    counts a chain that ends within it, and estimates a longer one from the
+    address span its first records cover."""
+    def estimate(cond):
+        psf_id, canon = cond
+        value_hash = lib.shoal_hash(psf_id, canon, len(canon))
+        first = next(walk_chain_batches(log, index, psf_id, canon, value_hash, lo, hi, gate), [])
+        if len(first) < _FIRST_WALK_CAP:
+            return len(first)
+        return len(first) * (hi - lo) / max(1, hi - first[-1])
+    return sorted(conds, key=estimate)
+
+
 def fetch_chain(log, index, psf_id: int, canon: bytes, lo: int, hi: int, gate,
-                limit: int | None = None) -> Iterator[Record]:
+                limit: int | None = None, also: list[tuple[int, bytes]] | None = None) -> Iterator[Record]:
     """Records on the chain of (psf_id, canon) in [lo, hi), newest first, at
     most `limit`: one native call per batch walks the chain and copies the
     records' text (no address lists in between), inside `gate` (the store's
     reader gate; the first call enters it in C). The first batch is read
-    now, so a short answer (a point query) costs one call and no generator."""
-    fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 0)
+    now, so a short answer (a point query) costs one call and no generator.
+    With `also`, more (psf_id, canon) conditions: only the chain's records
+    that have a key pointer for each of them too (a conjunction)."""
+    fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 0, also)
     first = fetcher.records()
     if fetcher.finished:
         return iter(first)
@@ -182,10 +199,11 @@ def fetch_chain(log, index, psf_id: int, canon: bytes, lo: int, hi: int, gate,
 
 
 def fetch_chain_batches(log, index, psf_id: int, canon: bytes, lo: int, hi: int, gate,
-                        limit: int | None = None) -> Iterator[RecordBatch]:
+                        limit: int | None = None,
+                        also: list[tuple[int, bytes]] | None = None) -> Iterator[RecordBatch]:
     """fetch_chain's records as RecordBatches (no object per record); the
     first batch is read now, as there."""
-    fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 10)
+    fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 10, also)
     first = fetcher.batch()
     head = [first] if first else []
     if fetcher.finished:
@@ -194,11 +212,26 @@ def fetch_chain_batches(log, index, psf_id: int, canon: bytes, lo: int, hi: int,
     return itertools.chain(head, rest)
 
 
+def _conds(conds: list[tuple[int, bytes]]) -> list:
+    """A native shoal_cond array for (psf_id, canon) pairs, followed by the
+    canon buffers it points at (a list that keeps them alive)."""
+    arr = ffi.new("shoal_cond[]", len(conds))
+    keep = [arr]
+    for c, (psf_id, canon) in zip(arr, conds):
+        buf = ffi.new("char[]", canon)
+        keep.append(buf)
+        c.psf_id = psf_id
+        c.canon = buf
+        c.canon_len = len(canon)
+        c.hash = lib.shoal_hash(psf_id, buf, len(canon))
+    return keep
+
+
 class _Fetcher:
     __slots__ = ("log", "index", "psf_id", "canon", "canon_c", "hash", "lo", "hi", "gate", "left",
-                 "limited", "next_kp", "finished", "sep")
+                 "limited", "next_kp", "finished", "sep", "also", "n_also")
 
-    def __init__(self, log, index, psf_id, canon, lo, hi, gate, limit, sep):
+    def __init__(self, log, index, psf_id, canon, lo, hi, gate, limit, sep, also=None):
         self.log, self.index, self.psf_id, self.canon = log, index, psf_id, canon
         self.canon_c = None  # a copy the job can point at across calls, made once needed
         self.hash = 0
@@ -208,6 +241,8 @@ class _Fetcher:
         self.next_kp = 0
         self.finished = self.left <= 0
         self.sep = sep  # 10: each record followed by a newline (RecordBatch)
+        self.also = _conds(also) if also else None  # [the array, what keeps it alive]
+        self.n_also = len(also) if also else 0
 
     def _call(self):
         """One native call: (the thread's buffers, records read)."""
@@ -218,11 +253,15 @@ class _Fetcher:
             bufs = local.fetch = _FetchBuffers()
         while True:
             job = bufs.job
+            if self.n_also:  # set for this call only: between calls a thread's job has none
+                job.also = self.also[0]
+                job.n_also = self.n_also
             if not self.next_kp:  # from the chain's head: one call sets the job up and enters the gate
                 rc = lib.shoal_fetch_start(job, log.c, self.index.ptr, self.canon, len(self.canon),
                                            self.psf_id, self.lo, self.hi, min(self.left, _FETCH_RECORDS),
                                            self.sep, self.gate.c)
                 if rc == _E_CLOSED:
+                    job.n_also = 0
                     check(rc)
                 self.hash = job.hash
             else:
@@ -240,6 +279,8 @@ class _Fetcher:
                 job.sep = self.sep
                 with self.gate:
                     rc = lib.shoal_fetch(job, log.c, self.index.ptr)
+            if self.n_also:
+                job.n_also = 0
             if rc != _E_SPACE:
                 break
             self.next_kp = job.next_kp  # one record larger than the buffer

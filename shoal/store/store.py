@@ -379,6 +379,11 @@ class Store:
                     return fused
             addrs = self._one(name, value, lo, hi, descending, batches=True)
         else:
+            if mode == "all" and descending and (self._keys is None or include_superseded):
+                self._check_open()
+                fused = self._fetch_all(conditions, lo, hi, limit, batches)
+                if fused is not None:
+                    return fused
             addrs = _query._batched(self.query_addresses(conditions, mode=mode, order=order,
                                                          from_address=from_address,
                                                          to_address=to_address, include_superseded=True))
@@ -399,6 +404,31 @@ class Store:
             return None
         fetch = _query.fetch_chain_batches if batches else _query.fetch_chain
         return fetch(self._log, self._index, psf.id, canon, lo, hi, self._gate, limit)
+
+    def _fetch_all(self, conditions, lo: int, hi: int, limit: int | None,
+                   batches: bool) -> Iterator | None:
+        """Newest-first records meeting every condition: the chain of the
+        condition that looks rarest is walked and read by native calls, which
+        keep the records that have the other conditions' key pointers too.
+        None when a PSF was not active over the whole range (its records
+        there have no key pointers to check: the general path scans)."""
+        if not conditions:
+            return None  # the general path says what is wrong
+        conds = []
+        for name, value in conditions:
+            psf = self._registry.get(name)
+            canon = canonical(value)
+            if canon is None or lo >= hi or limit == 0:
+                return iter(())
+            if psf.inactive_ranges(lo, hi):
+                return None
+            conds.append((psf.id, canon))
+        conds = list(dict.fromkeys(conds))  # a repeated condition is checked once
+        if len(conds) > 1:
+            conds = _query.rarest_first(self._log, self._index, conds, lo, hi, self._gate)
+        (psf_id, canon), also = conds[0], conds[1:]
+        fetch = _query.fetch_chain_batches if batches else _query.fetch_chain
+        return fetch(self._log, self._index, psf_id, canon, lo, hi, self._gate, limit, also)
 
     def _live_mask(self, addresses: list[int]) -> list[bool]:
         """Keyed stores: for each address, is the record there its key's live version?"""

@@ -199,6 +199,39 @@ def test_query_all_and_any(loaded):
                 == log.query_any(oracle_conds, limit=5, from_address=lo))
 
 
+def test_query_all_of_values_found_together(loaded, monkeypatch):
+    """Conjunctions of the values some record really has (so answers are
+    not empty), Records and batches, newest first (answered by walking the
+    rarest-looking chain and checking key pointers) and oldest first (by
+    intersecting address streams), whole log, limits and ranges."""
+    import shoal.store.query as query_mod
+    name, store, log = loaded
+    psfs = DATASETS[name][2]
+    rng = random.Random(5)
+    driven = []
+    real = query_mod.rarest_first
+    monkeypatch.setattr(query_mod, "rarest_first", lambda *a: driven.append(1) or real(*a))
+    nonempty = 0
+    for i in rng.sample(range(len(log)), min(12, len(log))):
+        present = [p for p in sorted(psfs) if log.values(psfs[p])[i] is not None]
+        if len(present) < 2:
+            continue
+        picked = rng.sample(present, rng.choice([2, min(3, len(present))]))
+        conds = [(p, python_value(log.values(psfs[p])[i])) for p in picked]
+        oracle_conds = [(psfs[p], v) for p, v in conds]
+        want = log.query_all(oracle_conds)
+        assert want, conds  # record i matches
+        nonempty += 1
+        assert as_pairs(store.query_all(conds)) == want, conds
+        assert [(a, r) for b in store.query_batches(conds) for a, r in zip(b.addresses, b.raws())] == want
+        assert as_pairs(store.query_all(conds, order="oldest")) == want[::-1]
+        assert as_pairs(store.query_all(conds, limit=2)) == want[:2]
+        mid = log.addresses[i]
+        for kw in ({"from_address": mid}, {"to_address": mid + 1}, {"from_address": mid, "limit": 1}):
+            assert as_pairs(store.query_all(conds, **kw)) == log.query_all(oracle_conds, **kw), (conds, kw)
+    assert nonempty and driven
+
+
 def test_query_all_with_disjoint_conditions_is_empty(loaded):
     name, store, log = loaded
     psf, definition = next(iter(DATASETS[name][2].items()))
