@@ -110,8 +110,18 @@ static int g_sigbus_ready;
 static void on_sigbus(int sig, siginfo_t *si, void *ctx) {
     (void)ctx;
     sigjmp_buf *guard = tl_map_guard;
-    if (guard && si && si->si_code > 0) {
+    /* Inside a map copy, whoever sent it: a handler installed after ours
+     * (Python's faulthandler) may have met the fault first and raised the
+     * signal again after restoring ours. */
+    if (guard) {
         tl_map_guard = NULL;
+        /* The jump leaves the handler (or a chain of them) without restoring
+         * the signal mask (sigsetjmp(env, 0): no syscall per copy), and a
+         * handler installed without SA_NODEFER left SIGBUS blocked. */
+        sigset_t bus;
+        sigemptyset(&bus);
+        sigaddset(&bus, SIGBUS);
+        pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
         siglongjmp(*guard, 1);
     }
     /* Not ours: restore the previous handler. A fault repeats on return and

@@ -95,12 +95,15 @@ def test_maps_off_reads_with_pread(open_store, zeek):
     assert not any(p.endswith(".log") and "segment-" in p for p in _mapped_paths())
 
 
-def test_a_segment_cut_short_under_its_map_reads_as_an_io_error(tmp_path, real_data):
+@pytest.mark.parametrize("faulthandler_after", [False, True])
+def test_a_segment_cut_short_under_its_map_reads_as_an_io_error(tmp_path, real_data, faulthandler_after):
     """Truncating a mapped file makes its pages fault (SIGBUS): the read that
     meets one reports an I/O error and the process lives on (a child process,
-    so a crash fails this test instead of ending the run)."""
+    so a crash fails this test instead of ending the run). Also when Python's
+    faulthandler was enabled after the store mapped its segments, so that its
+    handler meets the fault first (it dumps the stack, then hands over)."""
     script = textwrap.dedent("""
-        import os, sys
+        import faulthandler, os, sys
         import shoal
         path, data = sys.argv[1], sys.argv[2]
         raws = open(data, "rb").read()
@@ -114,6 +117,8 @@ def test_a_segment_cut_short_under_its_map_reads_as_an_io_error(tmp_path, real_d
         assert oldest, "records to read"
         seg = oldest[0].address >> 16  # 64 KiB segments
         assert seg in store._log.segments.mapped() and seg < store.tail_address >> 16
+        if sys.argv[3] == "1":
+            faulthandler.enable()
         os.truncate(os.path.join(path, "log", "segment-%06d.log" % seg), 0)
         try:
             list(store.query("path", "dns", order="oldest"))
@@ -126,8 +131,10 @@ def test_a_segment_cut_short_under_its_map_reads_as_an_io_error(tmp_path, real_d
     """)
     data = tmp_path / "zeek.ndjson"
     data.write_bytes(b"\n".join(real_data("zeek_wrccdc2018", 3000)) + b"\n")
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "store"), str(data)],
-                          capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "store"), str(data),
+                           "1" if faulthandler_after else "0"],
+                          capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "io error:" in proc.stdout and "I/O" in proc.stdout, proc.stdout
     assert "after: 2" in proc.stdout
