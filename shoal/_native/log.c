@@ -521,6 +521,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
         if (!job->first_address) job->first_address = tail;
         job->last_address = tail;
         job->appended++;
+        log->records_appended++;
         job->bytes_appended += size;
         job->next_extra = extra_end;
         continue;

@@ -294,6 +294,7 @@ typedef struct {
      * or the device failed) reads as SHOAL_E_IO, as a failed pread does. */
     char **segment_maps;          /* atomic entries */
     uint64_t *segment_map_bytes;  /* atomic entries; only grow while mapped */
+    uint64_t records_appended;    /* writer only: records shoal_ingest appended since the view was made */
 } shoal_log;
 
 /* Map `map_len` bytes of the segment file fd read-only (it may be longer

@@ -333,6 +333,12 @@ class Compactor:
         for page in range(begin >> hlog.page_bits, cut >> hlog.page_bits):
             if self._stop.is_set():
                 raise _Stopped
+            # Unkeyed: nothing to copy, only a count, known without reading
+            # the page when this process wrote all of it.
+            n = None if keyed or page << hlog.page_bits < begin else hlog.records_in_page(page)
+            if n is not None:
+                below += n
+                continue
             addrs = self._page_records(page, begin)
             below += len(addrs)
             if keyed and addrs:
@@ -351,6 +357,7 @@ class Compactor:
             _save_begin(store.path, new_state)  # 3. the cut recorded
             self._state = new_state
             hlog.shift_begin_address(cut)  # 4. readers stop below it
+            hlog.forget_page_starts(cut >> hlog.page_bits)
             store._records -= below
 
         gone = hlog.segments.detach_below(cut)  # 5. whole segment files below begin

@@ -62,6 +62,10 @@ class HybridLog:
         n_slots = min(_MAX_SEGMENT_SLOTS, (MAX_ADDRESS + 1) >> (self.page_bits + seg_page_bits))
 
         c = ffi.new("shoal_log *")
+        # Records appended before each page this process turned into (see
+        # records_in_page): entry i is for page _page_starts_first + i.
+        self._page_starts = array("Q")
+        self._page_starts_first = -1
         self._frame_ptrs = ffi.new("char *[]", self.n_frames)
         self._frame_page = ffi.new("int64_t[]", self.n_frames)
         for i in range(self.n_frames):
@@ -201,6 +205,32 @@ class HybridLog:
         start = new_page << self.page_bits
         self.c.read_only_address = start
         self.c.tail_address = start
+        self._note_page_start(new_page)
+
+    def _note_page_start(self, page: int) -> None:
+        """Records appended by this process before `page` began (writer)."""
+        starts = self._page_starts
+        if page != self._page_starts_first + len(starts):  # the first turn of this process
+            del starts[:]
+            self._page_starts_first = page
+        starts.append(self.c.records_appended)
+
+    def records_in_page(self, page: int) -> int | None:
+        """How many records a sealed page holds, when this process wrote all
+        of it (it turned into the page and out of it); None otherwise. Lets
+        compaction count what it drops without reading the pages."""
+        i = page - self._page_starts_first
+        starts = self._page_starts
+        if 0 <= i and i + 1 < len(starts):
+            return starts[i + 1] - starts[i]
+        return None
+
+    def forget_page_starts(self, below_page: int) -> None:
+        """Drop the counts of pages below a compaction's cut (8 bytes a page)."""
+        n = min(below_page - self._page_starts_first, len(self._page_starts) - 1)
+        if n > 0:
+            del self._page_starts[:n]
+            self._page_starts_first += n
 
     def _tail_page_full(self) -> bool:
         """True when the tail sits on a page start whose page is not installed:

@@ -110,6 +110,38 @@ def test_compact_drops_the_prefix_and_deletes_whole_segments(loaded, how):
     assert st["last"]["trigger"] == "manual" and st["records_dropped_total"] == r.records_dropped
 
 
+def test_dropped_records_are_counted_without_reading_pages_this_process_wrote(open_store, store_path,
+                                                                           real_data, monkeypatch):
+    """An unkeyed compaction counts the records of pages this process wrote
+    whole from the appends (no page read), and reads the pages it did not:
+    written before a reopen, or the page it was opened in the middle of.
+    Either way the count equals the oracle's."""
+    raws = real_data("zeek_wrccdc2018", 6000)
+    store = open_store()
+    _register(store)
+    _ingest(store, raws[:3000])
+    store.close()
+    store = open_store()
+    _ingest(store, raws[3000:])
+    log = Log(raws)
+    log.bind(store)
+    page = store.config.page_size_bytes
+    reopened_tail_page = log.addresses[2999] // page  # the page ingest resumed in after the reopen
+    read = []
+    real = C.Compactor._page_records
+    monkeypatch.setattr(C.Compactor, "_page_records", lambda self, p, b: read.append(p) or real(self, p, b))
+    first = store.compact(log.addresses[4000])
+    cut1 = _page_floor(store, log.addresses[4000])
+    assert first.records_dropped == sum(1 for a in log.addresses if a < cut1)
+    assert read == list(range(reopened_tail_page + 1))  # pages 0.. the reopened tail page were read
+    read.clear()
+    second = store.compact(log.addresses[5500])
+    cut2 = _page_floor(store, log.addresses[5500])
+    assert second.records_dropped == sum(1 for a in log.addresses if cut1 <= a < cut2) > 0
+    assert read == []  # all counted from the appends
+    _check(store, _suffix(log, cut2))
+
+
 def test_the_cut_never_passes_the_tail_page(loaded):
     store, log = loaded
     read_only = store.read_only_address
