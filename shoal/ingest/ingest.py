@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..store.store import Store
 
 ON_ERROR = ("skip", "reject")
+_NO_EXTRAS = ffi.new("shoal_extra[1]")  # a job without Python-side values
 
 
 class _Scratch:
@@ -80,7 +81,6 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
     result = IngestResult()
     max_errors = cfg.max_reported_errors
     job = ffi.new("shoal_ingest_job *")
-    no_extras = ffi.new("shoal_extra[1]")
 
     for batch in framer.batches(source.chunks()):
         if batch.lazy:
@@ -94,12 +94,12 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
                 scratch.results = ffi.new("shoal_rec_result[]", n)
                 scratch.rejects = ffi.new("uint32_t[]", n)
                 scratch.n_results = n
-            extras_c, pool_c, n_extras = no_extras, ffi.NULL, 0
+            extras_c, pool_c, n_extras = _NO_EXTRAS, ffi.NULL, 0
             if slow is not None and (not dry_run or compiled.key_slow is not None):
                 extras_c, pool_c, n_extras, keep = _slow_extras(slow, batch.buf, batch.spans, n,
                                                                 key=compiled.key_slow)
                 if dry_run:
-                    extras_c, pool_c, n_extras = no_extras, ffi.NULL, 0
+                    extras_c, pool_c, n_extras = _NO_EXTRAS, ffi.NULL, 0
             _append(store, job, native_set, batch.buf, batch.spans, n, extras_c, pool_c, n_extras,
                     scratch, dry_run=dry_run)
         store._index.maybe_grow()
@@ -158,8 +158,6 @@ def _append(store: "Store", job, native_set, buf, spans, n: int, extras_c, pool_
          dry_run=dry_run, tombstones=tombstones)
     del buf_c
 
-
-_NO_EXTRAS = ffi.new("shoal_extra[1]")
 
 
 def _run(store: "Store", job, native_set, buf_c, spans, n: int, extras_c, pool_c, n_extras: int,

@@ -414,16 +414,13 @@ class Store:
         there have no key pointers to check: the general path scans)."""
         if not conditions:
             return None  # the general path says what is wrong
-        conds = []
-        for name, value in conditions:
-            psf = self._registry.get(name)
-            canon = canonical(value)
-            if canon is None or lo >= hi or limit == 0:
-                return iter(())
-            if psf.inactive_ranges(lo, hi):
-                return None
-            conds.append((psf.id, canon))
-        conds = list(dict.fromkeys(conds))  # a repeated condition is checked once
+        # Every name is looked up (an unknown PSF raises) before any answer.
+        psfs = [(self._registry.get(name), canonical(value)) for name, value in conditions]
+        if lo >= hi or limit == 0 or any(canon is None for _, canon in psfs):
+            return iter(())
+        if any(psf.inactive_ranges(lo, hi) for psf, _ in psfs):
+            return None
+        conds = list(dict.fromkeys((psf.id, canon) for psf, canon in psfs))  # a repeated condition is checked once
         if len(conds) > 1:
             conds = _query.rarest_first(self._log, self._index, conds, lo, hi, self._gate)
         (psf_id, canon), also = conds[0], conds[1:]

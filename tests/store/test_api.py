@@ -154,6 +154,7 @@ def test_invalid_argument_is_a_value_error():
 
 def test_unknown_psf(filled):
     for call in (lambda: filled.query("nope", 1), lambda: filled.query_all([("type", "x"), ("nope", 1)]),
+                 lambda: filled.query_all([("type", None), ("nope", 1)]),  # no answer before every name is known
                  lambda: filled.query_any([("nope", 1)]), lambda: filled.psf("nope"),
                  lambda: filled.deregister_psf("nope")):
         with pytest.raises(shoal.PSFNotFound) as e:
