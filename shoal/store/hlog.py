@@ -43,7 +43,7 @@ from .._native import check, ffi, lib
 from ..config import StoreConfig
 from ..errors import NativeIOError, ShoalError, StorageError, restated
 from .address import FIRST_ADDRESS, MAX_ADDRESS
-from .record import RecordBatch, array_of
+from .record import RecordBatch, array_of, batch_data, out_buffer
 from .segments import BLOCK_BYTES, SegmentFiles
 
 _MAX_SEGMENT_SLOTS = 1 << 20
@@ -381,15 +381,16 @@ class HybridLog:
         (first, end, buffer) per call, the indexes of the addresses it read and
         the thread's output buffer holding them (job.used bytes), valid until
         the next step."""
-        out, cap = self._read_buffer(1 << 20)
+        need = 1 << 20
         while True:
+            out, cap = self._read_buffer(need)  # read_batches may have taken the last one
             job.out = out
             job.cap = cap
             job.used = 0
             start = job.n_done
             rc = lib.shoal_read(job, self.c)
             if rc == lib.SHOAL_E_SPACE:  # one record larger than the buffer (and its separator)
-                out, cap = self._read_buffer(self.page_size + 1)
+                need = self.page_size + 1
                 continue
             if rc < 0:
                 check(rc, "read")
@@ -433,7 +434,8 @@ class HybridLog:
         result: list[RecordBatch] = []
         for start, end, out in self._read_calls(job):
             k = end - start
-            data = ffi.buffer(out, job.used)[:]
+            local = self._local
+            data, local.buf = batch_data(out, job.used, local.cap)
             offs = array_of("Q", ffi.buffer(offsets + start, 8 * k))
             lens = array_of("I", ffi.buffer(lengths + start, 4 * k))
             addr = array_of("Q", ffi.buffer(addrs + start, 8 * k))
@@ -456,7 +458,7 @@ class HybridLog:
         buf = getattr(local, "buf", None)
         if buf is None or local.cap < at_least:
             local.cap = max(at_least, 1 << 20)
-            local.buf = buf = ffi.new("char[]", local.cap)
+            local.buf = buf = out_buffer(local.cap)
         return buf, local.cap
 
     def visit_page(self, page: int, fn):

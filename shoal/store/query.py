@@ -17,7 +17,7 @@ import itertools
 from collections.abc import Iterator
 
 from .._native import check, ffi, lib
-from .record import Record, RecordBatch, array_of
+from .record import Record, RecordBatch, array_of, batch_data, out_buffer
 from .scan import scan_range
 
 _WALK_CAP = 1024
@@ -140,7 +140,8 @@ def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list
     return merge_sorted([chain, scanned()], descending=descending)
 
 
-_FETCH_RECORDS = 1024
+_FETCH_RECORDS = 1024  # a call's records for Records (read before the first is returned)
+_BATCH_RECORDS = 8192  # for RecordBatches: so that batches of small records fill their buffer too
 _E_SPACE: int = lib.SHOAL_E_SPACE
 _OUT_FULL: int = lib.SHOAL_OUT_FULL
 _E_CLOSED: int = lib.SHOAL_E_CLOSED
@@ -149,15 +150,16 @@ _FETCH_BYTES = 1 << 20
 
 class _FetchBuffers:
     """One thread's native arrays for fetch_chain. Each call's results are
-    copied out before the generator yields, so generators sharing a thread
-    do not clash; the fields that never change are set once."""
+    copied out, or the output buffer handed over to its RecordBatch, before
+    the generator yields, so generators sharing a thread do not clash; the
+    fields that never change are set once."""
 
     def __init__(self, cap: int = _FETCH_BYTES):
         self.job = ffi.new("shoal_fetch_job *")
-        self.addrs = ffi.new("uint64_t[]", _FETCH_RECORDS)
-        self.offsets = ffi.new("uint64_t[]", _FETCH_RECORDS)
-        self.lengths = ffi.new("uint32_t[]", _FETCH_RECORDS)
-        self.out = ffi.new("char[]", cap)
+        self.addrs = ffi.new("uint64_t[]", _BATCH_RECORDS)
+        self.offsets = ffi.new("uint64_t[]", _BATCH_RECORDS)
+        self.lengths = ffi.new("uint32_t[]", _BATCH_RECORDS)
+        self.out = out_buffer(cap)
         self.cap = cap
         job = self.job
         job.out = self.out
@@ -229,7 +231,7 @@ def _conds(conds: list[tuple[int, bytes]]) -> list:
 
 class _Fetcher:
     __slots__ = ("log", "index", "psf_id", "canon", "canon_c", "hash", "lo", "hi", "gate", "left",
-                 "limited", "next_kp", "finished", "sep", "also", "n_also")
+                 "limited", "most", "next_kp", "finished", "sep", "also", "n_also")
 
     def __init__(self, log, index, psf_id, canon, lo, hi, gate, limit, sep, also=None):
         self.log, self.index, self.psf_id, self.canon = log, index, psf_id, canon
@@ -237,7 +239,8 @@ class _Fetcher:
         self.hash = 0
         self.lo, self.hi, self.gate = lo, hi, gate
         self.limited = limit is not None
-        self.left = limit if limit is not None else _FETCH_RECORDS
+        self.most = _BATCH_RECORDS if sep else _FETCH_RECORDS  # records a call reads at most
+        self.left = limit if limit is not None else self.most
         self.next_kp = 0
         self.finished = self.left <= 0
         self.sep = sep  # 10: each record followed by a newline (RecordBatch)
@@ -258,7 +261,7 @@ class _Fetcher:
                 job.n_also = self.n_also
             if not self.next_kp:  # from the chain's head: one call sets the job up and enters the gate
                 rc = lib.shoal_fetch_start(job, log.c, self.index.ptr, self.canon, len(self.canon),
-                                           self.psf_id, self.lo, self.hi, min(self.left, _FETCH_RECORDS),
+                                           self.psf_id, self.lo, self.hi, min(self.left, self.most),
                                            self.sep, self.gate.c)
                 if rc == _E_CLOSED:
                     job.n_also = 0
@@ -274,7 +277,7 @@ class _Fetcher:
                 job.canon = self.canon_c
                 job.canon_len = len(self.canon)
                 job.psf_id = self.psf_id
-                job.max_records = min(self.left, _FETCH_RECORDS)
+                job.max_records = min(self.left, self.most)
                 job.done = 0
                 job.sep = self.sep
                 with self.gate:
@@ -315,5 +318,7 @@ class _Fetcher:
         if self.finished:
             return None
         bufs, n = self._call()
-        return RecordBatch(ffi.buffer(bufs.out, bufs.job.used)[:], array_of("Q", ffi.buffer(bufs.addrs, 8 * n)),
+        data, bufs.out = batch_data(bufs.out, bufs.job.used, bufs.cap)
+        bufs.job.out = bufs.out
+        return RecordBatch(data, array_of("Q", ffi.buffer(bufs.addrs, 8 * n)),
                            array_of("Q", ffi.buffer(bufs.offsets, 8 * n)), array_of("I", ffi.buffer(bufs.lengths, 4 * n)))

@@ -117,6 +117,26 @@ class Record:
         return hash((self.address, self.raw))
 
 
+_UNCLEARED = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+def out_buffer(cap: int) -> Any:
+    """A native output buffer of `cap` bytes, not cleared (the native reads
+    write what they report as used)."""
+    return _UNCLEARED("char[]", cap)
+
+
+def batch_data(out: Any, used: int, cap: int) -> tuple[Any, Any]:
+    """What a RecordBatch keeps of `used` bytes in output buffer `out`, and
+    the buffer to fill next. A buffer at least a quarter full goes to the
+    batch as it is (no copy) and a new one takes its place; one less full
+    is not worth pinning (the end of an answer, a batch of small records),
+    so its bytes are copied."""
+    if 4 * used >= cap:
+        return ffi.buffer(out, used), out_buffer(cap)
+    return ffi.buffer(out, used)[:], out
+
+
 def array_of(code: str, buffer: Any) -> array:
     """A new array of typecode `code` holding a copy of `buffer`'s bytes."""
     out = array(code)
@@ -126,16 +146,19 @@ def array_of(code: str, buffer: Any) -> array:
 
 class RecordBatch:
     """Records in one buffer, as bulk reads return them (Store.query_batches,
-    Store.scan_batches): `data` holds each record's JSON text followed by
-    b"\\n", so record i is data[offsets[i]:offsets[i] + lengths[i]], stored
-    at addresses[i]. No Python object exists per record until one is asked
-    for, which is what makes bulk answers cheap: pass `ndjson()` to a file
-    or a socket, or iterate for Records."""
+    Store.scan_batches): `data`, a read-only memoryview, holds each record's
+    JSON text followed by b"\\n", so record i is
+    data[offsets[i]:offsets[i] + lengths[i]], stored at addresses[i]. No
+    Python object exists per record until one is asked for, and a full
+    batch's buffer is the one the native read filled (no copy), which is
+    what makes bulk answers cheap: pass `ndjson()` to a file or a socket,
+    or iterate for Records. `bytes(batch.data)` makes a copy."""
 
-    __slots__ = ("data", "addresses", "offsets", "lengths", "_breaks")
+    __slots__ = ("data", "addresses", "offsets", "lengths", "_buf", "_breaks")
 
-    def __init__(self, data: bytes, addresses: array, offsets: array, lengths: array):
-        self.data = data
+    def __init__(self, data: Any, addresses: array, offsets: array, lengths: array):
+        self._buf = data            # bytes, or a cffi buffer this batch owns: slices are bytes
+        self.data = memoryview(data).toreadonly()
         self.addresses = addresses  # array('Q')
         self.offsets = offsets      # array('Q')
         self.lengths = lengths      # array('I')
@@ -147,7 +170,8 @@ class RecordBatch:
         that arrived as NDJSON lines). Counted in C on first use: one
         pass over `data`, which only ndjson() needs."""
         if self._breaks < 0:
-            self._breaks = lib.shoal_count_line_breaks(self.data, len(self.data)) - len(self.addresses)
+            self._breaks = (lib.shoal_count_line_breaks(ffi.from_buffer(self._buf), len(self._buf))
+                            - len(self.addresses))
         return self._breaks
 
     def __len__(self) -> int:
@@ -158,17 +182,18 @@ class RecordBatch:
 
     def __getitem__(self, i: int) -> Record:
         o = self.offsets[i]
-        return Record(self.addresses[i], self.data[o:o + self.lengths[i]])
+        return Record(self.addresses[i], self._buf[o:o + self.lengths[i]])
 
     def raws(self) -> list[bytes]:
         """Every record's JSON text, exactly as stored."""
-        data = self.data
+        data = self._buf
         return [data[o:o + n] for o, n in zip(self.offsets.tolist(), self.lengths.tolist())]
 
-    def ndjson(self) -> bytes:
+    def ndjson(self) -> bytes | memoryview:
         """The records as NDJSON, one per line. A record holding line breaks
         (a pretty-printed array element) has them turned into spaces, which
-        JSON treats alike; otherwise this is `data` itself, no copy."""
+        JSON treats alike (a new bytes); otherwise this is `data` itself, no
+        copy."""
         if not self.line_breaks:
             return self.data
         return b"".join(r.replace(b"\r", b" ").replace(b"\n", b" ") + b"\n" for r in self.raws())

@@ -28,10 +28,10 @@ def pairs(batches) -> list[tuple[int, bytes]]:
         for k, (o, n) in enumerate(zip(b.offsets, b.lengths)):
             assert o == pos and b.data[o + n:o + n + 1] == b"\n", k
             pos = o + n + 1
-        assert pos == len(b.data)
+        assert pos == len(b.data) and b.data.readonly
         got = as_pairs(b)
         assert got == as_pairs([b[k] for k in range(len(b))]) == list(zip(b.addresses, b.raws()))
-        lines = b.ndjson().split(b"\n")
+        lines = bytes(b.ndjson()).split(b"\n")
         assert lines[-1] == b"" and len(lines) == len(b) + 1
         assert [orjson.loads(x) for x in lines[:-1]] == [orjson.loads(r) for _, r in got]
         out += got
@@ -128,6 +128,34 @@ def test_records_with_line_breaks_stay_one_line_each(open_store):
     flat = list(store.query_batches([("k", "a")], from_address=addresses[1], to_address=addresses[5]))
     assert [len(b) for b in flat] == [4] and flat[0].line_breaks == 0
     assert flat[0].ndjson() is flat[0].data  # no copy when no record holds a line break
+
+
+def test_batches_keep_their_records_while_later_reads_run(open_store):
+    """A batch that fills enough of its buffer owns the buffer the native
+    read filled (no copy): the thread's later reads, bulk or not, on the
+    chain or the scan path, must write elsewhere. Every batch kept from
+    many answers still holds its records, and its data is read-only."""
+    store = open_store()
+    store.register_psf("k", "k")
+    rng = random.Random(5)
+    raws = [orjson.dumps({"k": rng.choice("abc"), "i": i, "pad": "x" * rng.randrange(200, 1200)})
+            for i in range(6000)]
+    assert store.ingest(b"\n".join(raws)).ingested == len(raws)
+    oracle = Log(raws)
+    oracle.bind(store)
+    kept = []
+    for value in "abcab":
+        for order in ("newest", "oldest"):
+            kept.append((list(store.query_batches([("k", value)], order=order)),
+                         oracle.query("k", value, order=order)))
+            list(store.query("k", value))  # Records through the same thread's buffers
+        kept.append((list(store.scan_batches(f"k == '{value}'")), oracle.query("k", value)))
+    assert sum(not isinstance(b._buf, bytes) for batches, _ in kept for b in batches) > 10
+    for batches, expected in kept:
+        assert pairs(batches) == expected
+        assert b"".join(b.data for b in batches) == b"".join(r + b"\n" for _, r in expected)
+        with pytest.raises(TypeError):
+            batches[0].data[0] = 0
 
 
 def test_a_record_larger_than_the_read_buffer(open_store, tmp_path):
