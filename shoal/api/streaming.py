@@ -95,17 +95,21 @@ class _Bridge:
 
 
 async def _coalesce(body: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
-    buf = bytearray()
+    """The body in chunks of at least `size` bytes (but the last): each
+    received piece is copied once, by the join."""
+    parts: list[bytes] = []
+    held = 0
     async for chunk in body:
-        if not buf and len(chunk) >= size:
-            yield bytes(chunk)
+        if not chunk:
             continue
-        buf += chunk
-        if len(buf) >= size:
-            yield bytes(buf)
-            buf.clear()
-    if buf:
-        yield bytes(buf)
+        parts.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield parts[0] if len(parts) == 1 else b"".join(parts)
+            parts = []
+            held = 0
+    if parts:
+        yield b"".join(parts)
 
 
 async def _pump(body: AsyncIterator[bytes], bridge: _Bridge) -> None:

@@ -135,3 +135,23 @@ async def test_queue_stays_bounded_and_loses_nothing():
         streaming._Bridge.put = orig
     assert total == produced == 200 << 20
     assert max(bridge_sizes) == streaming.QUEUE_CHUNKS  # it filled up, and no further
+
+
+async def test_coalesce_joins_pieces_into_chunks_of_at_least_the_size():
+    """The body reaches the worker as it was sent, in chunks of at least
+    the coalescing size (but the last), whatever the pieces' sizes."""
+    import random
+    rng = random.Random(3)
+    for trial in range(30):
+        size = rng.choice([1, 10, 1000, 4096])
+        pieces = [b"" if rng.random() < 0.1 else bytes([65 + trial % 26]) * rng.choice([0, 1, 7, 500, 9000]) + b"%d," % i
+                  for i in range(rng.randrange(0, 60))]
+
+        async def body():
+            for p in pieces:
+                yield p
+
+        chunks = [c async for c in streaming._coalesce(body(), size)]
+        assert b"".join(chunks) == b"".join(pieces)
+        assert all(len(c) >= size for c in chunks[:-1]) and all(chunks)
+        assert all(type(c) is bytes for c in chunks)
