@@ -48,4 +48,4 @@ serve: build
 	$(VENV)/bin/shoal serve --data ./shoal-data $(SERVE_ARGS)
 
 clean:
-	rm -rf build $(NATIVE_STAMP) shoal/_native/_lib*.so shoal/_native/_lib.c shoal/_native/_lib.o
+	rm -rf build $(NATIVE_STAMP) shoal/_native/_lib*.so shoal/_native/_records*.so shoal/_native/_lib.c shoal/_native/_lib.o

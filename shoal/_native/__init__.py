@@ -1,17 +1,19 @@
-"""The compiled C core (`_lib`) and the one mapping from its status codes to
-shoal's exceptions."""
+"""The compiled C core (`_lib`, cffi), the Record type (`_records`, the
+CPython API) and the one mapping from the core's status codes to shoal's
+exceptions."""
 from __future__ import annotations
 
 from .. import errors
 
 try:
+    from . import _records
     from ._lib import ffi, lib
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError(
         "shoal's C extension is not built; run `make build` (or `pip install -e .`)"
     ) from exc
 
-__all__ = ["ffi", "lib", "check", "reason"]
+__all__ = ["ffi", "lib", "check", "reason", "_records"]
 
 _REASONS = {
     lib.SHOAL_E_SYNTAX: "invalid JSON",

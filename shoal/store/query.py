@@ -17,7 +17,7 @@ import itertools
 from collections.abc import Iterator
 
 from .._native import check, ffi, lib
-from .record import Record, RecordBatch, array_of, batch_data, out_buffer
+from .record import Record, RecordBatch, array_of, batch_data, make_records, out_buffer
 from .scan import scan_range
 
 _WALK_CAP = 1024
@@ -307,10 +307,9 @@ class _Fetcher:
         bufs, n = self._call()
         if not n:
             return []
-        buf = ffi.buffer(bufs.out, bufs.job.used)
-        lengths = ffi.unpack(bufs.lengths, n)  # back to back (no separator): offsets add up
-        raws = [buf[o:o + ln] for o, ln in zip(itertools.accumulate(lengths, initial=0), lengths)]
-        return list(map(Record, ffi.unpack(bufs.addrs, n), raws))
+        # back to back (no separator): the offsets add up
+        return make_records(ffi.buffer(bufs.out, bufs.job.used), ffi.buffer(bufs.addrs, 8 * n),
+                            ffi.buffer(bufs.lengths, 4 * n))
 
     def batch(self) -> RecordBatch | None:
         """The next batch as a RecordBatch (empty: nothing in this call);

@@ -20,9 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 
-from .._native import ffi, lib
+from .._native import _records, ffi, lib
 
 HEADER_BYTES: int = lib.SHOAL_HEADER_BYTES
 KP_BYTES: int = lib.SHOAL_KP_BYTES
@@ -92,29 +91,12 @@ def key_pointers(record: bytes | memoryview, offset: int = 0) -> list[KeyPointer
     return out
 
 
-class Record:
-    """One stored record: its log address and its raw JSON bytes."""
-
-    __slots__ = ("address", "raw")
-
-    def __init__(self, address: int, raw: bytes):
-        self.address = address
-        self.raw = raw
-
-    def json(self) -> Any:
-        """The record parsed with orjson."""
-        return orjson.loads(self.raw)
-
-    def __repr__(self) -> str:
-        text = self.raw[:60].decode("utf-8", "replace")
-        more = "..." if len(self.raw) > 60 else ""
-        return f"Record(address={self.address}, raw={text!r}{more})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Record) and other.address == self.address and other.raw == self.raw
-
-    def __hash__(self) -> int:
-        return hash((self.address, self.raw))
+# Record(address, raw): one stored record, its log address and its raw JSON
+# bytes, with .json() (orjson). A C type (_native/records.c) that the cyclic
+# garbage collector does not track; make_records builds a batch's Records in
+# one call.
+Record = _records.Record
+make_records = _records.records
 
 
 _UNCLEARED = ffi.new_allocator(should_clear_after_alloc=False)
@@ -178,7 +160,7 @@ class RecordBatch:
         return len(self.addresses)
 
     def __iter__(self) -> Iterator[Record]:
-        return map(Record, self.addresses.tolist(), self.raws())
+        return iter(make_records(self._buf, self.addresses, self.lengths, self.offsets))
 
     def __getitem__(self, i: int) -> Record:
         o = self.offsets[i]

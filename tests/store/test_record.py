@@ -1,0 +1,120 @@
+"""The Record type (a C type, _native/records.c) and make_records, the one
+call per batch that builds a batch's Records: values, equality, hashing,
+pickling, argument errors, bounds checks, and that Records are not tracked
+by the cyclic garbage collector (the point of the type)."""
+from __future__ import annotations
+
+import copy
+import gc
+import pickle
+import random
+import sys
+from array import array
+
+import orjson
+import pytest
+
+import shoal
+from shoal.store.record import Record, make_records
+
+
+def test_fields_json_and_repr():
+    raw = b'{"type":"PushEvent","n":1}'
+    r = Record(64, raw)
+    assert r.address == 64 and r.raw == raw and type(r.raw) is bytes
+    assert r.json() == orjson.loads(raw)
+    assert repr(r) == f"Record(address=64, raw={raw.decode()!r})"
+    long = b'{"s":"' + "é".encode() * 40 + b'"}'
+    text = long[:60].decode("utf-8", "replace")  # a cut through a character shows as U+FFFD
+    assert repr(Record(8, long)) == f"Record(address=8, raw={text!r}...)"
+    assert Record(address=2 ** 64 - 1, raw=b"1").address == 2 ** 64 - 1
+    assert type(r) is shoal.Record and isinstance(r, shoal.Record)
+
+
+def test_equality_hash_and_pickle():
+    a, b = Record(64, b'{"a":1}'), Record(64, b'{"a":1}')
+    assert a == b and not a != b and hash(a) == hash(b) == hash((64, b'{"a":1}'))
+    assert a != Record(72, b'{"a":1}') and a != Record(64, b'{"a":2}')
+    assert a != (64, b'{"a":1}') and (64, b'{"a":1}') != a
+    assert len({a, b, Record(72, b'{"a":1}')}) == 2
+    for back in (pickle.loads(pickle.dumps(a)), copy.copy(a), copy.deepcopy(a)):
+        assert back == a and type(back) is Record
+
+
+def test_records_are_immutable_and_not_tracked_by_the_gc():
+    r = Record(64, b"1")
+    with pytest.raises(AttributeError):
+        r.raw = b"2"
+    with pytest.raises(AttributeError):
+        r.address = 8
+    with pytest.raises(AttributeError):
+        r.other = 1
+    assert not gc.is_tracked(r)
+    assert not any(map(gc.is_tracked, make_records(b"12", array("Q", [8, 16]), array("I", [1, 1]))))
+
+
+def test_raw_is_kept_as_bytes():
+    buf = bytearray(b'{"a":1}')
+    r = Record(8, buf)  # a bytes-like raw is copied: a Record's text never changes under it
+    buf[0:1] = b"["
+    assert r.raw == b'{"a":1}' and type(r.raw) is bytes
+    assert Record(8, memoryview(b"[1]")).raw == b"[1]"
+    raw = b'{"b":2}'
+    assert Record(8, raw).raw is raw  # bytes are shared, not copied
+
+
+@pytest.mark.parametrize("args, exc", [
+    ((), TypeError), ((1,), TypeError), ((1, b"x", 3), TypeError),
+    (("1", b"x"), TypeError), ((1.0, b"x"), TypeError), ((1, "text"), TypeError), ((1, None), TypeError),
+    ((-1, b"x"), ValueError), ((2 ** 64, b"x"), ValueError),
+])
+def test_bad_arguments(args, exc):
+    with pytest.raises(exc):
+        Record(*args)
+
+
+def test_make_records_matches_slicing():
+    rng = random.Random(7)
+    raws = [orjson.dumps({"i": i, "s": "x" * rng.randrange(0, 300)}) for i in range(500)]
+    addrs = [64 + 8 * i * 100 for i in range(len(raws))]
+    lengths = array("I", map(len, raws))
+    # back to back
+    data = b"".join(raws)
+    got = make_records(data, array("Q", addrs), lengths)
+    assert got == [Record(a, r) for a, r in zip(addrs, raws)]
+    # with separators and explicit offsets, as RecordBatches hold them
+    data = b"".join(r + b"\n" for r in raws)
+    offsets = array("Q", [0])
+    for r in raws[:-1]:
+        offsets.append(offsets[-1] + len(r) + 1)
+    got = make_records(memoryview(data), array("Q", addrs), lengths, offsets)
+    assert [(r.address, r.raw) for r in got] == list(zip(addrs, raws))
+    assert make_records(b"", array("Q"), array("I")) == []
+
+
+def test_make_records_checks_its_buffers():
+    with pytest.raises(ValueError, match="disagree"):
+        make_records(b"abc", array("Q", [8, 16]), array("I", [1]))
+    with pytest.raises(ValueError, match="disagree"):
+        make_records(b"abc", array("Q", [8]), array("I", [1]), array("Q", [0, 1]))
+    with pytest.raises(ValueError, match="beyond"):
+        make_records(b"abc", array("Q", [8, 16]), array("I", [2, 2]))
+    with pytest.raises(ValueError, match="beyond"):
+        make_records(b"abc", array("Q", [8]), array("I", [1]), array("Q", [3]))
+    with pytest.raises(ValueError, match="beyond"):
+        make_records(b"abc", array("Q", [8]), array("I", [1]), array("Q", [2 ** 64 - 1]))
+    with pytest.raises(TypeError):
+        make_records("abc", array("Q", [8]), array("I", [1]))
+
+
+def test_a_query_answer_keeps_its_records_alive_and_frees_them(store):
+    store.register_psf("type", "type")
+    recs = [orjson.dumps({"type": "a" if i % 3 else "b", "i": i}) for i in range(5000)]
+    store.ingest(b"\n".join(recs))
+    got = list(store.query("type", "a", order="oldest"))
+    assert [r.raw for r in got] == [r for i, r in enumerate(recs) if i % 3]
+    raw = got[0].raw
+    before = sys.getrefcount(raw)
+    del got
+    gc.collect()
+    assert sys.getrefcount(raw) == before - 1  # the Record held the one other reference
