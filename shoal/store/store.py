@@ -506,11 +506,8 @@ class Store:
             for k in range(0, len(batch), _READ_BATCH):
                 part = batch[k:k + _READ_BATCH]
                 with gate:
-                    raws = log.read_records(part, payload_only=True)
-                if None in raws:
-                    yield from (Record(a, r) for a, r in zip(part, raws) if r is not None)
-                else:
-                    yield from map(Record, part, raws)
+                    recs = log.read_record_objects(part)
+                yield from recs
             if left is not None and left <= 0:
                 return  # before asking the stream for more
 

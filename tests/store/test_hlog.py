@@ -47,3 +47,27 @@ def test_memory_stays_within_the_frame_budget(tmp_path):
         assert st.head_address > st.begin_address  # most of the log is on disk
         assert [r.json()["i"] for r in st.query("i", 7)] == [7]
         assert [r.json()["i"] for r in st.query("i", 1999)] == [1999]
+
+
+def test_read_record_objects_agrees_with_read_records(tmp_path):
+    # Records over many pages (most on disk), read back in one list with
+    # addresses where no record starts mixed in: the Records are read_records'
+    # texts with the Nones dropped, in order, across several buffer fills.
+    cfg = dict(page_size_bytes=PAGE, memory_budget_bytes=3 * PAGE, segment_size_bytes=2 * PAGE)
+    records = [_record(200 + (i * 37) % 900, i) for i in range(3000)]
+    with shoal.open(tmp_path, **cfg) as st:
+        res = st.ingest(b"\n".join(records))
+        assert res.ingested == len(records)
+        addrs = [r.address for r in st.scan("i", order="oldest")]
+        log = st._log
+        mixed = []
+        for k, a in enumerate(addrs):
+            mixed.append(a)
+            if k % 97 == 0:
+                mixed.append(a + 8)  # inside a record: no header there
+        raws = log.read_records(mixed, payload_only=True)
+        assert raws.count(None) == len(mixed) - len(addrs)
+        got = log.read_record_objects(mixed)
+        assert [(r.address, r.raw) for r in got] == list(zip(addrs, records))
+        assert log.read_record_objects(addrs) == [shoal.Record(a, r) for a, r in zip(addrs, records)]
+        assert log.read_record_objects([]) == []
