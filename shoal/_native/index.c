@@ -235,6 +235,46 @@ int shoal_index_grow(shoal_index *ix) {
     return SHOAL_OK;
 }
 
+uint64_t shoal_index_count_below(shoal_index *ix, uint64_t below) {
+    table_t *t = reader_enter(ix);
+    uint64_t n = 0, buckets = t->mask + 1;
+    for (uint64_t i = 0; i < buckets; i++) {
+        bucket_t *b = &t->buckets[i];
+        side_t *s = &t->sides[i];
+        for (;;) {
+            for (int j = 0; j < ENTRIES; j++) {
+                uint64_t e = __atomic_load_n(&b->entry[j], __ATOMIC_ACQUIRE);
+                if (e && (e & ADDR_MASK) < below) n++;
+            }
+            uint64_t ov = __atomic_load_n(&b->overflow, __ATOMIC_ACQUIRE);
+            if (!ov) break;
+            b = ov_bucket(t, ov, &s);
+        }
+    }
+    reader_exit(t);
+    return n;
+}
+
+typedef struct { table_t *t; uint64_t below; } prune_ctx;
+
+static int reinsert_live(void *ctx, uint32_t hi, uint64_t entry) {
+    prune_ctx *p = ctx;
+    if ((entry & ADDR_MASK) < p->below) return 0;
+    return table_upsert(p->t, rebuild_hash(hi, entry), entry & ADDR_MASK, NULL);
+}
+
+int shoal_index_prune(shoal_index *ix, uint64_t below, uint32_t bucket_bits) {
+    table_t *old = ix->table;
+    table_t *t = table_new(bucket_bits);
+    if (!t) return bucket_bits < 1 || bucket_bits > 32 ? SHOAL_E_ARG : SHOAL_E_NOMEM;
+    prune_ctx p = {t, below};
+    if (table_each(old, reinsert_live, &p)) { table_free(t); return SHOAL_E_NOMEM; }
+    __atomic_store_n(&ix->table, t, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&old->readers, __ATOMIC_SEQ_CST)) sched_yield();
+    table_free(old);
+    return SHOAL_OK;
+}
+
 uint64_t shoal_index_lookup(shoal_index *ix, uint64_t hash) {
     table_t *t = reader_enter(ix);
     uint64_t a = table_lookup(t, hash);

@@ -327,6 +327,12 @@ typedef struct {
 shoal_index *shoal_index_new(uint32_t bucket_bits);
 void shoal_index_free(shoal_index *index);
 int shoal_index_grow(shoal_index *index);
+/* Entries whose chain head lies below `below` (dead once begin passed them);
+ * any thread. */
+uint64_t shoal_index_count_below(shoal_index *index, uint64_t below);
+/* Rebuild the table with 2**bucket_bits buckets, without the entries below
+ * `below`. Writer only; readers carry on (the swap is growth's). */
+int shoal_index_prune(shoal_index *index, uint64_t below, uint32_t bucket_bits);
 uint64_t shoal_index_lookup(shoal_index *index, uint64_t hash);
 int shoal_index_upsert(shoal_index *index, uint64_t hash, uint64_t kp_address,
                        uint64_t *prev_address);

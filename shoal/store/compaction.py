@@ -17,10 +17,14 @@ crash at any instant lose nothing live:
      atomically), under the writer lock so checkpoints interleave cleanly;
   4. the log's begin address moves: chain walks stop below it, reads of
      addresses below it find nothing, index entries pointing below it are
-     empty (cleaned lazily, when a new record of the value replaces them);
+     empty;
   5. segment files entirely below begin are deleted. Their descriptors leave
      the C table at once, but are closed only once no reader is inside a
-     native call (the store's gate), since one may still pread them.
+     native call (the store's gate), since one may still pread them;
+  6. once the index entries pointing below begin (values none of whose
+     records survive) are a quarter of the table, the table is rebuilt
+     without them, so a store under retention holds an index of the values
+     it keeps, not of every value it ever saw.
 
 A crash before 3 leaves the old begin (copies are newer versions: harmless);
 after 3, reopening starts at the recorded begin and deletes the segment
@@ -362,9 +366,27 @@ class Compactor:
 
         gone = hlog.segments.detach_below(cut)  # 5. whole segment files below begin
         self._retire([(fd, m) for _, _, fd, m in gone])
+        self._prune_index(cut)
         reclaimed = sum(size for _, size, _, _ in gone)
         return CompactionResult(begin, cut, reclaimed, below - copied, copied, len(gone),
                                 (time.monotonic() - t0) * 1000)
+
+    def _prune_index(self, cut: int) -> None:
+        """6. Drop the index entries of chains that now lie wholly below
+        begin, once they are a quarter of the table: without this, a store
+        under retention would keep an entry for every value it ever saw.
+        The count is a reader's pass (no lock); the rebuild, like growth,
+        runs under the writer lock."""
+        index = self.store._index
+        entries = index.stats().entries
+        dead = index.count_below(cut)
+        if not dead or 4 * dead < entries:
+            return
+        with self._writer():
+            if self._stop.is_set() or self.store.closed:
+                return
+            dropped = index.prune(self.store._log.begin_address, self.store.config.index_bucket_bits)
+        log.debug("index: %d dead entries dropped (%d before)", dropped, entries)
 
     def _retire(self, files: list[tuple[int, tuple | None]]) -> None:
         """Close deleted segments' fds and unmap their maps once every reader

@@ -63,6 +63,26 @@ class HashIndex:
             return True
         return False
 
+    def count_below(self, address: int) -> int:
+        """Entries whose chain head lies below `address`. Any thread: a
+        reader's pass over the table, taking no lock."""
+        return lib.shoal_index_count_below(self.ptr, address)
+
+    def prune(self, below: int, min_bucket_bits: int) -> int:
+        """Rebuild the table without the entries below `below` (chains a
+        compaction dropped whole: lookups already treat them as empty, so
+        only memory changes), shrinking it to the smallest size, not under
+        min_bucket_bits, that holds the rest at half the growth load.
+        Writer only. Returns how many entries were dropped."""
+        before = self.stats()
+        live = before.entries - self.count_below(below)
+        bits = max(min_bucket_bits, 1)
+        while bits < 32 and live * 2 > GROW_ENTRIES_PER_BUCKET << bits:
+            bits += 1
+        bits = min(bits, before.buckets.bit_length() - 1)  # never larger than it was
+        check(lib.shoal_index_prune(self.ptr, below, bits), "index prune")
+        return before.entries - self.stats().entries
+
     def free(self) -> None:
         """Release native memory now (after close; no reader may use it)."""
         if self.ptr is not None:

@@ -139,6 +139,10 @@ class Store:
                                                      verify=self.config.verify_log_on_open)
                 if begin_state.note:
                     self.recovery.dropped.append(begin_state.note)
+                # A checkpoint older than the last compaction holds entries of
+                # chains now below begin (compaction's step 6, done here).
+                if self._index.count_below(self.recovery.begin_address):
+                    self._index.prune(self.recovery.begin_address, self.config.index_bucket_bits)
                 _compaction.finish_interrupted(segs, self.recovery.begin_address)
                 segs.truncate_after(self.recovery.tail_address, keep_in=self.recovery.quarantine)
                 segs.sync_all()  # what a killed process left in the page cache, before anything new
