@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-
 from .._native import _records, ffi, lib
 
 HEADER_BYTES: int = lib.SHOAL_HEADER_BYTES
