@@ -12,7 +12,9 @@ os.unlink only to forget the files they remove) and, per file:
     `fail("fsync", nth=k)` raises on the k-th fsync from now (nth=None: on
     every one); `errno=` picks the error; `where=` limits a fault to files
     whose path contains that text; `heal()` clears them all;
-    `fsync_delay_s` makes every fsync take that long (as a slow disk would);
+    `fsync_delay_s` makes every fsync take that long (as a slow disk would),
+    `write_delay_s` every pwrite (before it writes, so whatever else runs
+    meanwhile lands first);
   * simulates a power cut: it keeps a shadow of each file's bytes as the
     completed writes left them, copies the shadow on each fsync, and
     `power_cut_copy(dest)` writes the tree as a power cut now would leave it:
@@ -48,6 +50,7 @@ class FaultyDisk:
         self._durable: dict[int, bytes] = {}      # inode -> bytes at its last fsync
         self._names: dict[str, set[str]] = {}     # directory -> names at its last fsync
         self.fsync_delay_s = 0.0
+        self.write_delay_s = 0.0
         for name in self._real:
             monkeypatch.setattr(os, name, getattr(self, "_" + name))
 
@@ -109,6 +112,8 @@ class FaultyDisk:
         with self._lock:
             self.calls["pwrite"] += 1
             n = self._allow("pwrite", path, len(view))
+        if self.write_delay_s:
+            time.sleep(self.write_delay_s)
         written = self._real["pwrite"](fd, view[:n], offset)
         with self._lock:
             self._note_write(path, fd, view[:written], offset)

@@ -6,9 +6,10 @@ returns once `synced_until_address >= end`: every log byte below
 synced_until_address is written to its segment file and fsynced.
 
 Waiters elect one leader at a time. The leader
-  1. takes the writer lock briefly to write the tail page's unwritten blocks
-     (appends write into that frame, and the write zeroes the last block past
-     the tail, so this cannot overlap an append); its target is the tail;
+  1. takes the writer lock briefly to plan the write of the tail page's
+     unwritten blocks (its target is the tail then; the last, partly filled
+     block is copied aside) and writes them after releasing it, so appends
+     go on meanwhile (HybridLog.plan_tail_write);
   2. without the writer lock, waits for the flusher to write the sealed pages
      below the target, then fsyncs the dirty segment files;
   3. publishes synced_until_address and wakes the waiters. Those whose end is
@@ -106,9 +107,11 @@ class GroupCommit:
             with self._write_lock:
                 if self._closed:  # close() synced everything it could
                     return self._synced
-                target = log.write_tail(wait=attempt == _LOCK_FREE_TRIES)
-            if target is not None:
-                self._target = target
+                plan = log.plan_tail_write(wait=attempt == _LOCK_FREE_TRIES)
+            if plan is not None:
+                # The write itself runs without the writer lock: appends go
+                # on while it does.
+                target = self._target = log.finish_tail_write(plan)
                 break
         assert target is not None
         return self._sync(target)

@@ -95,6 +95,8 @@ class HybridLog:
         self._flush_error: BaseException | None = None  # the flusher's last write failed
         self._write_error: NativeIOError | None = None  # set by fail_writes: no more writes
         self._stop = False
+        self._tail_writing = False  # a planned tail write is being finished
+        self._tail_block = mmap.mmap(-1, BLOCK_BYTES)  # page-aligned, for O_DIRECT
 
         # Load the tail page (its flushed prefix) so appends continue in it.
         tail_page = tail_address >> self.page_bits
@@ -269,42 +271,81 @@ class HybridLog:
         return tail
 
     def write_tail(self, *, wait: bool = True) -> int | None:
-        """Write the tail page's unwritten blocks; returns the tail address.
-        Everything below it is then written once the flusher has written the
-        sealed pages before the tail page (wait_flushed(tail)). The tail page
-        may be written only after those (flushed_until_address covers
-        everything below it), so this waits for the flusher, or with
-        wait=False returns None when it would have to. Writer only: appends
-        write into the same frame, and this zeroes the last block past the tail."""
+        """Write the tail page's unwritten blocks; returns the tail address,
+        or None when wait=False and it would have to wait (see
+        `plan_tail_write`). Writer only."""
+        plan = self.plan_tail_write(wait=wait)
+        return None if plan is None else self.finish_tail_write(plan)
+
+    def plan_tail_write(self, *, wait: bool = True) -> "TailWrite | None":
+        """Step 1 of writing the tail page's unwritten blocks, under the
+        writer lock: note what to write and copy the last, partly filled
+        4 KiB block aside (zero past the tail). `finish_tail_write(plan)`
+        then writes it, and needs no lock: appends only add bytes past the
+        tail, and the copy is what reaches disk of the block they share.
+        Everything below the tail is written once that is done and the
+        flusher has written the sealed pages before the tail page
+        (wait_flushed(tail)). The tail page may be written only after those
+        (flushed_until_address covers everything below it), so this waits
+        for the flusher, or with wait=False returns None when it would have
+        to. Until the plan is finished, the flusher and the next plan wait:
+        no two writes of the same block can race. Writer only."""
         self.check_writable()
+        with self._cv:
+            while self._tail_writing:  # an unlocked finish of the previous plan
+                self._cv.wait()
         if self._tail_page_full():
             self.turn_page()  # the full page is sealed; the flusher writes it
-            return self.c.tail_address
+            return TailWrite(self.c.tail_address)
         tail = self.c.tail_address
         page = tail >> self.page_bits
         start = page << self.page_bits
         if not wait and self.c.flushed_until_address < start:
             return None
         self.wait_flushed(start)
-        if tail > start and self.c.flushed_until_address < tail:
-            # Whole 4 KiB blocks (O_DIRECT); zero the bytes past the tail in
-            # the last block so nothing stale of a recycled frame reaches disk.
-            # Start at the block holding flushed_until: the page's bytes before
-            # it are on disk already (an earlier flush wrote them), so durable
-            # ingest in small batches writes each byte about once, not the
-            # whole page prefix again per batch.
-            frame = self._frames[page % self.n_frames]
-            off = tail - start
-            end = min(self.page_size, -(-off // BLOCK_BYTES) * BLOCK_BYTES)
-            if end > off:
-                ffi.memmove(frame + off, bytes(end - off), end - off)
-            lo = _on_disk_prefix(self.c.flushed_until_address - start, self.page_size)
-            self.segments.write(start + lo, ffi.buffer(frame + lo, end - lo))
+        if tail <= start or self.c.flushed_until_address >= tail:
+            return TailWrite(tail)
+        # Whole 4 KiB blocks (O_DIRECT). Start at the block holding
+        # flushed_until: the page's bytes before it are on disk already (an
+        # earlier flush wrote them), so durable ingest in small batches writes
+        # each byte about once, not the whole page prefix again per batch.
+        frame = self._frames[page % self.n_frames]
+        off = tail - start
+        lo = _on_disk_prefix(self.c.flushed_until_address - start, self.page_size)
+        whole = off - off % BLOCK_BYTES
+        plan = TailWrite(tail, start + lo, ffi.buffer(frame + lo, whole - lo) if whole > lo else None)
+        if whole < off:
+            # The last block as it is now, zero past the tail, so nothing
+            # stale of a recycled frame, nor an append racing the write,
+            # reaches disk in it.
+            n = off - whole
+            self._tail_block[:n] = ffi.buffer(frame + whole, n)
+            self._tail_block[n:] = bytes(BLOCK_BYTES - n)
+            plan.block_address = start + whole
+        with self._cv:
+            self._tail_writing = True
+        return plan
+
+    def finish_tail_write(self, plan: "TailWrite") -> int:
+        """Step 2: write what `plan_tail_write` planned (GIL released in
+        pwrite; the writer lock need not be held) and publish it as flushed;
+        returns the plan's tail address. Call it exactly once per plan."""
+        if plan.address is None:
+            return plan.tail
+        try:
+            if plan.blocks is not None:
+                self.segments.write(plan.address, plan.blocks)
+            if plan.block_address is not None:
+                self.segments.write(plan.block_address, self._tail_block)
+        finally:
             with self._cv:
-                if self.c.flushed_until_address < tail:
-                    self.c.flushed_until_address = tail
+                self._tail_writing = False
                 self._cv.notify_all()
-        return tail
+        with self._cv:
+            if self.c.flushed_until_address < plan.tail:
+                self.c.flushed_until_address = plan.tail
+            self._cv.notify_all()
+        return plan.tail
 
     def fail_writes(self, exc: NativeIOError) -> None:
         """Refuse every later write (an fsync failed: what reached the disk
@@ -326,7 +367,9 @@ class HybridLog:
         while True:
             with self._cv:
                 # After a failed write, wait for a retry request (or close).
-                while (not self._queue or self._flush_error is not None) and not self._stop:
+                # A tail write in progress may share a block with the next
+                # queued page's prefix: wait for it.
+                while ((not self._queue or self._flush_error is not None) and not self._stop) or self._tail_writing:
                     self._cv.wait()
                 if not self._queue or self._flush_error is not None:
                     return  # stopped: close() wrote the tail; a failed page stays unwritten
@@ -543,10 +586,26 @@ class HybridLog:
     # ---- lifecycle ----
     def close(self) -> None:
         with self._cv:
+            while self._tail_writing:
+                self._cv.wait()
             self._stop = True
             self._cv.notify_all()
         self._flusher.join()
         self.segments.close()
+
+
+class TailWrite:
+    """What `HybridLog.plan_tail_write` planned: the tail it covers; the
+    whole blocks to write from the frame (`blocks` at `address`), and the
+    set-aside last block's address; `address` is None when nothing is to be
+    written."""
+    __slots__ = ("tail", "address", "blocks", "block_address")
+
+    def __init__(self, tail: int, address: int | None = None, blocks=None):
+        self.tail = tail
+        self.address = address
+        self.blocks = blocks
+        self.block_address: int | None = None
 
 
 def _on_disk_prefix(flushed_bytes: int, page_size: int) -> int:

@@ -142,6 +142,68 @@ def test_durable_acks_survive_a_power_cut_among_buffered_ingests(open_store, rea
     assert stored == log_order[:len(stored)]  # a prefix of the log
 
 
+def test_tail_writes_run_beside_appends_page_turns_and_checkpoints(open_store, real_data, faulty_disk, store_path,
+                                                                   tmp_path):
+    """The group commit leader writes the tail page without the writer lock.
+    With every write slowed, appends fill and turn that page, the flusher
+    takes it and checkpoints sync while such a write is in flight; a power
+    cut after the last acknowledgement keeps every durable record in a
+    consistent prefix of the log, and so does a clean reopen."""
+    raws = real_data("zeek_wrccdc2018", 3000)
+    durable_batches = _batches(raws[:2000], 120)  # ~17 records: many tail writes per 16 KiB page
+    buffered_batches = _batches(raws[2000:], 40)
+    store = open_store()
+    _register(store)
+    faulty_disk.write_delay_s = 0.002
+    acked: list[bytes] = []
+    checkpoints = []
+
+    def work(i):
+        if i == 3:
+            for k, b in enumerate(buffered_batches):
+                store.ingest(_body(b))
+                if k % 2 == 1:
+                    checkpoints.append(store.checkpoint())
+        else:
+            for b in durable_batches[i::3]:
+                store.ingest(_body(b), durable=True)
+                acked.extend(b)
+
+    assert _run_threads(4, work) == []
+    assert len(checkpoints) == 20
+    log_order = [r.raw for r in store.scan(ALL, order="oldest")]
+    assert sorted(log_order) == sorted(raws)
+    faulty_disk.power_cut_copy(store_path, tmp_path / "cut")
+    stored = check_consistent(open_store(tmp_path / "cut"), raws)
+    assert set(acked) <= set(stored)
+    assert stored == log_order[:len(stored)]
+    store.close()
+    assert check_consistent(open_store(store_path), raws) == log_order
+
+
+def test_a_tail_write_waits_for_the_unfinished_one(open_store, real_data):
+    """Between plan and finish (the leader's write, without the writer lock)
+    appends go on, but the next tail write (here a flush's) waits for the
+    finish: two writes of the same block must not race."""
+    raws = real_data("zeek_wrccdc2018", 40)
+    store = open_store()
+    _register(store)
+    store.ingest(_body(raws[:5]))
+    log = store._log
+    with store._write_lock:
+        plan = log.plan_tail_write()
+    store.ingest(_body(raws[5:]))  # appends need only the writer lock
+    done = threading.Event()
+    flusher = threading.Thread(target=lambda: (store.flush(durable=True), done.set()))
+    flusher.start()
+    assert not done.wait(0.3)
+    assert log.finish_tail_write(plan) == plan.tail
+    assert done.wait(30)
+    flusher.join()
+    assert store.stats()["addresses"]["synced_until"] == store.tail_address
+    assert check_consistent(store, raws) == list(raws)
+
+
 def test_store_flush_and_checkpoint_sync_for_waiters(open_store, real_data, faulty_disk, store_path, tmp_path):
     """flush(durable=True) and checkpoint() use the same sync: synced_until
     reaches the tail, and a power cut keeps everything below it."""
