@@ -151,6 +151,12 @@ class Framer:
                 if not batch.more:
                     return
                 pos, line = batch.consumed_to, batch.line_after
+        yield from self.frame_eagerly(buf, pos, final, line)
+
+    def frame_eagerly(self, buf: bytes, pos: int, final: bool, line: int) -> Iterator[Batch]:
+        """Frame buf[pos:] into batches of spans (what a framer that is not
+        lazy yields), whatever this framer's mode: an ingest that finds a
+        Python PSF registered mid-stream frames its lazy batches with this."""
         cbuf = ffi.from_buffer(buf)
         view = memoryview(buf)
         while True:

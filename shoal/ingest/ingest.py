@@ -50,23 +50,50 @@ class _Scratch:
 
 
 def run(store: "Store", data: Any, *, on_error: str = "skip",
-        format: str | InputFormat = "auto") -> IngestResult:
-    """Append the records of `data`; durability is the caller's (Store.ingest
-    waits for its fsync after releasing the writer lock)."""
+        format: str | InputFormat = "auto") -> tuple[IngestResult, int]:
+    """Append the records of `data` under the store's writer lock; returns
+    the result and the tail address after them. Durability is the caller's
+    (Store.ingest waits for its fsync after this released the lock).
+
+    With on_error="skip", a file object or an iterable is read with the
+    lock released while each chunk is pulled (sources.py), so other writers
+    (ingest, checkpoints, compaction) go on between the chunks of a slow
+    stream, and its records may interleave with theirs in the log. With
+    "reject", a one-shot stream is spooled first, without the lock, and both
+    passes then run under it."""
     if on_error not in ON_ERROR:
         raise InvalidArgument(f"on_error must be 'skip' or 'reject', not {on_error!r}")
     fmt = InputFormat.parse(format)
     source = Source(data)
+    lock = store._write_lock
     try:
         if on_error == "reject":
-            source.make_replayable(str(store.tmp_dir))
-            check_result = _pass(store, source, fmt, dry_run=True)
-            if check_result.rejected:
-                raise IngestRejected(check_result)
-        result = _pass(store, source, fmt, dry_run=False)
+            store._check_open()
+            source.make_replayable(str(store.tmp_dir))  # reads the whole input: not under the lock
+        store._compactor.let_through()  # a compaction waiting for the writer lock goes first
+        with lock:
+            store._check_open()
+            store._log.check_writable()
+            if on_error == "reject":
+                check_result = _pass(store, source, fmt, dry_run=True)
+                if check_result.rejected:
+                    raise IngestRejected(check_result)
+            else:
+                source.release_while_pulling(lock, store._compactor.let_through)
+            result = _pass(store, source, fmt, dry_run=False)
+            return result, store._log.tail_address
     finally:
         source.close()
-    return result
+
+
+def run_locked(store: "Store", data: bytes, *, format: str | InputFormat = "auto") -> IngestResult:
+    """Append the valid records of `data` (on_error="skip") for a caller
+    that holds the writer lock (compaction's copies)."""
+    source = Source(data)
+    try:
+        return _pass(store, source, InputFormat.parse(format), dry_run=False)
+    finally:
+        source.close()
 
 
 def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) -> IngestResult:
@@ -82,30 +109,27 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
     max_errors = cfg.max_reported_errors
     job = ffi.new("shoal_ingest_job *")
 
-    for batch in framer.batches(source.chunks()):
-        if batch.lazy:
-            _append_lazy(store, job, native_set, batch, scratch, cfg.batch_bytes, dry_run=dry_run)
-            n = batch.n_spans
-            if n == 0:
-                continue
-        else:
-            n = batch.n_spans
-            if n > scratch.n_results:
-                scratch.results = ffi.new("shoal_rec_result[]", n)
-                scratch.rejects = ffi.new("uint32_t[]", n)
-                scratch.n_results = n
-            extras_c, pool_c, n_extras = _NO_EXTRAS, ffi.NULL, 0
-            if slow is not None and (not dry_run or compiled.key_slow is not None):
-                extras_c, pool_c, n_extras, keep = _slow_extras(slow, batch.buf, batch.spans, n,
-                                                                key=compiled.key_slow)
-                if dry_run:
-                    extras_c, pool_c, n_extras = _NO_EXTRAS, ffi.NULL, 0
-            _append(store, job, native_set, batch.buf, batch.spans, n, extras_c, pool_c, n_extras,
-                    scratch, dry_run=dry_run)
-        store._index.maybe_grow()
+    def framed(batch) -> None:
+        """A batch of spans (not lazy) through the native call."""
+        n = batch.n_spans
+        if n > scratch.n_results:
+            scratch.results = ffi.new("shoal_rec_result[]", n)
+            scratch.rejects = ffi.new("uint32_t[]", n)
+            scratch.n_results = n
+        extras_c, pool_c, n_extras = _NO_EXTRAS, ffi.NULL, 0
+        if slow is not None and (not dry_run or compiled.key_slow is not None):
+            extras_c, pool_c, n_extras, keep = _slow_extras(slow, batch.buf, batch.spans, n,
+                                                            key=compiled.key_slow)
+            if dry_run:
+                extras_c, pool_c, n_extras = _NO_EXTRAS, ffi.NULL, 0
+        _append(store, job, native_set, batch.buf, batch.spans, n, extras_c, pool_c, n_extras,
+                scratch, dry_run=dry_run)
+        tally(batch)
 
+    def tally(batch) -> None:
+        store._index.maybe_grow()
         result.input_bytes += int(job.text_bytes)
-        result.ingested += int(job.appended) if not dry_run else int(n - job.rejected)
+        result.ingested += int(job.appended) if not dry_run else int(batch.n_spans - job.rejected)
         result.rejected += int(job.rejected)
         result.stored_bytes += int(job.bytes_appended)
         if job.appended:
@@ -117,6 +141,32 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
                 i = scratch.rejects[k]
                 r = scratch.results[i]
                 result.errors.append(IngestError(int(batch.spans[i].line), reason(r.status), int(r.err_off)))
+
+    for batch in framer.batches(source.chunks()):
+        if store._compiled() is not compiled:
+            # The writer lock was released while a chunk was pulled, and PSFs
+            # were registered or deregistered meanwhile: records from here on
+            # are indexed by the new set (its PSFs are active from the tail).
+            compiled = store._compiled()
+            native_set = compiled.native
+            slow = compiled.slow
+            scratch = store._ingest_scratch(native_set.n_slots)
+        store._check_open()  # closed while a chunk was pulled?
+        log.check_writable()
+        if not batch.lazy:
+            framed(batch)
+        elif slow is None:
+            _append_lazy(store, job, native_set, batch, scratch, cfg.batch_bytes, dry_run=dry_run)
+            if batch.n_spans:
+                tally(batch)
+        else:
+            # A Python PSF was registered mid-stream: it needs spans before
+            # the native call, so frame this lazy batch's bytes first.
+            for eager in framer.frame_eagerly(batch.buf, batch.start, batch.final, batch.line_after):
+                if eager.n_spans:
+                    framed(eager)
+                batch.consumed_to, batch.line_after = eager.consumed_to, eager.line_after
+            batch.more = False
     if not dry_run:
         store._note_ingest(result)
     return result

@@ -4,6 +4,11 @@ gzip magic (several concatenated gzip members are fine).
 
 Nothing here holds more than a chunk or two in memory, so inputs of any size
 stream through in bounded memory.
+
+A file object or an iterable may block for as long as its producer takes (a
+socket, an HTTP upload): `release_while_pulling(lock)` makes each pull from
+it run with the store's writer lock released, so a slow producer holds up
+no other writer. Bytes and paths never wait on anyone and keep the lock.
 """
 from __future__ import annotations
 
@@ -11,12 +16,13 @@ import io
 import os
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import InvalidArgument, ParseError
 
 CHUNK_BYTES = 1 << 20
+_END = object()
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -26,6 +32,7 @@ class Source:
     def __init__(self, data: Any):
         self._data = data
         self._spooled: Any = None
+        self._unlock: tuple[Any, Callable[[], None]] | None = None
         if isinstance(data, (bytes, bytearray, memoryview)):
             self.kind = "bytes"
         elif isinstance(data, (str, os.PathLike)):
@@ -55,6 +62,31 @@ class Source:
         self._spooled = spool
         self.kind = "spooled"
 
+    def release_while_pulling(self, lock: Any, before_acquire: Callable[[], None] = lambda: None) -> None:
+        """From now on, pull each chunk of a file object or an iterable with
+        `lock` (held by the caller) released; `before_acquire()` runs before
+        it is taken again (compaction's turnstile). The caller must treat
+        anything it read under the lock as stale after each chunk."""
+        self._unlock = (lock, before_acquire)
+
+    def _pulled(self, items: Iterator[Any]) -> Iterator[Any]:
+        if self._unlock is None:
+            yield from items
+            return
+        lock, before_acquire = self._unlock
+        while True:
+            lock.release()
+            try:
+                item = next(items, _END)
+            finally:
+                try:
+                    before_acquire()
+                finally:
+                    lock.acquire()
+            if item is _END:
+                return
+            yield item
+
     def close(self) -> None:
         if self._spooled is not None:
             self._spooled.close()
@@ -69,7 +101,7 @@ class Source:
             with open(self._data, "rb") as f:
                 yield from _read_file(f)
         elif k == "file":
-            yield from _read_file(self._data)
+            yield from self._pulled(_read_file(self._data))
         elif k == "seekable-file":
             self._data.seek(self._start)
             yield from _read_file(self._data)
@@ -77,7 +109,7 @@ class Source:
             self._spooled.seek(0)
             yield from _read_file(self._spooled)
         else:
-            for chunk in self._data:
+            for chunk in self._pulled(iter(self._data)):
                 if isinstance(chunk, str):
                     chunk = chunk.encode("utf-8")
                 if not isinstance(chunk, (bytes, bytearray, memoryview)):

@@ -465,7 +465,7 @@ class Compactor:
             # need line breaks inside pretty-printed records replaced).
             totals = dict(store._ingest_totals)
             try:
-                res = _ingest.run(store, b"[" + b",".join(texts) + b"]", format=InputFormat.ARRAY)
+                res = _ingest.run_locked(store, b"[" + b",".join(texts) + b"]", format=InputFormat.ARRAY)
             finally:
                 store._ingest_totals.update(totals)  # copies are not ingest calls
             if res.rejected:

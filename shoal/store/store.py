@@ -265,13 +265,15 @@ class Store:
         iterable of byte chunks (NDJSON, a JSON array, or gzip of either).
         on_error="skip" stores the valid records and reports the bad ones;
         "reject" stores nothing if any record is bad (raises IngestRejected).
-        durable=True returns only once the records are on disk."""
-        self._compactor.let_through()  # a compaction waiting for the writer lock goes first
-        with self._write_lock:
-            self._check_open()
-            self._log.check_writable()
-            result = _ingest.run(self, data, on_error=on_error, format=format)
-            end = self._log.tail_address
+        durable=True returns only once the records are on disk.
+
+        A file object or iterable is read with the writer lock released
+        while each chunk is pulled (with on_error="skip"; "reject" spools it
+        first), so a slow producer holds up no other writer, and other
+        writers' records may land between this call's: first_address ..
+        last_address spans this call's records, not only them."""
+        self._check_open()
+        result, end = _ingest.run(self, data, on_error=on_error, format=format)
         if durable:
             self._commit.wait_durable(end)
             result.durable = True

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from oracle import Log, as_pairs
+from oracle import Log, as_pairs, sample_values
 
 import shoal
 from shoal.config import KiB
@@ -190,3 +190,96 @@ def test_concurrent_ingest_calls_are_serialized(open_store, real_data):
     order = sorted(results, key=lambda i: results[i].first_address)
     log = Log([raw for i in order for raw in sets[i]])
     log.bind(store)
+
+
+# ---- a stream that stalls between chunks ----
+
+class _Stalling:
+    """An iterable of byte chunks that stops after the first until `go` is
+    set (a slow HTTP upload); `pulled` is set once the first was taken."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.pulled = threading.Event()
+        self.go = threading.Event()
+
+    def __iter__(self):
+        yield self.chunks[0]
+        self.pulled.set()
+        assert self.go.wait(30)
+        yield from self.chunks[1:]
+
+
+def _cut_mid_line(body: bytes, parts: int) -> list[bytes]:
+    k = len(body) // parts + 7  # not at a line end
+    return [body[i:i + k] for i in range(0, len(body), k)]
+
+
+def _in_thread(fn, *args):
+    out: dict = {}
+
+    def run():
+        try:
+            out["result"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            out["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def test_a_stalled_stream_holds_up_no_other_writer(open_store, real_data):
+    """While an iterable ingest waits for its next chunk, other ingests, a
+    PSF registration (a Python callable: the stream's lazy framing must
+    switch to spans for it) and a checkpoint run; the stream's later records
+    are indexed by the new PSF, and every answer equals the oracle's."""
+    raws = real_data("zeek_wrccdc2018", 1500)
+    store = open_store()
+    store.register_psf("path", "_path")
+    stream = _Stalling(_cut_mid_line(b"\n".join(raws[:1000]) + b"\n", 5))
+    streamer, streamed = _in_thread(store.ingest, stream)
+    assert stream.pulled.wait(30)
+
+    def others():
+        assert store.ingest(b"\n".join(raws[1000:1200])).ingested == 200
+        store.register_psf("proto", lambda p: p, fields=["proto"])
+        store.checkpoint()
+        assert store.ingest(b"\n".join(raws[1200:])).ingested == 300
+
+    other, done = _in_thread(others)
+    try:
+        other.join(20)
+        assert not other.is_alive(), "a writer waited for the stalled stream"
+        assert done == {"result": None}, done
+        assert streamer.is_alive()
+    finally:
+        stream.go.set()
+        other.join(30)
+    streamer.join(60)
+    assert "error" not in streamed and streamed["result"].ingested == 1000
+    stored = [r.raw for r in store.scan("`true`", order="oldest")]
+    assert sorted(stored) == sorted(raws)
+    log = Log(stored)
+    log.bind(store)
+    for name, definition in (("path", "_path"), ("proto", "proto")):
+        for value in sample_values(log.value_counts(definition), 4):
+            assert as_pairs(store.query(name, value)) == log.query(definition, value), (name, value)
+
+
+@pytest.mark.parametrize("on_error", ["skip", "reject"])
+def test_close_does_not_wait_for_a_stalled_stream(open_store, real_data, on_error):
+    """skip: close() goes ahead while the stream waits, and the ingest then
+    ends with StoreClosed. reject: the stream is spooled before the writer
+    lock is taken, so close() does not wait for it either."""
+    raws = real_data("zeek_wrccdc2018", 400)
+    store = open_store()
+    stream = _Stalling(_cut_mid_line(b"\n".join(raws) + b"\n", 3))
+    streamer, streamed = _in_thread(lambda: store.ingest(stream, on_error=on_error))
+    assert stream.pulled.wait(30)
+    closer, closed = _in_thread(store.close)
+    closer.join(10)
+    assert not closer.is_alive() and "error" not in closed
+    stream.go.set()
+    streamer.join(30)
+    assert isinstance(streamed.get("error"), shoal.StoreClosed), streamed
