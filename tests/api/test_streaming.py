@@ -1,6 +1,7 @@
 """The ends of a streamed ingest: a client that disconnects mid-body, an
 ingest that fails before the body ends, a cancelled request. In every case
-the worker thread ends and the store's writer lock is free afterwards."""
+the worker thread ends and the store's writer lock is free afterwards; and
+while an upload stalls, the lock is free for other requests."""
 from __future__ import annotations
 
 import asyncio
@@ -155,3 +156,41 @@ async def test_coalesce_joins_pieces_into_chunks_of_at_least_the_size():
         assert b"".join(chunks) == b"".join(pieces)
         assert all(len(c) >= size for c in chunks[:-1]) and all(chunks)
         assert all(type(c) is bytes for c in chunks)
+
+
+async def test_a_stalled_upload_holds_up_no_other_request(app, store):
+    """An upload that stops mid-body (a slow client) leaves the writer lock
+    free while it waits: another POST /records and a checkpoint complete
+    meanwhile, and the stalled one completes once its body resumes."""
+    go = asyncio.Event()
+    msgs = [{"type": "http.request", "body": REC * 1000 + REC[:20], "more_body": True}]
+
+    async def stalled_receive():
+        if msgs:
+            return msgs.pop(0)
+        await go.wait()
+        return {"type": "http.request", "body": REC[20:] + REC * 999, "more_body": False}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/records", "raw_path": b"/records", "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"application/x-ndjson")],
+             "client": ("127.0.0.1", 1), "server": ("t", 80)}
+    stalled = asyncio.ensure_future(app(scope, stalled_receive, send))
+    while msgs:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # the first chunk reached the worker, which waits for the next
+    status, body = await call_raw(app, [{"type": "http.request", "body": REC * 300, "more_body": False}])
+    assert status == 200 and b'"ingested":300' in body.replace(b" ", b"")
+    assert writer_lock_is_free(store)
+    assert not stalled.done()
+    go.set()
+    await asyncio.wait_for(stalled, 30)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 200
+    assert b'"ingested":2000' in b"".join(m.get("body", b"") for m in sent).replace(b" ", b"")
+    assert len(list(store.scan("`true`"))) == 2300
