@@ -160,8 +160,8 @@ async def test_coalesce_joins_pieces_into_chunks_of_at_least_the_size():
 
 async def test_a_stalled_upload_holds_up_no_other_request(app, store):
     """An upload that stops mid-body (a slow client) leaves the writer lock
-    free while it waits: another POST /records and a checkpoint complete
-    meanwhile, and the stalled one completes once its body resumes."""
+    free while it waits: another POST /records completes meanwhile, and the
+    stalled one completes once its body resumes."""
     go = asyncio.Event()
     msgs = [{"type": "http.request", "body": REC * 1000 + REC[:20], "more_body": True}]
 
