@@ -279,10 +279,10 @@ class Client:
         return _psf(self._call("POST", "/psfs", json={"name": name, "expr": definition}))
 
     def deregister_psf(self, name: str) -> PSF:
-        return _psf(self._call("DELETE", f"/psfs/{name}"))
+        return _psf(self._call("DELETE", _psf_path(name)))
 
     def psf(self, name: str) -> PSF:
-        return _psf(self._call("GET", f"/psfs/{name}"))
+        return _psf(self._call("GET", _psf_path(name)))
 
     def psfs(self) -> list[PSF]:
         return [_psf(p) for p in self._call("GET", "/psfs")["psfs"]]
@@ -376,6 +376,11 @@ def _key_path(key: Any) -> str:
     if isinstance(key, bool) or not isinstance(key, (str, int, float)):
         raise E.InvalidArgument(f"a key is a string or a number, not {type(key).__name__}")
     return urllib.parse.quote(json.dumps(key), safe="")
+
+
+def _psf_path(name: str) -> str:
+    """/psfs/<name>, percent-encoded: a name may hold "/", "?", "#" or "%"."""
+    return "/psfs/" + urllib.parse.quote(name, safe="")
 
 
 def _query_body(body: dict, limit: int | None, order: str, from_address: int | None,

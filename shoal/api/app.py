@@ -46,7 +46,9 @@ def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: 
     app.state.metrics = Metrics()
     app.state.max_body_bytes = max_body_bytes
     errors.install(app)
-    for module in (records, keys, psfs, query, admin):
+    # query before psfs: GET /psfs/{name}/records must not be taken for
+    # GET /psfs/{name} of a PSF named "<name>/records" (names may hold "/").
+    for module in (records, keys, query, psfs, admin):
         app.include_router(module.router)
     app.add_middleware(_CountResponses, metrics=app.state.metrics)
     return app

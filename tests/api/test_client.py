@@ -76,6 +76,10 @@ def test_psfs(c, store):
     c.ingest(b'{"_path":"dns"}\n')
     gone = c.deregister_psf("path")
     assert not gone.active and gone.ranges == [(p.ranges[0][0], store.tail_address)]
+    for odd in ("repo/name", "a?b#c%d e"):  # quoted in the path
+        c.register_psf(odd, "_path")
+        assert c.psf(odd).name == odd
+        assert c.deregister_psf(odd).name == odd and not store.psf(odd).active
 
 
 def test_errors_are_the_library_exceptions(c):

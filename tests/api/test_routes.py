@@ -7,6 +7,7 @@ import gzip
 import json
 
 import pytest
+from urllib.parse import quote
 from oracle import ALL, Log, as_pairs
 
 from .conftest import assert_error, lines, pairs
@@ -126,6 +127,49 @@ async def test_psf_lifecycle(client, store):
     await ingest(client, RECS)
     r = await client.post("/psfs", json={"name": "type", "expr": "type"})
     assert r.json()["id"] == p["id"] and len(r.json()["ranges"]) == 2
+
+
+async def test_psf_names_with_slashes_and_reserved_characters(client, store):
+    """Names are percent-encoded in paths; "/" in a name works in
+    GET/DELETE /psfs/{name} and GET /psfs/{name}/records, and a name ending
+    in "/records" does not shadow the query of its prefix."""
+    names = {"repo/name": "repo.name", "a?b#c%d": "type", "repo": "repo.name"}
+    for name, expr in names.items():
+        assert (await client.post("/psfs", json={"name": name, "expr": expr})).status_code == 201
+    recs = b"".join(b'{"type":"T%d","repo":{"name":"org/r%d"}}\n' % (i % 3, i % 4) for i in range(20))
+    await ingest(client, recs)
+    oracle = {}
+    for raw in recs.splitlines():
+        oracle.setdefault(json.loads(raw)["repo"]["name"], []).append(raw)
+    for name, expr in names.items():
+        path = "/psfs/" + quote(name, safe="")
+        assert (await client.get(path)).json()["name"] == name
+    for value, raws in oracle.items():
+        r = await client.get("/psfs/" + quote("repo/name", safe="") + "/records", params={"value": value})
+        assert sorted(lines(r.content)) == sorted(raws)
+    assert (await client.post("/psfs", json={"name": "repo/records", "expr": "type"})).status_code == 201
+    r = await client.get("/psfs/repo/records", params={"value": next(iter(oracle))})
+    assert r.status_code == 200 and lines(r.content)  # the query of "repo", not the PSF "repo/records"
+    r = await client.delete("/psfs/" + quote("a?b#c%d", safe=""))
+    assert r.status_code == 200 and r.json()["name"] == "a?b#c%d"
+    assert store.psf("a?b#c%d").active is False
+
+
+async def test_deregistering_a_psf_no_record_reached(client, store):
+    """Registered and deregistered with nothing ingested between: the
+    closed range is reported empty (it was a 500: `ranges` drops it)."""
+    first = (await client.post("/psfs", json={"name": "t", "expr": "type"})).json()["active_from"]
+    r = await client.delete("/psfs/t")
+    assert r.status_code == 200 and r.json()["range"] == [first, first] and r.json()["ranges"] == []
+    await ingest(client, RECS)
+    again = (await client.post("/psfs", json={"name": "t", "expr": "type"})).json()["active_from"]
+    await ingest(client, RECS)
+    r = await client.delete("/psfs/t")
+    assert r.json()["range"] == [again, store.tail_address] == r.json()["ranges"][-1]
+    # registered again where it stopped: the registry reopens that range
+    assert (await client.post("/psfs", json={"name": "t", "expr": "type"})).json()["active_from"] == again
+    r = await client.delete("/psfs/t")
+    assert r.json()["range"] == [again, store.tail_address] and r.json()["ranges"] == [r.json()["range"]]
 
 
 async def test_psf_errors(client):

@@ -28,16 +28,20 @@ def list_psfs(store: StoreDep) -> dict:
     return {"psfs": [psf_out(p) for p in store.psfs()]}
 
 
-@router.get("/psfs/{name}", response_model=PSFOut, summary="One PSF with its active ranges",
+@router.get("/psfs/{name:path}", response_model=PSFOut, summary="One PSF with its active ranges",
             responses=errors_doc(404, 503))
 def get_psf(name: str, store: StoreDep) -> dict:
     return psf_out(store.psf(name))
 
 
-@router.delete("/psfs/{name}", response_model=PSFDeregisteredOut, summary="Deregister a PSF",
+@router.delete("/psfs/{name:path}", response_model=PSFDeregisteredOut, summary="Deregister a PSF",
                responses=errors_doc(404, 503),
                description="Stops indexing by it; answers with the range [from, to) in which it was active. "
                            "Registering the same expression again later resumes it.")
 def deregister(name: str, store: StoreDep) -> dict:
-    p = store.deregister_psf(name)
-    return dict(psf_out(p), range=list(p.ranges[-1]))
+    before = store.psf(name)
+    start = before.ranges[-1][0] if before.active else None
+    p = store.deregister_psf(name)  # PSFNotFound (404) when not active
+    # A range in which no record arrived is dropped from `ranges`: report it empty.
+    last = p.ranges[-1] if p.ranges else None
+    return dict(psf_out(p), range=list(last) if last is not None and last[0] == start else [start, start])
