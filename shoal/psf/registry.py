@@ -268,6 +268,7 @@ class Registry:
             )
         fingerprint = callable_fingerprint(func) if func is not None else None
         with self._lock:
+            snap = self._snapshot()
             old = self._by_name.get(name)
             if old is not None and old.active:
                 raise PSFExists(f"PSF {name!r} is already registered and active")
@@ -283,7 +284,7 @@ class Registry:
                     old.ranges.append((address, None))
                 old.func = func
                 old.field_expressions = field_exprs
-                self._save_locked()
+                self._save_locked(snap)
                 return old
             if self._next_id >= lib.SHOAL_MAX_KPS:
                 raise PSFError(f"all {lib.SHOAL_MAX_KPS} PSF ids have been used")
@@ -299,7 +300,7 @@ class Registry:
                 self._retired[old.id] = old
             self._by_name[name] = psf
             self._by_id[psf.id] = psf
-            self._save_locked()
+            self._save_locked(snap)
             return psf
 
     def deregister(self, name: str, address: int) -> PSF:
@@ -310,8 +311,9 @@ class Registry:
             psf = self._by_name.get(name)
             if psf is None or not psf.active:
                 raise PSFNotFound(f"no active PSF named {name!r}")
+            snap = self._snapshot()
             self._close_locked(psf, address)
-            self._save_locked()
+            self._save_locked(snap)
             return psf
 
     def close_open_callables(self, address: int) -> list[PSF]:
@@ -394,11 +396,32 @@ class Registry:
             "retired": [row(p) for p in sorted(self._retired.values(), key=lambda p: p.id)],
         }
 
-    def _save_locked(self) -> None:
+    def _snapshot(self) -> tuple:
+        """What a change may alter, for `_restore` when saving it fails."""
+        psfs = {id(p): p for p in (*self._by_id.values(), *self._retired.values())}.values()
+        return (dict(self._by_name), dict(self._by_id), dict(self._retired), self._next_id,
+                [(p, list(p.ranges), p.func, p.field_expressions) for p in psfs])
+
+    def _restore(self, snap: tuple) -> None:
+        by_name, by_id, retired, next_id, states = snap
+        for p, ranges, func, field_expressions in states:
+            p.ranges[:] = ranges
+            p.func = func
+            p.field_expressions = field_expressions
+        self._by_name, self._by_id, self._retired, self._next_id = by_name, by_id, retired, next_id
+
+    def _save_locked(self, snap: tuple | None = None) -> None:
+        """Write the registry atomically. If that fails before the new file
+        replaced the old one (disk full while writing it), the change is
+        undone in memory too, from `snap`, so memory never claims a PSF
+        indexes records it does not (the store compiles what is in memory).
+        A failure after the replace (the directory's fsync) keeps it: the
+        file most likely holds it."""
         if self.path is None:
             return
         data = json.dumps(self._to_json(), indent=1, ensure_ascii=False).encode()
         directory = self.path.parent
+        replaced = False
         try:
             fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=directory)
             try:
@@ -407,6 +430,7 @@ class Registry:
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, self.path)
+                replaced = True
             except BaseException:
                 try:
                     os.unlink(tmp)
@@ -419,6 +443,8 @@ class Registry:
             finally:
                 os.close(dfd)
         except OSError as exc:  # disk full, I/O error: a library error naming the file
+            if snap is not None and not replaced:
+                self._restore(snap)
             raise io_error("write of", self.path, exc) from exc
 
     def _load(self) -> None:

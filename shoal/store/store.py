@@ -238,17 +238,19 @@ class Store:
         records scan them, so answers are complete either way."""
         with self._write_lock:
             self._check_open()
-            psf = self._registry.register(name, definition, fields=fields, address=self._log.tail_address)
-            self._compiled_state = self._compile()
-            return psf
+            try:
+                return self._registry.register(name, definition, fields=fields, address=self._log.tail_address)
+            finally:  # also after a failed save: ingest indexes what the registry says
+                self._compiled_state = self._compile()
 
     def deregister_psf(self, name: str) -> PSF:
         """Stop indexing by a PSF; returns it with its closed active range."""
         with self._write_lock:
             self._check_open()
-            psf = self._registry.deregister(name, address=self._log.tail_address)
-            self._compiled_state = self._compile()
-            return psf
+            try:
+                return self._registry.deregister(name, address=self._log.tail_address)
+            finally:
+                self._compiled_state = self._compile()
 
     def psf(self, name: str) -> PSF:
         self._check_open()

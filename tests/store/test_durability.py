@@ -450,6 +450,50 @@ def tiny_tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def test_a_psf_change_that_cannot_be_saved_is_undone(open_store, real_data, faulty_disk, store_path):
+    """Disk full while psfs.json is written: register_psf / deregister_psf
+    raise DiskFull and the registry is as before, in memory too, so no PSF
+    claims to index records it did not; once the disk heals, answers equal
+    the oracle's, before and after a reopen."""
+    raws = real_data("zeek_wrccdc2018", 1200)
+    store = open_store()
+    store.register_psf("path", "_path")
+    store.ingest(_body(raws[:400]))
+    faulty_disk.fail("fsync", where="psfs.json.", nth=None)  # the new file's fsync, before it replaces the old
+    with pytest.raises(shoal.DiskFull):
+        store.register_psf("resp_p", '"id.resp_p"')
+    with pytest.raises(shoal.DiskFull):
+        store.register_psf("proto", lambda p: p, fields=["proto"])
+    with pytest.raises(shoal.DiskFull):
+        store.deregister_psf("path")
+    assert [(p.name, p.active) for p in store.psfs()] == [("path", True)]
+    with pytest.raises(shoal.PSFNotFound):
+        store.psf("resp_p")
+    store.ingest(_body(raws[400:800]))
+    faulty_disk.heal()
+    store.register_psf("resp_p", '"id.resp_p"')
+    store.ingest(_body(raws[800:]))
+    assert check_consistent(store, raws) == list(raws)
+    store.close()
+    assert check_consistent(open_store(store_path), raws) == list(raws)
+
+
+def test_a_psf_change_whose_directory_fsync_fails_is_kept(open_store, real_data, faulty_disk, store_path):
+    """The registry file replaced, then the directory's fsync fails: the
+    error is raised, and the change stands (the file holds it), indexed."""
+    raws = real_data("zeek_wrccdc2018", 600)
+    store = open_store()
+    store.ingest(_body(raws[:300]))
+    faulty_disk.fail("fsync", where=str(store_path), nth=2, errno=errno.EIO)  # 1: the new file, 2: the directory
+    with pytest.raises(shoal.NativeIOError):
+        store.register_psf("path", "_path")
+    assert store.psf("path").active
+    store.ingest(_body(raws[300:]))
+    assert check_consistent(store, raws) == list(raws)
+    store.close()
+    assert check_consistent(open_store(store_path), raws) == list(raws)
+
+
 def test_a_real_full_disk(tiny_tmpfs, real_data, tiny_config):
     """ENOSPC from a real file system: the ingest that fills it raises
     DiskFull, reads go on, and once the file system grows a flush retries."""
