@@ -129,7 +129,7 @@ def load_begin(directory: Path) -> BeginState:
                                f"segment file")
 
 
-def _save_begin(directory: Path, state: BeginState) -> None:
+def save_begin(directory: Path, state: BeginState) -> None:
     meta = {"format": _FORMAT, "begin_address": state.begin_address,
             "records_before_begin": state.records_before_begin,
             "at_checkpoint_begins": {str(k): v for k, v in sorted(state.at_checkpoint_begins.items())}}
@@ -149,14 +149,22 @@ def _checkpoint_begins(ckpt_dir: Path) -> set[int]:
     return out
 
 
-def recovery_begin(state: BeginState, segments: SegmentFiles) -> int:
+def recovery_begin(state: BeginState, segments: SegmentFiles) -> tuple[int, str | None]:
     """Where replay may start: the recorded begin, never below the oldest
-    segment file (whose start is a page start, hence a record boundary)."""
-    begin = max(FIRST_ADDRESS, state.begin_address)
+    segment file (whose start is a page start, hence a record boundary).
+    Compaction records its begin before it deletes the files below it and
+    keeps the file holding it, so an oldest file that starts past the
+    recorded begin means files were lost: the second value says so (None
+    otherwise, and when begin.json was unusable: its own note covers it)."""
+    recorded = max(FIRST_ADDRESS, state.begin_address)
+    begin = recorded
     existing = segments.existing()
     if existing:
         begin = max(begin, existing[0] << (segments.page_bits + segments.segment_page_bits))
-    return begin
+    if begin == recorded or state.note is not None:
+        return begin, None
+    return begin, (f"segment files below address {begin} are missing (the log began at {recorded}, "
+                   f"and no compaction dropped them): {begin - recorded} bytes of records are lost")
 
 
 def finish_interrupted(segments: SegmentFiles, begin: int) -> int:
@@ -358,7 +366,7 @@ class Compactor:
             keep = {b: (state.records_before_begin if b == begin else state.at_checkpoint_begins.get(b))
                     for b in _checkpoint_begins(store._ckpt_dir) if b > FIRST_ADDRESS}
             new_state = BeginState(cut, total, {b: d for b, d in keep.items() if d is not None})
-            _save_begin(store.path, new_state)  # 3. the cut recorded
+            save_begin(store.path, new_state)  # 3. the cut recorded
             self._state = new_state
             hlog.shift_begin_address(cut)  # 4. readers stop below it
             hlog.forget_page_starts(cut >> hlog.page_bits)

@@ -64,10 +64,18 @@ class RecoveryReport:
 
 
 def recover(ckpt_dir: Path, segments: SegmentFiles, page_bits: int, bucket_bits: int,
-            begin: int = FIRST_ADDRESS, *, verify: bool = True) -> tuple[HashIndex, RecoveryReport]:
+            begin: int = FIRST_ADDRESS, *, verify: bool = True,
+            without_checkpoints: str | None = None) -> tuple[HashIndex, RecoveryReport]:
+    """without_checkpoints: why no checkpoint may be used (the log lost its
+    oldest part, which they count and index); they are moved to lost+found
+    and the whole log is replayed."""
     report = RecoveryReport()
     lost = ckpt_dir.parent / LOST_AND_FOUND / time.strftime("%Y%m%d-%H%M%S")
     remove_leftovers(ckpt_dir)
+    if without_checkpoints:
+        for cid in list_checkpoints(ckpt_dir):
+            _quarantine_checkpoint(ckpt_dir, cid, lost)
+            report.dropped.append(f"checkpoint {cid} {without_checkpoints}; moved to {lost}")
     # 1. the newest usable checkpoint; the log below its tail verified
     verified_to, valid_end = begin, None  # valid_end: where verification found the log ends
     index = None

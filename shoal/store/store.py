@@ -133,12 +133,17 @@ class Store:
             fds = ffi.new("int32_t[]", 1 << 20)
             segs = SegmentFiles(self.path / "log", page_bits, seg_bits, fds, 1 << 20)
             try:
-                self._index, self.recovery = recover(self._ckpt_dir, segs, page_bits,
-                                                     self.config.index_bucket_bits,
-                                                     _compaction.recovery_begin(begin_state, segs),
-                                                     verify=self.config.verify_log_on_open)
-                if begin_state.note:
-                    self.recovery.dropped.append(begin_state.note)
+                begin, missing = _compaction.recovery_begin(begin_state, segs)
+                self._index, self.recovery = recover(
+                    self._ckpt_dir, segs, page_bits, self.config.index_bucket_bits, begin,
+                    verify=self.config.verify_log_on_open,
+                    without_checkpoints="counts and indexes the missing oldest segment files" if missing else None)
+                for note in (begin_state.note, missing):
+                    if note:
+                        self.recovery.dropped.append(note)
+                if missing:  # reported once: the log begins where its files do now
+                    begin_state = _compaction.BeginState(self.recovery.begin_address)
+                    _compaction.save_begin(self.path, begin_state)
                 # A checkpoint older than the last compaction holds entries of
                 # chains now below begin (compaction's step 6, done here).
                 if self._index.count_below(self.recovery.begin_address):

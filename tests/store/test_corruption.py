@@ -15,7 +15,9 @@ test_recovery.py covers torn and corrupt tails and the no-checkpoint case.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+
 
 import orjson
 import pytest
@@ -218,3 +220,34 @@ def test_without_verification(open_store, damaged, store_path, damage):
     store = open_store()  # verified: found at open
     assert store.stats()["recovery"]["checkpoint_id"] == 1
     assert check_recovered(store, raws) == victim
+
+
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_a_missing_first_segment_is_reported_not_taken_for_compaction(open_store, damaged, store_path,
+                                                                       checkpointed):
+    """No compaction ran, so an absent oldest segment file is damage: the
+    open reports the lost bytes, and what follows is a consistent suffix."""
+    raws, addresses, tails = damaged
+    if not checkpointed:
+        shutil.rmtree(store_path / "checkpoints")
+    first = store_path / "log" / "segment-000000.log"
+    first.unlink()
+    store = open_store()
+    rec = store.stats()["recovery"]
+    assert any("missing" in d and "lost" in d for d in rec["dropped"]), rec["dropped"]
+    begin = store.begin_address
+    kept = [i for i, a in enumerate(addresses) if a >= begin]
+    assert kept and kept[0] > 0
+    stored = [r.raw for r in store.scan(ALL, order="oldest")]
+    assert stored == raws[kept[0]:]
+    log = Log(stored)
+    log.bind(store)
+    for name, definition in PSFS.items():
+        for value in sample_values(log.value_counts(definition), 2) + [True]:
+            assert as_pairs(store.query(name, value)) == log.query(definition, value), (name, value)
+    assert store.stats()["records"] == len(stored)
+    store.close()
+    again = open_store()
+    assert again.stats()["recovery"]["dropped"] == []  # reported once
+    assert [r.raw for r in again.scan(ALL, order="oldest")] == stored
+    assert again.stats()["records"] == len(stored)
