@@ -1,8 +1,8 @@
 """Moving bytes between the event loop and the store's synchronous calls.
 
-Ingest: `Store.ingest` is synchronous and holds the writer lock for the
-whole call, so it runs on a worker thread and pulls the request body from a
-bounded queue that the event loop fills:
+Ingest: `Store.ingest` is synchronous (it releases the store's writer lock
+while it waits for each chunk), so it runs on a worker thread and pulls the
+request body from a bounded queue that the event loop fills:
 
     request.stream() --(event loop: coalesce to ~1 MiB)--> Queue(maxsize=8)
         --(worker thread)--> Store.ingest(iterable of chunks)
