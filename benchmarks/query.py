@@ -8,8 +8,11 @@ walks the chain for the newer half and scans the older half. SQLite holds
 the same records as raw JSON text with an index per PSF
 (json_extract(doc, '$.repo.name') = ? and so on); both return the records'
 JSON text: SQLite a fetchall of the text column (a tuple and a str per row),
-shoal two ways, both held in a list until the query ends as fetchall's rows
-are: store.query (a Record with its own bytes per record) and
+shoal three ways, each held in a list until the query ends as fetchall's
+rows are: store.query (a Record per record; a large answer's Records share
+the buffer their batch was read into, and a Record's text becomes its own
+bytes object when .raw is first taken), the same with .raw taken of every
+Record (what a caller that needs each record's bytes pays), and
 store.query_batches (RecordBatches: the records' text in one buffer per
 batch, no object per record: what the HTTP API streams).
 
@@ -79,6 +82,11 @@ class Bench:
         assert got == self.expect[v], (v, got, self.expect[v])
         return got
 
+    def raw_point(self, v: str) -> int:
+        got = len([r.raw for r in self.store.query("repo", v)])
+        assert got == self.expect[v], (v, got, self.expect[v])
+        return got
+
     def batches_point(self, v: str) -> int:
         batches = list(self.store.query_batches([("repo", v)]))
         got = sum(map(len, batches))
@@ -123,6 +131,7 @@ class Bench:
             repeats = REPEATS[label]
             for v in values:  # warm-up pass
                 self.shoal_point(v)
+                self.raw_point(v)
                 self.batches_point(v)
                 self.sqlite_point(v)
             rounds = [[v for _ in range(repeats) for v in values]] * self.runs
@@ -136,11 +145,11 @@ class Bench:
                             cold_files=files)]
 
     def _point(self, label: str, rounds: list[list[str]], cold_files: list[Path] | None = None) -> dict:
-        lat = {"shoal": [], "batches": [], "sqlite": []}
-        per_round = {"shoal": [], "batches": [], "sqlite": []}
+        lat: dict = {"shoal": [], "raw": [], "batches": [], "sqlite": []}
+        per_round: dict = {k: [] for k in lat}
         for values in rounds:
-            for system, fn in (("shoal", self.shoal_point), ("batches", self.batches_point),
-                               ("sqlite", self.sqlite_point)):
+            for system, fn in (("shoal", self.shoal_point), ("raw", self.raw_point),
+                               ("batches", self.batches_point), ("sqlite", self.sqlite_point)):
                 total = 0.0
                 for v in values:
                     if cold_files:
@@ -156,6 +165,7 @@ class Bench:
         records = sum(self.expect[v] for v in queried) / len(queried)
         res = {"selectivity": label, "records": records, "values": len(set(queried)), "samples": len(queried),
                "x": paired_ratio(per_round["sqlite"], per_round["shoal"]),
+               "x_raw": paired_ratio(per_round["sqlite"], per_round["raw"]),
                "x_batches": paired_ratio(per_round["sqlite"], per_round["batches"])}
         for system, xs in lat.items():
             res[system] = dict(summary(xs), p99=percentile(xs, 99), records_s=records / summary(xs)["median"])
@@ -225,10 +235,12 @@ def us(x: float) -> str:
 def print_phase(phase: str, res: dict) -> None:
     rows = []
     for p in res["point"]:
-        for system, label in (("shoal", "shoal query (Records)"), ("batches", "shoal query_batches"),
-                              ("sqlite", "SQLite indexed")):
+        for system, label in (("shoal", "shoal query (Records)"), ("raw", "shoal query, .raw of each"),
+                              ("batches", "shoal query_batches"), ("sqlite", "SQLite indexed")):
+            if system not in p:  # results written before the .raw row existed
+                continue
             s = p[system]
-            x = {"shoal": p["x"], "batches": p["x_batches"]}.get(system)
+            x = {"shoal": p["x"], "raw": p.get("x_raw"), "batches": p["x_batches"]}.get(system)
             rows.append([p["selectivity"] if system == "shoal" else "", f"{p['records']:,.0f}" if system == "shoal" else "",
                          label, us(s["median"]), us(s["p99"]), f"{s['records_s']:,.0f}",
                          f"{x['median']:.2f}x" if x else ""])

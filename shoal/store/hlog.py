@@ -431,9 +431,10 @@ class HybridLog:
             k = end - start
             buf = ffi.buffer(out, job.used)
             sts = ffi.unpack(status + start, k)
-            if not any(sts):  # the common case: every record read
-                result += make_records(buf, ffi.buffer(addrs + start, 8 * k), ffi.buffer(lengths + start, 4 * k),
-                                       ffi.buffer(offsets + start, 8 * k))
+            if not any(sts):  # the common case: every record read, into a buffer the Records share
+                data, self._local.buf = batch_data(out, job.used, self._local.cap)
+                result += make_records(data, ffi.buffer(addrs + start, 8 * k), ffi.buffer(lengths + start, 4 * k),
+                                       ffi.buffer(offsets + start, 8 * k), share=True)
                 continue
             if lib.SHOAL_E_IO in sts:
                 raise NativeIOError(f"reading record at {addresses[start + sts.index(lib.SHOAL_E_IO)]} failed")

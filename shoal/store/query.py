@@ -307,9 +307,11 @@ class _Fetcher:
         bufs, n = self._call()
         if not n:
             return []
-        # back to back (no separator): the offsets add up
-        return make_records(ffi.buffer(bufs.out, bufs.job.used), ffi.buffer(bufs.addrs, 8 * n),
-                            ffi.buffer(bufs.lengths, 4 * n))
+        # back to back (no separator): the offsets add up. The Records share
+        # the buffer (a full one is theirs, a short answer's bytes a copy).
+        data, bufs.out = batch_data(bufs.out, bufs.job.used, bufs.cap)
+        bufs.job.out = bufs.out
+        return make_records(data, ffi.buffer(bufs.addrs, 8 * n), ffi.buffer(bufs.lengths, 4 * n), share=True)
 
     def batch(self) -> RecordBatch | None:
         """The next batch as a RecordBatch (empty: nothing in this call);

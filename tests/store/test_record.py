@@ -1,7 +1,8 @@
 """The Record type (a C type, _native/records.c) and make_records, the one
 call per batch that builds a batch's Records: values, equality, hashing,
-pickling, argument errors, bounds checks, and that Records are not tracked
-by the cyclic garbage collector (the point of the type)."""
+pickling, argument errors, bounds checks, that Records are not tracked by
+the cyclic garbage collector (the point of the type), and Records sharing
+the buffer their batch was read into (when they let go of it)."""
 from __future__ import annotations
 
 import copy
@@ -118,3 +119,83 @@ def test_a_query_answer_keeps_its_records_alive_and_frees_them(store):
     del got
     gc.collect()
     assert sys.getrefcount(raw) == before - 1  # the Record held the one other reference
+
+
+def _shared(raws: list[bytes], kind=bytes):
+    """(data, Records sharing data) for raws laid back to back."""
+    data = kind(b"".join(raws))
+    addrs = array("Q", [64 + 8 * i for i in range(len(raws))])
+    return data, make_records(data, addrs, array("I", map(len, raws)), share=True)
+
+
+def _pinned(data: bytearray) -> bool:
+    """Whether something holds data's buffer (a bytearray cannot be resized then)."""
+    try:
+        data.extend(b" ")
+    except BufferError:
+        return True
+    del data[-1:]
+    return False
+
+
+def test_shared_records_behave_as_records_with_their_own_bytes():
+    rng = random.Random(11)
+    raws = [orjson.dumps({"i": i, "s": "é" * rng.randrange(0, 80)}) for i in range(300)]
+    data, got = _shared(raws)
+    own = [Record(64 + 8 * i, r) for i, r in enumerate(raws)]
+    assert got == own and [hash(r) for r in got] == [hash(r) for r in own]
+    assert [repr(r) for r in got] == [repr(r) for r in own]
+    assert [r.json() for r in got] == [orjson.loads(r) for r in raws]
+    assert [pickle.loads(pickle.dumps(r)) for r in got[:20]] == own[:20]
+    assert not any(map(gc.is_tracked, got))
+    assert [r.raw for r in got] == raws and {type(r.raw) for r in got} == {bytes}
+    assert got[0].raw is got[0].raw  # made once, then kept
+    assert got == own
+
+
+def test_a_shared_buffer_is_let_go_once_few_records_point_into_it():
+    raws = [orjson.dumps({"i": i}) for i in range(64)]
+    data, got = _shared(raws, bytearray)
+    assert _pinned(data)
+    keep = got[:9]
+    del got  # 9 of 64 Records still point into the buffer: it is kept
+    assert _pinned(data)
+    assert [r.json() for r in keep] == [{"i": i} for i in range(9)]
+    del keep[8]  # 8 of 64 (1/8): they get their own bytes and let go of it
+    assert not _pinned(data)
+    data[:] = b"x" * len(data)
+    assert [r.raw for r in keep] == raws[:8]
+    assert [r.json() for r in keep] == [{"i": i} for i in range(8)]
+
+
+def test_raw_lets_go_of_the_shared_buffer():
+    raws = [orjson.dumps({"i": i}) for i in range(64)]
+    data, got = _shared(raws, bytearray)
+    for r in got[:55]:
+        assert r.raw == raws[r.address // 8 - 8]
+    assert _pinned(data)  # 9 still point into it
+    got[55].raw
+    assert not _pinned(data)
+    data[:] = b"x" * len(data)
+    assert [r.raw for r in got] == raws
+    assert got == [Record(64 + 8 * i, r) for i, r in enumerate(raws)]
+
+
+def test_answers_keep_their_text_across_later_reads_and_close(store):
+    """Large answers hand their read buffer to their Records and small ones
+    copy it: neither is overwritten by the next read on the thread, and
+    both outlive the store."""
+    store.register_psf("type", "type")
+    recs = [orjson.dumps({"type": "abc"[i % 3] if i % 100 else "z", "i": i, "pad": "p" * (i % 700)})
+            for i in range(6000)]
+    store.ingest(b"\n".join(recs))
+    oracle = {t: [r for r in reversed(recs) if orjson.loads(r)["type"] == t] for t in "abcz"}
+    answers = {t: list(store.query("type", t)) for t in "abcz"}
+    scanned = list(store.scan("type == 'b'"))
+    few = [r for i, r in enumerate(store.query("type", "a")) if i % 97 == 0]  # kept from dropped batches
+    store.ingest(b"\n".join(recs[:3000]))
+    store.close()
+    for t in "abcz":
+        assert [r.raw for r in answers[t]] == oracle[t]
+    assert [r.json() for r in scanned] == [orjson.loads(r) for r in oracle["b"]]
+    assert [r.raw for r in few] == oracle["a"][::97]
