@@ -93,7 +93,8 @@ def key_pointers(record: bytes | memoryview, offset: int = 0) -> list[KeyPointer
 # Record(address, raw): one stored record, its log address and its raw JSON
 # bytes, with .json() (orjson). A C type (_native/records.c) that the cyclic
 # garbage collector does not track; make_records builds a batch's Records in
-# one call.
+# one call, each with its own bytes or (share=True) pointing into the batch's
+# buffer until .raw is taken (see records.c, "Shared batches").
 Record = _records.Record
 make_records = _records.records
 
