@@ -347,7 +347,7 @@ static PyObject *make_records(PyObject *module, PyObject *args, PyObject *kwds) 
             PyErr_SetString(PyExc_ValueError, "records: too many records for one shared batch");
             goto done;
         }
-        batch->members = PyMem_Malloc((size_t)n * sizeof(RecordObject *));
+        batch->members = PyMem_Calloc((size_t)n, sizeof(RecordObject *));  /* NULL: not made (yet) */
         if (batch->members == NULL) {
             PyErr_NoMemory();
             goto done;

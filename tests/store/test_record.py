@@ -168,6 +168,22 @@ def test_a_shared_buffer_is_let_go_once_few_records_point_into_it():
     assert [r.json() for r in keep] == [{"i": i} for i in range(8)]
 
 
+def test_a_bad_record_midway_through_a_shared_batch():
+    """The Records made before the bad one are freed with their batch (whose
+    release, once most are dead, visits only Records that were made)."""
+    for _ in range(20):
+        raws = [orjson.dumps({"i": i}) for i in range(200)]
+        data = b"".join(raws)
+        lengths = array("I", map(len, raws))
+        lengths[-1] += 1  # the last record runs past the data
+        junk = [b"\xab" * k for k in range(1500, 1700, 4)]  # freed memory, not zeros, for the batch's arrays
+        del junk
+        with pytest.raises(ValueError, match="beyond"):
+            make_records(data, array("Q", range(8, 8 * 201, 8)), lengths, share=True)
+        with pytest.raises(ValueError, match="disagree"):
+            make_records(data, array("Q", [8]), array("I", [1, 2]), share=True)
+
+
 def test_raw_lets_go_of_the_shared_buffer():
     raws = [orjson.dumps({"i": i}) for i in range(64)]
     data, got = _shared(raws, bytearray)
