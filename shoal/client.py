@@ -41,7 +41,7 @@ from .ingest.result import IngestError, IngestResult
 from .psf import PSF, PSFKind, parse_definition
 from .store.checkpoint import CheckpointInfo
 from .store.compaction import CompactionResult
-from .store.record import Record
+from .store.record import Record, make_records, split_address_lines
 
 __all__ = ["Client", "RecordStream"]
 
@@ -139,43 +139,34 @@ class RecordStream:
 
     def _records(self) -> Iterator[Record]:
         try:
-            for line in _lines(self._response.iter_bytes()):
-                yield _parse_line(line)
+            yield from _stream_records(self._response.iter_bytes())
         finally:
             self._response.close()
 
 
-def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    pending = bytearray()
+def _stream_records(chunks: Iterable[bytes]) -> Iterator[Record]:
+    """Records from the lines {"address":<int>,"record":<raw>} the server
+    writes, split in C a chunk at a time: the Records share their chunk's
+    bytes (the raw text is sliced out, never re-encoded)."""
+    pending = b""
     for chunk in chunks:
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            if nl < 0:
-                pending += chunk[start:]
-                break
-            if pending:
-                pending += chunk[start:nl]
-                yield bytes(pending)
-                pending.clear()
-            else:
-                yield chunk[start:nl]
-            start = nl + 1
+        data = pending + chunk if pending else bytes(chunk)
+        used = yield from _split(data)
+        pending = data[used:]
     if pending.strip():
-        yield bytes(pending)
+        yield from _split(pending + b"\n")
 
 
-_PREFIX = b'{"address":'
-_MIDDLE = b',"record":'
-
-
-def _parse_line(line: bytes) -> Record:
-    # The server writes exactly {"address":<int>,"record":<raw>}; the raw
-    # bytes are sliced out, never re-encoded.
-    if not line.startswith(_PREFIX) or not line.endswith(b"}"):
+def _split(data: bytes):
+    """Records of data's complete lines (a generator); returns where the
+    first line not taken starts. A line not of the form raises."""
+    addrs, offs, lens, used, bad = split_address_lines(data)
+    if addrs:
+        yield from make_records(data, addrs, lens, offs, share=True)
+    if bad >= 0:
+        line = data[bad:data.find(b"\n", bad)]
         raise E.RemoteError(200, "bad_stream", f"unexpected line in a record stream: {line[:80]!r}", {})
-    mid = line.index(_MIDDLE, len(_PREFIX))
-    return Record(int(line[len(_PREFIX):mid]), line[mid + len(_MIDDLE):-1])
+    return used
 
 
 def _chunks(data: Any, size: int) -> Iterator[bytes]:

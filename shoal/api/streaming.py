@@ -21,8 +21,8 @@ streams in bounded memory. Ends:
     the library spools the input before storing, so nothing is stored.
 
 Queries: `ndjson_chunks` turns the library's lazy RecordBatch iterator into
-byte chunks (a batch's NDJSON as it is, or ~64 KiB of address-wrapped
-lines), iterated on worker threads by the response.
+byte chunks (a batch's NDJSON as it is, or its address-wrapped lines made
+in one native call), iterated on worker threads by the response.
 """
 from __future__ import annotations
 
@@ -38,7 +38,6 @@ from ..store.record import RecordBatch
 
 QUEUE_CHUNKS = 8
 COALESCE_BYTES = 1 << 20
-RESPONSE_CHUNK_BYTES = 64 << 10
 _EOF = object()
 _POLL_S = 0.05
 
@@ -170,33 +169,17 @@ async def _wait_uncancellable(fut: asyncio.Future) -> None:
 
 def ndjson_chunks(batches: Iterator[RecordBatch], *, with_address: bool,
                  on_end: Callable[[int], None] | None = None) -> Iterator[bytes]:
-    """Records as NDJSON: each batch's `ndjson()` (no work per record), or
-    with `with_address` lines `{"address":a,"record":<raw>}` with the raw
-    bytes spliced in, in ~64 KiB chunks. A record holding line breaks (a
-    pretty-printed array element) has them turned into spaces, which JSON
-    treats alike, so every record stays one line."""
+    """Records as NDJSON, a chunk per batch: each batch's `ndjson()` (no
+    work per record), or with `with_address` its lines
+    `{"address":a,"record":<raw>}` with the raw bytes spliced in (one native
+    call per batch). A record holding line breaks (a pretty-printed array
+    element) has them turned into spaces, which JSON treats alike, so every
+    record stays one line."""
     n = 0
     try:
-        if not with_address:
-            for b in batches:
-                n += len(b)
-                yield b.ndjson()
-            return
-        buf = bytearray()
         for b in batches:
-            for r in b:
-                raw = r.raw
-                if b"\n" in raw or b"\r" in raw:
-                    raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
-                buf += b'{"address":%d,"record":' % r.address
-                buf += raw
-                buf += b"}\n"
-                n += 1
-                if len(buf) >= RESPONSE_CHUNK_BYTES:
-                    yield bytes(buf)
-                    buf.clear()
-        if buf:
-            yield bytes(buf)
+            n += len(b)
+            yield b.ndjson_with_addresses() if with_address else b.ndjson()
     finally:
         if on_end is not None:
             on_end(n)

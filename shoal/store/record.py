@@ -97,6 +97,8 @@ def key_pointers(record: bytes | memoryview, offset: int = 0) -> list[KeyPointer
 # buffer until .raw is taken (see records.c, "Shared batches").
 Record = _records.Record
 make_records = _records.records
+address_lines = _records.address_lines
+split_address_lines = _records.split_address_lines
 
 
 _UNCLEARED = ffi.new_allocator(should_clear_after_alloc=False)
@@ -134,7 +136,8 @@ class RecordBatch:
     Python object exists per record until one is asked for, and a full
     batch's buffer is the one the native read filled (no copy), which is
     what makes bulk answers cheap: pass `ndjson()` to a file or a socket,
-    or iterate for Records. `bytes(batch.data)` makes a copy."""
+    or iterate for Records (which share the batch's buffer, as a large
+    query answer's Records do). `bytes(batch.data)` makes a copy."""
 
     __slots__ = ("data", "addresses", "offsets", "lengths", "_buf", "_breaks")
 
@@ -160,7 +163,8 @@ class RecordBatch:
         return len(self.addresses)
 
     def __iter__(self) -> Iterator[Record]:
-        return iter(make_records(self._buf, self.addresses, self.lengths, self.offsets))
+        # The Records share this batch's buffer (it never changes).
+        return iter(make_records(self._buf, self.addresses, self.lengths, self.offsets, share=True))
 
     def __getitem__(self, i: int) -> Record:
         o = self.offsets[i]
@@ -170,6 +174,12 @@ class RecordBatch:
         """Every record's JSON text, exactly as stored."""
         data = self._buf
         return [data[o:o + n] for o, n in zip(self.offsets.tolist(), self.lengths.tolist())]
+
+    def ndjson_with_addresses(self) -> bytes:
+        """The records as lines `{"address":a,"record":<text>}` (what the
+        HTTP API streams with with_address=true), made in one native call;
+        line breaks inside a record become spaces, as in ndjson()."""
+        return address_lines(self._buf, self.addresses, self.offsets, self.lengths)
 
     def ndjson(self) -> bytes | memoryview:
         """The records as NDJSON, one per line. A record holding line breaks

@@ -132,3 +132,27 @@ def test_checkpoint_and_stats(c, store):
     assert isinstance(info, shoal.CheckpointInfo) and info.records == 2 and info.tail_address == store.tail_address
     assert c.checkpoints() == [info.checkpoint_id]
     assert c.stats()["records"] == 2 and c.health()["status"] == "ok"
+
+
+def test_record_streams_split_anywhere():
+    """The client's reader of {"address":..,"record":..} lines gives the
+    same Records however the stream is cut into chunks, and names a bad line
+    after the records before it."""
+    import random
+
+    import orjson
+
+    from shoal.client import _stream_records
+    rng = random.Random(3)
+    pairs = [(64 + 8 * i, orjson.dumps({"i": i, "s": "x" * rng.randrange(0, 200)})) for i in range(400)]
+    wire = b"".join(b'{"address":%d,"record":%s}\n' % p for p in pairs)
+    for _ in range(20):
+        cuts = sorted(rng.sample(range(1, len(wire)), rng.choice([1, 5, 50, 500])))
+        chunks = [wire[a:b] for a, b in zip([0] + cuts, cuts + [len(wire)])]
+        assert [(r.address, r.raw) for r in _stream_records(iter(chunks))] == pairs
+    assert [(r.address, r.raw) for r in _stream_records([wire[:-1]])] == pairs  # no final newline
+    got = []
+    with pytest.raises(shoal.RemoteError, match="unexpected line"):
+        for r in _stream_records([wire[:300], wire[300:] + b'{"address":1}\n' + wire]):
+            got.append((r.address, r.raw))
+    assert got == pairs

@@ -215,3 +215,47 @@ def test_answers_keep_their_text_across_later_reads_and_close(store):
         assert [r.raw for r in answers[t]] == oracle[t]
     assert [r.json() for r in scanned] == [orjson.loads(r) for r in oracle["b"]]
     assert [r.raw for r in few] == oracle["a"][::97]
+
+
+def _address_lines_oracle(pairs) -> bytes:
+    return b"".join(b'{"address":%d,"record":%s}\n' % (a, r.replace(b"\r", b" ").replace(b"\n", b" "))
+                    for a, r in pairs)
+
+
+def test_address_lines_are_the_wire_form():
+    from shoal.store.record import address_lines
+    rng = random.Random(5)
+    raws = [orjson.dumps({"i": i, "s": "é\\n" * rng.randrange(0, 30)}) for i in range(300)]
+    raws += [b'[\n  1,\r\n  2\n]', b'{"a":\n"\r"}', b"7"]
+    addrs = [rng.randrange(0, 2 ** 64) for _ in raws] + [0, 2 ** 64 - 1, 10 ** 19]
+    raws += [b"{}", b"{}", b"{}"]
+    data = b"".join(r + b"\n" for r in raws)
+    offsets = array("Q", [0])
+    for r in raws[:-1]:
+        offsets.append(offsets[-1] + len(r) + 1)
+    out = address_lines(data, array("Q", addrs), offsets, array("I", map(len, raws)))
+    assert out == _address_lines_oracle(zip(addrs, raws))
+    assert [orjson.loads(line)["address"] for line in out.splitlines()] == addrs
+    assert address_lines(b"", array("Q"), array("Q"), array("I")) == b""
+    with pytest.raises(ValueError, match="beyond"):
+        address_lines(b"abc", array("Q", [8]), array("Q", [2]), array("I", [2]))
+    with pytest.raises(ValueError, match="disagree"):
+        address_lines(b"abc", array("Q", [8]), array("Q", [0, 1]), array("I", [1]))
+
+
+def test_split_address_lines_takes_complete_lines_and_stops_at_a_bad_one():
+    from shoal.store.record import split_address_lines
+    pairs = [(8 * i, orjson.dumps({"i": i, "t": "}" * (i % 3)})) for i in range(50)] + [(2 ** 64 - 1, b"[]")]
+    wire = _address_lines_oracle(pairs)
+    addrs, offs, lens, used, bad = split_address_lines(wire + b'{"address":5,"rec')
+    assert (used, bad) == (len(wire), -1)
+    got = make_records(wire, addrs, lens, offs, share=True)
+    assert [(r.address, r.raw) for r in got] == pairs
+    for line in [b'{"address":,"record":1}', b'{"address":1x,"record":1}', b'{"address":1,"record":1',
+                 b'{"address":18446744073709551616,"record":1}', b'{"addr":1,"record":1}', b"",
+                 b'{"address":1,"recor":1}', b'{"address":-1,"record":1}', b" " + wire[:20]]:
+        data = wire[:wire.index(b"\n") + 1] + line + b"\n" + wire
+        addrs, offs, lens, used, bad = split_address_lines(data)
+        assert len(addrs) == 8 and bad == used == wire.index(b"\n") + 1, line
+    with pytest.raises(TypeError):
+        split_address_lines(bytearray(wire))  # Records share the data: it must not change
