@@ -104,6 +104,8 @@ class Metrics:
             metric("shoal_memory_budget_bytes", "gauge", "memory budget for log pages",
                    [("", stats["memory_budget_bytes"])])
             metric("shoal_disk_bytes", "gauge", "bytes of segment files", [("", stats["disk_bytes"])])
+            metric("shoal_lost_and_found_bytes", "gauge", "bytes recovery moved to lost+found/ (kept until "
+                   "removed by hand)", [("", stats["recovery"]["lost_and_found_bytes"])])
             metric("shoal_index_entries", "gauge", "hash index entries", [("", stats["index"]["entries"])])
             metric("shoal_psfs_active", "gauge", "active PSFs", [("", sum(p["active"] for p in stats["psfs"]))])
         return "\n".join(out) + "\n"

@@ -45,7 +45,7 @@ from .commit import GroupCommit
 from .hlog import HybridLog
 from .keys import KeyIndex, key_canon
 from .record import Record, RecordBatch
-from .recovery import recover
+from .recovery import LOST_AND_FOUND, recover
 from .scan import NativeMatcher, PythonMatcher, scan_range, truthy
 from .segments import SegmentFiles
 
@@ -675,9 +675,22 @@ class Store:
             "syncs": self._commit.syncs,
             "recovery": {"checkpoint_id": self.recovery.checkpoint_id,
                          "replayed_records": self.recovery.replayed_records,
-                         "dropped": list(self.recovery.dropped)},
+                         "dropped": list(self.recovery.dropped),
+                         "lost_and_found_bytes": _tree_bytes(self.path / LOST_AND_FOUND)},
             "compaction": self._compactor.stats(),
         }
+
+
+def _tree_bytes(directory: Path) -> int:
+    """Bytes of the files under `directory` (0 when it does not exist)."""
+    total = 0
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except FileNotFoundError:  # removed by hand meanwhile
+                pass
+    return total
 
 
 def _segment_bytes(directory: Path) -> int:

@@ -273,6 +273,7 @@ async def test_metrics(client, store):
     assert samples['shoal_query_duration_seconds_bucket{kind="one",le="+Inf"}'] == 1
     assert samples['shoal_log_address{kind="tail"}'] == store.tail_address
     assert samples["shoal_records"] == 3
+    assert samples["shoal_lost_and_found_bytes"] == 0  # nothing dropped (test_corruption fills it)
     assert samples['shoal_http_responses_total{method="POST",status="200"}'] >= 3
     # every sample belongs to a declared metric
     declared = {ln.split()[2] for ln in r.text.splitlines() if ln.startswith("# TYPE")}

@@ -138,6 +138,8 @@ def test_damaged_segment(open_store, damaged, store_path, damage, where):
     assert addresses[first_lost - 1] < store.tail_address <= addresses[first_lost]  # <: at a page's end marker
     lost = list((store_path / "lost+found").iterdir())
     assert len(lost) == 1 and any(lost[0].iterdir())  # the dropped log is kept, not deleted
+    kept = sum(f.stat().st_size for f in (store_path / "lost+found").rglob("*") if f.is_file())
+    assert rec["lost_and_found_bytes"] == kept > 0
     _goes_on(open_store, store, raws, first_lost)
 
 
