@@ -205,9 +205,9 @@ def _cmd_psf_ls(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     value = True if args.value is None else parse_query_value(args.value)
     with _connect(args) as target:
-        if hasattr(target, "query_batches") and not args.with_address:  # a local Store: the bulk path
+        if hasattr(target, "query_batches"):  # a local Store: the bulk path
             write_ndjson(target.query_batches([(args.psf, value)], limit=args.limit, order=args.order,
-                                              **_history(args)))
+                                              **_history(args)), args.with_address)
         else:
             write_records(target.query(args.psf, value, limit=args.limit, order=args.order,
                                        **_history(args)), args.with_address)
@@ -216,9 +216,9 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     with _connect(args) as target:
-        if hasattr(target, "scan_batches") and not args.with_address:
+        if hasattr(target, "scan_batches"):
             write_ndjson(target.scan_batches(args.expression, limit=args.limit, order=args.order,
-                                             **_history(args)))
+                                             **_history(args)), args.with_address)
         else:
             write_records(target.scan(args.expression, limit=args.limit, order=args.order, **_history(args)),
                           args.with_address)

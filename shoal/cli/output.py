@@ -35,14 +35,15 @@ def write_records(records: Iterable[Any], with_address: bool, *, one_line: bool 
         _write_batches(records, with_address, one_line)
 
 
-def write_ndjson(batches: Iterable[Any]) -> None:
-    """The NDJSON of library RecordBatches to stdout, a batch per write (no
-    work per record)."""
+def write_ndjson(batches: Iterable[Any], with_address: bool = False) -> None:
+    """The NDJSON of library RecordBatches to stdout (with_address: lines
+    {"address":a,"record":<raw>}), a batch per write, made without Python
+    work per record."""
     with contextlib.closing(batches) if hasattr(batches, "close") else contextlib.nullcontext():
         sys.stdout.flush()
         out = sys.stdout.buffer
         for b in batches:
-            out.write(b.ndjson())
+            out.write(b.ndjson_with_addresses() if with_address else b.ndjson())
         out.flush()
 
 
