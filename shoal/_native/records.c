@@ -426,6 +426,15 @@ static int decimal_digits(uint64_t v) {
     return n;
 }
 
+/* Entry i of native arrays of addresses (uint64), offsets (uint64) and
+ * lengths (uint32). */
+static inline void entry_at(const Py_buffer *addrs, const Py_buffer *offs, const Py_buffer *lens, Py_ssize_t i,
+                            uint64_t *address, uint64_t *off, uint32_t *len) {
+    memcpy(address, (const char *)addrs->buf + 8 * i, 8);
+    memcpy(off, (const char *)offs->buf + 8 * i, 8);
+    memcpy(len, (const char *)lens->buf + 4 * i, 4);
+}
+
 /* address_lines(data, addresses, offsets, lengths) -> bytes: record i
  * (data[offsets[i]:offsets[i] + lengths[i]], stored at addresses[i]) as one
  * line of the wire form above, for the whole batch in one call. */
@@ -445,9 +454,7 @@ static PyObject *address_lines(PyObject *module, PyObject *args) {
     for (Py_ssize_t i = 0; i < n; i++) {
         uint64_t address, off;
         uint32_t len;
-        memcpy(&address, (const char *)addrs.buf + 8 * i, 8);
-        memcpy(&off, (const char *)offs.buf + 8 * i, 8);
-        memcpy(&len, (const char *)lens.buf + 4 * i, 4);
+        entry_at(&addrs, &offs, &lens, i, &address, &off, &len);
         if (off > data_len || len > data_len - off) {
             PyErr_SetString(PyExc_ValueError, "address_lines: a record lies beyond the data");
             goto done;
@@ -465,9 +472,7 @@ static PyObject *address_lines(PyObject *module, PyObject *args) {
     for (Py_ssize_t i = 0; i < n; i++) {
         uint64_t address, off;
         uint32_t len;
-        memcpy(&address, (const char *)addrs.buf + 8 * i, 8);
-        memcpy(&off, (const char *)offs.buf + 8 * i, 8);
-        memcpy(&len, (const char *)lens.buf + 4 * i, 4);
+        entry_at(&addrs, &offs, &lens, i, &address, &off, &len);
         memcpy(w, LINE_HEAD, LINE_HEAD_LEN);
         w += LINE_HEAD_LEN;
         int nd = decimal_digits(address);
