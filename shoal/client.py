@@ -148,13 +148,18 @@ def _stream_records(chunks: Iterable[bytes]) -> Iterator[Record]:
     """Records from the lines {"address":<int>,"record":<raw>} the server
     writes, split in C a chunk at a time: the Records share their chunk's
     bytes (the raw text is sliced out, never re-encoded)."""
-    pending = b""
+    pending: list[bytes] = []  # the pieces of a line not yet complete
     for chunk in chunks:
-        data = pending + chunk if pending else bytes(chunk)
+        if b"\n" not in chunk:  # a long record arriving in pieces: joined once, when its line ends
+            if chunk:
+                pending.append(bytes(chunk))
+            continue
+        data = b"".join((*pending, chunk)) if pending else bytes(chunk)
         used = yield from _split(data)
-        pending = data[used:]
-    if pending.strip():
-        yield from _split(pending + b"\n")
+        pending = [data[used:]] if used < len(data) else []
+    rest = b"".join(pending)
+    if rest.strip():
+        yield from _split(rest + b"\n")
 
 
 def _split(data: bytes):
