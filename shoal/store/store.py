@@ -40,6 +40,7 @@ from ..psf import (PSF, NativePSFSet, Registry, SlowEvaluator, canonical, evalua
                    parse_definition, value_hash)
 from . import compaction as _compaction
 from . import query as _query
+from .address import MAX_ADDRESS
 from .checkpoint import CheckpointInfo, list_checkpoints, write_checkpoint
 from .commit import GroupCommit
 from .hlog import HybridLog
@@ -307,6 +308,10 @@ class Store:
         """The record at `address`, or None if no record starts there."""
         if not isinstance(address, int) or isinstance(address, bool):
             raise InvalidArgument("address must be an int")
+        if address < 0:
+            raise InvalidArgument("address must be a non-negative int")
+        if address > MAX_ADDRESS:  # past any log (e.g. >= 2**64, which C cannot even take): no record
+            return None
         with self._gate:
             raw = self._log.read_records([address], payload_only=True)[0]
         return None if raw is None else Record(address, raw)

@@ -202,6 +202,9 @@ async def test_get_record_returns_the_raw_bytes(client):
     assert body["address"] == out["first_address"] + 8
     assert_error(await client.get("/records/123456789"), 404, "record_not_found")
     assert_error(await client.get("/records/-1"), 422, "validation_error")
+    for past_any_log in (2**64 - 1, 2**64, 10**40):  # no record there (was a 500: OverflowError)
+        body = assert_error(await client.get(f"/records/{past_any_log}"), 404, "record_not_found")
+        assert body["address"] == past_any_log
     assert_error(await client.get("/records/abc"), 422, "validation_error")
 
 

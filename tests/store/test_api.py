@@ -125,6 +125,7 @@ def test_bad_settings(tmp_path, overrides):
     lambda s: s.get("64"),
     lambda s: s.get(True),
     lambda s: s.get(64.0),
+    lambda s: s.get(-8),
     lambda s: s.ingest(RECS, on_error="ignore"),
     lambda s: s.ingest(RECS, format="csv"),
     lambda s: s.ingest(12345),
@@ -216,6 +217,8 @@ def test_expected_outcomes_are_values(filled):
     assert filled.get(filled.tail_address) is None
     assert filled.get(0) is None
     assert filled.get(2**47) is None
+    for past_any_log in (2**48, 2**64 - 1, 2**64, 10**40):  # no record there; C takes 64 bits at most
+        assert filled.get(past_any_log) is None
     assert list(filled.query("type", "NoSuchEvent")) == []
     for unindexable in (None, False, [1], {"a": 1}, float("nan"), float("inf")):
         assert list(filled.query("type", unindexable)) == []
