@@ -190,7 +190,9 @@ class Stats(BaseModel):
 
 # ---- OpenAPI helpers for what pydantic cannot model ----
 
-RECORD_SCHEMA = {"type": "object", "description": "a stored record, byte for byte as ingested"}
+# Any JSON value: a record is whatever JSON text was ingested, an object most
+# often but also a number, a string, an array, true, false or null.
+RECORD_SCHEMA = {"description": "a stored record, byte for byte as ingested: any JSON value (an object most often)"}
 WITH_ADDRESS_SCHEMA = {"type": "object", "properties": {"address": {"type": "integer"}, "record": RECORD_SCHEMA},
                        "required": ["address", "record"]}
 
@@ -200,7 +202,8 @@ def ndjson_response(what: str) -> dict[int | str, dict[str, Any]]:
     return {200: {
         "description": f"{what}: an NDJSON stream (one record per line, as ingested). With "
                        "`with_address=true` each line is `{\"address\": a, \"record\": <record>}`.",
-        "content": {"application/x-ndjson": {"schema": {"oneOf": [RECORD_SCHEMA, WITH_ADDRESS_SCHEMA]},
+        # anyOf: a record may itself look like an address-wrapped line.
+        "content": {"application/x-ndjson": {"schema": {"anyOf": [RECORD_SCHEMA, WITH_ADDRESS_SCHEMA]},
                                              "example": '{"type":"PushEvent"}\n{"type":"PushEvent"}\n'}},
     }}
 

@@ -15,7 +15,7 @@ from ...psf import parse_query_value
 from ...store.store import Store
 from .. import deps
 from ..errors import ApiError
-from ..schemas import errors_doc
+from ..schemas import RECORD_SCHEMA, errors_doc
 
 router = APIRouter(tags=["keys"])
 
@@ -31,8 +31,8 @@ class DeletedOut(BaseModel):
 @router.get("/keys/{key}", summary="The live version of a key (keyed stores)", response_class=Response,
             responses={200: {"description": "the record, byte for byte as ingested; its address is in the "
                                             "X-Shoal-Address header",
-                             "content": {"application/json": {"schema": {"type": "object"}}}},
-                       **errors_doc(400, 404, 503)})
+                             "content": {"application/json": {"schema": RECORD_SCHEMA}}},
+                       **errors_doc(400, 404, 422, 503)})
 def get_key(key: KeyPath, store: Annotated[Store, Depends(deps.store)]) -> Response:
     k = parse_query_value(key)
     rec = store.get_key(k)
@@ -42,7 +42,7 @@ def get_key(key: KeyPath, store: Annotated[Store, Depends(deps.store)]) -> Respo
 
 
 @router.delete("/keys/{key}", response_model=DeletedOut, summary="Delete a key (keyed stores)",
-               responses=errors_doc(400, 404, 503),
+               responses=errors_doc(400, 404, 422, 503),
                description="Appends a tombstone: the key reads as absent and PSF queries stop returning its "
                            "versions. 404 when the key has no live version (nothing is written).")
 async def delete_key(key: KeyPath, store: Annotated[Store, Depends(deps.store)],

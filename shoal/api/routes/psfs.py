@@ -29,13 +29,13 @@ def list_psfs(store: StoreDep) -> dict:
 
 
 @router.get("/psfs/{name:path}", response_model=PSFOut, summary="One PSF with its active ranges",
-            responses=errors_doc(404, 503))
+            responses=errors_doc(404, 422, 503))
 def get_psf(name: str, store: StoreDep) -> dict:
     return psf_out(store.psf(name))
 
 
 @router.delete("/psfs/{name:path}", response_model=PSFDeregisteredOut, summary="Deregister a PSF",
-               responses=errors_doc(404, 503),
+               responses=errors_doc(404, 422, 503),
                description="Stops indexing by it; answers with the range [from, to) in which it was active. "
                            "Registering the same expression again later resumes it.")
 def deregister(name: str, store: StoreDep) -> dict:

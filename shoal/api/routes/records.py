@@ -10,7 +10,7 @@ from ...store.store import Store
 from .. import deps
 from ..errors import MAX_ERRORS_SHOWN, ApiError
 from ..metrics import Metrics
-from ..schemas import INGEST_BODY, IngestOut, errors_doc
+from ..schemas import INGEST_BODY, RECORD_SCHEMA, IngestOut, errors_doc
 from ..streaming import feed_thread
 
 router = APIRouter(tags=["records"])
@@ -103,7 +103,7 @@ async def ingest(
 @router.get(
     "/records/{address}", summary="One record by address", response_class=Response,
     responses={200: {"description": "the record, byte for byte as ingested",
-                     "content": {"application/json": {"schema": {"type": "object"}}}},
+                     "content": {"application/json": {"schema": RECORD_SCHEMA}}},
                **errors_doc(404, 422, 503)})
 def get_record(address: Annotated[int, Path(ge=0, description="a record's log address")],
                store: Annotated[Store, Depends(deps.store)]) -> Response:
