@@ -98,11 +98,70 @@ def intersect_sorted(streams: list[Iterator[int]], *, descending: bool) -> Itera
         return
 
 
-def reversed_stream(stream: Iterator[int]) -> Iterator[int]:
-    """Materialize addresses (8 bytes each) and yield them in reverse."""
-    items = list(stream)
-    items.reverse()
-    return iter(items)
+# Oldest first: addresses per re-walked piece of a chain (see walk_chain_oldest_first).
+_REVERSE_CHUNK = 16384
+
+
+def walk_chain_oldest_first(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
+                            gate=contextlib.nullcontext(), chunk: int | None = None) -> Iterator[list[int]]:
+    """walk_chain_batches' addresses oldest first, in memory bounded by
+    `chunk` addresses plus one resume point per `chunk` on the chain.
+
+    A chain links newest to oldest and has no other entry, so its oldest
+    record is found only by walking all of it: that walk is unavoidable.
+    What is avoided is keeping what it passes. The first pass walks the
+    whole chain in native calls of `chunk` addresses each and keeps only
+    where each call started (its key pointer); the addresses stay in the C
+    buffer. Then the pieces are walked again from those key pointers,
+    oldest piece first, each reversed and yielded in lists of up to 1,024
+    addresses, and only as far as the consumer reads: an oldest-first
+    answer with a limit re-walks only its oldest piece or two. The last
+    piece of the first pass is the oldest and is still in the buffer: it
+    is not walked twice.
+
+    Key pointers are never rewritten, so a piece walked again from its key
+    pointer yields what it did in the first pass; new records land above
+    `hi` and are not emitted. If compaction moves begin past a piece
+    meanwhile, that piece ends where begin is, as a walk started now would."""
+    cap = chunk or _REVERSE_CHUNK
+    job = ffi.new("shoal_walk_job *")
+    out = ffi.new("uint64_t[]", cap)
+    canon_c = ffi.new("char[]", canon)
+    job.lo = lo
+    job.hi = hi
+    job.hash = value_hash
+    job.canon = canon_c
+    job.canon_len = len(canon)
+    job.psf_id = psf_id
+    job.out = out
+    job.cap = cap
+
+    def walk_piece() -> None:
+        with gate:
+            rc = lib.shoal_walk(job, log.c, index.ptr)
+        if rc < 0 and job.err_address >= log.begin_address:
+            check(rc, f"chain walk at address {job.err_address}")
+        # else compaction moved begin past what the walk was reading: the
+        # chain ends there (job.done is set)
+
+    starts: list[int] = []  # the key pointer each piece starts at (0: the head), newest piece first
+    while True:
+        starts.append(job.next_kp)
+        walk_piece()
+        if job.done:
+            break
+    starts.pop()  # the oldest piece: its addresses are in `out` now
+    piece = ffi.unpack(out, job.n_out)
+    while True:
+        piece.reverse()
+        for k in range(0, len(piece), _WALK_CAP):  # batches as large as newest-first walks make
+            yield piece[k:k + _WALK_CAP]
+        if not starts:
+            return
+        job.next_kp = starts.pop()
+        job.done = 0
+        walk_piece()
+        piece = ffi.unpack(out, job.n_out)
 
 
 def psf_address_batches(log, index, psf, canon: bytes, value_hash: int, inactive: list[tuple[int, int]],
@@ -110,8 +169,10 @@ def psf_address_batches(log, index, psf, canon: bytes, value_hash: int, inactive
                         gate=contextlib.nullcontext()) -> Iterator[list[int]]:
     """psf_addresses in lists: the chain's own batches when the chain alone
     answers (the common case), else batches of the merged stream."""
-    if not inactive and descending:
-        return walk_chain_batches(log, index, psf.id, canon, value_hash, lo, hi, gate)
+    if not inactive:
+        if descending:
+            return walk_chain_batches(log, index, psf.id, canon, value_hash, lo, hi, gate)
+        return walk_chain_oldest_first(log, index, psf.id, canon, value_hash, lo, hi, gate)
     return _batched(psf_addresses(log, index, psf, canon, value_hash, inactive, scan_matcher_factory,
                                   lo, hi, descending=descending, gate=gate))
 
@@ -125,9 +186,11 @@ def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list
                   scan_matcher_factory, lo: int, hi: int, *, descending: bool,
                   gate=contextlib.nullcontext()) -> Iterator[int]:
     """Complete answer for one (PSF, value) in [lo, hi)."""
-    chain = walk_chain(log, index, psf.id, canon, value_hash, lo, hi, gate)
-    if not descending:
-        chain = reversed_stream(chain)
+    if descending:
+        chain = walk_chain(log, index, psf.id, canon, value_hash, lo, hi, gate)
+    else:
+        chain = (a for piece in walk_chain_oldest_first(log, index, psf.id, canon, value_hash, lo, hi, gate)
+                 for a in piece)
     if not inactive:
         return chain
     ranges = sorted(inactive, reverse=descending)

@@ -383,3 +383,64 @@ def test_callable_psfs(open_store, real_data):
             for order in ("newest", "oldest"):
                 assert (as_pairs(store.query(name, value, order=order))
                         == log.query(func, value, fields=fields, order=order)), (name, value)
+
+
+# ---- oldest first ----
+
+def test_oldest_first_in_pieces_equals_oracle(open_store, real_data, monkeypatch):
+    """Oldest-first answers come from a chain walked in pieces, re-walked
+    oldest piece first (store/query.py, walk_chain_oldest_first): with
+    pieces of 5 addresses every limit, range and merge crosses piece
+    boundaries, and where a PSF was inactive the scanned part is merged in."""
+    monkeypatch.setattr(shoal.store.query, "_REVERSE_CHUNK", 5)
+    raws = real_data("github_events")
+    store = open_store()
+    store.register_psf("type", "type")
+    half = len(raws) // 2
+    store.ingest(b"\n".join(raws[:half]) + b"\n")
+    store.register_psf("late", "type")  # inactive over the first half: scanned there
+    store.register_psf("push", "type == 'PushEvent'")
+    store.ingest(b"\n".join(raws[half:]) + b"\n")
+    log = Log(raws)
+    log.bind(store)
+    rng = random.Random(3)
+    addrs = log.addresses
+    for psf in ("type", "late"):
+        for value in sample_values(log.value_counts("type")):
+            for limit in (None, 0, 1, 4, 5, 6, 11, 200):
+                got = as_pairs(store.query(psf, value, order="oldest", limit=limit))
+                assert got == log.query("type", value, order="oldest", limit=limit), (psf, value, limit)
+                batches = store.query_batches([(psf, value)], order="oldest", limit=limit)
+                assert [(r.address, r.raw) for b in batches for r in b] == got
+            for _ in range(4):
+                lo, hi = sorted(rng.sample(addrs, 2))
+                got = as_pairs(store.query(psf, value, order="oldest", limit=7, from_address=lo, to_address=hi))
+                assert got == log.query("type", value, order="oldest", limit=7, from_address=lo, to_address=hi)
+    conds = [("push", True), ("type", "PushEvent")]
+    oracle = [("type == 'PushEvent'", True), ("type", "PushEvent")]
+    assert as_pairs(store.query_all(conds, order="oldest", limit=9)) == log.query_all(oracle, order="oldest", limit=9)
+    conds = [("late", "WatchEvent"), ("type", "ForkEvent")]
+    oracle = [("type", "WatchEvent"), ("type", "ForkEvent")]
+    assert as_pairs(store.query_any(conds, order="oldest", limit=13)) == log.query_any(oracle, order="oldest",
+                                                                                      limit=13)
+
+
+def test_oldest_first_does_not_hold_the_whole_chain(open_store):
+    """An oldest-first answer with a limit walks the whole chain (chains
+    link newest to oldest) but keeps one piece of it, not every address
+    (was: a Python list of all of them, ~36 bytes per record)."""
+    import tracemalloc
+    n = 150_000
+    store = open_store(page_size_bytes=1 << 20, memory_budget_bytes=64 << 20, segment_size_bytes=1 << 20)
+    store.register_psf("k", "k")
+    store.ingest(b"".join(b'{"k":"v","i":%d}\n' % i for i in range(n)))
+    first = next(store.scan("i == `0`", order="oldest"))
+    tracemalloc.start()
+    try:
+        got = [(r.address, r.raw) for r in store.query("k", "v", order="oldest", limit=3)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got[0] == (first.address, first.raw) and [r[1] for r in got] == [b'{"k":"v","i":%d}' % i
+                                                                          for i in range(3)]
+    assert peak < n * 36 // 3, peak  # one piece of 16,384 addresses is ~0.6 MB; all of them ~5.4 MB
