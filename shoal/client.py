@@ -62,6 +62,8 @@ _ERRORS: dict[str, Any] = {
                                                            expression=b.get("expression")),
     "psf_error": lambda b: E.PSFError(b.get("detail", "")),
     "ingest_rejected": lambda b: E.IngestRejected(_ingest_result(b)),
+    "no_valid_records": lambda b: E.IngestRejected(_ingest_result(b)),
+    "empty_body": _invalid,
     "parse_error": lambda b: E.ParseError(b.get("reason") or b.get("detail", ""), b.get("line"), b.get("offset")),
     "invalid_argument": _invalid,
     "validation_error": _invalid,
@@ -91,7 +93,22 @@ def _raise_for(response: httpx.Response) -> None:
     exc = make(body) if make else E.RemoteError(response.status_code, code, body.get("detail", ""), body)
     exc.status = response.status_code
     exc.code = code
+    if "ingested" in body and not isinstance(exc, E.IngestRejected):
+        # an ingest that failed partway: what the server stored before it
+        exc.ingest_result = _ingest_result(body)
     raise exc
+
+
+# Ingest answers that are errors over HTTP but results in the library.
+_STORED_NOTHING = ("empty_body", "no_valid_records")
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
 
 
 def _ingest_result(b: dict) -> IngestResult:
@@ -265,7 +282,13 @@ class Client:
         if first[:2] == _GZIP_MAGIC:
             headers["Content-Encoding"] = "gzip"
         params = {"on_error": on_error, "durable": "true" if durable else "false", "format": str(format)}
-        return _ingest_result(self._call("POST", "/records", content=chunks, headers=headers, params=params))
+        r = self._http.request("POST", "/records", content=chunks, headers=headers, params=params)
+        if r.status_code in (400, 422) and _error_code(r) in _STORED_NOTHING:
+            # The server's loud answer for a body that stored nothing; the
+            # library returns that as a value, and so does this client.
+            return _ingest_result(r.json())
+        _raise_for(r)
+        return _ingest_result(r.json())
 
     # ---- PSFs ----
     def register_psf(self, name: str, definition: str) -> PSF:

@@ -210,7 +210,7 @@ def test_ingest_bad_records_skip_and_reject(shoal_cli, data_dir, tmp_path):
     bad = tmp_path / "bad.ndjson"
     bad.write_bytes(good + b"{oops\n" + good + b"[1,\n" * 7)
     r = shoal_cli("ingest", bad, "--data", data_dir)
-    assert r.code == 0, "records were stored: bad ones are skipped and listed"
+    assert r.code == 3, "records were stored, bad ones skipped and listed: a partial success"
     lines = r.err.splitlines()
     assert lines[0].startswith(f"{bad}: 2 ingested, 8 rejected, addresses ")
     assert lines[1].startswith(f"  {bad}:2: invalid JSON")
@@ -496,3 +496,33 @@ def test_keyed_store_get_delete_and_history(shoal_cli, data_dir, tmp_path):
     assert r.code == 1 and "ADDRESS or --key" in r.err
     r = shoal_cli("ingest", src, "--key", "other", "--data", data_dir)
     assert r.code == 1 and "key is fixed" in r.err
+
+
+def test_ingest_damaged_and_odd_files(shoal_cli, data_dir, tmp_path):
+    """A cut gzip file stores what came before the cut and says how much;
+    a pretty-printed document is one record; an empty file stores nothing
+    and exits 1; a file of mostly junk lines does not exit 0."""
+    import gzip
+    data = b"".join(b'{"n":%d,"pad":"%s"}\n' % (i, b"y" * (i % 80)) for i in range(60_000))
+    packed = gzip.compress(data)
+    cut = tmp_path / "cut.ndjson.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    r = shoal_cli("ingest", cut, "--data", data_dir)
+    assert r.code == 1 and "truncated gzip input" in r.err
+    stored = json.loads(shoal_cli("stats", "--json", "--data", data_dir).out)["records"]
+    assert stored > 0 and f"{stored:,} record(s) of it were stored before the error" in r.err
+
+    pretty = tmp_path / "doc.json"
+    pretty.write_bytes(json.dumps({"statuses": [{"id": 19}, {"id": 22}]}, indent=2).encode())
+    r = shoal_cli("ingest", pretty, "--data", data_dir)
+    assert r.code == 0 and f"{pretty}: 1 ingested, 0 rejected" in r.err
+
+    empty = tmp_path / "empty.ndjson"
+    empty.write_bytes(b"\n\n")
+    r = shoal_cli("ingest", empty, "--data", data_dir)
+    assert r.code == 1 and "no records in it" in r.err
+
+    junk = tmp_path / "junk.ndjson"
+    junk.write_bytes(b"{\"ok\":1}\n" + b"{\n" * 50)
+    r = shoal_cli("ingest", junk, "--data", data_dir)
+    assert r.code == 3 and f"{junk}: 1 ingested, 50 rejected" in r.err

@@ -78,8 +78,25 @@ def classify(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def stored_fields(exc: BaseException) -> dict[str, Any]:
+    """What an ingest stored before the error that ended it (records framed
+    before a cut or damaged body stay stored; see ingest.py): the counts
+    and addresses a client needs to resume without storing duplicates."""
+    r = getattr(exc, "ingest_result", None)
+    if r is None:
+        return {}
+    return {"ingested": r.ingested, "rejected": r.rejected, "first_address": r.first_address,
+            "last_address": r.last_address, "errors": [e.to_dict() for e in r.errors[:MAX_ERRORS_SHOWN]],
+            "errors_total": r.rejected}
+
+
 def extra_fields(exc: BaseException) -> dict[str, Any]:
     """Fields beside error/detail that say where or what."""
+    if getattr(exc, "ingest_result", None) is not None:
+        fields = stored_fields(exc)
+        if isinstance(exc, E.ParseError):
+            fields.update(line=exc.line, offset=exc.offset, reason=exc.reason)
+        return fields
     if isinstance(exc, E.PSFDefinitionError):
         return {"position": exc.position, "expression": exc.expression}
     if isinstance(exc, E.ParseError):
@@ -110,7 +127,7 @@ async def _shoal_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return _answer(exc.status, body(exc.code, exc.detail, **exc.extra))
+    return _answer(exc.status, body(exc.code, exc.detail, **exc.extra, **stored_fields(exc)))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -226,13 +226,15 @@ _STATUS_TEXT = {
 
 INGEST_BODY = {"requestBody": {
     "required": True,
-    "description": "Records as NDJSON, or a JSON array of records (Content-Type: application/json), "
+    "description": "Records as NDJSON, or one JSON document (Content-Type: application/json: an array's "
+                   "elements are the records, any other value is one record), "
                    "optionally gzipped (Content-Encoding: gzip, or a gzip body of any type). Streamed: "
                    "the body is never held whole in memory.",
     "content": {
         "application/x-ndjson": {"schema": {"type": "string", "format": "binary"},
                                  "example": '{"type":"PushEvent","repo":{"name":"torvalds/linux"}}\n'},
-        "application/json": {"schema": {"type": "array", "items": RECORD_SCHEMA},
+        "application/json": {"schema": {"description": "one JSON document: an array's elements are the "
+                                                        "records, any other value is one record"},
                              "example": [{"type": "PushEvent"}]},
         "application/gzip": {"schema": {"type": "string", "format": "binary"}},
     },

@@ -7,8 +7,8 @@ directory, so while a server holds it, commands must go through `--url`.
 
 Exit codes: 0 success; 1 an error (message on stderr as `shoal: error: ...`),
 `get` of an address holding no record, or an ingest that stored nothing
-because every record was bad or `--on-error reject` refused a file; 2 bad
-usage.
+(every record bad, no records at all, or `--on-error reject` refused a
+file); 2 bad usage; 3 an ingest that stored records but skipped bad ones.
 
 `query` and `scan` write records to stdout as the bytes stored, one per line
 (NDJSON), in batches; line breaks inside a pretty-printed record become

@@ -33,6 +33,10 @@ from .progress import ingest_with_progress, read_chunks
 DEFAULT_DATA = "./shoal-data"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+# `shoal ingest` stored some records and skipped bad ones: not a plain
+# success (a stream whose lines are mostly junk must not pass unnoticed),
+# not an error either (3, as other tools do for partial success: rsync 23).
+EXIT_PARTIAL = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,13 +169,23 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
                 return 1
             except ShoalError as exc:
                 exc.add_note(f"while ingesting {label(name)}")
+                partial = getattr(exc, "ingest_result", None)
+                if partial is not None:
+                    where = (f" (addresses {partial.first_address}..{partial.last_address})"
+                             if partial.ingested else "")
+                    exc.add_note(f"{partial.ingested:,} record(s) of it were stored before the error{where}; "
+                                 f"ingesting it again stores them again")
                 raise
             ingested += field(result, "ingested", 0)
             rejected += field(result, "rejected", 0)
             summary(name, result)
+            if not field(result, "ingested", 0) and not field(result, "rejected", 0):
+                err(f"{label(name)}: no records in it (empty, or only whitespace)")
     if len(args.files) > 1:
         err(f"total: {ingested:,} ingested, {rejected:,} rejected")
-    return 1 if rejected and not ingested else 0
+    if not ingested:
+        return 1
+    return EXIT_PARTIAL if rejected else 0
 
 
 def _cmd_psf_add(args: argparse.Namespace) -> int:
@@ -352,9 +366,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="JMESPath giving a record's time (epoch seconds or ms, or ISO-8601)")
 
     c = command("ingest", _cmd_ingest, "store the records of NDJSON / JSON array files (.gz too; - is stdin)",
-                epilog="Each FILE is one ingest call. Exit status 0 when records were stored (bad ones "
-                       "skipped and listed); 1 when every record was bad, or --on-error reject refused a "
-                       "file (files before it stay stored, later ones are not read).")
+                epilog="Each FILE is one ingest call. Exit status 0 when every record was stored; "
+                       f"{EXIT_PARTIAL} when some were stored and bad ones skipped (and listed); 1 when "
+                       "nothing was stored (every record bad, or no records at all), on an error (records "
+                       "before it stay stored, and the message says how many), or when --on-error reject "
+                       "refused a file (files before it stay stored, later ones are not read).")
     c.add_argument("files", nargs="+", metavar="FILE")
     c.add_argument("--on-error", choices=["skip", "reject"], default="skip",
                    help="skip: store the good records, list the bad (default); reject: store nothing "
@@ -363,7 +379,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--key", metavar="EXPR",
                    help="when creating the store: make it keyed by this JMESPath (newer records replace older "
                         "ones with the same key)")
-    c.add_argument("--format", choices=["auto", "ndjson", "array", "json"], default="auto")
+    c.add_argument("--format", choices=["auto", "ndjson", "array", "json", "document"], default="auto")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress line")
 
     psf = command("psf", None, "add, list and remove PSFs")

@@ -5,9 +5,13 @@ Formats:
   array   one top-level JSON array whose elements are the records; errors name
           element numbers
   json    the whole input is one JSON document, stored as one record
-  auto    ndjson, unless the input starts with '[' and its first line is not a
-          complete JSON value (a pretty-printed or multi-line array): array.
-          A one-line array is ambiguous; pass format="array" for it.
+  document  one JSON document: a top-level array's elements are the records,
+          any other value is one record (HTTP's application/json)
+  auto    ndjson, unless the first line is not a complete JSON value: then
+          an input starting with '[' is an array (pretty-printed or
+          multi-line), and an input that as a whole is one valid JSON
+          document (a pretty-printed object) is that one record. A one-line
+          array is ambiguous; pass format="array" for it.
 
 A batch is about `batch_bytes` of input plus the spans C found in it; the
 partial record at a batch's end is carried into the next. A line longer than
@@ -38,6 +42,7 @@ class InputFormat(str, enum.Enum):
     NDJSON = "ndjson"
     ARRAY = "array"
     JSON = "json"
+    DOCUMENT = "document"
 
     @classmethod
     def parse(cls, value: "str | InputFormat") -> "InputFormat":
@@ -61,6 +66,9 @@ class Batch:
     start: int = 0        # offset in buf where framing starts
     final: bool = False   # buf's last line needs no '\n'
     more: bool = False    # set by the consumer: framing stopped before buf's end
+    # A batch that only reports damage in the input's structure: where, in
+    # bytes from the start of the (decompressed) input.
+    error_offset: int | None = None
 
 
 class Framer:
@@ -78,10 +86,17 @@ class Framer:
     def batches(self, chunks: Iterator[bytes]) -> Iterator[Batch]:
         fmt = self.fmt
         chunks = iter(chunks)
-        if fmt is InputFormat.AUTO or fmt is InputFormat.JSON:
+        if fmt in (InputFormat.AUTO, InputFormat.JSON, InputFormat.DOCUMENT):
             first, chunks = _peek_first_line(chunks, self.max_record_bytes + 2)
-            if fmt is InputFormat.AUTO:
+            if fmt is InputFormat.DOCUMENT:
+                fmt = InputFormat.ARRAY if first.lstrip(_JSON_WS).startswith(b"[") else InputFormat.JSON
+            elif fmt is InputFormat.AUTO:
                 fmt = _detect(first)
+                if fmt is InputFormat.NDJSON and not _is_json(_first_line(first)):
+                    # Not NDJSON from its first line: a pretty-printed document?
+                    first, exhausted = _peek_more(first, chunks, self.max_record_bytes + 2)
+                    if exhausted and _is_json(first.strip(_JSON_WS)):
+                        fmt = InputFormat.JSON
             chunks = _prepend(first, chunks)
         if fmt is InputFormat.NDJSON:
             yield from self._ndjson(chunks)
@@ -188,9 +203,16 @@ class Framer:
 
     # -- array --
     def _array(self, chunks: Iterator[bytes]) -> Iterator[Batch]:
+        """The elements of one top-level array. Damage at the array level
+        (a missing or extra bracket or comma, anything after the closing
+        bracket, a second array) is reported once, as an error whose offset
+        is the byte in the whole input where the array went wrong; elements
+        framed before it are stored (on_error="skip") and checked one by one
+        as usual."""
         st = ffi.new("shoal_array_state *")
         st.line = 1
         pending = b""
+        base = 0  # offset in the input of buf[0]
         exhausted = False
         while not exhausted:
             parts = [pending] if pending else []
@@ -210,27 +232,32 @@ class Framer:
                 rc = lib.shoal_frame_array(st, ffi.from_buffer(view), len(view), 1 if exhausted else 0,
                                            self._spans, _SPAN_CAP, self._n_out, self._consumed, self._err)
                 n = self._n_out[0]
+                # An array cut short ends on its last element, which C marks
+                # as a framing error itself: no second error for that.
+                reported = rc == lib.SHOAL_E_FRAMING and n and self._spans[n - 1].status == lib.SHOAL_E_FRAMING
+                err_at = base + pos + self._err[0]
                 if n:
                     yield Batch(view, self._spans, n, buf)
                 pos += self._consumed[0]
                 if rc == lib.SHOAL_E_FRAMING:
-                    if n == 0 or not exhausted:
-                        yield self._framing_error(st.elements + 1, pos + self._err[0])
+                    if not reported:
+                        yield self._framing_error(st.elements + 1, err_at)
                     return
                 if rc != lib.SHOAL_OUT_FULL:
                     break
             pending = buf[pos:]
+            base += pos
             if len(pending) > self.max_record_bytes + 2:
-                yield self._framing_error(st.elements + 1, pos, lib.SHOAL_E_TOO_LARGE)
+                yield self._framing_error(st.elements + 1, base, lib.SHOAL_E_TOO_LARGE)
                 return
 
-    def _framing_error(self, element: int, offset: int, status: int = lib.SHOAL_E_FRAMING) -> Batch:
+    def _framing_error(self, element: int, offset: int | None, status: int = lib.SHOAL_E_FRAMING) -> Batch:
         spans = ffi.new("shoal_span[1]")
         spans[0].start = 0
         spans[0].len = 0
         spans[0].line = element
         spans[0].status = status
-        return Batch(b"", spans, 1)
+        return Batch(b"", spans, 1, error_offset=offset)
 
     # -- one document --
     def _document(self, chunks: Iterator[bytes]) -> Iterator[Batch]:
@@ -287,13 +314,36 @@ def _peek_first_line(chunks: Iterator[bytes], limit: int) -> tuple[bytes, Iterat
     return buf, chunks
 
 
-def _detect(first: bytes) -> InputFormat:
-    stripped = first.lstrip(_JSON_WS)
-    if not stripped.startswith(b"["):
-        return InputFormat.NDJSON
-    nl = stripped.find(b"\n")
-    line = stripped if nl < 0 else stripped[:nl]
+def _peek_more(buf: bytes, chunks: Iterator[bytes], limit: int) -> tuple[bytes, bool]:
+    """Read on until the input ends (True) or passes `limit` bytes (False)."""
+    parts = [buf]
+    size = len(buf)
+    for c in chunks:
+        parts.append(bytes(c))
+        size += len(c)
+        if size > limit:
+            return b"".join(parts), False
+    return b"".join(parts), True
+
+
+def _is_json(text: bytes) -> bool:
+    """Is `text` one complete, valid JSON value?"""
+    if not text:
+        return False
     err = ffi.new("size_t *")
-    if lib.shoal_parse(line, len(line), ffi.NULL, ffi.NULL, err) == lib.SHOAL_OK:
+    return lib.shoal_parse(text, len(text), ffi.NULL, ffi.NULL, err) == lib.SHOAL_OK
+
+
+def _first_line(buf: bytes) -> bytes:
+    """The first line with content, without the whitespace around it."""
+    stripped = buf.lstrip(_JSON_WS)
+    nl = stripped.find(b"\n")
+    return (stripped if nl < 0 else stripped[:nl]).rstrip(_JSON_WS)
+
+
+def _detect(first: bytes) -> InputFormat:
+    if not first.lstrip(_JSON_WS).startswith(b"["):
+        return InputFormat.NDJSON
+    if _is_json(_first_line(first)):
         return InputFormat.NDJSON
     return InputFormat.ARRAY

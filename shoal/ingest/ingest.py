@@ -122,11 +122,15 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
                                                             key=compiled.key_slow)
             if dry_run:
                 extras_c, pool_c, n_extras = _NO_EXTRAS, ffi.NULL, 0
-        _append(store, job, native_set, batch.buf, batch.spans, n, extras_c, pool_c, n_extras,
-                scratch, dry_run=dry_run)
-        tally(batch)
+        try:
+            _append(store, job, native_set, batch.buf, batch.spans, n, extras_c, pool_c, n_extras,
+                    scratch, dry_run=dry_run)
+        finally:
+            tally(batch)  # also what a call that failed at a page turn appended before it
 
     def tally(batch) -> None:
+        """Add the job's counts to the result and zero them (so a second
+        tally of the same call, on an error path, adds nothing)."""
         store._index.maybe_grow()
         result.input_bytes += int(job.text_bytes)
         result.ingested += int(job.appended) if not dry_run else int(batch.n_spans - job.rejected)
@@ -140,35 +144,50 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
             for k in range(min(job.n_rejects, max_errors - len(result.errors))):
                 i = scratch.rejects[k]
                 r = scratch.results[i]
-                result.errors.append(IngestError(int(batch.spans[i].line), reason(r.status), int(r.err_off)))
+                off = batch.error_offset if batch.error_offset is not None else int(r.err_off)
+                result.errors.append(IngestError(int(batch.spans[i].line), reason(r.status), off))
+        job.appended = job.rejected = job.bytes_appended = job.text_bytes = job.n_rejects = 0
 
-    for batch in framer.batches(source.chunks()):
-        if store._compiled() is not compiled:
-            # The writer lock was released while a chunk was pulled, and PSFs
-            # were registered or deregistered meanwhile: records from here on
-            # are indexed by the new set (its PSFs are active from the tail).
-            compiled = store._compiled()
-            native_set = compiled.native
-            slow = compiled.slow
-            scratch = store._ingest_scratch(native_set.n_slots)
-        store._check_open()  # closed while a chunk was pulled?
-        log.check_writable()
-        if not batch.lazy:
-            framed(batch)
-        elif slow is None:
-            _append_lazy(store, job, native_set, batch, scratch, cfg.batch_bytes, dry_run=dry_run)
-            if batch.n_spans:
-                tally(batch)
-        else:
-            # A Python PSF was registered mid-stream: it needs spans before
-            # the native call, so frame this lazy batch's bytes first.
-            for eager in framer.frame_eagerly(batch.buf, batch.start, batch.final, batch.line_after):
-                if eager.n_spans:
-                    framed(eager)
-                batch.consumed_to, batch.line_after = eager.consumed_to, eager.line_after
-            batch.more = False
-    if not dry_run:
-        store._note_ingest(result)
+    try:
+        for batch in framer.batches(source.chunks()):
+            if store._compiled() is not compiled:
+                # The writer lock was released while a chunk was pulled, and PSFs
+                # were registered or deregistered meanwhile: records from here on
+                # are indexed by the new set (its PSFs are active from the tail).
+                compiled = store._compiled()
+                native_set = compiled.native
+                slow = compiled.slow
+                scratch = store._ingest_scratch(native_set.n_slots)
+            store._check_open()  # closed while a chunk was pulled?
+            log.check_writable()
+            if not batch.lazy:
+                framed(batch)
+            elif slow is None:
+                try:
+                    _append_lazy(store, job, native_set, batch, scratch, cfg.batch_bytes, dry_run=dry_run)
+                finally:
+                    if batch.n_spans or job.appended or job.rejected:
+                        tally(batch)
+            else:
+                # A Python PSF was registered mid-stream: it needs spans before
+                # the native call, so frame this lazy batch's bytes first.
+                for eager in framer.frame_eagerly(batch.buf, batch.start, batch.final, batch.line_after):
+                    if eager.n_spans:
+                        framed(eager)
+                    batch.consumed_to, batch.line_after = eager.consumed_to, eager.line_after
+                batch.more = False
+    except BaseException as exc:
+        # The contract for an ingest that fails partway (truncated gzip, a
+        # cut upload, disk full): the records appended before the failure
+        # stay stored, are counted below, and the error says how many, so
+        # the counters always equal what a scan finds and a client knows
+        # where to resume instead of storing duplicates.
+        if not dry_run:
+            exc.ingest_result = result
+        raise
+    finally:
+        if not dry_run:
+            store._note_ingest(result)
     return result
 
 

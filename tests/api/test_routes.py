@@ -94,9 +94,23 @@ async def test_reject_stores_nothing_and_answers_422(client, store):
     assert r.json()["ingested"] == 3 and r.json()["durable"] is True
 
 
-async def test_empty_body_ingests_nothing(client):
-    r = await ingest(client, b"")
-    assert r.status_code == 200 and r.json()["ingested"] == 0
+@pytest.mark.parametrize("data", [b"", b"\n \n\t", b"\r\n"])
+async def test_empty_body_is_400(client, store, data):
+    """`curl --data-binary @missing-file` sends an empty body: that is not a
+    success a client may miss."""
+    body = assert_error(await ingest(client, data), 400, "empty_body")
+    assert (body["ingested"], body["rejected"]) == (0, 0)
+    assert store.stats()["records"] == 0
+
+
+async def test_all_bad_body_is_422_with_the_errors(client, store):
+    body = assert_error(await ingest(client, b"nope\n{\n[1,\n"), 422, "no_valid_records")
+    assert (body["ingested"], body["rejected"], body["errors_total"]) == (0, 3, 3)
+    assert [e["line"] for e in body["errors"]] == [1, 2, 3]
+    assert list(store.scan(ALL)) == [] and store.stats()["records"] == 0
+    # one good record among them: a 200 that lists the bad ones
+    r = await ingest(client, b'nope\n{"a":1}\n')
+    assert r.status_code == 200 and (r.json()["ingested"], r.json()["rejected"]) == (1, 1)
 
 
 # ---- PSFs ----
@@ -309,3 +323,40 @@ async def test_records_with_line_breaks_stay_one_line(client, store):
     # GET /records/{address} still returns the exact bytes
     first = r.json()["first_address"]
     assert (await client.get(f"/records/{first}")).content == b'{\n    "type": "A",\n    "v": [1,\r\n 2]\n  }'
+
+
+# ---- damaged bodies: what was stored is counted and reported ----
+
+def _numbered(n: int) -> bytes:
+    return b"".join(b'{"n":%d,"pad":"%s"}\n' % (i, b"x" * (i % 90)) for i in range(n))
+
+
+async def test_truncated_gzip_body_reports_and_counts_what_it_stored(client, store):
+    data = _numbered(60_000)
+    cut = gzip.compress(data)[: len(gzip.compress(data)) * 2 // 3]
+    r = await client.post("/records", content=cut, headers={**NDJSON, "Content-Encoding": "gzip"})
+    body = assert_error(r, 400, "parse_error")
+    assert "truncated gzip" in body["detail"]
+    found = sorted(store.scan(ALL), key=lambda rec: rec.address)
+    assert 0 < body["ingested"] == len(found) == store.stats()["records"]
+    assert body["last_address"] == found[-1].address and body["first_address"] == found[0].address
+    assert [rec.raw for rec in found] == data.splitlines()[: len(found)]
+    metrics = (await client.get("/metrics")).text
+    assert f"shoal_http_ingest_records_total {len(found)}" in metrics
+
+
+@pytest.mark.parametrize("doc", [b'{"a": {"b": [1, 2]}}', b'{\n  "a": {\n    "b": [1, 2]\n  }\n}\n', b'"x"'])
+async def test_one_json_document_as_application_json_is_one_record(client, store, doc):
+    r = await client.post("/records", content=doc, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200 and (r.json()["ingested"], r.json()["rejected"]) == (1, 0)
+    assert [rec.raw for rec in store.scan(ALL)] == [doc.strip()]
+
+
+async def test_application_json_array_body_malformed_at_the_array_level(client, store):
+    r = await client.post("/records", content=b'[{"a":1},{"b":2}]]', headers={"Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["ingested"] == 2
+    assert r.json()["errors"] == [{"line": 3, "error": "malformed JSON array", "offset": 17}]
+    r = await client.post("/records?on_error=reject", content=b'[{"a":1},',
+                          headers={"Content-Type": "application/json"})
+    assert_error(r, 422, "ingest_rejected")
+    assert store.stats()["records"] == 2

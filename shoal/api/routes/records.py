@@ -22,7 +22,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _FORMAT_BY_TYPE = {
     "application/x-ndjson": "ndjson", "application/ndjson": "ndjson", "application/jsonl": "ndjson",
     "application/x-jsonlines": "ndjson", "application/jsonlines": "ndjson",
-    "application/json": "array",
+    "application/json": "document",
 }
 # Types that say nothing about the framing (curl's default form type among
 # them): the library detects NDJSON or array, and gzip by its magic bytes.
@@ -64,11 +64,14 @@ async def _checked_body(request: Request, gzip: bool, limit: int | None) -> Asyn
     "/records", response_model=IngestOut, summary="Ingest records (streamed)",
     responses=errors_doc(400, 413, 415, 422, 503, 507), openapi_extra=INGEST_BODY,
     description="Stores every valid record of the body, streamed in bounded memory. The format comes from "
-                "`format`, else from Content-Type (application/x-ndjson: NDJSON; application/json: a JSON "
-                "array of records; other or none: detected). A gzip body (Content-Encoding: gzip, or just "
+                "`format`, else from Content-Type (application/x-ndjson: NDJSON; application/json: one JSON "
+                "document, whose elements are the records if it is an array; other or none: detected). A gzip body (Content-Encoding: gzip, or just "
                 "gzip bytes) is decompressed by the store. `on_error=skip` stores the valid records and lists "
                 "the bad ones (the first 100; `errors_total` counts all); `on_error=reject` stores nothing if "
-                "any record is bad and answers 422. `durable=true` answers once the records are fsynced; concurrent "
+                "any record is bad and answers 422. A body with no records answers 400 `empty_body`; one whose "
+                "every record is bad, 422 `no_valid_records` (with the same fields). An ingest that fails partway "
+                "(a truncated gzip body, a cut upload) keeps the records framed before the failure, and its "
+                "error answer says how many (`ingested`, `first_address`, `last_address`). `durable=true` answers once the records are fsynced; concurrent "
                 "durable requests share fsyncs (group commit). When the disk is full: 507 `disk_full`.")
 async def ingest(
     request: Request,
@@ -76,7 +79,7 @@ async def ingest(
     metrics: Annotated[Metrics, Depends(deps.metrics)],
     on_error: Literal["skip", "reject"] = "skip",
     durable: Annotated[bool, Query(description="answer only once the records are on disk")] = False,
-    format: Annotated[Literal["auto", "ndjson", "array", "json"] | None,
+    format: Annotated[Literal["auto", "ndjson", "array", "json", "document"] | None,
                       Query(description="input format; overrides Content-Type")] = None,
     content_encoding: Annotated[str | None, Header(description="gzip or identity")] = None,
 ) -> dict:
@@ -91,12 +94,26 @@ async def ingest(
         raise ApiError(413, "body_too_large", f"the body ({length} bytes) is larger than the limit of "
                                               f"{limit} bytes", limit_bytes=limit)
     body = _checked_body(request, encoding in ("gzip", "x-gzip"), limit)
-    result = await feed_thread(body, lambda chunks: store.ingest(chunks, on_error=on_error, durable=durable,
-                                                                 format=fmt))
+    try:
+        result = await feed_thread(body, lambda chunks: store.ingest(chunks, on_error=on_error, durable=durable,
+                                                                     format=fmt))
+    except BaseException as exc:
+        # Records stored before the failure count here as in the store.
+        partial = getattr(exc, "ingest_result", None)
+        if partial is not None:
+            metrics.ingested(partial.ingested, partial.rejected, partial.input_bytes)
+        raise
     metrics.ingested(result.ingested, result.rejected, result.input_bytes)
     out = result.to_dict()
     out["errors"] = out["errors"][:MAX_ERRORS_SHOWN]
     out.update(input_bytes=result.input_bytes, stored_bytes=result.stored_bytes, durable=result.durable)
+    if not result.ingested:
+        # A body that stored nothing is not a success a client could miss.
+        if not result.rejected:
+            raise ApiError(400, "empty_body", "the body holds no records (empty, or only whitespace); send "
+                                              "NDJSON or a JSON array", **out)
+        raise ApiError(422, "no_valid_records", f"none of the body's {result.rejected:,} record(s) is valid; "
+                                                f"nothing stored", **out)
     return out
 
 
