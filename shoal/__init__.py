@@ -1,9 +1,10 @@
 """shoal: a storage engine for raw JSON streams with predicated subset
 function (PSF) indexing, after FishStore."""
-from .config import StoreConfig, parse_size
-from .errors import (CorruptionError, DiskFull, IngestRejected, InvalidArgument, NativeIOError, ParseError,
-                     PSFDefinitionError, PSFError, PSFExists, PSFNotFound, RecordTooLarge, RemoteError, ShoalError,
-                     StorageError, StoreClosed, StoreLocked)
+from .config import ExpressionLimits, StoreConfig, parse_size
+from .errors import (CorruptionError, DiskFull, EvaluationBudgetExceeded, ExpressionTooDeep, ExpressionTooLong,
+                     IngestRejected, InvalidArgument, NativeIOError, ParseError, PSFDefinitionError, PSFError,
+                     PSFExists, PSFNotFound, RecordTooLarge, RemoteError, ShoalError, StorageError, StoreClosed,
+                     StoreLocked)
 from .ingest.framing import InputFormat
 from .ingest.result import IngestError, IngestResult
 from .psf import PSF, PSFKind
@@ -20,6 +21,10 @@ __all__ = [
     "CompactionResult",
     "CorruptionError",
     "DiskFull",
+    "EvaluationBudgetExceeded",
+    "ExpressionLimits",
+    "ExpressionTooDeep",
+    "ExpressionTooLong",
     "IngestError",
     "IngestRejected",
     "IngestResult",

@@ -56,8 +56,12 @@ class StoreConfig:
         making a system call per block. Pages read that way count in the
         process's RSS while resident (shared file pages: the kernel evicts
         them like any cached file data). False: pread only.
-    Retention, verification and mapping settings apply per open, like the
-    memory budget.
+    max_expression_chars, max_expression_depth, max_eval_steps,
+    max_eval_bytes: the cost bounds of every JMESPath expression the store
+        compiles and evaluates (PSFs, scans, the key and timestamp
+        expressions); see ExpressionLimits.
+    Retention, verification, mapping and expression limits apply per open,
+    like the memory budget.
     """
 
     page_size_bytes: int = 4 * MiB
@@ -74,6 +78,10 @@ class StoreConfig:
     compaction_interval_seconds: float = 5.0
     verify_log_on_open: bool = True
     map_segments: bool = True
+    max_expression_chars: int = 4096
+    max_expression_depth: int = 64
+    max_eval_steps: int = 100_000
+    max_eval_bytes: int = 1 * MiB
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:
@@ -93,6 +101,12 @@ class StoreConfig:
         if self.key is not None and (not isinstance(self.key, str) or not self.key.strip()):
             raise InvalidArgument("key must be a non-empty JMESPath expression")
         self._check_retention()
+        self.expression_limits  # checks the four bounds
+
+    @property
+    def expression_limits(self) -> "ExpressionLimits":
+        return ExpressionLimits(self.max_expression_chars, self.max_expression_depth,
+                                self.max_eval_steps, self.max_eval_bytes)
 
     def _check_retention(self) -> None:
         def number(v) -> bool:
@@ -135,6 +149,45 @@ class StoreConfig:
 
     def replace(self, **changes) -> "StoreConfig":
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ExpressionLimits:
+    """What one JMESPath expression may cost, so that no expression (a PSF, a
+    scan, a key) can take the process's memory or a core for good. Each
+    bound has its own error (shoal.errors) whose message names it.
+
+    Compile time, checked before anything is built (ExpressionTooLong,
+    ExpressionTooDeep, both PSFDefinitionErrors):
+    max_expression_chars: longest expression text. Compiling is linear in
+        it (a 16,000-segment path once cost 1 GB).
+    max_expression_depth: deepest nesting: brackets, parentheses and braces
+        in the text, and operators nested in the parsed expression (each
+        `!`, function call, projection, pipe stage and `&&`/`||` operand
+        is a level). The parser and evaluator recurse once per level.
+
+    Per record, in the Python evaluator (EvaluationBudgetExceeded; the C
+    evaluator's subset is linear in the record and needs no budget):
+    max_eval_steps: expression nodes visited, counting each element a
+        projection or function visits (~1 microsecond each).
+    max_eval_bytes: JSON size of the values the expression builds
+        (multi-selects, projections, flattens, slices, function results),
+        each built value counted whole, including what it holds of the
+        record; values read straight from the record cost nothing.
+        `[@,@]` doubles the size of what it holds: 20 such stages build
+        megabytes out of one number.
+    """
+
+    max_expression_chars: int = 4096
+    max_expression_depth: int = 64
+    max_eval_steps: int = 100_000
+    max_eval_bytes: int = 1 * MiB
+
+    def __post_init__(self) -> None:
+        for name in ("max_expression_chars", "max_expression_depth", "max_eval_steps", "max_eval_bytes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InvalidArgument(f"{name} must be a positive int, not {v!r}")
 
 
 def parse_size(text: str | int) -> int:

@@ -8,7 +8,11 @@
     ├── PSFError
     │   ├── PSFNotFound            (also a KeyError) no PSF by that name
     │   ├── PSFExists              a PSF by that name is registered and active
-    │   └── PSFDefinitionError     the expression does not parse: .position
+    │   ├── PSFDefinitionError     the expression does not parse: .position
+    │   │   ├── ExpressionTooLong  longer than max_expression_chars: .length, .limit
+    │   │   └── ExpressionTooDeep  nested deeper than max_expression_depth: .depth, .limit
+    │   └── EvaluationBudgetExceeded  a scan's expression took more than
+    │                              max_eval_steps or max_eval_bytes on one record
     ├── RemoteError                a server answered with an error that has no
     │                              class of its own here: .status, .code, .body
     └── StorageError
@@ -91,6 +95,41 @@ class PSFDefinitionError(PSFError):
     def __init__(self, message: str, position: int | None = None, expression: str | None = None):
         self.position = position
         self.expression = expression
+        super().__init__(message)
+
+
+class ExpressionTooLong(PSFDefinitionError):
+    """An expression is longer than ExpressionLimits.max_expression_chars.
+    `length` is its length in characters, `limit` the bound."""
+
+    def __init__(self, message: str, position: int | None = None, expression: str | None = None,
+                 length: int | None = None, limit: int | None = None):
+        self.length = length
+        self.limit = limit
+        super().__init__(message, position, expression)
+
+
+class ExpressionTooDeep(PSFDefinitionError):
+    """An expression nests deeper than ExpressionLimits.max_expression_depth.
+    `position` is where the nesting went over the bound, when known."""
+
+    def __init__(self, message: str, position: int | None = None, expression: str | None = None,
+                 depth: int | None = None, limit: int | None = None):
+        self.depth = depth
+        self.limit = limit
+        super().__init__(message, position, expression)
+
+
+class EvaluationBudgetExceeded(PSFError):
+    """Evaluating an expression over one record took more than its budget
+    (ExpressionLimits.max_eval_steps or max_eval_bytes, named by `limit`).
+    A PSF over budget on a record indexes no value for it (the record is
+    stored); a scan stops with this error. `address` is the record's, when
+    known."""
+
+    def __init__(self, message: str, limit: str | None = None, address: int | None = None):
+        self.limit = limit
+        self.address = address
         super().__init__(message)
 
 

@@ -19,11 +19,12 @@ from .sources import Source
 
 
 
-def key_canonical(expression, obj: Any) -> bytes | None:
-    """Canonical bytes of a record's key: a string or a number, else None."""
+def key_canonical(expression, obj: Any, search=None) -> bytes | None:
+    """Canonical bytes of a record's key: a string or a number, else None.
+    `search(expression, obj)` evaluates (the slow path's, within the budget)."""
     try:
-        value = expression.search(obj)
-    except Exception:  # noqa: BLE001 - an evaluation error means "no key"
+        value = search(expression, obj) if search is not None else expression.search(obj)
+    except Exception:  # noqa: BLE001 - an evaluation error (or over budget) means "no key"
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None
@@ -324,7 +325,7 @@ def _slow_extras(slow, buf, spans, n, *, key=None):
         except orjson.JSONDecodeError:
             continue  # C rejects it with the exact reason
         if key is not None:
-            canon = key_canonical(key, obj)
+            canon = key_canonical(key, obj, slow.search)
             if canon is None:
                 sp.status = lib.SHOAL_E_NO_KEY
                 continue

@@ -2,6 +2,7 @@
 values, their compiled C form, and the registry of which were active when."""
 from __future__ import annotations
 
+from .budget import EvaluationBudget
 from .expr import Expression, parse_definition
 from .kinds import PSFKind
 from .native import NativePSFSet
@@ -17,6 +18,7 @@ from .values import (
 )
 
 __all__ = [
+    "EvaluationBudget",
     "Expression",
     "MAX_NAME_CHARS",
     "NativePSFSet",

@@ -21,6 +21,11 @@ Dialect: shoal evaluates JMESPath 1.1.0 (jmespath/visitor.py) with one change:
 an ordering comparison (< <= > >=) between a number and a string yields null
 instead of raising TypeError, as every other non-comparable pair already does.
 `Expression.search` is that dialect; the C evaluator implements the same one.
+
+Cost: `parse_definition` refuses text over its ExpressionLimits (length,
+nesting) before parsing it (limits.py); compiling is then linear in the
+text. `Expression.search` has no budget: evaluate untrusted expressions
+over records through budget.EvaluationBudget.
 """
 from __future__ import annotations
 
@@ -35,8 +40,10 @@ import jmespath.exceptions
 from jmespath import functions as _jp_functions
 from jmespath import visitor as _jp_visitor
 
+from ..config import ExpressionLimits
 from ..errors import InvalidArgument, PSFDefinitionError
 from .kinds import PSFKind
+from .limits import check_text, check_tree, too_deep
 
 __all__ = ["Expression", "PathStep", "Path", "Insn", "parse_definition", "search"]
 
@@ -48,6 +55,7 @@ Insn = tuple[str, Any]         # ("SLOT", path) | ("LIT", value) | (op, None)
 MAX_STACK = 32
 # Mirrors SHOAL_EDGE_INDEX: an index edge's number must stay below it.
 _MAX_INDEX = 4294967294
+_DEFAULT_LIMITS = ExpressionLimits()
 
 _COMPARATOR_OPS = {"eq": "EQ", "ne": "NE", "lt": "LT", "lte": "LE", "gt": "GT", "gte": "GE"}
 _BOOLEAN_FUNCTIONS = frozenset({"contains", "starts_with", "ends_with"})
@@ -106,14 +114,22 @@ class Expression:
         return f"Expression({self.text!r}, kind={self.kind.value}, native={self.native})"
 
 
-def parse_definition(text: str) -> Expression:
+def parse_definition(text: str, limits: ExpressionLimits | None = None) -> Expression:
     """Parse a JMESPath PSF definition. Raises PSFDefinitionError (with the
     0-based `position` where known) if it does not parse or calls an unknown
-    function or one with the wrong number of arguments."""
+    function or one with the wrong number of arguments, and its subclasses
+    ExpressionTooLong / ExpressionTooDeep when it is over `limits` (default:
+    ExpressionLimits()), checked before it is parsed (limits.py)."""
     if not isinstance(text, str):
         raise InvalidArgument(f"a PSF definition must be a str, not {type(text).__name__}")
+    limits = limits if limits is not None else _DEFAULT_LIMITS
+    check_text(text, limits)
     try:
         ast = jmespath.compile(text).parsed
+    except RecursionError:
+        # The text's nesting is within bounds, but a chain the text does not
+        # bracket (projections) recursed deeper than the interpreter allows.
+        raise too_deep(text, limits, None) from None
     except jmespath.exceptions.EmptyExpressionError:
         raise PSFDefinitionError("empty expression", position=0, expression=text) from None
     except jmespath.exceptions.ParseError as exc:
@@ -131,6 +147,7 @@ def parse_definition(text: str) -> Expression:
         ) from None
     except jmespath.exceptions.JMESPathError as exc:  # pragma: no cover - defensive
         raise PSFDefinitionError(f"invalid JMESPath expression: {exc}", expression=text) from None
+    check_tree(ast, text, limits)
     _check_functions(ast, text)
 
     try:
@@ -216,13 +233,13 @@ def _path(node: dict) -> Path:
         return (key,)
     if t in ("current", "identity"):
         return ()
-    if t == "subexpression":
-        out: Path = ()
+    if t == "subexpression":  # steps gathered in a list: a long path stays linear
+        steps: list[PathStep] = []
         for child in node["children"]:
-            out += _path(child)
-        return out
+            steps.extend(_path(child))
+        return tuple(steps)
     if t == "index_expression":
-        out = _path(node["children"][0])
+        steps = list(_path(node["children"][0]))
         for child in node["children"][1:]:
             if child["type"] != "index":
                 raise _NotNative(f"{child['type']} is evaluated in Python")
@@ -231,8 +248,8 @@ def _path(node: dict) -> Path:
                 raise _NotNative("negative index is evaluated in Python")
             if index > _MAX_INDEX:
                 raise _NotNative("index too large")
-            out += (index,)
-        return out
+            steps.append(index)
+        return tuple(steps)
     raise _NotNative(f"{t} is evaluated in Python")
 
 
@@ -298,11 +315,15 @@ def _read_paths(node: Any, ctx: Path | None, out: set[Path]) -> Path | None:
     if t in ("current", "identity"):
         return ctx
     if t in ("subexpression", "pipe"):
-        cur = ctx
+        # The path grows in one list, not a tuple per step: a long path stays linear.
+        steps = None if ctx is None else list(ctx)
         for child in children:
-            got = _read_paths(child, cur, out)
-            cur = got
-        return cur
+            if steps is not None and child["type"] == "field":
+                steps.append(child["value"])
+                continue
+            got = _read_paths(child, None if steps is None else tuple(steps), out)
+            steps = None if got is None else list(got)
+        return None if steps is None else tuple(steps)
     if t == "index_expression":
         base = _read_paths(children[0], ctx, out)
         for child in children[1:]:

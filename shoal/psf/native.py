@@ -116,24 +116,30 @@ class NativePSFSet:
             return sorted(node.keys.items()) + sorted(node.indexes.items())
 
         # Iterative DFS: paths may be deep enough to trouble Python's recursion.
-        stack: list[tuple[_Node, Path, bool]] = [(root, (), False)]
+        # `path` is the current node's path, pushed and popped in place (a
+        # tuple per node would make a long path quadratic).
+        path: list[Any] = []
+        stack: list[tuple[_Node, Any, bool]] = [(root, None, False)]
         while stack:
-            node, path, done = stack.pop()
+            node, step, done = stack.pop()
             if done:
                 ranges[node.id] = (ranges[node.id][0], n_slots)
+                if step is not None:
+                    path.pop()
                 continue
+            if step is not None:
+                path.append(step)
             node.id = len(order)
             order.append(node)
             lo = n_slots
             if node.wants_slot:
                 node.slot = n_slots
-                slot_paths.append(path)
+                slot_paths.append(tuple(path))
                 n_slots += 1
             ranges[node.id] = (lo, -1)
-            stack.append((node, path, True))
+            stack.append((node, step, True))
             for edge, child in reversed(children(node)):
-                step = edge.decode("utf-8") if isinstance(edge, bytes) else edge
-                stack.append((child, path + (step,), False))
+                stack.append((child, edge.decode("utf-8") if isinstance(edge, bytes) else edge, False))
 
         key_pool = bytearray()
         edge_rows: list[tuple[int, int, int]] = []

@@ -21,6 +21,14 @@ Name rules: a str of 1..128 characters without control characters (Unicode
 category Cc) or surrogates. Breaking them raises InvalidArgument: a name is
 an argument, not part of the definition.
 
+Expression limits: `register` parses with the registry's ExpressionLimits
+and refuses a definition over them. A saved PSF over the limits of this
+open (they are per open, and may have been lowered) is loaded as it was,
+but with `failure` saying why, a WARNING in the log, and no expression: it
+indexes nothing (like a record over its budget, it yields no value) until
+the store is reopened with limits that admit it, or it is deregistered. The
+store opens either way.
+
 Callables cannot be persisted. After a reload such a PSF has `func is None`
 and `needs_callable`; the store calls `close_open_callables(address)` at
 reopen so that no range claims records were indexed without the function.
@@ -33,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import tempfile
@@ -42,7 +51,9 @@ import unicodedata
 from typing import Any, Callable, Iterable
 
 from .._native import lib
-from ..errors import CorruptionError, InvalidArgument, PSFError, PSFExists, PSFNotFound, io_error
+from ..config import ExpressionLimits
+from ..errors import (CorruptionError, InvalidArgument, PSFDefinitionError, PSFError, PSFExists, PSFNotFound,
+                      io_error)
 from .expr import Expression, parse_definition
 from .kinds import PSFKind
 
@@ -50,6 +61,8 @@ __all__ = ["PSF", "Registry", "active_at", "callable_fingerprint", "inactive_ran
 
 MAX_NAME_CHARS = 128
 _FORMAT_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 Range = tuple[int, "int | None"]
 
@@ -69,6 +82,7 @@ class PSF:
     func: Callable[..., Any] | None = None
     field_expressions: tuple[Expression, ...] | None = None
     fingerprint: str | None = None  # callables: callable_fingerprint(func)
+    failure: str | None = None      # why a loaded PSF cannot be evaluated (over the expression limits)
 
     @property
     def active(self) -> bool:
@@ -176,7 +190,8 @@ def _check_address(address: Any) -> int:
     return address
 
 
-def _parse_fields(fields: Iterable[str] | None) -> tuple[tuple[str, ...] | None, tuple[Expression, ...] | None]:
+def _parse_fields(fields: Iterable[str] | None, limits: ExpressionLimits | None = None,
+                  ) -> tuple[tuple[str, ...] | None, tuple[Expression, ...] | None]:
     if fields is None:
         return None, None
     if isinstance(fields, str):
@@ -185,14 +200,15 @@ def _parse_fields(fields: Iterable[str] | None) -> tuple[tuple[str, ...] | None,
     for f in texts:
         if not isinstance(f, str):
             raise InvalidArgument(f"each field must be a JMESPath str, not {type(f).__name__}")
-    return texts, tuple(parse_definition(f) for f in texts)
+    return texts, tuple(parse_definition(f, limits) for f in texts)
 
 
 class Registry:
     """All PSFs of one store, persisted as JSON at `path` (None: in memory)."""
 
-    def __init__(self, path: pathlib.Path | str | None = None):
+    def __init__(self, path: pathlib.Path | str | None = None, limits: ExpressionLimits | None = None):
         self.path = pathlib.Path(path) if path is not None else None
+        self.limits = limits if limits is not None else ExpressionLimits()
         self._lock = threading.RLock()
         self._next_id = 0
         self._by_name: dict[str, PSF] = {}
@@ -255,12 +271,12 @@ class Registry:
         if isinstance(definition, str):
             if fields is not None:
                 raise InvalidArgument("fields apply only to callable definitions")
-            expression = parse_definition(definition)
+            expression = parse_definition(definition, self.limits)
             field_texts, field_exprs, func = None, None, None
             kind = expression.kind
         elif callable(definition):
             expression, func = None, definition
-            field_texts, field_exprs = _parse_fields(fields)
+            field_texts, field_exprs = _parse_fields(fields, self.limits)
             kind = PSFKind.CALLABLE
         else:
             raise InvalidArgument(
@@ -284,6 +300,8 @@ class Registry:
                     old.ranges.append((address, None))
                 old.func = func
                 old.field_expressions = field_exprs
+                if old.failure is not None:  # parsed above: the limits admit it now
+                    old.expression, old.failure = expression, None
                 self._save_locked(snap)
                 return old
             if self._next_id >= lib.SHOAL_MAX_KPS:
@@ -470,15 +488,20 @@ class Registry:
         except (ValueError, KeyError, TypeError, AttributeError, PSFError) as exc:
             raise CorruptionError(f"{self.path}: unreadable PSF registry: {exc}") from exc
 
-    @staticmethod
-    def _psf_from_row(row: dict) -> PSF:
+    def _psf_from_row(self, row: dict) -> PSF:
         kind = PSFKind(row["kind"])
         ranges: list[Range] = [(int(a), None if b is None else int(b)) for a, b in row["ranges"]]
         fields = tuple(row["fields"]) if row.get("fields") is not None else None
         psf = PSF(id=int(row["id"]), name=row["name"], definition=row["definition"],
                   kind=kind, fields=fields, ranges=ranges, fingerprint=row.get("fingerprint"))
-        if kind is PSFKind.CALLABLE:
-            psf.field_expressions = _parse_fields(fields)[1]
-        else:
-            psf.expression = parse_definition(row["definition"])
+        try:
+            if kind is PSFKind.CALLABLE:
+                psf.field_expressions = _parse_fields(fields, self.limits)[1]
+            else:
+                psf.expression = parse_definition(row["definition"], self.limits)
+        except PSFDefinitionError as exc:
+            # Saved under other limits (or by an older shoal): keep the store
+            # opening; the PSF is there, named, and says why it indexes nothing.
+            psf.failure = str(exc)
+            log.warning("PSF %r (id %d) indexes nothing in this open: %s", psf.name, psf.id, exc)
         return psf

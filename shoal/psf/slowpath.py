@@ -2,11 +2,14 @@
 callables.
 
 Error policy: an exception raised while evaluating one record (a user
-callable raising, or a JMESPath builtin given the wrong type, e.g.
-`length(@)` over a number) means "no value for this record"; ingest goes
-on. Each SlowEvaluator counts failures per psf_id (`errors`), keeps the last
-exception (`last_error`), and logs the first failure of each PSF at WARNING
-(later ones at DEBUG) so a broken function is visible without flooding logs.
+callable raising, a JMESPath builtin given the wrong type, e.g. `length(@)`
+over a number, or an expression over its evaluation budget, budget.py)
+means "no value for this record"; the record is stored and ingest goes on.
+Each SlowEvaluator counts failures per psf_id (`errors`; those over budget
+also in `over_budget`), keeps the last exception (`last_error`), and logs
+the first failure of each PSF at WARNING (later ones at DEBUG) so a broken
+function is visible without flooding logs. A store passes its own counter
+dicts, so the counts outlive the evaluator (Store.stats()).
 """
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ from typing import Any, Iterable
 
 import orjson
 
+from ..config import ExpressionLimits
+from ..errors import EvaluationBudgetExceeded
+from .budget import EvaluationBudget
 from .expr import Expression
 from .kinds import PSFKind
 from .registry import PSF
@@ -25,31 +31,46 @@ __all__ = ["evaluate", "SlowEvaluator"]
 log = logging.getLogger(__name__)
 
 
-def evaluate(psf_or_expression: PSF | Expression, obj: Any) -> Any:
+def evaluate(psf_or_expression: PSF | Expression, obj: Any, budget: EvaluationBudget | None = None) -> Any:
     """The raw result of a PSF or expression over a parsed record (may be any
-    JSON value). Exceptions propagate; SlowEvaluator applies the policy."""
+    JSON value), within `budget` when given (its expressions, not a
+    callable's own code). Exceptions propagate; SlowEvaluator applies the
+    policy."""
+    search = budget.search if budget is not None else _unbounded
     if isinstance(psf_or_expression, Expression):
-        return psf_or_expression.search(obj)
+        return search(psf_or_expression, obj)
     psf = psf_or_expression
     if psf.kind is PSFKind.CALLABLE:
         if psf.func is None:
             raise LookupError(f"PSF {psf.name!r}: its callable was not registered again")
         if psf.field_expressions is None:
             return psf.func(obj)
-        return psf.func(*[f.search(obj) for f in psf.field_expressions])
+        return psf.func(*[search(f, obj) for f in psf.field_expressions])
     if psf.expression is None:
-        raise LookupError(f"PSF {psf.name!r} has no expression")
-    return psf.expression.search(obj)
+        raise LookupError(f"PSF {psf.name!r} cannot be evaluated: {psf.failure or 'no expression'}")
+    return search(psf.expression, obj)
+
+
+def _unbounded(expression: Expression, obj: Any) -> Any:
+    return expression.search(obj)
 
 
 class SlowEvaluator:
     """Evaluates a fixed list of PSFs over raw records. One record is parsed
     once (orjson) for all of them. Not thread-safe (the counters)."""
 
-    def __init__(self, psfs: Iterable[PSF]):
+    def __init__(self, psfs: Iterable[PSF], limits: ExpressionLimits | None = None, *,
+                 errors: dict[int, int] | None = None, over_budget: dict[int, int] | None = None):
         self.psfs: tuple[PSF, ...] = tuple(psfs)
-        self.errors: dict[int, int] = {}
+        self.budget = EvaluationBudget(limits)
+        self.errors: dict[int, int] = errors if errors is not None else {}
+        self.over_budget: dict[int, int] = over_budget if over_budget is not None else {}
         self.last_error: dict[int, BaseException] = {}
+
+    def search(self, expression: Expression, obj: Any) -> Any:
+        """One expression over a parsed record, within the budget (for a
+        keyed store's key expression)."""
+        return self.budget.search(expression, obj)
 
     @property
     def empty(self) -> bool:
@@ -66,7 +87,7 @@ class SlowEvaluator:
         out: list[tuple[int, bytes]] = []
         for psf in self.psfs:
             try:
-                result = evaluate(psf, obj)
+                result = evaluate(psf, obj, self.budget)
             except Exception as exc:  # noqa: BLE001 - the policy above
                 self._note_error(psf, exc)
                 continue
@@ -78,6 +99,8 @@ class SlowEvaluator:
     def _note_error(self, psf: PSF, exc: Exception) -> None:
         n = self.errors.get(psf.id, 0) + 1
         self.errors[psf.id] = n
+        if isinstance(exc, EvaluationBudgetExceeded):
+            self.over_budget[psf.id] = self.over_budget.get(psf.id, 0) + 1
         self.last_error[psf.id] = exc
         level = logging.WARNING if n == 1 else logging.DEBUG
         log.log(level, "PSF %r (id %d) failed on a record; treated as no value: %r",

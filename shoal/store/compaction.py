@@ -229,13 +229,14 @@ class Compactor:
     def __init__(self, store: Store):
         self.store = store
         cfg = store.config
+        from ..psf import EvaluationBudget, parse_definition
         self._timestamp = None
         if cfg.timestamp_expression is not None:
-            from ..psf import parse_definition
             try:
-                self._timestamp = parse_definition(cfg.timestamp_expression)
+                self._timestamp = parse_definition(cfg.timestamp_expression, cfg.expression_limits)
             except PSFError as exc:
                 raise InvalidArgument(f"timestamp_expression: {exc}") from None
+        self._budget = lambda: EvaluationBudget(cfg.expression_limits)
         self._state = BeginState()
         self._lock = threading.Lock()  # one compaction at a time
         self._turnstile = threading.Lock()  # see _writer
@@ -523,6 +524,7 @@ class Compactor:
         begin = hlog.begin_address
         limit = hlog.read_only_address
         page = begin >> hlog.page_bits
+        budget = self._budget()  # per call: a budget is not thread-safe
         while page << hlog.page_bits < limit:
             if self._stop.is_set():
                 break
@@ -535,15 +537,15 @@ class Compactor:
                 return max(begin, base)  # unreadable: kept (retention by bytes can drop it)
             mv = memoryview(data)
             for a in reversed(addrs):  # the newest record of a page is the likeliest to be new
-                if self._is_new(payload_of(mv, a - base), threshold):
+                if self._is_new(payload_of(mv, a - base), threshold, budget):
                     return max(begin, base)
             page += 1
         return limit
 
-    def _is_new(self, text: bytes, threshold: float) -> bool:
+    def _is_new(self, text: bytes, threshold: float, budget) -> bool:
         try:
-            ts = timestamp_seconds(self._timestamp.search(orjson.loads(text)))
-        except Exception:  # noqa: BLE001 - an unreadable timestamp counts as new
+            ts = timestamp_seconds(budget.search(self._timestamp, orjson.loads(text)))
+        except Exception:  # noqa: BLE001 - an unreadable timestamp (or over budget) counts as new
             return True
         return ts is None or ts >= threshold
 

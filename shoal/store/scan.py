@@ -5,6 +5,13 @@ where a PSF was not active.
 
 Readers only: pages are copied out of their frames (or read from segment
 files), so eviction under a scan is harmless.
+
+Cancelling: a matcher may carry a `cancel` event (threading.Event). Once it
+is set, the scan stops before its next page and, in Python, before its next
+record, and its stream ends: whoever set it (an HTTP client that went away,
+a server shutting down) no longer reads the answer. A slow expression
+cannot hold a core for long past that: each record's evaluation is bounded
+by its budget (psf/budget.py).
 """
 from __future__ import annotations
 
@@ -12,16 +19,22 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from .._native import check, ffi, lib
+from ..errors import EvaluationBudgetExceeded
 from .address import FIRST_ADDRESS
 from .record import payload_of
 
 _OUT_CAP = 4096
 
 
+class _Cancelled(Exception):
+    """A matcher saw its cancel event set; scan_range ends its stream."""
+
+
 class NativeMatcher:
     """Records where a compiled program is truthy, or equals a canonical value."""
 
-    def __init__(self, psfset, prog: int = 0, canon: bytes | None = None):
+    def __init__(self, psfset, prog: int = 0, canon: bytes | None = None, *, cancel=None):
+        self.cancel = cancel  # checked per page: C scans a page in well under a second
         self._set = psfset  # keeps the native program alive
         self.job = ffi.new("shoal_scan_job *")
         self._slots = ffi.new("shoal_slot[]", max(1, psfset.n_slots))
@@ -50,16 +63,29 @@ class NativeMatcher:
 
 
 class PythonMatcher:
-    """Records where a Python predicate over the raw JSON text holds."""
+    """Records where a Python predicate over the raw JSON text holds. A
+    predicate may raise EvaluationBudgetExceeded; it is given the record's
+    address and ends the scan."""
 
-    def __init__(self, predicate: Callable[[bytes], bool]):
+    def __init__(self, predicate: Callable[[bytes], bool], *, cancel=None):
         self.predicate = predicate
+        self.cancel = cancel  # checked per record: a predicate may take up to its budget
         self._all = _AllRecords()
 
     def matches(self, buf, base: int, length: int, start: int, lo: int, hi: int) -> list[int]:
         mv = ffi.buffer(buf, length) if isinstance(buf, ffi.CData) else memoryview(buf)
-        return [a for a in self._all.matches(buf, base, length, start, lo, hi)
-                if self.predicate(payload_of(mv, a - base))]
+        cancel = self.cancel
+        out: list[int] = []
+        for a in self._all.matches(buf, base, length, start, lo, hi):
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled
+            try:
+                if self.predicate(payload_of(mv, a - base)):
+                    out.append(a)
+            except EvaluationBudgetExceeded as exc:
+                raise EvaluationBudgetExceeded(f"{exc} at the record at address {a}",
+                                               limit=exc.limit, address=a) from None
+        return out
 
 
 class _AllRecords:
@@ -114,15 +140,21 @@ def scan_range(log, matcher, lo: int, hi: int, *, descending: bool,
     bits = log.page_bits
     first, last = lo >> bits, (hi - 1) >> bits
     pages = range(last, first - 1, -1) if descending else range(first, last + 1)
+    cancel = getattr(matcher, "cancel", None)
     for page in pages:
+        if cancel is not None and cancel.is_set():
+            return
         base = page << bits
         start = max(base, FIRST_ADDRESS, log.begin_address if page == log.begin_address >> bits else base)
 
         def visit(buf, valid, base=base, start=start):
             return matcher.matches(buf, base, valid, start, lo, hi) if valid else []
 
-        with gate:
-            found = log.visit_page(page, visit)
+        try:
+            with gate:
+                found = log.visit_page(page, visit)
+        except _Cancelled:
+            return
         if descending:
             found.reverse()
         yield from found

@@ -32,11 +32,11 @@ import orjson
 
 from .._native import ffi, lib
 from ..config import StoreConfig
-from ..errors import InvalidArgument, PSFError, StoreClosed, StoreLocked
+from ..errors import EvaluationBudgetExceeded, InvalidArgument, PSFError, StoreClosed, StoreLocked
 from ..ingest import ingest as _ingest
 from ..ingest.framing import InputFormat
 from ..ingest.result import IngestResult
-from ..psf import (PSF, NativePSFSet, Registry, SlowEvaluator, canonical, evaluate,
+from ..psf import (PSF, EvaluationBudget, NativePSFSet, Registry, SlowEvaluator, canonical, evaluate,
                    parse_definition, value_hash)
 from . import compaction as _compaction
 from . import query as _query
@@ -118,15 +118,16 @@ class Store:
             self.config = _resolve_config(self.path, config, overrides)
             self.key: str | None = self.config.key
             self._key_expr = None
+            limits = self.config.expression_limits
             if self.key is not None:
                 try:
-                    self._key_expr = parse_definition(self.key)
+                    self._key_expr = parse_definition(self.key, limits)
                 except PSFError as exc:
                     raise InvalidArgument(f"key: {exc}") from None
             self.tmp_dir = self.path / "tmp"
             self.tmp_dir.mkdir(exist_ok=True)
             self._ckpt_dir = self.path / "checkpoints"
-            self._registry = Registry(self.path / "psfs.json")
+            self._registry = Registry(self.path / "psfs.json", limits)
             self._compactor = _compaction.Compactor(self)  # checks the retention policy
             begin_state = _compaction.load_begin(self.path)
             page_bits = self.config.page_bits
@@ -165,6 +166,10 @@ class Store:
         self._commit = GroupCommit(self._log, self._write_lock, tail)
         self._gate = _Gate()
         self._keys = KeyIndex(self._log, self._index) if self.key is not None else None
+        # psf_id -> records a slow-path PSF failed on (and, of those, went over
+        # its evaluation budget) since this open; kept across recompiles.
+        self._eval_errors: dict[int, int] = {}
+        self._over_budget: dict[int, int] = {}
         self._compiled_state = self._compile()
         self._records = _compaction.records_after_recovery(self.recovery, begin_state)
         self._ingest_totals = {"calls": 0, "records": 0, "rejected": 0, "bytes": 0}
@@ -230,8 +235,10 @@ class Store:
         key_native = key if key is not None and key.native else None
         key_slow = key if key is not None and not key.native else None
         native = NativePSFSet.build([(p.id, p.expression) for p in active if p.native], key=key_native)
-        slow = [p for p in active if not p.native]
-        return _Compiled(native, SlowEvaluator(slow) if slow or key_slow is not None else None, key_slow)
+        slow = [p for p in active if not p.native and p.failure is None]  # a failing PSF yields nothing
+        evaluator = SlowEvaluator(slow, self.config.expression_limits, errors=self._eval_errors,
+                                  over_budget=self._over_budget)
+        return _Compiled(native, evaluator if slow or key_slow is not None else None, key_slow)
 
     def _compiled(self) -> _Compiled:
         return self._compiled_state
@@ -499,11 +506,14 @@ class Store:
                 nset = self._scan_sets[psf.id] = NativePSFSet.build_single(psf.expression)
             return NativeMatcher(nset, 0, canon)
 
+        budget = EvaluationBudget(self.config.expression_limits)
+
         def predicate(text: bytes) -> bool:
-            import orjson
+            # As at ingest (psf/slowpath.py): an error or a record over the
+            # budget means no value, so no match.
             try:
-                v = evaluate(psf, orjson.loads(text))
-            except Exception:
+                v = evaluate(psf, orjson.loads(text), budget)
+            except Exception:  # noqa: BLE001
                 return False
             c = canonical(v)
             return c is not None and (c == canon if canon is not None else True)
@@ -548,38 +558,51 @@ class Store:
 
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
              from_address: int | None = None, to_address: int | None = None,
-             include_superseded: bool = False) -> Iterator[Record]:
+             include_superseded: bool = False, cancel: threading.Event | None = None) -> Iterator[Record]:
         """Records for which a JMESPath expression is truthy, by scanning the
         log (no index needed). Keyed stores: live versions only unless
-        include_superseded."""
+        include_superseded. The expression is checked against the store's
+        expression limits (ExpressionTooLong, ExpressionTooDeep at the call);
+        on a record where it goes over its evaluation budget the scan stops
+        with EvaluationBudgetExceeded (an answer silently missing records
+        would look complete). Once `cancel` is set, the scan stops before its
+        next record and the iterator ends."""
         lo, hi, descending = self._range(order, from_address, to_address, limit)
-        return self._materialize(self._scan_addresses(expression, lo, hi, descending, include_superseded), limit)
+        return self._materialize(self._scan_addresses(expression, lo, hi, descending, include_superseded,
+                                                      cancel), limit)
 
     def scan_batches(self, expression: str, *, limit: int | None = None, order: str = "newest",
                      from_address: int | None = None, to_address: int | None = None,
-                     include_superseded: bool = False) -> Iterator[RecordBatch]:
+                     include_superseded: bool = False,
+                     cancel: threading.Event | None = None) -> Iterator[RecordBatch]:
         """scan's records as RecordBatches (see query_batches)."""
         lo, hi, descending = self._range(order, from_address, to_address, limit)
-        return self._read_batches(self._scan_addresses(expression, lo, hi, descending, include_superseded), limit)
+        return self._read_batches(self._scan_addresses(expression, lo, hi, descending, include_superseded,
+                                                       cancel), limit)
 
     def _scan_addresses(self, expression: str, lo: int, hi: int, descending: bool,
-                        include_superseded: bool) -> Iterator[list[int]]:
+                        include_superseded: bool, cancel: threading.Event | None) -> Iterator[list[int]]:
         """Batches of the addresses of records for which `expression` is truthy."""
-        expr = parse_definition(expression)
+        expr = parse_definition(expression, self.config.expression_limits)
         if expr.native:
-            matcher: Any = NativeMatcher(NativePSFSet.build_single(expr), 0, None)
+            matcher: Any = NativeMatcher(NativePSFSet.build_single(expr), 0, None, cancel=cancel)
         else:
-            import orjson
+            budget = EvaluationBudget(self.config.expression_limits)
 
             def predicate(text: bytes) -> bool:
                 # As for PSFs (psf/slowpath.py): an evaluation error on one
-                # record, e.g. length(null), means "no match", not a failed scan.
+                # record, e.g. length(null), means "no match", not a failed
+                # scan. Going over the budget ends the scan (PythonMatcher adds
+                # the address): an answer silently missing records would look
+                # complete.
                 try:
-                    return truthy(expr.search(orjson.loads(text)))
+                    return truthy(budget.search(expr, orjson.loads(text)))
+                except EvaluationBudgetExceeded:
+                    raise
                 except Exception:  # noqa: BLE001
                     return False
 
-            matcher = PythonMatcher(predicate)
+            matcher = PythonMatcher(predicate, cancel=cancel)
         addrs = _query._batched(scan_range(self._log, matcher, lo, hi, descending=descending, gate=self._gate))
         if self._keys is not None and not include_superseded:
             addrs = self._live_batches(addrs)
@@ -674,7 +697,9 @@ class Store:
             "index": {"buckets": idx.buckets, "overflow_buckets": idx.overflow_buckets,
                       "entries": idx.entries, "bytes": idx.bytes},
             "psfs": [{"name": p.name, "id": p.id, "kind": p.kind.value, "active": p.active,
-                      "native": p.native, "ranges": [list(r) for r in p.ranges]}
+                      "native": p.native, "ranges": [list(r) for r in p.ranges],
+                      "failure": p.failure, "eval_errors": self._eval_errors.get(p.id, 0),
+                      "over_budget": self._over_budget.get(p.id, 0)}
                      for p in self._registry.all()],
             "ingest": dict(self._ingest_totals),
             "syncs": self._commit.syncs,

@@ -5,6 +5,7 @@ import pytest
 from .psf_harness import Runner
 
 from shoal._native import ffi, lib
+from shoal.config import ExpressionLimits
 from shoal.errors import InvalidArgument
 from shoal.psf import NativePSFSet, parse_definition
 from shoal.psf import expr as expr_mod
@@ -104,15 +105,16 @@ def test_stack_depth_limit_matches_header():
     deep = "a"
     for _ in range(lib.SHOAL_MAX_STACK - 1):
         deep = f"a && ({deep})"
-    e = parse_definition(deep)
+    roomy = ExpressionLimits(max_expression_depth=1000)  # deeper than the default nesting limit
+    e = parse_definition(deep, roomy)
     assert e.native
     s = NativePSFSet.build_single(e)
     assert Runner(s, use_parse=False).values(b'{"a":"v"}') == [b"sv"]
-    assert not parse_definition(f"a && ({deep})").native
+    assert not parse_definition(f"a && ({deep})", roomy).native
     left = "a"
     for _ in range(200):
         left = f"({left}) || a"
-    assert parse_definition(left).native
+    assert parse_definition(left, roomy).native
 
 
 def _raw_set(insns, n_slots=1, lits=()):
