@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..store.store import Store
 from . import errors
+from .limits import IngestSlots, SendTimeout, ServerLimits
 from .metrics import Metrics
 from .routes import admin, keys, psfs, query, records
 
@@ -31,9 +32,11 @@ ingested, as NDJSON streams. Errors are `{"error": code, "detail": message}`.
 """
 
 
-def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: bool = False) -> FastAPI:
+def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: bool = False,
+               limits: ServerLimits | None = None) -> FastAPI:
     """An app serving `store`. `max_body_bytes` limits POST /records bodies
-    (413 beyond it; None: no limit)."""
+    (413 beyond it; None: no limit); `limits` bounds what slow clients may
+    hold (limits.py; None: the defaults)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,11 +48,14 @@ def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: 
     app.state.store = store
     app.state.metrics = Metrics()
     app.state.max_body_bytes = max_body_bytes
+    app.state.limits = limits = limits or ServerLimits()
+    app.state.ingest_slots = IngestSlots(limits)
     errors.install(app)
     # query before psfs: GET /psfs/{name}/records must not be taken for
     # GET /psfs/{name} of a PSF named "<name>/records" (names may hold "/").
     for module in (records, keys, query, psfs, admin):
         app.include_router(module.router)
+    app.add_middleware(SendTimeout, timeout_s=limits.send_timeout_s)
     app.add_middleware(_CountResponses, metrics=app.state.metrics)
     return app
 

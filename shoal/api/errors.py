@@ -34,13 +34,16 @@ MAX_ERRORS_SHOWN = 100
 
 
 class ApiError(Exception):
-    """An error only the HTTP face knows, with its status and code."""
+    """An error only the HTTP face knows, with its status and code (and
+    response headers, e.g. Retry-After)."""
 
-    def __init__(self, status: int, code: str, detail: str, **extra: Any):
+    def __init__(self, status: int, code: str, detail: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any):
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
@@ -127,7 +130,7 @@ async def _shoal_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return _answer(exc.status, body(exc.code, exc.detail, **exc.extra, **stored_fields(exc)))
+    return _answer(exc.status, body(exc.code, exc.detail, **exc.extra, **stored_fields(exc)), headers=exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

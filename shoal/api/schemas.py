@@ -215,12 +215,14 @@ def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
 _STATUS_TEXT = {
     400: "bad input (invalid argument, unparseable input)",
     404: "not found",
+    408: "the body stopped arriving, or arrived too slowly (body_timeout)",
     409: "conflict (e.g. a PSF by that name is active)",
     413: "body or record too large",
     415: "unsupported Content-Encoding or Content-Type",
     422: "invalid request body or expression, or rejected records (on_error=reject)",
     501: "not implemented",
-    503: "the store is closed (shutting down)",
+    503: "the store is closed (shutting down); or too many ingests are running (too_many_ingests): retry "
+         "after the Retry-After header's seconds",
     507: "no space left on the store's disk (disk_full); acknowledged records are kept",
 }
 

@@ -29,19 +29,35 @@ DEFAULT_PORT = 8765
 def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
           memory: int | str | None = None, page_size: int | str | None = None,
           max_body: int | str | None = None, log_level: str = "info", access_log: bool = True,
-          graceful_timeout_s: float | None = 60.0, **store_settings: Any) -> None:
+          graceful_timeout_s: float | None = 60.0, max_ingests: int | None = None,
+          body_idle_timeout_s: float | None = None, body_min_rate: int | str | None = None,
+          send_timeout_s: float | None = None, **store_settings: Any) -> None:
     """Open (create or recover) the store in `data_dir` and serve it until
     SIGINT/SIGTERM. Sizes take ints or strings such as "1GiB" (parse_size):
     `memory` is the in-memory log budget, `page_size` the log page size (only
     when creating a store), `max_body` the largest POST /records body.
+    What slow clients may hold (limits.py; None: the default): `max_ingests`
+    running at once, `body_idle_timeout_s` and `body_min_rate` (bytes/s) for
+    request bodies, `send_timeout_s` for answers (0: wait forever).
     Other StoreConfig fields may be passed as keywords."""
     try:
         import uvicorn
 
         from .app import create_app
+        from .limits import ServerLimits
     except ImportError as exc:
         raise ImportError(f"serving needs the server extra (pip install 'shoal[server]'): {exc}") from exc
 
+    chosen: dict[str, Any] = {}
+    if max_ingests is not None:
+        chosen["max_ingests"] = max_ingests
+    if body_idle_timeout_s is not None:
+        chosen["body_idle_timeout_s"] = body_idle_timeout_s
+    if body_min_rate is not None:
+        chosen["body_min_rate_bytes_per_s"] = parse_size(body_min_rate)
+    if send_timeout_s is not None:
+        chosen["send_timeout_s"] = send_timeout_s or None  # 0: wait forever
+    limits = ServerLimits(**chosen)
     settings = dict(store_settings)
     if memory is not None:
         settings["memory_budget_bytes"] = parse_size(memory)
@@ -53,7 +69,7 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
         log.info("opened %s: %d records, tail address %d (checkpoint %s, %d replayed)", data_dir,
                  store.stats()["records"], store.tail_address, rec.checkpoint_id, rec.replayed_records)
         app = create_app(store, max_body_bytes=None if max_body is None else parse_size(max_body),
-                         close_store=True)
+                         close_store=True, limits=limits)
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
                                 loop="uvloop", http="httptools", lifespan="on",
                                 timeout_graceful_shutdown=graceful_timeout_s)
@@ -62,6 +78,28 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
             server.run()
     finally:
         store.close()  # idempotent; the lifespan has checkpointed and closed it on a clean shutdown
+
+
+def add_limit_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of what slow clients may hold (limits.py), for
+    `python -m shoal.api.server` and `shoal serve` alike."""
+    p.add_argument("--max-ingests", type=int, metavar="N",
+                   help="ingests (POST /records) running at once; one more answers 503 with Retry-After "
+                        "(default 16)")
+    p.add_argument("--body-idle-timeout", type=float, metavar="SECONDS",
+                   help="end an ingest whose body sends no byte for this long: 408 (default 30)")
+    p.add_argument("--body-min-rate", metavar="BYTES",
+                   help="end an ingest whose body arrives slower than this many bytes/s, averaged over each "
+                        "--body-idle-timeout of waiting: 408 (default 500; 0: no minimum)")
+    p.add_argument("--send-timeout", type=float, metavar="SECONDS",
+                   help="close the connection of a client that takes nothing of its answer for this long "
+                        "(default 60; 0: wait forever)")
+
+
+def limit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """serve()'s keywords for the flags of add_limit_flags."""
+    return {"max_ingests": args.max_ingests, "body_idle_timeout_s": args.body_idle_timeout,
+            "body_min_rate": args.body_min_rate, "send_timeout_s": args.send_timeout}
 
 
 class _signals_end_quietly:
@@ -90,13 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory", help="memory budget for log pages, e.g. 1GiB")
     p.add_argument("--page-size", help="log page size for a new store, e.g. 4MiB")
     p.add_argument("--max-body", help="largest POST /records body, e.g. 10GiB (default: no limit)")
+    add_limit_flags(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     try:
         serve(args.data, args.host, args.port, memory=args.memory, page_size=args.page_size,
-              max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log)
+              max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log,
+              **limit_settings(args))
     except ShoalError as exc:
         print(f"shoal serve: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,9 @@ request body from a bounded queue that the event loop fills:
 
 At most `QUEUE_CHUNKS` coalesced chunks wait in the queue, and uvicorn stops
 reading the socket while the loop is not receiving, so a body of any size
-streams in bounded memory. Ends:
+streams in bounded memory. The worker thread comes from the caller's
+limiter (limits.py: ingests have threads of their own); when the queue is
+full the loop waits on an event the worker sets, holding no thread. Ends:
   * body ends: an EOF marker; ingest finishes and its result is returned.
   * ingest fails early (bad gzip, reject): the worker sets `done`; the loop
     stops feeding (and reading) and the library's exception propagates.
@@ -32,6 +34,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from ..store.record import RecordBatch
@@ -39,7 +42,6 @@ from ..store.record import RecordBatch
 QUEUE_CHUNKS = 8
 COALESCE_BYTES = 1 << 20
 _EOF = object()
-_POLL_S = 0.05
 
 
 class _Bridge:
@@ -48,36 +50,41 @@ class _Bridge:
     def __init__(self) -> None:
         self.q: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_CHUNKS)
         self.done = threading.Event()  # the worker stopped consuming
+        self._loop = asyncio.get_running_loop()
+        # Set (on the loop) after the worker takes an item or stops: the
+        # loop's wait for room in a full queue, with no thread held.
+        self._room = asyncio.Event()
 
     # worker side
     def chunks(self) -> Iterator[bytes]:
         while True:
             item = self.q.get()
+            self.wake_loop()
             if item is _EOF:
                 return
             if isinstance(item, BaseException):
                 raise item
             yield item
 
-    # loop side
-    def _put_blocking(self, item: Any) -> bool:
-        while not self.done.is_set():
-            try:
-                self.q.put(item, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def wake_loop(self) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._room.set)
+        except RuntimeError:  # the loop is closed: nobody waits
+            pass
 
+    # loop side
     async def put(self, item: Any) -> bool:
         """Queue an item; False when the worker has stopped consuming."""
-        if self.done.is_set():
-            return False
-        try:
-            self.q.put_nowait(item)
-            return True
-        except queue.Full:
-            return await anyio.to_thread.run_sync(self._put_blocking, item, abandon_on_cancel=True)
+        while not self.done.is_set():
+            try:
+                self.q.put_nowait(item)
+                return True
+            except queue.Full:
+                # A take between the failed put and this clear schedules a
+                # set that runs after it (callbacks run only while we wait).
+                self._room.clear()
+                await self._room.wait()
+        return False
 
     def put_final(self, exc: BaseException) -> None:
         """Queue a failure without awaiting (also when cancelled): make room
@@ -118,9 +125,11 @@ async def _pump(body: AsyncIterator[bytes], bridge: _Bridge) -> None:
     await bridge.put(_EOF)
 
 
-async def feed_thread(body: AsyncIterator[bytes], consume: Callable[[Iterator[bytes]], Any]) -> Any:
-    """Run `consume(chunks)` on a worker thread while feeding it `body`;
-    returns what it returns, raises what it raises (or what ended `body`)."""
+async def feed_thread(body: AsyncIterator[bytes], consume: Callable[[Iterator[bytes]], Any], *,
+                      limiter: anyio.CapacityLimiter | None = None) -> Any:
+    """Run `consume(chunks)` on a worker thread (from `limiter`; None: the
+    default pool) while feeding it `body`; returns what it returns, raises
+    what it raises (or what ended `body`)."""
     bridge = _Bridge()
 
     def work() -> Any:
@@ -128,8 +137,9 @@ async def feed_thread(body: AsyncIterator[bytes], consume: Callable[[Iterator[by
             return consume(bridge.chunks())
         finally:
             bridge.done.set()
+            bridge.wake_loop()
 
-    worker = asyncio.ensure_future(anyio.to_thread.run_sync(work))
+    worker = asyncio.ensure_future(anyio.to_thread.run_sync(work, limiter=limiter))
     pump = asyncio.ensure_future(_pump(body, bridge))
     try:
         await asyncio.wait({worker, pump}, return_when=asyncio.FIRST_COMPLETED)

@@ -118,9 +118,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     data = getattr(args, "data", None) or os.environ.get("SHOAL_DATA") or DEFAULT_DATA
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     try:
-        from ..api.server import serve
+        from ..api.server import limit_settings, serve
         serve(data, args.host, args.port, memory=args.memory, page_size=args.page_size,
               max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log,
+              **limit_settings(args),
               **({"key": args.key} if args.key else {}), **_retention(args))
     except ImportError as exc:
         raise InvalidArgument(f"the HTTP server is not available: {exc}") from None
@@ -355,6 +356,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--memory", type=_size, default="1GiB", help="memory for log pages (default 1GiB)")
     c.add_argument("--page-size", type=_size, help="log page size of a new store (default 4MiB)")
     c.add_argument("--max-body", type=_size, help="largest POST /records body (default: no limit)")
+    from ..api.server import add_limit_flags  # imports without the web stack
+    add_limit_flags(c)
     c.add_argument("--no-access-log", action="store_true")
     c.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     c.add_argument("--key", metavar="EXPR", help="create a keyed store: JMESPath giving each record's key")

@@ -47,8 +47,10 @@ def stats(store: StoreDep, metrics: Annotated[Metrics, Depends(deps.metrics)]) -
     return dict(store.stats(), http_ingest=dict(metrics.ingest))
 
 
+# async: answered on the event loop, so it needs no worker thread and
+# answers even when every thread is busy.
 @router.get("/healthz", response_model=Health, summary="Liveness", responses=errors_doc(503))
-def healthz(store: StoreDep) -> dict:
+async def healthz(store: StoreDep) -> dict:
     if store.closed:
         raise StoreClosed("the store is closed")
     return {"status": "ok", "tail_address": store.tail_address}

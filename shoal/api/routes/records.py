@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from ...store.store import Store
 from .. import deps
 from ..errors import MAX_ERRORS_SHOWN, ApiError
+from ..limits import IngestSlots, limited_body
 from ..metrics import Metrics
 from ..schemas import INGEST_BODY, RECORD_SCHEMA, IngestOut, errors_doc
 from ..streaming import feed_thread
@@ -62,7 +63,7 @@ async def _checked_body(request: Request, gzip: bool, limit: int | None) -> Asyn
 
 @router.post(
     "/records", response_model=IngestOut, summary="Ingest records (streamed)",
-    responses=errors_doc(400, 413, 415, 422, 503, 507), openapi_extra=INGEST_BODY,
+    responses=errors_doc(400, 408, 413, 415, 422, 503, 507), openapi_extra=INGEST_BODY,
     description="Stores every valid record of the body, streamed in bounded memory. The format comes from "
                 "`format`, else from Content-Type (application/x-ndjson: NDJSON; application/json: one JSON "
                 "document, whose elements are the records if it is an array; other or none: detected). A gzip body (Content-Encoding: gzip, or just "
@@ -72,11 +73,15 @@ async def _checked_body(request: Request, gzip: bool, limit: int | None) -> Asyn
                 "every record is bad, 422 `no_valid_records` (with the same fields). An ingest that fails partway "
                 "(a truncated gzip body, a cut upload) keeps the records framed before the failure, and its "
                 "error answer says how many (`ingested`, `first_address`, `last_address`). `durable=true` answers once the records are fsynced; concurrent "
-                "durable requests share fsyncs (group commit). When the disk is full: 507 `disk_full`.")
+                "durable requests share fsyncs (group commit). When the disk is full: 507 `disk_full`. At most "
+                "`--max-ingests` ingests run at once: one more answers 503 `too_many_ingests` with Retry-After, "
+                "before its body is read. A body that stops arriving (no byte for `--body-idle-timeout` s) or "
+                "arrives slower than `--body-min-rate` bytes/s ends with 408 `body_timeout`.")
 async def ingest(
     request: Request,
     store: Annotated[Store, Depends(deps.store)],
     metrics: Annotated[Metrics, Depends(deps.metrics)],
+    slots: Annotated[IngestSlots, Depends(deps.ingest_slot)],
     on_error: Literal["skip", "reject"] = "skip",
     durable: Annotated[bool, Query(description="answer only once the records are on disk")] = False,
     format: Annotated[Literal["auto", "ndjson", "array", "json", "document"] | None,
@@ -93,10 +98,11 @@ async def ingest(
     if limit is not None and length is not None and length.isdigit() and int(length) > limit:
         raise ApiError(413, "body_too_large", f"the body ({length} bytes) is larger than the limit of "
                                               f"{limit} bytes", limit_bytes=limit)
-    body = _checked_body(request, encoding in ("gzip", "x-gzip"), limit)
+    body = limited_body(_checked_body(request, encoding in ("gzip", "x-gzip"), limit), slots.limits)
     try:
         result = await feed_thread(body, lambda chunks: store.ingest(chunks, on_error=on_error, durable=durable,
-                                                                     format=fmt))
+                                                                     format=fmt),
+                                   limiter=slots.limiter)
     except BaseException as exc:
         # Records stored before the failure count here as in the store.
         partial = getattr(exc, "ingest_result", None)
