@@ -31,6 +31,7 @@ SCRIPTS = {
     "ingest_zeek.py": ["--no-sqlite"],
     "compaction.py": ["--records", "3000"],
     "keys.py": ["--records", "3000"],
+    "load.py": ["--records", "4000", "--seconds", "5", "--templates", "2000"],
 }
 
 pytestmark = pytest.mark.slow
