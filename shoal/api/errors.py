@@ -31,6 +31,8 @@ log = logging.getLogger("shoal.api")
 
 # Rejected records listed in a 422 ingest answer (all are counted).
 MAX_ERRORS_SHOWN = 100
+# Characters of an over-long expression echoed in its 422 answer.
+_ECHO_CHARS = 200
 
 
 class ApiError(Exception):
@@ -51,7 +53,10 @@ class ApiError(Exception):
 ERRORS: list[tuple[type[BaseException], int, str]] = [
     (E.PSFNotFound, 404, "psf_not_found"),
     (E.PSFExists, 409, "psf_exists"),
+    (E.ExpressionTooLong, 422, "expression_too_long"),
+    (E.ExpressionTooDeep, 422, "expression_too_deep"),
     (E.PSFDefinitionError, 422, "psf_definition_error"),
+    (E.EvaluationBudgetExceeded, 422, "evaluation_budget_exceeded"),
     (E.PSFError, 409, "psf_error"),
     (E.IngestRejected, 422, "ingest_rejected"),
     (E.ParseError, 400, "parse_error"),
@@ -100,8 +105,15 @@ def extra_fields(exc: BaseException) -> dict[str, Any]:
         if isinstance(exc, E.ParseError):
             fields.update(line=exc.line, offset=exc.offset, reason=exc.reason)
         return fields
+    if isinstance(exc, E.ExpressionTooLong):  # not echoed whole: it is too long
+        head = exc.expression[:_ECHO_CHARS] if exc.expression is not None else None
+        return {"position": exc.position, "expression": head, "length": exc.length, "limit": exc.limit}
+    if isinstance(exc, E.ExpressionTooDeep):
+        return {"position": exc.position, "expression": exc.expression, "depth": exc.depth, "limit": exc.limit}
     if isinstance(exc, E.PSFDefinitionError):
         return {"position": exc.position, "expression": exc.expression}
+    if isinstance(exc, E.EvaluationBudgetExceeded):
+        return {"limit": exc.limit, "address": exc.address}
     if isinstance(exc, E.ParseError):
         return {"line": exc.line, "offset": exc.offset, "reason": exc.reason}
     if isinstance(exc, E.IngestRejected):

@@ -5,7 +5,8 @@ Shutdown: on SIGINT or SIGTERM uvicorn stops accepting connections and lets
 in-flight requests finish (at most `graceful_timeout_s`; an ingest cut there
 ends cleanly, see streaming.py); then the app's lifespan writes a checkpoint
 and closes the store, and serve() returns, so the process exits 0. A second
-SIGINT forces uvicorn to stop waiting.
+SIGINT forces uvicorn to stop waiting. Scans in flight are cut as shutdown
+begins (cancel.py): a scan may run for long, and a read can be asked again.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
                                 loop="uvloop", http="httptools", lifespan="on",
                                 timeout_graceful_shutdown=graceful_timeout_s)
-        server = uvicorn.Server(config)
+        server = _server(config, app)
         with _signals_end_quietly():
             server.run()
     finally:
@@ -102,6 +103,45 @@ def limit_settings(args: argparse.Namespace) -> dict[str, Any]:
             "body_min_rate": args.body_min_rate, "send_timeout_s": args.send_timeout}
 
 
+def _server(config: Any, app: Any) -> Any:
+    import uvicorn
+
+    from .cancel import cancel_all
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            cancel_all(app)  # first: the graceful wait would otherwise wait for running scans
+            await super().shutdown(sockets)
+
+    return Server(config)
+
+
+def add_expression_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of the expression limits (StoreConfig, per open), for
+    `python -m shoal.api.server` and `shoal serve` alike."""
+    p.add_argument("--max-expression-chars", type=int, metavar="N",
+                   help="longest PSF or scan expression: 422 expression_too_long beyond (default 4096)")
+    p.add_argument("--max-expression-depth", type=int, metavar="N",
+                   help="deepest nesting of an expression: 422 expression_too_deep beyond (default 64)")
+    p.add_argument("--max-eval-steps", type=int, metavar="N",
+                   help="steps one expression may take on one record (default 100000); a PSF over it "
+                        "indexes no value for the record, a scan stops: 422 evaluation_budget_exceeded")
+    p.add_argument("--max-eval-bytes", metavar="SIZE",
+                   help="bytes of values one expression may build on one record, e.g. 4MiB (default 1MiB); "
+                        "as --max-eval-steps")
+
+
+def expression_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """StoreConfig fields for the flags of add_expression_flags that were given."""
+    out: dict[str, Any] = {}
+    for name in ("max_expression_chars", "max_expression_depth", "max_eval_steps"):
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    if args.max_eval_bytes is not None:
+        out["max_eval_bytes"] = parse_size(args.max_eval_bytes)
+    return out
+
+
 class _signals_end_quietly:
     """uvicorn re-raises the signal that stopped it, after its graceful
     shutdown, through the handler in place before it started. A requested
@@ -128,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory", help="memory budget for log pages, e.g. 1GiB")
     p.add_argument("--page-size", help="log page size for a new store, e.g. 4MiB")
     p.add_argument("--max-body", help="largest POST /records body, e.g. 10GiB (default: no limit)")
+    add_expression_flags(p)
     add_limit_flags(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true")
@@ -136,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve(args.data, args.host, args.port, memory=args.memory, page_size=args.page_size,
               max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log,
-              **limit_settings(args))
+              **limit_settings(args), **expression_settings(args))
     except ShoalError as exc:
         print(f"shoal serve: {exc}", file=sys.stderr)
         return 1

@@ -122,7 +122,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         serve(data, args.host, args.port, memory=args.memory, page_size=args.page_size,
               max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log,
               **limit_settings(args),
-              **({"key": args.key} if args.key else {}), **_retention(args))
+              **({"key": args.key} if args.key else {}), **_retention(args),
+              **_expression_limits(args))
     except ImportError as exc:
         raise InvalidArgument(f"the HTTP server is not available: {exc}") from None
     except StoreLocked:
@@ -141,6 +142,12 @@ def _retention(args: argparse.Namespace) -> dict:
     if args.timestamp:
         out["timestamp_expression"] = args.timestamp
     return out
+
+
+def _expression_limits(args: argparse.Namespace) -> dict:
+    """serve's expression limit flags as StoreConfig fields."""
+    from ..api.server import expression_settings  # imports without the web stack
+    return expression_settings(args)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -367,6 +374,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="retention: drop records older than N seconds (needs --timestamp)")
     c.add_argument("--timestamp", metavar="EXPR",
                    help="JMESPath giving a record's time (epoch seconds or ms, or ISO-8601)")
+    from ..api.server import add_expression_flags  # imports without the web stack
+    add_expression_flags(c)
 
     c = command("ingest", _cmd_ingest, "store the records of NDJSON / JSON array files (.gz too; - is stdin)",
                 epilog="Each FILE is one ingest call. Exit status 0 when every record was stored; "

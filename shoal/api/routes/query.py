@@ -4,23 +4,22 @@ Each route validates the whole request and starts the library's lazy
 iterator (which raises PSFNotFound, InvalidArgument, PSFDefinitionError
 eagerly) and reads the first chunk before the response starts, so errors get
 their status codes; the rest streams from worker threads, a RecordBatch (up
-to 1 MiB of records) per chunk.
+to 1 MiB of records) per chunk. A scan stops when its client goes away or
+the server shuts down (cancel.py).
 """
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from ...psf import parse_query_value
 from ...store.record import RecordBatch
 from ...store.store import Store
-from .. import deps
+from .. import cancel, deps
 from ..schemas import Order, QueryIn, ScanIn, errors_doc, ndjson_response
 from ..streaming import ndjson_chunks
 
@@ -30,19 +29,18 @@ WithAddress = Annotated[bool, Query(description='wrap each record as {"address":
 
 
 async def _stream(request: Request, kind: str, with_address: bool,
-                  start: Callable[[], Iterator[RecordBatch]]) -> StreamingResponse:
+                  start: Callable[[cancel.Cancel], Iterator[RecordBatch]]) -> StreamingResponse:
+    """`start(c)` makes the batches; a scan stops once `c` is set (queries
+    run to their end)."""
     t0 = time.perf_counter()
     metrics = deps.metrics(request)
 
     def on_end(n: int) -> None:
         metrics.queried(kind, n, time.perf_counter() - t0)
 
-    def first() -> tuple[bytes | None, Iterator[bytes]]:
-        chunks = ndjson_chunks(start(), with_address=with_address, on_end=on_end)
-        return next(chunks, None), chunks
-
-    head, rest = await run_in_threadpool(first)
-    body = rest if head is None else itertools.chain((head,), rest)
+    body, _ = await cancel.start(
+        request, lambda c: ndjson_chunks(start(c), with_address=with_address, on_end=on_end),
+        cancellable=kind == "scan")
     return StreamingResponse(body, media_type="application/x-ndjson")
 
 
@@ -56,7 +54,7 @@ async def query(body: QueryIn, request: Request, store: Annotated[Store, Depends
                 with_address: WithAddress = False) -> StreamingResponse:
     mode, conditions = body.conditions()
 
-    def run() -> Iterator[RecordBatch]:
+    def run(_: cancel.Cancel) -> Iterator[RecordBatch]:
         return store.query_batches(conditions, mode="any" if mode == "any" else "all", **_range(body))
 
     return await _stream(request, mode, with_address, run)
@@ -77,7 +75,7 @@ async def query_psf(
     with_address: WithAddress = False,
 ) -> StreamingResponse:
     v: Any = True if value is None else parse_query_value(value)
-    return await _stream(request, "one", with_address, lambda: store.query_batches(
+    return await _stream(request, "one", with_address, lambda _: store.query_batches(
         [(name, v)], limit=limit, order=order, from_address=from_address, to_address=to_address,
         include_superseded=include_superseded))
 
@@ -85,10 +83,15 @@ async def query_psf(
 @router.post("/scan", summary="Full scan with any JMESPath expression (NDJSON stream)",
              response_class=StreamingResponse,
              responses={**ndjson_response("records for which the expression is truthy"),
-                        **errors_doc(400, 422, 503)})
+                        **errors_doc(400, 422, 503)},
+             description="422 when the expression is over the server's limits (`expression_too_long`, "
+                         "`expression_too_deep`) or goes over its evaluation budget on a record "
+                         "(`evaluation_budget_exceeded`, with the record's `address`; once records have "
+                         "streamed, the stream is cut instead). The scan stops when the client goes away.")
 async def scan(body: ScanIn, request: Request, store: Annotated[Store, Depends(deps.store)],
                with_address: WithAddress = False) -> StreamingResponse:
-    return await _stream(request, "scan", with_address, lambda: store.scan_batches(body.expr, **_range(body)))
+    return await _stream(request, "scan", with_address,
+                         lambda c: store.scan_batches(body.expr, cancel=c, **_range(body)))
 
 
 def _range(body: Any) -> dict[str, Any]:
