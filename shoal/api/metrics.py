@@ -108,4 +108,7 @@ class Metrics:
                    "removed by hand)", [("", stats["recovery"]["lost_and_found_bytes"])])
             metric("shoal_index_entries", "gauge", "hash index entries", [("", stats["index"]["entries"])])
             metric("shoal_psfs_active", "gauge", "active PSFs", [("", sum(p["active"] for p in stats["psfs"]))])
+            metric("shoal_psf_over_budget_total", "counter", "records a PSF yielded no value for because its "
+                   "expression went over max_eval_steps or max_eval_bytes, since the store opened (per PSF: "
+                   "/stats psfs[].over_budget)", [("", sum(p.get("over_budget", 0) for p in stats["psfs"]))])
         return "\n".join(out) + "\n"

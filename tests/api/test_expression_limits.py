@@ -85,6 +85,7 @@ async def test_a_pipe_bomb_psf_stores_every_record_and_counts_them(client):
     assert stats["records"] == 500
     rows = {p["name"]: p for p in stats["psfs"]}
     assert rows["bomb"]["over_budget"] == 500 and rows["i"]["over_budget"] == 0
+    assert "\nshoal_psf_over_budget_total 500\n" in (await client.get("/metrics")).text
     got = await client.get("/psfs/i/records", params={"value": "7"})
     assert got.status_code == 200 and json.loads(got.content) == {"i": 7}
 
