@@ -2,7 +2,7 @@
 function (PSF) indexing, after FishStore."""
 from .config import ExpressionLimits, StoreConfig, parse_size
 from .errors import (CorruptionError, DiskFull, EvaluationBudgetExceeded, ExpressionTooDeep, ExpressionTooLong,
-                     IngestRejected, InvalidArgument, NativeIOError, ParseError, PSFDefinitionError, PSFError,
+                     IngestRejected, InputTooLarge, InvalidArgument, NativeIOError, ParseError, PSFDefinitionError, PSFError,
                      PSFExists, PSFNotFound, RecordTooLarge, RemoteError, ShoalError, StorageError, StoreClosed,
                      StoreLocked)
 from .ingest.framing import InputFormat
@@ -29,6 +29,7 @@ __all__ = [
     "IngestRejected",
     "IngestResult",
     "InputFormat",
+    "InputTooLarge",
     "InvalidArgument",
     "NativeIOError",
     "PSF",

@@ -71,6 +71,7 @@ _ERRORS: dict[str, Any] = {
     "psf_error": lambda b: E.PSFError(b.get("detail", "")),
     "ingest_rejected": lambda b: E.IngestRejected(_ingest_result(b)),
     "no_valid_records": lambda b: E.IngestRejected(_ingest_result(b)),
+    "input_too_large": lambda b: E.InputTooLarge(b.get("detail", ""), b.get("limit_bytes")),
     "empty_body": _invalid,
     "parse_error": lambda b: E.ParseError(b.get("reason") or b.get("detail", ""), b.get("line"), b.get("offset")),
     "invalid_argument": _invalid,

@@ -5,6 +5,8 @@
     ├── ParseError                 one JSON text is invalid: .line, .offset, .reason
     ├── IngestRejected             on_error="reject" and the input had bad records:
     │                              nothing was stored; .result lists them
+    ├── InputTooLarge              the input passed max_input_bytes (after gunzip):
+    │                              .limit_bytes; what came before is stored
     ├── PSFError
     │   ├── PSFNotFound            (also a KeyError) no PSF by that name
     │   ├── PSFExists              a PSF by that name is registered and active
@@ -71,6 +73,17 @@ class IngestRejected(ShoalError):
         first = result.errors[0] if result.errors else None
         detail = f"; first: line {first.line}: {first.reason}" if first else ""
         super().__init__(f"{result.rejected} bad record(s), nothing stored{detail}")
+
+
+class InputTooLarge(ShoalError):
+    """An ingest's input grew past its max_input_bytes after gunzip (a gzip
+    bomb, or a body over the server's --max-body). As with any failure
+    partway, the records before it stay stored (on_error="skip") and the
+    error's `ingest_result` says how many."""
+
+    def __init__(self, message: str, limit_bytes: int | None = None):
+        self.limit_bytes = limit_bytes
+        super().__init__(message)
 
 
 class PSFError(ShoalError):

@@ -59,6 +59,7 @@ ERRORS: list[tuple[type[BaseException], int, str]] = [
     (E.EvaluationBudgetExceeded, 422, "evaluation_budget_exceeded"),
     (E.PSFError, 409, "psf_error"),
     (E.IngestRejected, 422, "ingest_rejected"),
+    (E.InputTooLarge, 413, "input_too_large"),
     (E.ParseError, 400, "parse_error"),
     (E.InvalidArgument, 400, "invalid_argument"),
     (E.RecordTooLarge, 413, "record_too_large"),
@@ -102,6 +103,8 @@ def extra_fields(exc: BaseException) -> dict[str, Any]:
     """Fields beside error/detail that say where or what."""
     if getattr(exc, "ingest_result", None) is not None:
         fields = stored_fields(exc)
+        if isinstance(exc, E.InputTooLarge):
+            fields["limit_bytes"] = exc.limit_bytes
         if isinstance(exc, E.ParseError):
             fields.update(line=exc.line, offset=exc.offset, reason=exc.reason)
         return fields

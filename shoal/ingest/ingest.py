@@ -51,7 +51,7 @@ class _Scratch:
 
 
 def run(store: "Store", data: Any, *, on_error: str = "skip",
-        format: str | InputFormat = "auto") -> tuple[IngestResult, int]:
+        format: str | InputFormat = "auto", max_input_bytes: int | None = None) -> tuple[IngestResult, int]:
     """Append the records of `data` under the store's writer lock; returns
     the result and the tail address after them. Durability is the caller's
     (Store.ingest waits for its fsync after this released the lock).
@@ -61,11 +61,14 @@ def run(store: "Store", data: Any, *, on_error: str = "skip",
     (ingest, checkpoints, compaction) go on between the chunks of a slow
     stream, and its records may interleave with theirs in the log. With
     "reject", a one-shot stream is spooled first, without the lock, and both
-    passes then run under it."""
+    passes then run under it.
+
+    `max_input_bytes` bounds the input after gunzip (InputTooLarge past it;
+    the records before stay stored with on_error="skip", as on any failure)."""
     if on_error not in ON_ERROR:
         raise InvalidArgument(f"on_error must be 'skip' or 'reject', not {on_error!r}")
     fmt = InputFormat.parse(format)
-    source = Source(data)
+    source = Source(data, max_input_bytes)
     lock = store._write_lock
     try:
         if on_error == "reject":

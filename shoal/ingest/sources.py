@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..errors import InvalidArgument, ParseError
+from ..errors import InputTooLarge, InvalidArgument, ParseError
 
 CHUNK_BYTES = 1 << 20
 _END = object()
@@ -29,8 +29,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 class Source:
     """A replayable description of an ingest input (reject mode reads twice)."""
 
-    def __init__(self, data: Any):
+    def __init__(self, data: Any, max_bytes: int | None = None):
         self._data = data
+        # Bound on the input after gunzip: a small gzip body may expand to
+        # gigabytes (a "gzip bomb"); past this many bytes chunks() raises.
+        self._max_bytes = max_bytes
         self._spooled: Any = None
         self._unlock: tuple[Any, Callable[[], None]] | None = None
         if isinstance(data, (bytes, bytearray, memoryview)):
@@ -118,19 +121,34 @@ class Source:
                     yield chunk if isinstance(chunk, (bytes, bytearray)) else bytes(chunk)
 
     def chunks(self) -> Iterator[bytes]:
-        """Decompressed input chunks."""
+        """Decompressed input chunks (at most max_bytes of them, else
+        InputTooLarge once the limit is passed)."""
         raw = self._raw_chunks()
         first = b""
         for c in raw:
-            first = c
-            break
+            # gzip is known by its first two bytes, which a trickled upload
+            # may send one at a time
+            first = c if not first else bytes(first) + bytes(c)
+            if len(first) >= 2:
+                break
         if not len(first):
             return
         if bytes(first[:2]) == _GZIP_MAGIC:
-            yield from _gunzip(_chain(first, raw))
+            out = _gunzip(_chain(first, raw))
         else:
-            yield first
-            yield from raw
+            out = _chain(first, raw)
+        limit = self._max_bytes
+        if limit is None:
+            yield from out
+            return
+        seen = 0
+        for chunk in out:
+            seen += len(chunk)
+            if seen > limit:
+                raise InputTooLarge(f"the input is larger than the limit of {limit:,} bytes (after gunzip); "
+                                    f"send it in smaller parts or raise the limit (shoal serve --max-body)",
+                                    limit)
+            yield chunk
 
 
 def _seekable(f: Any) -> bool:

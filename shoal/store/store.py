@@ -275,7 +275,7 @@ class Store:
 
     # ---- ingest ----
     def ingest(self, data: Any, *, on_error: str = "skip", durable: bool = False,
-               format: str | InputFormat = "auto") -> IngestResult:
+               format: str | InputFormat = "auto", max_input_bytes: int | None = None) -> IngestResult:
         """Store JSON records from bytes, a path, a binary file or an
         iterable of byte chunks (NDJSON, a JSON array, or gzip of either).
         on_error="skip" stores the valid records and reports the bad ones;
@@ -286,9 +286,15 @@ class Store:
         while each chunk is pulled (with on_error="skip"; "reject" spools it
         first), so a slow producer holds up no other writer, and other
         writers' records may land between this call's: first_address ..
-        last_address spans this call's records, not only them."""
+        last_address spans this call's records, not only them.
+
+        An ingest that fails partway (a truncated gzip input, a source that
+        raises, InputTooLarge past `max_input_bytes` of decompressed input)
+        keeps the records before the failure, a prefix of the input's, and
+        counts them; the error's `ingest_result` says how many and where.
+        With on_error="reject" nothing is stored."""
         self._check_open()
-        result, end = _ingest.run(self, data, on_error=on_error, format=format)
+        result, end = _ingest.run(self, data, on_error=on_error, format=format, max_input_bytes=max_input_bytes)
         if durable:
             self._commit.wait_durable(end)
             result.durable = True

@@ -154,3 +154,26 @@ async def test_openapi_describes_every_route(client, app):
     assert "application/json" in paths["/records/{address}"]["get"]["responses"]["200"]["content"]
     r = await client.get("/docs")
     assert r.status_code == 200 and "swagger" in r.text.lower()
+
+
+async def test_413_counts_bytes_after_gunzip(store):
+    """A gzip body of a few hundred KB that expands past the limit (a gzip
+    bomb) ends at the limit: 413 input_too_large, the records before it
+    stored and counted, the server's memory never holding the expansion."""
+    import gzip
+    limit = 1 << 20
+    data = b'{"a":1}\n' * 1_000_000  # 8 MB of records
+    packed = gzip.compress(data)
+    assert len(packed) < limit
+    app = create_app(store, max_body_bytes=limit)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.post("/records", content=packed, headers={"Content-Encoding": "gzip"})
+        body = assert_error(r, 413, "input_too_large")
+        assert body["limit_bytes"] == limit and "after gunzip" in body["detail"]
+        stored = sum(1 for _ in store.scan("`true`"))
+        assert body["ingested"] == stored == store.stats()["records"]
+        assert stored * len(b'{"a":1}\n') <= limit
+        r = await c.post("/records", content=packed, headers={"Content-Encoding": "gzip"},
+                         params={"on_error": "reject"})
+        assert_error(r, 413, "input_too_large")
+        assert store.stats()["records"] == stored  # reject: nothing more stored

@@ -180,3 +180,10 @@ def test_auto_keeps_ndjson_whose_first_line_is_bad(open_store):
     store = open_store()
     r = store.ingest(b'{oops\n{"a":1}\n{"b":2}\n')
     assert (r.ingested, r.rejected) == (2, 1) and r.errors[0].line == 1
+
+
+def test_gzip_whose_first_chunk_is_one_byte(open_store):
+    """A trickled upload may send the gzip magic one byte at a time."""
+    store = open_store()
+    r = store.ingest(iter([GZ[:1], GZ[1:2], GZ[2:]]))
+    assert r.ingested == len(RECORDS) and scanned(store) == RECORDS

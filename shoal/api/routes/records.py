@@ -100,8 +100,9 @@ async def ingest(
                                               f"{limit} bytes", limit_bytes=limit)
     body = limited_body(_checked_body(request, encoding in ("gzip", "x-gzip"), limit), slots.limits)
     try:
+        # The limit holds for the bytes received and for what they gunzip to.
         result = await feed_thread(body, lambda chunks: store.ingest(chunks, on_error=on_error, durable=durable,
-                                                                     format=fmt),
+                                                                     format=fmt, max_input_bytes=limit),
                                    limiter=slots.limiter)
     except BaseException as exc:
         # Records stored before the failure count here as in the store.
