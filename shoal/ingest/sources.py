@@ -59,7 +59,17 @@ class Source:
             self.kind = "seekable-file"
             return
         spool = tempfile.SpooledTemporaryFile(max_size=64 << 20, dir=tmp_dir)
+        limit = self._max_bytes
+        held = 0
         for chunk in self._raw_chunks():
+            # Raw (maybe gzipped) bytes: fewer than they expand to, so past
+            # the limit here is past it after gunzip too.
+            held += len(chunk)
+            if limit is not None and held > limit:
+                spool.close()
+                raise InputTooLarge(f"the input is larger than the limit of {limit:,} bytes; on_error=reject "
+                                    f"holds the whole input before storing it: send it in smaller parts, use "
+                                    f"on_error=skip, or raise the limit (shoal serve --max-body)", limit)
             spool.write(chunk)
         spool.seek(0)
         self._spooled = spool

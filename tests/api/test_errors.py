@@ -177,3 +177,30 @@ async def test_413_counts_bytes_after_gunzip(store):
                          params={"on_error": "reject"})
         assert_error(r, 413, "input_too_large")
         assert store.stats()["records"] == stored  # reject: nothing more stored
+
+
+async def test_reject_mode_body_is_bounded_without_max_body(store, monkeypatch):
+    """on_error=reject holds the whole body before storing it: bounded by a
+    default when the server sets no --max-body; skip mode streams, so it
+    has no such bound."""
+    from shoal.api.routes import records
+    monkeypatch.setattr(records, "REJECT_BODY_BYTES", 10_000)
+    app = create_app(store)
+
+    async def chunked():  # no Content-Length: refused while streaming
+        for _ in range(100):
+            yield b'{"a":1}\n' * 50
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        body = assert_error(await c.post("/records", content=chunked(), params={"on_error": "reject"}),
+                            413, "body_too_large")
+        assert body["limit_bytes"] == 10_000 and store.stats()["records"] == 0
+        r = await c.post("/records", content=chunked())
+        assert r.status_code == 200 and r.json()["ingested"] == 5000
+
+
+def test_library_reject_spool_honours_max_input_bytes(store):
+    chunks = iter([b'{"a":1}\n' * 1000] * 10)
+    with pytest.raises(shoal.InputTooLarge, match="on_error=reject holds the whole input"):
+        store.ingest(chunks, on_error="reject", max_input_bytes=20_000)
+    assert store.stats()["records"] == 0

@@ -17,6 +17,9 @@ from ..streaming import feed_thread
 router = APIRouter(tags=["records"])
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# on_error=reject holds the whole body (spooled to the data directory) before
+# storing any of it, so its body is bounded even when --max-body is not set.
+REJECT_BODY_BYTES = 1 << 30
 
 # Content-Type (without parameters) -> input format. Types not listed here
 # and not in _AUTO_TYPES are refused (415).
@@ -69,7 +72,8 @@ async def _checked_body(request: Request, gzip: bool, limit: int | None) -> Asyn
                 "document, whose elements are the records if it is an array; other or none: detected). A gzip body (Content-Encoding: gzip, or just "
                 "gzip bytes) is decompressed by the store. `on_error=skip` stores the valid records and lists "
                 "the bad ones (the first 100; `errors_total` counts all); `on_error=reject` stores nothing if "
-                "any record is bad and answers 422. A body with no records answers 400 `empty_body`; one whose "
+                "any record is bad and answers 422 (its body is held before storing: at most `--max-body`, or 1 GiB "
+                "when that is not set). A body with no records answers 400 `empty_body`; one whose "
                 "every record is bad, 422 `no_valid_records` (with the same fields). An ingest that fails partway "
                 "(a truncated gzip body, a cut upload) keeps the records framed before the failure, and its "
                 "error answer says how many (`ingested`, `first_address`, `last_address`). `durable=true` answers once the records are fsynced; concurrent "
@@ -94,6 +98,13 @@ async def ingest(
                        f"Content-Encoding {content_encoding!r} is not supported; use gzip or none")
     fmt = format or _format_for(request.headers.get("content-type"))
     limit = request.app.state.max_body_bytes
+    if on_error == "reject" and limit is None:
+        # bounds what is received (and spooled), not what it gunzips to,
+        # which is checked record by record and never held
+        limit = REJECT_BODY_BYTES
+        expanded_limit = None
+    else:
+        expanded_limit = limit
     length = request.headers.get("content-length")
     if limit is not None and length is not None and length.isdigit() and int(length) > limit:
         raise ApiError(413, "body_too_large", f"the body ({length} bytes) is larger than the limit of "
@@ -102,7 +113,7 @@ async def ingest(
     try:
         # The limit holds for the bytes received and for what they gunzip to.
         result = await feed_thread(body, lambda chunks: store.ingest(chunks, on_error=on_error, durable=durable,
-                                                                     format=fmt, max_input_bytes=limit),
+                                                                     format=fmt, max_input_bytes=expanded_limit),
                                    limiter=slots.limiter)
     except BaseException as exc:
         # Records stored before the failure count here as in the store.
