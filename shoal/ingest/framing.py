@@ -89,7 +89,10 @@ class Framer:
         if fmt in (InputFormat.AUTO, InputFormat.JSON, InputFormat.DOCUMENT):
             first, chunks = _peek_first_line(chunks, self.max_record_bytes + 2)
             if fmt is InputFormat.DOCUMENT:
-                fmt = InputFormat.ARRAY if first.lstrip(_JSON_WS).startswith(b"[") else InputFormat.JSON
+                head = first.lstrip(_JSON_WS)
+                if not head:
+                    return  # no document, so no records (not a bad one, as for format="json")
+                fmt = InputFormat.ARRAY if head.startswith(b"[") else InputFormat.JSON
             elif fmt is InputFormat.AUTO:
                 fmt = _detect(first)
                 if fmt is InputFormat.NDJSON and not _is_json(_first_line(first)):
@@ -232,16 +235,19 @@ class Framer:
                 rc = lib.shoal_frame_array(st, ffi.from_buffer(view), len(view), 1 if exhausted else 0,
                                            self._spans, _SPAN_CAP, self._n_out, self._consumed, self._err)
                 n = self._n_out[0]
-                # An array cut short ends on its last element, which C marks
-                # as a framing error itself: no second error for that.
-                reported = rc == lib.SHOAL_E_FRAMING and n and self._spans[n - 1].status == lib.SHOAL_E_FRAMING
+                # An array cut short after an element ('[1,2') ends on that
+                # element, which C marks as a framing error (it may be cut
+                # too: '[1,23' of '[1,234]'): it is not a record but the
+                # place of the array's one error, reported at the end.
+                cut_short = rc == lib.SHOAL_E_FRAMING and n and self._spans[n - 1].status == lib.SHOAL_E_FRAMING
+                if cut_short:
+                    n -= 1
                 err_at = base + pos + self._err[0]
                 if n:
                     yield Batch(view, self._spans, n, buf)
                 pos += self._consumed[0]
                 if rc == lib.SHOAL_E_FRAMING:
-                    if not reported:
-                        yield self._framing_error(st.elements + 1, err_at)
+                    yield self._framing_error(st.elements + (0 if cut_short else 1), err_at)
                     return
                 if rc != lib.SHOAL_OUT_FULL:
                     break

@@ -195,9 +195,6 @@ def test_each_file_as_a_document(http, suite):
     assert _assert_counts_agree(http) == total
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: an array cut short after an element ('[1,2', '[ false, nul') reports 'malformed JSON array' "
-    "at offset 0, not where the array went wrong ('[1,' reports 3, '[' reports 1)"))
 def test_array_damage_offsets_point_into_the_body(http, suite):
     """Damage to an array (README: 'reported once, as an error whose offset
     is the byte in the whole input where the array went wrong') is never at
@@ -214,12 +211,7 @@ def test_array_damage_offsets_point_into_the_body(http, suite):
     assert wrong == {}
 
 
-_EMPTY_AS_DOCUMENT = pytest.mark.xfail(strict=True, reason=(
-    "defect: an empty or blank application/json body answers 422 no_valid_records with an invented "
-    "error (line 1, 'no JSON value'), not 400 empty_body as for NDJSON and undeclared types"))
-
-
-@pytest.mark.parametrize("headers", [pytest.param(DOCUMENT, id="json", marks=_EMPTY_AS_DOCUMENT),
+@pytest.mark.parametrize("headers", [pytest.param(DOCUMENT, id="json"),
                                      pytest.param(NDJSON, id="ndjson"), pytest.param({}, id="none")])
 @pytest.mark.parametrize("body", [b"", b" ", b"\n\t \r\n"], ids=["empty", "space", "blank"])
 def test_empty_and_blank_bodies_are_empty_body(http, body, headers):
