@@ -4,7 +4,7 @@ from .config import ExpressionLimits, StoreConfig, parse_size
 from .errors import (CorruptionError, DiskFull, EvaluationBudgetExceeded, ExpressionTooDeep, ExpressionTooLong,
                      IngestRejected, InputTooLarge, InvalidArgument, NativeIOError, ParseError, PSFDefinitionError, PSFError,
                      PSFExists, PSFNotFound, RecordTooLarge, RemoteError, ShoalError, StorageError, StoreClosed,
-                     StoreLocked)
+                     StoreLocked, TooManyPSFs)
 from .ingest.framing import InputFormat
 from .ingest.result import IngestError, IngestResult
 from .psf import PSF, PSFKind
@@ -49,6 +49,7 @@ __all__ = [
     "StoreClosed",
     "StoreConfig",
     "StoreLocked",
+    "TooManyPSFs",
     "open",
     "parse_size",
 ]

@@ -68,6 +68,7 @@ _ERRORS: dict[str, Any] = {
                                                          limit=b.get("limit")),
     "evaluation_budget_exceeded": lambda b: E.EvaluationBudgetExceeded(b.get("detail", ""), limit=b.get("limit"),
                                                                        address=b.get("address")),
+    "too_many_psfs": lambda b: E.TooManyPSFs(b.get("detail", ""), b.get("limit")),
     "psf_error": lambda b: E.PSFError(b.get("detail", "")),
     "ingest_rejected": lambda b: E.IngestRejected(_ingest_result(b)),
     "no_valid_records": lambda b: E.IngestRejected(_ingest_result(b)),

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from .errors import InvalidArgument
 
 KiB = 1024
+# psf_ids there are: a key pointer holds 16 bits of psf_id, and 65535 is a
+# keyed store's key (SHOAL_MAX_KPS, SHOAL_KEY_PSF_ID in _native/shoal.h).
+PSF_IDS = 65535
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 
@@ -60,8 +63,17 @@ class StoreConfig:
     max_eval_bytes: the cost bounds of every JMESPath expression the store
         compiles and evaluates (PSFs, scans, the key and timestamp
         expressions); see ExpressionLimits.
-    Retention, verification, mapping and expression limits apply per open,
-    like the memory budget.
+    max_active_psfs: PSFs registered and active at once; registering one
+        more raises TooManyPSFs (HTTP 409). Every active PSF is evaluated
+        on every record ingested.
+    max_inactive_psfs: deregistered PSFs the registry keeps (their names
+        still answer queries, by scanning where they were not active), and
+        PSFs whose name a new definition took. Beyond it the one
+        deregistered longest ago is forgotten: its name is free, and its
+        psf_id may serve a later PSF (see psf/registry.py for why that is
+        safe). The two together stay below the 65,535 psf_ids there are.
+    Retention, verification, mapping, expression and PSF limits apply per
+    open, like the memory budget.
     """
 
     page_size_bytes: int = 4 * MiB
@@ -82,6 +94,8 @@ class StoreConfig:
     max_expression_depth: int = 64
     max_eval_steps: int = 100_000
     max_eval_bytes: int = 1 * MiB
+    max_active_psfs: int = 1024
+    max_inactive_psfs: int = 1024
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:
@@ -102,6 +116,19 @@ class StoreConfig:
             raise InvalidArgument("key must be a non-empty JMESPath expression")
         self._check_retention()
         self.expression_limits  # checks the four bounds
+        self._check_psf_limits()
+
+    def _check_psf_limits(self) -> None:
+        def count(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+        if not count(self.max_active_psfs) or self.max_active_psfs < 1:
+            raise InvalidArgument("max_active_psfs must be a positive int")
+        if not count(self.max_inactive_psfs) or self.max_inactive_psfs < 0:
+            raise InvalidArgument("max_inactive_psfs must be an int >= 0")
+        # Every PSF the registry holds has its own psf_id: at a registration
+        # all it may hold plus the new one must find ids.
+        if self.max_active_psfs + self.max_inactive_psfs >= PSF_IDS:
+            raise InvalidArgument(f"max_active_psfs + max_inactive_psfs must be below {PSF_IDS} (psf_ids)")
 
     @property
     def expression_limits(self) -> "ExpressionLimits":

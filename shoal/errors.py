@@ -10,6 +10,7 @@
     ├── PSFError
     │   ├── PSFNotFound            (also a KeyError) no PSF by that name
     │   ├── PSFExists              a PSF by that name is registered and active
+    │   ├── TooManyPSFs            max_active_psfs are active already: .limit
     │   ├── PSFDefinitionError     the expression does not parse: .position
     │   │   ├── ExpressionTooLong  longer than max_expression_chars: .length, .limit
     │   │   └── ExpressionTooDeep  nested deeper than max_expression_depth: .depth, .limit
@@ -99,6 +100,15 @@ class PSFNotFound(PSFError, KeyError):
 
 class PSFExists(PSFError):
     """A PSF with that name is already registered and active."""
+
+
+class TooManyPSFs(PSFError):
+    """Registering one more PSF would make more than `limit`
+    (StoreConfig.max_active_psfs) active at once; deregister one first."""
+
+    def __init__(self, message: str, limit: int | None = None):
+        self.limit = limit
+        super().__init__(message)
 
 
 class PSFDefinitionError(PSFError):

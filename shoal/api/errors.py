@@ -57,6 +57,7 @@ ERRORS: list[tuple[type[BaseException], int, str]] = [
     (E.ExpressionTooDeep, 422, "expression_too_deep"),
     (E.PSFDefinitionError, 422, "psf_definition_error"),
     (E.EvaluationBudgetExceeded, 422, "evaluation_budget_exceeded"),
+    (E.TooManyPSFs, 409, "too_many_psfs"),
     (E.PSFError, 409, "psf_error"),
     (E.IngestRejected, 422, "ingest_rejected"),
     (E.InputTooLarge, 413, "input_too_large"),
@@ -115,6 +116,8 @@ def extra_fields(exc: BaseException) -> dict[str, Any]:
         return {"position": exc.position, "expression": exc.expression, "depth": exc.depth, "limit": exc.limit}
     if isinstance(exc, E.PSFDefinitionError):
         return {"position": exc.position, "expression": exc.expression}
+    if isinstance(exc, E.TooManyPSFs):
+        return {"limit": exc.limit}
     if isinstance(exc, E.EvaluationBudgetExceeded):
         return {"limit": exc.limit, "address": exc.address}
     if isinstance(exc, E.ParseError):

@@ -56,7 +56,8 @@ class PSFIn(_Body):
 
 class PSFOut(BaseModel):
     name: str
-    id: int = Field(description="psf_id, never reused")
+    id: int = Field(description="psf_id; reused only after every id was used and the store forgot the PSF "
+                                "that had it (see max_inactive_psfs)")
     expr: str | None = Field(description="the JMESPath expression (null for a Python callable)")
     kind: Literal["predicate", "projection", "callable"]
     native: bool = Field(description="evaluated by the C core during ingest")

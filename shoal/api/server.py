@@ -95,12 +95,19 @@ def add_limit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--send-timeout", type=float, metavar="SECONDS",
                    help="close the connection of a client that takes nothing of its answer for this long "
                         "(default 60; 0: wait forever)")
+    p.add_argument("--max-active-psfs", type=int, metavar="N",
+                   help="PSFs active at once; registering one more answers 409 too_many_psfs (default 1024)")
+    p.add_argument("--max-inactive-psfs", type=int, metavar="N",
+                   help="deregistered PSFs kept (queries by their names still answer); beyond, the one "
+                        "deregistered longest ago is forgotten (default 1024)")
 
 
 def limit_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """serve()'s keywords for the flags of add_limit_flags."""
+    """serve()'s keywords for the flags of add_limit_flags (the PSF limits
+    are StoreConfig fields: passed only when given)."""
+    psfs = {k: getattr(args, k) for k in ("max_active_psfs", "max_inactive_psfs") if getattr(args, k) is not None}
     return {"max_ingests": args.max_ingests, "body_idle_timeout_s": args.body_idle_timeout,
-            "body_min_rate": args.body_min_rate, "send_timeout_s": args.send_timeout}
+            "body_min_rate": args.body_min_rate, "send_timeout_s": args.send_timeout, **psfs}
 
 
 def _server(config: Any, app: Any) -> Any:

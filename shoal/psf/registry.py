@@ -2,20 +2,46 @@
 PSF was active (and so indexed).
 
 Invariants:
-* psf_ids come from a counter that only grows and are never reused, also not
-  after a restart: `next_id` is persisted. ids stay below SHOAL_MAX_KPS.
 * A PSF's ranges are sorted, disjoint, non-empty half-open log address ranges
   [from, to); only the last may be open (to is None), and it is open exactly
-  while the PSF is active. Adjacent ranges are merged.
+  while the PSF is active. Adjacent ranges are merged. Outside its ranges a
+  PSF indexed nothing: answers scan there. So forgetting a range is always
+  safe (the records there are scanned instead); claiming one never is.
 * A name maps to at most one PSF. Re-registering a deregistered name with the
   same definition resumes the same id with a new range: the same expression
   text, or, for a callable, the same fields and the same `fingerprint` (see
   `callable_fingerprint`: code, constants, defaults and closure values, so
   the same function defined again after a restart matches, and an edited one
-  does not). A different definition retires the old id (kept in `retired()`
-  and `by_id` for diagnostics, never reused) and starts a new id with a fresh
-  history, so records indexed by the old definition never answer for the new.
+  does not). A different definition retires the old PSF (kept in `retired()`
+  and `by_id` for diagnostics, while the bound below allows) and starts a
+  new id with a fresh history, so records indexed by the old definition
+  never answer for the new.
+* Every PSF the registry holds (active, deregistered, retired) has its own
+  psf_id, below SHOAL_MAX_KPS (16 bits in a key pointer). New ids come from
+  a counter (`next_id`, persisted), so ids are not reused while any is
+  fresh; once all were used, a new PSF takes the lowest id no held PSF has.
 * Every change is saved atomically before the call returns.
+
+Bounds (so that register/deregister churn cannot grow psfs.json or use up
+the ids): at most `max_active` PSFs are active (TooManyPSFs beyond). At most
+`max_inactive` deregistered and retired PSFs are kept: beyond, one is
+forgotten (its name freed, its id free for reuse), retired ones first, then
+those that indexed no record, then the one deregistered longest ago. A PSF
+keeps its newest MAX_RANGES ranges (an older one is forgotten: its records
+are scanned instead), and ranges wholly below the log's begin address
+(compacted away: no query reaches them) are dropped.
+
+Why reusing a psf_id is safe. Key pointers carry the psf_id, and an index
+entry's chain mixes every PSF's key pointers whose (psf_id, value) hash
+alike, so a chain walk for a reused id could meet key pointers the id's
+earlier owner wrote. But key pointers of an id are written only while the
+PSF holding it is active, and a PSF is forgotten only once inactive, before
+any later PSF takes its id: every key pointer of an earlier owner lies below
+the start of the new owner's first range. Queries walk a PSF's chains only
+from the start of its first range on (store/query.py) and scan below it, so
+they never meet them. (After a crash that loses the log's tail, a range that
+restarts lower, see `truncate`, starts at the recovered tail: the log above
+it, with any key pointers there, is gone.)
 
 Name rules: a str of 1..128 characters without control characters (Unicode
 category Cc) or surrogates. Breaking them raises InvalidArgument: a name is
@@ -53,13 +79,20 @@ from typing import Any, Callable, Iterable
 from .._native import lib
 from ..config import ExpressionLimits
 from ..errors import (CorruptionError, InvalidArgument, PSFDefinitionError, PSFError, PSFExists, PSFNotFound,
-                      io_error)
+                      TooManyPSFs, io_error)
 from .expr import Expression, parse_definition
 from .kinds import PSFKind
 
-__all__ = ["PSF", "Registry", "active_at", "callable_fingerprint", "inactive_ranges", "MAX_NAME_CHARS"]
+__all__ = ["PSF", "Registry", "active_at", "callable_fingerprint", "inactive_ranges", "MAX_NAME_CHARS",
+           "MAX_RANGES"]
 
 MAX_NAME_CHARS = 128
+# Ranges a PSF keeps (its newest): one more per re-registration after records
+# arrived while it was inactive.
+MAX_RANGES = 64
+# psf_ids there are: 0 .. SHOAL_MAX_KPS - 1 (SHOAL_KEY_PSF_ID, a keyed store's
+# key, is the next); tests lower it to make ids run out soon.
+_ID_SPACE: int = lib.SHOAL_MAX_KPS
 _FORMAT_VERSION = 1
 
 log = logging.getLogger(__name__)
@@ -206,9 +239,12 @@ def _parse_fields(fields: Iterable[str] | None, limits: ExpressionLimits | None 
 class Registry:
     """All PSFs of one store, persisted as JSON at `path` (None: in memory)."""
 
-    def __init__(self, path: pathlib.Path | str | None = None, limits: ExpressionLimits | None = None):
+    def __init__(self, path: pathlib.Path | str | None = None, limits: ExpressionLimits | None = None, *,
+                 max_active: int = 1024, max_inactive: int = 1024):
         self.path = pathlib.Path(path) if path is not None else None
         self.limits = limits if limits is not None else ExpressionLimits()
+        self.max_active = max_active
+        self.max_inactive = max_inactive
         self._lock = threading.RLock()
         self._next_id = 0
         self._by_name: dict[str, PSF] = {}
@@ -232,7 +268,8 @@ class Registry:
         return psf
 
     def by_id(self, psf_id: int) -> PSF | None:
-        """The PSF with this id, retired ones included; None if unknown."""
+        """The PSF with this id, retired ones included; None if unknown (or
+        forgotten)."""
         with self._lock:
             return self._by_id.get(psf_id)
 
@@ -262,10 +299,11 @@ class Registry:
     # ---- changes ------------------------------------------------------------
 
     def register(self, name: str, definition: str | Callable[..., Any], *,
-                 fields: Iterable[str] | None = None, address: int) -> PSF:
-        """Activate a PSF from log address `address` on. Raises PSFExists if
-        `name` is active, PSFDefinitionError for a bad expression, PSFError
-        when ids are exhausted, InvalidArgument for bad arguments."""
+                 fields: Iterable[str] | None = None, address: int, begin: int = 0) -> PSF:
+        """Activate a PSF from log address `address` on (`begin`: the log's
+        begin address; ranges below it are dropped). Raises PSFExists if
+        `name` is active, TooManyPSFs if `max_active` are, PSFDefinitionError
+        for a bad expression, InvalidArgument for bad arguments."""
         _check_name(name)
         address = _check_address(address)
         if isinstance(definition, str):
@@ -288,6 +326,11 @@ class Registry:
             old = self._by_name.get(name)
             if old is not None and old.active:
                 raise PSFExists(f"PSF {name!r} is already registered and active")
+            n_active = sum(1 for p in self._by_name.values() if p.active)
+            if n_active >= self.max_active:
+                raise TooManyPSFs(f"{n_active} PSFs are active, the most this store allows (max_active_psfs="
+                                  f"{self.max_active}); deregister one first", limit=self.max_active)
+            self._drop_below_locked(begin)
             if old is not None and self._same_definition(old, definition, field_texts, fingerprint):
                 last_end = old.ranges[-1][1] if old.ranges else None
                 if last_end is not None and address < last_end:
@@ -298,32 +341,34 @@ class Registry:
                     old.ranges[-1] = (old.ranges[-1][0], None)
                 else:
                     old.ranges.append((address, None))
+                    del old.ranges[:-MAX_RANGES]  # the oldest: scanned from now on
                 old.func = func
                 old.field_expressions = field_exprs
                 if old.failure is not None:  # parsed above: the limits admit it now
                     old.expression, old.failure = expression, None
                 self._save_locked(snap)
                 return old
-            if self._next_id >= lib.SHOAL_MAX_KPS:
-                raise PSFError(f"all {lib.SHOAL_MAX_KPS} PSF ids have been used")
+            if old is not None:
+                self._retired[old.id] = old
+                del self._by_name[name]
+            self._forget_overflow_locked()
             psf = PSF(
-                id=self._next_id, name=name,
+                id=self._new_id_locked(), name=name,
                 definition=definition if isinstance(definition, str) else None,
                 kind=kind, fields=field_texts, ranges=[(address, None)],
                 expression=expression, func=func, field_expressions=field_exprs,
                 fingerprint=fingerprint,
             )
-            self._next_id += 1
-            if old is not None:
-                self._retired[old.id] = old
             self._by_name[name] = psf
             self._by_id[psf.id] = psf
             self._save_locked(snap)
             return psf
 
-    def deregister(self, name: str, address: int) -> PSF:
-        """Stop indexing `name` from log address `address` on. PSFNotFound if
-        no PSF has that name or it is not active."""
+    def deregister(self, name: str, address: int, begin: int = 0) -> PSF:
+        """Stop indexing `name` from log address `address` on (`begin`: as
+        for register). PSFNotFound if no PSF has that name or it is not
+        active. Returns the PSF, also when the bound on inactive PSFs made
+        the registry forget it (or another) at once."""
         address = _check_address(address)
         with self._lock:
             psf = self._by_name.get(name)
@@ -331,6 +376,8 @@ class Registry:
                 raise PSFNotFound(f"no active PSF named {name!r}")
             snap = self._snapshot()
             self._close_locked(psf, address)
+            self._drop_below_locked(begin)
+            self._forget_overflow_locked()
             self._save_locked(snap)
             return psf
 
@@ -385,6 +432,40 @@ class Registry:
             return old.kind is not PSFKind.CALLABLE and old.definition == definition
         return (old.kind is PSFKind.CALLABLE and old.fields == field_texts
                 and fingerprint is not None and old.fingerprint == fingerprint)
+
+    def _new_id_locked(self) -> int:
+        """A fresh id while there are any, then the lowest no held PSF has
+        (one is free: the bounds keep fewer PSFs than ids)."""
+        if self._next_id < _ID_SPACE:
+            self._next_id += 1
+            return self._next_id - 1
+        for i in range(_ID_SPACE):
+            if i not in self._by_id:
+                return i
+        raise PSFError(f"all {_ID_SPACE} PSF ids are held")  # the bounds make this unreachable
+
+    def _drop_below_locked(self, begin: int) -> None:
+        """Drop closed ranges wholly below the log's begin address: their
+        records were compacted away, no query reaches them."""
+        for p in self._by_id.values():
+            if p.ranges and p.ranges[0][1] is not None and p.ranges[0][1] <= begin:
+                p.ranges[:] = [r for r in p.ranges if r[1] is None or r[1] > begin]
+
+    def _forget_overflow_locked(self) -> None:
+        """Forget inactive PSFs beyond `max_inactive`: retired ones first,
+        then those with no ranges (they indexed nothing a query can reach),
+        then the one whose last range ended first (deregistered longest ago)."""
+        inactive = [p for p in self._by_id.values() if not p.active]
+        over = len(inactive) - self.max_inactive
+        if over <= 0:
+            return
+        def age(p: PSF) -> tuple:
+            retired = p.id in self._retired
+            return (not retired, p.ranges[-1][1] if p.ranges else -1, p.id)
+        for p in sorted(inactive, key=age)[:over]:
+            del self._by_id[p.id]
+            if self._retired.pop(p.id, None) is None:
+                del self._by_name[p.name]
 
     @staticmethod
     def _close_locked(psf: PSF, address: int) -> None:
@@ -474,7 +555,8 @@ class Registry:
             self._next_id = int(data["next_id"])
             for row, retired in [(r, False) for r in data["psfs"]] + [(r, True) for r in data["retired"]]:
                 psf = self._psf_from_row(row)
-                if psf.id >= self._next_id or psf.id in self._by_id:
+                # ids below next_id were handed out (all of them, once it reached _ID_SPACE)
+                if not 0 <= psf.id < min(self._next_id, _ID_SPACE) or psf.id in self._by_id:
                     raise CorruptionError(f"{self.path}: bad or duplicate PSF id {psf.id}")
                 self._by_id[psf.id] = psf
                 if retired:

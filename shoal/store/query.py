@@ -186,10 +186,19 @@ def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list
                   scan_matcher_factory, lo: int, hi: int, *, descending: bool,
                   gate=contextlib.nullcontext()) -> Iterator[int]:
     """Complete answer for one (PSF, value) in [lo, hi)."""
-    if descending:
-        chain = walk_chain(log, index, psf.id, canon, value_hash, lo, hi, gate)
+    # The chain is walked from the first address in [lo, hi) where the PSF
+    # was active (inactive[] is what it was not). Below, it indexed nothing:
+    # that part is scanned. And key pointers of an earlier PSF that had the
+    # same psf_id may lie there (a forgotten PSF's id is reused; see
+    # psf/registry.py): the walk must not meet them.
+    first = min(inactive, default=None)
+    chain_lo = first[1] if first is not None and first[0] <= lo else lo
+    if chain_lo >= hi:
+        chain: Iterator[int] = iter(())
+    elif descending:
+        chain = walk_chain(log, index, psf.id, canon, value_hash, chain_lo, hi, gate)
     else:
-        chain = (a for piece in walk_chain_oldest_first(log, index, psf.id, canon, value_hash, lo, hi, gate)
+        chain = (a for piece in walk_chain_oldest_first(log, index, psf.id, canon, value_hash, chain_lo, hi, gate)
                  for a in piece)
     if not inactive:
         return chain

@@ -127,7 +127,8 @@ class Store:
             self.tmp_dir = self.path / "tmp"
             self.tmp_dir.mkdir(exist_ok=True)
             self._ckpt_dir = self.path / "checkpoints"
-            self._registry = Registry(self.path / "psfs.json", limits)
+            self._registry = Registry(self.path / "psfs.json", limits, max_active=self.config.max_active_psfs,
+                                      max_inactive=self.config.max_inactive_psfs)
             self._compactor = _compaction.Compactor(self)  # checks the retention policy
             begin_state = _compaction.load_begin(self.path)
             page_bits = self.config.page_bits
@@ -173,7 +174,8 @@ class Store:
         self._compiled_state = self._compile()
         self._records = _compaction.records_after_recovery(self.recovery, begin_state)
         self._ingest_totals = {"calls": 0, "records": 0, "rejected": 0, "bytes": 0}
-        self._scan_sets: dict[int, NativePSFSet] = {}
+        # Keyed by (psf_id, expression): a forgotten PSF's id may serve a later one.
+        self._scan_sets: dict[tuple[int, str], NativePSFSet] = {}
         self._scratch = None
         self._compactor.start(begin_state)
 
@@ -252,7 +254,8 @@ class Store:
         with self._write_lock:
             self._check_open()
             try:
-                return self._registry.register(name, definition, fields=fields, address=self._log.tail_address)
+                return self._registry.register(name, definition, fields=fields, address=self._log.tail_address,
+                                               begin=self._log.begin_address)
             finally:  # also after a failed save: ingest indexes what the registry says
                 self._compiled_state = self._compile()
 
@@ -261,7 +264,8 @@ class Store:
         with self._write_lock:
             self._check_open()
             try:
-                return self._registry.deregister(name, address=self._log.tail_address)
+                return self._registry.deregister(name, address=self._log.tail_address,
+                                                 begin=self._log.begin_address)
             finally:
                 self._compiled_state = self._compile()
 
@@ -507,9 +511,11 @@ class Store:
 
     def _matcher_for(self, psf: PSF, canon: bytes | None):
         if psf.native:
-            nset = self._scan_sets.get(psf.id)
+            nset = self._scan_sets.get((psf.id, psf.definition))
             if nset is None:
-                nset = self._scan_sets[psf.id] = NativePSFSet.build_single(psf.expression)
+                if len(self._scan_sets) >= 256:  # PSFs come and go: build again what is asked again
+                    self._scan_sets.clear()
+                nset = self._scan_sets[(psf.id, psf.definition)] = NativePSFSet.build_single(psf.expression)
             return NativeMatcher(nset, 0, canon)
 
         budget = EvaluationBudget(self.config.expression_limits)

@@ -360,3 +360,26 @@ async def test_application_json_array_body_malformed_at_the_array_level(client, 
                           headers={"Content-Type": "application/json"})
     assert_error(r, 422, "ingest_rejected")
     assert store.stats()["records"] == 2
+
+
+# ---- PSF limits ----
+
+async def test_too_many_psfs_is_409_naming_the_limit(open_store):
+    import httpx
+    from shoal.api import create_app
+    from shoal.client import _raise_for
+    import shoal
+    app = create_app(open_store(max_active_psfs=2, max_inactive_psfs=0))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shoal") as client:
+        for name in ("a", "b"):
+            assert (await client.post("/psfs", json={"name": name, "expr": name})).status_code == 201
+        r = await client.post("/psfs", json={"name": "c", "expr": "c"})
+        body = assert_error(r, 409, "too_many_psfs")
+        assert body["limit"] == 2 and "max_active_psfs=2" in body["detail"]
+        with pytest.raises(shoal.TooManyPSFs) as info:
+            _raise_for(r)
+        assert info.value.limit == 2
+        r = await client.delete("/psfs/a")
+        assert r.status_code == 200 and r.json()["range"] == [64, 64]
+        assert_error(await client.get("/psfs/a"), 404, "psf_not_found")  # max_inactive_psfs=0: forgotten
+        assert (await client.post("/psfs", json={"name": "c", "expr": "c"})).status_code == 201

@@ -142,16 +142,23 @@ def test_bad_definitions(reg_path):
     assert reg.register("x", "type", address=64).id == 0
 
 
-def test_ids_exhausted(reg_path, monkeypatch):
-    reg = Registry(reg_path)
-    reg._next_id = registry_mod.lib.SHOAL_MAX_KPS - 1
-    last = reg.register("last", "type", address=64)
-    assert last.id == registry_mod.lib.SHOAL_MAX_KPS - 1
-    with pytest.raises(PSFError):
-        reg.register("more", "type", address=64)
-    # resuming an existing id still works
-    reg.deregister("last", 70)
-    assert reg.register("last", "type", address=80).id == last.id
+def test_ids_are_reused_once_all_were_used(reg_path, monkeypatch):
+    """Fresh ids first; once none is left, the lowest id no held PSF has
+    (was: PSFError "all 65535 PSF ids have been used", for good)."""
+    monkeypatch.setattr(registry_mod, "_ID_SPACE", 4)
+    reg = Registry(reg_path, max_active=2, max_inactive=1)
+    ids = []
+    for i, name in enumerate("abcdefg"):
+        ids.append(reg.register(name, "type", address=64 + 16 * i).id)
+        reg.deregister(name, 72 + 16 * i)
+    # a, b, c, d took the fresh ids; each later one the lowest id the registry
+    # no longer holds (it keeps one inactive PSF: the one just deregistered)
+    assert ids == [0, 1, 2, 3, 0, 1, 0]
+    assert [p.name for p in reg.all()] == ["g"] and reg.by_id(3) is None
+    # resuming a held id still works
+    assert reg.register("g", "type", address=500).id == 0
+    assert json.loads(reg_path.read_text())["next_id"] == 4
+    assert Registry(reg_path).get("g").ranges == [(160, 168), (500, None)]
 
 
 def test_persistence_round_trip(reg_path):
@@ -371,3 +378,55 @@ def test_fingerprint_ignores_line_numbers():
     exec(compile(src.replace("1", "2"), "<c>", "exec"), ns2)
     assert callable_fingerprint(ns1["f"]) != callable_fingerprint(ns2["f"])
     assert callable_fingerprint(len) is None
+
+
+@pytest.mark.slow
+def test_churn_keeps_psfs_json_bounded(reg_path, monkeypatch):
+    """Thousands of register/deregister cycles, records arriving between
+    them: the same names again (ranges pile up), other definitions under the
+    same name (retired PSFs), and new names. psfs.json stops growing (was:
+    one range, or one PSF, more per cycle, for good)."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # what is written matters here, not its durability
+    monkeypatch.setattr(registry_mod, "MAX_RANGES", 16)
+    reg = Registry(reg_path, max_active=4, max_inactive=8)
+    address, sizes = 64, []
+    for cycle in range(700):  # 2,100 register/deregister cycles
+        names = [("same", "type"), ("redef", f"payload.size > `{cycle % 7}`"), (f"new{cycle}", "repo.name")]
+        for name, definition in names:
+            reg.register(name, definition, address=address, begin=64)
+            address += 40  # records arrive while it is active
+        for name, _ in names:
+            reg.deregister(name, address, begin=64)
+            address += 24  # and while it is not
+        sizes.append(reg_path.stat().st_size)
+        assert len(reg.all()) + len(reg.retired()) <= 4 + 8
+        assert len(reg.get("same").ranges) <= 16
+    assert max(sizes[100:]) <= max(sizes[:100]) * 1.05, (max(sizes[:100]), max(sizes[100:]))
+    again = Registry(reg_path)
+    assert [p.name for p in again.all()] == [p.name for p in reg.all()]
+    assert again.get("same").ranges == reg.get("same").ranges
+
+
+def test_ranges_below_begin_are_dropped(reg_path):
+    reg = Registry(reg_path)
+    p = reg.register("t", "type", address=64)
+    for k in range(1, 5):
+        reg.deregister("t", 100 * k)
+        reg.register("t", "type", address=100 * k + 50)
+    assert p.ranges == [(64, 100), (150, 200), (250, 300), (350, 400), (450, None)]
+    reg.deregister("t", 500, begin=300)  # the log below 300 was compacted away
+    assert p.ranges == [(350, 400), (450, 500)]
+    assert json.loads(reg_path.read_text())["psfs"][0]["ranges"] == [[350, 400], [450, 500]]
+
+
+@pytest.mark.slow
+def test_ids_never_run_out():
+    """More registrations than there are psf_ids, each PSF deregistered
+    after: the registry forgets the oldest inactive ones and reuses their
+    ids (was: PSFError after 65,535 registrations, for good)."""
+    reg = Registry(None, max_active=2, max_inactive=2)
+    n = registry_mod.lib.SHOAL_MAX_KPS + 100
+    for i in range(n):
+        p = reg.register(f"p{i}", "a", address=64 + 8 * i)
+        reg.deregister(p.name, 64 + 8 * i + 8)
+    assert p.id < registry_mod.lib.SHOAL_MAX_KPS and len(reg.all()) == 2

@@ -166,3 +166,86 @@ def test_different_callable_with_the_same_fields(store, real_data):
     store.register_psf("s", size_plus_one, fields=["payload.size"])
     _ingest(store, log, raws[15:])
     _check(store, log, "s", size_plus_one, ["payload.size"])
+
+
+# ---- bounded registry: limits, forgetting, reused psf_ids ----
+
+def test_max_active_psfs(open_store):
+    store = open_store(max_active_psfs=2)
+    store.register_psf("a", "a")
+    store.register_psf("b", "b")
+    with pytest.raises(shoal.TooManyPSFs) as info:
+        store.register_psf("c", "c")
+    assert info.value.limit == 2 and "max_active_psfs=2" in str(info.value)
+    store.deregister_psf("a")
+    assert store.register_psf("c", "c").active
+    with pytest.raises(shoal.TooManyPSFs):  # resuming counts too
+        store.register_psf("a", "a")
+    with pytest.raises(shoal.InvalidArgument):
+        shoal.StoreConfig(max_active_psfs=0)
+    with pytest.raises(shoal.InvalidArgument):
+        shoal.StoreConfig(max_active_psfs=60_000, max_inactive_psfs=6_000)
+
+
+def test_a_reused_psf_id_never_answers_for_its_earlier_psf(open_store, real_data, monkeypatch):
+    """x = `_path` indexes a part of the log, is deregistered and forgotten;
+    y = `service` takes its psf_id (the id space is 2 here). A query of y
+    over the whole log walks y's chains only where y was active: x's key
+    pointers for the same value (dns is both a _path and a service) lie
+    before, on the same (psf_id, value) chains, and are never returned."""
+    monkeypatch.setattr(shoal.psf.registry, "_ID_SPACE", 2)
+    raws = real_data("zeek_wrccdc2018", 6000)
+    parts = _chunks(raws, 3)
+    store = open_store(max_active_psfs=1, max_inactive_psfs=0)
+    log = Log()
+    _ingest(store, log, parts[0])
+    x = store.register_psf("x", "_path")
+    _ingest(store, log, parts[1])
+    store.deregister_psf("x")
+    with pytest.raises(shoal.PSFNotFound):  # max_inactive_psfs=0: forgotten at once
+        store.psf("x")
+    store.register_psf("k", "proto")  # the last fresh id
+    store.deregister_psf("k")
+    y = store.register_psf("y", "service")
+    assert y.id == x.id
+    _ingest(store, log, parts[2])
+    _check(store, log, "y", "service")
+    for value in ("dns", "http", "ssl"):
+        assert as_pairs(store.query_any([("y", value)], order="oldest", limit=50)) == \
+            log.query("service", value, order="oldest", limit=50)
+
+
+@pytest.mark.slow
+def test_churn_keeps_the_registry_bounded_and_answers_complete(open_store, real_data, monkeypatch):
+    """Register/deregister churn with records between: a few names that come
+    back (same or other definition) and a stream of new ones. psfs.json
+    stays bounded, ids never run out (an id space of 12 here), and every
+    answer equals the oracle's."""
+    monkeypatch.setattr(shoal.psf.registry, "_ID_SPACE", 12)
+    monkeypatch.setattr(shoal.psf.registry, "MAX_RANGES", 4)
+    raws = real_data("zeek_wrccdc2018", 3000)
+    store = open_store(max_active_psfs=3, max_inactive_psfs=5)
+    log = Log()
+    defs = {"path": ["_path", "proto"], "dns": ["_path == 'dns'"], "port": ['"id.resp_p"', "service"]}
+    sizes = []
+    for cycle in range(200):
+        _ingest(store, log, raws[15 * cycle:15 * cycle + 15])
+        name = list(defs)[cycle % 3]
+        definition = defs[name][cycle // 3 % len(defs[name])]
+        store.register_psf(name, definition)
+        fresh = store.register_psf(f"new{cycle}", "query")
+        if cycle % 50 == 49:
+            _check(store, log, name, definition)
+            _check(store, log, fresh.name, "query")
+        store.deregister_psf(name)
+        store.deregister_psf(fresh.name)
+        sizes.append((store.path / "psfs.json").stat().st_size)
+        held = store._registry.all() + store._registry.retired()
+        assert len(held) <= 8 and all(len(p.ranges) <= 4 for p in held)
+    assert max(sizes[50:]) <= max(sizes[:50]) * 1.2, (sizes[:50], sizes[50:])
+    for name in defs:  # forgotten or not, a name answers completely or not at all
+        try:
+            psf = store.psf(name)
+        except shoal.PSFNotFound:
+            continue
+        _check(store, log, name, psf.definition)
