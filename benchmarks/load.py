@@ -33,7 +33,7 @@ budget + index + 150 MB (benchmarks/memory.py's allowance: the interpreter,
 FastAPI and uvicorn, request buffers), records lost. Timings are reported,
 not judged: the targets are correctness and memory.
 
-    .venv/bin/python benchmarks/load.py [--quick] [--seconds 180] [--memory-mb 64] [--no-real]
+    .venv/bin/python benchmarks/load.py [--quick] [--seconds 180] [--rate 5000] [--memory-mb 64] [--no-real]
 
 tests/api/test_load.py runs the same workload at CI size and asserts the audit.
 """
@@ -162,7 +162,9 @@ class MemorySampler(threading.Thread):
     """Samples /proc/<pid>/status every 50 ms: peak VmRSS, RssAnon, RssFile
     (sampled, so a spike between samples is missed) and the kernel's own
     peak VmHWM (exact, but it counts resident pages of mapped segment
-    files, which are page cache, not memory shoal holds)."""
+    files, which are page cache, not memory shoal holds). Peaks are kept
+    per `phase` too (set it as the run moves on), and RssAnon once a second
+    in `series` as (seconds, phase, bytes)."""
 
     FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
 
@@ -171,17 +173,28 @@ class MemorySampler(threading.Thread):
         self.path = Path(f"/proc/{pid}/status")
         self.interval_s = interval_s
         self.peak = dict.fromkeys(self.FIELDS, 0)
+        self.by_phase: dict[str, dict[str, int]] = {}
+        self.phase = "start"
+        self.series: list[tuple[float, str, int]] = []
         self.stopping = threading.Event()
+        self._t0 = time.monotonic()
 
     def sample(self) -> None:
         try:
             text = self.path.read_text()
         except OSError:
             return
+        phase = self.by_phase.setdefault(self.phase, dict.fromkeys(self.FIELDS, 0))
+        now = {}
         for line in text.splitlines():
             name, _, rest = line.partition(":")
             if name in self.peak:
-                self.peak[name] = max(self.peak[name], int(rest.split()[0]) * 1024)
+                now[name] = value = int(rest.split()[0]) * 1024
+                self.peak[name] = max(self.peak[name], value)
+                phase[name] = max(phase[name], value)
+        t = time.monotonic() - self._t0
+        if not self.series or t - self.series[-1][0] >= 1.0:
+            self.series.append((round(t, 1), self.phase, now.get("RssAnon", 0)))
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval_s):
@@ -563,7 +576,9 @@ def main(argv: list[str] | None = None) -> dict:
             rate = args.rate if args.rate is not None else (2_000 if args.quick else 5_000)
             run = Run(server.url, records, seconds=seconds, max_records=max_records, batch=args.batch,
                       rate_records_s=rate or None)
+            sampler.phase = "load"
             ingest_s = run.go(pick)
+            sampler.phase = "audit"
             t0 = time.perf_counter()
             result = audit(server.url, records, run.acked, run.unacked, pick)
             audit_s = time.perf_counter() - t0
@@ -594,6 +609,8 @@ def main(argv: list[str] | None = None) -> dict:
              ["peak RssAnon (sampled)", f"{peak['RssAnon'] / MB:,.1f}"],
              ["peak VmHWM (incl. mapped segment pages)", f"{peak['VmHWM'] / MB:,.1f}"],
              ["peak RssFile (sampled)", f"{peak['RssFile'] / MB:,.1f}"]]
+    mrows += [[f"peak RssAnon during {phase}", f"{p['RssAnon'] / MB:,.1f}"]
+              for phase, p in sampler.by_phase.items()]
     print(table(mrows, ["server memory", "MB"], align="lr"))
     print(f"\nrecords: scanned {result['scanned']:,}, /stats {result['stats_records']:,}, lost {result['lost_count']}, "
           f"duplicated {len(result['duplicates'])}, altered {len(result['altered'])}, "
@@ -611,7 +628,8 @@ def main(argv: list[str] | None = None) -> dict:
         "latency_ms": {k: {"n": len(v), "p50": percentile(v, 50) * 1e3, "p99": percentile(v, 99) * 1e3}
                        for k, v in run.tally.latencies.items() if v},
         "answers": {k: dict(v) for k, v in run.tally.answers.items()},
-        "unexpected": run.tally.unexpected[:50], "memory_peak_bytes": peak, "index_bytes": index_bytes,
+        "unexpected": run.tally.unexpected[:50], "memory_peak_bytes": peak, "memory_by_phase": sampler.by_phase,
+        "rss_anon_series": sampler.series, "index_bytes": index_bytes,
         "memory_bound_bytes": bound, "audit": result,
     }
     payload["targets"] = [
