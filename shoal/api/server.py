@@ -20,6 +20,7 @@ from typing import Any
 from ..config import parse_size
 from ..errors import ShoalError
 from ..store.store import open as open_store
+from .allocator import tune_for_server
 
 log = logging.getLogger("shoal.api")
 
@@ -59,6 +60,7 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
     if send_timeout_s is not None:
         chosen["send_timeout_s"] = send_timeout_s or None  # 0: wait forever
     limits = ServerLimits(**chosen)
+    tune_for_server()  # before the threads that allocate start (allocator.py says why)
     settings = dict(store_settings)
     if memory is not None:
         settings["memory_budget_bytes"] = parse_size(memory)

@@ -11,6 +11,7 @@ rewrite as an invalid schema."""
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import httpx
@@ -135,6 +136,10 @@ async def test_records_that_are_not_objects_match_the_spec(described_store, spec
 
 # ---- generated requests (schemathesis) ----
 
+# Examples per operation and mode: CI-sized by default; a longer run sets
+# SHOAL_FUZZ_EXAMPLES (README, "Testing").
+FUZZ_EXAMPLES = int(os.environ.get("SHOAL_FUZZ_EXAMPLES", "15"))
+
 # Bodies of these types are bytes as far as the spec says: send them as such.
 for _media in ("application/x-ndjson", "application/gzip"):
     schemathesis.serializer.alias(_media, "application/octet-stream")
@@ -164,7 +169,7 @@ def test_generated_requests_get_answers_the_spec_declares(fuzzed_app, mode):
     spec: dict[str, Any] = fuzzed_app.openapi()
     for operation in _operations(fuzzed_app):
 
-        @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy(generation_mode=mode))
         def check(case) -> None:
             response = case.call()

@@ -13,6 +13,7 @@ orjson, and so shoal, reads them as floats): asserted as that one known case.
 from __future__ import annotations
 
 import gzip
+import os
 
 import orjson
 import pytest
@@ -24,6 +25,8 @@ from oracle import ALL, JSON_WS, orjson_accepts
 import shoal
 from shoal.config import KiB
 
+# A longer run: SHOAL_FUZZ_EXAMPLES=5000 (README, "Testing"); CI runs the default.
+SCALE = int(os.environ.get("SHOAL_FUZZ_EXAMPLES", "0")) or None
 CFG = shoal.StoreConfig(page_size_bytes=16 * KiB, memory_budget_bytes=64 * KiB,
                         segment_size_bytes=64 * KiB, batch_bytes=4 * KiB)
 
@@ -85,7 +88,7 @@ def fuzz_store(tmp_path_factory):
         yield s
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=SCALE or 300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(records=st.lists(_record, min_size=1, max_size=25), packed=st.booleans(),
        cuts=st.lists(st.integers(0, 4000), max_size=6))
 def test_ndjson_verdicts_are_orjsons(fuzz_store, records, packed, cuts):
@@ -106,10 +109,10 @@ def test_ndjson_verdicts_are_orjsons(fuzz_store, records, packed, cuts):
     assert store.stats()["records"] == before + len(good) == len(_stored(store))
     for _, t in texts:
         if _simdjson_accepts(t) != orjson_accepts(t):
-            assert orjson_accepts(t) and b"e" not in t.lower() and _has_big_integer(t), t
+            assert orjson_accepts(t) and _has_big_integer(t), t
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=SCALE or 200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(elements=st.lists(st.one_of(_valid, st.sampled_from(
            [b"tru", b"01", b"1.", b"+1", b"nul", b'"\xff"', b'"\xc0\x80"', b'"a\x01"', b"-", b".5", b"1e999"])),
            min_size=1, max_size=20),
