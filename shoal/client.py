@@ -110,7 +110,7 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 # Ingest answers that are errors over HTTP but results in the library.
-_STORED_NOTHING = ("empty_body", "no_valid_records")
+_STORED_NOTHING = ("empty_body", "no_valid_records", "record_too_large")
 
 
 def _error_code(response: httpx.Response) -> str | None:
@@ -293,7 +293,7 @@ class Client:
             headers["Content-Encoding"] = "gzip"
         params = {"on_error": on_error, "durable": "true" if durable else "false", "format": str(format)}
         r = self._http.request("POST", "/records", content=chunks, headers=headers, params=params)
-        if r.status_code in (400, 422) and _error_code(r) in _STORED_NOTHING:
+        if r.status_code in (400, 413, 422) and _error_code(r) in _STORED_NOTHING and "ingested" in r.json():
             # The server's loud answer for a body that stored nothing; the
             # library returns that as a value, and so does this client.
             return _ingest_result(r.json())

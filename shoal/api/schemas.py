@@ -45,6 +45,8 @@ class IngestOut(BaseModel):
     input_bytes: int = Field(description="bytes of record text read (after gunzip)")
     stored_bytes: int = Field(description="bytes appended to the log")
     durable: bool = Field(description="true when the records were on disk before the answer")
+    max_record_bytes: int | None = Field(None, description="the record size limit, when a record of the body "
+                                                           "was over it (error 'record too large')")
 
 
 # ---- PSFs ----

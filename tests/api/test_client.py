@@ -156,3 +156,15 @@ def test_record_streams_split_anywhere():
         for r in _stream_records([wire[:300], wire[300:] + b'{"address":1}\n' + wire]):
             got.append((r.address, r.raw))
     assert got == pairs
+
+
+def test_ingest_that_stores_nothing_is_a_result_as_in_the_library(c, store):
+    """The server answers 400/413/422 for a body that stored nothing; the
+    client returns the same IngestResult the library would."""
+    for data, rejected in [(b"", 0), (b"\n \n", 0), (b"nope\n{\n", 2),
+                           (b'{"pad":"' + b"x" * store.config.effective_max_record_bytes + b'"}\n', 1)]:
+        got = c.ingest(data)
+        want = store.ingest(data)
+        assert (got.ingested, got.rejected) == (want.ingested, want.rejected) == (0, rejected)
+        assert [(e.line, e.reason) for e in got.errors] == [(e.line, e.reason) for e in want.errors]
+    assert store.stats()["records"] == 0

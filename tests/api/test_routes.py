@@ -383,3 +383,16 @@ async def test_too_many_psfs_is_409_naming_the_limit(open_store):
         assert r.status_code == 200 and r.json()["range"] == [64, 64]
         assert_error(await client.get("/psfs/a"), 404, "psf_not_found")  # max_inactive_psfs=0: forgotten
         assert (await client.post("/psfs", json={"name": "c", "expr": "c"})).status_code == 201
+
+
+async def test_records_over_the_size_limit_name_it(client, store):
+    limit = store.config.effective_max_record_bytes
+    big = b'{"pad":"' + b"x" * limit + b'"}\n'
+    body = assert_error(await ingest(client, big * 2), 413, "record_too_large")
+    assert body["max_record_bytes"] == limit and f"{limit:,} bytes" in body["detail"]
+    assert (body["ingested"], body["rejected"]) == (0, 2) and store.stats()["records"] == 0
+    r = await ingest(client, big + b'{"ok":1}\n')
+    assert r.status_code == 200 and r.json()["max_record_bytes"] == limit
+    assert (r.json()["ingested"], r.json()["errors"][0]["error"]) == (1, "record too large")
+    r = await ingest(client, b'{"ok":1}\n')
+    assert r.status_code == 200 and r.json().get("max_record_bytes") is None

@@ -17,6 +17,7 @@ from ..streaming import feed_thread
 router = APIRouter(tags=["records"])
 
 _GZIP_MAGIC = b"\x1f\x8b"
+TOO_LARGE = "record too large"  # the reason of a record over max_record_bytes
 # on_error=reject holds the whole body (spooled to the data directory) before
 # storing any of it, so its body is bounded even when --max-body is not set.
 REJECT_BODY_BYTES = 1 << 30
@@ -74,7 +75,9 @@ async def _checked_body(request: Request, gzip: bool, limit: int | None) -> Asyn
                 "the bad ones (the first 100; `errors_total` counts all); `on_error=reject` stores nothing if "
                 "any record is bad and answers 422 (its body is held before storing: at most `--max-body`, or 1 GiB "
                 "when that is not set). A body with no records answers 400 `empty_body`; one whose "
-                "every record is bad, 422 `no_valid_records` (with the same fields). An ingest that fails partway "
+                "every record is bad, 422 `no_valid_records`, or 413 `record_too_large` when each is over the "
+                "record size limit (all with the same fields; `max_record_bytes` gives the limit whenever a "
+                "record broke it). An ingest that fails partway "
                 "(a truncated gzip body, a cut upload) keeps the records framed before the failure, and its "
                 "error answer says how many (`ingested`, `first_address`, `last_address`). `durable=true` answers once the records are fsynced; concurrent "
                 "durable requests share fsyncs (group commit). When the disk is full: 507 `disk_full`. At most "
@@ -125,11 +128,17 @@ async def ingest(
     out = result.to_dict()
     out["errors"] = out["errors"][:MAX_ERRORS_SHOWN]
     out.update(input_bytes=result.input_bytes, stored_bytes=result.stored_bytes, durable=result.durable)
+    too_large = [e for e in result.errors if e.reason == TOO_LARGE]
+    if too_large:
+        out["max_record_bytes"] = store.config.effective_max_record_bytes  # the limit they broke
     if not result.ingested:
         # A body that stored nothing is not a success a client could miss.
         if not result.rejected:
             raise ApiError(400, "empty_body", "the body holds no records (empty, or only whitespace); send "
                                               "NDJSON or a JSON array", **out)
+        if len(too_large) == result.rejected:
+            raise ApiError(413, "record_too_large", f"every record of the body is larger than the limit of "
+                                                    f"{out['max_record_bytes']:,} bytes; nothing stored", **out)
         raise ApiError(422, "no_valid_records", f"none of the body's {result.rejected:,} record(s) is valid; "
                                                 f"nothing stored", **out)
     return out
