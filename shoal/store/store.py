@@ -366,11 +366,13 @@ class Store:
 
     def query_addresses(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all",
                         order: str = "newest", from_address: int | None = None,
-                        to_address: int | None = None, include_superseded: bool = False) -> Iterator[int]:
-        """Like query_all/query_any, yielding addresses only."""
+                        to_address: int | None = None, include_superseded: bool = False,
+                        cancel: threading.Event | None = None) -> Iterator[int]:
+        """Like query_all/query_any, yielding addresses only. `cancel` as
+        in query_batches."""
         self._check_open()
         lo, hi, descending = self._range(order, from_address, to_address, None)
-        streams = [self._one(name, value, lo, hi, descending) for name, value in conditions]
+        streams = [self._one(name, value, lo, hi, descending, cancel=cancel) for name, value in conditions]
         if not streams:
             raise InvalidArgument("at least one condition is needed")
         if mode == "any":
@@ -385,22 +387,28 @@ class Store:
 
     def query_batches(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all",
                       limit: int | None = None, order: str = "newest", from_address: int | None = None,
-                      to_address: int | None = None,
-                      include_superseded: bool = False) -> Iterator[RecordBatch]:
+                      to_address: int | None = None, include_superseded: bool = False,
+                      cancel: threading.Event | None = None) -> Iterator[RecordBatch]:
         """The records of query_all (mode "all") or query_any (mode "any") as
         RecordBatches: the records' text in one buffer per batch, with no
         Python object per record. The bulk path: `batch.ndjson()` goes to a
-        file or socket as is, and iterating a batch gives Records."""
+        file or socket as is, and iterating a batch gives Records.
+
+        Once `cancel` (a threading.Event) is set, a scan of a range where a
+        PSF was not active stops before its next page (or record, for a
+        Python PSF) and the answer ends early, incomplete: the caller that
+        set it must not take it for the whole answer. A walk of a chain
+        reads one batch per next() and needs no such check."""
         conditions = list(conditions)
         if mode not in ("all", "any"):
             raise InvalidArgument(f"unknown mode {mode!r}")
         if not conditions:
             raise InvalidArgument("at least one condition is needed")
         return self._run(conditions, mode if len(conditions) > 1 else "one", limit, order, from_address,
-                         to_address, include_superseded, batches=True)
+                         to_address, include_superseded, batches=True, cancel=cancel)
 
     def _run(self, conditions, mode, limit, order, from_address, to_address,
-             include_superseded, *, batches: bool = False) -> Iterator:
+             include_superseded, *, batches: bool = False, cancel: threading.Event | None = None) -> Iterator:
         lo, hi, descending = self._range(order, from_address, to_address, limit)
         for c in conditions:
             if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str)):
@@ -412,7 +420,7 @@ class Store:
                 fused = self._fetch(name, value, lo, hi, limit, batches)
                 if fused is not None:
                     return fused
-            addrs = self._one(name, value, lo, hi, descending, batches=True)
+            addrs = self._one(name, value, lo, hi, descending, batches=True, cancel=cancel)
         else:
             if mode == "all" and descending and (self._keys is None or include_superseded):
                 self._check_open()
@@ -421,7 +429,8 @@ class Store:
                     return fused
             addrs = _query._batched(self.query_addresses(conditions, mode=mode, order=order,
                                                          from_address=from_address,
-                                                         to_address=to_address, include_superseded=True))
+                                                         to_address=to_address, include_superseded=True,
+                                                         cancel=cancel))
         if self._keys is not None and not include_superseded:
             addrs = self._live_batches(addrs)
         return self._read_batches(addrs, limit) if batches else self._materialize(addrs, limit)
@@ -489,7 +498,7 @@ class Store:
         return lo, hi, order == "newest"
 
     def _one(self, name: str, value: Any, lo: int, hi: int, descending: bool, *,
-             batches: bool = False) -> Iterator:
+             batches: bool = False, cancel: threading.Event | None = None) -> Iterator:
         """Addresses (or lists of them, with batches=True) of the complete
         answer for one condition."""
         psf = self._registry.get(name)
@@ -503,20 +512,20 @@ class Store:
                            f"before ranges it did not index can be searched")
 
         def factory():
-            return self._matcher_for(psf, canon)
+            return self._matcher_for(psf, canon, cancel)
 
         stream = _query.psf_address_batches if batches else _query.psf_addresses
         return stream(self._log, self._index, psf, canon, h, inactive, factory, lo, hi,
                       descending=descending, gate=self._gate)
 
-    def _matcher_for(self, psf: PSF, canon: bytes | None):
+    def _matcher_for(self, psf: PSF, canon: bytes | None, cancel: threading.Event | None = None):
         if psf.native:
             nset = self._scan_sets.get((psf.id, psf.definition))
             if nset is None:
                 if len(self._scan_sets) >= 256:  # PSFs come and go: build again what is asked again
                     self._scan_sets.clear()
                 nset = self._scan_sets[(psf.id, psf.definition)] = NativePSFSet.build_single(psf.expression)
-            return NativeMatcher(nset, 0, canon)
+            return NativeMatcher(nset, 0, canon, cancel=cancel)
 
         budget = EvaluationBudget(self.config.expression_limits)
 
@@ -530,7 +539,7 @@ class Store:
             c = canonical(v)
             return c is not None and (c == canon if canon is not None else True)
 
-        return PythonMatcher(predicate)
+        return PythonMatcher(predicate, cancel=cancel)
 
     def _materialize(self, batches: Iterator[list[int]], limit: int | None) -> Iterator[Record]:
         """Records for batches of addresses, read _READ_BATCH at a time."""

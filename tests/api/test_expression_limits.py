@@ -155,6 +155,23 @@ def test_a_scan_stops_when_its_client_goes_away_mid_stream(slow_server):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("how", ["psf-route", "query"])
+def test_a_query_stops_when_its_client_goes_away(slow_server, how):
+    """A PSF registered after the records were stored answers for them by a
+    scan (it was not active there): ~25 s of a Python PSF, stopped once the
+    client goes away."""
+    r = httpx.post(slow_server.url + "/psfs", json={"name": "slow", "expr": SLOW}, timeout=10)
+    assert r.status_code == 201, r.text
+    with pytest.raises(httpx.ReadTimeout):
+        if how == "psf-route":
+            httpx.get(slow_server.url + "/psfs/slow/records", timeout=1.0)
+        else:
+            httpx.post(slow_server.url + "/query", json={"psf": "slow"}, timeout=1.0)
+    assert _busy_after(slow_server) < 0.4
+    assert httpx.get(slow_server.url + "/healthz").status_code == 200
+
+
+@pytest.mark.slow
 def test_sigterm_is_not_held_up_by_a_running_scan(slow_server):
     answers: list[httpx.Response | BaseException] = []
 

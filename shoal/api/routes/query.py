@@ -30,17 +30,24 @@ WithAddress = Annotated[bool, Query(description='wrap each record as {"address":
 
 async def _stream(request: Request, kind: str, with_address: bool,
                   start: Callable[[cancel.Cancel], Iterator[RecordBatch]]) -> StreamingResponse:
-    """`start(c)` makes the batches; a scan stops once `c` is set (queries
-    run to their end)."""
+    """`start(c)` makes the batches, which stop once `c` is set (a scan, or
+    a query's scan of ranges where a PSF was not active; chains are walked a
+    batch per chunk)."""
     t0 = time.perf_counter()
     metrics = deps.metrics(request)
 
     def on_end(n: int) -> None:
         metrics.queried(kind, n, time.perf_counter() - t0)
 
+    def until_cancelled(c: cancel.Cancel) -> Iterator[RecordBatch]:
+        for batch in start(c):
+            if c.is_set():
+                return  # _body then cuts the answer: it must not look complete
+            yield batch
+
     body, _ = await cancel.start(
-        request, lambda c: ndjson_chunks(start(c), with_address=with_address, on_end=on_end),
-        cancellable=kind == "scan")
+        request, lambda c: ndjson_chunks(until_cancelled(c), with_address=with_address, on_end=on_end),
+        cancellable=True)
     return StreamingResponse(body, media_type="application/x-ndjson")
 
 
@@ -54,8 +61,8 @@ async def query(body: QueryIn, request: Request, store: Annotated[Store, Depends
                 with_address: WithAddress = False) -> StreamingResponse:
     mode, conditions = body.conditions()
 
-    def run(_: cancel.Cancel) -> Iterator[RecordBatch]:
-        return store.query_batches(conditions, mode="any" if mode == "any" else "all", **_range(body))
+    def run(c: cancel.Cancel) -> Iterator[RecordBatch]:
+        return store.query_batches(conditions, mode="any" if mode == "any" else "all", cancel=c, **_range(body))
 
     return await _stream(request, mode, with_address, run)
 
@@ -75,9 +82,9 @@ async def query_psf(
     with_address: WithAddress = False,
 ) -> StreamingResponse:
     v: Any = True if value is None else parse_query_value(value)
-    return await _stream(request, "one", with_address, lambda _: store.query_batches(
+    return await _stream(request, "one", with_address, lambda c: store.query_batches(
         [(name, v)], limit=limit, order=order, from_address=from_address, to_address=to_address,
-        include_superseded=include_superseded))
+        include_superseded=include_superseded, cancel=c))
 
 
 @router.post("/scan", summary="Full scan with any JMESPath expression (NDJSON stream)",
