@@ -26,6 +26,10 @@ log = logging.getLogger("shoal.api")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+# Connections (and their requests) at once; past it uvicorn answers 503.
+# Slow or idle clients hold only a socket each, but a socket is a file
+# descriptor, and the store needs its own (segments, checkpoints).
+DEFAULT_MAX_CONNECTIONS = 512
 
 
 def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
@@ -33,14 +37,18 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
           max_body: int | str | None = None, log_level: str = "info", access_log: bool = True,
           graceful_timeout_s: float | None = 60.0, max_ingests: int | None = None,
           body_idle_timeout_s: float | None = None, body_min_rate: int | str | None = None,
-          send_timeout_s: float | None = None, **store_settings: Any) -> None:
+          send_timeout_s: float | None = None, max_connections: int | None = None,
+          **store_settings: Any) -> None:
     """Open (create or recover) the store in `data_dir` and serve it until
     SIGINT/SIGTERM. Sizes take ints or strings such as "1GiB" (parse_size):
     `memory` is the in-memory log budget, `page_size` the log page size (only
     when creating a store), `max_body` the largest POST /records body.
     What slow clients may hold (limits.py; None: the default): `max_ingests`
     running at once, `body_idle_timeout_s` and `body_min_rate` (bytes/s) for
-    request bodies, `send_timeout_s` for answers (0: wait forever).
+    request bodies, `send_timeout_s` for answers (0: wait forever),
+    `max_connections` open at once (beyond, uvicorn answers 503; each idle
+    or slow connection holds a file descriptor, so the default keeps below
+    the usual limit of 1,024).
     Other StoreConfig fields may be passed as keywords."""
     try:
         import uvicorn
@@ -75,7 +83,8 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
                          close_store=True, limits=limits)
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
                                 loop="uvloop", http="httptools", lifespan="on",
-                                timeout_graceful_shutdown=graceful_timeout_s)
+                                timeout_graceful_shutdown=graceful_timeout_s,
+                                limit_concurrency=max_connections or DEFAULT_MAX_CONNECTIONS)
         server = _server(config, app)
         with _signals_end_quietly():
             server.run()
@@ -97,6 +106,8 @@ def add_limit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--send-timeout", type=float, metavar="SECONDS",
                    help="close the connection of a client that takes nothing of its answer for this long "
                         "(default 60; 0: wait forever)")
+    p.add_argument("--max-connections", type=int, metavar="N",
+                   help=f"connections open at once; beyond, 503 (default {DEFAULT_MAX_CONNECTIONS})")
     p.add_argument("--max-active-psfs", type=int, metavar="N",
                    help="PSFs active at once; registering one more answers 409 too_many_psfs (default 1024)")
     p.add_argument("--max-inactive-psfs", type=int, metavar="N",
@@ -109,7 +120,8 @@ def limit_settings(args: argparse.Namespace) -> dict[str, Any]:
     are StoreConfig fields: passed only when given)."""
     psfs = {k: getattr(args, k) for k in ("max_active_psfs", "max_inactive_psfs") if getattr(args, k) is not None}
     return {"max_ingests": args.max_ingests, "body_idle_timeout_s": args.body_idle_timeout,
-            "body_min_rate": args.body_min_rate, "send_timeout_s": args.send_timeout, **psfs}
+            "body_min_rate": args.body_min_rate, "send_timeout_s": args.send_timeout,
+            "max_connections": args.max_connections, **psfs}
 
 
 def _server(config: Any, app: Any) -> Any:

@@ -173,3 +173,26 @@ def test_server_limits_are_checked(bad):
     import shoal
     with pytest.raises(shoal.InvalidArgument):
         ServerLimits(**bad)
+
+
+@pytest.mark.slow
+def test_connections_past_max_connections_get_503(tmp_path):
+    """Idle or slow connections hold a socket (a file descriptor) each:
+    past --max-connections the server answers 503 instead of running out
+    of descriptors, and serves again once they go."""
+    with ServerProcess(tmp_path / "data", "--max-connections", "4") as srv:
+        host, port = srv.url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(4)]
+        try:
+            for s in idle:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+            time.sleep(0.3)
+            r = httpx.get(srv.url + "/stats", timeout=5)
+            assert r.status_code == 503
+        finally:
+            for s in idle:
+                s.close()
+        deadline = time.monotonic() + 5
+        while httpx.get(srv.url + "/stats", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the server did not serve again"
+            time.sleep(0.1)
