@@ -24,13 +24,11 @@ _WALK_CAP = 1024
 _FIRST_WALK_CAP = 32
 
 
-def walk_chain_batches(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
-                       gate=contextlib.nullcontext()) -> Iterator[list[int]]:
-    """Lists of record addresses on the chain of (psf_id, canon) in [lo, hi),
-    newest first. `gate` is entered around each native call (the store's
-    reader gate)."""
+def _walk_job(psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int, cap: int):
+    """A chain walk's native job over [lo, hi) with an output array of
+    `cap` addresses; the caller keeps all three alive while the job runs
+    (the job points into `out` and `canon_c`)."""
     job = ffi.new("shoal_walk_job *")
-    cap = _FIRST_WALK_CAP  # most answers are short: start small, grow
     out = ffi.new("uint64_t[]", cap)
     canon_c = ffi.new("char[]", canon)
     job.lo = lo
@@ -41,6 +39,16 @@ def walk_chain_batches(log, index, psf_id: int, canon: bytes, value_hash: int, l
     job.psf_id = psf_id
     job.out = out
     job.cap = cap
+    return job, out, canon_c
+
+
+def walk_chain_batches(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
+                       gate=contextlib.nullcontext()) -> Iterator[list[int]]:
+    """Lists of record addresses on the chain of (psf_id, canon) in [lo, hi),
+    newest first. `gate` is entered around each native call (the store's
+    reader gate)."""
+    cap = _FIRST_WALK_CAP  # most answers are short: start small, grow
+    job, out, canon_c = _walk_job(psf_id, canon, value_hash, lo, hi, cap)
     while True:
         with gate:
             rc = lib.shoal_walk(job, log.c, index.ptr)
@@ -124,17 +132,7 @@ def walk_chain_oldest_first(log, index, psf_id: int, canon: bytes, value_hash: i
     `hi` and are not emitted. If compaction moves begin past a piece
     meanwhile, that piece ends where begin is, as a walk started now would."""
     cap = chunk or _REVERSE_CHUNK
-    job = ffi.new("shoal_walk_job *")
-    out = ffi.new("uint64_t[]", cap)
-    canon_c = ffi.new("char[]", canon)
-    job.lo = lo
-    job.hi = hi
-    job.hash = value_hash
-    job.canon = canon_c
-    job.canon_len = len(canon)
-    job.psf_id = psf_id
-    job.out = out
-    job.cap = cap
+    job, out, canon_c = _walk_job(psf_id, canon, value_hash, lo, hi, cap)
 
     def walk_piece() -> None:
         with gate:
