@@ -20,7 +20,7 @@ from typing import Any
 from ..config import parse_size
 from ..errors import ShoalError
 from ..store.store import open as open_store
-from .allocator import tune_for_server
+from .allocator import limit_arenas, start_trimming
 
 log = logging.getLogger("shoal.api")
 
@@ -68,7 +68,8 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
     if send_timeout_s is not None:
         chosen["send_timeout_s"] = send_timeout_s or None  # 0: wait forever
     limits = ServerLimits(**chosen)
-    tune_for_server()  # before the threads that allocate start (allocator.py says why)
+    limit_arenas()  # before the threads that allocate start (allocator.py says why)
+    trimming = start_trimming()
     settings = dict(store_settings)
     if memory is not None:
         settings["memory_budget_bytes"] = parse_size(memory)
@@ -90,6 +91,8 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
             server.run()
     finally:
         store.close()  # idempotent; the lifespan has checkpointed and closed it on a clean shutdown
+        if trimming is not None:
+            trimming.set()
 
 
 def add_limit_flags(p: argparse.ArgumentParser) -> None:
