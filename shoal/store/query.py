@@ -162,6 +162,57 @@ def walk_chain_oldest_first(log, index, psf_id: int, canon: bytes, value_hash: i
         piece = ffi.unpack(out, job.n_out)
 
 
+# Oldest first, a chain has no entry at its old end: walk_chain_oldest_first
+# walks all of it before it can give the first address (0.7 s for 8.9 M
+# records). So oldest_first first walks up to _REVERSE_CHUNK of its newest
+# entries in one native call. A chain that ends there is answered from that
+# walk. A longer one whose entries are dense enough that the range's oldest
+# OLDEST_SCAN_BYTES should hold OLDEST_SCAN_MIN of them is scanned there
+# instead (parsing a record costs some 10x walking past one, so only a dense
+# chain pays), and walked only above: a limit that the scan meets never
+# walks the chain. Other chains are walked, as before.
+OLDEST_SCAN_BYTES = 4 << 20
+OLDEST_SCAN_MIN = 512
+
+
+def _probe(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int, gate,
+           cap: int) -> tuple[list[int], bool]:
+    """The newest (at most) `cap` addresses of the chain in [lo, hi), and
+    whether the chain ends with them."""
+    job, out, canon_c = _walk_job(psf_id, canon, value_hash, lo, hi, cap)
+    with gate:
+        rc = lib.shoal_walk(job, log.c, index.ptr)
+    if rc < 0 and job.err_address >= log.begin_address:
+        check(rc, f"chain walk at address {job.err_address}")
+        # else compaction moved begin past the walk: the chain ends there
+    return ffi.unpack(out, job.n_out), bool(job.done) or rc < 0
+
+
+def oldest_first(log, index, psf, canon: bytes, value_hash: int, scan_matcher_factory, lo: int, hi: int,
+                 gate=contextlib.nullcontext()) -> Iterator[list[int]]:
+    """Addresses of (psf, canon) in [lo, hi), where the PSF was active
+    throughout, oldest first, in lists. Scanning a range where the PSF was
+    active finds exactly its chain there: the scan evaluates the PSF's own
+    native program on each record, as ingest did to link it (tombstones,
+    which carry no PSF key pointers, are skipped by both). A Python PSF
+    (slow to evaluate) is walked only."""
+    if lo >= hi:
+        return
+    newest, ended = _probe(log, index, psf.id, canon, value_hash, lo, hi, gate, _REVERSE_CHUNK)
+    if ended:
+        if newest:
+            yield newest[::-1]
+        return
+    bytes_per_entry = (hi - newest[-1]) / len(newest)
+    if not psf.native or OLDEST_SCAN_BYTES < OLDEST_SCAN_MIN * bytes_per_entry:
+        yield from walk_chain_oldest_first(log, index, psf.id, canon, value_hash, lo, hi, gate)
+        return
+    mid = min(hi, lo + OLDEST_SCAN_BYTES)
+    yield from _batched(scan_range(log, scan_matcher_factory(), lo, mid, descending=False, gate=gate))
+    if mid < hi:
+        yield from walk_chain_oldest_first(log, index, psf.id, canon, value_hash, mid, hi, gate)
+
+
 def psf_address_batches(log, index, psf, canon: bytes, value_hash: int, inactive: list[tuple[int, int]],
                         scan_matcher_factory, lo: int, hi: int, *, descending: bool,
                         gate=contextlib.nullcontext()) -> Iterator[list[int]]:
@@ -170,7 +221,7 @@ def psf_address_batches(log, index, psf, canon: bytes, value_hash: int, inactive
     if not inactive:
         if descending:
             return walk_chain_batches(log, index, psf.id, canon, value_hash, lo, hi, gate)
-        return walk_chain_oldest_first(log, index, psf.id, canon, value_hash, lo, hi, gate)
+        return oldest_first(log, index, psf, canon, value_hash, scan_matcher_factory, lo, hi, gate)
     return _batched(psf_addresses(log, index, psf, canon, value_hash, inactive, scan_matcher_factory,
                                   lo, hi, descending=descending, gate=gate))
 
@@ -196,7 +247,8 @@ def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list
     elif descending:
         chain = walk_chain(log, index, psf.id, canon, value_hash, chain_lo, hi, gate)
     else:
-        chain = (a for piece in walk_chain_oldest_first(log, index, psf.id, canon, value_hash, chain_lo, hi, gate)
+        chain = (a for piece in oldest_first(log, index, psf, canon, value_hash, scan_matcher_factory,
+                                             chain_lo, hi, gate)
                  for a in piece)
     if not inactive:
         return chain

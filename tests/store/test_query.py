@@ -387,12 +387,16 @@ def test_callable_psfs(open_store, real_data):
 
 # ---- oldest first ----
 
-def test_oldest_first_in_pieces_equals_oracle(open_store, real_data, monkeypatch):
-    """Oldest-first answers come from a chain walked in pieces, re-walked
-    oldest piece first (store/query.py, walk_chain_oldest_first): with
-    pieces of 5 addresses every limit, range and merge crosses piece
-    boundaries, and where a PSF was inactive the scanned part is merged in."""
+@pytest.mark.parametrize("scan_bytes", [0, 3000, 1 << 30], ids=["walk", "scan-then-walk", "scan"])
+def test_oldest_first_in_pieces_equals_oracle(open_store, real_data, monkeypatch, scan_bytes):
+    """Oldest-first answers come from a scan of the range's oldest bytes and
+    then a chain walked in pieces, re-walked oldest piece first
+    (store/query.py, oldest_first): with pieces of 5 addresses and the
+    scan's end anywhere (nowhere, mid-answer, past the end), every limit,
+    range and merge crosses the boundaries, and where a PSF was inactive
+    the scanned part is merged in."""
     monkeypatch.setattr(shoal.store.query, "_REVERSE_CHUNK", 5)
+    monkeypatch.setattr(shoal.store.query, "OLDEST_SCAN_BYTES", scan_bytes)
     raws = real_data("github_events")
     store = open_store()
     store.register_psf("type", "type")
@@ -430,6 +434,7 @@ def test_oldest_first_does_not_hold_the_whole_chain(open_store):
     link newest to oldest) but keeps one piece of it, not every address
     (was: a Python list of all of them, ~36 bytes per record)."""
     import tracemalloc
+    shoal.store.query.OLDEST_SCAN_BYTES, saved = 0, shoal.store.query.OLDEST_SCAN_BYTES  # the walk alone
     n = 150_000
     store = open_store(page_size_bytes=1 << 20, memory_budget_bytes=64 << 20, segment_size_bytes=1 << 20)
     store.register_psf("k", "k")
@@ -441,6 +446,36 @@ def test_oldest_first_does_not_hold_the_whole_chain(open_store):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+        shoal.store.query.OLDEST_SCAN_BYTES = saved
     assert got[0] == (first.address, first.raw) and [r[1] for r in got] == [b'{"k":"v","i":%d}' % i
                                                                           for i in range(3)]
     assert peak < n * 36 // 3, peak  # one piece of 16,384 addresses is ~0.6 MB; all of them ~5.4 MB
+
+
+def test_oldest_first_of_a_common_value_does_not_walk_the_chain(open_store, monkeypatch):
+    """Oldest first (store/query.py, oldest_first): a short chain is answered
+    from one native walk of its newest entries; a long, dense one by a scan
+    of the range's oldest bytes, and walked only above them when the answer
+    needs more. All equal the oracle."""
+    store = open_store(page_size_bytes=1 << 16, memory_budget_bytes=1 << 20, segment_size_bytes=1 << 20)
+    store.register_psf("k", "k")
+    raws = [b'{"k":"%s","i":%d}' % (b"rare" if i % 5000 == 4999 else b"common", i) for i in range(40_000)]
+    store.ingest(b"\n".join(raws) + b"\n")
+    log = Log(raws)
+    log.bind(store)
+    monkeypatch.setattr(shoal.store.query, "OLDEST_SCAN_BYTES", 100_000)  # ~1,400 common records
+    walked = []
+    real_walk = shoal.store.query.walk_chain_oldest_first
+    monkeypatch.setattr(shoal.store.query, "walk_chain_oldest_first",
+                        lambda *a, **kw: (walked.append(a[5]), real_walk(*a, **kw))[1])
+
+    def check(value, limit):
+        assert as_pairs(store.query("k", value, order="oldest", limit=limit)) == log.query(
+            "k", value, order="oldest", limit=limit), (value, limit)
+
+    check("common", 200)
+    check("rare", 5)
+    assert walked == []  # the scan held the first; the probe, all of the second
+    check("common", 3000)  # more than the scan's stretch holds: walked above it
+    assert walked == [log.addresses[0] + 100_000]
+    check("common", None)
