@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jmespath
 import orjson
 import pytest
 from api.conftest import pairs
@@ -110,7 +111,7 @@ def expressions() -> dict[str, str]:
 # ---- help and the console script ----
 
 COMMANDS = [["serve"], ["ingest"], ["psf"], ["psf", "add"], ["psf", "ls"], ["psf", "rm"], ["query"], ["scan"],
-            ["get"], ["checkpoint"], ["compact"], ["stats"]]
+            ["get"], ["checkpoint"], ["compact"], ["stats"], ["sample"]]
 
 
 def test_help_for_every_command(shoal_cli):
@@ -380,6 +381,71 @@ def test_compact(shoal_cli, data_dir, real_data, tmp_path):
     assert "\ncompact   0 runs, 0 B reclaimed, 0 records dropped" in text  # each command opens the store afresh
     records = json.loads(shoal_cli("stats", "--json", "--data", data_dir).out)["records"]
     assert records == len(shoal_cli("scan", "`true`", "--data", data_dir).out.splitlines())
+
+
+# ---- sample data ----
+
+# What each kind's records are said to hold (`shoal sample --help`, README):
+# (field, JMESPath, share of the records that must have a value of that type).
+SAMPLE_FIELDS = {
+    "github": [("type", "type", str, 1.0), ("actor.login", "actor.login", str, 1.0),
+               ("repo.name", "repo.name", str, 1.0), ("payload", "payload", dict, 1.0),
+               ("created_at", "created_at", str, 1.0), ("payload.size", "payload.size", int, 0.4)],
+    "zeek": [("_path", "_path", str, 1.0), ("_write_ts", "_write_ts", str, 1.0), ("ts", "ts", str, 1.0),
+             ("id.resp_p", '"id.resp_p"', int, 0.8), ("id.resp_h", '"id.resp_h"', str, 0.8),
+             ("id.orig_h", '"id.orig_h"', str, 0.8), ("query", "query", str, 0.3),
+             ("rcode_name", "rcode_name", str, 0.2), ("server_name", "server_name", str, 0.05)],
+}
+
+
+def test_sample_kinds_are_the_generators():
+    from shoal import sample
+    from shoal.cli.commands import SAMPLE_KINDS
+    assert sorted(kind for kind, _ in SAMPLE_KINDS.values()) == sorted(sample.KINDS)
+    assert sorted(SAMPLE_KINDS) == sorted(SAMPLE_FIELDS)
+
+
+@pytest.mark.parametrize("kind", ["github", "zeek"])
+def test_sample_writes_the_generators_records(shoal_cli, tmp_path, kind):
+    """The oracle is shoal.sample's own output for the same n and seed; the
+    records parse as NDJSON and hold the fields --help promises."""
+    from shoal import sample
+    from shoal.cli.commands import SAMPLE_KINDS
+    generate = sample.KINDS[SAMPLE_KINDS[kind][0]]
+    expected = generate(2000, 7)
+    assert shoal_cli("sample", kind, "-n", "2000", "--seed", "7").out == expected
+    assert shoal_cli("sample", kind, "-n", "2000", "--seed", "7", "-o", "-").out == expected
+    assert shoal_cli("sample", kind, "-n", "300").out == generate(300, 1), "seed 1 by default"
+    assert shoal_cli("sample", kind).out == generate(10_000, 1), "10,000 records by default"
+    r = shoal_cli("sample", kind, "-n", "2000", "--seed", "7", "-o", tmp_path / "s.ndjson.gz")
+    assert (r.code, r.out) == (0, b"")
+    assert r.err == f"{tmp_path / 's.ndjson.gz'}: 2,000 {kind} records (seed 7), " \
+                    f"{(tmp_path / 's.ndjson.gz').stat().st_size:,} bytes\n"
+    packed = (tmp_path / "s.ndjson.gz").read_bytes()
+    assert packed[:2] == b"\x1f\x8b" and gzip.decompress(packed) == expected
+    assert shoal_cli("sample", kind, "-n", "2000", "--seed", "7", "-o", tmp_path / "s.ndjson").code == 0
+    assert (tmp_path / "s.ndjson").read_bytes() == expected, "plain NDJSON unless the name ends in .gz"
+    assert shoal_cli("sample", kind, "-n", "2000", "--seed", "8").out != expected
+
+    lines = expected.split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 2001
+    records = [orjson.loads(line) for line in lines[:-1]]
+    assert all(isinstance(r, dict) for r in records)
+    for name, expression, typ, share in SAMPLE_FIELDS[kind]:
+        assert name in SAMPLE_KINDS[kind][1], f"--help names {name}"
+        have = sum(isinstance(v, typ) and not isinstance(v, bool) for v in
+                   (jmespath.search(expression, r) for r in records))
+        assert have >= share * len(records), (name, have)
+    assert shoal_cli("sample", kind, "-n", "0").out == b""
+
+
+def test_sample_errors(shoal_cli, tmp_path):
+    assert shoal_cli("sample", "nope").code == 2
+    assert shoal_cli("sample", "github", "-n", "-1").code == 2
+    assert shoal_cli("sample").code == 2
+    r = shoal_cli("sample", "zeek", "-n", "5", "-o", tmp_path / "missing" / "z.ndjson")
+    assert r.code == 1 and r.err.startswith(f"shoal: error: cannot write {tmp_path / 'missing' / 'z.ndjson'}: ")
+    assert not (tmp_path / "missing").exists()
 
 
 # ---- processes: a closed pipe, a real server ----

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -309,6 +310,38 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+# `shoal sample` names -> shoal.sample kinds, and what their records look
+# like (the command's --help). Static, so parsing the command line does not
+# import numpy; tests/test_cli.py checks that every kind of shoal.sample is here.
+SAMPLE_KINDS = {
+    "github": ("github_events",
+               "GitHub-archive-like events, ~1 KB each: type (PushEvent ~50%, CreateEvent, WatchEvent, ...), "
+               "actor.login, repo.name (a few popular repos, torvalds/linux the most, and a long tail), "
+               "payload (by type: payload.size and payload.commits for pushes, ...), created_at; text with "
+               "escapes and non-ASCII"),
+    "zeek": ("zeek_logs",
+             "Zeek-like network logs, ~400 B each, flat objects: _path (dns ~34%, ssl ~31%, weird, analyzer, "
+             "rdp, ... ldap_search), _write_ts, ts, uid, \"id.orig_h\", \"id.resp_h\", \"id.resp_p\" (one key "
+             "with a dot: quote it in JMESPath), dns query/rcode_name/answers, ssl server_name"),
+}
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .. import sample  # numpy: only when asked for
+    kind = SAMPLE_KINDS[args.kind][0]
+    if args.output in (None, "-"):
+        data = sample.KINDS[kind](args.n, args.seed)
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return 0
+    try:
+        path = sample.write(kind, args.n, args.output, seed=args.seed)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    err(f"{args.output}: {args.n:,} {args.kind} records (seed {args.seed}), {path.stat().st_size:,} bytes")
+    return 0
+
+
 # ---- argument parsing ----
 
 def _nonneg_int(text: str) -> int:
@@ -440,4 +473,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c = command("stats", _cmd_stats, "sizes, addresses, index and PSFs")
     c.add_argument("--json", action="store_true", help="machine-readable output")
+    c = command("sample", _cmd_sample, "write generated sample records (NDJSON) to try shoal on", located=False,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="kinds:\n" + "\n".join(textwrap.fill(looks, 79, initial_indent=f"  {name:<8}",
+                                                             subsequent_indent=" " * 10)
+                                                for name, (_, looks) in SAMPLE_KINDS.items())
+                       + "\n\nThe records depend only on KIND, -n and --seed: the same file on every machine.")
+    c.add_argument("kind", choices=list(SAMPLE_KINDS), metavar="KIND", help=", ".join(SAMPLE_KINDS))
+    c.add_argument("-n", type=_nonneg_int, default=10_000, help="how many records (default 10000)")
+    c.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    c.add_argument("-o", "--output", metavar="FILE",
+                   help="file to write, gzip-compressed when it ends in .gz (default: stdout, or -)")
     return p
