@@ -16,7 +16,8 @@ import pytest
 from shoal import sample
 
 REPO = Path(__file__).resolve().parents[1]
-# sha256 of KINDS[kind](n, seed=1). github_events is the benchmarks' workload:
+GENERATORS = {**sample.KINDS, "jenkins_jobs": sample.jenkins_jobs, "statuses": sample.statuses}
+# sha256 of GENERATORS[kind](n, seed=1). github_events is the benchmarks' workload:
 # its hash was taken from benchmarks/gen_events.py before the generator moved
 # to shoal.sample, and must never change (cached data and recorded figures).
 PINNED = {
@@ -33,19 +34,19 @@ def records(data: bytes) -> list[dict]:
 
 
 def test_every_kind_is_pinned():
-    assert set(PINNED) == set(sample.KINDS)
+    assert set(PINNED) == set(GENERATORS) and set(sample.KINDS) == {"github_events", "zeek_logs"}
     assert sorted(sample.__all__) == sample.__all__
 
 
 @pytest.mark.parametrize("kind", sorted(PINNED))
 def test_the_same_arguments_give_the_same_bytes(kind):
     n, digest = PINNED[kind]
-    data = sample.KINDS[kind](n)
+    data = GENERATORS[kind](n)
     assert hashlib.sha256(data).hexdigest() == digest
-    assert sample.KINDS[kind](n, seed=1) == data
-    assert sample.KINDS[kind](n, seed=2) != data
+    assert GENERATORS[kind](n, seed=1) == data
+    assert GENERATORS[kind](n, seed=2) != data
     assert len(records(data)) == n and all(isinstance(r, dict) for r in records(data))
-    assert sample.KINDS[kind](0) == b""
+    assert GENERATORS[kind](0) == b""
 
 
 def test_the_benchmark_script_writes_github_events(tmp_path):
@@ -140,5 +141,6 @@ def test_write(tmp_path, name):
     assert data == sample.zeek_logs(700, seed=4)
     again = sample.write("zeek_logs", 700, str(tmp_path / "again"), seed=4)
     assert again.read_bytes() == sample.zeek_logs(700, seed=4)
-    with pytest.raises(ValueError, match="unknown sample kind 'nope'"):
-        sample.write("nope", 1, tmp_path / "x")
+    for kind in ("nope", "statuses"):
+        with pytest.raises(ValueError, match=f"unknown sample kind '{kind}'"):
+            sample.write(kind, 1, tmp_path / "x")

@@ -13,8 +13,8 @@ machine and in any later version (tests/test_sample.py pins them by hash).
     jenkins_jobs(n, seed=1)   `{name, url, color}` jobs as a Jenkins API lists them, ~90 B
     statuses(n, seed=1)       Twitter-search-like statuses, ~2 KB: nested `user{}`,
                               `entities{}`, some `retweeted_status{}`; ids above 2**53
-    write(kind, n, path, seed=1)  KINDS[kind](n, seed) to a file; gzip when the name
-                              ends in .gz (mtime 0: no date in the file)
+    write(kind, n, path, seed=1)  KINDS[kind](n, seed) (github_events or zeek_logs) to
+                              a file; gzip when the name ends in .gz (mtime 0: no date)
 
 What makes them fair workloads:
 
@@ -57,9 +57,9 @@ from .jenkins import jobs as jenkins_jobs
 from .twitter import statuses
 from .zeek import logs as zeek_logs
 
-KINDS = {"github_events": github_events, "jenkins_jobs": jenkins_jobs, "statuses": statuses,
-         "zeek_logs": zeek_logs}
-"""Every generator by name: the `kind` of write()."""
+KINDS = {"github_events": github_events, "zeek_logs": zeek_logs}
+"""The generators of workloads by name: the `kind` of write() and of `shoal
+sample`. jenkins_jobs and statuses are small shapes for tests, not workloads."""
 
 __all__ = ["KINDS", "github_events", "github_value_counts", "jenkins_jobs", "statuses", "write", "zeek_logs"]
 
