@@ -1,7 +1,7 @@
 """shoal: a storage engine for raw JSON streams with predicated subset
 function (PSF) indexing, after FishStore."""
 from .config import ExpressionLimits, StoreConfig, parse_size
-from .errors import (CorruptionError, DiskFull, EvaluationBudgetExceeded, ExpressionTooDeep, ExpressionTooLong,
+from .errors import (AccessDenied, CorruptionError, DiskFull, EvaluationBudgetExceeded, ExpressionTooDeep, ExpressionTooLong,
                      IngestRejected, InputTooLarge, InvalidArgument, NativeIOError, ParseError, PSFDefinitionError, PSFError,
                      PSFExists, PSFNotFound, RecordTooLarge, RemoteError, ShoalError, StorageError, StoreClosed,
                      StoreLocked, TooManyPSFs)
@@ -16,6 +16,7 @@ from .store.store import Store, open
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDenied",
     "CheckpointInfo",
     "Client",
     "CompactionResult",

@@ -57,7 +57,7 @@ def _invalid(body: dict) -> Exception:
 # Error code -> exception: the reverse of shoal/api/errors.py's table.
 _ERRORS: dict[str, Any] = {
     "psf_not_found": lambda b: E.PSFNotFound(b.get("detail", "")),
-    "psf_exists": lambda b: E.PSFExists(b.get("detail", "")),
+    "psf_exists": lambda b: E.PSFExists(b.get("detail", ""), b.get("name"), b.get("definition")),
     "psf_definition_error": lambda b: E.PSFDefinitionError(b.get("detail", ""), position=b.get("position"),
                                                            expression=b.get("expression")),
     "expression_too_long": lambda b: E.ExpressionTooLong(b.get("detail", ""), position=b.get("position"),
@@ -86,6 +86,8 @@ _ERRORS: dict[str, Any] = {
     "io_error": lambda b: E.NativeIOError(b.get("detail", "")),
     "storage_error": lambda b: E.StorageError(b.get("detail", "")),
     "shoal_error": lambda b: E.ShoalError(b.get("detail", "")),
+    "unauthorized": lambda b: E.AccessDenied(401, "unauthorized", b.get("detail", ""), b),
+    "forbidden": lambda b: E.AccessDenied(403, "forbidden", b.get("detail", ""), b),
 }
 
 
@@ -249,11 +251,20 @@ def _peek(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
 class Client:
     """A shoal server's API as methods (see the module docstring)."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: float | None = 300.0,
-                 http: httpx.Client | None = None, chunk_bytes: int = CHUNK_BYTES):
+    def __init__(self, url: str = DEFAULT_URL, *, token: str | None = None, timeout: float | None = 300.0,
+                 verify: Any = True, http: httpx.Client | None = None, chunk_bytes: int = CHUNK_BYTES):
+        """`token`: sent as `Authorization: Bearer <token>` (default
+        $SHOAL_TOKEN; a server without tokens ignores it). `verify`: for
+        https URLs, True (the system's CAs, or $SSL_CERT_FILE), a CA bundle
+        path or an ssl.SSLContext, as httpx takes it."""
         self.url = url
         self.chunk_bytes = chunk_bytes
-        self._http = http or httpx.Client(base_url=url, timeout=httpx.Timeout(timeout, connect=10.0))
+        token = token if token is not None else os.environ.get("SHOAL_TOKEN") or None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if http is not None:
+            http.headers.update(headers)
+        self._http = http or httpx.Client(base_url=url, timeout=httpx.Timeout(timeout, connect=10.0),
+                                          headers=headers, verify=verify)
 
     def __enter__(self) -> Client:
         return self
@@ -301,11 +312,17 @@ class Client:
         return _ingest_result(r.json())
 
     # ---- PSFs ----
-    def register_psf(self, name: str, definition: str) -> PSF:
-        """Register a JMESPath PSF (callables cannot travel over HTTP)."""
+    def register_psf(self, name: str, definition: str, *, exist_ok: bool = False, replace: bool = False) -> PSF:
+        """Register a JMESPath PSF (callables cannot travel over HTTP);
+        exist_ok and replace as in Store.register_psf."""
         if not isinstance(definition, str):
             raise E.InvalidArgument("over HTTP a PSF definition must be a JMESPath str")
-        return _psf(self._call("POST", "/psfs", json={"name": name, "expr": definition}))
+        body: dict[str, Any] = {"name": name, "expr": definition}
+        if exist_ok:  # sent only when asked, so servers without the field still answer
+            body["exist_ok"] = True
+        if replace:
+            body["replace"] = True
+        return _psf(self._call("POST", "/psfs", json=body))
 
     def deregister_psf(self, name: str) -> PSF:
         return _psf(self._call("DELETE", _psf_path(name)))

@@ -17,7 +17,9 @@
     │   └── EvaluationBudgetExceeded  a scan's expression took more than
     │                              max_eval_steps or max_eval_bytes on one record
     ├── RemoteError                a server answered with an error that has no
-    │                              class of its own here: .status, .code, .body
+    │   │                          class of its own here: .status, .code, .body
+    │   └── AccessDenied           the server wants a token (401 unauthorized) or
+    │                              a write token (403 forbidden)
     └── StorageError
         ├── StoreClosed            the store was closed
         ├── StoreLocked            another process holds the data directory
@@ -99,7 +101,15 @@ class PSFNotFound(PSFError, KeyError):
 
 
 class PSFExists(PSFError):
-    """A PSF with that name is already registered and active."""
+    """A PSF with that name is already registered and active. `definition`
+    is its expression (None for a Python callable, or when not known).
+    Registering with exist_ok accepts an active PSF of the same definition;
+    replace swaps in a different one."""
+
+    def __init__(self, message: str, name: str | None = None, definition: str | None = None):
+        self.name = name
+        self.definition = definition
+        super().__init__(message)
 
 
 class TooManyPSFs(PSFError):
@@ -167,6 +177,12 @@ class RemoteError(ShoalError):
         self.code = code
         self.body = body or {}
         super().__init__(f"{status} {code}: {detail}" if detail else f"{status} {code}")
+
+
+class AccessDenied(RemoteError):
+    """Raised by shoal.Client when the server refused the request's token:
+    status 401 (code "unauthorized": no token, or one it does not know) or
+    403 ("forbidden": a read token on a route that writes)."""
 
 
 class StorageError(ShoalError):

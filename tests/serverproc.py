@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -26,18 +27,19 @@ class ServerProcess:
     module "shoal.api.server" takes server flags directly; "shoal.cli" gets
     the `serve` subcommand first."""
 
-    def __init__(self, data_dir: Path, *args: str, module: str = "shoal.api.server"):
+    def __init__(self, data_dir: Path, *args: str, module: str = "shoal.api.server", env: dict | None = None,
+                 scheme: str = "http", verify: Any = True):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         sub = ["serve"] if module == "shoal.cli" else []
         argv: Sequence[str] = [sys.executable, "-m", module, *sub, "--data", str(data_dir),
                                "--port", str(self.port), "--log-level", "warning", "--no-access-log", *args]
-        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 30
         while True:
             assert self.proc.poll() is None, self.proc.stdout.read().decode()
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=1, verify=verify).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..store.store import Store
 from . import errors
+from .auth import Authenticate, Tokens, required_role, Role
 from .limits import IngestSlots, SendTimeout, ServerLimits
 from .metrics import Metrics
 from .routes import admin, keys, psfs, query, records
@@ -33,10 +34,11 @@ ingested, as NDJSON streams. Errors are `{"error": code, "detail": message}`.
 
 
 def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: bool = False,
-               limits: ServerLimits | None = None) -> FastAPI:
+               limits: ServerLimits | None = None, tokens: Tokens | None = None) -> FastAPI:
     """An app serving `store`. `max_body_bytes` limits POST /records bodies
     (413 beyond it; None: no limit); `limits` bounds what slow clients may
-    hold (limits.py; None: the defaults)."""
+    hold (limits.py; None: the defaults); `tokens` are the bearer tokens it
+    accepts (auth.py; None or no write token: every request may write)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,8 +58,40 @@ def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: 
     for module in (records, keys, query, psfs, admin):
         app.include_router(module.router)
     app.add_middleware(SendTimeout, timeout_s=limits.send_timeout_s)
+    app.state.tokens = tokens = tokens or Tokens()
+    if tokens.enabled:
+        # Outside everything but the counting: a refused request reaches no
+        # route and no body is read (auth.py).
+        app.add_middleware(Authenticate, tokens=tokens)
+        _describe_security(app)
     app.add_middleware(_CountResponses, metrics=app.state.metrics)
     return app
+
+
+def _describe_security(app: FastAPI) -> None:
+    """The OpenAPI description says which routes need which token, so /docs
+    offers an Authorize button and clients generated from it send one."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "a write token, or a read token for routes that change nothing"}}
+        for path, ops in schema.get("paths", {}).items():
+            for method, op in ops.items():
+                role = required_role(method.upper(), path)
+                if role is Role.NONE:
+                    op["security"] = []
+                else:
+                    op["security"] = [{"bearer": []}]
+                    op["x-shoal-role"] = role.name.lower()
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _shut_down(store: Store) -> None:

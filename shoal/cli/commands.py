@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..config import parse_size
-from ..errors import IngestRejected, InvalidArgument, ShoalError, StoreLocked
+from ..errors import IngestRejected, InvalidArgument, PSFExists, PSFNotFound, ShoalError, StoreLocked
 from ..psf import parse_query_value
 from . import progress
 from .output import (
@@ -32,8 +32,6 @@ from .output import (
 from .progress import ingest_with_progress, read_chunks
 
 DEFAULT_DATA = "./shoal-data"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 # `shoal ingest` stored some records and skipped bad ones: not a plain
 # success (a stream whose lines are mostly junk must not pass unnoticed),
 # not an error either (3, as other tools do for partial success: rsync 23).
@@ -93,7 +91,7 @@ def _connect(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]
             raise InvalidArgument(f"the HTTP client is not available ({exc})") from None
         import httpx
         try:
-            with Client(where) as client:
+            with Client(where, token=getattr(args, "token", None)) as client:
                 yield client
         except httpx.TransportError as exc:
             raise ShoalError(f"talking to the server at {where} failed: {exc}") from None
@@ -116,39 +114,11 @@ def _connect(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]
 # ---- commands ----
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    data = getattr(args, "data", None) or os.environ.get("SHOAL_DATA") or DEFAULT_DATA
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     try:
-        from ..api.server import limit_settings, serve
-        serve(data, args.host, args.port, memory=args.memory, page_size=args.page_size,
-              max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log,
-              **limit_settings(args),
-              **({"key": args.key} if args.key else {}), **_retention(args),
-              **_expression_limits(args))
+        from ..api.server import run_from_args
     except ImportError as exc:
         raise InvalidArgument(f"the HTTP server is not available: {exc}") from None
-    except StoreLocked:
-        raise StoreLocked(f"the data directory {data} is held by another process (is a server already "
-                          f"running on it?)") from None
-    return 0
-
-
-def _retention(args: argparse.Namespace) -> dict:
-    """serve's retention flags as StoreConfig fields."""
-    out: dict[str, Any] = {}
-    if args.retain:
-        out["retain_bytes"] = parse_size(args.retain)
-    if args.retain_seconds is not None:
-        out["retain_seconds"] = args.retain_seconds
-    if args.timestamp:
-        out["timestamp_expression"] = args.timestamp
-    return out
-
-
-def _expression_limits(args: argparse.Namespace) -> dict:
-    """serve's expression limit flags as StoreConfig fields."""
-    from ..api.server import expression_settings  # imports without the web stack
-    return expression_settings(args)
+    return run_from_args(args, args.serve_parser)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -199,10 +169,31 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_psf_add(args: argparse.Namespace) -> int:
     with _connect(args, create=True) as target:
-        psf = target.register_psf(args.name, args.expression)
+        before = _active(target, args.name)
+        try:
+            psf = target.register_psf(args.name, args.expression, exist_ok=args.exist_ok, replace=args.replace)
+        except PSFExists as exc:
+            exc.add_note(f"`shoal psf add --replace {args.name} ...` registers the new expression in its place; "
+                         f"`shoal psf rm {args.name}` deregisters it")
+            raise
         row = psf_row(psf)
-        print(f"registered PSF {row[0]} (id {row[1]}, {row[2]}, {row[4]}): {row[5]}")
+        if before is not None and before == _active_of(psf):
+            print(f"PSF {row[0]} is already active with this definition (id {row[1]}): {row[5]}")
+        else:
+            print(f"registered PSF {row[0]} (id {row[1]}, {row[2]}, {row[4]}): {row[5]}")
     return 0
+
+
+def _active(target: Any, name: str) -> tuple | None:
+    """(id, open range) of the active PSF `name`, or None."""
+    try:
+        return _active_of(target.psf(name))
+    except PSFNotFound:
+        return None
+
+
+def _active_of(psf: Any) -> tuple | None:
+    return (psf.id, psf.ranges[-1]) if psf.active else None
 
 
 def _cmd_psf_rm(args: argparse.Namespace) -> int:
@@ -376,6 +367,8 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--url", default=argparse.SUPPRESS, help="a running server, e.g. http://127.0.0.1:8765")
     group.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
                        help="a data directory no server holds (default ./shoal-data)")
+    group.add_argument("--token", metavar="TOKEN", default=argparse.SUPPRESS,
+                       help="with --url: the server's read or write token (default $SHOAL_TOKEN)")
     p = argparse.ArgumentParser(
         prog="shoal", parents=[where],
         description="Store raw JSON streams and query them by PSFs (JMESPath expressions).",
@@ -389,26 +382,13 @@ def _parser() -> argparse.ArgumentParser:
         c.set_defaults(run=run)
         return c
 
-    c = command("serve", _cmd_serve, "run the HTTP server on a data directory", located=False)
-    c.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS, help="data directory (default $SHOAL_DATA or ./shoal-data)")
-    c.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
-    c.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    c.add_argument("--memory", type=_size, default="1GiB", help="memory for log pages (default 1GiB)")
-    c.add_argument("--page-size", type=_size, help="log page size of a new store (default 4MiB)")
-    c.add_argument("--max-body", type=_size, help="largest POST /records body (default: no limit)")
-    from ..api.server import add_limit_flags  # imports without the web stack
-    add_limit_flags(c)
-    c.add_argument("--no-access-log", action="store_true")
-    c.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    c.add_argument("--key", metavar="EXPR", help="create a keyed store: JMESPath giving each record's key")
-    c.add_argument("--retain", type=_size, metavar="SIZE",
-                   help="retention: keep about the newest SIZE of log (background compaction)")
-    c.add_argument("--retain-seconds", type=float, metavar="N",
-                   help="retention: drop records older than N seconds (needs --timestamp)")
-    c.add_argument("--timestamp", metavar="EXPR",
-                   help="JMESPath giving a record's time (epoch seconds or ms, or ISO-8601)")
-    from ..api.server import add_expression_flags  # imports without the web stack
-    add_expression_flags(c)
+    c = command("serve", _cmd_serve, "run the HTTP server on a data directory", located=False,
+                epilog="Settings come from flags, then the environment ($SHOAL_DATA, $SHOAL_TOKEN, "
+                       "$SHOAL_READ_TOKEN), then a TOML file (--config or $SHOAL_CONFIG) whose keys are these "
+                       "flags' names without the dashes.")
+    from ..api.settings import add_serve_flags  # imports without the web stack
+    add_serve_flags(c)
+    c.set_defaults(serve_parser=c)
 
     c = command("ingest", _cmd_ingest, "store the records of NDJSON / JSON array files (.gz too; - is stdin)",
                 epilog="Each FILE is one ingest call. Exit status 0 when every record was stored; "
@@ -432,6 +412,10 @@ def _parser() -> argparse.ArgumentParser:
     c = psf_sub.add_parser("add", parents=[where], help="register a PSF: NAME and a JMESPath expression")
     c.add_argument("name")
     c.add_argument("expression")
+    c.add_argument("--exist-ok", action="store_true",
+                   help="NAME already active with this EXPRESSION is not an error (scripts that run twice)")
+    c.add_argument("--replace", action="store_true",
+                   help="NAME active with another expression: deregister it and register this one, in one step")
     c.set_defaults(run=_cmd_psf_add)
     c = psf_sub.add_parser("ls", parents=[where], help="list PSFs (also inactive ones)")
     c.add_argument("--json", action="store_true", help="machine-readable output")

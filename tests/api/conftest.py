@@ -38,20 +38,34 @@ from serverproc import free_port  # noqa: E402  (one helper for tests/api and th
 
 
 @pytest.fixture
-def live_url(app):
+def live_url_for():
+    """live_url_for(app) -> base URL of `app` served by uvicorn on a free port
+    in a thread (stopped at teardown)."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def serve(app) -> str:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                               lifespan="on", http="httptools"))
+        t = threading.Thread(target=server.run, daemon=True)
+        t.start()
+        servers.append((server, t))
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert t.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.01)
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for server, t in servers:
+        server.should_exit = True
+        t.join(10)
+
+
+@pytest.fixture
+def live_url(app, live_url_for):
     """Base URL of `app` served by uvicorn in a thread (stopped at teardown)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on", http="httptools"))
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert t.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    t.join(10)
+    return live_url_for(app)
 
 
 def lines(body: bytes) -> list[bytes]:
