@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..store.store import Store
 from . import errors
-from .auth import Authenticate, Tokens, required_role, Role
+from .auth import Authenticate, Role, Tokens, required_role
 from .limits import IngestSlots, SendTimeout, ServerLimits
 from .metrics import Metrics
 from .routes import admin, keys, psfs, query, records
