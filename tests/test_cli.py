@@ -307,6 +307,21 @@ def test_psf_errors(shoal_cli, data_dir):
     assert r.code == 1 and "invalid JMESPath expression" in r.err
 
 
+def test_psf_add_exist_ok_and_replace(shoal_cli, data_dir):
+    assert shoal_cli("psf", "add", "type", "type", "--data", data_dir).code == 0
+    r = shoal_cli("psf", "add", "type", "type", "--exist-ok", "--data", data_dir)
+    assert (r.code, r.out) == (0, b"PSF type is already active with this definition (id 0): type\n")
+    r = shoal_cli("psf", "add", "type", "actor.login", "--exist-ok", "--data", data_dir)
+    assert r.code == 1 and "already active, defined as 'type'" in r.err and "--replace" in r.err
+    assert shoal_cli("ingest", GITHUB, "--data", data_dir).code == 0
+    r = shoal_cli("psf", "add", "type", "actor.login", "--replace", "--data", data_dir)
+    assert (r.code, r.out) == (0, b"registered PSF type (id 1, projection, native): actor.login\n")
+    with shoal.open(data_dir) as store:
+        tail = store.tail_address
+        assert [(p.id, p.definition, p.ranges) for p in store.psfs()] == [(1, "actor.login", [(tail, None)])]
+        assert [(p.id, p.ranges) for p in store._registry.retired()] == [(0, [(64, tail)])]
+
+
 # ---- where the store is ----
 
 def test_locked_data_dir_points_at_url(shoal_cli, data_dir):
@@ -486,6 +501,10 @@ def test_url_mode_against_a_real_server(shoal_cli, served, data_dir, real_data, 
     assert r.code == 0 and "875 records" in r.err and f"{JOBS}: 875 ingested" in r.err
     monkeypatch.setenv("SHOAL_URL", url)
     assert shoal_cli("psf", "add", *PSFS[-1]).code == 0
+    r = shoal_cli("psf", "add", *PSFS[-1], "--exist-ok")
+    assert r.code == 0 and r.out.startswith(b"PSF hadoop is already active with this definition")
+    r = shoal_cli("psf", "add", PSFS[-1][0], "name", "--exist-ok")
+    assert r.code == 1 and "already active, defined as \"contains(name, 'hadoop')\"" in r.err
 
     log = Log(real_data("github_events") + real_data("twitter_statuses") + real_data("apache_builds_jobs"))
     with shoal.Client(url) as client:

@@ -118,6 +118,8 @@ def extra_fields(exc: BaseException) -> dict[str, Any]:
         return {"position": exc.position, "expression": exc.expression}
     if isinstance(exc, E.TooManyPSFs):
         return {"limit": exc.limit}
+    if isinstance(exc, E.PSFExists):
+        return {"name": exc.name, "definition": exc.definition}
     if isinstance(exc, E.EvaluationBudgetExceeded):
         return {"limit": exc.limit, "address": exc.address}
     if isinstance(exc, E.ParseError):

@@ -54,6 +54,11 @@ class IngestOut(BaseModel):
 class PSFIn(_Body):
     name: str = Field(min_length=1, max_length=128, examples=["repo"])
     expr: str = Field(description="a JMESPath expression", examples=["repo.name"])
+    exist_ok: bool = Field(False, description="a PSF of this name already active with the same `expr` is "
+                                              "not an error: it is answered as it is (200, no new range)")
+    replace: bool = Field(False, description="a PSF of this name active with another `expr` is deregistered "
+                                             "and this one registered from the same address on, in one step "
+                                             "(201); with the same `expr`, as exist_ok")
 
 
 class PSFOut(BaseModel):

@@ -205,6 +205,13 @@ def callable_fingerprint(func: Callable[..., Any]) -> str | None:
     return h.hexdigest()
 
 
+def _shown(psf: PSF) -> str:
+    """A PSF's definition as an error message shows it."""
+    if psf.definition is not None:
+        return repr(psf.definition)
+    return "a Python callable" + (f" of fields {list(psf.fields)!r}" if psf.fields is not None else "")
+
+
 def _check_name(name: Any) -> None:
     if not isinstance(name, str):
         raise InvalidArgument(f"a PSF name must be a str, not {type(name).__name__}")
@@ -299,11 +306,18 @@ class Registry:
     # ---- changes ------------------------------------------------------------
 
     def register(self, name: str, definition: str | Callable[..., Any], *,
-                 fields: Iterable[str] | None = None, address: int, begin: int = 0) -> PSF:
+                 fields: Iterable[str] | None = None, address: int, begin: int = 0,
+                 exist_ok: bool = False, replace: bool = False) -> PSF:
         """Activate a PSF from log address `address` on (`begin`: the log's
         begin address; ranges below it are dropped). Raises PSFExists if
         `name` is active, TooManyPSFs if `max_active` are, PSFDefinitionError
-        for a bad expression, InvalidArgument for bad arguments."""
+        for a bad expression, InvalidArgument for bad arguments.
+
+        `name` active with the same definition: with exist_ok (or replace)
+        that PSF is returned unchanged (no new range, nothing saved).
+        `name` active with another definition: PSFExists, unless replace,
+        which deregisters it at `address` and registers the new definition
+        from `address` on, in one change (one save: both or neither)."""
         _check_name(name)
         address = _check_address(address)
         if isinstance(definition, str):
@@ -324,12 +338,22 @@ class Registry:
         with self._lock:
             snap = self._snapshot()
             old = self._by_name.get(name)
+            replacing = False
             if old is not None and old.active:
-                raise PSFExists(f"PSF {name!r} is already registered and active")
-            n_active = sum(1 for p in self._by_name.values() if p.active)
+                if self._same_definition(old, definition, field_texts, fingerprint) and (exist_ok or replace):
+                    return old
+                if not replace:
+                    raise PSFExists(f"PSF {name!r} is already active, defined as {_shown(old)}; to "
+                                    f"change it, deregister it first (or register with replace)",
+                                    name=name, definition=old.definition)
+                replacing = True
+            n_active = sum(1 for p in self._by_name.values() if p.active) - replacing
             if n_active >= self.max_active:
                 raise TooManyPSFs(f"{n_active} PSFs are active, the most this store allows (max_active_psfs="
                                   f"{self.max_active}); deregister one first", limit=self.max_active)
+            if replacing:  # undone with the rest by _save_locked(snap) if the save fails
+                assert old is not None
+                self._close_locked(old, address)
             self._drop_below_locked(begin)
             if old is not None and self._same_definition(old, definition, field_texts, fingerprint):
                 last_end = old.ranges[-1][1] if old.ranges else None

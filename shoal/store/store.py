@@ -246,16 +246,24 @@ class Store:
         return self._compiled_state
 
     def register_psf(self, name: str, definition: str | Callable[..., Any], *,
-                     fields: Sequence[str] | None = None) -> PSF:
+                     fields: Sequence[str] | None = None, exist_ok: bool = False, replace: bool = False) -> PSF:
         """Register a PSF: a JMESPath expression, or a callable receiving the
         values of `fields` (or the parsed record when fields is None). Every
         record ingested from now on is indexed by it; queries over older
-        records scan them, so answers are complete either way."""
+        records scan them, so answers are complete either way.
+
+        A name that is active raises PSFExists (its message shows the
+        current definition), except: with `exist_ok=True` and the same
+        definition, the active PSF is returned as it is (no new range), so
+        setup code may run twice; with `replace=True` a different definition
+        takes the name over: the old PSF is deregistered and the new one
+        registered at the same tail address, under the writer lock (no
+        record lands between), in one save of the registry."""
         with self._write_lock:
             self._check_open()
             try:
                 return self._registry.register(name, definition, fields=fields, address=self._log.tail_address,
-                                               begin=self._log.begin_address)
+                                               begin=self._log.begin_address, exist_ok=exist_ok, replace=replace)
             finally:  # also after a failed save: ingest indexes what the registry says
                 self._compiled_state = self._compile()
 

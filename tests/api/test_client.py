@@ -82,6 +82,18 @@ def test_psfs(c, store):
         assert c.deregister_psf(odd).name == odd and not store.psf(odd).active
 
 
+def test_register_exist_ok_and_replace(c, store):
+    p = c.register_psf("path", "_path", exist_ok=True)
+    again = c.register_psf("path", "_path", exist_ok=True)
+    assert (again.id, again.ranges) == (p.id, p.ranges) and len(store.psfs()) == 1
+    with pytest.raises(shoal.PSFExists) as e:
+        c.register_psf("path", "x", exist_ok=True)
+    assert (e.value.name, e.value.definition) == ("path", "_path")
+    c.ingest(b'{"_path":"dns"}\n')
+    new = c.register_psf("path", "x", replace=True)
+    assert new.id != p.id and new.ranges == [(store.tail_address, None)] and store.psf("path").definition == "x"
+
+
 def test_errors_are_the_library_exceptions(c):
     c.register_psf("path", "_path")
     with pytest.raises(shoal.PSFExists) as e:

@@ -143,6 +143,28 @@ async def test_psf_lifecycle(client, store):
     assert r.json()["id"] == p["id"] and len(r.json()["ranges"]) == 2
 
 
+async def test_psf_exist_ok_and_replace(client, store):
+    """exist_ok: the same expression answers 200 with the PSF as it is (the
+    registry unchanged); replace: 201, the old one retired at the tail."""
+    first = await client.post("/psfs", json={"name": "t", "expr": "type", "exist_ok": True})
+    assert first.status_code == 201
+    await client.post("/records", content=b'{"type":"A"}\n')
+    again = await client.post("/psfs", json={"name": "t", "expr": "type", "exist_ok": True})
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert [(p.id, p.ranges) for p in store.psfs()] == [(first.json()["id"], [(64, None)])]
+    body = assert_error(await client.post("/psfs", json={"name": "t", "expr": "n", "exist_ok": True}), 409,
+                        "psf_exists")
+    assert (body["name"], body["definition"]) == ("t", "type") and "deregister it first" in body["detail"]
+    same = await client.post("/psfs", json={"name": "t", "expr": "type", "replace": True})
+    assert (same.status_code, same.json()) == (200, first.json())
+    tail = store.tail_address
+    r = await client.post("/psfs", json={"name": "t", "expr": "n", "replace": True})
+    assert r.status_code == 201 and r.json()["id"] != first.json()["id"] and r.json()["ranges"] == [[tail, None]]
+    assert [(p.definition, p.ranges) for p in store.psfs()] == [("n", [(tail, None)])]
+    assert [(p.definition, p.ranges) for p in store._registry.retired()] == [("type", [(64, tail)])]
+    assert_error(await client.post("/psfs", json={"name": "t", "expr": "n"}), 409, "psf_exists")
+
+
 async def test_psf_names_with_slashes_and_reserved_characters(client, store):
     """Names are percent-encoded in paths; "/" in a name works in
     GET/DELETE /psfs/{name} and GET /psfs/{name}/records, and a name ending

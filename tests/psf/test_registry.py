@@ -45,6 +45,64 @@ def test_active_name_conflicts(reg_path):
         reg.register("t", "other", address=70)
 
 
+def test_exist_ok_accepts_the_same_definition_only(reg_path):
+    reg = Registry(reg_path)
+    t = reg.register("t", "type", address=64)
+    saved = reg_path.read_bytes()
+    assert reg.register("t", "type", address=90, exist_ok=True) is t
+    assert t.ranges == [(64, None)] and reg_path.read_bytes() == saved  # no new range, nothing written
+    with pytest.raises(PSFExists) as e:
+        reg.register("t", "repo.name", address=90, exist_ok=True)
+    assert (e.value.name, e.value.definition) == ("t", "type")
+    assert "'type'" in str(e.value) and "deregister it first" in str(e.value)
+    assert reg.get("t") is t and t.ranges == [(64, None)] and reg_path.read_bytes() == saved
+    # a callable: the same function (fields and code) is the same definition
+    f = reg.register("f", lambda v: v, fields=["a"], address=64)
+    assert reg.register("f", lambda v: v, fields=["a"], address=90, exist_ok=True) is f
+    with pytest.raises(PSFExists, match=r"defined as a Python callable of fields \['a'\]; to change it"):
+        reg.register("f", lambda v: v, fields=["b"], address=90, exist_ok=True)
+    with pytest.raises(PSFExists):
+        reg.register("f", lambda v: not v, fields=["a"], address=90, exist_ok=True)
+    assert f.ranges == [(64, None)]
+    # a name not active: exist_ok registers as usual
+    assert reg.register("n", "x", address=95, exist_ok=True).ranges == [(95, None)]
+
+
+def test_replace_swaps_the_definition_at_one_address(reg_path):
+    reg = Registry(reg_path)
+    old = reg.register("t", "type", address=64)
+    assert reg.register("t", "type", address=100, replace=True) is old and old.ranges == [(64, None)]
+    new = reg.register("t", "repo.name", address=200, replace=True)
+    assert new is not old and new.id != old.id and new.definition == "repo.name"
+    assert new.ranges == [(200, None)] and old.ranges == [(64, 200)] and not old.active
+    assert reg.get("t") is new and [p.id for p in reg.retired()] == [old.id]
+    again = Registry(reg_path)  # saved as one change
+    assert again.get("t").ranges == [(200, None)] and [p.ranges for p in again.retired()] == [[(64, 200)]]
+    # replacing a PSF registered at this very address: the old one indexed nothing
+    newer = reg.register("t", "actor", address=200, replace=True)
+    assert newer.ranges == [(200, None)] and new.ranges == []
+    # a name not active: replace registers as usual
+    assert reg.register("u", "x", address=210, replace=True).ranges == [(210, None)]
+
+
+def test_replace_at_the_active_bound_and_failed_saves_change_nothing(reg_path, monkeypatch):
+    reg = Registry(reg_path, max_active=1)
+    old = reg.register("t", "type", address=64)
+    new = reg.register("t", "repo.name", address=100, replace=True)  # the old one's place frees the slot
+    assert reg.active() == [new]
+    saved = reg_path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(registry_mod.os, "replace", boom)
+    with pytest.raises(NativeIOError):
+        reg.register("t", "actor", address=150, replace=True)
+    monkeypatch.undo()
+    assert reg.get("t") is new and new.ranges == [(100, None)] and old.ranges == [(64, 100)]
+    assert [p.id for p in reg.retired()] == [old.id] and reg_path.read_bytes() == saved
+
+
 def test_deregister_and_resume_same_definition(reg_path):
     reg = Registry(reg_path)
     p = reg.register("t", "type", address=64)

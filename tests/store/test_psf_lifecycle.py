@@ -101,6 +101,34 @@ def test_deregister_register_without_ingest_between(store, real_data):
     _check(store, log, "type", "actor.login")
 
 
+def test_exist_ok_and_replace(open_store, store_path, real_data):
+    """Setup code that registers its PSFs runs twice (exist_ok: the same
+    PSFs, no new ranges, also after a reopen); replace swaps a definition
+    at one address, and every answer is then the new definition's."""
+    raws = real_data("zeek_wrccdc2018", 6000)
+    parts = _chunks(raws, 3)
+    log = Log()
+    store = open_store()
+    first = store.register_psf("p", "_path", exist_ok=True)
+    _ingest(store, log, parts[0])
+    assert store.register_psf("p", "_path", exist_ok=True) is first and first.ranges == [(64, None)]
+    with pytest.raises(shoal.PSFExists, match="defined as '_path'"):
+        store.register_psf("p", "proto", exist_ok=True)
+    store.close()
+    store = open_store()
+    again = store.register_psf("p", "_path", exist_ok=True)
+    assert (again.id, again.ranges) == (first.id, [(64, None)]) and store.psfs() == [again]
+    _ingest(store, log, parts[1])
+    _check(store, log, "p", "_path")
+    at = store.tail_address
+    new = store.register_psf("p", "proto", replace=True)
+    assert new.id != first.id and new.ranges == [(at, None)]
+    assert [(p.id, p.ranges) for p in store._registry.retired()] == [(first.id, [(64, at)])]
+    _check(store, log, "p", "proto")  # the old definition's index never answers
+    _ingest(store, log, parts[2])
+    _check(store, log, "p", "proto")
+
+
 def test_many_psfs_come_and_go(store, real_data):
     """Several PSFs with overlapping active ranges; query_all/any over them."""
     raws = real_data("github_events") * 4
