@@ -282,7 +282,12 @@ class Client:
 
     def _stream(self, path: str, body: dict | None = None, params: dict | None = None,
                 method: str = "POST") -> RecordStream:
-        params = dict(params or {}, with_address="true")
+        # Records come back with their addresses: a body field of POST
+        # /query and /scan (like limit and order), a query parameter of GET.
+        if body is not None:
+            body = dict(body, with_address=True)
+        else:
+            params = dict(params or {}, with_address="true")
         req = self._http.build_request(method, path, json=body, params=params)
         r = self._http.send(req, stream=True)
         if not r.is_success:

@@ -103,6 +103,9 @@ class _Range(_Body):
     to_address: int | None = Field(None, ge=0, strict=True, description="only records before this address")
     include_superseded: bool = Field(False, description="keyed stores: also older versions of keys and "
                                                         "deleted ones (default: live versions only)")
+    with_address: bool = Field(False, description='wrap each record as {"address": a, "record": <record>} '
+                                                  '(the query parameter of the same name works too; given '
+                                                  'both ways, they must agree)')
 
 
 class QueryIn(_Range):

@@ -41,9 +41,32 @@ async def loaded(client, store, real_data):
 
 
 async def post(client, path, body):
-    r = await client.post(path, json=body, params={"with_address": "true"})
+    r = await client.post(path, json={**body, "with_address": True})
     assert r.status_code == 200, r.text
     return pairs(r.content)
+
+
+@pytest.mark.parametrize("path, body", [("/query", {"psf": "type", "value": "PushEvent", "limit": 9}),
+                                        ("/scan", {"expr": "type == 'PushEvent'", "limit": 9})])
+async def test_with_address_in_the_body_or_the_query_string(client, loaded, path, body):
+    """with_address is a body field like limit and order; the query
+    parameter still works, both ways at once must agree (else 400)."""
+    expected = loaded.query("type", "PushEvent", limit=9)
+    assert len(expected) == 9
+    for params, extra in (({}, {"with_address": True}), ({"with_address": "true"}, {}),
+                          ({"with_address": "true"}, {"with_address": True})):
+        r = await client.post(path, json={**body, **extra}, params=params)
+        assert r.status_code == 200 and pairs(r.content) == expected, (params, extra)
+    raws = [raw + b"\n" for _, raw in expected]
+    for params, extra in (({}, {}), ({}, {"with_address": False}), ({"with_address": "false"}, {}),
+                          ({"with_address": "false"}, {"with_address": False})):
+        r = await client.post(path, json={**body, **extra}, params=params)
+        assert r.status_code == 200 and r.content == b"".join(raws), (params, extra)
+    for params, extra in (({"with_address": "true"}, {"with_address": False}),
+                          ({"with_address": "false"}, {"with_address": True})):
+        err = assert_error(await client.post(path, json={**body, **extra}, params=params), 400,
+                           "invalid_argument")
+        assert "with_address" in err["detail"] and "give it once" in err["detail"]
 
 
 @pytest.mark.parametrize("name", sorted(PSFS))

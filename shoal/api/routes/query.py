@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from ...errors import InvalidArgument
 from ...psf import parse_query_value
 from ...store.record import RecordBatch
 from ...store.store import Store
@@ -26,6 +27,10 @@ from ..streaming import ndjson_chunks
 router = APIRouter(tags=["queries"])
 
 WithAddress = Annotated[bool, Query(description='wrap each record as {"address": a, "record": <record>}')]
+# POST /query and /scan take with_address in the body, like limit and order;
+# the query parameter still works there (None: not given).
+WithAddressParam = Annotated[bool | None, Query(description='as the body field `with_address` (kept for '
+                                                            'compatibility; given both ways, they must agree)')]
 
 
 async def _stream(request: Request, kind: str, with_address: bool,
@@ -58,13 +63,14 @@ async def _stream(request: Request, kind: str, with_address: bool,
                          "compared by JSON semantics (1 equals 1.0); `value` defaults to true (what a "
                          "predicate PSF indexes).")
 async def query(body: QueryIn, request: Request, store: Annotated[Store, Depends(deps.store)],
-                with_address: WithAddress = False) -> StreamingResponse:
+                with_address: WithAddressParam = None) -> StreamingResponse:
     mode, conditions = body.conditions()
+    address_lines = _address_lines(body, with_address)
 
     def run(c: cancel.Cancel) -> Iterator[RecordBatch]:
         return store.query_batches(conditions, mode="any" if mode == "any" else "all", cancel=c, **_range(body))
 
-    return await _stream(request, mode, with_address, run)
+    return await _stream(request, mode, address_lines, run)
 
 
 @router.get("/psfs/{name:path}/records", summary="Query one PSF (NDJSON stream)", tags=["psfs"],
@@ -96,9 +102,21 @@ async def query_psf(
                          "(`evaluation_budget_exceeded`, with the record's `address`; once records have "
                          "streamed, the stream is cut instead). The scan stops when the client goes away.")
 async def scan(body: ScanIn, request: Request, store: Annotated[Store, Depends(deps.store)],
-               with_address: WithAddress = False) -> StreamingResponse:
-    return await _stream(request, "scan", with_address,
+               with_address: WithAddressParam = None) -> StreamingResponse:
+    return await _stream(request, "scan", _address_lines(body, with_address),
                          lambda c: store.scan_batches(body.expr, cancel=c, **_range(body)))
+
+
+def _address_lines(body: QueryIn | ScanIn, query_value: bool | None) -> bool:
+    """with_address from the body or the query parameter (kept for clients
+    written before it was a body field): either may be given; two that
+    differ are a mistake, not something to pick between."""
+    if "with_address" not in body.model_fields_set:
+        return bool(query_value)
+    if query_value is not None and query_value != body.with_address:
+        raise InvalidArgument(f"with_address is {str(body.with_address).lower()} in the body but "
+                              f"{str(query_value).lower()} in the query string; give it once")
+    return body.with_address
 
 
 def _range(body: Any) -> dict[str, Any]:
