@@ -34,7 +34,11 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import httpx
+try:
+    import httpx
+except ImportError as _exc:  # an optional dependency (shoal[client]): Client() says how to install it
+    httpx = None  # type: ignore[assignment]
+    _HTTPX_MISSING = str(_exc)
 
 from . import errors as E
 from .ingest.result import IngestError, IngestResult
@@ -46,8 +50,18 @@ from .store.record import Record, make_records, split_address_lines
 __all__ = ["Client", "RecordStream"]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
+INSTALL_HINT = "pip install 'shoal[client]'"
 CHUNK_BYTES = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
+
+
+def require_httpx() -> None:
+    """Raise ModuleNotFoundError with the install hint when httpx, which the
+    client needs and the library does not, could not be imported (shoal
+    imports without it; only a Client cannot be made)."""
+    if httpx is None:
+        raise ModuleNotFoundError(f"shoal.Client needs httpx, which could not be imported ({_HTTPX_MISSING}); "
+                                  f"install it with: {INSTALL_HINT}", name="httpx")
 
 
 def _invalid(body: dict) -> Exception:
@@ -257,6 +271,7 @@ class Client:
         $SHOAL_TOKEN; a server without tokens ignores it). `verify`: for
         https URLs, True (the system's CAs, or $SSL_CERT_FILE), a CA bundle
         path or an ssl.SSLContext, as httpx takes it."""
+        require_httpx()
         self.url = url
         self.chunk_bytes = chunk_bytes
         token = token if token is not None else os.environ.get("SHOAL_TOKEN") or None

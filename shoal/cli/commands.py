@@ -86,9 +86,10 @@ def _connect(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]
     kind, where = _target(args)
     if kind == "url":
         try:
-            from ..client import Client
-        except ImportError as exc:
-            raise InvalidArgument(f"the HTTP client is not available ({exc})") from None
+            from ..client import Client, require_httpx
+            require_httpx()
+        except ImportError as exc:  # the message says how to install it
+            raise ShoalError(f"--url needs the HTTP client: {exc}") from None
         import httpx
         try:
             with Client(where, token=getattr(args, "token", None)) as client:

@@ -25,6 +25,42 @@ def test_import_shoal_does_not_import_httpx():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+# httpx made unimportable before shoal is imported: as None in sys.modules
+# (what `pip uninstall` leaves looks like the second: no module of that name).
+_NO_HTTPX = {
+    "none": "sys.modules['httpx'] = None",
+    "absent": "class _Absent:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name.split('.')[0] == 'httpx':\n"
+              "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+              "sys.meta_path.insert(0, _Absent())",
+}
+
+
+@pytest.mark.parametrize("how", sorted(_NO_HTTPX))
+def test_without_httpx_the_client_and_the_cli_give_the_install_hint(how):
+    """shoal imports (also `from shoal import *`) without httpx; making a
+    Client raises ModuleNotFoundError saying how to install it, and the
+    CLI with --url prints that, not a traceback."""
+    import subprocess
+    code = "\n".join([
+        "import contextlib, io, sys", _NO_HTTPX[how],
+        "import shoal", "from shoal import *", "from shoal.cli import main",
+        "try:", "    shoal.Client('http://127.0.0.1:1')",
+        "except ModuleNotFoundError as exc:", "    print('client:', exc.name, exc)",
+        "err = io.StringIO()",
+        "with contextlib.redirect_stderr(err):", "    code = main(['stats', '--url', 'http://127.0.0.1:1'])",
+        "print('cli:', code, err.getvalue().strip())",
+    ])
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    client, cli = r.stdout.splitlines()
+    assert client.startswith("client: httpx shoal.Client needs httpx, which could not be imported (")
+    assert client.endswith("); install it with: pip install 'shoal[client]'")
+    assert cli.startswith("cli: 1 shoal: error: --url needs the HTTP client: shoal.Client needs httpx")
+    assert cli.endswith("pip install 'shoal[client]'") and "Traceback" not in r.stderr
+
+
 def test_ingest_every_kind_of_input(c, store, real_data):
     recs = real_data("github_events")
     body = b"\n".join(recs) + b"\n"
