@@ -92,6 +92,20 @@ def test_scan_batches_equal_oracle(loaded, order):
             == log.scan(expression, limit=3, from_address=a, to_address=b))
 
 
+def test_what_a_batch_gives_per_record(store):
+    """What the README says: iterating a batch and batch[i] give Records
+    (address and text); raws() gives the texts as bytes."""
+    raws = [b'{"t":"a","n":%d}' % i for i in range(5)]
+    res = store.ingest(b"\n".join(raws) + b"\n")
+    (batch,) = store.scan_batches("`true`", order="oldest")
+    records = list(batch)
+    assert all(type(r) is shoal.Record for r in records)
+    assert [r.raw for r in records] == raws and records[0].address == res.first_address
+    assert type(batch[1]) is shoal.Record and (batch[1].address, batch[1].raw) == (records[1].address, raws[1])
+    assert (batch[-1].address, batch[-1].raw) == (res.last_address, raws[-1])
+    assert batch.raws() == raws and all(type(r) is bytes for r in batch.raws())
+
+
 def test_query_batches_rejects_bad_arguments(store):
     store.register_psf("t", "type")
     with pytest.raises(InvalidArgument):
