@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..store.store import Store
-from . import errors
+from . import docs, errors
 from .auth import Authenticate, Role, Tokens, required_role
 from .limits import IngestSlots, SendTimeout, ServerLimits
 from .metrics import Metrics
@@ -46,7 +46,10 @@ def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: 
         if close_store:
             await run_in_threadpool(_shut_down, store)
 
-    app = FastAPI(title="shoal", version=__version__, description=API_DESCRIPTION, lifespan=lifespan)
+    # /docs with Swagger UI served from a package, not a CDN (docs.py); no /redoc
+    app = FastAPI(title="shoal", version=__version__, description=API_DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    docs.install(app)
     app.state.store = store
     app.state.metrics = Metrics()
     app.state.max_body_bytes = max_body_bytes
