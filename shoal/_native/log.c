@@ -322,15 +322,26 @@ static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_
     return disk_read(log, addr, dst, n);
 }
 
-/* Header sanity for a record claimed to start at addr. */
-static int header_ok(const shoal_record_header *h, uint64_t addr, uint32_t page_bits) {
+/* Header sanity for a record claimed to start at addr, in a log whose
+ * records end at or below `end` (the tail a reader loaded: bytes past it are
+ * being written, or are what a recycled frame held before). */
+static int header_ok(const shoal_record_header *h, uint64_t addr, uint32_t page_bits, uint64_t end) {
     uint64_t page_size = 1ULL << page_bits;
     uint64_t off = addr & (page_size - 1);
     if (h->magic != SHOAL_RECORD_MAGIC || h->version != SHOAL_RECORD_VERSION) return 0;
-    if (h->size < SHOAL_HEADER_BYTES || (h->size & 7) || off + h->size > page_size) return 0;
+    if (h->size < SHOAL_HEADER_BYTES || (h->size & 7) || off + h->size > page_size || addr + h->size > end) return 0;
     uint64_t need = SHOAL_HEADER_BYTES + (uint64_t)h->n_kps * SHOAL_KP_BYTES + PAD8(h->values_bytes)
                     + PAD8(h->payload_bytes);
     return need == h->size;
+}
+
+/* The tag of a record at addr (header aux): keyed by the log's secret, so
+ * bytes a client chose cannot carry the tag of where they lie; never 0,
+ * which marks records written before tags. */
+static inline uint64_t record_tag(const shoal_log *log, uint64_t addr) {
+    uint64_t in[2] = {log->tag_key, addr};
+    uint64_t t = shoal_hash(0, (const char *)in, sizeof in);
+    return t ? t : 1;
 }
 
 static uint64_t payload_end(const shoal_record_header *h) {
@@ -484,7 +495,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
         h->n_kps = (uint16_t)n_kps;
         h->reserved = 0;
         h->values_bytes = (uint32_t)values_bytes;
-        h->aux = 0;
+        h->aux = record_tag(log, tail);
         char *values = rec + kps_end;
         uint64_t vpos = 0;
         for (uint32_t k = 0; k < n_kps; k++) {
@@ -659,7 +670,7 @@ int shoal_live(shoal_live_job *job, shoal_log *log, shoal_index *index) {
         shoal_record_header h;
         shoal_key_pointer kp;
         int r = read_bytes(log, a, (char *)&h, sizeof h, &bc);
-        if (r == SHOAL_OK && (!header_ok(&h, a, log->page_bits) || h.n_kps == 0)) continue;
+        if (r == SHOAL_OK && (!header_ok(&h, a, log->page_bits, tail) || h.n_kps == 0)) continue;
         if (r == SHOAL_OK) r = read_bytes(log, a + SHOAL_HEADER_BYTES, (char *)&kp, sizeof kp, &bc);
         if (r == SHOAL_E_IO) { rc = r; job->err = r; job->err_address = a; break; }
         if (r != SHOAL_OK || (h.flags & SHOAL_RF_TOMBSTONE)) continue;
@@ -702,7 +713,7 @@ int shoal_live(shoal_live_job *job, shoal_log *log, shoal_index *index) {
 /* read_one from a segment map, under one fault guard: the checksum is taken
  * on the map and only what the caller keeps is copied. -1: the record is not
  * (wholly) in a published map; read it some other way. */
-static int read_one_mapped(shoal_log *log, uint64_t a, char *dst, uint64_t room, int payload_only,
+static int read_one_mapped(shoal_log *log, uint64_t a, uint64_t tail, char *dst, uint64_t room, int payload_only,
                            uint32_t *len, block_cache **bc) {
     const char *rec = map_view(log, a, SHOAL_HEADER_BYTES);
     if (!rec) return -1;
@@ -715,7 +726,7 @@ static int read_one_mapped(shoal_log *log, uint64_t a, char *dst, uint64_t room,
     int rc;
     shoal_record_header h;
     memcpy(&h, rec, sizeof h);
-    if (!header_ok(&h, a, log->page_bits)) {
+    if (!header_ok(&h, a, log->page_bits, tail)) {
         rc = SHOAL_E_CORRUPT;
     } else if (!map_view(log, a, h.size)) {
         rc = -1;
@@ -743,7 +754,7 @@ static int read_one_mapped(shoal_log *log, uint64_t a, char *dst, uint64_t room,
     return rc;
 }
 
-static int read_one(shoal_log *log, uint64_t a, char *dst, uint64_t room, int payload_only,
+static int read_one(shoal_log *log, uint64_t a, uint64_t tail, char *dst, uint64_t room, int payload_only,
                     uint32_t *len, block_cache **bc) {
     uint64_t page_mask = (1ULL << log->page_bits) - 1;
     uint64_t page = a >> log->page_bits;
@@ -755,7 +766,7 @@ static int read_one(shoal_log *log, uint64_t a, char *dst, uint64_t room, int pa
         memcpy(&h, rec, sizeof h);
         /* No checksum here: a frame holds records this process wrote, or
          * the tail page's prefix that replay verified when the store opened. */
-        int ok = header_ok(&h, a, log->page_bits);
+        int ok = header_ok(&h, a, log->page_bits, tail);
         int tomb = ok && payload_only && (h.flags & SHOAL_RF_TOMBSTONE);
         uint64_t start = payload_only ? SHOAL_HEADER_BYTES + (uint64_t)h.n_kps * SHOAL_KP_BYTES + PAD8(h.values_bytes) : 0;
         uint32_t n = ok && !tomb ? (payload_only ? h.payload_bytes : h.size) : 0;
@@ -769,11 +780,11 @@ static int read_one(shoal_log *log, uint64_t a, char *dst, uint64_t room, int pa
         }
         /* the frame was recycled under us: the page is on disk now */
     }
-    int r = read_one_mapped(log, a, dst, room, payload_only, len, bc);
+    int r = read_one_mapped(log, a, tail, dst, room, payload_only, len, bc);
     if (r != -1) return r;
     r = read_bytes(log, a, (char *)&h, sizeof h, bc);
     if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT;
-    if (!header_ok(&h, a, log->page_bits)) return SHOAL_E_CORRUPT;
+    if (!header_ok(&h, a, log->page_bits, tail)) return SHOAL_E_CORRUPT;
     if (h.size > room) { *len = h.size; return SHOAL_E_SPACE; } /* whole record needed to verify */
     r = read_bytes(log, a, dst, h.size, h.size <= BLOCK_BYTES ? bc : NULL);
     if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT;
@@ -875,6 +886,33 @@ static inline void prefetch_near(const shoal_log *log, uint64_t a) {
     for (int k = 0; k < PREFETCH_LINES; k++) __builtin_prefetch(p + 64 * k);
 }
 
+/* Whether a record starts at a (8-aligned, in [begin, tail)): 1, 0, or
+ * SHOAL_E_IO. A header carrying a's tag was written at a by the writer (a
+ * copy of a record elsewhere carries another address's tag, bytes a client
+ * chose cannot carry a valid one). Any other header is checked the slow way:
+ * records lie back to back from their page's start (the log's first address
+ * in page 0) to a zero header, so a is a record start exactly when hopping
+ * headers from there lands on it. Bytes that only look like a header are
+ * never hopped to: one forged in a record's values area, or an old record
+ * past a page's end where a recycled frame left it (pages written before
+ * page ends were cleared hold those on disk too). */
+static int record_starts_at(shoal_log *log, uint64_t a, uint64_t tail, block_cache **bc) {
+    shoal_record_header h;
+    int r = read_bytes(log, a, (char *)&h, sizeof h, bc);
+    if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : 0;
+    if (!header_ok(&h, a, log->page_bits, tail)) return 0;
+    if (h.aux == record_tag(log, a)) return 1;
+    uint64_t pos = a & ~((1ULL << log->page_bits) - 1);
+    if (pos < SHOAL_FIRST_ADDRESS) pos = SHOAL_FIRST_ADDRESS;
+    while (pos < a) {
+        r = read_bytes(log, pos, (char *)&h, sizeof h, bc);
+        if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : 0;
+        if (!header_ok(&h, pos, log->page_bits, tail)) return 0;
+        pos += h.size;
+    }
+    return pos == a;
+}
+
 int shoal_read(shoal_read_job *job, shoal_log *log) {
     uint64_t page_size = 1ULL << log->page_bits;
     int sep = job->payload_only ? (int)(job->sep & 0xff) : 0;
@@ -890,9 +928,16 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
         job->status[i] = SHOAL_E_CORRUPT;
         if (a < begin || a >= tail || (a & 7) || (a & (page_size - 1)) + SHOAL_HEADER_BYTES > page_size)
             continue;
+        if (job->verify_start) {
+            int s = record_starts_at(log, a, tail, &bc);
+            if (s != 1) {
+                if (s < 0) job->status[i] = s;
+                continue;
+            }
+        }
         if (i + 1 < job->n) prefetch_near(log, job->addrs[i + 1]);
         uint32_t len = 0;
-        int r = read_one(log, a, job->out + job->used, room_for(job->cap, job->used, sep), job->payload_only != 0,
+        int r = read_one(log, a, tail, job->out + job->used, room_for(job->cap, job->used, sep), job->payload_only != 0,
                          &len, &bc);
         if (r == SHOAL_E_SPACE) {
             rc = job->used == 0 ? SHOAL_E_SPACE : SHOAL_OUT_FULL;
@@ -912,11 +957,12 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
 
 /* Whether the record at rec has, for each condition, a key pointer of its
  * PSF with its value: 1 or 0, or an error. */
-static int has_all(shoal_log *log, uint64_t rec, const shoal_cond *conds, uint32_t n, block_cache **bc) {
+static int has_all(shoal_log *log, uint64_t rec, uint64_t tail, const shoal_cond *conds, uint32_t n,
+                   block_cache **bc) {
     shoal_record_header h;
     int r = read_bytes(log, rec, (char *)&h, sizeof h, bc);
     if (r != SHOAL_OK) return r;
-    if (!header_ok(&h, rec, log->page_bits)) return SHOAL_E_CORRUPT;
+    if (!header_ok(&h, rec, log->page_bits, tail)) return SHOAL_E_CORRUPT;
     shoal_key_pointer kps[16];
     for (uint32_t c = 0; c < n; c++) {
         int found = 0;
@@ -956,13 +1002,13 @@ static int fetch_records(shoal_fetch_job *job, shoal_log *log, shoal_index *inde
         if (rec_addr >= begin && rec_addr < tail && !(rec_addr & 7) && (rec_addr & (page_size - 1)) + SHOAL_HEADER_BYTES <= page_size) {
             if (job->n_out == job->max_records) { job->next_kp = kp_addr; free(bc); return SHOAL_OUT_FULL; }
             if (job->n_also) {
-                int m = has_all(log, rec_addr, job->also, job->n_also, &bc);
+                int m = has_all(log, rec_addr, tail, job->also, job->n_also, &bc);
                 if (m == SHOAL_E_IO) { job->err = m; job->err_address = rec_addr; rc = m; r = 0; break; }
                 if (m != 1) { kp_addr = prev; continue; } /* no match, or damaged: skipped as read_one would */
             }
             prefetch_near(log, prev);
             uint32_t len = 0;
-            int rr = read_one(log, rec_addr, job->out + job->used, room_for(job->cap, job->used, sep), 1, &len, &bc);
+            int rr = read_one(log, rec_addr, tail, job->out + job->used, room_for(job->cap, job->used, sep), 1, &len, &bc);
             if (rr == SHOAL_E_SPACE) {
                 job->next_kp = kp_addr; /* resume at the record that did not fit */
                 free(bc);
@@ -1128,7 +1174,7 @@ int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos, ui
         const shoal_record_header *h = (const shoal_record_header *)rec;
         static const char zero[SHOAL_HEADER_BYTES];
         if (memcmp(rec, zero, SHOAL_HEADER_BYTES) == 0) { rc = SHOAL_END; break; }
-        if (!header_ok(h, a, page_bits) || a + h->size > end || !record_crc_ok(rec)) {
+        if (!header_ok(h, a, page_bits, end) || !record_crc_ok(rec)) {
             rc = SHOAL_E_CORRUPT;
             break;
         }

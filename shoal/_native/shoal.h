@@ -254,7 +254,8 @@ typedef struct {
     uint16_t n_kps;
     uint16_t reserved;
     uint32_t values_bytes;  /* canonical values area, unpadded */
-    uint64_t aux;           /* reserved; 0 */
+    uint64_t aux;           /* the record's tag: a hash of its own address keyed by the log's
+                               tag_key (never 0); 0 in records written before tags */
 } shoal_record_header;
 
 typedef struct {
@@ -295,6 +296,11 @@ typedef struct {
     char **segment_maps;          /* atomic entries */
     uint64_t *segment_map_bytes;  /* atomic entries; only grow while mapped */
     uint64_t records_appended;    /* writer only: records shoal_ingest appended since the view was made */
+    /* Keys the records' tags (header aux), which let a reader tell a record
+     * start from bytes that only look like one at a glance (see
+     * shoal_read_job.verify_start). Secret: a client that knew it could
+     * forge a tag. Set before the first append; the same for the log's life. */
+    uint64_t tag_key;
 } shoal_log;
 
 /* Map `map_len` bytes of the segment file fd read-only (it may be longer
@@ -433,7 +439,16 @@ int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index);
  * lengths[i]): sep = '\n' makes out NDJSON when no payload holds a line
  * break (shoal_count_line_breaks tells, when the caller needs to know).
  * Resumes at n_done; returns SHOAL_OUT_FULL when `out` fills, SHOAL_E_SPACE
- * when one record alone does not fit. */
+ * when one record alone does not fit.
+ * A record is read only if it lies wholly below the tail. With
+ * verify_start, each address is also checked to be a record start: set it
+ * for addresses a caller made up (Store.get), whose "header" might be bytes
+ * inside a record (its values area holds bytes a client chose, checksum and
+ * all) or past a page's last record (what a recycled frame held). A header
+ * whose tag is that of its address is one the writer wrote there; any other
+ * (an untagged record of an older store too) is checked by hopping record
+ * headers from its page's start, at the cost of the headers before it.
+ * Addresses from chains and scans are record starts by construction. */
 typedef struct {
     const uint64_t *addrs;
     uint32_t n;
@@ -446,6 +461,8 @@ typedef struct {
     int32_t *status;
     uint32_t payload_only;
     uint32_t sep;             /* 0, or a byte written after each payload */
+    uint32_t verify_start;    /* 1: check that a record starts at each address */
+    uint32_t reserved;
 } shoal_read_job;
 
 int shoal_read(shoal_read_job *job, shoal_log *log);

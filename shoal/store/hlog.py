@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import mmap
+import os
 import threading
 from array import array
 from collections.abc import Iterator
@@ -43,11 +44,14 @@ from .._native import check, ffi, lib
 from ..config import StoreConfig
 from ..errors import NativeIOError, ShoalError, StorageError, restated
 from .address import FIRST_ADDRESS, MAX_ADDRESS
+from .checkpoint import write_atomic
 from .record import Record, RecordBatch, array_of, batch_data, make_records, out_buffer
 from .segments import BLOCK_BYTES, SegmentFiles
 
 _MAX_SEGMENT_SLOTS = 1 << 20
+TAG_KEY_FILE = "record-tag.key"  # in the log directory, beside the segment files
 _ZERO_HEADER = bytes(32)
+_ZEROS = bytes(64 << 10)
 _HUGE_PAGE_BYTES = 2 << 20
 
 
@@ -89,6 +93,7 @@ class HybridLog:
 
         self.segments = SegmentFiles(directory, self.page_bits, seg_page_bits, self._fds, n_slots,
                                      log_c=c, map_files=config.map_segments)
+        c.tag_key = _tag_key(directory)
 
         self._cv = threading.Condition()
         self._queue: collections.deque[int] = collections.deque()  # sealed pages to flush
@@ -191,11 +196,13 @@ class HybridLog:
             self.wait_flushed((victim + 1) << self.page_bits)
         frame = self._frame_for(new_page)
         # A zero header after the last record ends the page for scans and
-        # replay, so a recycled frame needs no zeroing: bytes past a page's
-        # end marker are never interpreted.
+        # replay. The rest of the page is cleared too: a recycled frame
+        # still holds the page it held before there, records compaction may
+        # have removed since, which would otherwise be written to the
+        # segment file with this page (and read at a forged address).
         end_off = tail - (old_page << self.page_bits)
-        if end_off + 32 <= self.page_size and end_off:
-            ffi.memmove(self._frames[old_page % self.n_frames] + end_off, _ZERO_HEADER, 32)
+        if end_off < self.page_size and end_off:
+            _clear(self._frames[old_page % self.n_frames] + end_off, self.page_size - end_off)
         with self._cv:
             self._queue.append(old_page)
             self._cv.notify_all()
@@ -394,13 +401,17 @@ class HybridLog:
             self.segments.map_written(end)
 
     # ---- reader side ----
-    def read_records(self, addresses: list[int], *, payload_only: bool = False) -> list[bytes | None]:
+    def read_records(self, addresses: list[int], *, payload_only: bool = False,
+                     verify_start: bool = False) -> list[bytes | None]:
         """Records at `addresses` (whole, or only their JSON text); None where
-        no valid record starts. Safe from any thread."""
+        no valid record starts. `verify_start`: the addresses come from a
+        caller, not from a chain or a scan, so each is checked to be a
+        record start (by hopping its page's headers up to it; shoal.h,
+        shoal_read_job). Safe from any thread."""
         n = len(addresses)
         if n == 0:
             return []
-        job, _addrs, offsets, lengths, status = self._read_job(addresses, payload_only, 0)
+        job, _addrs, offsets, lengths, status = self._read_job(addresses, payload_only, 0, verify_start)
         result: list[bytes | None] = []
         for start, end, out in self._read_calls(job):
             buf = ffi.buffer(out, job.used)
@@ -465,7 +476,7 @@ class HybridLog:
             if rc != lib.SHOAL_OUT_FULL:
                 return
 
-    def _read_job(self, addresses: list[int], payload_only: bool, sep: int):
+    def _read_job(self, addresses: list[int], payload_only: bool, sep: int, verify_start: bool = False):
         """The calling thread's shoal_read job, set up for `addresses`.
         Per-thread arrays: the read methods never yield, so no two calls on
         one thread overlap."""
@@ -488,6 +499,7 @@ class HybridLog:
         job.status = status
         job.payload_only = 1 if payload_only else 0
         job.sep = sep
+        job.verify_start = 1 if verify_start else 0
         return job, addrs, offsets, lengths, status
 
     def read_batches(self, addresses: list[int]) -> list[RecordBatch]:
@@ -607,6 +619,31 @@ class TailWrite:
         self.address = address
         self.blocks = blocks
         self.block_address: int | None = None
+
+
+def _tag_key(directory: Path) -> int:
+    """The log's secret tag key (shoal.h, shoal_log.tag_key): 8 random
+    bytes, made with the log and kept beside its segment files. Lost or
+    damaged, it is made anew: records tagged with the old key are then
+    checked the slow way (a walk of their page) when read by address, never
+    read wrongly."""
+    path = directory / TAG_KEY_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = b""
+    if len(data) != 8:
+        data = os.urandom(8)
+        write_atomic(path, data)
+    return int.from_bytes(data, "little")
+
+
+def _clear(dst, n: int) -> None:
+    """Zero n bytes at cdata pointer dst (a page's unused end: usually less
+    than a record, at most a page)."""
+    for off in range(0, n, len(_ZEROS)):
+        k = min(len(_ZEROS), n - off)
+        ffi.memmove(dst + off, _ZEROS, k)
 
 
 def _on_disk_prefix(flushed_bytes: int, page_size: int) -> int:

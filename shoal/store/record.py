@@ -10,7 +10,10 @@ key pointer: prev|psf_id u64 | value_off u32 | value_len u32 | kp_index u16 |
         value_kind u8 | reserved u8 | hash32 u32
 
 The CRC32C covers bytes [4, end of payload), so a torn or flipped record fails
-verification. The payload is the record's JSON text exactly as ingested.
+verification. The payload is the record's JSON text exactly as ingested. aux
+is the record's tag, a keyed hash of its own address (0 in records written
+before tags), which tells a record start from bytes that only look like one
+(hlog.py, read_records(verify_start=True)).
 """
 from __future__ import annotations
 

@@ -337,8 +337,8 @@ class Store:
             raise InvalidArgument("address must be a non-negative int")
         if address > MAX_ADDRESS:  # past any log (e.g. >= 2**64, which C cannot even take): no record
             return None
-        with self._gate:
-            raw = self._log.read_records([address], payload_only=True)[0]
+        with self._gate:  # a caller's address: it may point anywhere in a page
+            raw = self._log.read_records([address], payload_only=True, verify_start=True)[0]
         return None if raw is None else Record(address, raw)
 
     def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
