@@ -72,7 +72,7 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="h
 
 
 class Server:
-    def __init__(self, data_dir: Path | None, config: dict | None = None):
+    def __init__(self, data_dir: Path | None, config: dict | None = None, extra: list[str] = ()):
         import httpx
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -80,7 +80,7 @@ class Server:
                                           "--page-size", str(config["page_size_bytes"])]
         cmd = ([sys.executable, "-c", _DRAIN, str(self.port)] if data_dir is None else
                [sys.executable, "-m", "shoal.api.server", "--data", str(data_dir), "--port", str(self.port),
-                "--log-level", "warning", "--no-access-log", *settings])
+                "--log-level", "warning", "--no-access-log", *settings, *extra])
         self.proc = subprocess.Popen(cmd, cwd=ROOT)
         for _ in range(1200):
             if self.proc.poll() is not None:

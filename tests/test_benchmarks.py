@@ -21,6 +21,7 @@ BENCH = ROOT / "benchmarks"
 
 # script -> extra arguments making it smaller than --quick where it can be
 SCRIPTS = {
+    "access.py": ["--requests", "5"],
     "ingest.py": ["--records", "2000", "--datasets", "events,zeek,github,twitter"],
     "http_ingest.py": ["--records", "2000"],
     "durable.py": ["--records", "2000"],
