@@ -536,30 +536,6 @@ def test_url_mode_against_a_real_server(shoal_cli, served, data_dir, real_data, 
     assert json.loads(shoal_cli("stats", "--json", "--data", data_dir).out)["records"] == len(log)
 
 
-def readme_cli_block() -> str:
-    """The first shell block of the README's "Command line" section."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("## Command line"):]
-    return section[section.index("```sh\n") + 6:section.index("\n```", section.index("```sh\n"))]
-
-
-def test_readme_commands_run(tmp_path):
-    if not (shutil.which("jq") and shutil.which("zcat")):
-        pytest.skip("needs jq and zcat")
-    work = tmp_path / "work"
-    work.mkdir()
-    (tmp_path / "shared").mkdir()
-    (tmp_path / "shared" / "data").symlink_to(DATA_DIR)  # the README's ../shared/data
-    env = dict(os.environ, SHOAL_DATA=str(tmp_path / "store"),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env.pop("SHOAL_URL", None)
-    script = "set -eo pipefail\n" + readme_cli_block()
-    r = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, check=False)
-    assert r.returncode == 0, r.stderr
-    assert '"kmaehashi"\n"skorks"\n"markpiro"\n' in r.stdout
-    assert "deregistered PSF push" in r.stdout and "checkpoint 1: 60 records" in r.stdout
-
-
 def test_keyed_store_get_delete_and_history(shoal_cli, data_dir, tmp_path):
     src = tmp_path / "versions.ndjson"
     src.write_bytes(b'{"id": "a", "v": 1}\n{"id": "b", "v": 2}\n{"id": "a", "v": 3}\n')
