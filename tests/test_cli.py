@@ -9,7 +9,6 @@ import gzip
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,6 @@ import pytest
 from api.conftest import pairs
 from serverproc import ServerProcess, free_port
 from conftest import NDJSON_DIR, SIMDJSON_DIR
-from datadir import DATA_DIR
 from oracle import Log
 
 import shoal
