@@ -1,14 +1,16 @@
 """GitHub events over HTTP: register PSFs, stream a gzip file to a shoal
 server, query it with shoal.Client.
 
-    .venv/bin/python examples/http_github.py [URL]
+    .venv/bin/python examples/http_github.py [URL] [--events FILE]
 
 With no URL, starts `shoal serve` on a free port over a temporary data
-directory and stops it at the end. Data: ../shared/data/ndjson/
-github_events.ndjson.gz beside the repository (or $SHOAL_SAMPLE_DATA/ndjson/...).
+directory and stops it at the end. The events are 20,000 generated
+GitHub-archive-like ones (shoal.sample), or FILE: GH Archive events as
+NDJSON or a JSON array, gzipped or not.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import signal
 import socket
@@ -19,12 +21,9 @@ import time
 from collections.abc import Iterator
 
 import shoal
-from _data import sample_data  # noqa: E402  (examples/ is on sys.path when run)
+from shoal import sample
 
-
-
-
-EVENTS = sample_data() / "ndjson" / "github_events.ndjson.gz"
+GENERATED = 20_000
 PSFS = {
     "type": "type",
     "repo": "repo.name",
@@ -33,24 +32,25 @@ PSFS = {
 }
 
 
-def main(url: str) -> None:
+def main(url: str, events: str | None) -> None:
     with shoal.Client(url) as c:
         for name, expression in PSFS.items():
             with contextlib.suppress(shoal.PSFExists):  # a server that ran this before
                 c.register_psf(name, expression)
-        res = c.ingest(EVENTS)  # streamed; the gzip travels compressed
+        res = c.ingest(events or sample.github_events(GENERATED))  # streamed; a gzip file travels compressed
         print(f"ingested {res.ingested} events, rejected {res.rejected}, "
               f"addresses {res.first_address}..{res.last_address}")
 
         print("newest 3 pushes:")
-        for rec in c.query("push", limit=3):
+        repo = "torvalds/linux"
+        for i, rec in enumerate(c.query("push", limit=3)):
             event = rec.json()
+            repo = event["repo"]["name"] if i == 0 else repo
             print(f"  @{rec.address}: {event['actor']['login']} -> {event['repo']['name']}")
 
         for kind in ("PushEvent", "CreateEvent", "WatchEvent", "IssueCommentEvent", "ForkEvent"):
             print(f"{kind}: {sum(1 for _ in c.query('type', kind))}")
 
-        repo = "markpiro/muzicbaux"
         both = list(c.query_all([("type", "PushEvent"), ("repo", repo)]))
         either = list(c.query_any([("type", "ForkEvent"), ("type", "WatchEvent")]))
         print(f"pushes to {repo}: {len(both)}; forks or watches: {len(either)}")
@@ -89,8 +89,12 @@ def local_server() -> Iterator[str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("url", nargs="?", help="a running server (default: start one)")
+    parser.add_argument("--events", metavar="FILE", help="GitHub events to ingest (default: generated)")
+    args = parser.parse_args()
+    if args.url:
+        main(args.url, args.events)
     else:
         with local_server() as server_url:
-            main(server_url)
+            main(server_url, args.events)

@@ -1,11 +1,12 @@
 """Zeek log explorer: index a stream of Zeek logs by PSFs and answer the
 questions an analyst asks first, each by index lookups rather than scans.
 
-    .venv/bin/python examples/zeek_explorer.py [DATA_DIR] [--top N]
+    .venv/bin/python examples/zeek_explorer.py [DATA_DIR] [--top N] [--zeek FILE]
 
-Ingests ../shared/data/ndjson/zeek_wrccdc2018.ndjson.gz (or
-$SHOAL_SAMPLE_DATA/ndjson/...) into DATA_DIR (a temporary directory if none
-is given; an existing store that already holds records is explored as is).
+Ingests 150,000 generated Zeek-like log records (shoal.sample), or FILE
+(Zeek JSON logs as NDJSON, gzipped or not, such as the WRCCDC 2018 logs of
+brimdata/zed-sample-data), into DATA_DIR (a temporary directory if none is
+given; an existing store that already holds records is explored as is).
 """
 from __future__ import annotations
 
@@ -16,12 +17,9 @@ import tempfile
 import time
 
 import shoal
-from _data import sample_data  # noqa: E402  (examples/ is on sys.path when run)
+from shoal import sample
 
-
-
-
-ZEEK = sample_data() / "ndjson" / "zeek_wrccdc2018.ndjson.gz"
+GENERATED = 150_000
 PSFS = {
     "path": "_path",                        # which Zeek log a record came from
     "query": "query",                       # dns: the name looked up
@@ -80,7 +78,7 @@ def explore(store: shoal.Store, top: int) -> None:
               + ", ".join(f"{h} {n:,}" for h, n in sorted(hosts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:3]))
 
 
-def main(directory: str, top: int) -> None:
+def main(directory: str, top: int, zeek: str | None) -> None:
     with shoal.open(directory) as store:
         for name, expression in PSFS.items():
             try:
@@ -88,8 +86,9 @@ def main(directory: str, top: int) -> None:
             except shoal.PSFExists:
                 pass  # exploring a store made by an earlier run
         if store.stats()["records"] == 0:
+            source = zeek or sample.zeek_logs(GENERATED)  # a path, or the records' bytes
             t0 = time.monotonic()
-            result = store.ingest(ZEEK)
+            result = store.ingest(source)
             print(f"ingested {result.ingested:,} Zeek records in {time.monotonic() - t0:.2f} s")
         explore(store, top)
 
@@ -98,9 +97,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", nargs="?", help="store directory (default: a temporary one)")
     parser.add_argument("--top", type=int, default=10, help="how many DNS names to show")
+    parser.add_argument("--zeek", metavar="FILE", help="Zeek logs to ingest (default: generated)")
     args = parser.parse_args()
     if args.directory:
-        main(args.directory, args.top)
+        main(args.directory, args.top, args.zeek)
     else:
         with tempfile.TemporaryDirectory() as d:
-            main(d, args.top)
+            main(d, args.top, args.zeek)

@@ -1,10 +1,11 @@
 """Every script in examples/ runs as a subprocess and prints what an oracle,
-computed here from the same data with orjson + jmespath, says it should."""
+computed here from the same data with orjson + jmespath, says it should: by
+default the records the scripts generate (shoal.sample, the same n and
+seed), and a file given on their command line."""
 from __future__ import annotations
 
 import collections
 import gzip
-import os
 import re
 import subprocess
 import sys
@@ -12,24 +13,27 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import NDJSON_DIR
-from datadir import DATA_DIR
 from oracle import search, truthy
+
+from shoal import sample
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_example(name: str, *args: str, timeout: float = 120) -> list[str]:
-    env = dict(os.environ, SHOAL_SAMPLE_DATA=str(DATA_DIR))
-    r = subprocess.run([sys.executable, str(REPO / "examples" / name), *args], cwd=REPO, env=env,
+def run_example(name: str, *args: str, timeout: float = 300) -> list[str]:
+    r = subprocess.run([sys.executable, str(REPO / "examples" / name), *args], cwd=REPO,
                        capture_output=True, text=True, timeout=timeout, check=False)
     assert r.returncode == 0, r.stderr
     return r.stdout.splitlines()
 
 
-def records(name: str) -> list[dict]:
-    with gzip.open(NDJSON_DIR / f"{name}.ndjson.gz", "rb") as f:
-        return [orjson.loads(line) for line in f]
+def records(ndjson: bytes) -> list[dict]:
+    return [orjson.loads(line) for line in ndjson.split(b"\n") if line]
+
+
+def example_default(script: str, name: str) -> int:
+    """How many records a script generates when given no file (its GENERATED)."""
+    return int(re.search(rf"^{name} = ([\d_]+)$", (REPO / "examples" / script).read_text(), re.M).group(1))
 
 
 def by_count(counter: collections.Counter) -> list[tuple]:
@@ -40,22 +44,31 @@ def newest_pushes(events: list[dict], n: int) -> list[dict]:
     return [e for e in reversed(events) if e["type"] == "PushEvent"][:n]
 
 
-def test_quickstart(tmp_path):
-    events = records("github_events")
-    out = run_example("quickstart.py", str(tmp_path / "store"))
+@pytest.mark.parametrize("given", [False, True], ids=["generated", "file"])
+def test_quickstart(tmp_path, given):
+    if given:  # a file of other events (a pretty-printed JSON array, gzipped), not the generated ones
+        events = records(sample.github_events(3000, seed=5))
+        path = tmp_path / "events.json.gz"
+        path.write_bytes(gzip.compress(orjson.dumps(events, option=orjson.OPT_INDENT_2)))
+        out = run_example("quickstart.py", str(tmp_path / "store"), "--events", str(path))
+    else:
+        events = records(sample.github_events(example_default("quickstart.py", "GENERATED")))
+        out = run_example("quickstart.py", str(tmp_path / "store"))
     assert re.fullmatch(rf"ingested {len(events)} records, rejected 0, addresses 64\.\.\d+", out[0])
     shown = [re.sub(r"^  @\d+: ", "", line) for line in out[1:4]]
-    assert shown == [f"{e['actor']['login']} pushed to {e['repo']['name']}" for e in newest_pushes(events, 3)]
+    newest = newest_pushes(events, 3)
+    assert shown == [f"{e['actor']['login']} pushed to {e['repo']['name']}" for e in newest]
+    repo = newest[0]["repo"]["name"]
     pushes = sum(e["type"] == "PushEvent" for e in events)
-    to_repo = sum(e["type"] == "PushEvent" and e["repo"]["name"] == "markpiro/muzicbaux" for e in events)
+    to_repo = sum(e["type"] == "PushEvent" and e["repo"]["name"] == repo for e in events)
     big = sum(truthy(search("payload.size > `1`", e)) for e in events)
-    assert out[4:] == [f"{pushes} push events; {to_repo} of them to markpiro/muzicbaux",
+    assert out[4:] == [f"{pushes} push events; {to_repo} of them to {repo}",
                        f"{big} events with payload.size > 1",
                        f"after reopen: {pushes} push events, PSFs: ['type', 'push', 'repo']"]
 
 
 def test_http_github():
-    events = records("github_events")
+    events = records(sample.github_events(example_default("http_github.py", "GENERATED")))
     out = run_example("http_github.py")
     assert re.fullmatch(rf"ingested {len(events)} events, rejected 0, addresses 64\.\.\d+", out[0])
     assert out[1] == "newest 3 pushes:"
@@ -64,8 +77,9 @@ def test_http_github():
     types = collections.Counter(e["type"] for e in events)
     kinds = ("PushEvent", "CreateEvent", "WatchEvent", "IssueCommentEvent", "ForkEvent")
     assert out[5:10] == [f"{k}: {types[k]}" for k in kinds]
-    both = sum(e["type"] == "PushEvent" and e["repo"]["name"] == "markpiro/muzicbaux" for e in events)
-    assert out[10] == f"pushes to markpiro/muzicbaux: {both}; forks or watches: {types['ForkEvent'] + types['WatchEvent']}"
+    repo = newest_pushes(events, 1)[0]["repo"]["name"]
+    both = sum(e["type"] == "PushEvent" and e["repo"]["name"] == repo for e in events)
+    assert out[10] == f"pushes to {repo}: {both}; forks or watches: {types['ForkEvent'] + types['WatchEvent']}"
     big = sum(truthy(search("payload.size > `1`", e)) for e in events)
     assert out[11] == f"events with payload.size > 1 (scan): {big}"
     assert out[12] == f"first event: {events[0]['type']} by {events[0]['actor']['login']}"
@@ -73,9 +87,17 @@ def test_http_github():
     assert len(out) == 14
 
 
-def test_zeek_explorer(tmp_path):
-    zeek = records("zeek_wrccdc2018")
-    out = run_example("zeek_explorer.py", str(tmp_path / "store"), "--top", "8")
+@pytest.mark.parametrize("given", [False, True], ids=["generated", "file"])
+def test_zeek_explorer(tmp_path, given):
+    if given:  # a file of other records (another seed, plain NDJSON) instead of the generated ones
+        data = sample.zeek_logs(20_000, seed=4)
+        (tmp_path / "zeek.ndjson").write_bytes(data)
+        args = ["--zeek", str(tmp_path / "zeek.ndjson")]
+    else:
+        data = sample.zeek_logs(example_default("zeek_explorer.py", "GENERATED"))
+        args = []
+    zeek = records(data)
+    out = run_example("zeek_explorer.py", str(tmp_path / "store"), "--top", "8", *args)
     assert re.fullmatch(rf"ingested {len(zeek):,} Zeek records in [\d.]+ s", out[0])
     kinds = collections.Counter(r["_path"] for r in zeek)
     expected = [f"{len(kinds)} log kinds (_path), {len(zeek):,} records:"]
@@ -97,11 +119,16 @@ def test_zeek_explorer(tmp_path):
     assert out[1:] == expected
 
     # A second run explores the existing store without ingesting again.
-    again = run_example("zeek_explorer.py", str(tmp_path / "store"), "--top", "8")
+    again = run_example("zeek_explorer.py", str(tmp_path / "store"), "--top", "8", *args)
     assert again == out[1:]
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "examples").glob("*.py")
-                                           if not p.name.startswith("_")))  # _data.py is a helper
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "examples").glob("*.py")))
 def test_every_example_is_tested(script):
     assert f'"{script}"' in Path(__file__).read_text()
+
+
+def test_examples_need_no_files_beside_the_repository():
+    for script in (REPO / "examples").glob("*.py"):
+        text = script.read_text()
+        assert "shared" not in text and "/work" not in text and "SAMPLE_DATA" not in text, script.name
