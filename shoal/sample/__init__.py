@@ -33,7 +33,7 @@ What makes them fair workloads:
     `_write_ts` ascends and `ts` is at or a little before it (ISO strings);
     connection kinds carry `uid`, "id.orig_h", "id.orig_p", "id.resp_h" and
     "id.resp_p" (int: 53, 443, 3389, ..., and a few ephemeral ports above
-    60000); dns has `query` (~4,000 names by Zipf, a few records with null or
+    60000), a connection logged ~2 times on average (one uid, ~2 records); dns has `query` (~4,000 names by Zipf, a few records with null or
     none), `rcode_name` (NXDOMAIN far more often for some names),
     `answers`/`TTLs` arrays, `rtt` floats and flags; about a third of ssl
     has `server_name`. zeek_logs(k, seed) is the first k records of

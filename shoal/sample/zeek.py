@@ -19,6 +19,7 @@ _BASE_US = 1521911720 * 10**6  # 2018-03-24T17:15:20Z, the first second of the c
 _GAP_US = 12_000  # mean gap between records (~83 a second); each record has its own slot
 _BLOCK = 1024  # records per seeded block: a shorter stream is a prefix of a longer one
 _QUERY_ZIPF, _MAX_QUERIES = 1.5, 4000
+_SAME_CONNECTION = 0.5
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _B62_CHARS = np.array(list(_B62))
 _NAMES = ["ise.wrccdc.org", "*", "videosearch.ubuntu.com", "arena1.wrccdc.cpp.edu", "docs.google.com",
@@ -151,7 +152,7 @@ def _analyzer(r: list, u: list) -> dict:
 
 # _path: (records per 100,000, responder ports or None for a kind that is no
 # connection, longest delay of ts before _write_ts in µs, fields(r, u): the
-# kind's own fields from 8 random ints below 2**31 and 3 floats in [0, 1)).
+# kind's own fields from 8 random ints below 2**31 and floats in [0, 1)).
 # The weights are those of the WRCCDC 2018 logs; a port drawn as 0 is a scan's.
 _KINDS = {
     "dns": (33800, (53, 53, 53, 5353), 1_000, None),  # fields: _dns, which takes the name's rank too
@@ -255,10 +256,11 @@ def _block(seed: int, block: int, m: int, first: int) -> list[bytes]:
     rng = np.random.default_rng([seed, 3, block])
     kinds = rng.choice(len(_PATHS), size=_BLOCK, p=_P).tolist()
     ints = rng.integers(0, 1 << 31, size=(_BLOCK, 8)).tolist()
-    unit = rng.random((_BLOCK, 3)).tolist()
+    unit = rng.random((_BLOCK, 4)).tolist()
     ranks = ((rng.zipf(_QUERY_ZIPF, size=_BLOCK) - 1) % _MAX_QUERIES).tolist()
     jitter = rng.integers(0, _GAP_US, size=_BLOCK).tolist()
     uids = _B62_CHARS[rng.integers(0, 62, size=(_BLOCK, 17))].view("<U17")[:, 0].tolist()
+    recent: dict[str, dict] = {}  # _path -> the connection of its latest record in this block
     out = []
     for j in range(m):
         path = _PATHS[kinds[j]]
@@ -268,12 +270,18 @@ def _block(seed: int, block: int, m: int, first: int) -> list[bytes]:
         rec = {"_path": path, "_write_ts": _iso(write_us),
                "ts": _iso(write_us - (r[7] % delay_us if delay_us else 0))}
         if ports is not None:
-            port = ports[r[2] % len(ports)]
-            if port == 0:  # a scan: common service ports, and now and then an ephemeral one
-                port = (22, 80, 443, 8080, 3389)[r[3] % 5] if r[3] % 8 else 1024 + r[4] % 64512
-            rec.update({"uid": "C" + uids[j],
-                        "id.orig_h": _host(int(u[0] ** 3 * 400)), "id.orig_p": 1024 + r[6] % 64512,
-                        "id.resp_h": _server(port, u[1]), "id.resp_p": port})
+            # Half the records of a kind go on logging the connection of the
+            # kind's record before (the same uid and addresses), so a uid has
+            # ~2 records on average, as in the real logs.
+            conn = recent.get(path) if u[3] < _SAME_CONNECTION else None
+            if conn is None:
+                port = ports[r[2] % len(ports)]
+                if port == 0:  # a scan: common service ports, and now and then an ephemeral one
+                    port = (22, 80, 443, 8080, 3389)[r[3] % 5] if r[3] % 8 else 1024 + r[4] % 64512
+                conn = recent[path] = {"uid": "C" + uids[j], "id.orig_h": _host(int(u[0] ** 3 * 400)),
+                                       "id.orig_p": 1024 + r[6] % 64512, "id.resp_h": _server(port, u[1]),
+                                       "id.resp_p": port}
+            rec.update(conn)
         rec.update(_dns(r, u, ranks[j]) if fields is None else fields(r, u))
         out.append(orjson.dumps(rec))
     return out
