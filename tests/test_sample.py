@@ -23,8 +23,8 @@ GENERATORS = {**sample.KINDS, "jenkins_jobs": sample.jenkins_jobs, "statuses": s
 PINNED = {
     "github_events": (1000, "66d8307c8bebf00f80d1e8b8b34ff940959520a2f8e0f456e0f3081eece845e4"),
     "zeek_logs": (3000, "45fac1430d3ad44281e89e637e48ac7907c179a6cd2d83059b86e3f4ea729fd7"),
-    "jenkins_jobs": (900, "167b1d3f40586fb09552ca002b3fe6725c14f5c49776ead5b686c152240ba2c8"),
-    "statuses": (300, "482ec55733bc34d9979561104beb9b5bedf508357c367fb7d180dd7dc942768b"),
+    "jenkins_jobs": (900, "86ac16827c1f3f88c647bea8238f4fd4130ffffa26aa9887e216a67365b5b3b7"),
+    "statuses": (300, "78f0e0e874b919e36807c2bda0b1c984dced4d5eb779efadef88ed418b7dee98"),
 }
 
 
@@ -109,7 +109,7 @@ def test_jenkins_jobs_shapes():
     assert all(list(r) == ["name", "url", "color"] and r["url"].endswith(f"/job/{r['name']}/") for r in recs)
     colors = collections.Counter(r["color"] for r in recs)
     assert colors.most_common(2)[0][0] == "blue" and 5 <= len(colors) <= 10
-    assert any("trunk" in r["name"] for r in recs)
+    assert any("trunk" in r["name"] for r in recs) and any("hadoop" in r["name"] for r in recs)
 
 
 def test_statuses_shapes():

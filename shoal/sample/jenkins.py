@@ -8,7 +8,7 @@ _PROJECTS = ["Abdera", "Accumulo", "ActiveMQ", "Ambari", "Ant", "Aries", "Avro",
              "Commons-Lang", "CouchDB", "Cayenne", "CXF", "Derby", "Felix", "Flume", "Giraph", "Hadoop", "HBase",
              "Hive", "HttpComponents", "Jackrabbit", "James", "Kafka", "Karaf", "Lucene-Solr", "Mahout", "Maven",
              "MyFaces", "Nutch", "OpenJPA", "Oozie", "Pig", "POI", "Qpid", "Shiro", "Sling", "Sqoop", "Struts",
-             "Tika", "Tomcat", "Wicket", "ZooKeeper"]
+             "Tika", "Tomcat", "Wicket", "ZooKeeper", "hadoop-common", "hadoop-hdfs", "beam", "flink"]
 _SUFFIXES = ["-trunk", "-1.x", "-2.x", "-nightly", "-PreCommit", "-Maven", "-site", "-branch-0.94", "-snapshot",
              "_tests"]
 # As in the Apache builds answer: most jobs pass (blue), a fifth fail (red).

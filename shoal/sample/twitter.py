@@ -20,7 +20,7 @@ _PHRASES = ["名前:前田あゆみ", "第一印象:なんか怖っ！", "今の
             "朝一ライカス辛目だよw", "【金一地区太鼓台】川関と小山の見分けがつかない", "RT希望", "おはようございます☀",
             "今日も一日がんばりましょう！", "「引用」と\"quote\"と\\バックスラッシュ\\", "Good morning!", "Can't wait 🎉",
             "¿Qué tal? Ñandú", "tab\there"]
-_LANGS = ["ja"] * 15 + ["en"] * 3 + ["es", "und"]
+_LANGS = ["ja"] * 15 + ["en"] * 3 + ["es", "zh", "und"]
 _USERS = ["ayuu0123", "yuttari1998", "RIM0707", "nasan_arai", "longhairxMIURA", "kyoko1220", "sutaa_ouji",
           "ochinu_ma", "gmanagement", "taa11111"]
 _NAMES = ["AYUMI", "なぁぁぁ", "★りむ★", "miura desu", "佐藤 太郎", "Renée \"R\" O'Connor", "嶋田 ❤︎", "ＫＯＨＥＩ"]
