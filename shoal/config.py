@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, RecordTooLarge
 
 KiB = 1024
 # psf_ids there are: a key pointer holds 16 bits of psf_id, and 65535 is a
@@ -166,6 +166,13 @@ class StoreConfig:
         cap = self.page_size_bytes - 32  # one record header; key pointers are checked per record
         return cap if self.max_record_bytes is None else min(cap, self.max_record_bytes)
 
+    def record_too_large(self, size_bytes: int | None = None) -> "RecordTooLarge":
+        """The error for a record over this store's limit (its reason and
+        message say the size, the limit, and how to raise it)."""
+        limit = self.effective_max_record_bytes
+        return RecordTooLarge(size_bytes=size_bytes, max_record_bytes=limit, page_size_bytes=self.page_size_bytes,
+                              lowered=limit < self.page_size_bytes - 32)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -215,6 +222,14 @@ class ExpressionLimits:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InvalidArgument(f"{name} must be a positive int, not {v!r}")
+
+
+def format_size(n: int) -> str:
+    """4194304 -> '4 MiB': whole GiB, MiB or KiB, else bytes ('1,000 bytes')."""
+    for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n:,} bytes"
 
 
 def parse_size(text: str | int) -> int:

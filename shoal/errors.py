@@ -9,7 +9,7 @@
     │                              .limit_bytes; what came before is stored
     ├── PSFError
     │   ├── PSFNotFound            (also a KeyError) no PSF by that name
-    │   ├── PSFExists              a PSF by that name is registered and active
+    │   ├── PSFExists              a PSF by that name is active: .name, .definition
     │   ├── TooManyPSFs            max_active_psfs are active already: .limit
     │   ├── PSFDefinitionError     the expression does not parse: .position
     │   │   ├── ExpressionTooLong  longer than max_expression_chars: .length, .limit
@@ -23,7 +23,8 @@
     └── StorageError
         ├── StoreClosed            the store was closed
         ├── StoreLocked            another process holds the data directory
-        ├── RecordTooLarge         a record cannot fit in a log page
+        ├── RecordTooLarge         a record cannot fit in a log page: .size_bytes,
+        │                          .max_record_bytes, .page_size_bytes
         ├── CorruptionError        a checksum, magic or size check failed
         └── NativeIOError          a read, write or fsync of a segment or
             │                      checkpoint file failed: .errno
@@ -198,7 +199,60 @@ class StoreLocked(StorageError):
 
 
 class RecordTooLarge(StorageError):
-    """A record (payload, key pointers and header) does not fit in one log page."""
+    """A record does not fit in one log page (its JSON text, a header and
+    the values its PSFs index must), or its text is longer than
+    max_record_bytes. The page size is fixed when a store is created, so
+    larger records need a new store with larger pages. `size_bytes` is the
+    record's text size (None when not known: a line too long to buffer),
+    `max_record_bytes` the limit on a record's text, `page_size_bytes` the
+    store's page size; `lowered` is True when the limit is max_record_bytes
+    set (per open) below what a page holds. Ingest reports such records one
+    by one, each with this error's `reason`, rather than raising it."""
+
+    def __init__(self, message: str | None = None, *, size_bytes: int | None = None,
+                 max_record_bytes: int | None = None, page_size_bytes: int | None = None, lowered: bool = False):
+        self.size_bytes = size_bytes
+        self.max_record_bytes = max_record_bytes
+        self.page_size_bytes = page_size_bytes
+        self.lowered = lowered
+        if message is None:
+            message = self._explain()
+        super().__init__(message)
+
+    @property
+    def reason(self) -> str:
+        """What an ingest result says of one such record: its size and the
+        limit, after the words "record too large"."""
+        if self.max_record_bytes is None or self.page_size_bytes is None:
+            return "record too large"
+        size, limit, page = self.size_bytes, self.max_record_bytes, _size_text(self.page_size_bytes)
+        if size is not None and size <= limit:  # its text fits; with the values its PSFs index it does not
+            return (f"record too large: {size:,} bytes, and with the values its PSFs index it does not fit in one "
+                    f"{page} log page")
+        over = f"{size:,} bytes, over" if size is not None else "over"
+        if self.lowered:
+            return f"record too large: {over} max_record_bytes ({limit:,})"
+        return f"record too large: {over} the {limit:,} bytes that fit in one {page} log page"
+
+    def _explain(self) -> str:
+        if self.max_record_bytes is None or self.page_size_bytes is None:
+            return "record too large: a record must fit in one log page"
+        page, limit = _size_text(self.page_size_bytes), self.max_record_bytes
+        what = f"a record of {self.size_bytes:,} bytes is too large: " if self.size_bytes is not None else ""
+        if self.lowered:
+            return (f"{what}this open of the store sets max_record_bytes={limit:,}; raise it (StoreConfig, per "
+                    f"open), up to what one {page} log page holds")
+        return (f"{what}a record must fit in one log page, and this store's pages are {page} "
+                f"(page_size_bytes={self.page_size_bytes}), so a record's JSON text may be at most {limit:,} "
+                f"bytes (less the values its PSFs index). The page size is fixed when a store is created: for "
+                f"larger records, ingest them into a new store created with larger pages (a power of two up to "
+                f"1 GiB): shoal.open(NEW_DIR, page_size_bytes=64 << 20), `shoal ingest --page-size 64MiB --data "
+                f"NEW_DIR`, or `shoal serve --page-size 64MiB` on a new data directory")
+
+
+def _size_text(n: int) -> str:
+    from .config import format_size  # config imports this module
+    return format_size(n)
 
 
 class CorruptionError(StorageError):

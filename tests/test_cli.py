@@ -23,6 +23,7 @@ from oracle import Log
 
 import shoal
 from shoal.cli import main, progress
+from shoal.config import KiB
 
 REPO = Path(__file__).resolve().parents[1]
 GITHUB = NDJSON_DIR / "github_events.ndjson.gz"
@@ -240,6 +241,41 @@ def test_ingest_errors(shoal_cli, data_dir, tmp_path):
     corrupt.write_bytes(gzip.compress(b'{"a":1}\n' * 1000)[:-30] + b"\0" * 10)
     r = shoal_cli("ingest", corrupt, "--data", data_dir)
     assert r.code == 1 and "shoal: error: " in r.err and f"while ingesting {corrupt}" in r.err
+
+
+def test_ingest_page_size_and_records_too_large(shoal_cli, tmp_path):
+    """A record over the limit is listed with its size and the limit, and
+    the summary says how to store it: --page-size, which applies when
+    ingest creates the store; a store with another page size is an error."""
+    big = b'{"x":"' + b"y" * (20 * KiB) + b'"}'
+    src = tmp_path / "big.ndjson"
+    src.write_bytes(b'{"a":1}\n' + big + b"\n")
+    small, large = tmp_path / "small", tmp_path / "large"
+    r = shoal_cli("ingest", src, "--page-size", "16KiB", "--data", small)
+    assert r.code == 3, r
+    assert f"{src}:2: record too large: {len(big):,} bytes, over the 16,352 bytes that fit in one 16 KiB log page" \
+        in r.err
+    assert "a record must fit in one log page (this store's pages are 16 KiB)" in r.err
+    assert "shoal ingest --page-size 64MiB --data NEW_DIR FILE" in r.err
+    r = shoal_cli("ingest", src, "--page-size", "64KiB", "--data", large)
+    assert r.code == 0 and "2 ingested, 0 rejected" in r.err and "record too large" not in r.err
+    with shoal.open(large) as store:
+        assert store.config.page_size_bytes == 64 * KiB
+        assert [rec.raw for rec in store.scan("`true`", order="oldest")] == [b'{"a":1}', big]
+    r = shoal_cli("ingest", src, "--page-size", "64KiB", "--data", small)  # not the page size it was made with
+    assert r.code == 1 and r.err == (f"shoal: error: --page-size 64KiB: {small} holds a store whose pages are 16 KiB, "
+                                     f"and a store's page size is fixed when it is created; use a new data "
+                                     f"directory (--data) for larger pages, or leave --page-size out\n")
+    assert shoal_cli("ingest", src, "--page-size", "16KiB", "--data", small).code == 3  # the same: fine
+    with shoal.open(small) as store:
+        assert store.stats()["records"] == 2  # the refused run stored nothing
+    r = shoal_cli("ingest", src, "--page-size", "16KiB", "--url", "http://127.0.0.1:1")
+    assert r.code == 1 and "--page-size applies when `shoal ingest` creates a store" in r.err
+    for bad in ("3KiB", "5000", "2GiB"):
+        r = shoal_cli("ingest", src, "--page-size", bad, "--data", tmp_path / bad)
+        assert r.code == 1 and "page_size_bytes must be a power of two between 4 KiB and 1 GiB" in r.err, bad
+    r = shoal_cli("ingest", src, "--page-size", "256MiB", "--data", tmp_path / "huge")  # memory and segments follow
+    assert r.code == 0 and shoal_cli("stats", "--data", tmp_path / "huge").code == 0
 
 
 def test_progress_line_on_a_terminal(shoal_cli, data_dir, monkeypatch, real_data):

@@ -46,7 +46,10 @@ class IngestOut(BaseModel):
     stored_bytes: int = Field(description="bytes appended to the log")
     durable: bool = Field(description="true when the records were on disk before the answer")
     max_record_bytes: int | None = Field(None, description="the record size limit, when a record of the body "
-                                                           "was over it (error 'record too large')")
+                                                           "was over it (error 'record too large: ...')")
+    page_size_bytes: int | None = Field(None, description="the store's log page size, which sets that limit (a "
+                                                          "record must fit in one page; fixed when the store "
+                                                          "was created), when a record was over it")
 
 
 # ---- PSFs ----

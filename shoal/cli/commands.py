@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Iterator
 from typing import Any
 
-from ..config import parse_size
+from ..config import StoreConfig, format_size, parse_size
 from ..errors import IngestRejected, InvalidArgument, PSFExists, PSFNotFound, ShoalError, StoreLocked
 from ..psf import parse_query_value
 from . import progress
@@ -102,14 +102,36 @@ def _connect(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]
         raise InvalidArgument(f"no store in {where} (create one with `shoal ingest` or `shoal psf add`, "
                               f"or point --data/--url at one)")
     key = getattr(args, "key", None) if create else None
+    page_size = getattr(args, "page_size", None) if create else None
+    exists = os.path.exists(os.path.join(where, "store.json"))
+    settings: dict[str, Any] = {"key": key} if key else {}
+    if page_size is not None and not exists:
+        settings.update(_layout_for_page(parse_size(page_size)))
     try:
-        store = open_store(where, **({"key": key} if key else {}))
+        store = open_store(where, **settings)
     except StoreLocked:
         raise StoreLocked(f"the data directory {where} is held by a running server (or another shoal "
                           f"process); use --url http://HOST:PORT (or set SHOAL_URL) to go through the "
                           f"server") from None
     with store:
+        if page_size is not None and store.config.page_size_bytes != parse_size(page_size):
+            # Not a note beside a run that goes on: records that need the
+            # larger pages would be rejected again, one by one.
+            raise InvalidArgument(f"--page-size {page_size}: {where} holds a store whose pages are "
+                                  f"{format_size(store.config.page_size_bytes)}, and a store's page size is fixed when "
+                                  f"it is created; use a new data directory (--data) for larger pages, or leave "
+                                  f"--page-size out")
         yield store
+
+
+def _layout_for_page(page_size_bytes: int) -> dict[str, int]:
+    """Settings of a new store with this page size: the default memory
+    budget and segment size, raised where a page needs more (two pages in
+    memory, one in a segment)."""
+    default = StoreConfig()
+    return {"page_size_bytes": page_size_bytes,
+            "memory_budget_bytes": max(default.memory_budget_bytes, 2 * page_size_bytes),
+            "segment_size_bytes": max(default.segment_size_bytes, page_size_bytes)}
 
 
 # ---- commands ----
@@ -130,6 +152,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         raise InvalidArgument("stdin (-) can be read only once")
     show_progress = not args.quiet and progress.stderr_is_tty()
     remote = _target(args)[0] == "url"
+    if remote and args.page_size is not None:
+        raise InvalidArgument("--page-size applies when `shoal ingest` creates a store in a data directory; "
+                              "a server's store has the page size it was created with (shoal serve --page-size)")
     ingested = rejected = 0
     with _connect(args, create=True) as target:
         for i, name in enumerate(args.files):
@@ -143,6 +168,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
                     result = target.ingest(name, **kw)
             except IngestRejected as exc:
                 summary(name, getattr(exc, "result", None), refused=True)
+                _hint_if_too_large(target, getattr(exc, "result", None))
                 rest = args.files[i + 1:]
                 if rest:
                     err(f"shoal: stopped; not read: {' '.join(map(label, rest))}")
@@ -159,6 +185,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             ingested += field(result, "ingested", 0)
             rejected += field(result, "rejected", 0)
             summary(name, result)
+            _hint_if_too_large(target, result)
             if not field(result, "ingested", 0) and not field(result, "rejected", 0):
                 err(f"{label(name)}: no records in it (empty, or only whitespace)")
     if len(args.files) > 1:
@@ -166,6 +193,20 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     if not ingested:
         return 1
     return EXIT_PARTIAL if rejected else 0
+
+
+def _hint_if_too_large(target: Any, result: Any) -> None:
+    """After a file with records over the size limit (each listed with its
+    size and the limit): how to store such records."""
+    if result is None or not any((field(e, "reason") or field(e, "error") or "").startswith("record too large")
+                                 for e in field(result, "errors", None) or ()):
+        return
+    config = getattr(target, "config", None)  # a local store; a server's page size is its own
+    pages = f" (this store's pages are {format_size(config.page_size_bytes)})" if config is not None else ""
+    err(f"shoal: a record must fit in one log page{pages}, and a store's page size is fixed when it is created: "
+        f"to store larger records, ingest them into a new store with larger pages, e.g. `shoal ingest "
+        f"--page-size 64MiB --data NEW_DIR FILE` (a power of two up to 1GiB), or `shoal serve --page-size 64MiB` "
+        f"on a new data directory")
 
 
 def _cmd_psf_add(args: argparse.Namespace) -> int:
@@ -406,6 +447,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="when creating the store: make it keyed by this JMESPath (newer records replace older "
                         "ones with the same key)")
     c.add_argument("--format", choices=["auto", "ndjson", "array", "json", "document"], default="auto")
+    c.add_argument("--page-size", type=_size, metavar="SIZE",
+                   help="when creating the store: its log page size, a power of two from 4KiB to 1GiB (default "
+                        "4MiB). A record must fit in one page, and the size is fixed once the store exists (a "
+                        "store with another page size is an error)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress line")
 
     psf = command("psf", None, "add, list and remove PSFs")

@@ -69,6 +69,9 @@ class Batch:
     # A batch that only reports damage in the input's structure: where, in
     # bytes from the start of the (decompressed) input.
     error_offset: int | None = None
+    # A batch that only reports a record too large to frame: its size, when
+    # counted (the span's len is 0: the record was never held).
+    record_bytes: int | None = None
 
 
 class Framer:
@@ -115,13 +118,27 @@ class Framer:
         line = 1
         carry = b""        # start of a line cut by the previous chunk's end
         skipping = False   # discarding an over-long line up to its '\n'
+        # Its size, reported with its line once its end is found: bytes
+        # from its first non-blank one, and the blanks at the end so far.
+        skipped = trailing = 0
         limit = self.max_record_bytes  # of a record's text: surrounding whitespace is not part of it
+
+        def skip(piece: bytes) -> None:
+            nonlocal skipped, trailing
+            skipped += len(piece)
+            kept = len(piece.rstrip(_WS))
+            trailing = trailing + len(piece) if kept == 0 else len(piece) - kept
+
         for chunk, final in _with_last(chunks):
             start = 0
             if skipping:
                 nl = chunk.find(b"\n")
+                skip(chunk if nl < 0 else chunk[:nl])
                 if nl < 0:
+                    if final:  # the input ends inside it
+                        yield self._too_large(line, skipped - trailing)
                     continue
+                yield self._too_large(line, skipped - trailing)
                 start = nl + 1
                 line += 1
                 skipping = False
@@ -130,7 +147,8 @@ class Framer:
                 if nl < 0 and not final:
                     carry = (carry + chunk[start:]).lstrip(_WS)
                     if len(carry.rstrip(_WS)) > limit:
-                        yield self._too_large(line)
+                        skipped = trailing = 0
+                        skip(carry)
                         carry, skipping = b"", True
                     continue
                 cut = len(chunk) if nl < 0 else nl + 1
@@ -138,7 +156,7 @@ class Framer:
                 carry = b""
                 start = cut
                 if len(head.strip(_WS)) > limit:
-                    yield self._too_large(line)
+                    yield self._too_large(line, len(head.strip(_WS)))
                     line += 1
                 else:
                     for batch in self._frame_ndjson(head, 0, True, line):
@@ -152,8 +170,11 @@ class Framer:
                 pos = batch.consumed_to
                 line = batch.line_after
             if len(chunk) - pos > limit and len(chunk[pos:].strip(_WS)) > limit:
-                yield self._too_large(line)
+                skipped = trailing = 0
+                skip(chunk[pos:].lstrip(_WS))
                 skipping = True
+                if final:
+                    yield self._too_large(line, skipped - trailing)
             elif len(chunk) > pos:
                 carry = chunk[pos:]
 
@@ -196,13 +217,15 @@ class Framer:
             if rc != lib.SHOAL_OUT_FULL:
                 return
 
-    def _too_large(self, line: int) -> Batch:
+    def _too_large(self, line: int, size_bytes: int | None = None) -> Batch:
+        """The report of a record over the limit, skipped unread: its line
+        and, when counted, its size."""
         spans = ffi.new("shoal_span[1]")
         spans[0].start = 0
         spans[0].len = 0
         spans[0].line = line
         spans[0].status = lib.SHOAL_E_TOO_LARGE
-        return Batch(b"", spans, 1)
+        return Batch(b"", spans, 1, record_bytes=size_bytes)
 
     # -- array --
     def _array(self, chunks: Iterator[bytes]) -> Iterator[Batch]:

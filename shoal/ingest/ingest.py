@@ -149,7 +149,12 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
                 i = scratch.rejects[k]
                 r = scratch.results[i]
                 off = batch.error_offset if batch.error_offset is not None else int(r.err_off)
-                result.errors.append(IngestError(int(batch.spans[i].line), reason(r.status), off))
+                span = batch.spans[i]
+                if r.status == lib.SHOAL_E_TOO_LARGE:  # its size (a line skipped unread: counted, or not) and the limit
+                    why = cfg.record_too_large(batch.record_bytes or int(span.len) or None).reason
+                else:
+                    why = reason(r.status)
+                result.errors.append(IngestError(int(span.line), why, off))
         job.appended = job.rejected = job.bytes_appended = job.text_bytes = job.n_rejects = 0
 
     try:

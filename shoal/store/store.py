@@ -789,7 +789,14 @@ def _resolve_config(path: Path, config: StoreConfig | None, overrides: dict) -> 
             if f in explicit and getattr(base, f) != getattr(stored, f):
                 raise InvalidArgument(f"{f} is fixed when a store is created "
                                       f"(this store has {getattr(stored, f)})")
-        base = base.replace(**{f: getattr(stored, f) for f in _LAYOUT})
+        layout = {f: getattr(stored, f) for f in _LAYOUT}
+        memory_given = "memory_budget_bytes" in overrides or (
+            config is not None and config.memory_budget_bytes != StoreConfig().memory_budget_bytes)
+        if not memory_given and base.memory_budget_bytes < 2 * stored.page_size_bytes:
+            # The default budget holds two pages of up to 128 MiB; a store
+            # created with larger pages opens with room for two of them.
+            layout["memory_budget_bytes"] = 2 * stored.page_size_bytes
+        base = base.replace(**layout)
     else:
         from .checkpoint import write_atomic
         write_atomic(meta_path, json.dumps({"format": _FORMAT, "config": base.to_dict()}, indent=1).encode())

@@ -10,6 +10,8 @@ import pytest
 from urllib.parse import quote
 from oracle import ALL, Log, as_pairs
 
+from shoal.config import KiB
+
 from .conftest import assert_error, lines, pairs
 
 pytestmark = pytest.mark.anyio
@@ -411,10 +413,17 @@ async def test_records_over_the_size_limit_name_it(client, store):
     limit = store.config.effective_max_record_bytes
     big = b'{"pad":"' + b"x" * limit + b'"}\n'
     body = assert_error(await ingest(client, big * 2), 413, "record_too_large")
-    assert body["max_record_bytes"] == limit and f"{limit:,} bytes" in body["detail"]
+    page = store.config.page_size_bytes
+    assert (body["max_record_bytes"], body["page_size_bytes"]) == (limit, page) == (page - 32, 16 * KiB)
+    detail = body["detail"]  # the limit, the page size it comes from, and how to raise it
+    assert f"at most {limit:,} bytes" in detail and f"pages are 16 KiB (page_size_bytes={page})" in detail
+    assert "fixed when a store is created" in detail and "--page-size" in detail, detail
     assert (body["ingested"], body["rejected"]) == (0, 2) and store.stats()["records"] == 0
+    reason = f"record too large: {len(big) - 1:,} bytes, over the {limit:,} bytes that fit in one 16 KiB log page"
+    assert [e["error"] for e in body["errors"]] == [reason, reason]
     r = await ingest(client, big + b'{"ok":1}\n')
-    assert r.status_code == 200 and r.json()["max_record_bytes"] == limit
-    assert (r.json()["ingested"], r.json()["errors"][0]["error"]) == (1, "record too large")
+    assert r.status_code == 200 and (r.json()["max_record_bytes"], r.json()["page_size_bytes"]) == (limit, page)
+    assert (r.json()["ingested"], r.json()["errors"][0]["error"]) == (1, reason)
     r = await ingest(client, b'{"ok":1}\n')
     assert r.status_code == 200 and r.json().get("max_record_bytes") is None
+    assert r.json().get("page_size_bytes") is None

@@ -4,8 +4,9 @@ Random records (non-ASCII text, escapes, nesting, numbers), written with
 random formatting and line endings, cut into random chunks and fed through an
 iterable source with the smallest batch size: the stored records are exactly
 the input records, in order. Records around the size limit are stored when
-they fit and reported as "record too large" on their line when not, and the
-records around them are stored either way.
+they fit and reported as "record too large" on their line when not, with
+their exact size (also when a chunk boundary made the framer skip the line
+unread), and the records around them are stored either way.
 
 One store per test serves all examples; each example checks only what it
 appended (scan from the tail it started at)."""
@@ -148,8 +149,9 @@ def test_records_near_the_size_limit(limited_store, data):
     tail = limited_store.tail_address
     res = limited_store.ingest(iter(chunks))
     fits = [(r, line) for r, line in expected if len(r) <= LIMIT]
-    too_big = [line for r, line in expected if len(r) > LIMIT]
-    assert [(e.line, e.reason) for e in res.errors] == [(line, "record too large") for line in too_big]
+    too_big = [(r, line) for r, line in expected if len(r) > LIMIT]
+    assert [(e.line, e.reason) for e in res.errors] == [
+        (line, f"record too large: {len(r):,} bytes, over max_record_bytes ({LIMIT})") for r, line in too_big]
     assert res.ingested == len(fits)
     assert _appended(limited_store, tail) == [r for r, _ in fits]
 
@@ -212,6 +214,7 @@ def test_records_near_the_page_size(page_limited_store, data):
     def fits(r):
         return len(r) <= PAGE - 32
 
-    assert [(e.line, e.reason) for e in res.errors] == [(line, "record too large") for r, line in expected
-                                                         if not fits(r)]
+    assert [(e.line, e.reason) for e in res.errors] == [
+        (line, f"record too large: {len(r):,} bytes, over the {PAGE - 32:,} bytes that fit in one 4 KiB log page")
+        for r, line in expected if not fits(r)]
     assert _appended(store, tail) == [r for r, _ in expected if fits(r)]

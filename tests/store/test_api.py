@@ -273,6 +273,43 @@ def test_exception_tree():
     assert (e.line, e.offset, e.reason) == (3, 5, "bad") and "line 3" in str(e)
 
 
+def test_a_store_with_pages_over_half_the_default_memory_reopens_with_defaults(tmp_path):
+    """The default budget (256 MiB) holds two pages of up to 128 MiB; a store
+    created with larger pages reopens without settings, with room for two
+    pages (frames are allocated on first use: nothing that large is touched
+    here). A budget given explicitly is checked as ever."""
+    page = 256 * MiB
+    with shoal.open(tmp_path, page_size_bytes=page, memory_budget_bytes=2 * page) as s:
+        first = s.ingest(b'{"a":1}\n').first_address
+    with shoal.open(tmp_path) as s:
+        assert (s.config.page_size_bytes, s.config.memory_budget_bytes) == (page, 2 * page)
+        assert s.get(first).raw == b'{"a":1}'
+    with pytest.raises(shoal.InvalidArgument, match="at least two pages"):
+        shoal.open(tmp_path, memory_budget_bytes=page)
+
+
+def test_record_too_large_says_the_size_the_limit_and_how_to_raise_it():
+    e = shoal.StoreConfig().record_too_large(5_000_000)
+    assert isinstance(e, shoal.RecordTooLarge) and (e.size_bytes, e.max_record_bytes, e.page_size_bytes) == (
+        5_000_000, 4 * MiB - 32, 4 * MiB)
+    assert e.reason == "record too large: 5,000,000 bytes, over the 4,194,272 bytes that fit in one 4 MiB log page"
+    assert str(e).startswith("a record of 5,000,000 bytes is too large: a record must fit in one log page, and this "
+                             "store's pages are 4 MiB (page_size_bytes=4194304), so a record's JSON text may be at "
+                             "most 4,194,272 bytes")
+    assert "fixed when a store is created" in str(e) and "--page-size 64MiB" in str(e)
+    assert "page_size_bytes=64 << 20" in str(e)
+    unknown = shoal.StoreConfig().record_too_large()
+    assert unknown.reason == "record too large: over the 4,194,272 bytes that fit in one 4 MiB log page"
+    assert str(unknown).startswith("a record must fit in one log page")
+    lowered = shoal.StoreConfig(max_record_bytes=1000).record_too_large(1234)
+    assert lowered.lowered and lowered.reason == "record too large: 1,234 bytes, over max_record_bytes (1,000)"
+    assert "max_record_bytes=1,000; raise it" in str(lowered)
+    with_values = shoal.StoreConfig(page_size_bytes=8 * KiB).record_too_large(8000)  # text fits, values do not
+    assert with_values.reason == ("record too large: 8,000 bytes, and with the values its PSFs index it does not "
+                                  "fit in one 8 KiB log page")
+    assert shoal.RecordTooLarge("as the server said").reason == "record too large"  # no fields: no numbers
+
+
 def test_config_object():
     c = shoal.StoreConfig(page_size_bytes=8 * KiB, memory_budget_bytes=1 * MiB, segment_size_bytes=64 * KiB)
     assert shoal.StoreConfig.from_dict(c.to_dict()) == c

@@ -13,6 +13,8 @@ from oracle import ALL, Log, as_pairs, orjson_accepts
 import shoal
 from shoal.config import KiB
 
+# What the reason of a record over the limit of the tests' store (16 KiB pages, tests/conftest.py) ends with.
+FIT_16K = f"the {16 * KiB - 32:,} bytes that fit in one 16 KiB log page"
 BAD_LINES = [
     b'{"a":1,}', b"[1,]", b"nul", b'{"a":NaN}', b'{"a":"\x01"}', b'{"a":"\xff"}', b'{"a":"\\ud800"}',
     b'{"a":1} x', b'{"a":1}{"b":2}', b"1e400", b"[" * 2000 + b"]" * 2000, b'\xef\xbb\xbf{"bom":1}',
@@ -72,8 +74,8 @@ def test_specific_reasons(store):
     res = store.ingest(b"\n".join(lines))
     assert res.ingested == 1
     assert [e.line for e in res.errors] == [2, 3, 4, 5]
-    assert res.errors[3].reason == "record too large"
-    assert all(e.reason != "record too large" for e in res.errors[:3])
+    assert res.errors[3].reason == f"record too large: {20 * KiB:,} bytes, over {FIT_16K}"
+    assert all(not e.reason.startswith("record too large") for e in res.errors[:3])
 
 
 def test_reject_stores_nothing_and_changes_nothing(store, real_data):
@@ -140,8 +142,8 @@ def test_max_record_bytes(open_store, tiny_config, limit):
     sizes = [limit - 1, limit, limit + 1, limit + 2, limit + 100, 50, limit]
     lines = [_record(n) for n in sizes]
     res = store.ingest(b"\n".join(lines))
-    assert [(e.line, e.reason) for e in res.errors] == [(3, "record too large"), (4, "record too large"),
-                                                         (5, "record too large")]
+    assert [(e.line, e.reason) for e in res.errors] == [
+        (i + 1, f"record too large: {sizes[i]:,} bytes, over max_record_bytes ({limit:,})") for i in (2, 3, 4)]
     assert [r.raw for r in store.scan(ALL, order="oldest")] == [lines[0], lines[1], lines[5], lines[6]]
 
 
@@ -155,8 +157,9 @@ def test_page_size_limit(open_store, page):
     lines = [_record(100), _record(limit), _record(limit + 1), _record(page), _record(page + 5000),
              _record(limit - 1), _record(200)]
     res = store.ingest(b"\n".join(lines))
-    assert [(e.line, e.reason) for e in res.errors] == [(3, "record too large"), (4, "record too large"),
-                                                         (5, "record too large")]
+    fit = f"the {limit:,} bytes that fit in one {page // KiB} KiB log page"
+    assert [(e.line, e.reason) for e in res.errors] == [
+        (i + 1, f"record too large: {len(lines[i]):,} bytes, over {fit}") for i in (2, 3, 4)]
     assert [r.raw for r in store.scan(ALL, order="oldest")] == [lines[i] for i in (0, 1, 5, 6)]
 
     # Key pointers take room too: a full-size record with several indexed
@@ -167,7 +170,9 @@ def test_page_size_limit(open_store, page):
     near = [_record(n) for n in (limit - 200, limit - 100, limit - 8, limit)]
     res = store.ingest(b"\n".join(near + [_record(64)]))
     stored = [r.raw for r in store.scan(ALL, order="oldest", from_address=tail)]
-    assert all(e.reason == "record too large" for e in res.errors)
+    assert [e.reason for e in res.errors] == [  # their texts fit; with their PSF values they do not
+        f"record too large: {len(near[e.line - 1]):,} bytes, and with the values its PSFs index it does not fit in "
+        f"one {page // KiB} KiB log page" for e in res.errors]
     assert res.ingested + res.rejected == len(near) + 1
     assert stored == [r for i, r in enumerate(near + [_record(64)]) if i + 1 not in {e.line for e in res.errors}]
     assert stored[-1] == _record(64) and stored[0] == near[0]
@@ -184,7 +189,8 @@ def test_over_long_line_mid_stream(store, real_data):
                    [text[i:i + 777] for i in range(0, len(text), 777)]):
         tail = store.tail_address
         res = store.ingest(iter(chunks))
-        assert [(e.line, e.reason) for e in res.errors][:1] == [(21, "record too large")]
+        assert [(e.line, e.reason) for e in res.errors][:1] == [(21, f"record too large: {len(huge):,} bytes, "
+                                                                     f"over {FIT_16K}")]
         assert [e.line for e in res.errors] == [21, 42]
         assert [r.raw for r in store.scan(ALL, order="oldest", from_address=tail)] == raws
 

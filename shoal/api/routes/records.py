@@ -17,7 +17,7 @@ from ..streaming import feed_thread
 router = APIRouter(tags=["records"])
 
 _GZIP_MAGIC = b"\x1f\x8b"
-TOO_LARGE = "record too large"  # the reason of a record over max_record_bytes
+TOO_LARGE = "record too large"  # how the reason of a record over the size limit starts
 # on_error=reject holds the whole body (spooled to the data directory) before
 # storing any of it, so its body is bounded even when --max-body is not set.
 REJECT_BODY_BYTES = 1 << 30
@@ -128,17 +128,18 @@ async def ingest(
     out = result.to_dict()
     out["errors"] = out["errors"][:MAX_ERRORS_SHOWN]
     out.update(input_bytes=result.input_bytes, stored_bytes=result.stored_bytes, durable=result.durable)
-    too_large = [e for e in result.errors if e.reason == TOO_LARGE]
-    if too_large:
-        out["max_record_bytes"] = store.config.effective_max_record_bytes  # the limit they broke
+    too_large = [e for e in result.errors if e.reason.startswith(TOO_LARGE)]
+    if too_large:  # the limit they broke, and the page size it comes from
+        out["max_record_bytes"] = store.config.effective_max_record_bytes
+        out["page_size_bytes"] = store.config.page_size_bytes
     if not result.ingested:
         # A body that stored nothing is not a success a client could miss.
         if not result.rejected:
             raise ApiError(400, "empty_body", "the body holds no records (empty, or only whitespace); send "
                                               "NDJSON or a JSON array", **out)
         if len(too_large) == result.rejected:
-            raise ApiError(413, "record_too_large", f"every record of the body is larger than the limit of "
-                                                    f"{out['max_record_bytes']:,} bytes; nothing stored", **out)
+            raise ApiError(413, "record_too_large", f"nothing stored: every record of the body is too large. "
+                                                    f"{store.config.record_too_large()}", **out)
         raise ApiError(422, "no_valid_records", f"none of the body's {result.rejected:,} record(s) is valid; "
                                                 f"nothing stored", **out)
     return out
