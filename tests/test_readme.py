@@ -1,7 +1,8 @@
 """The README's examples run as written, from a directory holding only the
 sample data its first block makes (`shoal sample ...`), with the repo's
 venv on PATH: the library quickstart, the HTTP curl blocks against a real
-`shoal serve`, the Python client, the command line blocks.
+`shoal serve`, the Python client, the command line blocks, and the keyed
+store blocks (which make their own records).
 
 Two checks per block: what it prints equals an oracle computed here from
 the same generated records with orjson + jmespath (tests/oracle.py), and
@@ -456,10 +457,28 @@ def test_command_line_server_block(work, samples):
         assert store.stats()["recovery"]["checkpoint_id"] == 1
 
 
+def test_keyed_store_blocks(work):
+    """Self-contained: they make their own records."""
+    code = block("Keyed stores: point reads, updates, deletes", "python")
+    out = run_python(code, work, shell_env(work))
+    assert out == ["{'id': 7, 'name': 'ada l.'}", "True None", "[]", "[{'id': 7, 'name': 'ada'}]"]
+    assert_shown(python_outputs(code), out, "keyed store")
+
+    steps = run_shell(block("Keyed stores: point reads, updates, deletes", "sh"), work, shell_env(work))
+    check_steps(steps)
+    written = (work / "users.ndjson").read_bytes().splitlines()
+    assert find(steps, "shoal ingest").err.startswith(f"users.ndjson: {len(written)} ingested, 0 rejected")
+    newest_42 = [line for line in written if orjson.loads(line)["id"] == 42][-1]
+    assert find(steps, "shoal get").out.encode() == newest_42 + b"\n"
+    with shoal.open(work / "users") as store:
+        assert store.get_key(42) is None
+        assert [r.raw for r in store.scan("`true`")] == [line for line in written if orjson.loads(line)["id"] == 7]
+
+
 def test_every_runnable_block_is_tested():
     """A new code block in these sections needs a test here."""
     tested = {"Quickstart (library)": ["sh", "python"], "HTTP API": ["sh", "sh"], "Python client": ["python"],
-              "Command line": ["sh", "sh"]}
+              "Command line": ["sh", "sh"], "Keyed stores: point reads, updates, deletes": ["python", "sh"]}
     for heading, languages in tested.items():
         assert [lang for lang, _ in blocks(heading)] == languages, heading
     assert "shared/data" not in "".join(body for h in tested for _, body in blocks(h))
