@@ -292,6 +292,8 @@ class Client:
         self._http.close()
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
+        if "json" in kw:
+            kw.update(_json_content(kw.pop("json")))
         r = self._http.request(method, path, **kw)
         _raise_for(r)
         return r.json()
@@ -304,7 +306,8 @@ class Client:
             body = dict(body, with_address=True)
         else:
             params = dict(params or {}, with_address="true")
-        req = self._http.build_request(method, path, json=body, params=params)
+        req = self._http.build_request(method, path, params=params,
+                                       **(_json_content(body) if body is not None else {}))
         r = self._http.send(req, stream=True)
         if not r.is_success:
             try:
@@ -397,7 +400,11 @@ class Client:
         return bool(r.json()["deleted"])
 
     def get(self, address: int) -> Record | None:
-        r = self._http.get(f"/records/{int(address)}")
+        if not isinstance(address, int) or isinstance(address, bool):  # as Store.get
+            raise E.InvalidArgument("address must be an int")
+        if address < 0:
+            raise E.InvalidArgument("address must be a non-negative int")
+        r = self._http.get(f"/records/{address}")
         if r.status_code == 404 and r.json().get("error") == "record_not_found":
             return None
         _raise_for(r)
@@ -438,6 +445,19 @@ def _conditions(conditions: Iterable[tuple[str, Any]]) -> list[dict]:
     return out
 
 
+def _json_content(body: Any) -> dict[str, Any]:
+    """A JSON request body, encoded as httpx would, except that a string
+    holding a lone surrogate (no UTF-8 for it: httpx raises
+    UnicodeEncodeError; a command line turns undecodable bytes into them)
+    goes as its \\uXXXX escape, for the server to answer (a PSF name with
+    one is a 422 stating the rule)."""
+    try:
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except UnicodeEncodeError:
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    return {"content": text, "headers": {"Content-Type": "application/json"}}
+
+
 def _key_path(key: Any) -> str:
     """A key as its JSON text, URL-quoted: the server reads it back exactly."""
     if isinstance(key, bool) or not isinstance(key, (str, int, float)):
@@ -446,8 +466,14 @@ def _key_path(key: Any) -> str:
 
 
 def _psf_path(name: str) -> str:
-    """/psfs/<name>, percent-encoded: a name may hold "/", "?", "#" or "%"."""
-    return "/psfs/" + urllib.parse.quote(name, safe="")
+    """/psfs/<name>, percent-encoded: a name may hold "/", "?", "#" or "%".
+    A name that is "." or ".." has its dots encoded too: as a path segment
+    of their own, httpx would resolve them away (/psfs/.. is /)."""
+    try:
+        quoted = urllib.parse.quote(name, safe="")
+    except UnicodeEncodeError:  # a lone surrogate: no URL holds one, and no PSF name (the name rule)
+        raise E.PSFNotFound(f"no PSF named {name!r}") from None
+    return "/psfs/" + (quoted.replace(".", "%2E") if quoted in (".", "..") else quoted)
 
 
 def _query_body(body: dict, limit: int | None, order: str, from_address: int | None,

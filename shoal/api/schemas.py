@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..psf import PSF
+from ..errors import InvalidArgument
+from ..psf import MAX_NAME_CHARS, PSF, check_name
+from ..psf.registry import NAME_RULE
 
 Order = Literal["newest", "oldest"]
 
@@ -62,6 +64,15 @@ class PSFIn(_Body):
     replace: bool = Field(False, description="a PSF of this name active with another `expr` is deregistered "
                                              "and this one registered from the same address on, in one step "
                                              "(201); with the same `expr`, as exist_ok")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        try:
+            check_name(name)
+        except InvalidArgument as exc:
+            raise ValueError(str(exc)) from None
+        return name
 
 
 class PSFOut(BaseModel):

@@ -6,7 +6,7 @@ from .budget import EvaluationBudget
 from .expr import Expression, parse_definition
 from .kinds import PSFKind
 from .native import NativePSFSet
-from .registry import MAX_NAME_CHARS, PSF, Registry, active_at, inactive_ranges
+from .registry import MAX_NAME_CHARS, PSF, Registry, active_at, check_name, inactive_ranges
 from .slowpath import SlowEvaluator, evaluate
 from .values import (
     canonical,
@@ -30,6 +30,7 @@ __all__ = [
     "canonical",
     "canonical_json",
     "canonical_scalar",
+    "check_name",
     "decode",
     "evaluate",
     "inactive_ranges",

@@ -44,8 +44,11 @@ restarts lower, see `truncate`, starts at the recovered tail: the log above
 it, with any key pointers there, is gone.)
 
 Name rules: a str of 1..128 characters without control characters (Unicode
-category Cc) or surrogates. Breaking them raises InvalidArgument: a name is
-an argument, not part of the definition.
+category Cc: U+0000-U+001F, U+007F-U+009F) or surrogates. Breaking them
+raises InvalidArgument (HTTP: 422) stating the rule: a name is an argument,
+not part of the definition. Anything else is a name, `/`, `..` and `%`
+included: a name is never part of a file path (the registry is one JSON
+file, psfs.json), only of URL paths, percent-encoded.
 
 Expression limits: `register` parses with the registry's ExpressionLimits
 and refuses a definition over them. A saved PSF over the limits of this
@@ -83,8 +86,8 @@ from ..errors import (CorruptionError, InvalidArgument, PSFDefinitionError, PSFE
 from .expr import Expression, parse_definition
 from .kinds import PSFKind
 
-__all__ = ["PSF", "Registry", "active_at", "callable_fingerprint", "inactive_ranges", "MAX_NAME_CHARS",
-           "MAX_RANGES"]
+__all__ = ["PSF", "Registry", "active_at", "callable_fingerprint", "check_name", "inactive_ranges",
+           "MAX_NAME_CHARS", "MAX_RANGES"]
 
 MAX_NAME_CHARS = 128
 # Ranges a PSF keeps (its newest): one more per re-registration after records
@@ -212,16 +215,21 @@ def _shown(psf: PSF) -> str:
     return "a Python callable" + (f" of fields {list(psf.fields)!r}" if psf.fields is not None else "")
 
 
-def _check_name(name: Any) -> None:
+NAME_RULE = (f"a PSF name is 1 to {MAX_NAME_CHARS} characters, none of them a control character "
+             f"(U+0000-U+001F, U+007F-U+009F) or a surrogate")
+
+
+def check_name(name: Any) -> None:
+    """Raise InvalidArgument, stating the rule, unless `name` is a valid PSF name."""
     if not isinstance(name, str):
         raise InvalidArgument(f"a PSF name must be a str, not {type(name).__name__}")
     if not name:
-        raise InvalidArgument("a PSF name must not be empty")
+        raise InvalidArgument(f"{NAME_RULE}; this one is empty")
     if len(name) > MAX_NAME_CHARS:
-        raise InvalidArgument(f"a PSF name must be at most {MAX_NAME_CHARS} characters")
-    for ch in name:
+        raise InvalidArgument(f"{NAME_RULE}; this one has {len(name):,} characters")
+    for i, ch in enumerate(name):
         if unicodedata.category(ch) in ("Cc", "Cs"):
-            raise InvalidArgument(f"a PSF name must not contain control characters: {name!r}")
+            raise InvalidArgument(f"{NAME_RULE}; this one has {ch!r} at position {i}: {name!r}")
 
 
 def _check_address(address: Any) -> int:
@@ -318,7 +326,7 @@ class Registry:
         `name` active with another definition: PSFExists, unless replace,
         which deregisters it at `address` and registers the new definition
         from `address` on, in one change (one save: both or neither)."""
-        _check_name(name)
+        check_name(name)
         address = _check_address(address)
         if isinstance(definition, str):
             if fields is not None:

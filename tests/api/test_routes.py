@@ -220,7 +220,8 @@ async def test_psf_errors(client):
                         "psf_definition_error")
     assert_error(await client.post("/psfs", json={"name": "x"}), 422, "validation_error")
     assert_error(await client.post("/psfs", json={"name": "", "expr": "a"}), 422, "validation_error")
-    assert_error(await client.post("/psfs", json={"name": "a\x01", "expr": "a"}), 400, "invalid_argument")
+    body = assert_error(await client.post("/psfs", json={"name": "a\x01", "expr": "a"}), 422, "validation_error")
+    assert "1 to 128 characters" in body["detail"]  # the rule (psf/registry.py check_name)
     assert_error(await client.post("/psfs", json={"name": "x", "expr": "a", "more": 1}), 422,
                  "validation_error")
     assert_error(await client.post("/psfs", content=b"{not json", headers={"Content-Type": "application/json"}),

@@ -2,7 +2,9 @@
 
 The key in the path is read like a query value: a JSON literal (`42`,
 `"42"`) or else the text itself as a string (`user-1`), so /keys/42 is the
-number 42 and /keys/%2242%22 the string "42"."""
+number 42 and /keys/%2242%22 the string "42". Percent-encoded, as a PSF name
+is: a key may hold `/` (the route takes the rest of the path), and it is
+never part of a file path."""
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -28,7 +30,7 @@ class DeletedOut(BaseModel):
     durable: bool
 
 
-@router.get("/keys/{key}", summary="The live version of a key (keyed stores)", response_class=Response,
+@router.get("/keys/{key:rest}", summary="The live version of a key (keyed stores)", response_class=Response,
             responses={200: {"description": "the record, byte for byte as ingested; its address is in the "
                                             "X-Shoal-Address header",
                              "content": {"application/json": {"schema": RECORD_SCHEMA}}},
@@ -41,7 +43,7 @@ def get_key(key: KeyPath, store: Annotated[Store, Depends(deps.store)]) -> Respo
     return Response(rec.raw, media_type="application/json", headers={"X-Shoal-Address": str(rec.address)})
 
 
-@router.delete("/keys/{key}", response_model=DeletedOut, summary="Delete a key (keyed stores)",
+@router.delete("/keys/{key:rest}", response_model=DeletedOut, summary="Delete a key (keyed stores)",
                responses=errors_doc(400, 404, 422, 503),
                description="Appends a tombstone: the key reads as absent and PSF queries stop returning its "
                            "versions. 404 when the key has no live version (nothing is written).")

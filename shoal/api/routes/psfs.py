@@ -41,13 +41,13 @@ def list_psfs(store: StoreDep) -> dict:
     return {"psfs": [psf_out(p) for p in store.psfs()]}
 
 
-@router.get("/psfs/{name:path}", response_model=PSFOut, summary="One PSF with its active ranges",
+@router.get("/psfs/{name:rest}", response_model=PSFOut, summary="One PSF with its active ranges",
             responses=errors_doc(404, 422, 503))
 def get_psf(name: str, store: StoreDep) -> dict:
     return psf_out(store.psf(name))
 
 
-@router.delete("/psfs/{name:path}", response_model=PSFDeregisteredOut, summary="Deregister a PSF",
+@router.delete("/psfs/{name:rest}", response_model=PSFDeregisteredOut, summary="Deregister a PSF",
                responses=errors_doc(404, 422, 503),
                description="Stops indexing by it; answers with the range [from, to) in which it was active. "
                            "Registering the same expression again later resumes it.")

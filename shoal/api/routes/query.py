@@ -73,7 +73,7 @@ async def query(body: QueryIn, request: Request, store: Annotated[Store, Depends
     return await _stream(request, mode, address_lines, run)
 
 
-@router.get("/psfs/{name:path}/records", summary="Query one PSF (NDJSON stream)", tags=["psfs"],
+@router.get("/psfs/{name:rest}/records", summary="Query one PSF (NDJSON stream)", tags=["psfs"],
             response_class=StreamingResponse,
             responses={**ndjson_response("records whose PSF has this value"), **errors_doc(400, 404, 409, 422, 503)})
 async def query_psf(
