@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import parse_size
+from ..config import StoreConfig, parse_size
 from ..errors import InvalidArgument, ShoalError, StoreLocked
 from ..store.store import open as open_store
 from .allocator import limit_arenas, start_trimming
@@ -86,7 +86,10 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
     if memory is not None:
         settings["memory_budget_bytes"] = parse_size(memory)
     if page_size is not None:
-        settings["page_size_bytes"] = parse_size(page_size)
+        settings["page_size_bytes"] = page = parse_size(page_size)
+        # A segment file holds whole pages: pages over the default segment
+        # size (256 MiB) get segments of one page each.
+        settings.setdefault("segment_size_bytes", max(StoreConfig().segment_size_bytes, page))
     store = open_store(data_dir, **settings)
     try:
         rec = store.recovery
