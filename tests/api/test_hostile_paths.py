@@ -126,12 +126,15 @@ async def test_records_by_address(client, store, tree, live_url):
         for d in (8, 16, 24, 32, 56, 64, 1, 4):  # header, key pointer, values, payload, unaligned
             if a + d not in known:
                 body = assert_error(await client.get(f"/records/{a + d}"), 404, "record_not_found")
-                assert body["address"] == a + d
+                assert body["address"] == a + d and "the log holds" not in body["detail"]
     tail = store.tail_address
     for a in (0, 1, 8, 63, tail, tail + 8, (tail // PAGE + 1) * PAGE, 2**48 - 8, 2**48, 2**63, 2**64 - 1,
               2**64, 2**64 + 1, 10**40):
         body = assert_error(await client.get(f"/records/{a}"), 404, "record_not_found")
         assert body["address"] == a and str(a) in body["detail"]
+        assert (body["begin_address"], body["tail_address"]) == (store.begin_address, tail)
+        if not store.begin_address <= a < tail:  # outside the log: the answer says where it is
+            assert f"the log holds addresses {store.begin_address} to {tail}" in body["detail"]
     for bad in ("-1", "abc", "0x40", "1e3", "64.5", "%00", "6%004", "%2e%2e", "-0x1", "%20"):
         assert_error(await client.get(f"/records/{bad}"), 422, "validation_error")
     status, body = raw_request(live_url, "/records/..")  # httpx would resolve it to /

@@ -154,5 +154,8 @@ def get_record(address: Annotated[int, Path(ge=0, description="a record's log ad
                store: Annotated[Store, Depends(deps.store)]) -> Response:
     rec = store.get(address)
     if rec is None:
-        raise ApiError(404, "record_not_found", f"no record starts at address {address}", address=address)
+        begin, tail = store.begin_address, store.tail_address
+        where = "" if begin <= address < tail else f" (the log holds addresses {begin} to {tail})"
+        raise ApiError(404, "record_not_found", f"no record starts at address {address}{where}", address=address,
+                       begin_address=begin, tail_address=tail)
     return Response(rec.raw, media_type="application/json")
