@@ -34,13 +34,15 @@ from serverproc import ServerProcess, free_port
 
 import shoal
 from shoal import sample
+from shoal.cli.commands import SAMPLE_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 VENV_BIN = Path(sys.executable).parent
 OUTPUT_MARK = "-> "
-# The port the README's server examples use, and the other one of `shoal serve --port 8766`.
+# The port of the README's `make serve` examples (the command line's own server uses 8766).
 README_PORT = 8765
+CLI_SERVER_PORT = 8766
 
 
 # ---- the README's code blocks ----
@@ -123,7 +125,7 @@ def _split_comment(line: str) -> tuple[str, str | None]:
     return line.rstrip(), None
 
 
-def _output(comment: str | None, *, own_line: bool) -> str | None:
+def _output(comment: str | None) -> str | None:
     """The output a comment shows, if it shows one."""
     if comment is None:
         return None
@@ -141,7 +143,7 @@ def parse_steps(text: str) -> list[Step]:
     while i < len(lines):
         command, comment = _split_comment(lines[i])
         if not command:
-            shown = _output(comment, own_line=True)
+            shown = _output(comment)
             if steps and steps[-1].open and shown is not None:
                 steps[-1].shown.append(shown)
             elif steps:
@@ -155,7 +157,7 @@ def parse_steps(text: str) -> list[Step]:
             parts.append(more)
             comment = more_comment or comment
         step = Step("\n".join(parts))
-        shown = _output(comment, own_line=False)
+        shown = _output(comment)
         if shown is not None:
             step.shown.append(shown)
         steps.append(step)
@@ -265,7 +267,6 @@ def samples(tmp_path_factory) -> Samples:
         assert m, f"the sample block runs only `shoal sample KIND -n N -o FILE`: {step.command!r}"
         kind, n, name = m.group(1), int(m.group(2)), m.group(3)
         data = gzip.decompress((where / name).read_bytes())
-        from shoal.cli.commands import SAMPLE_KINDS
         assert data == sample.KINDS[SAMPLE_KINDS[kind][0]](n, 1), name
         lines = data.split(b"\n")
         assert lines[-1] == b"" and len(lines) == n + 1
@@ -441,7 +442,7 @@ def test_command_line_block(work, samples):
 def test_command_line_server_block(work, samples):
     needs("jq")
     port = free_port()
-    text = on_port(block("Command line", "sh", 1), 8766, port)
+    text = on_port(block("Command line", "sh", 1), CLI_SERVER_PORT, port)
     steps = run_shell(text, work, shell_env(work))
     check_steps(steps)
     zeek = [orjson.loads(raw) for raw in samples.raws["zeek.ndjson.gz"]]
