@@ -27,25 +27,36 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 
-def _data_dir() -> Path:
-    """$SHOAL_DATA, else ../shared/data beside the repository (the documented
-    place), else /work/shared/data (a clone elsewhere on this machine)."""
+def _data_dir() -> Path | None:
+    """The real data sets: $SHOAL_DATA, else ../shared/data beside the
+    repository (the documented place), else none: the parts measured on them
+    are skipped, saying NO_DATA."""
     env = os.environ.get("SHOAL_DATA")
     if env:
         return Path(env)
     beside = ROOT.parent / "shared" / "data"
-    return beside if beside.is_dir() else Path("/work/shared/data")
+    return beside if beside.is_dir() else None
 
 
 DATA = _data_dir()
+NO_DATA = "needs the real data sets: set SHOAL_DATA=DIR or put them at ../shared/data"
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = RESULTS / "cache"
 MB = 1e6
 
 
 # ---- data ----
+def real_file(*parts: str) -> Path | None:
+    """DATA/parts when the real data is there, else None (skip, saying NO_DATA)."""
+    path = DATA.joinpath(*parts) if DATA is not None else None
+    return path if path is not None and path.exists() else None
+
+
 def load_ndjson(name: str) -> bytes:
-    return gzip.open(DATA / "ndjson" / name).read()
+    path = real_file("ndjson", name)
+    if path is None:
+        raise FileNotFoundError(f"ndjson/{name}: {NO_DATA}")
+    return gzip.open(path).read()
 
 
 def events_file(n: int, seed: int = 1) -> Path:

@@ -39,15 +39,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (CACHE, DATA, MB, ROOT, arg_parser, events_file, page_config, paired_ratio,  # noqa: E402
-                     percentile, summary, table, target, target_table, write_result)
+from _common import (CACHE, MB, NO_DATA, ROOT, arg_parser, events_file, page_config, paired_ratio,  # noqa: E402
+                     percentile, real_file, summary, table, target, target_table, write_result)
 from _peers import psfs, register  # noqa: E402
 
 import shoal  # noqa: E402
 
 CLIENTS = 4
 BODY_RECORDS = 1000
-ZEEK_GZ = DATA / "ndjson" / "zeek_wrccdc2018.ndjson.gz"
+ZEEK_GZ = real_file("ndjson", "zeek_wrccdc2018.ndjson.gz")  # None without the real data
 
 
 def free_port() -> int:
@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if shutil.which("curl") is None:
         sys.exit("curl is needed")
+    if args.dataset == "zeek" and ZEEK_GZ is None:
+        sys.exit(f"--dataset zeek {NO_DATA}")
     n_events = args.records or (20_000 if args.quick else 200_000)
     specs = psfs("zeek" if args.dataset == "zeek" else "events", 3)
 

@@ -37,8 +37,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (MB, arg_parser, events_file, fmt_mmm, page_config, paired_ratio, rate_summary,  # noqa: E402
-                     replay, summary, table, target, target_table, write_result)
+from _common import (MB, NO_DATA, arg_parser, events_file, fmt_mmm, page_config, paired_ratio,  # noqa: E402
+                     rate_summary, real_file, replay, summary, table, target, target_table, write_result)
 from _peers import SQLitePeer, orjson_floor, psfs, register  # noqa: E402
 
 import shoal  # noqa: E402
@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
     results = []
     try:
         for dataset in args.datasets.split(","):
+            if dataset != "events" and real_file("ndjson", DATASETS[dataset][0]) is None:
+                print(f"\n{dataset} ({DATASETS[dataset][0]}): skipped, {NO_DATA}", flush=True)
+                continue
             data = load(dataset, args.records, args.quick)
             lines = data.splitlines()
             ks = [int(x) for x in args.psfs.split(",")] if args.psfs else ([1, 3, 8] if dataset == "events" else [3])

@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import arg_parser, load_ndjson, write_result  # noqa: E402
+from _common import NO_DATA, arg_parser, load_ndjson, real_file, write_result  # noqa: E402
 
 from shoal._native import ffi, lib  # noqa: E402
 
@@ -137,6 +137,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     rows = []
     for name, paths in DATASETS.items():
+        if real_file("ndjson", f"{name}.ndjson.gz") is None:
+            print(f"{name}: skipped, {NO_DATA}")
+            continue
         rows += bench(name, paths, args.runs, QUICK_LINES if args.quick else 0)
     print(f"{'dataset':<18} {'method':<27} {'records':>8} {'avg B':>6} {'MB/s':>8} {'net MB/s':>9}")
     for r in rows:

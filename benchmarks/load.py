@@ -17,7 +17,7 @@ threads of this process, each with its own httpx connection:
 
 Every record gets a unique `lid` (load id) as its first member, then the
 members of a template record: generated GitHub-like events
-(benchmarks/gen_events.py) and, unless --no-real, real records from
+(shoal.sample.github_events) and, unless --no-real, real records from
 ../shared/data/ndjson. The store is keyed by `lid` so that compaction must
 copy every record below its cut to the tail (all are live) instead of
 dropping it: after the run every acknowledged record must still be there.
@@ -62,7 +62,8 @@ import jmespath
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, MB, ROOT, arg_parser, percentile, table, target, target_table, write_result  # noqa: E402
+from _common import (DATA, MB, NO_DATA, ROOT, arg_parser, percentile, table, target, target_table,  # noqa: E402
+                     write_result)
 
 KEY = "lid"
 ALLOWANCE_BYTES = 150 * MB
@@ -102,13 +103,16 @@ class Records:
 
 
 def generated_templates(n: int, seed: int) -> list[bytes]:
-    from gen_events import generate  # numpy: only where records are made
-    return [line for line in generate(n, seed=seed).split(b"\n") if line]
+    from shoal.sample import github_events  # numpy: only where records are made
+    return [line for line in github_events(n, seed=seed).split(b"\n") if line]
 
 
 def real_templates(per_file: int) -> list[bytes]:
     """Objects from every ../shared/data/ndjson file (none when absent)."""
     out: list[bytes] = []
+    if DATA is None or not (DATA / "ndjson").is_dir():
+        print(f"real template records: none, {NO_DATA}", flush=True)
+        return out
     for path in sorted((DATA / "ndjson").glob("*.ndjson.gz")):
         with gzip.open(path, "rb") as f:
             for line in itertools.islice(f, per_file):
