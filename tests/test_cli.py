@@ -18,7 +18,7 @@ import orjson
 import pytest
 from api.conftest import pairs
 from serverproc import ServerProcess, free_port
-from conftest import NDJSON_DIR, SIMDJSON_DIR
+from datadir import real_path
 from oracle import Log
 
 import shoal
@@ -26,15 +26,11 @@ from shoal.cli import main, progress
 from shoal.config import KiB
 
 REPO = Path(__file__).resolve().parents[1]
-GITHUB = NDJSON_DIR / "github_events.ndjson.gz"
-TWITTER = NDJSON_DIR / "twitter_statuses.ndjson.gz"
-JOBS = NDJSON_DIR / "apache_builds_jobs.ndjson.gz"
-ZEEK = NDJSON_DIR / "zeek_wrccdc2018.ndjson.gz"
 PSFS = [("type", "type"), ("repo", "repo.name"), ("size", "payload.size"), ("push", "type == 'PushEvent'"),
         ("lang", "lang"), ("color", "color"), ("hadoop", "contains(name, 'hadoop')")]
 # (psf, VALUE as typed, the value it means, options)
 QUERIES = [("type", "PushEvent", "PushEvent", []), ("type", '"WatchEvent"', "WatchEvent", ["--order", "oldest"]),
-           ("repo", "markpiro/muzicbaux", "markpiro/muzicbaux", []), ("size", "1", 1, ["--limit", "4"]),
+           ("repo", "torvalds/linux", "torvalds/linux", []), ("size", "1", 1, ["--limit", "4"]),
            ("push", None, True, ["--limit", "5", "--order", "oldest"]), ("lang", "zh", "zh", []),
            ("color", "blue", "blue", ["--limit", "100"]), ("color", "red_anime", "red_anime", ["--order", "oldest"]),
            ("hadoop", "true", True, []), ("type", "NoSuchEvent", "NoSuchEvent", []), ("color", "blue", "blue", ["--limit", "0"])]
@@ -73,23 +69,54 @@ def data_dir(tmp_path) -> Path:
     return tmp_path / "data"
 
 
+class Inputs:
+    """Generated input files (gzip NDJSON unless named otherwise) and their records."""
+
+    def __init__(self, directory: Path, generated):
+        def put(name: str, data: bytes) -> Path:
+            (directory / name).write_bytes(gzip.compress(data, mtime=0) if name.endswith(".gz") else data)
+            return directory / name
+
+        def ndjson(records) -> bytes:
+            return b"".join(r + b"\n" for r in records)
+
+        self.github_records = generated("github_events", 30)
+        self.statuses_records = generated("statuses", 100)
+        self.jobs_records = generated("jenkins_jobs", 875)
+        self.github = put("github_events.ndjson.gz", ndjson(self.github_records))
+        self.statuses = put("statuses.ndjson.gz", ndjson(self.statuses_records))
+        self.jobs = put("jenkins_jobs.ndjson.gz", ndjson(self.jobs_records))
+        self.zeek = put("zeek_logs.ndjson.gz", ndjson(generated("zeek_logs", 20_000)))
+        # A pretty-printed array of the events and one whole document, as APIs answer.
+        self.events_array = put("github_events.json.gz", json.dumps(
+            [orjson.loads(r) for r in self.github_records], indent=2, ensure_ascii=False).encode())
+        self.document = put("search.json.gz", json.dumps(
+            {"statuses": [orjson.loads(r) for r in self.statuses_records[:20]],
+             "search_metadata": {"count": 20, "query": "%E5%A4%A9%E6%B0%97"}}, indent=1, ensure_ascii=False).encode())
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, generated) -> Inputs:
+    return Inputs(tmp_path_factory.mktemp("inputs"), generated)
+
+
 class Loaded:
     def __init__(self, path: Path, log: Log):
         self.path, self.log = path, log
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory, real_data) -> Loaded:
-    """A data directory with PSFs and three real data sets ingested through
-    the CLI, and the oracle's Log of the same records (bound to addresses).
-    Shared by the tests of this module: they only read it."""
+def loaded(tmp_path_factory, inputs) -> Loaded:
+    """A data directory with PSFs and three generated data sets ingested
+    through the CLI, and the oracle's Log of the same records (bound to
+    addresses). Shared by the tests of this module: they only read it."""
     path = tmp_path_factory.mktemp("cli") / "data"
     for name, expr in PSFS[:-1]:
         assert main(["psf", "add", name, expr, "--data", str(path)]) == 0
-    assert main(["ingest", str(GITHUB), str(TWITTER), str(JOBS), "--data", str(path)]) == 0
+    assert main(["ingest", str(inputs.github), str(inputs.statuses), str(inputs.jobs), "--data", str(path)]) == 0
     # A PSF registered after ingest: its answers come from scanning, complete all the same.
     assert main(["psf", "add", *PSFS[-1], "--data", str(path)]) == 0
-    log = Log(real_data("github_events") + real_data("twitter_statuses") + real_data("apache_builds_jobs"))
+    log = Log(inputs.github_records + inputs.statuses_records + inputs.jobs_records)
     with shoal.open(path) as store:
         log.bind(store)
     return Loaded(path, log)
@@ -166,29 +193,33 @@ def test_get(shoal_cli, loaded):
 
 # ---- ingest ----
 
-def test_ingest_summary_lists_files_and_addresses(shoal_cli, data_dir, real_data):
-    r = shoal_cli("ingest", GITHUB, JOBS, "--data", data_dir)
+def test_ingest_summary_lists_files_and_addresses(shoal_cli, data_dir, inputs):
+    r = shoal_cli("ingest", inputs.github, inputs.jobs, "--data", data_dir)
     assert r.code == 0
     lines = r.err.splitlines()
-    assert lines[0].startswith(f"{GITHUB}: 30 ingested, 0 rejected, addresses 64..")
-    assert lines[1].startswith(f"{JOBS}: 875 ingested, 0 rejected, addresses ")
+    assert lines[0].startswith(f"{inputs.github}: 30 ingested, 0 rejected, addresses 64..")
+    assert lines[1].startswith(f"{inputs.jobs}: 875 ingested, 0 rejected, addresses ")
     assert lines[2] == "total: 905 ingested, 0 rejected"
     with shoal.open(data_dir) as store:
-        log = Log(real_data("github_events") + real_data("apache_builds_jobs"))
+        log = Log(inputs.github_records + inputs.jobs_records)
         log.bind(store)
     assert f"addresses 64..{log.addresses[29]}" in lines[0]
     assert lines[1].endswith(f"addresses {log.addresses[30]}..{log.addresses[-1]}")
 
 
-def test_ingest_array_and_whole_document(shoal_cli, data_dir):
-    # A pretty-printed array (detected) and one whole document (--format json).
-    assert shoal_cli("ingest", SIMDJSON_DIR / "github_events.json.gz", "--data", data_dir).code == 0
-    r = shoal_cli("ingest", SIMDJSON_DIR / "twitter.json.gz", "--format", "json", "--data", data_dir)
+@pytest.mark.parametrize("source", ["generated", "real"])
+def test_ingest_array_and_whole_document(shoal_cli, data_dir, inputs, source):
+    # A pretty-printed array (detected) and one whole document (--format json):
+    # generated ones, and the GitHub and Twitter API answers (real-data tier).
+    array, whole = ((inputs.events_array, inputs.document) if source == "generated" else
+                    (real_path("simdjson", "github_events.json.gz"), real_path("simdjson", "twitter.json.gz")))
+    assert shoal_cli("ingest", array, "--data", data_dir).code == 0
+    r = shoal_cli("ingest", whole, "--format", "json", "--data", data_dir)
     assert r.code == 0 and "1 ingested" in r.err
     out = shoal_cli("scan", "`true`", "--order", "oldest", "--data", data_dir).out
     lines = out.split(b"\n")[:-1]
-    events = orjson.loads(gzip.decompress((SIMDJSON_DIR / "github_events.json.gz").read_bytes()))
-    document = orjson.loads(gzip.decompress((SIMDJSON_DIR / "twitter.json.gz").read_bytes()))
+    events = orjson.loads(gzip.decompress(array.read_bytes()))
+    document = orjson.loads(gzip.decompress(whole.read_bytes()))
     assert [orjson.loads(x) for x in lines] == events + [document], "one record per line, line breaks as spaces"
     address = pairs(shoal_cli("scan", "search_metadata", "--with-address", "--data", data_dir).out)[0][0]
     with shoal.open(data_dir) as store:
@@ -196,8 +227,8 @@ def test_ingest_array_and_whole_document(shoal_cli, data_dir):
     assert b"\n" in exact and shoal_cli("get", address, "--data", data_dir).out == exact + b"\n", "get: exact bytes"
 
 
-def test_ingest_stdin_plain_and_gzip(shoal_cli, data_dir, real_data):
-    plain = b"".join(x + b"\n" for x in real_data("github_events"))
+def test_ingest_stdin_plain_and_gzip(shoal_cli, data_dir, inputs):
+    plain = b"".join(x + b"\n" for x in inputs.github_records)
     assert shoal_cli("ingest", "-", "--data", data_dir, stdin=plain).err.startswith("<stdin>: 30 ingested")
     r = shoal_cli("ingest", "--data", data_dir, "-", stdin=gzip.compress(plain))
     assert r.code == 0 and "<stdin>: 30 ingested" in r.err
@@ -278,38 +309,38 @@ def test_ingest_page_size_and_records_too_large(shoal_cli, tmp_path):
     assert r.code == 0 and shoal_cli("stats", "--data", tmp_path / "huge").code == 0
 
 
-def test_progress_line_on_a_terminal(shoal_cli, data_dir, monkeypatch, real_data):
+def test_progress_line_on_a_terminal(shoal_cli, data_dir, monkeypatch, inputs):
     monkeypatch.setattr(progress, "stderr_is_tty", lambda: True)
     monkeypatch.setattr(progress, "DRAW_INTERVAL_S", 0.0)
-    r = shoal_cli("ingest", JOBS, "--data", data_dir)
+    r = shoal_cli("ingest", inputs.jobs, "--data", data_dir)
     assert r.code == 0
     drawn = r.err.split("\r")
-    assert any("apache_builds_jobs.ndjson.gz  100%" in d and "875 records" in d and "records/s" in d
+    assert any("jenkins_jobs.ndjson.gz  100%" in d and "875 records" in d and "records/s" in d
                for d in drawn), r.err
-    assert drawn[-1].startswith(f"{JOBS}: 875 ingested, 0 rejected"), "the line is cleared before the summary"
-    r = shoal_cli("ingest", "-", "--data", data_dir, stdin=b"".join(x + b"\n" for x in real_data("github_events")))
+    assert drawn[-1].startswith(f"{inputs.jobs}: 875 ingested, 0 rejected"), "the line is cleared before the summary"
+    r = shoal_cli("ingest", "-", "--data", data_dir, stdin=b"".join(x + b"\n" for x in inputs.github_records))
     assert "<stdin>" in r.err and "30 records" in r.err and "%" not in r.err
-    r = shoal_cli("ingest", SIMDJSON_DIR / "github_events.json.gz", "--data", data_dir)
+    r = shoal_cli("ingest", inputs.events_array, "--data", data_dir)
     assert "MB/s" in r.err and "records/s" not in r.err, "lines of an array are not records"
     assert "30 ingested" in r.err
     with shoal.open(data_dir) as store:
-        log = Log(real_data("apache_builds_jobs") + real_data("github_events"))
+        log = Log(inputs.jobs_records + inputs.github_records)
         assert len(list(store.scan("`true`"))) == 875 + 60
         assert [r.raw for r in store.scan("`true`", order="oldest")][:905] == log.raws
 
 
-def test_quiet_when_piped(shoal_cli, data_dir):
-    r = shoal_cli("ingest", JOBS, "--data", data_dir)
+def test_quiet_when_piped(shoal_cli, data_dir, inputs):
+    r = shoal_cli("ingest", inputs.jobs, "--data", data_dir)
     assert "\r" not in r.err and r.err.count("\n") == 1
 
 
 # ---- PSFs ----
 
-def test_psf_add_ls_rm(shoal_cli, data_dir):
+def test_psf_add_ls_rm(shoal_cli, data_dir, inputs):
     r = shoal_cli("psf", "add", "type", "type", "--data", data_dir)
     assert r.code == 0 and r.out.decode() == "registered PSF type (id 0, projection, native): type\n"
     assert shoal_cli("psf", "add", "big", "length(payload.commits) > `1`", "--data", data_dir).code == 0
-    assert shoal_cli("ingest", GITHUB, "--data", data_dir).code == 0
+    assert shoal_cli("ingest", inputs.github, "--data", data_dir).code == 0
     assert shoal_cli("psf", "rm", "type", "--data", data_dir).out == b"deregistered PSF type\n"
     table = shoal_cli("psf", "ls", "--data", data_dir).out.decode().splitlines()
     assert table[0].split() == ["NAME", "ID", "KIND", "STATUS", "EVAL", "DEFINITION", "ACTIVE", "RANGES"]
@@ -341,13 +372,13 @@ def test_psf_errors(shoal_cli, data_dir):
     assert r.code == 1 and "invalid JMESPath expression" in r.err
 
 
-def test_psf_add_exist_ok_and_replace(shoal_cli, data_dir):
+def test_psf_add_exist_ok_and_replace(shoal_cli, data_dir, inputs):
     assert shoal_cli("psf", "add", "type", "type", "--data", data_dir).code == 0
     r = shoal_cli("psf", "add", "type", "type", "--exist-ok", "--data", data_dir)
     assert (r.code, r.out) == (0, b"PSF type is already active with this definition (id 0): type\n")
     r = shoal_cli("psf", "add", "type", "actor.login", "--exist-ok", "--data", data_dir)
     assert r.code == 1 and "already active, defined as 'type'" in r.err and "--replace" in r.err
-    assert shoal_cli("ingest", GITHUB, "--data", data_dir).code == 0
+    assert shoal_cli("ingest", inputs.github, "--data", data_dir).code == 0
     r = shoal_cli("psf", "add", "type", "actor.login", "--replace", "--data", data_dir)
     assert (r.code, r.out) == (0, b"registered PSF type (id 1, projection, native): actor.login\n")
     with shoal.open(data_dir) as store:
@@ -358,9 +389,9 @@ def test_psf_add_exist_ok_and_replace(shoal_cli, data_dir):
 
 # ---- where the store is ----
 
-def test_locked_data_dir_points_at_url(shoal_cli, data_dir):
+def test_locked_data_dir_points_at_url(shoal_cli, data_dir, inputs):
     with shoal.open(data_dir):
-        for argv in (["query", "type", "x"], ["ingest", GITHUB], ["psf", "ls"], ["stats"]):
+        for argv in (["query", "type", "x"], ["ingest", inputs.github], ["psf", "ls"], ["stats"]):
             r = shoal_cli(*argv, "--data", data_dir)
             assert r.code == 1, argv
             assert r.err.startswith(f"shoal: error: the data directory {data_dir} is held by a running server")
@@ -375,12 +406,13 @@ def test_no_store_is_not_created_by_reads(shoal_cli, data_dir):
     assert not data_dir.exists()
 
 
-def test_environment_and_flags(shoal_cli, data_dir, monkeypatch, tmp_path):
+def test_environment_and_flags(shoal_cli, data_dir, monkeypatch, tmp_path, inputs):
     monkeypatch.setenv("SHOAL_DATA", str(data_dir))
     assert shoal_cli("psf", "add", "color", "color").code == 0
-    assert shoal_cli("ingest", JOBS).code == 0
-    assert shoal_cli("query", "color", "grey").out.count(b"\n") == 5
-    assert shoal_cli("--data", data_dir, "query", "color", "grey").out.count(b"\n") == 5, "flag before the command"
+    assert shoal_cli("ingest", inputs.jobs).code == 0
+    grey = sum(orjson.loads(r)["color"] == "grey" for r in inputs.jobs_records)
+    assert grey > 0 and shoal_cli("query", "color", "grey").out.count(b"\n") == grey
+    assert shoal_cli("--data", data_dir, "query", "color", "grey").out.count(b"\n") == grey, "flag before the command"
     monkeypatch.setenv("SHOAL_URL", "http://127.0.0.1:1")
     assert shoal_cli("query", "color", "grey", "--data", data_dir).code == 0, "--data beats $SHOAL_URL"
     r = shoal_cli("query", "color", "grey")
@@ -391,10 +423,10 @@ def test_environment_and_flags(shoal_cli, data_dir, monkeypatch, tmp_path):
 
 # ---- checkpoint, stats, compact ----
 
-def test_checkpoint_stats_compact(shoal_cli, data_dir):
+def test_checkpoint_stats_compact(shoal_cli, data_dir, inputs):
     for name, expr in PSFS[:2]:
         assert shoal_cli("psf", "add", name, expr, "--data", data_dir).code == 0
-    assert shoal_cli("ingest", GITHUB, "--data", data_dir).code == 0
+    assert shoal_cli("ingest", inputs.github, "--data", data_dir).code == 0
     r = shoal_cli("checkpoint", "--data", data_dir)
     assert r.code == 0 and r.out.decode().startswith("checkpoint 1: 30 records up to address ")
     stats = json.loads(shoal_cli("stats", "--json", "--data", data_dir).out)
@@ -411,11 +443,11 @@ def test_checkpoint_stats_compact(shoal_cli, data_dir):
     assert shoal_cli("compact", "--retain", "lots", "--data", data_dir).code == 2
 
 
-def test_compact(shoal_cli, data_dir, real_data, tmp_path):
+def test_compact(shoal_cli, data_dir, generated, tmp_path):
     # Tiny pages and segments (layout is fixed at creation; the CLI reopens with it).
     shoal.open(data_dir, page_size_bytes=16 << 10, segment_size_bytes=64 << 10).close()
     src = tmp_path / "zeek.ndjson"
-    src.write_bytes(b"\n".join(real_data("zeek_wrccdc2018", 3000)))
+    src.write_bytes(b"\n".join(generated("zeek_logs", 3000)))
     assert shoal_cli("ingest", src, "--data", data_dir).code == 0
     before = json.loads(shoal_cli("stats", "--json", "--data", data_dir).out)
     r = shoal_cli("compact", "--until", hex(before["addresses"]["tail"] // 2), "--data", data_dir)
@@ -503,10 +535,10 @@ def cli_process(*argv: str | os.PathLike, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "shoal.cli", *map(str, argv)], cwd=REPO, **kw)
 
 
-def test_closed_pipe_is_quiet(data_dir):
+def test_closed_pipe_is_quiet(data_dir, inputs):
     with shoal.open(data_dir) as store:
         store.register_psf("path", "_path")
-        store.ingest(ZEEK)
+        store.ingest(inputs.zeek)
     proc = cli_process("query", "path", "dns", "--data", data_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = proc.stdout.readline()
     proc.stdout.close()  # like `| head -n 1`
@@ -523,16 +555,16 @@ def served(data_dir):
 
 
 @pytest.mark.slow
-def test_url_mode_against_a_real_server(shoal_cli, served, data_dir, real_data, monkeypatch):
+def test_url_mode_against_a_real_server(shoal_cli, served, data_dir, inputs, monkeypatch):
     url = served.url
     for name, expr in PSFS[:-1]:
         assert shoal_cli("psf", "add", name, expr, "--url", url).code == 0
-    r = shoal_cli("ingest", GITHUB, TWITTER, "--url", url)
+    r = shoal_cli("ingest", inputs.github, inputs.statuses, "--url", url)
     assert r.code == 0 and "total: 130 ingested, 0 rejected" in r.err
     monkeypatch.setattr(progress, "stderr_is_tty", lambda: True)
     monkeypatch.setattr(progress, "DRAW_INTERVAL_S", 0.0)
-    r = shoal_cli("ingest", JOBS, "--url", url)  # gzip travels compressed; a copy is counted here
-    assert r.code == 0 and "875 records" in r.err and f"{JOBS}: 875 ingested" in r.err
+    r = shoal_cli("ingest", inputs.jobs, "--url", url)  # gzip travels compressed; a copy is counted here
+    assert r.code == 0 and "875 records" in r.err and f"{inputs.jobs}: 875 ingested" in r.err
     monkeypatch.setenv("SHOAL_URL", url)
     assert shoal_cli("psf", "add", *PSFS[-1]).code == 0
     r = shoal_cli("psf", "add", *PSFS[-1], "--exist-ok")
@@ -540,7 +572,7 @@ def test_url_mode_against_a_real_server(shoal_cli, served, data_dir, real_data, 
     r = shoal_cli("psf", "add", PSFS[-1][0], "name", "--exist-ok")
     assert r.code == 1 and "already active, defined as \"contains(name, 'hadoop')\"" in r.err
 
-    log = Log(real_data("github_events") + real_data("twitter_statuses") + real_data("apache_builds_jobs"))
+    log = Log(inputs.github_records + inputs.statuses_records + inputs.jobs_records)
     with shoal.Client(url) as client:
         log.bind(client)
     for psf, typed, value, extra in QUERIES:

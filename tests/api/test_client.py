@@ -7,7 +7,6 @@ import io
 import sys
 
 import pytest
-from conftest import NDJSON_DIR
 from oracle import Log, as_pairs
 
 import shoal
@@ -61,10 +60,11 @@ def test_without_httpx_the_client_and_the_cli_give_the_install_hint(how):
     assert cli.endswith("pip install 'shoal[client]'") and "Traceback" not in r.stderr
 
 
-def test_ingest_every_kind_of_input(c, store, real_data):
-    recs = real_data("github_events")
+def test_ingest_every_kind_of_input(c, store, generated, tmp_path):
+    recs = generated("github_events", 30)
     body = b"\n".join(recs) + b"\n"
-    path = NDJSON_DIR / "github_events.ndjson.gz"  # a gzip path: sent compressed
+    path = tmp_path / "github_events.ndjson.gz"  # a gzip path: sent compressed
+    path.write_bytes(gzip.compress(body))
     results = [c.ingest(path), c.ingest(body), c.ingest(io.BytesIO(gzip.compress(body))),
                c.ingest(iter([body[:100], body[100:]])), c.ingest(str(path), durable=True)]
     assert [r.ingested for r in results] == [len(recs)] * 5
@@ -74,8 +74,8 @@ def test_ingest_every_kind_of_input(c, store, real_data):
     assert arr.ingested == 3
 
 
-def test_queries_match_the_library(c, store, real_data):
-    recs = real_data("zeek_wrccdc2018", 3000)
+def test_queries_match_the_library(c, store, generated):
+    recs = generated("zeek_logs", 3000)
     c.register_psf("path", "_path")
     c.ingest(b"\n".join(recs))
     c.register_psf("udp", "proto == 'udp'")
@@ -96,9 +96,9 @@ def test_queries_match_the_library(c, store, real_data):
     assert c.get(r.address + 1) is None
 
 
-def test_streams_can_stop_early(c, real_data):
+def test_streams_can_stop_early(c, generated):
     c.register_psf("path", "_path")
-    c.ingest(b"\n".join(real_data("zeek_wrccdc2018", 5000)))
+    c.ingest(b"\n".join(generated("zeek_logs", 5000)))
     with c.query("path", "dns") as stream:
         first = [next(stream) for _ in range(3)]
     assert len(first) == 3
@@ -158,8 +158,8 @@ def test_errors_are_the_library_exceptions(c):
     assert e.value.status == 404 and e.value.code == "not_found"
 
 
-def test_compact(c, store, real_data):
-    c.ingest(b"\n".join(real_data("zeek_wrccdc2018", 2000)))
+def test_compact(c, store, generated):
+    c.ingest(b"\n".join(generated("zeek_logs", 2000)))
     begin, cut = store.begin_address, store.read_only_address // 2
     r = c.compact(cut)
     assert isinstance(r, shoal.CompactionResult) and r.begin_before == begin

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from urllib.parse import quote
+from conftest import SOURCES
 from oracle import ALL, Log, as_pairs
 
 from shoal.config import KiB
@@ -37,9 +38,10 @@ async def test_ingest_ndjson_reports_addresses(client, store):
     assert out["input_bytes"] == sum(len(x) for x in RECS.splitlines()) and out["durable"] is False
 
 
-@pytest.mark.parametrize("name", ["github_events", "twitter_statuses", "zeek_wrccdc2018"])
-async def test_ingest_real_data_as_ndjson_gzip_and_array(client, store, real_data, name):
-    recs = real_data(name, 3000)
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("kind", ["github_events", "statuses", "zeek_logs"])
+async def test_ingest_as_ndjson_gzip_and_array(client, store, records, source, kind):
+    recs = records(source, kind, 300 if kind == "github_events" else 3000)
     ndjson = b"\n".join(recs) + b"\n"
     r = await ingest(client, ndjson)
     assert r.json()["ingested"] == len(recs)
@@ -54,8 +56,8 @@ async def test_ingest_real_data_as_ndjson_gzip_and_array(client, store, real_dat
     log.bind(store)
 
 
-async def test_ingest_in_many_small_chunks(client, store, real_data):
-    recs = real_data("github_events")
+async def test_ingest_in_many_small_chunks(client, store, generated):
+    recs = generated("github_events", 30)
     body = b"\n".join(recs) + b"\n"
 
     async def trickle():
@@ -259,8 +261,8 @@ async def test_checkpoints(client, store):
     assert (await client.get("/checkpoints")).json() == {"checkpoints": [1], "latest": 1}
 
 
-async def test_compact(client, store, real_data):
-    recs = real_data("zeek_wrccdc2018", 3000)
+async def test_compact(client, store, generated):
+    recs = generated("zeek_logs", 3000)
     await ingest(client, b"\n".join(recs))
     log = Log(recs)
     log.bind(store)

@@ -1,10 +1,11 @@
 """Crash recovery under SIGKILL at seeded kill points.
 
 Method. A child process (crash_child.py) opens a store with 16-64 KiB pages,
-a four-page memory budget and four-page segments, and ingests the Zeek stream
-in seeded batches of a few hundred records, registering and deregistering
-PSFs, mixing durable and plain ingests, checkpointing, flushing and (when the
-store has `compact`) compacting along the way; some runs ingest from two
+a four-page memory budget and four-page segments, and ingests a generated
+Zeek stream (shoal.sample.zeek_logs, seeded by the crash seed) in seeded
+batches of a few hundred records, registering and deregistering PSFs, mixing
+durable and plain ingests, checkpointing, flushing and (when the store has
+`compact`) compacting along the way; some runs ingest from two
 threads, so durable ingests share fsyncs and control calls overlap ingests.
 It appends to an ack file what each call acknowledged: the input lines and
 first/last address of every ingest, "durable up to tail" after flush and
@@ -59,15 +60,15 @@ from pathlib import Path
 
 import pytest
 from crash_checks import KEY, Data, Lineage, Totals, check_recovered, read_events
-from datadir import DATA_DIR
 
 import shoal
+from shoal import sample
 from shoal.config import KiB
 
 pytestmark = pytest.mark.crash
 
 SEED = int(os.environ.get("SHOAL_CRASH_SEED", "5"))
-DATA = DATA_DIR / "ndjson" / "zeek_wrccdc2018.ndjson.gz"
+RECORDS = 60_000  # ~23 MB: more than a lineage ingests between its kills
 CHILD = Path(__file__).with_name("crash_child.py")
 PSFS = {"path": "_path", "resp_p": '"id.resp_p"', "proto": "proto", "query": "query",
         "udp": "proto == 'udp'", "answers": "length(answers)"}  # the last runs on the slow path
@@ -197,7 +198,8 @@ def test_sigkill_at_kill_points(tmp_path):
     rng = random.Random(SEED)
     has_compact = hasattr(shoal.Store, "compact")
     kill_points = plan_kill_points(rng, has_compact, len(LINEAGES) * KILLS_PER_LINEAGE)
-    data = Data(DATA, {**PSFS, KEY: KEY_EXPR})
+    data_path = sample.write("zeek_logs", RECORDS, tmp_path / "zeek.ndjson.gz", seed=SEED)
+    data = Data(data_path, {**PSFS, KEY: KEY_EXPR})
     totals = Totals()
     cursor = rng.randrange(len(data.lines))
     report: list[str] = []
@@ -218,7 +220,7 @@ def test_sigkill_at_kill_points(tmp_path):
             acks = tmp_path / f"acks-{k}-{run}.jsonl"
             threads = 2 if rng.random() < THREADED_RUNS and key is None else 1  # keyed: write order = ack order
             child_config, check_config = (_opened(config, rng) for _ in range(2))
-            spec = {"store": str(lineage.path), "data": str(DATA), "ack": str(acks), "run": run,
+            spec = {"store": str(lineage.path), "data": str(data_path), "ack": str(acks), "run": run,
                     "seed": rng.randrange(1 << 32), "start_line": cursor, "config": child_config, "psfs": PSFS,
                     "plan": dict(PLAN, max_batches=kp.after_batches + 20 if kp.spec is None
                                  else PLAN["max_batches"], compact=PLAN["compact"] * (2 if key else 1)),

@@ -16,10 +16,10 @@ import pytest
 from oracle import ALL, Log, as_pairs, strip_ws
 
 import shoal
+from shoal import sample
 from shoal.config import KiB, MiB
 
-from datadir import DATA_DIR  # noqa: E402
-SIMDJSON_DIR = DATA_DIR / "simdjson"
+from datadir import real_path  # noqa: E402
 
 
 def _orjson_accepts(data: bytes) -> bool:
@@ -188,19 +188,32 @@ def _array_elements(text: bytes) -> list[bytes]:
     return out
 
 
+def _array_file(path, records, pretty: bool):
+    """A gzip JSON array of these records: pretty-printed, or on one line."""
+    values = [orjson.loads(r) for r in records]
+    text = json.dumps(values, indent=2, ensure_ascii=False) if pretty else b"[" + b",".join(records) + b"]"
+    path.write_bytes(gzip.compress(text.encode() if pretty else text, mtime=0))
+    return path
+
+
 @pytest.mark.parametrize("name, ndjson_name, fmt", [
     ("github_events.json.gz", "github_events", "auto"),  # pretty-printed: detected as an array
     ("github_events.json.gz", "github_events", "array"),
     ("twitter_timeline.json.gz", "twitter_timeline", "array"),  # one line: must be named
 ])
-def test_array_input(store, real_data, name, ndjson_name, fmt):
-    path = SIMDJSON_DIR / name
+@pytest.mark.parametrize("source", ["generated", "real"])
+def test_array_input(store, generated, real_data, tmp_path, source, name, ndjson_name, fmt):
+    if source == "real":  # the API answers (simdjson's files) and their NDJSON conversions
+        path, records = real_path("simdjson", name), real_data(ndjson_name)
+    else:
+        records = generated("github_events", 60) if ndjson_name == "github_events" else generated("statuses", 20)
+        path = _array_file(tmp_path / name, records, pretty=ndjson_name == "github_events")
     elements = _array_elements(gzip.decompress(path.read_bytes()))
     res = store.ingest(path, format=fmt)
     assert (res.ingested, res.rejected) == (len(elements), 0)
     assert _stored(store) == [strip_ws(e) for e in elements]
-    # The same records as the NDJSON conversion of the same source.
-    assert [orjson.loads(e) for e in elements] == [orjson.loads(r) for r in real_data(ndjson_name)]
+    # The same records as the NDJSON form of the same source.
+    assert [orjson.loads(e) for e in elements] == [orjson.loads(r) for r in records]
 
 
 @pytest.mark.parametrize("text, good, bad", [
@@ -219,12 +232,13 @@ def test_array_elements_and_errors(store, text, good, bad):
     assert _stored(store) == good
 
 
-def test_one_line_array_is_one_ndjson_record_in_auto_mode(store):
+def test_one_line_array_is_one_ndjson_record_in_auto_mode(store, generated, tmp_path):
     """Documented ambiguity: a complete one-line array is an NDJSON record."""
     store.ingest(b'[{"a":1},{"b":2}]\n')
     assert _stored(store) == [b'[{"a":1},{"b":2}]']
-    text = gzip.decompress((SIMDJSON_DIR / "twitter_timeline.json.gz").read_bytes())
-    res = store.ingest(text)  # one 42 KB line: one record, too large for 16 KiB pages
+    text = gzip.decompress(_array_file(tmp_path / "a.json.gz", generated("statuses", 20), pretty=False).read_bytes())
+    assert len(text) > 32 * KiB and b"\n" not in text
+    res = store.ingest(text)  # one long line: one record, too large for 16 KiB pages
     assert (res.ingested, res.rejected) == (0, 1)
     size = len(strip_ws(text))
     assert res.errors[0].reason == (f"record too large: {size:,} bytes, over the 16,352 bytes that fit in one "
@@ -248,16 +262,16 @@ def _members(raws: list[bytes], n: int) -> bytes:
 
 
 @pytest.mark.parametrize("members", [1, 3, 17])
-def test_gzip_members(store, real_data, members):
-    raws = list(real_data("update_center_plugins"))
+def test_gzip_members(store, generated, members):
+    raws = list(generated("github_events", 500))
     res = store.ingest(_members(raws, members))
     assert res.ingested == len(raws) and res.rejected == 0
     assert _stored(store) == raws
 
 
-def test_gzip_path_and_file_object(store, real_data):
-    path = DATA_DIR / "ndjson" / "gsoc2018_projects.ndjson.gz"
-    raws = list(real_data("gsoc2018_projects"))
+def test_gzip_path_and_file_object(store, generated, tmp_path):
+    path = sample.write("github_events", 1000, tmp_path / "events.ndjson.gz")
+    raws = list(generated("github_events", 1000))
     assert store.ingest(path).ingested == len(raws)
     tail = store.tail_address
     with open(path, "rb") as f:
@@ -268,8 +282,8 @@ def test_gzip_path_and_file_object(store, real_data):
     assert _stored(store, tail) == raws * 2
 
 
-def test_truncated_gzip_is_a_clear_error(store, real_data):
-    raws = list(real_data("apache_builds_jobs"))
+def test_truncated_gzip_is_a_clear_error(store, generated):
+    raws = list(generated("jenkins_jobs", 875))
     data = gzip.compress(b"\n".join(raws) + b"\n", mtime=0)
     for cut in (len(data) - 4, len(data) // 2, 12):
         with pytest.raises(shoal.ParseError, match="gzip"):
@@ -288,8 +302,8 @@ def test_truncated_gzip_is_a_clear_error(store, real_data):
     assert as_pairs(store.query("color", "blue")) == log.query("color", "blue")
 
 
-def test_corrupt_gzip_is_a_clear_error(store, real_data):
-    raws = list(real_data("apache_builds_jobs"))
+def test_corrupt_gzip_is_a_clear_error(store, generated):
+    raws = list(generated("jenkins_jobs", 875))
     data = bytearray(gzip.compress(b"\n".join(raws) + b"\n", mtime=0))
     data[len(data) // 2] ^= 0xFF
     data[-6] ^= 0xFF  # and the CRC
@@ -342,8 +356,8 @@ def _text(raws):
 ], ids=["bytes", "bytearray", "memoryview", "path", "str-path", "BytesIO", "raw-stream", "buffered-stream",
         "1-byte-chunks", "3-byte-generator", "memoryview-chunks", "gzip-5-byte-chunks"])
 @pytest.mark.parametrize("on_error", ["skip", "reject"])
-def test_sources(store, real_data, tmp_path, make, on_error):
-    raws = list(real_data("twitter_timeline"))
+def test_sources(store, generated, tmp_path, make, on_error):
+    raws = list(generated("statuses", 20))
     text = _text(raws)
     path = tmp_path / "input.ndjson"
     path.write_bytes(text)
@@ -384,18 +398,29 @@ def test_missing_path_and_text_mode_file(store, tmp_path):
         store.ingest(f)
 
 
-def test_json_format_with_big_document(open_store, tmp_path):
-    """format="json" stores a whole document (twitter.json, 631 KB) as one record."""
-    data = gzip.decompress((SIMDJSON_DIR / "twitter.json.gz").read_bytes())
+@pytest.mark.parametrize("source", ["generated", "real"])
+def test_json_format_with_big_document(open_store, generated, tmp_path, source):
+    """format="json" stores a whole document (a Twitter search answer, ~600 KB
+    pretty-printed: twitter.json, or one of generated statuses) as one record."""
+    if source == "real":
+        path, n = real_path("simdjson", "twitter.json.gz"), 100
+    else:
+        n = 250
+        path = tmp_path / "search.json.gz"
+        document = {"statuses": [orjson.loads(r) for r in generated("statuses", n)],
+                    "search_metadata": {"count": n, "query": "%E5%A4%A9%E6%B0%97", "max_id": 2**62}}
+        path.write_bytes(gzip.compress(json.dumps(document, indent=1, ensure_ascii=False).encode() + b"\n"))
+    data = gzip.decompress(path.read_bytes())
+    assert 400 * KiB < len(data) < 1 * MiB
     store = open_store(tmp_path / "big", page_size_bytes=1 * MiB, memory_budget_bytes=2 * MiB,
                        segment_size_bytes=1 * MiB)
-    res = store.ingest(SIMDJSON_DIR / "twitter.json.gz", format="json")
+    res = store.ingest(path, format="json")
     assert (res.ingested, res.rejected) == (1, 0)
     assert store.get(res.first_address).raw == data.strip(b" \t\r\n")
     store.register_psf("n", "length(statuses)")
-    assert [r.address for r in store.query("n", 100)] == [res.first_address]
+    assert [r.address for r in store.query("n", n)] == [res.first_address]
     small = open_store(tmp_path / "small")
-    res = small.ingest(SIMDJSON_DIR / "twitter.json.gz", format="json")
+    res = small.ingest(path, format="json")
     assert (res.ingested, res.rejected) == (0, 1)  # one document is not read past the limit: its size is unknown
     assert res.errors[0].reason == "record too large: over the 16,352 bytes that fit in one 16 KiB log page"
 

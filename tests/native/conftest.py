@@ -2,12 +2,12 @@
 
 `nj` wraps the shoal_* functions so tests speak Python values; `Trie` builds a
 shoal_trie from paths; `json_doc` and `dump_json` generate JSON values and
-serialize them with random formatting (whitespace, escapes, duplicate keys);
-`testsuite_files` and `ndjson_lines` load the shared real data.
+serialize them with random formatting (whitespace, escapes, duplicate keys).
+The records (`generated`, `real_data`, `testsuite_files`) come from
+tests/conftest.py.
 """
 from __future__ import annotations
 
-import gzip
 import random
 
 import orjson
@@ -15,10 +15,6 @@ import pytest
 from hypothesis import strategies as st
 
 from shoal._native import ffi, lib
-
-from datadir import DATA_DIR  # noqa: E402
-TESTSUITE_DIR = DATA_DIR / "jsontestsuite" / "test_parsing"
-NDJSON_DIR = DATA_DIR / "ndjson"
 
 TYPE_NAMES = {
     lib.SHOAL_T_MISSING: "missing",
@@ -208,29 +204,6 @@ def nj() -> NativeJSON:
 
 
 from oracle import orjson_accepts  # noqa: E402,F401  (one definition, shared)
-
-
-@pytest.fixture(scope="session")
-def testsuite_files() -> dict[str, bytes]:
-    if not TESTSUITE_DIR.is_dir():
-        pytest.skip(f"JSONTestSuite not found in {TESTSUITE_DIR}")
-    return {p.name: p.read_bytes() for p in sorted(TESTSUITE_DIR.iterdir()) if p.suffix == ".json"}
-
-
-def read_ndjson_lines(name: str, limit: int | None = None) -> list[bytes]:
-    path = NDJSON_DIR / f"{name}.ndjson.gz"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    with gzip.open(path, "rb") as fh:
-        lines = fh.read().split(b"\n")
-    lines = [line for line in lines if line]
-    return lines[:limit] if limit else lines
-
-
-@pytest.fixture(scope="session")
-def ndjson_lines():
-    """Loader: ndjson_lines(name, limit=None) -> the file's non-empty lines."""
-    return read_ndjson_lines
 
 
 # ---- generated JSON ----------------------------------------------------------

@@ -6,9 +6,13 @@ after *consumed, append the next chunk, call again; call again on OUT_FULL).
 """
 from __future__ import annotations
 
+import gzip
 import json
 import random
 
+import pytest
+from conftest import SOURCES
+from datadir import real_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -98,8 +102,9 @@ def test_ndjson_any_bytes_independent_of_chunking(nj, data, rng, cap):
     assert frame_ndjson_chunks(nj, cut(data, rng), cap) == frame_ndjson_chunks(nj, [data], 1000)
 
 
-def test_ndjson_real_file(nj, ndjson_lines):
-    lines = ndjson_lines("twitter_statuses")
+@pytest.mark.parametrize("source", SOURCES)
+def test_ndjson_file(nj, records, source):
+    lines = records(source, "statuses", 100)
     data = b"\n".join(lines) + b"\n"
     rng = random.Random(5)
     found = frame_ndjson_chunks(nj, cut(data, rng, 40), 7)
@@ -225,15 +230,13 @@ def test_array_incomplete_element_waits(nj):
     assert rc == FRAMING and spans == [(1, 2, 2, FRAMING)]
 
 
-def test_array_real_document(nj):
-    import gzip
-
-    from .conftest import DATA_DIR
-
-    path = DATA_DIR / "simdjson" / "github_events.json.gz"
-    if not path.exists():
-        return
-    data = gzip.decompress(path.read_bytes())
+@pytest.mark.parametrize("source", SOURCES)
+def test_array_document(nj, generated, source):
+    if source == "real":  # the GitHub API's answer, pretty-printed
+        data = gzip.decompress(real_path("simdjson", "github_events.json.gz").read_bytes())
+    else:
+        events = [json.loads(line) for line in generated("github_events", 30)]
+        data = json.dumps(events, indent=2, ensure_ascii=False).encode()
     found, rc, _, _ = frame_array_chunks(nj, cut(data, random.Random(9), 30), 4)
     assert rc == OK
     assert [json.loads(t) for t, _, _ in found] == json.loads(data)

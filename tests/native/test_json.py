@@ -251,11 +251,28 @@ def test_random_bytes_in_strings_and_values(nj, blob):
         _check_same_verdict(nj, data)
 
 
-def test_mutated_real_records(nj, ndjson_lines):
+# The record sets of each source: shoal.sample's kinds, or the real data sets
+# (the real-data tier: skipped when they are absent).
+CORPUS = {"generated": ("zeek_logs", "statuses", "github_events", "jenkins_jobs"),
+          "real": ("zeek_wrccdc2018", "twitter_statuses", "twitter_timeline", "github_events",
+                   "gsoc2018_projects", "apache_builds_jobs", "update_center_plugins", "amazon_cellphones")}
+
+
+@pytest.fixture(params=list(CORPUS))
+def corpus(request, generated, real_data):
+    """corpus(n, names=all of the source's) -> {name: its first n records}."""
+    def load(n: int, names=None) -> dict[str, tuple[bytes, ...]]:
+        load_one = generated if request.param == "generated" else real_data
+        return {name: load_one(name, n) for name in (names or CORPUS[request.param])}
+    load.source = request.param
+    return load
+
+
+def test_mutated_records(nj, corpus):
     rng = random.Random(1234)
-    lines = []
-    for name in ("zeek_wrccdc2018", "twitter_statuses", "github_events", "amazon_cellphones"):
-        lines += ndjson_lines(name, 300)
+    names = None if corpus.source == "generated" else (
+        "zeek_wrccdc2018", "twitter_statuses", "github_events", "amazon_cellphones")
+    lines = [line for some in corpus(300, names).values() for line in some]
     for _ in range(6000):
         _check_same_verdict(nj, mutate(rng.choice(lines), rng))
 
@@ -271,10 +288,9 @@ def test_plain_string_runs_every_position(nj):
                     _check_same_verdict(nj, data)
 
 
-def test_every_real_line_is_accepted(nj, ndjson_lines):
-    for name in ("zeek_wrccdc2018", "twitter_statuses", "twitter_timeline", "github_events",
-                 "gsoc2018_projects", "apache_builds_jobs", "update_center_plugins", "amazon_cellphones"):
-        for line in ndjson_lines(name, 20000):
+def test_every_line_is_accepted(nj, corpus):
+    for name, lines in corpus(20000 if corpus.source == "real" else 3000).items():
+        for line in lines:
             assert nj.parse(line)[0] == OK, (name, line[:80])
 
 
@@ -357,17 +373,18 @@ def test_many_edges(nj):
     check_slots(nj, data, [(k,) for k in keys] + [("absent",)])
 
 
-def test_real_records_extraction(nj, ndjson_lines):
-    cases = {
-        "zeek_wrccdc2018": [("_path",), ("id.resp_h",), ("id.resp_p",), ("query",), ("answers", 0)],
-        "twitter_statuses": [("lang",), ("user", "screen_name"), ("entities", "hashtags", 0, "text"),
-                             ("id",), ("metadata", "result_type")],
-        "github_events": [("type",), ("repo", "name"), ("actor", "login"), ("payload",)],
-        "amazon_cellphones": [(1,), (7,), (8, 0)],
-    }
-    for name, paths in cases.items():
-        for line in ndjson_lines(name, 2000):
-            check_slots(nj, line, paths)
+def test_records_extraction(nj, corpus):
+    zeek = [("_path",), ("id.resp_h",), ("id.resp_p",), ("query",), ("answers", 0)]
+    statuses = [("lang",), ("user", "screen_name"), ("entities", "hashtags", 0, "text"), ("id",),
+                ("metadata", "result_type"), ("retweeted_status", "user", "id")]
+    github = [("type",), ("repo", "name"), ("actor", "login"), ("payload",), ("payload", "commits", 1, "message")]
+    cases = {"generated": {"zeek_logs": zeek, "statuses": statuses, "github_events": github,
+                           "jenkins_jobs": [("name",), ("color",), ("url",)]},
+             "real": {"zeek_wrccdc2018": zeek, "twitter_statuses": statuses, "github_events": github,
+                      "amazon_cellphones": [(1,), (7,), (8, 0)]}}[corpus.source]
+    for name, lines in corpus(2000 if corpus.source == "real" else 1000, list(cases)).items():
+        for line in lines:
+            check_slots(nj, line, cases[name])
 
 
 def test_slots_reset_before_parse(nj):
@@ -444,9 +461,10 @@ def test_canon_space(nj):
     assert nj.canon(b"true", lib.SHOAL_T_TRUE, cap=0) == lib.SHOAL_E_SPACE
 
 
-def test_canon_of_extracted_real_values(nj, ndjson_lines):
+def test_canon_of_extracted_values(nj, corpus):
     trie = Trie([("text",), ("id",), ("user", "name"), ("retweet_count",)])
-    for line in ndjson_lines("twitter_statuses"):
+    name = "statuses" if corpus.source == "generated" else "twitter_statuses"
+    for line in corpus(500, [name])[name]:
         _, _, slots = nj.parse(line, trie)
         for start, length, type_, _ in slots:
             if type_ == lib.SHOAL_T_STRING:

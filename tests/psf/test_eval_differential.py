@@ -2,8 +2,6 @@
 1.1.0 on parsed records, with canonical bytes from an independent oracle."""
 from __future__ import annotations
 
-import gzip
-import itertools
 import json
 import random
 
@@ -18,9 +16,6 @@ from .psf_oracles import canon_decimal, canon_ref, locate, parse_tree
 
 from shoal.psf import NativePSFSet, parse_definition
 
-from datadir import DATA_DIR  # noqa: E402
-
-DATA = DATA_DIR / "ndjson"
 
 
 def oracle(text: str, obj) -> bytes | None:
@@ -272,42 +267,47 @@ def test_numbers_are_exact_decimals():
     assert runner.values(rec) == [canon_decimal(text), b"t", b"t", None]
 
 
-# ---- real data -----------------------------------------------------------------
+# ---- generated and real records ----------------------------------------------------
 
-REAL = {
-    "github_events": (None, ["type", "type == 'PushEvent'", "repo.name", "actor.login",
-                             "payload.size > `3`", "payload.commits[0].author.name",
-                             "public && type", "!(type == 'PushEvent')", "`\"PushEvent\"` == type",
-                             "payload.size", "created_at < '2013-04-01T'", "@", "id"]),
-    "twitter_statuses": (None, ["lang", "user.screen_name", "user.lang || lang", "metadata.result_type",
-                                "user.lang == 'ja'", "id", "id > `505874924095815681`", "id_str",
-                                "retweeted_status.user.screen_name", "entities.hashtags[0].text",
-                                "user.followers_count >= `1000`", "place", "text", "favorited || `\"none\"`",
-                                "retweet_count == `0`"]),
-    "zeek_wrccdc2018": (20000, ["_path", "query", "\"id.resp_p\"", "\"id.resp_p\" > `1000`",
-                                "_path == 'dns' && query", "!(proto == 'udp')", "\"id.orig_h\"",
-                                "proto", "ts", "rtt < `0.01`", "answers[0]", "TTLs[0] > `100`",
-                                "qtype_name == 'A' || qtype_name == 'AAAA'", "\"id.resp_h\" == '10.47.1.10'",
-                                "established", "_write_ts > '2018-03-24T17:30'"]),
-    "amazon_cellphones": (None, ["[1]", "[7]", "[7] > `100`", "[1] == 'Samsung'", "[8][0].price",
-                                 "[0]", "[5] >= `4`"]),
+GITHUB = ["type", "type == 'PushEvent'", "repo.name", "actor.login",
+          "payload.size > `3`", "payload.commits[0].author.name",
+          "public && type", "!(type == 'PushEvent')", "`\"PushEvent\"` == type",
+          "payload.size", "created_at < '2013-04-01T'", "created_at < '2015-01-02T'", "@", "id",
+          "org.login || `\"no org\"`"]
+STATUSES = ["lang", "user.screen_name", "user.lang || lang", "metadata.result_type",
+            "user.lang == 'ja'", "id", "id > `505874924095815681`", "id_str",
+            "retweeted_status.user.screen_name", "entities.hashtags[0].text",
+            "user.followers_count >= `1000`", "place", "text", "favorited || `\"none\"`",
+            "retweet_count == `0`"]
+ZEEK = ["_path", "query", "\"id.resp_p\"", "\"id.resp_p\" > `1000`",
+        "_path == 'dns' && query", "!(proto == 'udp')", "\"id.orig_h\"",
+        "proto", "ts", "rtt < `0.01`", "answers[0]", "TTLs[0] > `100`",
+        "qtype_name == 'A' || qtype_name == 'AAAA'", "\"id.resp_h\" == '10.47.1.10'",
+        "established", "_write_ts > '2018-03-24T17:30'", "_write_ts > '2018-03-24T17:16'", "uid"]
+# name: (source, data set, records, expressions). The real data sets are the
+# real-data tier (skipped when absent).
+DATASETS = {
+    "github": ("generated", "github_events", 300, GITHUB),
+    "statuses": ("generated", "statuses", 100, STATUSES),
+    "zeek": ("generated", "zeek_logs", 6000, ZEEK),
+    "github-real": ("real", "github_events", None, GITHUB),
+    "twitter-real": ("real", "twitter_statuses", None, STATUSES),
+    "zeek-real": ("real", "zeek_wrccdc2018", 20000, ZEEK),
+    "amazon-real": ("real", "amazon_cellphones", None, ["[1]", "[7]", "[7] > `100`", "[1] == 'Samsung'",
+                                                        "[8][0].price", "[0]", "[5] >= `4`"]),
 }
 
 
-def _lines(name: str, limit: int | None) -> list[bytes]:
-    with gzip.open(DATA / f"{name}.ndjson.gz", "rb") as f:
-        it = (line.rstrip(b"\n") for line in f)
-        return [x for x in itertools.islice(it, limit) if x.strip()]
+@pytest.fixture(params=sorted(DATASETS))
+def dataset(request, generated, real_data) -> tuple[list[bytes], list[str]]:
+    """(records, expressions) of one data set."""
+    source, name, limit, texts = DATASETS[request.param]
+    return list((generated if source == "generated" else real_data)(name, limit)), texts
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(REAL))
-def test_real_data(name):
-    limit, texts = REAL[name]
-    path = DATA / f"{name}.ndjson.gz"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    records = _lines(name, limit)
+def test_records(dataset):
+    records, texts = dataset
     n = check_records(texts, records)  # shoal_parse if available
     assert n == len(texts) * len(records)
     if native_parse_available():
@@ -316,15 +316,11 @@ def test_real_data(name):
 
 
 @pytest.mark.skipif(not native_parse_available(), reason="shoal_parse not built yet")
-@pytest.mark.parametrize("name", sorted(REAL))
-def test_shoal_parse_fills_slots_like_the_span_finder(name):
-    limit, texts = REAL[name]
-    path = DATA / f"{name}.ndjson.gz"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
+def test_shoal_parse_fills_slots_like_the_span_finder(dataset):
+    records, texts = dataset
     psfset = NativePSFSet.build(list(enumerate(parse_definition(t) for t in texts)))
     runner = Runner(psfset, use_parse=True)
-    for rec in _lines(name, limit)[:: 7]:
+    for rec in records[:: 7]:
         runner.fill(rec)
         tree = parse_tree(rec)
         for i, p in enumerate(psfset.slot_paths):

@@ -62,8 +62,8 @@ def _check(store, log: Log, psfs=PSFS):
 
 
 @pytest.fixture
-def loaded(open_store, real_data):
-    raws = real_data("zeek_wrccdc2018", 6000)
+def loaded(open_store, generated):
+    raws = generated("zeek_logs", 6000)
     store = open_store()
     _register(store)
     _ingest(store, raws)
@@ -111,12 +111,12 @@ def test_compact_drops_the_prefix_and_deletes_whole_segments(loaded, how):
 
 
 def test_dropped_records_are_counted_without_reading_pages_this_process_wrote(open_store, store_path,
-                                                                           real_data, monkeypatch):
+                                                                           generated, monkeypatch):
     """An unkeyed compaction counts the records of pages this process wrote
     whole from the appends (no page read), and reads the pages it did not:
     written before a reopen, or the page it was opened in the middle of.
     Either way the count equals the oracle's."""
-    raws = real_data("zeek_wrccdc2018", 6000)
+    raws = generated("zeek_logs", 6000)
     store = open_store()
     _register(store)
     _ingest(store, raws[:3000])
@@ -207,8 +207,8 @@ def test_iterators_open_across_a_compaction(loaded):
 # ---- reopening ----
 
 @pytest.mark.parametrize("ckpt", ["none", "before-below-cut", "before-above-cut", "after"])
-def test_reopen_after_compaction(open_store, real_data, ckpt):
-    raws = real_data("zeek_wrccdc2018", 6000)
+def test_reopen_after_compaction(open_store, generated, ckpt):
+    raws = generated("zeek_logs", 6000)
     store = open_store()
     _register(store)
     _ingest(store, raws[:2000])
@@ -249,8 +249,8 @@ def test_reopen_after_compaction(open_store, real_data, ckpt):
     _check(store, kept)
 
 
-def test_a_crash_between_recording_the_cut_and_deleting_files(open_store, real_data, monkeypatch):
-    raws = real_data("zeek_wrccdc2018", 4000)
+def test_a_crash_between_recording_the_cut_and_deleting_files(open_store, generated, monkeypatch):
+    raws = generated("zeek_logs", 4000)
     store = open_store()
     _register(store)
     _ingest(store, raws)
@@ -273,8 +273,8 @@ def test_a_crash_between_recording_the_cut_and_deleting_files(open_store, real_d
     _check(store, _suffix(log, cut))
 
 
-def test_a_damaged_begin_file_falls_back_to_the_oldest_segment(open_store, real_data, store_path):
-    raws = real_data("zeek_wrccdc2018", 4000)
+def test_a_damaged_begin_file_falls_back_to_the_oldest_segment(open_store, generated, store_path):
+    raws = generated("zeek_logs", 4000)
     store = open_store()
     _register(store)
     _ingest(store, raws)
@@ -306,11 +306,11 @@ def test_records_after_recovery_bookkeeping():
 # ---- concurrency ----
 
 @pytest.mark.slow
-def test_compaction_while_ingesting_and_querying(open_store, real_data):
+def test_compaction_while_ingesting_and_querying(open_store, generated):
     """Readers' answers stay correct prefixes: every record returned is right
     (bytes, match, order), and every match between the begin address after
     the query and the tail before it is there."""
-    raws = list(real_data("zeek_wrccdc2018", 16_000))
+    raws = list(generated("zeek_logs", 16_000))
     page = 4096
     store = open_store(page_size_bytes=page, memory_budget_bytes=4 * page, segment_size_bytes=4 * page)
     _register(store)
@@ -428,8 +428,8 @@ def _wait(pred, timeout=10.0):
         time.sleep(0.02)
 
 
-def test_retention_by_bytes_in_the_background(open_store, real_data):
-    raws = real_data("zeek_wrccdc2018", 12_000)
+def test_retention_by_bytes_in_the_background(open_store, generated):
+    raws = generated("zeek_logs", 12_000)
     store = open_store(retain_bytes=200_000, compaction_interval_seconds=0.02)
     _register(store)
     page = store.config.page_size_bytes

@@ -51,8 +51,8 @@ def _run(store, kind, arg, order):
 
 
 @pytest.mark.slow
-def test_readers_see_complete_prefixes_while_ingesting(open_store, real_data):
-    raws = list(real_data("zeek_wrccdc2018", 16_000))
+def test_readers_see_complete_prefixes_while_ingesting(open_store, generated):
+    raws = list(generated("zeek_logs", 16_000))
     store = open_store(page_size_bytes=PAGE, memory_budget_bytes=2 * PAGE, segment_size_bytes=4 * PAGE)
     for name, definition in PSFS.items():
         store.register_psf(name, definition)
@@ -126,8 +126,8 @@ def test_readers_see_complete_prefixes_while_ingesting(open_store, real_data):
             assert _run(store, kind, arg, order) == log.answer(_oracle_indexes(log, kind, arg), order=order)
 
 
-def test_lazy_iterators_and_readers_across_close(open_store, real_data):
-    raws = real_data("zeek_wrccdc2018", 3000)
+def test_lazy_iterators_and_readers_across_close(open_store, generated):
+    raws = generated("zeek_logs", 3000)
     store = open_store(page_size_bytes=PAGE, memory_budget_bytes=2 * PAGE, segment_size_bytes=4 * PAGE)
     store.register_psf("path", "_path")
     store.register_psf("any", "_path != 'none'")  # true for all 3,000: answers of several batches
@@ -172,10 +172,10 @@ def test_lazy_iterators_and_readers_across_close(open_store, real_data):
     assert [(r.address, r.raw) for r in snapshot] == want
 
 
-def test_concurrent_ingest_calls_are_serialized(open_store, real_data):
+def test_concurrent_ingest_calls_are_serialized(open_store, generated):
     """Several threads ingesting at once: each call's records stay together
     and in order; nothing is lost or mixed."""
-    sets = [real_data("github_events"), real_data("apache_builds_jobs")[:200], real_data("twitter_statuses")[:40]]
+    sets = [generated("github_events", 30), generated("jenkins_jobs", 200), generated("statuses", 40)]
     store = open_store()
     results = {}
 
@@ -229,12 +229,12 @@ def _in_thread(fn, *args):
     return t, out
 
 
-def test_a_stalled_stream_holds_up_no_other_writer(open_store, real_data):
+def test_a_stalled_stream_holds_up_no_other_writer(open_store, generated):
     """While an iterable ingest waits for its next chunk, other ingests, a
     PSF registration (a Python callable: the stream's lazy framing must
     switch to spans for it) and a checkpoint run; the stream's later records
     are indexed by the new PSF, and every answer equals the oracle's."""
-    raws = real_data("zeek_wrccdc2018", 1500)
+    raws = generated("zeek_logs", 1500)
     store = open_store()
     store.register_psf("path", "_path")
     stream = _Stalling(_cut_mid_line(b"\n".join(raws[:1000]) + b"\n", 5))
@@ -268,11 +268,11 @@ def test_a_stalled_stream_holds_up_no_other_writer(open_store, real_data):
 
 
 @pytest.mark.parametrize("on_error", ["skip", "reject"])
-def test_close_does_not_wait_for_a_stalled_stream(open_store, real_data, on_error):
+def test_close_does_not_wait_for_a_stalled_stream(open_store, generated, on_error):
     """skip: close() goes ahead while the stream waits, and the ingest then
     ends with StoreClosed. reject: the stream is spooled before the writer
     lock is taken, so close() does not wait for it either."""
-    raws = real_data("zeek_wrccdc2018", 400)
+    raws = generated("zeek_logs", 400)
     store = open_store()
     stream = _Stalling(_cut_mid_line(b"\n".join(raws) + b"\n", 3))
     streamer, streamed = _in_thread(lambda: store.ingest(stream, on_error=on_error))

@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 import pytest
 from oracle import ALL, Log, as_pairs, sample_values
+from conftest import PAGE_BYTES
 
 import shoal
 
@@ -38,10 +39,10 @@ def _segment_of(store, address: int) -> tuple[Path, int]:
 
 
 @pytest.fixture
-def damaged(open_store, real_data, store_path):
+def damaged(open_store, generated, store_path):
     """A closed store of N records (three thirds, a checkpoint after each of
     the first two); returns (raws, addresses, checkpoint tails)."""
-    raws = list(real_data("zeek_wrccdc2018", N))
+    raws = list(generated("zeek_logs", N))
     store = open_store()
     for name, definition in PSFS.items():
         store.register_psf(name, definition)
@@ -97,10 +98,12 @@ WHERE = ["before-first-checkpoint", "between-checkpoints", "after-last-checkpoin
 
 def _victim(addresses, tails, where) -> int:
     """Index of a record well inside the chosen stretch of the log, not in the
-    last segment file."""
+    last segment file, and followed by a record on its page (so the distance
+    to the next address is the record's own size, not the page's unused end)."""
     lo, hi = {"before-first-checkpoint": (addresses[0], tails[0]), "between-checkpoints": (tails[0], tails[1]),
               "after-last-checkpoint": (tails[1], addresses[-1])}[where]
-    inside = [i for i, a in enumerate(addresses) if lo <= a < hi]
+    inside = [i for i, a in enumerate(addresses)
+              if lo <= a < hi and addresses[i + 1] // PAGE_BYTES == a // PAGE_BYTES]
     return inside[len(inside) // 2]
 
 

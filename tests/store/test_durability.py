@@ -79,11 +79,11 @@ def _run_threads(n, target):
 
 # ---- group commit ----
 
-def test_concurrent_durable_ingests_share_fsyncs(open_store, real_data, faulty_disk, store_path, tmp_path):
+def test_concurrent_durable_ingests_share_fsyncs(open_store, generated, faulty_disk, store_path, tmp_path):
     """8 threads x 8 durable ingests: fewer fsyncs than ingests, each call
     returns with its records synced, and a power cut right after the last
     acknowledgement (no close) keeps every record."""
-    raws = real_data("zeek_wrccdc2018", 3200)
+    raws = generated("zeek_logs", 3200)
     batches = _batches(raws, 64)
     store = open_store()
     _register(store)
@@ -112,12 +112,12 @@ def test_concurrent_durable_ingests_share_fsyncs(open_store, real_data, faulty_d
         other.close()
 
 
-def test_durable_acks_survive_a_power_cut_among_buffered_ingests(open_store, real_data, faulty_disk, store_path,
+def test_durable_acks_survive_a_power_cut_among_buffered_ingests(open_store, generated, faulty_disk, store_path,
                                                                 tmp_path):
     """Durable and buffered writers at once; a power cut after the last
     durable acknowledgement keeps every durable record, and what survives is
     a consistent prefix of the log."""
-    raws = real_data("zeek_wrccdc2018", 4000)
+    raws = generated("zeek_logs", 4000)
     durable_batches = _batches(raws[:2000], 30)
     buffered_batches = _batches(raws[2000:], 30)
     store = open_store()
@@ -142,14 +142,14 @@ def test_durable_acks_survive_a_power_cut_among_buffered_ingests(open_store, rea
     assert stored == log_order[:len(stored)]  # a prefix of the log
 
 
-def test_tail_writes_run_beside_appends_page_turns_and_checkpoints(open_store, real_data, faulty_disk, store_path,
+def test_tail_writes_run_beside_appends_page_turns_and_checkpoints(open_store, generated, faulty_disk, store_path,
                                                                    tmp_path):
     """The group commit leader writes the tail page without the writer lock.
     With every write slowed, appends fill and turn that page, the flusher
     takes it and checkpoints sync while such a write is in flight; a power
     cut after the last acknowledgement keeps every durable record in a
     consistent prefix of the log, and so does a clean reopen."""
-    raws = real_data("zeek_wrccdc2018", 3000)
+    raws = generated("zeek_logs", 3000)
     durable_batches = _batches(raws[:2000], 120)  # ~17 records: many tail writes per 16 KiB page
     buffered_batches = _batches(raws[2000:], 40)
     store = open_store()
@@ -181,11 +181,11 @@ def test_tail_writes_run_beside_appends_page_turns_and_checkpoints(open_store, r
     assert check_consistent(open_store(store_path), raws) == log_order
 
 
-def test_a_tail_write_waits_for_the_unfinished_one(open_store, real_data):
+def test_a_tail_write_waits_for_the_unfinished_one(open_store, generated):
     """Between plan and finish (the leader's write, without the writer lock)
     appends go on, but the next tail write (here a flush's) waits for the
     finish: two writes of the same block must not race."""
-    raws = real_data("zeek_wrccdc2018", 40)
+    raws = generated("zeek_logs", 40)
     store = open_store()
     _register(store)
     store.ingest(_body(raws[:5]))
@@ -204,10 +204,10 @@ def test_a_tail_write_waits_for_the_unfinished_one(open_store, real_data):
     assert check_consistent(store, raws) == list(raws)
 
 
-def test_store_flush_and_checkpoint_sync_for_waiters(open_store, real_data, faulty_disk, store_path, tmp_path):
+def test_store_flush_and_checkpoint_sync_for_waiters(open_store, generated, faulty_disk, store_path, tmp_path):
     """flush(durable=True) and checkpoint() use the same sync: synced_until
     reaches the tail, and a power cut keeps everything below it."""
-    raws = real_data("zeek_wrccdc2018", 600)
+    raws = generated("zeek_logs", 600)
     store = open_store()
     _register(store)
     store.ingest(_body(raws[:300]))
@@ -222,12 +222,12 @@ def test_store_flush_and_checkpoint_sync_for_waiters(open_store, real_data, faul
     assert other.stats()["recovery"]["checkpoint_id"] == info.checkpoint_id
 
 
-def test_recovered_records_are_synced_before_new_durable_ones(open_store, real_data, faulty_disk, store_path,
+def test_recovered_records_are_synced_before_new_durable_ones(open_store, generated, faulty_disk, store_path,
                                                                tmp_path):
     """A killed process leaves written, unsynced records in the page cache;
     the next open fsyncs them before acknowledging anything after them, or a
     power cut would leave a hole that recovery cuts the acknowledged records at."""
-    raws = real_data("zeek_wrccdc2018", 1000)
+    raws = generated("zeek_logs", 1000)
     store = open_store()
     _register(store)
     store.ingest(_body(raws[:600]))
@@ -266,8 +266,8 @@ _SELF_KILLER = textwrap.dedent("""
 
 
 @pytest.mark.crash
-def test_acknowledged_durable_ingests_survive_sigkill(real_data, tmp_path, tiny_config):
-    raws = list(real_data("zeek_wrccdc2018", 2400))
+def test_acknowledged_durable_ingests_survive_sigkill(generated, tmp_path, tiny_config):
+    raws = list(generated("zeek_logs", 2400))
     data = tmp_path / "in.ndjson"
     data.write_bytes(b"\n".join(raws))
     path = tmp_path / "store"
@@ -293,8 +293,8 @@ def _assert_disk_full(exc_info, what="segment-"):
     assert exc_info.value.errno == errno.ENOSPC
 
 
-def test_disk_full_in_a_durable_ingest_then_retry(open_store, real_data, faulty_disk, store_path):
-    raws = real_data("zeek_wrccdc2018", 1500)
+def test_disk_full_in_a_durable_ingest_then_retry(open_store, generated, faulty_disk, store_path):
+    raws = generated("zeek_logs", 1500)
     store = open_store()
     _register(store)
     store.ingest(_body(raws[:500]), durable=True)
@@ -323,11 +323,11 @@ def test_disk_full_in_a_durable_ingest_then_retry(open_store, real_data, faulty_
     assert store.stats()["recovery"]["dropped"] == []
 
 
-def test_disk_full_in_the_background_flush(open_store, real_data, faulty_disk):
+def test_disk_full_in_the_background_flush(open_store, generated, faulty_disk):
     """Buffered ingest over many pages: the flusher's write fails, the next
     page turn retries and raises; reads go on; after the fault clears,
     ingest goes on and everything reaches the disk."""
-    raws = real_data("zeek_wrccdc2018", 6000)
+    raws = generated("zeek_logs", 6000)
     store = open_store()
     _register(store)
     page = store.config.page_size_bytes
@@ -348,11 +348,11 @@ def test_disk_full_in_the_background_flush(open_store, real_data, faulty_disk):
     assert check_consistent(store, raws) == expected
 
 
-def test_a_failed_page_turn_changes_nothing(open_store, real_data, monkeypatch):
+def test_a_failed_page_turn_changes_nothing(open_store, generated, monkeypatch):
     """A page turn that cannot recycle a frame (its page's write failed)
     raises before it seals the tail page: otherwise the page would be queued
     while still the tail, and its later records counted as written."""
-    raws = real_data("zeek_wrccdc2018", 3000)
+    raws = generated("zeek_logs", 3000)
     store = open_store()
     _register(store)
     store.ingest(_body(raws[:1000]))  # every frame in use: the next turns recycle
@@ -375,8 +375,8 @@ def test_a_failed_page_turn_changes_nothing(open_store, real_data, monkeypatch):
     assert check_consistent(open_store(), raws) == expected
 
 
-def test_fsync_failure_reaches_every_waiter_and_leaves_the_log_read_only(open_store, real_data, faulty_disk):
-    raws = real_data("zeek_wrccdc2018", 1200)
+def test_fsync_failure_reaches_every_waiter_and_leaves_the_log_read_only(open_store, generated, faulty_disk):
+    raws = generated("zeek_logs", 1200)
     batches = _batches(raws[400:], 8)
     store = open_store()
     _register(store)
@@ -408,8 +408,8 @@ def test_fsync_failure_reaches_every_waiter_and_leaves_the_log_read_only(open_st
 
 
 @pytest.mark.parametrize("failing", ["index", "metadata", "fsync"])
-def test_failed_checkpoint_keeps_the_previous_one(open_store, real_data, faulty_disk, store_path, failing):
-    raws = real_data("zeek_wrccdc2018", 1500)
+def test_failed_checkpoint_keeps_the_previous_one(open_store, generated, faulty_disk, store_path, failing):
+    raws = generated("zeek_logs", 1500)
     store = open_store()
     _register(store)
     store.ingest(_body(raws[:500]))
@@ -450,12 +450,12 @@ def tiny_tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_a_psf_change_that_cannot_be_saved_is_undone(open_store, real_data, faulty_disk, store_path):
+def test_a_psf_change_that_cannot_be_saved_is_undone(open_store, generated, faulty_disk, store_path):
     """Disk full while psfs.json is written: register_psf / deregister_psf
     raise DiskFull and the registry is as before, in memory too, so no PSF
     claims to index records it did not; once the disk heals, answers equal
     the oracle's, before and after a reopen."""
-    raws = real_data("zeek_wrccdc2018", 1200)
+    raws = generated("zeek_logs", 1200)
     store = open_store()
     store.register_psf("path", "_path")
     store.ingest(_body(raws[:400]))
@@ -478,10 +478,10 @@ def test_a_psf_change_that_cannot_be_saved_is_undone(open_store, real_data, faul
     assert check_consistent(open_store(store_path), raws) == list(raws)
 
 
-def test_a_psf_change_whose_directory_fsync_fails_is_kept(open_store, real_data, faulty_disk, store_path):
+def test_a_psf_change_whose_directory_fsync_fails_is_kept(open_store, generated, faulty_disk, store_path):
     """The registry file replaced, then the directory's fsync fails: the
     error is raised, and the change stands (the file holds it), indexed."""
-    raws = real_data("zeek_wrccdc2018", 600)
+    raws = generated("zeek_logs", 600)
     store = open_store()
     store.ingest(_body(raws[:300]))
     faulty_disk.fail("fsync", where=str(store_path), nth=2, errno=errno.EIO)  # 1: the new file, 2: the directory
@@ -494,10 +494,10 @@ def test_a_psf_change_whose_directory_fsync_fails_is_kept(open_store, real_data,
     assert check_consistent(open_store(store_path), raws) == list(raws)
 
 
-def test_a_real_full_disk(tiny_tmpfs, real_data, tiny_config):
+def test_a_real_full_disk(tiny_tmpfs, generated, tiny_config):
     """ENOSPC from a real file system: the ingest that fills it raises
     DiskFull, reads go on, and once the file system grows a flush retries."""
-    raws = real_data("zeek_wrccdc2018", 4000)
+    raws = generated("zeek_logs", 4000)
     store = shoal.open(tiny_tmpfs / "store", tiny_config)
     try:
         _register(store)
@@ -519,10 +519,10 @@ def test_a_real_full_disk(tiny_tmpfs, real_data, tiny_config):
         store.close()
 
 
-def test_leftovers_of_a_killed_checkpoint_are_removed_on_open(open_store, real_data, store_path):
+def test_leftovers_of_a_killed_checkpoint_are_removed_on_open(open_store, generated, store_path):
     """A checkpoint killed midway leaves a temp file, or an index whose
     metadata was never written: neither is loaded, and both go on open."""
-    raws = real_data("zeek_wrccdc2018", 300)
+    raws = generated("zeek_logs", 300)
     store = open_store()
     _register(store)
     store.ingest(_body(raws))

@@ -50,9 +50,9 @@ def _mixed(raws, seed=0, n_bad=None):
     return b"\n".join(lines) + b"\n", good, bad_at
 
 
-@pytest.mark.parametrize("dataset", ["github_events", "apache_builds_jobs", "twitter_statuses"])
-def test_skip_stores_the_good_records_and_names_the_bad_lines(store, real_data, dataset):
-    raws = real_data(dataset)
+@pytest.mark.parametrize(("kind", "n"), [("github_events", 30), ("jenkins_jobs", 875), ("statuses", 100)])
+def test_skip_stores_the_good_records_and_names_the_bad_lines(store, generated, kind, n):
+    raws = generated(kind, n)
     store.register_psf("lang", "lang")
     text, good, bad_at = _mixed(raws, seed=len(raws))
     res = store.ingest(text, on_error="skip")
@@ -78,15 +78,15 @@ def test_specific_reasons(store):
     assert all(not e.reason.startswith("record too large") for e in res.errors[:3])
 
 
-def test_reject_stores_nothing_and_changes_nothing(store, real_data):
-    first = real_data("github_events")
+def test_reject_stores_nothing_and_changes_nothing(store, generated):
+    first = generated("github_events", 30)
     store.register_psf("type", "type")
     store.ingest(b"\n".join(first))
     log = Log(first)
     log.bind(store)
     before = (store.tail_address, store.stats()["records"], as_pairs(store.query("type", "PushEvent")))
 
-    text, good, bad_at = _mixed(real_data("twitter_statuses"), seed=1)
+    text, good, bad_at = _mixed(generated("statuses", 100), seed=1)
     with pytest.raises(shoal.IngestRejected) as e:
         store.ingest(text, on_error="reject")
     assert e.value.result.rejected == len(bad_at)
@@ -178,10 +178,10 @@ def test_page_size_limit(open_store, page):
     assert stored[-1] == _record(64) and stored[0] == near[0]
 
 
-def test_over_long_line_mid_stream(store, real_data):
+def test_over_long_line_mid_stream(store, generated):
     """A line far larger than any record is skipped without being buffered and
     line numbers after it stay right, however the input is chunked."""
-    raws = list(real_data("apache_builds_jobs"))[:50]
+    raws = list(generated("jenkins_jobs", 50))
     huge = b'{"x":"' + b"y" * (300 * KiB) + b'"}'
     lines = raws[:20] + [huge] + raws[20:40] + [b"{bad"] + raws[40:]
     text = b"\n".join(lines) + b"\n"
@@ -197,8 +197,8 @@ def test_over_long_line_mid_stream(store, real_data):
 
 # ---- results ----
 
-def test_result_addresses_and_counts(store, real_data):
-    raws = real_data("github_events")
+def test_result_addresses_and_counts(store, generated):
+    raws = generated("github_events", 30)
     log = Log()
     for k in range(0, len(raws), 7):
         part = raws[k:k + 7]
@@ -219,8 +219,8 @@ def test_result_addresses_and_counts(store, real_data):
     assert store.stats()["records"] == len(raws) + 10
 
 
-def test_durable_result(store, real_data):
-    res = store.ingest(b"\n".join(real_data("github_events")), durable=True)
+def test_durable_result(store, generated):
+    res = store.ingest(b"\n".join(generated("github_events", 30)), durable=True)
     assert res.durable
     assert store.stats()["addresses"]["flushed_until"] == store.tail_address
 

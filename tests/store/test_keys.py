@@ -52,10 +52,10 @@ def _addresses(store: shoal.Store, oracle: KeyedOracle) -> list[int]:
     return [a for a, _ in found]
 
 
-def _github_versions(real_data, n: int = 1500) -> tuple[list[bytes], list[bytes]]:
-    """Real GitHub events, then new versions of every third one: a changed
+def _github_versions(generated, n: int = 120) -> tuple[list[bytes], list[bytes]]:
+    """Generated GitHub events, then new versions of every third one: a changed
     type for some, so a superseded version must drop out of its old chain."""
-    first = list(real_data("github_events", n))
+    first = list(generated("github_events", n))
     second = []
     for i, raw in enumerate(first):
         if i % 3 == 0:
@@ -83,9 +83,9 @@ def test_get_key_returns_the_newest_version_and_delete_hides_it(open_store):
     assert store.get_key(1).json() == {"id": 1, "v": "d"}
 
 
-def test_queries_return_live_versions_against_a_dict_oracle(open_store, real_data):
+def test_queries_return_live_versions_against_a_dict_oracle(open_store, generated):
     """Tiny pages: most of the log, key chains included, is on disk."""
-    first, second = _github_versions(real_data)
+    first, second = _github_versions(generated)
     oracle = KeyedOracle("id")
     store = open_store(key="id")
     store.register_psf("type", "type")
@@ -121,10 +121,10 @@ def test_queries_return_live_versions_against_a_dict_oracle(open_store, real_dat
         assert (got.raw if got else None) == oracle.get(k)
 
 
-def test_psf_registered_later_scans_live_versions_only(open_store, real_data):
+def test_psf_registered_later_scans_live_versions_only(open_store, generated):
     """A PSF registered after the data answers by scanning: tombstones never
     match and superseded versions are filtered the same way."""
-    first, second = _github_versions(real_data, 600)
+    first, second = _github_versions(generated)
     oracle = KeyedOracle("id")
     store = open_store(key="id")
     store.ingest(oracle.ingest(first))
@@ -140,8 +140,8 @@ def test_psf_registered_later_scans_live_versions_only(open_store, real_data):
         assert [(r.address, r.raw) for r in store.query("actor", login)] == want[::-1]
 
 
-def test_keys_survive_reopen_with_and_without_checkpoint(open_store, store_path, real_data):
-    first, second = _github_versions(real_data, 400)
+def test_keys_survive_reopen_with_and_without_checkpoint(open_store, store_path, generated):
+    first, second = _github_versions(generated, 60)
     oracle = KeyedOracle("id")
     store = open_store(key="id")
     store.register_psf("type", "type")

@@ -12,7 +12,7 @@ import textwrap
 
 from oracle import ALL, Log, as_pairs, sample_values
 
-from conftest import NDJSON_DIR
+from shoal import sample
 
 PAGE = 4096
 BUDGET = 8 * PAGE
@@ -21,8 +21,8 @@ PSFS = {"path": "_path", "resp_p": '"id.resp_p"', "orig_h": '"id.orig_h"', "uid"
 LATE = {"proto": "proto"}  # registered mid-stream: scanned below its registration
 
 
-def test_queries_through_on_disk_pages_equal_the_oracle(open_store, real_data):
-    raws = real_data("zeek_wrccdc2018", 20_000)
+def test_queries_through_on_disk_pages_equal_the_oracle(open_store, generated):
+    raws = generated("zeek_logs", 20_000)
     store = open_store(page_size_bytes=PAGE, memory_budget_bytes=BUDGET, segment_size_bytes=16 * PAGE,
                        index_bucket_bits=4)
     buckets0 = store.stats()["index"]["buckets"]
@@ -80,8 +80,8 @@ _CHILD = textwrap.dedent("""
 
 def test_rss_stays_bounded_at_ten_times_the_budget(tmp_path):
     budget = 4 << 20
-    p = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "s"),
-                        str(NDJSON_DIR / "zeek_wrccdc2018.ndjson.gz"), str(budget)],
+    src = sample.write("zeek_logs", 30_000, tmp_path / "zeek.ndjson.gz")  # ~11 MB of records, ingested 4 times
+    p = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "s"), str(src), str(budget)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)

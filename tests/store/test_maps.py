@@ -41,8 +41,8 @@ def _mapped_paths() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def zeek(real_data):
-    return real_data("zeek_wrccdc2018", 12_000)
+def zeek(generated):
+    return generated("zeek_logs", 12_000)
 
 
 def test_maps_and_pread_answer_alike_and_as_the_oracle(open_store, store_path, zeek):
@@ -96,7 +96,7 @@ def test_maps_off_reads_with_pread(open_store, zeek):
 
 
 @pytest.mark.parametrize("faulthandler_after", [False, True])
-def test_a_segment_cut_short_under_its_map_reads_as_an_io_error(tmp_path, real_data, faulthandler_after):
+def test_a_segment_cut_short_under_its_map_reads_as_an_io_error(tmp_path, generated, faulthandler_after):
     """Truncating a mapped file makes its pages fault (SIGBUS): the read that
     meets one reports an I/O error and the process lives on (a child process,
     so a crash fails this test instead of ending the run). Also when Python's
@@ -130,7 +130,7 @@ def test_a_segment_cut_short_under_its_map_reads_as_an_io_error(tmp_path, real_d
         store.close()
     """)
     data = tmp_path / "zeek.ndjson"
-    data.write_bytes(b"\n".join(real_data("zeek_wrccdc2018", 3000)) + b"\n")
+    data.write_bytes(b"\n".join(generated("zeek_logs", 3000)) + b"\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "store"), str(data),
                            "1" if faulthandler_after else "0"],

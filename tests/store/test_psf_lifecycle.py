@@ -37,8 +37,8 @@ def _ingest(store, log, raws):
 
 
 @pytest.mark.parametrize("definition", ["_path", "_path == 'dns'", "length(answers)", "proto == 'tcp' || RD"])
-def test_registered_mid_stream(store, real_data, definition):
-    raws = real_data("zeek_wrccdc2018", 6000)
+def test_registered_mid_stream(store, generated, definition):
+    raws = generated("zeek_logs", 6000)
     parts = _chunks(raws, 3)
     log = Log()
     _ingest(store, log, parts[0])
@@ -51,8 +51,8 @@ def test_registered_mid_stream(store, real_data, definition):
     _check(store, log, "p", definition)
 
 
-def test_deregister_and_register_again(store, real_data):
-    raws = real_data("zeek_wrccdc2018", 8000)
+def test_deregister_and_register_again(store, generated):
+    raws = generated("zeek_logs", 8000)
     parts = _chunks(raws, 6)
     log = Log()
     d1, d2 = "_path", "proto"
@@ -85,8 +85,8 @@ def test_deregister_and_register_again(store, real_data):
     assert [p.name for p in store.psfs()] == ["p"]
 
 
-def test_deregister_register_without_ingest_between(store, real_data):
-    raws = real_data("github_events")
+def test_deregister_register_without_ingest_between(store, generated):
+    raws = generated("github_events", 30)
     log = Log()
     store.register_psf("type", "type")
     _ingest(store, log, raws[:10])
@@ -101,11 +101,11 @@ def test_deregister_register_without_ingest_between(store, real_data):
     _check(store, log, "type", "actor.login")
 
 
-def test_exist_ok_and_replace(open_store, store_path, real_data):
+def test_exist_ok_and_replace(open_store, store_path, generated):
     """Setup code that registers its PSFs runs twice (exist_ok: the same
     PSFs, no new ranges, also after a reopen); replace swaps a definition
     at one address, and every answer is then the new definition's."""
-    raws = real_data("zeek_wrccdc2018", 6000)
+    raws = generated("zeek_logs", 6000)
     parts = _chunks(raws, 3)
     log = Log()
     store = open_store()
@@ -129,9 +129,9 @@ def test_exist_ok_and_replace(open_store, store_path, real_data):
     _check(store, log, "p", "proto")
 
 
-def test_many_psfs_come_and_go(store, real_data):
+def test_many_psfs_come_and_go(store, generated):
     """Several PSFs with overlapping active ranges; query_all/any over them."""
-    raws = real_data("github_events") * 4
+    raws = generated("github_events", 30) * 4
     parts = _chunks(raws, 8)
     log = Log()
     defs = {"type": "type", "push": "type == 'PushEvent'", "repo": "repo.name", "size": "payload.size"}
@@ -153,8 +153,8 @@ def test_many_psfs_come_and_go(store, real_data):
             assert as_pairs(store.query_any(present, order="oldest")) == log.query_any(oc, order="oldest")
 
 
-def test_callable_registered_mid_stream_and_replaced(store, real_data):
-    raws = real_data("github_events") * 3
+def test_callable_registered_mid_stream_and_replaced(store, generated):
+    raws = generated("github_events", 30) * 3
     parts = _chunks(raws, 3)
     log = Log()
 
@@ -176,10 +176,10 @@ def test_callable_registered_mid_stream_and_replaced(store, real_data):
     _check(store, log, "big", login)
 
 
-def test_different_callable_with_the_same_fields(store, real_data):
+def test_different_callable_with_the_same_fields(store, generated):
     """A different function under a deregistered callable's name must answer
     with the new function over all records, also where the old one indexed."""
-    raws = real_data("github_events")
+    raws = generated("github_events", 30)
     log = Log()
 
     def size(size):
@@ -215,14 +215,14 @@ def test_max_active_psfs(open_store):
         shoal.StoreConfig(max_active_psfs=60_000, max_inactive_psfs=6_000)
 
 
-def test_a_reused_psf_id_never_answers_for_its_earlier_psf(open_store, real_data, monkeypatch):
+def test_a_reused_psf_id_never_answers_for_its_earlier_psf(open_store, generated, monkeypatch):
     """x = `_path` indexes a part of the log, is deregistered and forgotten;
     y = `service` takes its psf_id (the id space is 2 here). A query of y
     over the whole log walks y's chains only where y was active: x's key
     pointers for the same value (dns is both a _path and a service) lie
     before, on the same (psf_id, value) chains, and are never returned."""
     monkeypatch.setattr(shoal.psf.registry, "_ID_SPACE", 2)
-    raws = real_data("zeek_wrccdc2018", 6000)
+    raws = generated("zeek_logs", 6000)
     parts = _chunks(raws, 3)
     store = open_store(max_active_psfs=1, max_inactive_psfs=0)
     log = Log()
@@ -244,14 +244,14 @@ def test_a_reused_psf_id_never_answers_for_its_earlier_psf(open_store, real_data
 
 
 @pytest.mark.slow
-def test_churn_keeps_the_registry_bounded_and_answers_complete(open_store, real_data, monkeypatch):
+def test_churn_keeps_the_registry_bounded_and_answers_complete(open_store, generated, monkeypatch):
     """Register/deregister churn with records between: a few names that come
     back (same or other definition) and a stream of new ones. psfs.json
     stays bounded, ids never run out (an id space of 12 here), and every
     answer equals the oracle's."""
     monkeypatch.setattr(shoal.psf.registry, "_ID_SPACE", 12)
     monkeypatch.setattr(shoal.psf.registry, "MAX_RANGES", 4)
-    raws = real_data("zeek_wrccdc2018", 3000)
+    raws = generated("zeek_logs", 3000)
     store = open_store(max_active_psfs=3, max_inactive_psfs=5)
     log = Log()
     defs = {"path": ["_path", "proto"], "dns": ["_path == 'dns'"], "port": ['"id.resp_p"', "service"]}

@@ -44,8 +44,8 @@ def _check_all(store, log, psfs=PSFS):
 
 
 @pytest.mark.parametrize("how", ["checkpoint", "replay", "checkpoint-then-more"])
-def test_reopen(open_store, real_data, how):
-    raws = real_data("zeek_wrccdc2018", 9000)
+def test_reopen(open_store, generated, how):
+    raws = generated("zeek_logs", 9000)
     log = Log()
     store = open_store()
     _register(store)
@@ -77,8 +77,8 @@ def test_reopen(open_store, real_data, how):
     _check_all(store, log)
 
 
-def test_psf_changes_after_the_checkpoint_persist(open_store, real_data):
-    raws = real_data("zeek_wrccdc2018", 6000)
+def test_psf_changes_after_the_checkpoint_persist(open_store, generated):
+    raws = generated("zeek_logs", 6000)
     log = Log()
     store = open_store()
     store.register_psf("path", "_path")
@@ -98,8 +98,8 @@ def test_psf_changes_after_the_checkpoint_persist(open_store, real_data):
     _check_all(store, log, {"path": "_path", "proto": "proto"})
 
 
-def test_callable_psf_after_reopen(open_store, real_data):
-    raws = real_data("github_events")
+def test_callable_psf_after_reopen(open_store, generated):
+    raws = generated("github_events", 30)
     log = Log()
 
     def big(size):
@@ -122,8 +122,8 @@ def test_callable_psf_after_reopen(open_store, real_data):
             log.query(big, True, fields=["payload.size"], order=order)
 
 
-def test_layout_is_fixed_but_memory_may_change(open_store, real_data, tiny_config, store_path):
-    raws = real_data("github_events")
+def test_layout_is_fixed_but_memory_may_change(open_store, generated, tiny_config, store_path):
+    raws = generated("github_events", 30)
     log = Log()
     store = open_store()
     _ingest(store, log, raws)
@@ -157,8 +157,8 @@ def _segment_offset(store, address):
 
 @pytest.mark.parametrize("checkpoint", [False, True])
 @pytest.mark.parametrize("cut", ["header", "payload", "last-byte", "flip"])
-def test_torn_tail(open_store, real_data, checkpoint, cut):
-    raws = real_data("zeek_wrccdc2018", 3000)
+def test_torn_tail(open_store, generated, checkpoint, cut):
+    raws = generated("zeek_logs", 3000)
     log = Log()
     store = open_store()
     _register(store)
@@ -199,8 +199,8 @@ def test_torn_tail(open_store, real_data, checkpoint, cut):
     _check_all(store, survivors)
 
 
-def test_corrupt_record_mid_log_drops_it_and_everything_after(open_store, real_data):
-    raws = real_data("apache_builds_jobs")
+def test_corrupt_record_mid_log_drops_it_and_everything_after(open_store, generated):
+    raws = generated("jenkins_jobs", 875)
     log = Log()
     store = open_store()
     _register(store, {"color": "color"})
@@ -222,8 +222,8 @@ def test_corrupt_record_mid_log_drops_it_and_everything_after(open_store, real_d
 
 # ---- durability ----
 
-def test_durable_ingest_is_on_disk_while_open(open_store, real_data, store_path, tmp_path):
-    raws = real_data("twitter_statuses")
+def test_durable_ingest_is_on_disk_while_open(open_store, generated, store_path, tmp_path):
+    raws = generated("statuses", 100)
     store = open_store()
     _register(store, {"lang": "lang"})
     store.ingest(b"\n".join(raws[:60]), durable=True)
@@ -238,11 +238,11 @@ def test_durable_ingest_is_on_disk_while_open(open_store, real_data, store_path,
         other.close()
 
 
-def test_durable_ingest_record_by_record_within_a_page(open_store, real_data, store_path, tmp_path):
+def test_durable_ingest_record_by_record_within_a_page(open_store, generated, store_path, tmp_path):
     """Many durable flushes of one page: each writes from the block holding
     the flushed end on (not the page prefix again); a copy taken while open
     still holds every record, byte for byte."""
-    raws = real_data("apache_builds_jobs")[:200]  # ~100 B each: dozens per 16 KiB page
+    raws = generated("jenkins_jobs", 200)  # ~100 B each: dozens per 16 KiB page
     store = open_store()
     _register(store, {"color": "color"})
     for raw in raws:
@@ -273,10 +273,10 @@ _WRITER = textwrap.dedent("""
 
 @pytest.mark.crash
 @pytest.mark.parametrize("durable", [True, False])
-def test_sigkill_during_ingest(real_data, tmp_path, tiny_config, durable):
+def test_sigkill_during_ingest(generated, tmp_path, tiny_config, durable):
     """Killed while ingesting: the store reopens to a prefix of what was
     written, holding at least everything acknowledged as durable."""
-    raws = list(real_data("zeek_wrccdc2018", 2000))
+    raws = list(generated("zeek_logs", 2000))
     data = tmp_path / "in.ndjson"
     data.write_bytes(b"\n".join(raws))
     path = tmp_path / "store"
