@@ -41,7 +41,7 @@ async def test_ingest_ndjson_reports_addresses(client, store):
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("kind", ["github_events", "statuses", "zeek_logs"])
 async def test_ingest_as_ndjson_gzip_and_array(client, store, records, source, kind):
-    recs = records(source, kind, 300 if kind == "github_events" else 3000)
+    recs = records(source, kind, {"github_events": 300, "statuses": 100, "zeek_logs": 3000}[kind])
     ndjson = b"\n".join(recs) + b"\n"
     r = await ingest(client, ndjson)
     assert r.json()["ingested"] == len(recs)

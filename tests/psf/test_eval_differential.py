@@ -289,7 +289,7 @@ ZEEK = ["_path", "query", "\"id.resp_p\"", "\"id.resp_p\" > `1000`",
 DATASETS = {
     "github": ("generated", "github_events", 300, GITHUB),
     "statuses": ("generated", "statuses", 100, STATUSES),
-    "zeek": ("generated", "zeek_logs", 6000, ZEEK),
+    "zeek": ("generated", "zeek_logs", 3000, ZEEK),
     "github-real": ("real", "github_events", None, GITHUB),
     "twitter-real": ("real", "twitter_statuses", None, STATUSES),
     "zeek-real": ("real", "zeek_wrccdc2018", 20000, ZEEK),

@@ -52,7 +52,7 @@ def _run(store, kind, arg, order):
 
 @pytest.mark.slow
 def test_readers_see_complete_prefixes_while_ingesting(open_store, generated):
-    raws = list(generated("zeek_logs", 16_000))
+    raws = list(generated("zeek_logs", 12_000))
     store = open_store(page_size_bytes=PAGE, memory_budget_bytes=2 * PAGE, segment_size_bytes=4 * PAGE)
     for name, definition in PSFS.items():
         store.register_psf(name, definition)

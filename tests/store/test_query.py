@@ -69,7 +69,7 @@ JOBS_PSFS = {
 }
 JOBS_SCANS = ["color == 'red' || color == 'yellow'", "length(name) > `10`"]
 DATASETS = {
-    "zeek": (("generated", "zeek_logs"), 30_000, ZEEK_PSFS,
+    "zeek": (("generated", "zeek_logs"), 20_000, ZEEK_PSFS,
              ['"id.resp_p" > `1024`', "length(answers) > `1`", "RD && !RA", "TTLs[1]"]),
     "github": (("generated", "github_events"), 500, GITHUB_PSFS, GITHUB_SCANS),
     "twitter": (("generated", "statuses"), 200, TWITTER_PSFS, TWITTER_SCANS),
