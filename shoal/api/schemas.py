@@ -57,7 +57,10 @@ class IngestOut(BaseModel):
 # ---- PSFs ----
 
 class PSFIn(_Body):
-    name: str = Field(min_length=1, max_length=128, examples=["repo"])
+    # The rule is the registry's (check_name), so that every name it refuses
+    # is a 422 stating the rule; the schema states it for /docs.
+    name: str = Field(examples=["repo"], description=NAME_RULE + "; `/` allowed (percent-encoded in paths)",
+                      json_schema_extra={"minLength": 1, "maxLength": MAX_NAME_CHARS})
     expr: str = Field(description="a JMESPath expression", examples=["repo.name"])
     exist_ok: bool = Field(False, description="a PSF of this name already active with the same `expr` is "
                                               "not an error: it is answered as it is (200, no new range)")
