@@ -64,7 +64,8 @@ _PATHS = ("data", "token_file", "read_token_file", "ssl_certfile", "ssl_keyfile"
 _ENV = {"data": "SHOAL_DATA", "token": "SHOAL_TOKEN", "read_token": "SHOAL_READ_TOKEN"}
 
 
-def _size(text: str) -> str:
+def size_arg(text: str) -> str:
+    """An argparse type: a size such as 4GiB or 1000000, checked, kept as text."""
     try:
         parse_size(text)
     except InvalidArgument as exc:
@@ -84,9 +85,9 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=S, help=f"address to listen on (default {DEFAULT_HOST}; anything else "
                                              f"without --token prints a warning)")
     p.add_argument("--port", type=int, default=S, help=f"default {DEFAULT_PORT}")
-    p.add_argument("--memory", type=_size, default=S, help="memory for log pages (default 1GiB)")
-    p.add_argument("--page-size", type=_size, default=S, help="log page size of a new store (default 4MiB)")
-    p.add_argument("--max-body", type=_size, default=S, help="largest POST /records body (default: no limit)")
+    p.add_argument("--memory", type=size_arg, default=S, help="memory for log pages (default 1GiB)")
+    p.add_argument("--page-size", type=size_arg, default=S, help="log page size of a new store (default 4MiB)")
+    p.add_argument("--max-body", type=size_arg, default=S, help="largest POST /records body (default: no limit)")
 
     a = p.add_argument_group("access (README: Access)")
     a.add_argument("--token", action="append", metavar="TOKEN", default=S,
@@ -105,7 +106,7 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("store")
     s.add_argument("--key", metavar="EXPR", default=S,
                    help="create a keyed store: JMESPath giving each record's key")
-    s.add_argument("--retain", type=_size, metavar="SIZE", default=S,
+    s.add_argument("--retain", type=size_arg, metavar="SIZE", default=S,
                    help="retention: keep about the newest SIZE of log (background compaction)")
     s.add_argument("--retain-seconds", type=float, metavar="N", default=S,
                    help="retention: drop records older than N seconds (needs --timestamp)")
@@ -118,7 +119,7 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
                         "(default 16)")
     g.add_argument("--body-idle-timeout", type=float, metavar="SECONDS", default=S,
                    help="end an ingest whose body sends no byte for this long: 408 (default 30)")
-    g.add_argument("--body-min-rate", type=_size, metavar="BYTES", default=S,
+    g.add_argument("--body-min-rate", type=size_arg, metavar="BYTES", default=S,
                    help="end an ingest whose body arrives slower than this many bytes/s, averaged over each "
                         "--body-idle-timeout of waiting: 408 (default 500; 0: no minimum)")
     g.add_argument("--send-timeout", type=float, metavar="SECONDS", default=S,
@@ -138,7 +139,7 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-eval-steps", type=int, metavar="N", default=S,
                    help="steps one expression may take on one record (default 100000); a PSF over it "
                         "indexes no value for the record, a scan stops: 422 evaluation_budget_exceeded")
-    g.add_argument("--max-eval-bytes", type=_size, metavar="SIZE", default=S,
+    g.add_argument("--max-eval-bytes", type=size_arg, metavar="SIZE", default=S,
                    help="bytes of values one expression may build on one record, e.g. 4MiB (default 1MiB); "
                         "as --max-eval-steps")
 

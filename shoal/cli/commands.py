@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import StoreConfig, format_size, parse_size
 from ..errors import IngestRejected, InvalidArgument, PSFExists, PSFNotFound, ShoalError, StoreLocked
+from ..api.settings import size_arg  # no web stack: flags and config only
 from ..psf import parse_query_value
 from . import progress
 from .output import (
@@ -390,14 +391,6 @@ def _nonneg_int(text: str) -> int:
     return n
 
 
-def _size(text: str) -> str:
-    try:
-        parse_size(text)
-    except InvalidArgument as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
 _WHERE_HELP = "where the store is: --url, --data, $SHOAL_URL, $SHOAL_DATA, else ./shoal-data"
 
 
@@ -447,7 +440,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="when creating the store: make it keyed by this JMESPath (newer records replace older "
                         "ones with the same key)")
     c.add_argument("--format", choices=["auto", "ndjson", "array", "json", "document"], default="auto")
-    c.add_argument("--page-size", type=_size, metavar="SIZE",
+    c.add_argument("--page-size", type=size_arg, metavar="SIZE",
                    help="when creating the store: its log page size, a power of two from 4KiB to 1GiB (default "
                         "4MiB). A record must fit in one page, and the size is fixed once the store exists (a "
                         "store with another page size is an error)")
@@ -499,7 +492,7 @@ def _parser() -> argparse.ArgumentParser:
                        "files below it are deleted. Prints what was reclaimed.")
     cut = c.add_mutually_exclusive_group(required=True)
     cut.add_argument("--until", type=_nonneg_int, metavar="ADDRESS", help="reclaim the log below ADDRESS")
-    cut.add_argument("--retain", type=_size, metavar="SIZE", help="keep the newest SIZE of log (e.g. 1GiB)")
+    cut.add_argument("--retain", type=size_arg, metavar="SIZE", help="keep the newest SIZE of log (e.g. 1GiB)")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c = command("stats", _cmd_stats, "sizes, addresses, index and PSFs")
     c.add_argument("--json", action="store_true", help="machine-readable output")
