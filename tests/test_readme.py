@@ -43,6 +43,7 @@ OUTPUT_MARK = "-> "
 # The port of the README's `make serve` examples (the command line's own server uses 8766).
 README_PORT = 8765
 CLI_SERVER_PORT = 8766
+ACCESS_PORT = 8767  # the Access section's HTTPS server
 
 
 # ---- the README's code blocks ----
@@ -166,12 +167,14 @@ def parse_steps(text: str) -> list[Step]:
 
 
 def _wait_for(url: str) -> str:
-    """A shell line that waits until a server started in the background answers."""
-    code = ("import time, urllib.request\n"
+    """A shell line that waits until a server started in the background
+    answers (over HTTPS without checking its certificate: only whether it is up)."""
+    code = ("import http.client, ssl, time, urllib.request\n"
+            "ctx = ssl._create_unverified_context()\n"
             "for _ in range(600):\n"
             "    try:\n"
-            f"        urllib.request.urlopen({url + '/healthz'!r}, timeout=1); break\n"
-            "    except OSError: time.sleep(0.05)\n"
+            f"        urllib.request.urlopen({url + '/healthz'!r}, timeout=1, context=ctx); break\n"
+            "    except (OSError, http.client.HTTPException): time.sleep(0.05)\n"
             "else: raise SystemExit('the server did not come up')")
     return f"python -c {_shell_quote(code)}"
 
@@ -192,7 +195,8 @@ def run_shell(text: str, cwd: Path, env: dict, *, timeout: float = 300) -> list[
         script.append("printf '\\037%d\\037' $?")
         if step.command.endswith("&") and " serve " in step.command:
             port = re.search(r"--port (\d+)", step.command).group(1)
-            script.append(_wait_for(f"http://127.0.0.1:{port}"))
+            scheme = "https" if "--ssl-certfile" in step.command else "http"
+            script.append(_wait_for(f"{scheme}://127.0.0.1:{port}"))
     script.append("printf '\\036end\\036'; wait")
     proc = subprocess.Popen(["bash", "-c", "\n".join(script)], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
@@ -476,10 +480,28 @@ def test_keyed_store_blocks(work):
         assert [r.raw for r in store.scan("`true`")] == [line for line in written if orjson.loads(line)["id"] == 7]
 
 
+def test_access_block(work, samples):
+    """Tokens and TLS as the README sets them up: 401 without a token, 403
+    with the read token on a write route, the CLI over HTTPS with each."""
+    needs("openssl", "curl", "jq")
+    text = on_port(block("Access: tokens, TLS and settings", "sh"), ACCESS_PORT, free_port())
+    steps = run_shell(text, work, shell_env(work))
+    check_steps(steps)
+    assert [s.json()["error"] for s in steps if s.command.startswith("curl")] == ["unauthorized", "forbidden"]
+    events = [orjson.loads(raw) for raw in samples.raws["events.ndjson.gz"]]
+    assert find(steps, "shoal ingest").err.startswith(f"events.ndjson.gz: {len(events):,} ingested, 0 rejected")
+    assert find(steps, "shoal query").out == "PushEvent\n"
+    assert "WARNING" not in (work / "secure.log").read_text()  # tokens and TLS: nothing to warn about
+    with shoal.open(work / "secure-data") as store:
+        assert store.stats()["records"] == len(events)
+        assert [p.name for p in store.psfs()] == ["type"]
+
+
 def test_every_runnable_block_is_tested():
     """A new code block in these sections needs a test here."""
     tested = {"Quickstart (library)": ["sh", "python"], "HTTP API": ["sh", "sh"], "Python client": ["python"],
-              "Command line": ["sh", "sh"], "Keyed stores: point reads, updates, deletes": ["python", "sh"]}
+              "Command line": ["sh", "sh"], "Keyed stores: point reads, updates, deletes": ["python", "sh"],
+              "Access: tokens, TLS and settings": ["sh", "nginx", "toml"]}
     for heading, languages in tested.items():
         assert [lang for lang, _ in blocks(heading)] == languages, heading
     assert "shared/data" not in "".join(body for h in tested for _, body in blocks(h))

@@ -181,3 +181,16 @@ def test_https_with_certificate(tmp_path):
         with pytest.raises(httpx.RemoteProtocolError):  # plain HTTP to an HTTPS port
             httpx.get(srv.url.replace("https", "http") + "/healthz")
         assert srv.stop()[0] == 0
+
+
+def test_readme_config_file_is_valid(tmp_path):
+    """The README's example config file loads: every key is a flag's name
+    with a value of its type."""
+    text = (REPO / "README.md").read_text()
+    toml = text[text.index("```toml\n") + 8:]
+    toml = toml[:toml.index("```")]
+    cfg = tmp_path / "shoal.toml"
+    cfg.write_text(toml)
+    s = settings(["--config", str(cfg)])
+    assert s["host"] == "0.0.0.0" and s["token_file"] == "/etc/shoal/write.token"
+    assert s["ssl_certfile"] and s["max_body"] == "10GiB"
