@@ -71,9 +71,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import pathlib
-import tempfile
 import threading
 import types
 import unicodedata
@@ -81,8 +79,9 @@ from typing import Any, Callable, Iterable
 
 from .._native import lib
 from ..config import ExpressionLimits
+from ..files import TEMP_SUFFIX, fsync_dir, replace_file
 from ..errors import (CorruptionError, InvalidArgument, PSFDefinitionError, PSFError, PSFExists, PSFNotFound,
-                      TooManyPSFs, io_error)
+                      NativeIOError, TooManyPSFs)
 from .expr import Expression, parse_definition
 from .kinds import PSFKind
 
@@ -266,9 +265,9 @@ class Registry:
         self._by_id: dict[int, PSF] = {}
         self._retired: dict[int, PSF] = {}
         if self.path is not None:
-            # A save cut short by a crash leaves its temp file (random name):
-            # remove them, or every such crash would leave one more for good.
-            for tmp in self.path.parent.glob(self.path.name + ".*.tmp"):
+            # A save cut short by a crash leaves its temp file: remove it
+            # (and those of versions that named them at random).
+            for tmp in [*self.path.parent.glob(self.path.name + ".*.tmp"), self.path.with_name(self.path.name + TEMP_SUFFIX)]:
                 tmp.unlink(missing_ok=True)
             if self.path.exists():
                 self._load()
@@ -551,32 +550,13 @@ class Registry:
         if self.path is None:
             return
         data = json.dumps(self._to_json(), indent=1, ensure_ascii=False).encode()
-        directory = self.path.parent
-        replaced = False
         try:
-            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=directory)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-                replaced = True
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
-                raise
-            dfd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError as exc:  # disk full, I/O error: a library error naming the file
-            if snap is not None and not replaced:
+            replace_file(self.path, data)
+        except NativeIOError:  # disk full, I/O error (naming the file): the old file stands
+            if snap is not None:
                 self._restore(snap)
-            raise io_error("write of", self.path, exc) from exc
+            raise
+        fsync_dir(self.path.parent)
 
     def _load(self) -> None:
         assert self.path is not None

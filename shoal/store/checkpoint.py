@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._native import lib
-from ..errors import io_error
+from ..files import TEMP_SUFFIX, write_atomic
 
 _META = re.compile(r"^ckpt-(\d{6,})\.json$")
 KEEP = 2
-TEMP_SUFFIX = ".tmp"
 _INDEX = re.compile(r"^ckpt-(\d{6,})\.index$")
 
 
@@ -54,30 +53,6 @@ def crc32c(data: bytes) -> int:
     return lib.shoal_crc32c(0, data, len(data))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically and durably (temp file, fsync,
-    rename, fsync the directory). Raises DiskFull / NativeIOError naming the
-    file; the temp file is removed then."""
-    tmp = path.with_name(path.name + TEMP_SUFFIX)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink(tmp)
-        raise io_error("write of", path, exc) from exc
-    try:
-        fsync_dir(path.parent)
-    except OSError as exc:
-        raise io_error("fsync of", path.parent, exc) from exc
-
-
 def remove_leftovers(directory: Path) -> None:
     """Remove what a killed checkpoint left: temp files, and index files
     whose metadata was never written (neither is ever loaded)."""
@@ -95,14 +70,6 @@ def _unlink(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def list_checkpoints(directory: Path) -> list[int]:

@@ -61,7 +61,8 @@ import orjson
 
 from ..errors import CorruptionError, InvalidArgument, PSFError, StorageError, StoreClosed
 from .address import FIRST_ADDRESS
-from .checkpoint import crc32c, list_checkpoints, write_atomic
+from ..files import write_atomic
+from .checkpoint import crc32c, list_checkpoints
 from .record import payload_of, record_addresses
 from .scan import _AllRecords
 from .segments import unmap

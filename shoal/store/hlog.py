@@ -44,7 +44,7 @@ from .._native import check, ffi, lib
 from ..config import StoreConfig
 from ..errors import NativeIOError, ShoalError, StorageError, restated
 from .address import FIRST_ADDRESS, MAX_ADDRESS
-from .checkpoint import write_atomic
+from ..files import write_atomic
 from .record import Record, RecordBatch, array_of, batch_data, make_records, out_buffer
 from .segments import BLOCK_BYTES, SegmentFiles
 

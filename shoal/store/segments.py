@@ -44,6 +44,7 @@ from pathlib import Path
 
 from .._native import lib
 from ..errors import NativeIOError, StoreClosed, io_error
+from ..files import fsync_dir
 
 _NAME = re.compile(r"^segment-(\d{6,})\.log$")
 BLOCK_BYTES = 4096  # O_DIRECT alignment for offsets, lengths and memory
@@ -177,10 +178,7 @@ class SegmentFiles:
                     except OSError as exc:
                         raise io_error("fsync of", self.path(seg), exc) from exc
                 if new_files:
-                    try:
-                        _fsync_dir(self.directory)
-                    except OSError as exc:
-                        raise io_error("fsync of", self.directory, exc) from exc
+                    fsync_dir(self.directory)
             except BaseException:
                 with self._lock:  # not known to be durable: the next sync tries again
                     self._dirty.update(dirty)
@@ -330,11 +328,3 @@ def _copy_range(fd: int, offset: int, dest: Path) -> None:
         while chunk := os.pread(fd, 1 << 20, offset):
             out.write(chunk)
             offset += len(chunk)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -798,7 +798,7 @@ def _resolve_config(path: Path, config: StoreConfig | None, overrides: dict) -> 
             layout["memory_budget_bytes"] = 2 * stored.page_size_bytes
         base = base.replace(**layout)
     else:
-        from .checkpoint import write_atomic
+        from ..files import write_atomic
         write_atomic(meta_path, json.dumps({"format": _FORMAT, "config": base.to_dict()}, indent=1).encode())
     return base
 

@@ -237,7 +237,7 @@ def check_recovered(store, lineage: Lineage, events: list[dict], data: Data, tot
             problems.append(f"PSF {name!r} is missing after recovery")
         elif p.active != active and name not in psf_pending:
             problems.append(f"PSF {name!r} is {'' if p.active else 'in'}active after recovery")
-    leftovers = sorted(f.name for f in store.path.glob("psfs.json.*.tmp"))
+    leftovers = sorted(f.name for f in store.path.glob("psfs.json*.tmp"))
     if leftovers:  # one more after every crash inside a registry save, for good
         problems.append(f"temporary files of interrupted registry saves were left: {leftovers}")
     for p in psfs.values():

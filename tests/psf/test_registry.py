@@ -95,7 +95,7 @@ def test_replace_at_the_active_bound_and_failed_saves_change_nothing(reg_path, m
     def boom(*args, **kwargs):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(registry_mod.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)  # the one os module, as shoal.files uses it
     with pytest.raises(NativeIOError):
         reg.register("t", "actor", address=150, replace=True)
     monkeypatch.undo()
@@ -281,7 +281,7 @@ def test_atomic_save_leaves_no_temp_files_and_survives_failure(reg_path, monkeyp
     def boom(*args, **kwargs):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(registry_mod.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)  # the one os module, as shoal.files uses it
     with pytest.raises(NativeIOError, match="psfs.json failed: disk on fire"):  # the library's error, naming the file
         reg.register("u", "type", address=64)
     monkeypatch.undo()
