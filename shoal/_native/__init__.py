@@ -15,48 +15,42 @@ except ImportError as exc:  # pragma: no cover - only without a build
 
 __all__ = ["ffi", "lib", "check", "reason", "_records"]
 
-_REASONS = {
-    lib.SHOAL_E_SYNTAX: "invalid JSON",
-    lib.SHOAL_E_UTF8: "invalid UTF-8 or lone surrogate",
-    lib.SHOAL_E_DEPTH: f"nesting deeper than {lib.SHOAL_MAX_DEPTH}",
-    lib.SHOAL_E_NUMBER: "number out of range for a double",
-    lib.SHOAL_E_EMPTY: "no JSON value",
-    lib.SHOAL_E_TRAILING: "data after the JSON value",
-    lib.SHOAL_E_TOO_LARGE: "record too large",
-    lib.SHOAL_E_SPACE: "buffer too small",
-    lib.SHOAL_E_CORRUPT: "corrupt record",
-    lib.SHOAL_E_IO: "I/O error",
-    lib.SHOAL_E_NOMEM: "out of memory",
-    lib.SHOAL_E_TOO_MANY_KPS: "too many key pointers for one record",
-    lib.SHOAL_E_ARG: "invalid argument",
-    lib.SHOAL_E_FRAMING: "malformed JSON array",
-    lib.SHOAL_E_CONTROL: "unescaped control character in string",
-    lib.SHOAL_E_NO_KEY: "record has no key (the store's key expression gives no string or number)",
-    lib.SHOAL_E_CLOSED: "the store is closed",
+# The one table of the core's status codes (SHOAL_E_* in shoal.h): the
+# reason a user reads and the exception it raises. A code missing here is a
+# test failure (tests/native/test_errors.py), never a silent "error -N".
+_ERRORS: dict[int, tuple[str, type[errors.ShoalError]]] = {
+    lib.SHOAL_E_SYNTAX: ("invalid JSON", errors.ParseError),
+    lib.SHOAL_E_UTF8: ("invalid UTF-8 or lone surrogate", errors.ParseError),
+    lib.SHOAL_E_DEPTH: (f"nesting deeper than {lib.SHOAL_MAX_DEPTH}", errors.ParseError),
+    lib.SHOAL_E_NUMBER: ("number out of range for a double", errors.ParseError),
+    lib.SHOAL_E_EMPTY: ("no JSON value", errors.ParseError),
+    lib.SHOAL_E_TRAILING: ("data after the JSON value", errors.ParseError),
+    lib.SHOAL_E_CONTROL: ("unescaped control character in string", errors.ParseError),
+    lib.SHOAL_E_FRAMING: ("malformed JSON array", errors.ParseError),
+    lib.SHOAL_E_TOO_LARGE: ("record too large", errors.RecordTooLarge),
+    lib.SHOAL_E_CORRUPT: ("corrupt record", errors.CorruptionError),
+    lib.SHOAL_E_IO: ("I/O error", errors.NativeIOError),
+    lib.SHOAL_E_ARG: ("invalid argument", errors.InvalidArgument),
+    lib.SHOAL_E_CLOSED: ("the store is closed", errors.StoreClosed),
+    lib.SHOAL_E_SPACE: ("buffer too small", errors.StorageError),
+    lib.SHOAL_E_NOMEM: ("out of memory", errors.StorageError),
+    lib.SHOAL_E_TOO_MANY_KPS: ("too many key pointers for one record", errors.StorageError),
+    lib.SHOAL_E_NO_KEY: ("record has no key (the store's key expression gives no string or number)",
+                         errors.StorageError),
 }
 
 
 def reason(code: int) -> str:
     """Human-readable reason for a SHOAL_E_* code."""
-    return _REASONS.get(code, f"error {code}")
+    row = _ERRORS.get(code)
+    return row[0] if row else f"error {code}"
 
 
 def check(code: int, what: str = "") -> int:
     """Return non-negative codes; raise the matching ShoalError for errors."""
     if code >= 0:
         return code
-    msg = f"{what}: {reason(code)}" if what else reason(code)
-    if code == lib.SHOAL_E_TOO_LARGE:
-        raise errors.RecordTooLarge(msg)
-    if code == lib.SHOAL_E_CORRUPT:
-        raise errors.CorruptionError(msg)
-    if code == lib.SHOAL_E_IO:
-        raise errors.NativeIOError(msg)
-    if code == lib.SHOAL_E_ARG:
-        raise errors.InvalidArgument(msg)
-    if code == lib.SHOAL_E_CLOSED:
-        raise errors.StoreClosed("the store is closed")
-    if code in (lib.SHOAL_E_SYNTAX, lib.SHOAL_E_UTF8, lib.SHOAL_E_DEPTH, lib.SHOAL_E_NUMBER,
-                lib.SHOAL_E_EMPTY, lib.SHOAL_E_TRAILING, lib.SHOAL_E_CONTROL, lib.SHOAL_E_FRAMING):
-        raise errors.ParseError(msg)
-    raise errors.StorageError(msg)
+    text, cls = _ERRORS.get(code, (f"error {code}", errors.StorageError))
+    if cls is errors.StoreClosed:  # the same words whatever was asked
+        raise errors.StoreClosed(text)
+    raise cls(f"{what}: {text}" if what else text)
