@@ -5,15 +5,12 @@ from .errors import (AccessDenied, CorruptionError, DiskFull, EvaluationBudgetEx
                      IngestRejected, InputTooLarge, InvalidArgument, NativeIOError, ParseError, PSFDefinitionError, PSFError,
                      PSFExists, PSFNotFound, RecordTooLarge, RemoteError, ShoalError, StorageError, StoreClosed,
                      StoreLocked, TooManyPSFs)
+from .engine import Store, open
 from .ingest.framing import InputFormat
-from .ingest.result import IngestError, IngestResult
 from .psf import PSF, PSFKind
-from .store.checkpoint import CheckpointInfo
-from .store.compaction import CompactionResult
-from .store.record import Record, RecordBatch
-from .store.store import Store, open
+from .results import CheckpointInfo, CompactionResult, IngestError, IngestResult, Record, RecordBatch
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401 - shoal.__version__
 
 __all__ = [
     "AccessDenied",

@@ -41,11 +41,9 @@ except ImportError as _exc:  # an optional dependency (shoal[client]): Client() 
     _HTTPX_MISSING = str(_exc)
 
 from . import errors as E
-from .ingest.result import IngestError, IngestResult
 from .psf import PSF, PSFKind, parse_definition
-from .store.checkpoint import CheckpointInfo
-from .store.compaction import CompactionResult
-from .store.record import Record, make_records, split_address_lines
+from .results import CheckpointInfo, CompactionResult, IngestError, IngestResult, Record, make_records
+from .wire import split_address_lines
 
 __all__ = ["Client", "RecordStream"]
 

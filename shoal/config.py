@@ -5,13 +5,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from .errors import InvalidArgument, RecordTooLarge
+from . import sizes
+from .sizes import GiB, KiB, MiB
 
-KiB = 1024
 # psf_ids there are: a key pointer holds 16 bits of psf_id, and 65535 is a
 # keyed store's key (SHOAL_MAX_KPS, SHOAL_KEY_PSF_ID in _native/shoal.h).
 PSF_IDS = 65535
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 
 
 def _is_pow2(n: int) -> bool:
@@ -224,31 +223,10 @@ class ExpressionLimits:
                 raise InvalidArgument(f"{name} must be a positive int, not {v!r}")
 
 
-def format_size(n: int) -> str:
-    """4194304 -> '4 MiB': whole GiB, MiB or KiB, else bytes ('1,000 bytes')."""
-    for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if n >= size and n % size == 0:
-            return f"{n // size} {unit}"
-    return f"{n:,} bytes"
-
-
 def parse_size(text: str | int) -> int:
-    """'1GiB', '512MiB', '64k', '4096' -> bytes."""
-    if isinstance(text, int):
-        return text
-    s = text.strip().lower().replace(" ", "")
-    units = [("gib", GiB), ("mib", MiB), ("kib", KiB), ("gb", 10**9), ("mb", 10**6), ("kb", 10**3),
-             ("g", GiB), ("m", MiB), ("k", KiB), ("b", 1)]
-    for suffix, mult in units:
-        if s.endswith(suffix):
-            num = s[: -len(suffix)]
-            break
-    else:
-        num, mult = s, 1
+    """'1GiB', '512MiB', '64k', '4096' -> bytes (InvalidArgument when it is
+    not a size)."""
     try:
-        value = float(num)
-    except ValueError:
-        raise InvalidArgument(f"not a size: {text!r}") from None
-    if value < 0:
-        raise InvalidArgument(f"negative size: {text!r}")
-    return int(value * mult)
+        return sizes.parse_size(text)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None

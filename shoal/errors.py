@@ -43,6 +43,8 @@ import errno as _errno
 import os
 from typing import Any
 
+from .sizes import format_size
+
 
 class ShoalError(Exception):
     """Base class of every error shoal raises."""
@@ -225,7 +227,7 @@ class RecordTooLarge(StorageError):
         limit, after the words "record too large"."""
         if self.max_record_bytes is None or self.page_size_bytes is None:
             return "record too large"
-        size, limit, page = self.size_bytes, self.max_record_bytes, _size_text(self.page_size_bytes)
+        size, limit, page = self.size_bytes, self.max_record_bytes, format_size(self.page_size_bytes)
         if size is not None and size <= limit:  # its text fits; with the values its PSFs index it does not
             return (f"record too large: {size:,} bytes, and with the values its PSFs index it does not fit in one "
                     f"{page} log page")
@@ -237,7 +239,7 @@ class RecordTooLarge(StorageError):
     def _explain(self) -> str:
         if self.max_record_bytes is None or self.page_size_bytes is None:
             return "record too large: a record must fit in one log page"
-        page, limit = _size_text(self.page_size_bytes), self.max_record_bytes
+        page, limit = format_size(self.page_size_bytes), self.max_record_bytes
         what = f"a record of {self.size_bytes:,} bytes is too large: " if self.size_bytes is not None else ""
         if self.lowered:
             return (f"{what}this open of the store sets max_record_bytes={limit:,}; raise it (StoreConfig, per "
@@ -248,11 +250,6 @@ class RecordTooLarge(StorageError):
                 f"larger records, ingest them into a new store created with larger pages (a power of two up to "
                 f"1 GiB): shoal.open(NEW_DIR, page_size_bytes=64 << 20), `shoal ingest --page-size 64MiB --data "
                 f"NEW_DIR`, or `shoal serve --page-size 64MiB` on a new data directory")
-
-
-def _size_text(n: int) -> str:
-    from .config import format_size  # config imports this module
-    return format_size(n)
 
 
 class CorruptionError(StorageError):

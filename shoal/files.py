@@ -61,3 +61,15 @@ def write_atomic(path: Path, data: bytes) -> None:
     fsync_dir of its directory)."""
     replace_file(path, data)
     fsync_dir(path.parent)
+
+
+def tree_bytes(directory: Path) -> int:
+    """Bytes of the files under `directory` (0 when it does not exist)."""
+    total = 0
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except FileNotFoundError:  # removed by hand meanwhile
+                pass
+    return total

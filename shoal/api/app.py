@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__
-from ..store.store import Store
+from .._version import __version__
+from ..engine import Store
 from . import docs, errors
 from .auth import Authenticate, Role, Tokens, required_role
 from .limits import IngestSlots, SendTimeout, ServerLimits

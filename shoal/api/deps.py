@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import Request
 
-from ..store.store import Store
+from ..engine import Store
 from .limits import IngestSlots
 from .metrics import Metrics
 

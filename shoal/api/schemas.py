@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..errors import InvalidArgument
 from ..psf import MAX_NAME_CHARS, PSF, check_name
-from ..psf.registry import NAME_RULE
+from ..psf.entry import NAME_RULE
 
 Order = Literal["newest", "oldest"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..config import StoreConfig, parse_size
 from ..errors import InvalidArgument, ShoalError, StoreLocked
-from ..store.store import open as open_store
+from ..engine import open as open_store
 from .allocator import limit_arenas, start_trimming
 from .settings import (DEFAULT_DATA, DEFAULT_HOST, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, add_serve_flags,
                        exposure_warnings, print_banner, resolve, serve_kwargs)

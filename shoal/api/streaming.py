@@ -37,7 +37,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ..store.record import RecordBatch
+from ..results import RecordBatch
 
 QUEUE_CHUNKS = 8
 COALESCE_BYTES = 1 << 20

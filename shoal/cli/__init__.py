@@ -17,6 +17,6 @@ exact bytes. A closed pipe (`shoal query ... | head`) ends a command quietly.
 """
 from __future__ import annotations
 
-from .commands import main
+from .main import main
 
 __all__ = ["main"]

@@ -1,6 +1,6 @@
 """`python -m shoal.cli`: the same as the `shoal` console script."""
 import sys
 
-from .commands import main
+from .main import main
 
 sys.exit(main())

@@ -2,19 +2,22 @@
 Python where any are active, and hand each batch to one native call that
 validates, evaluates, appends and links every record.
 
-Runs on the writer thread, under the store's writer lock.
+Runs on the writer thread, under the writer lock of the IngestCore
+(ingest/core.py) it is given: the log, index, PSF set and counters it
+writes are that object's, never the store facade's.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from .._native import check, ffi, lib, reason
 from ..psf import canonical
 from ..errors import IngestRejected, InvalidArgument
+from ..results import IngestError, IngestResult
+from .core import IngestCore
 from .framing import Framer, InputFormat
-from .result import IngestError, IngestResult
 from .sources import Source
 
 
@@ -31,28 +34,13 @@ def key_canonical(expression, obj: Any, search=None) -> bytes | None:
     return canonical(value)
 
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..store.store import Store
-
 ON_ERROR = ("skip", "reject")
 _NO_EXTRAS = ffi.new("shoal_extra[1]")  # a job without Python-side values
 
 
-class _Scratch:
-    """Native buffers reused across batches of one ingest call."""
-
-    def __init__(self, n_slots: int, page_size: int, n_spans: int = 1 << 16):
-        self.slots = ffi.new("shoal_slot[]", max(1, n_slots))
-        self.scratch_bytes = 2 * page_size + 4096
-        self.scratch = ffi.new("char[]", self.scratch_bytes)
-        self.results = ffi.new("shoal_rec_result[]", n_spans)
-        self.rejects = ffi.new("uint32_t[]", n_spans)
-        self.n_results = n_spans
-
-
-def run(store: "Store", data: Any, *, on_error: str = "skip",
+def run(core: IngestCore, data: Any, *, on_error: str = "skip",
         format: str | InputFormat = "auto", max_input_bytes: int | None = None) -> tuple[IngestResult, int]:
-    """Append the records of `data` under the store's writer lock; returns
+    """Append the records of `data` under the writer lock; returns
     the result and the tail address after them. Durability is the caller's
     (Store.ingest waits for its fsync after this released the lock).
 
@@ -69,46 +57,48 @@ def run(store: "Store", data: Any, *, on_error: str = "skip",
         raise InvalidArgument(f"on_error must be 'skip' or 'reject', not {on_error!r}")
     fmt = InputFormat.parse(format)
     source = Source(data, max_input_bytes)
-    lock = store._write_lock
+    lock = core.lock
     try:
         if on_error == "reject":
-            store._check_open()
-            source.make_replayable(str(store.tmp_dir))  # reads the whole input: not under the lock
-        store._compactor.let_through()  # a compaction waiting for the writer lock goes first
+            core.check_open()
+            source.make_replayable(str(core.tmp_dir))  # reads the whole input: not under the lock
+        core.let_through()  # a compaction waiting for the writer lock goes first
         with lock:
-            store._check_open()
-            store._log.check_writable()
+            core.check_open()
+            core.log.check_writable()
             if on_error == "reject":
-                check_result = _pass(store, source, fmt, dry_run=True)
+                check_result = _pass(core, source, fmt, dry_run=True)
                 if check_result.rejected:
                     raise IngestRejected(check_result)
             else:
-                source.release_while_pulling(lock, store._compactor.let_through)
-            result = _pass(store, source, fmt, dry_run=False)
-            return result, store._log.tail_address
+                source.release_while_pulling(lock, core.let_through)
+            result = _pass(core, source, fmt, dry_run=False)
+            return result, core.log.tail_address
     finally:
         source.close()
 
 
-def run_locked(store: "Store", data: bytes, *, format: str | InputFormat = "auto") -> IngestResult:
+def run_locked(core: IngestCore, data: bytes, *, format: str | InputFormat = "auto") -> IngestResult:
     """Append the valid records of `data` (on_error="skip") for a caller
-    that holds the writer lock (compaction's copies)."""
+    that holds the writer lock: compaction's copies, which add to
+    core.records but are not ingest calls (not in core.counters)."""
     source = Source(data)
     try:
-        return _pass(store, source, InputFormat.parse(format), dry_run=False)
+        return _pass(core, source, InputFormat.parse(format), dry_run=False, counted=False)
     finally:
         source.close()
 
 
-def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) -> IngestResult:
-    cfg = store.config
-    log = store._log
-    compiled = store._compiled()
+def _pass(core: IngestCore, source: Source, fmt: InputFormat, *, dry_run: bool,
+          counted: bool = True) -> IngestResult:
+    cfg = core.config
+    log = core.log
+    compiled = core.compiled
     native_set = compiled.native
     slow = compiled.slow
     # Spans are needed before the native call only by Python-side PSFs.
     framer = Framer(fmt, cfg.batch_bytes, cfg.effective_max_record_bytes, lazy=slow is None)
-    scratch = store._ingest_scratch(native_set.n_slots)
+    scratch = core.scratch(native_set.n_slots)
     result = IngestResult()
     max_errors = cfg.max_reported_errors
     job = ffi.new("shoal_ingest_job *")
@@ -116,10 +106,7 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
     def framed(batch) -> None:
         """A batch of spans (not lazy) through the native call."""
         n = batch.n_spans
-        if n > scratch.n_results:
-            scratch.results = ffi.new("shoal_rec_result[]", n)
-            scratch.rejects = ffi.new("uint32_t[]", n)
-            scratch.n_results = n
+        scratch.fit(n)
         extras_c, pool_c, n_extras = _NO_EXTRAS, ffi.NULL, 0
         if slow is not None and (not dry_run or compiled.key_slow is not None):
             extras_c, pool_c, n_extras, keep = _slow_extras(slow, batch.buf, batch.spans, n,
@@ -127,7 +114,7 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
             if dry_run:
                 extras_c, pool_c, n_extras = _NO_EXTRAS, ffi.NULL, 0
         try:
-            _append(store, job, native_set, batch.buf, batch.spans, n, extras_c, pool_c, n_extras,
+            _append(core, job, native_set, batch.buf, batch.spans, n, extras_c, pool_c, n_extras,
                     scratch, dry_run=dry_run)
         finally:
             tally(batch)  # also what a call that failed at a page turn appended before it
@@ -135,7 +122,7 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
     def tally(batch) -> None:
         """Add the job's counts to the result and zero them (so a second
         tally of the same call, on an error path, adds nothing)."""
-        store._index.maybe_grow()
+        core.index.maybe_grow()
         result.input_bytes += int(job.text_bytes)
         result.ingested += int(job.appended) if not dry_run else int(batch.n_spans - job.rejected)
         result.rejected += int(job.rejected)
@@ -159,21 +146,21 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
 
     try:
         for batch in framer.batches(source.chunks()):
-            if store._compiled() is not compiled:
+            if core.compiled is not compiled:
                 # The writer lock was released while a chunk was pulled, and PSFs
                 # were registered or deregistered meanwhile: records from here on
                 # are indexed by the new set (its PSFs are active from the tail).
-                compiled = store._compiled()
+                compiled = core.compiled
                 native_set = compiled.native
                 slow = compiled.slow
-                scratch = store._ingest_scratch(native_set.n_slots)
-            store._check_open()  # closed while a chunk was pulled?
+                scratch = core.scratch(native_set.n_slots)
+            core.check_open()  # closed while a chunk was pulled?
             log.check_writable()
             if not batch.lazy:
                 framed(batch)
             elif slow is None:
                 try:
-                    _append_lazy(store, job, native_set, batch, scratch, cfg.batch_bytes, dry_run=dry_run)
+                    _append_lazy(core, job, native_set, batch, scratch, cfg.batch_bytes, dry_run=dry_run)
                 finally:
                     if batch.n_spans or job.appended or job.rejected:
                         tally(batch)
@@ -196,11 +183,11 @@ def _pass(store: "Store", source: Source, fmt: InputFormat, *, dry_run: bool) ->
         raise
     finally:
         if not dry_run:
-            store._note_ingest(result)
+            core.noted(result, counted=counted)
     return result
 
 
-def _append_lazy(store: "Store", job, native_set, batch, scratch, batch_bytes: int, *,
+def _append_lazy(core: IngestCore, job, native_set, batch, scratch, batch_bytes: int, *,
                  dry_run: bool) -> None:
     """One native ingest call that frames a lazy NDJSON batch as it goes:
     about batch_bytes of batch.buf from batch.start, at most one results
@@ -215,7 +202,7 @@ def _append_lazy(store: "Store", job, native_set, batch, scratch, batch_bytes: i
     job.frame_len = size
     job.frame_stop = batch.start + batch_bytes
     job.frame_line = batch.line_after
-    _run(store, job, native_set, buf_c, batch.spans, 0, _NO_EXTRAS, ffi.NULL, 0, scratch,
+    _run(core, job, native_set, buf_c, batch.spans, 0, _NO_EXTRAS, ffi.NULL, 0, scratch,
          dry_run=dry_run, tombstones=False)
     pos = int(job.frame_pos)
     batch.n_spans = int(job.n_spans)
@@ -227,22 +214,22 @@ def _append_lazy(store: "Store", job, native_set, batch, scratch, batch_bytes: i
     del buf_c
 
 
-def _append(store: "Store", job, native_set, buf, spans, n: int, extras_c, pool_c, n_extras: int,
+def _append(core: IngestCore, job, native_set, buf, spans, n: int, extras_c, pool_c, n_extras: int,
             scratch, *, dry_run: bool = False, tombstones: bool = False) -> None:
     """One native ingest call over n framed records (resumed across page turns)."""
     buf_c = ffi.from_buffer(buf) if len(buf) else ffi.new("char[1]")  # alive through the calls
     job.frame = 0
-    _run(store, job, native_set, buf_c, spans, n, extras_c, pool_c, n_extras, scratch,
+    _run(core, job, native_set, buf_c, spans, n, extras_c, pool_c, n_extras, scratch,
          dry_run=dry_run, tombstones=tombstones)
     del buf_c
 
 
 
-def _run(store: "Store", job, native_set, buf_c, spans, n: int, extras_c, pool_c, n_extras: int,
+def _run(core: IngestCore, job, native_set, buf_c, spans, n: int, extras_c, pool_c, n_extras: int,
          scratch, *, dry_run: bool, tombstones: bool) -> None:
     """shoal_ingest over the job, resumed across page turns."""
-    cfg = store.config
-    log = store._log
+    cfg = core.config
+    log = core.log
     job.buf = buf_c
     job.spans = spans
     job.n_spans = n
@@ -267,7 +254,7 @@ def _run(store: "Store", job, native_set, buf_c, spans, n: int, extras_c, pool_c
     job.rejects = scratch.rejects
     job.n_rejects = 0
     while True:
-        rc = lib.shoal_ingest(job, native_set.ptr, log.c, store._index.ptr)
+        rc = lib.shoal_ingest(job, native_set.ptr, log.c, core.index.ptr)
         if rc == lib.SHOAL_NEED_PAGE:
             log.turn_page()
             continue
@@ -275,7 +262,7 @@ def _run(store: "Store", job, native_set, buf_c, spans, n: int, extras_c, pool_c
         break
 
 
-def append_tombstones(store: "Store", keys: list[tuple[bytes, bytes]]) -> list[int]:
+def append_tombstones(core: IngestCore, keys: list[tuple[bytes, bytes]]) -> list[int]:
     """Append one tombstone per (key JSON text, canonical key): a record
     flagged deleted whose only key pointer is on the key chain. Writer only.
     Returns the tombstones' addresses."""
@@ -298,19 +285,16 @@ def append_tombstones(store: "Store", keys: list[tuple[bytes, bytes]]) -> list[i
         e.len = len(canon)
         pool += canon
     pool_c = ffi.new("char[]", bytes(pool) or b"\0")
-    scratch = store._ingest_scratch(store._compiled().native.n_slots)
-    if n > scratch.n_results:
-        scratch.results = ffi.new("shoal_rec_result[]", n)
-        scratch.rejects = ffi.new("uint32_t[]", n)
-        scratch.n_results = n
+    native_set = core.compiled.native
+    scratch = core.scratch(native_set.n_slots)
+    scratch.fit(n)
     job = ffi.new("shoal_ingest_job *")
-    _append(store, job, store._compiled().native, bytes(buf), spans, n, extras, pool_c, n, scratch,
-            tombstones=True)
-    store._index.maybe_grow()
+    _append(core, job, native_set, bytes(buf), spans, n, extras, pool_c, n, scratch, tombstones=True)
+    core.index.maybe_grow()
     if job.rejected:
         r = scratch.results[scratch.rejects[0]]
         raise InvalidArgument(f"cannot delete this key: {reason(r.status)}")
-    store._records += int(job.appended)
+    core.records += int(job.appended)
     return [int(scratch.results[i].address) for i in range(n)]
 
 

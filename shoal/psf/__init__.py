@@ -6,7 +6,8 @@ from .budget import EvaluationBudget
 from .expr import Expression, parse_definition
 from .kinds import PSFKind
 from .native import NativePSFSet
-from .registry import MAX_NAME_CHARS, PSF, Registry, active_at, check_name, inactive_ranges
+from .entry import MAX_NAME_CHARS, PSF, active_at, check_name, inactive_ranges
+from .registry import Registry
 from .slowpath import SlowEvaluator, evaluate
 from .values import (
     canonical,

@@ -23,7 +23,7 @@ from ..errors import EvaluationBudgetExceeded
 from .budget import EvaluationBudget
 from .expr import Expression
 from .kinds import PSFKind
-from .registry import PSF
+from .entry import PSF
 from .values import canonical
 
 __all__ = ["evaluate", "SlowEvaluator"]

@@ -23,30 +23,15 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from .._native import lib
+from ..results import CheckpointInfo
 from ..files import TEMP_SUFFIX, write_atomic
 
 _META = re.compile(r"^ckpt-(\d{6,})\.json$")
 KEEP = 2
 _INDEX = re.compile(r"^ckpt-(\d{6,})\.index$")
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    checkpoint_id: int
-    tail_address: int
-    begin_address: int
-    records: int
-    created_at: float
-    duration_ms: float = 0.0
-
-    def to_dict(self) -> dict:
-        return {"checkpoint_id": self.checkpoint_id, "tail_address": self.tail_address,
-                "begin_address": self.begin_address, "records": self.records,
-                "created_at": self.created_at, "duration_ms": self.duration_ms}
 
 
 def crc32c(data: bytes) -> int:

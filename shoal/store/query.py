@@ -14,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import threading
 from collections.abc import Iterator
 
 from .._native import check, ffi, lib
-from .record import Record, RecordBatch, array_of, batch_data, make_records, out_buffer
+from ..results import Record, RecordBatch, make_records
+from .record import array_of, batch_data, out_buffer
 from .scan import scan_range
 
 _WALK_CAP = 1024
@@ -270,6 +272,12 @@ _E_CLOSED: int = lib.SHOAL_E_CLOSED
 _FETCH_BYTES = 1 << 20
 
 
+# The calling thread's fetch buffers, reused by every fetch on it (a call
+# sets the job up for its own log; between calls a thread's job holds no
+# condition of a fetch).
+_LOCAL = threading.local()
+
+
 class _FetchBuffers:
     """One thread's native arrays for fetch_chain. Each call's results are
     copied out, or the output buffer handed over to its RecordBatch, before
@@ -372,10 +380,9 @@ class _Fetcher:
     def _call(self):
         """One native call: (the thread's buffers, records read)."""
         log = self.log
-        local = log._local
-        bufs = getattr(local, "fetch", None)
+        bufs = getattr(_LOCAL, "fetch", None)
         if bufs is None:
-            bufs = local.fetch = _FetchBuffers()
+            bufs = _LOCAL.fetch = _FetchBuffers()
         while True:
             job = bufs.job
             if self.n_also:  # set for this call only: between calls a thread's job has none
@@ -409,7 +416,7 @@ class _Fetcher:
             if rc != _E_SPACE:
                 break
             self.next_kp = job.next_kp  # one record larger than the buffer
-            bufs = local.fetch = _FetchBuffers(max(int(job.need), 2 * bufs.cap))
+            bufs = _LOCAL.fetch = _FetchBuffers(max(int(job.need), 2 * bufs.cap))
         if rc < 0 and job.err_address >= log.begin_address:
             self.finished = True
             check(rc, f"chain walk at address {job.err_address}")

@@ -328,3 +328,14 @@ def _copy_range(fd: int, offset: int, dest: Path) -> None:
         while chunk := os.pread(fd, 1 << 20, offset):
             out.write(chunk)
             offset += len(chunk)
+
+
+def segment_bytes(directory: Path) -> int:
+    """Bytes of a log directory's segment files (what stats call disk_bytes)."""
+    total = 0
+    for f in directory.glob("segment-*.log"):
+        try:
+            total += f.stat().st_size
+        except FileNotFoundError:  # deleted by a compaction meanwhile
+            pass
+    return total

@@ -11,7 +11,6 @@ from shoal.errors import (
     InvalidArgument,
     NativeIOError,
     PSFDefinitionError,
-    PSFError,
     PSFExists,
     PSFNotFound,
 )
@@ -426,7 +425,7 @@ def test_callables_without_code_never_resume(reg_path):
 
 
 def test_fingerprint_ignores_line_numbers():
-    from shoal.psf.registry import callable_fingerprint
+    from shoal.psf.entry import callable_fingerprint
 
     src = "def f(x):\n    return x + 1\n"
     ns1, ns2 = {}, {}

@@ -16,7 +16,7 @@ import pytest
 from oracle import Log, as_pairs, sample_values
 
 import shoal
-from shoal.store import compaction as C
+from shoal.engine import compaction as C
 
 PSFS = {"path": "_path", "proto": "proto", "resp_p": '"id.resp_p"', "dns": "_path == 'dns'"}
 

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 import shoal
-from shoal.store.record import Record, make_records
+from shoal.results import Record, make_records
 
 
 def test_fields_json_and_repr():
@@ -223,7 +223,7 @@ def _address_lines_oracle(pairs) -> bytes:
 
 
 def test_address_lines_are_the_wire_form():
-    from shoal.store.record import address_lines
+    from shoal.wire import address_lines
     rng = random.Random(5)
     raws = [orjson.dumps({"i": i, "s": "é\\n" * rng.randrange(0, 30)}) for i in range(300)]
     raws += [b'[\n  1,\r\n  2\n]', b'{"a":\n"\r"}', b"7"]
@@ -244,7 +244,7 @@ def test_address_lines_are_the_wire_form():
 
 
 def test_split_address_lines_takes_complete_lines_and_stops_at_a_bad_one():
-    from shoal.store.record import split_address_lines
+    from shoal.wire import split_address_lines
     pairs = [(8 * i, orjson.dumps({"i": i, "t": "}" * (i % 3)})) for i in range(50)] + [(2 ** 64 - 1, b"[]")]
     wire = _address_lines_oracle(pairs)
     addrs, offs, lens, used, bad = split_address_lines(wire + b'{"address":5,"rec')

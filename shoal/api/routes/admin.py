@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
 from ...errors import StoreClosed
-from ...store.store import Store
+from ...engine import Store
 from .. import deps
 from ..metrics import Metrics
 from ..schemas import CheckpointList, CheckpointOut, CompactIn, CompactionOut, Health, Stats, errors_doc

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ...psf import parse_query_value
-from ...store.store import Store
+from ...engine import Store
 from .. import deps
 from ..errors import ApiError
 from ..schemas import RECORD_SCHEMA, errors_doc

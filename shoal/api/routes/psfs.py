@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from ...errors import PSFNotFound
-from ...store.store import Store
+from ...engine import Store
 from .. import deps
 from ..schemas import PSFDeregisteredOut, PSFIn, PSFList, PSFOut, errors_doc, psf_out
 

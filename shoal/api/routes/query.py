@@ -18,8 +18,8 @@ from fastapi.responses import StreamingResponse
 
 from ...errors import InvalidArgument
 from ...psf import parse_query_value
-from ...store.record import RecordBatch
-from ...store.store import Store
+from ...results import RecordBatch
+from ...engine import Store
 from .. import cancel, deps
 from ..schemas import Order, QueryIn, ScanIn, errors_doc, ndjson_response
 from ..streaming import ndjson_chunks

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
-from ...store.store import Store
+from ...engine import Store
 from .. import deps
 from ..errors import MAX_ERRORS_SHOWN, ApiError
 from ..limits import IngestSlots, limited_body

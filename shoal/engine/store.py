@@ -1,0 +1,376 @@
+"""Store: the one object users hold, a thin facade. Each call delegates to
+the part that owns it:
+
+  opening and recovery   engine/opening.py
+  reads and queries      engine/planner.py (chains and scans: store/)
+  ingest                 ingest/ (through the IngestCore built here)
+  PSFs                   psf/ (the registry; compiled sets swapped in here)
+  durability             store/commit.py (group commit), store/checkpoint.py
+  compaction, retention  engine/compaction.py, engine/retention.py
+
+Concurrency (what protects what):
+  - the writer lock (IngestCore.lock, also `_write_lock` here) serializes
+    every writer: ingest, PSF registration, checkpoint, close. Ingest holds
+    it while it appends; a durable ingest then waits for its fsync without
+    it (group commit: concurrent durable ingests share fsyncs).
+  - Readers (query, scan, get, stats) take no lock. They run C code that
+    releases the GIL, read log addresses atomically, and validate in-memory
+    reads against page eviction. The compiled PSF set is replaced, never
+    mutated, so a reader keeps a consistent snapshot.
+  - the reader gate counts readers inside native calls so close() can wait
+    for them before freeing the index and closing files; after close every
+    call raises StoreClosed.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..config import StoreConfig
+from ..files import tree_bytes
+from ..ingest import ingest as _ingest
+from ..ingest.core import IngestCore
+from ..ingest.framing import InputFormat
+from ..psf import PSF
+from ..psf.compiled import Compiled, compile_active
+from ..results import CheckpointInfo, CompactionResult, IngestResult, Record, RecordBatch
+from ..store.checkpoint import list_checkpoints, write_checkpoint
+from ..store.commit import GroupCommit
+from ..store.gate import Gate
+from ..store.keys import KeyIndex, key_canon
+from ..store.recovery import LOST_AND_FOUND
+from ..store.segments import segment_bytes
+from .compaction import Compactor
+from .opening import open_directory
+from .planner import ORDERS, Planner  # noqa: F401 - ORDERS: the orders a query takes, for callers
+
+
+def open(path: str | os.PathLike, config: StoreConfig | None = None, **overrides: Any) -> "Store":
+    """Open the store in directory `path`, creating it if needed and
+    recovering it if it exists. Settings: a StoreConfig and/or keyword
+    overrides of its fields (e.g. memory_budget_bytes=1 << 30)."""
+    return Store(path, config, **overrides)
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike, config: StoreConfig | None = None, **overrides: Any):
+        self.path = Path(path)
+        o = open_directory(self.path, config, overrides)
+        self._lock_file = o.lock_file
+        self.config = o.config
+        self.key: str | None = o.config.key
+        self._key_expr = o.key_expr
+        self.tmp_dir = o.tmp_dir
+        self._ckpt_dir = o.ckpt_dir
+        self._registry = o.registry
+        self._index = o.index
+        self.recovery = o.recovery
+        self._log = o.log
+        self._gate = Gate()
+        # psf_id -> records a slow-path PSF failed on (and, of those, went over
+        # its evaluation budget) since this open; kept across recompiles.
+        self._eval_errors: dict[int, int] = {}
+        self._over_budget: dict[int, int] = {}
+        self._core = IngestCore(o.config, o.log, o.index, self._gate, o.tmp_dir, self._compile(), o.records)
+        self._write_lock = self._core.lock
+        self._commit = GroupCommit(o.log, self._write_lock, o.recovery.tail_address)
+        self._keys = KeyIndex(o.log, o.index) if self.key is not None else None
+        self._planner = Planner(o.config, o.log, o.index, o.registry, self._keys, self._gate)
+        self._compactor = Compactor(self._core, self.path, o.ckpt_dir, o.timestamp, keyed=self._keys is not None,
+                                    live_mask=self._planner.live_mask, sync=self._commit.sync_locked)
+        self._compactor.start(o.begin_state)
+
+    # ---- lifecycle ----
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._gate.closed
+
+    def close(self) -> None:
+        """Flush the log, wait for readers, release everything. Idempotent."""
+        if self._gate.closed:
+            return
+        self._compactor.stop()
+        with self._write_lock:
+            if self._gate.closed:
+                return
+            try:
+                if self._log.writable:  # else the failed fsync was reported already
+                    self._commit.sync_locked()
+            finally:
+                self._commit.close()
+                self._gate.close()
+                self._compactor.close_retired()  # no reader left: deleted segments' fds
+                self._log.close()
+                self._index.free()
+                self._lock_file.close()
+
+    # ---- addresses ----
+    @property
+    def begin_address(self) -> int:
+        return self._log.begin_address
+
+    @property
+    def head_address(self) -> int:
+        return self._log.head_address
+
+    @property
+    def read_only_address(self) -> int:
+        return self._log.read_only_address
+
+    @property
+    def tail_address(self) -> int:
+        return self._log.tail_address
+
+    # ---- PSFs ----
+    def _compile(self) -> Compiled:
+        return compile_active(self._registry.active(), self._key_expr, self.config.expression_limits,
+                              errors=self._eval_errors, over_budget=self._over_budget)
+
+    def register_psf(self, name: str, definition: str | Callable[..., Any], *,
+                     fields: Sequence[str] | None = None, exist_ok: bool = False, replace: bool = False) -> PSF:
+        """Register a PSF: a JMESPath expression, or a callable receiving the
+        values of `fields` (or the parsed record when fields is None). Every
+        record ingested from now on is indexed by it; queries over older
+        records scan them, so answers are complete either way.
+
+        A name that is active raises PSFExists (its message shows the
+        current definition), except: with `exist_ok=True` and the same
+        definition, the active PSF is returned as it is (no new range), so
+        setup code may run twice; with `replace=True` a different definition
+        takes the name over: the old PSF is deregistered and the new one
+        registered at the same tail address, under the writer lock (no
+        record lands between), in one save of the registry."""
+        with self._write_lock:
+            self._gate.check_open()
+            try:
+                return self._registry.register(name, definition, fields=fields, address=self._log.tail_address,
+                                               begin=self._log.begin_address, exist_ok=exist_ok, replace=replace)
+            finally:  # also after a failed save: ingest indexes what the registry says
+                self._core.compiled = self._compile()
+
+    def deregister_psf(self, name: str) -> PSF:
+        """Stop indexing by a PSF; returns it with its closed active range."""
+        with self._write_lock:
+            self._gate.check_open()
+            try:
+                return self._registry.deregister(name, address=self._log.tail_address,
+                                                 begin=self._log.begin_address)
+            finally:
+                self._core.compiled = self._compile()
+
+    def psf(self, name: str) -> PSF:
+        self._gate.check_open()
+        return self._registry.get(name)
+
+    def psfs(self, *, include_inactive: bool = True) -> list[PSF]:
+        self._gate.check_open()
+        return self._registry.all() if include_inactive else self._registry.active()
+
+    # ---- ingest ----
+    def ingest(self, data: Any, *, on_error: str = "skip", durable: bool = False,
+               format: str | InputFormat = "auto", max_input_bytes: int | None = None) -> IngestResult:
+        """Store JSON records from bytes, a path, a binary file or an
+        iterable of byte chunks (NDJSON, a JSON array, or gzip of either).
+        on_error="skip" stores the valid records and reports the bad ones;
+        "reject" stores nothing if any record is bad (raises IngestRejected).
+        durable=True returns only once the records are on disk.
+
+        A file object or iterable is read with the writer lock released
+        while each chunk is pulled (with on_error="skip"; "reject" spools it
+        first), so a slow producer holds up no other writer, and other
+        writers' records may land between this call's: first_address ..
+        last_address spans this call's records, not only them.
+
+        An ingest that fails partway (a truncated gzip input, a source that
+        raises, InputTooLarge past `max_input_bytes` of decompressed input)
+        keeps the records before the failure, a prefix of the input's, and
+        counts them; the error's `ingest_result` says how many and where.
+        With on_error="reject" nothing is stored."""
+        self._gate.check_open()
+        result, end = _ingest.run(self._core, data, on_error=on_error, format=format, max_input_bytes=max_input_bytes)
+        if durable:
+            self._commit.wait_durable(end)
+            result.durable = True
+        return result
+
+    # ---- reads (engine/planner.py) ----
+    def get(self, address: int) -> Record | None:
+        """The record at `address`, or None if no record starts there."""
+        return self._planner.get(address)
+
+    def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
+              from_address: int | None = None, to_address: int | None = None,
+              include_superseded: bool = False) -> Iterator[Record]:
+        """Records whose PSF `psf` has value `value` (JSON semantics: 1 == 1.0,
+        escapes do not matter), lazily, newest first by default. In a keyed
+        store only live versions are returned unless include_superseded.
+        Newest-first answers are read in batches of up to 1,024 records, the
+        first at the call: an answer that fits in it is a snapshot taken then."""
+        return self._planner.query(psf, value, limit=limit, order=order, from_address=from_address,
+                                   to_address=to_address, include_superseded=include_superseded)
+
+    def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
+                  order: str = "newest", from_address: int | None = None,
+                  to_address: int | None = None, include_superseded: bool = False) -> Iterator[Record]:
+        """Records matching every (psf, value) condition."""
+        return self._planner.query_all(conditions, limit=limit, order=order, from_address=from_address,
+                                       to_address=to_address, include_superseded=include_superseded)
+
+    def query_any(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
+                  order: str = "newest", from_address: int | None = None,
+                  to_address: int | None = None, include_superseded: bool = False) -> Iterator[Record]:
+        """Records matching at least one (psf, value) condition."""
+        return self._planner.query_any(conditions, limit=limit, order=order, from_address=from_address,
+                                       to_address=to_address, include_superseded=include_superseded)
+
+    def query_addresses(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all",
+                        order: str = "newest", from_address: int | None = None,
+                        to_address: int | None = None, include_superseded: bool = False,
+                        cancel: threading.Event | None = None) -> Iterator[int]:
+        """Like query_all/query_any, yielding addresses only. `cancel` as
+        in query_batches."""
+        return self._planner.query_addresses(conditions, mode=mode, order=order, from_address=from_address,
+                                             to_address=to_address, include_superseded=include_superseded,
+                                             cancel=cancel)
+
+    def query_batches(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all",
+                      limit: int | None = None, order: str = "newest", from_address: int | None = None,
+                      to_address: int | None = None, include_superseded: bool = False,
+                      cancel: threading.Event | None = None) -> Iterator[RecordBatch]:
+        """The records of query_all (mode "all") or query_any (mode "any") as
+        RecordBatches: the records' text in one buffer per batch, with no
+        Python object per record. The bulk path: `batch.ndjson()` goes to a
+        file or socket as is, and iterating a batch gives Records.
+
+        Once `cancel` (a threading.Event) is set, a scan of a range where a
+        PSF was not active stops before its next page (or record, for a
+        Python PSF) and the answer ends early, incomplete: the caller that
+        set it must not take it for the whole answer. A walk of a chain
+        reads one batch per next() and needs no such check."""
+        return self._planner.query_batches(conditions, mode=mode, limit=limit, order=order,
+                                           from_address=from_address, to_address=to_address,
+                                           include_superseded=include_superseded, cancel=cancel)
+
+    def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
+             from_address: int | None = None, to_address: int | None = None,
+             include_superseded: bool = False, cancel: threading.Event | None = None) -> Iterator[Record]:
+        """Records for which a JMESPath expression is truthy, by scanning the
+        log (no index needed). Keyed stores: live versions only unless
+        include_superseded. The expression is checked against the store's
+        expression limits (ExpressionTooLong, ExpressionTooDeep at the call);
+        on a record where it goes over its evaluation budget the scan stops
+        with EvaluationBudgetExceeded (an answer silently missing records
+        would look complete). Once `cancel` is set, the scan stops before its
+        next record and the iterator ends."""
+        return self._planner.scan(expression, limit=limit, order=order, from_address=from_address,
+                                  to_address=to_address, include_superseded=include_superseded, cancel=cancel)
+
+    def scan_batches(self, expression: str, *, limit: int | None = None, order: str = "newest",
+                     from_address: int | None = None, to_address: int | None = None,
+                     include_superseded: bool = False,
+                     cancel: threading.Event | None = None) -> Iterator[RecordBatch]:
+        """scan's records as RecordBatches (see query_batches)."""
+        return self._planner.scan_batches(expression, limit=limit, order=order, from_address=from_address,
+                                          to_address=to_address, include_superseded=include_superseded,
+                                          cancel=cancel)
+
+    # ---- keyed stores ----
+    def get_key(self, key: Any) -> Record | None:
+        """The newest version of `key`, or None if it was never stored or was deleted."""
+        return self._planner.get_key(key)
+
+    def delete_key(self, key: Any, *, durable: bool = False) -> bool:
+        """Delete `key`: append a tombstone, so get_key returns None and PSF
+        queries stop returning its versions. Returns False (writing nothing)
+        when the key has no live version."""
+        keys = self._planner.require_keys()
+        canon = key_canon(key)
+        text = orjson.dumps(key) if not isinstance(key, int) or abs(key) < 1 << 63 else str(key).encode()
+        with self._write_lock:
+            self._gate.check_open()
+            address = keys.newest(canon)
+            if address is None or self._log.read_records([address], payload_only=True)[0] is None:
+                return False
+            self._log.check_writable()
+            _ingest.append_tombstones(self._core, [(text, canon)])
+            if durable:
+                self._commit.sync_locked()
+            return True
+
+    # ---- durability ----
+    def flush(self, durable: bool = True) -> int:
+        """Write all records to segment files (fsync when durable); returns the tail."""
+        with self._write_lock:
+            self._gate.check_open()
+            return self._commit.sync_locked() if durable else self._log.flush()
+
+    def checkpoint(self) -> CheckpointInfo:
+        """Make the store restartable from this point: flush and fsync the log,
+        write the index and the PSF registry atomically, then the metadata."""
+        with self._write_lock:
+            self._gate.check_open()
+            t0 = time.monotonic()
+            tail = self._commit.sync_locked()
+            self._registry.save()
+            info = write_checkpoint(self._ckpt_dir, self._index.dump(), tail, self._log.begin_address,
+                                    self._core.records)
+            return CheckpointInfo(info.checkpoint_id, info.tail_address, info.begin_address, info.records,
+                                  info.created_at, (time.monotonic() - t0) * 1000)
+
+    def checkpoints(self) -> list[int]:
+        return list_checkpoints(self._ckpt_dir)
+
+    # ---- compaction ----
+    def compact(self, until_address: int | None = None, *,
+                retain_bytes: int | None = None) -> CompactionResult:
+        """Reclaim the log below a cut: `until_address`, or the newest
+        `retain_bytes` of log kept (exactly one). The cut is rounded down to
+        a page start and stays below the tail page; live records of a keyed
+        store below it are copied to the tail first; whole segment files
+        below it are deleted. Ingest and queries go on meanwhile."""
+        return self._compactor.compact(until_address, retain_bytes)
+
+    # ---- stats ----
+    def stats(self) -> dict:
+        self._gate.check_open()
+        log = self._log
+        idx = self._index.stats()
+        disk = segment_bytes(self.path / "log")
+        return {
+            "records": self._core.records,
+            "key": self.key,
+            "addresses": {"begin": log.begin_address, "head": log.head_address,
+                          "read_only": log.read_only_address, "tail": log.tail_address,
+                          "flushed_until": log.flushed_until_address,
+                          "synced_until": self._commit.synced_until_address},
+            "log_bytes": log.tail_address - log.begin_address,
+            "memory_bytes": log.frames_in_use() * log.page_size,
+            "memory_budget_bytes": self.config.memory_budget_bytes,
+            "disk_bytes": disk,
+            "index": {"buckets": idx.buckets, "overflow_buckets": idx.overflow_buckets,
+                      "entries": idx.entries, "bytes": idx.bytes},
+            "psfs": [{"name": p.name, "id": p.id, "kind": p.kind.value, "active": p.active,
+                      "native": p.native, "ranges": [list(r) for r in p.ranges],
+                      "failure": p.failure, "eval_errors": self._eval_errors.get(p.id, 0),
+                      "over_budget": self._over_budget.get(p.id, 0)}
+                     for p in self._registry.all()],
+            "ingest": self._core.counters.to_dict(),
+            "syncs": self._commit.syncs,
+            "recovery": {"checkpoint_id": self.recovery.checkpoint_id,
+                         "replayed_records": self.recovery.replayed_records,
+                         "dropped": list(self.recovery.dropped),
+                         "lost_and_found_bytes": tree_bytes(self.path / LOST_AND_FOUND)},
+            "compaction": self._compactor.stats(),
+        }
