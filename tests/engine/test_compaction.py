@@ -410,9 +410,7 @@ def test_keyed_store_copies_live_versions(open_store):
     assert sorted(rec.json()["v"] for rec in store.query("color", "red")) == red
 
 
-# ---- retention ----
-
-
+# ---- the index after compaction ----
 
 def test_the_index_forgets_values_whose_records_were_all_dropped(open_store, store_path):
     # A PSF with a new value per record (an id) under repeated compaction:
