@@ -4,17 +4,22 @@
 #define SHOAL_INTERNAL_H
 #include "shoal.h"
 
+/* Every function and variable shared between the C files but not in shoal.h
+ * is hidden: not exported from the library, and called directly rather than
+ * through the PLT (what a static function in the same file would cost). */
+#define SHOAL_INTERNAL __attribute__((visibility("hidden")))
+
 /* Chain head for `hash`, for the single writer only: it owns the table
  * pointer, so it skips the reader registration shoal_index_lookup does. */
-uint64_t shoal_index_lookup_writer(shoal_index *index, uint64_t hash);
+SHOAL_INTERNAL uint64_t shoal_index_lookup_writer(shoal_index *index, uint64_t hash);
 
 /* The next non-blank NDJSON line of s[*pos, len), its surrounding whitespace
  * trimmed: fills *out (line number *line) and returns 1, advancing *pos past
  * its '\n' and *line past the lines it passed. Returns 0 at the end of s, or
  * (unless final) at a last line that has no '\n' yet: *pos then rests at that
  * line's start, after any blank lines, and *line is that line's number. */
-int shoal_ndjson_next(const uint8_t *s, size_t len, int final, size_t *pos, uint64_t *line,
-                      shoal_span *out);
+SHOAL_INTERNAL int shoal_ndjson_next(const uint8_t *s, size_t len, int final, size_t *pos,
+                                     uint64_t *line, shoal_span *out);
 
 /* ---- shared by the JSON files (json.c, canon.c, crc.c, framing.c) ---- */
 #include <stdlib.h>
@@ -52,10 +57,10 @@ static inline int shoal_portable_requested(void)
 
 enum { SHOAL_MODE_PORTABLE = 0, SHOAL_MODE_SSE2 = 1, SHOAL_MODE_AVX2 = 2 };
 /* Which SIMD the CPU allows; set once by json.c's load-time constructor. */
-extern int shoal_simd_mode;
+extern int shoal_simd_mode SHOAL_INTERNAL;
 
 /* Decodes the escape at *pp (a backslash) into UTF-8 in out; returns the
  * byte count and advances *pp, or -1 for an invalid escape. */
-int shoal_decode_escape(const uint8_t **pp, const uint8_t *end, uint8_t out[4]);
+SHOAL_INTERNAL int shoal_decode_escape(const uint8_t **pp, const uint8_t *end, uint8_t out[4]);
 
 #endif
