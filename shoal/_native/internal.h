@@ -63,4 +63,33 @@ extern int shoal_simd_mode SHOAL_INTERNAL;
  * byte count and advances *pp, or -1 for an invalid escape. */
 SHOAL_INTERNAL int shoal_decode_escape(const uint8_t **pp, const uint8_t *end, uint8_t out[4]);
 
+/* The exponent of a JSON number, for the validator (json.c) and the
+ * canonical form (canon.c) alike: *pp at the 'e' or 'E'. Grammar:
+ * [eE] [+-]? digit+. Digits are accumulated only while the magnitude is below
+ * `clamp` (so it ends below 10 * clamp + 10): past that the value is far
+ * outside any range either caller distinguishes, and int64 arithmetic on it
+ * cannot overflow. Returns 1 with *ex set and *pp after the last digit, or 0
+ * (no digit) with *pp where a digit was expected. Inline: json.c's number
+ * scanner is on the parse's hot path. */
+static ALWAYS_INLINE int shoal_scan_exponent(const uint8_t **pp, const uint8_t *end, int64_t clamp, int64_t *ex)
+{
+    const uint8_t *p = *pp;
+    int neg = 0;
+    int64_t v = 0;
+    if (++p < end && (*p == '+' || *p == '-'))
+        neg = *p++ == '-';
+    if (p == end || !IS_DIGIT(*p)) {
+        *pp = p;
+        return 0;
+    }
+    do {
+        if (v < clamp)
+            v = v * 10 + (*p - '0');
+        p++;
+    } while (p < end && IS_DIGIT(*p));
+    *ex = neg ? -v : v;
+    *pp = p;
+    return 1;
+}
+
 #endif
