@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include "shoal.h"
 #include "internal.h"
+#include "record.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,8 +28,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define ADDR_MASK ((1ULL << SHOAL_ADDRESS_BITS) - 1)
-#define PAD8(x) (((uint64_t)(x) + 7) & ~(uint64_t)7)
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
@@ -322,56 +321,14 @@ static int read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, block_
     return disk_read(log, addr, dst, n);
 }
 
-/* Header sanity for a record claimed to start at addr, in a log whose
- * records end at or below `end` (the tail a reader loaded: bytes past it are
- * being written, or are what a recycled frame held before). */
-static int header_ok(const shoal_record_header *h, uint64_t addr, uint32_t page_bits, uint64_t end) {
-    uint64_t page_size = 1ULL << page_bits;
-    uint64_t off = addr & (page_size - 1);
-    if (h->magic != SHOAL_RECORD_MAGIC || h->version != SHOAL_RECORD_VERSION) return 0;
-    if (h->size < SHOAL_HEADER_BYTES || (h->size & 7) || off + h->size > page_size || addr + h->size > end) return 0;
-    uint64_t need = SHOAL_HEADER_BYTES + (uint64_t)h->n_kps * SHOAL_KP_BYTES + PAD8(h->values_bytes)
-                    + PAD8(h->payload_bytes);
-    return need == h->size;
-}
-
-/* The tag of a record at addr (header aux): keyed by the log's secret, so
- * bytes a client chose cannot carry the tag of where they lie; never 0,
- * which marks records written before tags. */
-static inline uint64_t record_tag(const shoal_log *log, uint64_t addr) {
-    uint64_t in[2] = {log->tag_key, addr};
-    uint64_t t = shoal_hash(0, (const char *)in, sizeof in);
-    return t ? t : 1;
-}
-
-static uint64_t payload_end(const shoal_record_header *h) {
-    return SHOAL_HEADER_BYTES + (uint64_t)h->n_kps * SHOAL_KP_BYTES + PAD8(h->values_bytes)
-           + h->payload_bytes;
-}
-
-static int record_crc_ok(const char *rec) {
-    shoal_record_header h; /* rec may be unaligned in an output buffer */
-    memcpy(&h, rec, sizeof h);
-    return shoal_crc32c(0, rec + 4, payload_end(&h) - 4) == h.crc;
-}
-
 /* ---- ingest --------------------------------------------------------------- */
-
-typedef struct {
-    uint32_t psf_id;
-    uint8_t kind;      /* SHOAL_KP_* */
-    uint32_t off;      /* SPAN: offset of the content in the record text; CANON: in values area */
-    uint32_t len;
-    uint64_t hash;
-    uint64_t prev;
-} kp_plan;
 
 #define MAX_PLAN 4096
 
 int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log, shoal_index *index) {
     const uint64_t page_size = 1ULL << log->page_bits;
     const uint64_t page_mask = page_size - 1;
-    kp_plan *plan = malloc(sizeof(kp_plan) * MAX_PLAN);
+    shoal_kp_plan *plan = malloc(sizeof(shoal_kp_plan) * MAX_PLAN);
     if (!plan) return SHOAL_E_NOMEM;
     int rc = SHOAL_OK;
 
@@ -428,7 +385,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
             if (cl == SHOAL_E_SPACE) { res->status = SHOAL_E_TOO_LARGE; goto reject; }
             if (cl < 0) { rc = (int)cl; goto out; }
             if (cl == 0) continue;
-            kp_plan *k = &plan[n_kps++];
+            shoal_kp_plan *k = &plan[n_kps++];
             k->psf_id = set->progs[p].psf_id;
             k->hash = shoal_hash(k->psf_id, job->scratch + scratch_used, (size_t)cl);
             if (v.origin == SHOAL_ORIGIN_RECORD && v.type == SHOAL_T_STRING && !(v.flags & SHOAL_VF_ESCAPED)) {
@@ -437,7 +394,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
                 k->len = v.len - 2;
             } else {
                 k->kind = SHOAL_KP_CANON;
-                k->off = (uint32_t)scratch_used; /* fixed up to values-area offsets below */
+                k->off = (uint32_t)scratch_used; /* the encoder copies it to the values area */
                 k->len = (uint32_t)cl;
                 values_bytes += (uint64_t)cl;
             }
@@ -448,7 +405,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
             if (n_kps >= MAX_PLAN) { res->status = SHOAL_E_TOO_MANY_KPS; goto reject; }
             if (scratch_used + x->len > job->scratch_bytes) { res->status = SHOAL_E_TOO_LARGE; goto reject; }
             memcpy(job->scratch + scratch_used, job->extra_pool + x->off, x->len);
-            kp_plan *k = &plan[n_kps++];
+            shoal_kp_plan *k = &plan[n_kps++];
             k->psf_id = x->psf_id;
             k->hash = shoal_hash(x->psf_id, job->scratch + scratch_used, x->len);
             k->kind = SHOAL_KP_CANON;
@@ -458,9 +415,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
             scratch_used += x->len;
         }
 
-        uint64_t kps_end = SHOAL_HEADER_BYTES + (uint64_t)n_kps * SHOAL_KP_BYTES;
-        uint64_t payload_off = kps_end + PAD8(values_bytes);
-        uint64_t size = payload_off + PAD8(text_len);
+        uint64_t size = shoal_record_bytes(n_kps, values_bytes, text_len);
         if (size > page_size || size > 0xFFFFFFFFull || values_bytes > 0xFFFFFFFFull) {
             res->status = SHOAL_E_TOO_LARGE;
             goto reject;
@@ -485,46 +440,14 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
         }
         char *rec = frame + (tail & page_mask);
 
-        /* Body first: key pointers take their prev from the current heads. */
-        shoal_record_header *h = (shoal_record_header *)rec;
-        h->magic = SHOAL_RECORD_MAGIC;
-        h->version = SHOAL_RECORD_VERSION;
-        h->flags = job->tombstones ? SHOAL_RF_TOMBSTONE : 0;
-        h->size = (uint32_t)size;
-        h->payload_bytes = text_len;
-        h->n_kps = (uint16_t)n_kps;
-        h->reserved = 0;
-        h->values_bytes = (uint32_t)values_bytes;
-        h->aux = record_tag(log, tail);
-        char *values = rec + kps_end;
-        uint64_t vpos = 0;
-        for (uint32_t k = 0; k < n_kps; k++) {
-            kp_plan *pl = &plan[k];
-            shoal_key_pointer *kp = (shoal_key_pointer *)(rec + SHOAL_HEADER_BYTES + (uint64_t)k * SHOAL_KP_BYTES);
-            pl->prev = shoal_index_lookup_writer(index, pl->hash);
-            kp->prev_psf = pl->prev | ((uint64_t)pl->psf_id << 48);
-            if (pl->kind == SHOAL_KP_SPAN) {
-                kp->value_off = (uint32_t)(payload_off + pl->off);
-            } else {
-                memcpy(values + vpos, job->scratch + pl->off, pl->len);
-                kp->value_off = (uint32_t)(kps_end + vpos);
-                vpos += pl->len;
-            }
-            kp->value_len = pl->len;
-            kp->kp_index = (uint16_t)k;
-            kp->value_kind = pl->kind;
-            kp->reserved = 0;
-            kp->hash32 = (uint32_t)pl->hash;
-        }
-        memset(values + vpos, 0, PAD8(values_bytes) - values_bytes);
-        memcpy(rec + payload_off, text, text_len);
-        memset(rec + payload_off + text_len, 0, PAD8(text_len) - text_len);
-        /* the text's part is read from the input, where the parse left it in cache */
-        h->crc = shoal_crc32c(shoal_crc32c(0, rec + 4, payload_off - 4), text, text_len);
+        /* Each key pointer links to its chain's current head. */
+        for (uint32_t k = 0; k < n_kps; k++) plan[k].prev = shoal_index_lookup_writer(index, plan[k].hash);
+        shoal_record_encode(rec, shoal_record_tag(log->tag_key, tail), job->tombstones ? SHOAL_RF_TOMBSTONE : 0,
+                            plan, n_kps, job->scratch, values_bytes, text, text_len);
 
         STORE(&log->tail_address, tail + size);
         for (uint32_t k = 0; k < n_kps; k++) {
-            uint64_t kp_addr = tail + SHOAL_HEADER_BYTES + (uint64_t)k * SHOAL_KP_BYTES;
+            uint64_t kp_addr = tail + shoal_kp_offset(k);
             int urc = shoal_index_upsert(index, plan[k].hash, kp_addr, NULL);
             if (urc != SHOAL_OK) { rc = urc; job->next_span = i + 1; job->next_extra = extra_end; goto out; }
         }
@@ -596,11 +519,11 @@ static int chain_next(shoal_log *log, const chain *c, uint64_t *kp_addr, uint64_
         *kp_addr = a;
         int r = read_bytes(log, a, (char *)&kp, sizeof kp, bc);
         if (r != SHOAL_OK) return r;
-        uint64_t rec = a - SHOAL_HEADER_BYTES - (uint64_t)kp.kp_index * SHOAL_KP_BYTES;
-        uint64_t next = kp.prev_psf & ADDR_MASK;
+        uint64_t rec = shoal_kp_record(a, &kp);
+        uint64_t next = shoal_kp_prev(kp.prev_psf);
         if (rec < c->lo) return 0;
         if (next >= a) return SHOAL_E_CORRUPT; /* chains only point backwards */
-        if ((uint32_t)(kp.prev_psf >> 48) == c->psf_id && kp.hash32 == (uint32_t)c->hash && rec < c->hi) {
+        if (shoal_kp_psf(kp.prev_psf) == c->psf_id && kp.hash32 == (uint32_t)c->hash && rec < c->hi) {
             int eq = value_equals(log, rec, &kp, c->canon, c->canon_len, bc);
             if (eq < 0) return eq;
             if (eq) {
@@ -654,7 +577,6 @@ static int newest_version(shoal_log *log, shoal_index *index, const char *canon,
 }
 
 int shoal_live(shoal_live_job *job, shoal_log *log, shoal_index *index) {
-    uint64_t page_size = 1ULL << log->page_bits;
     uint64_t begin = LOAD(&log->begin_address);
     uint64_t tail = LOAD(&log->tail_address);
     block_cache *bc = NULL;
@@ -665,16 +587,15 @@ int shoal_live(shoal_live_job *job, shoal_log *log, shoal_index *index) {
     for (uint32_t i = 0; i < job->n; i++) {
         uint64_t a = job->addrs[i];
         job->live[i] = 0;
-        if (a < begin || a >= tail || (a & 7) || (a & (page_size - 1)) + SHOAL_HEADER_BYTES > page_size)
-            continue;
+        if (!shoal_record_address_ok(a, begin, tail, log->page_bits)) continue;
         shoal_record_header h;
         shoal_key_pointer kp;
         int r = read_bytes(log, a, (char *)&h, sizeof h, &bc);
-        if (r == SHOAL_OK && (!header_ok(&h, a, log->page_bits, tail) || h.n_kps == 0)) continue;
-        if (r == SHOAL_OK) r = read_bytes(log, a + SHOAL_HEADER_BYTES, (char *)&kp, sizeof kp, &bc);
+        if (r == SHOAL_OK && (!shoal_header_ok(&h, a, log->page_bits, tail) || h.n_kps == 0)) continue;
+        if (r == SHOAL_OK) r = read_bytes(log, a + shoal_kp_offset(0), (char *)&kp, sizeof kp, &bc);
         if (r == SHOAL_E_IO) { rc = r; job->err = r; job->err_address = a; break; }
         if (r != SHOAL_OK || (h.flags & SHOAL_RF_TOMBSTONE)) continue;
-        if ((uint32_t)(kp.prev_psf >> 48) != SHOAL_KEY_PSF_ID
+        if (shoal_kp_psf(kp.prev_psf) != SHOAL_KEY_PSF_ID
             || kp.value_off + (uint64_t)kp.value_len > h.size) continue;
         uint32_t need = kp.value_len + 1;
         if (need > canon_cap) {
@@ -726,18 +647,18 @@ static int read_one_mapped(shoal_log *log, uint64_t a, uint64_t tail, char *dst,
     int rc;
     shoal_record_header h;
     memcpy(&h, rec, sizeof h);
-    if (!header_ok(&h, a, log->page_bits, tail)) {
+    if (!shoal_header_ok(&h, a, log->page_bits, tail)) {
         rc = SHOAL_E_CORRUPT;
     } else if (!map_view(log, a, h.size)) {
         rc = -1;
     } else {
-        uint64_t start = payload_only ? SHOAL_HEADER_BYTES + (uint64_t)h.n_kps * SHOAL_KP_BYTES + PAD8(h.values_bytes) : 0;
+        uint64_t start = payload_only ? shoal_payload_offset(&h) : 0;
         uint32_t n = payload_only ? h.payload_bytes : h.size;
         if (payload_only && (h.flags & SHOAL_RF_TOMBSTONE)) n = 0;
         if (n > room) {
             *len = n;
             rc = SHOAL_E_SPACE;
-        } else if (shoal_crc32c(0, rec + 4, payload_end(&h) - 4) != h.crc) {
+        } else if (shoal_crc32c(0, rec + 4, shoal_payload_end(&h) - 4) != h.crc) {
             rc = SHOAL_E_CORRUPT;
         } else if (payload_only && (h.flags & SHOAL_RF_TOMBSTONE)) {
             *len = 0;
@@ -766,9 +687,9 @@ static int read_one(shoal_log *log, uint64_t a, uint64_t tail, char *dst, uint64
         memcpy(&h, rec, sizeof h);
         /* No checksum here: a frame holds records this process wrote, or
          * the tail page's prefix that replay verified when the store opened. */
-        int ok = header_ok(&h, a, log->page_bits, tail);
+        int ok = shoal_header_ok(&h, a, log->page_bits, tail);
         int tomb = ok && payload_only && (h.flags & SHOAL_RF_TOMBSTONE);
-        uint64_t start = payload_only ? SHOAL_HEADER_BYTES + (uint64_t)h.n_kps * SHOAL_KP_BYTES + PAD8(h.values_bytes) : 0;
+        uint64_t start = payload_only ? shoal_payload_offset(&h) : 0;
         uint32_t n = ok && !tomb ? (payload_only ? h.payload_bytes : h.size) : 0;
         if (ok && n <= room) memcpy(dst, rec + start, n);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
@@ -784,15 +705,14 @@ static int read_one(shoal_log *log, uint64_t a, uint64_t tail, char *dst, uint64
     if (r != -1) return r;
     r = read_bytes(log, a, (char *)&h, sizeof h, bc);
     if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT;
-    if (!header_ok(&h, a, log->page_bits, tail)) return SHOAL_E_CORRUPT;
+    if (!shoal_header_ok(&h, a, log->page_bits, tail)) return SHOAL_E_CORRUPT;
     if (h.size > room) { *len = h.size; return SHOAL_E_SPACE; } /* whole record needed to verify */
     r = read_bytes(log, a, dst, h.size, h.size <= BLOCK_BYTES ? bc : NULL);
     if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : SHOAL_E_CORRUPT;
-    if (memcmp(dst, &h, sizeof h) != 0 || !record_crc_ok(dst)) return SHOAL_E_CORRUPT;
+    if (memcmp(dst, &h, sizeof h) != 0 || !shoal_record_crc_ok(dst)) return SHOAL_E_CORRUPT;
     if (payload_only && (h.flags & SHOAL_RF_TOMBSTONE)) { *len = 0; return SHOAL_TOMBSTONE; }
     if (payload_only) {
-        uint64_t start = SHOAL_HEADER_BYTES + (uint64_t)h.n_kps * SHOAL_KP_BYTES + PAD8(h.values_bytes);
-        memmove(dst, dst + start, h.payload_bytes);
+        memmove(dst, dst + shoal_payload_offset(&h), h.payload_bytes);
         *len = h.payload_bytes;
     } else {
         *len = h.size;
@@ -900,21 +820,20 @@ static int record_starts_at(shoal_log *log, uint64_t a, uint64_t tail, block_cac
     shoal_record_header h;
     int r = read_bytes(log, a, (char *)&h, sizeof h, bc);
     if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : 0;
-    if (!header_ok(&h, a, log->page_bits, tail)) return 0;
-    if (h.aux == record_tag(log, a)) return 1;
+    if (!shoal_header_ok(&h, a, log->page_bits, tail)) return 0;
+    if (h.aux == shoal_record_tag(log->tag_key, a)) return 1;
     uint64_t pos = a & ~((1ULL << log->page_bits) - 1);
     if (pos < SHOAL_FIRST_ADDRESS) pos = SHOAL_FIRST_ADDRESS;
     while (pos < a) {
         r = read_bytes(log, pos, (char *)&h, sizeof h, bc);
         if (r != SHOAL_OK) return r == SHOAL_E_IO ? r : 0;
-        if (!header_ok(&h, pos, log->page_bits, tail)) return 0;
+        if (!shoal_header_ok(&h, pos, log->page_bits, tail)) return 0;
         pos += h.size;
     }
     return pos == a;
 }
 
 int shoal_read(shoal_read_job *job, shoal_log *log) {
-    uint64_t page_size = 1ULL << log->page_bits;
     int sep = job->payload_only ? (int)(job->sep & 0xff) : 0;
     uint64_t begin = LOAD(&log->begin_address);
     uint64_t tail = LOAD(&log->tail_address);
@@ -926,8 +845,7 @@ int shoal_read(shoal_read_job *job, shoal_log *log) {
         job->offsets[i] = job->used;
         job->lengths[i] = 0;
         job->status[i] = SHOAL_E_CORRUPT;
-        if (a < begin || a >= tail || (a & 7) || (a & (page_size - 1)) + SHOAL_HEADER_BYTES > page_size)
-            continue;
+        if (!shoal_record_address_ok(a, begin, tail, log->page_bits)) continue;
         if (job->verify_start) {
             int s = record_starts_at(log, a, tail, &bc);
             if (s != 1) {
@@ -962,17 +880,17 @@ static int has_all(shoal_log *log, uint64_t rec, uint64_t tail, const shoal_cond
     shoal_record_header h;
     int r = read_bytes(log, rec, (char *)&h, sizeof h, bc);
     if (r != SHOAL_OK) return r;
-    if (!header_ok(&h, rec, log->page_bits, tail)) return SHOAL_E_CORRUPT;
+    if (!shoal_header_ok(&h, rec, log->page_bits, tail)) return SHOAL_E_CORRUPT;
     shoal_key_pointer kps[16];
     for (uint32_t c = 0; c < n; c++) {
         int found = 0;
         for (uint32_t k0 = 0; k0 < h.n_kps && !found; k0 += 16) {
             uint32_t m = h.n_kps - k0 < 16 ? h.n_kps - k0 : 16;
-            uint64_t at = rec + SHOAL_HEADER_BYTES + (uint64_t)k0 * SHOAL_KP_BYTES;
+            uint64_t at = rec + shoal_kp_offset(k0);
             r = read_bytes(log, at, (char *)kps, m * SHOAL_KP_BYTES, bc);
             if (r != SHOAL_OK) return r;
             for (uint32_t k = 0; k < m; k++) {
-                if ((uint32_t)(kps[k].prev_psf >> 48) != conds[c].psf_id || kps[k].hash32 != (uint32_t)conds[c].hash)
+                if (shoal_kp_psf(kps[k].prev_psf) != conds[c].psf_id || kps[k].hash32 != (uint32_t)conds[c].hash)
                     continue;
                 int eq = value_equals(log, rec, &kps[k], conds[c].canon, conds[c].canon_len, bc);
                 if (eq < 0) return eq;
@@ -985,7 +903,6 @@ static int has_all(shoal_log *log, uint64_t rec, uint64_t tail, const shoal_cond
 }
 
 static int fetch_records(shoal_fetch_job *job, shoal_log *log, shoal_index *index, int sep) {
-    uint64_t page_size = 1ULL << log->page_bits;
     job->n_out = 0;
     job->used = 0;
     job->err = SHOAL_OK;
@@ -999,7 +916,7 @@ static int fetch_records(shoal_fetch_job *job, shoal_log *log, shoal_index *inde
     uint64_t rec_addr, prev;
     int r;
     while ((r = chain_next(log, &c, &kp_addr, &rec_addr, &prev, &bc)) == 1) {
-        if (rec_addr >= begin && rec_addr < tail && !(rec_addr & 7) && (rec_addr & (page_size - 1)) + SHOAL_HEADER_BYTES <= page_size) {
+        if (shoal_record_address_ok(rec_addr, begin, tail, log->page_bits)) {
             if (job->n_out == job->max_records) { job->next_kp = kp_addr; free(bc); return SHOAL_OUT_FULL; }
             if (job->n_also) {
                 int m = has_all(log, rec_addr, tail, job->also, job->n_also, &bc);
@@ -1110,10 +1027,7 @@ int shoal_scan(shoal_scan_job *job, const shoal_psfset *set) {
          * when base is page aligned; callers pass page-aligned buffers. */
         /* Full header check: the buffer may be a frame recycled under this
          * reader (the caller then discards the result), so never trust sizes. */
-        if (h->magic != SHOAL_RECORD_MAGIC || h->size < SHOAL_HEADER_BYTES || (h->size & 7)
-            || a + h->size > end
-            || SHOAL_HEADER_BYTES + (uint64_t)h->n_kps * SHOAL_KP_BYTES + PAD8(h->values_bytes)
-               + PAD8(h->payload_bytes) != h->size) {
+        if (h->magic != SHOAL_RECORD_MAGIC || !shoal_header_size_ok(h) || a + h->size > end) {
             job->err = SHOAL_E_CORRUPT;
             job->err_address = a;
             return SHOAL_E_CORRUPT;
@@ -1124,8 +1038,7 @@ int shoal_scan(shoal_scan_job *job, const shoal_psfset *set) {
             if (job->mode == SHOAL_SCAN_ALL) {
                 match = 1;
             } else {
-                const char *payload = rec + SHOAL_HEADER_BYTES + (uint64_t)h->n_kps * SHOAL_KP_BYTES
-                                      + PAD8(h->values_bytes);
+                const char *payload = rec + shoal_payload_offset(h);
                 size_t err_off;
                 int prc = shoal_parse(payload, h->payload_bytes, &set->trie, job->slots, &err_off);
                 if (prc != SHOAL_OK) {
@@ -1174,13 +1087,12 @@ int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos, ui
         const shoal_record_header *h = (const shoal_record_header *)rec;
         static const char zero[SHOAL_HEADER_BYTES];
         if (memcmp(rec, zero, SHOAL_HEADER_BYTES) == 0) { rc = SHOAL_END; break; }
-        if (!header_ok(h, a, page_bits, end) || !record_crc_ok(rec)) {
+        if (!shoal_header_ok(h, a, page_bits, end) || !shoal_record_crc_ok(rec)) {
             rc = SHOAL_E_CORRUPT;
             break;
         }
         for (uint32_t k = 0; k < h->n_kps; k++) {
-            const shoal_key_pointer *kp =
-                (const shoal_key_pointer *)(rec + SHOAL_HEADER_BYTES + (uint64_t)k * SHOAL_KP_BYTES);
+            const shoal_key_pointer *kp = (const shoal_key_pointer *)(rec + shoal_kp_offset(k));
             if (kp->value_off + (uint64_t)kp->value_len > h->size) { rc = SHOAL_E_CORRUPT; goto out; }
             size_t need = (size_t)kp->value_len + 1;
             if (need > canon_cap) {
@@ -1193,11 +1105,11 @@ int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos, ui
             if (kp->value_kind == SHOAL_KP_SPAN) canon[cl++] = 's';
             memcpy(canon + cl, rec + kp->value_off, kp->value_len);
             cl += kp->value_len;
-            uint32_t psf_id = (uint32_t)(kp->prev_psf >> 48);
+            uint32_t psf_id = shoal_kp_psf(kp->prev_psf);
             uint64_t hash = shoal_hash(psf_id, canon, cl);
             if ((uint32_t)hash != kp->hash32) { rc = SHOAL_E_CORRUPT; goto out; }
             if (!index) continue; /* verify only */
-            int urc = shoal_index_upsert(index, hash, a + SHOAL_HEADER_BYTES + (uint64_t)k * SHOAL_KP_BYTES, NULL);
+            int urc = shoal_index_upsert(index, hash, a + shoal_kp_offset(k), NULL);
             if (urc != SHOAL_OK) { rc = urc; goto out; }
         }
         (*records)++;
