@@ -11,7 +11,10 @@ import pathlib
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
-SOURCES = ["json.c", "canon.c", "crc.c", "framing.c", "eval.c", "index.c", "log.c"]
+# The JSON layer, PSF programs and the index, then the hybrid log: one file
+# per operation (hlog.h lists them), the record layout in record.h.
+SOURCES = ["json.c", "canon.c", "crc.c", "framing.c", "eval.c", "index.c",
+           "ingest.c", "read.c", "chain.c", "fetch.c", "scan.c", "segmap.c", "gate.c", "breaks.c"]
 
 
 def _cdef_text() -> str:

@@ -1,5 +1,6 @@
 /* internal.h -- functions shared between shoal's C files that are not part of
- * the Python ABI (shoal.h). */
+ * the Python ABI (shoal.h). The hybrid log's own (reads, maps, chains) are in
+ * hlog.h; the record layout is record.h's. */
 #ifndef SHOAL_INTERNAL_H
 #define SHOAL_INTERNAL_H
 #include "shoal.h"
