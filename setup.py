@@ -8,5 +8,6 @@ from setuptools import Extension, setup
 setup(
     cffi_modules=["shoal/_native/build.py:ffibuilder"],
     ext_modules=[Extension("shoal._native._records", ["shoal/_native/records.c", "shoal/_native/wire.c"],
+                           depends=["shoal/_native/wire.h"],
                            extra_compile_args=["-O2", "-std=gnu11", "-Wall"])],
 )
