@@ -58,7 +58,7 @@ struct shoal_index {
     table_t *table; /* atomic */
 };
 
-static inline uint16_t tag_of(uint64_t h) { return (uint16_t)(h >> 48); }
+static inline uint16_t tag_of(uint64_t h) { return (uint16_t)(h >> SHOAL_ADDRESS_BITS); }
 static inline uint32_t hi_of(uint64_t h) { return (uint32_t)(h >> 16); }
 
 /* An entry: the tag above a log address (the layout of a key pointer's

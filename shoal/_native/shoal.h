@@ -4,6 +4,8 @@
  * build.py feeds the part between BEGIN CDEF and END CDEF to cffi's cdef, so that
  * part may hold only what cffi parses: integer #defines, typedefs, prototypes.
  * The C files include this header; Python reads every constant through `lib`.
+ * How C uses the record structs declared here (offsets, checks, the encoder)
+ * is record.h's, outside the ABI; hlog.h maps the log's per-operation files.
  *
  * Conventions:
  *   - C never creates Python objects and never allocates memory the caller must
