@@ -18,6 +18,13 @@
  * table-driven code with the same results. SHOAL_NATIVE_PORTABLE=1 in the
  * environment when the library loads forces that portable code on x86 too,
  * so tests can cover it.
+ *
+ * Why this file is long: it is one hot loop and what it inlines. The
+ * string and number scanners are always-inline parts of parse_core, which is
+ * specialised once per SIMD mode (portable, SSE2, AVX2), and the escape,
+ * UTF-8 and trie steps it calls are static beside it; in other files they
+ * would be calls the compiler cannot inline, per value. What other files
+ * share (escape decoding, the exponent) is declared in internal.h.
  */
 #include "shoal.h"
 #include "internal.h"

@@ -15,6 +15,10 @@
  *   - Offsets inside a record or a buffer are uint32/uint64 bytes; log addresses
  *     are 48-bit logical addresses held in uint64.
  *   - Fields documented as "atomic" are read and written with __atomic builtins.
+ *
+ * Why this file is long: it is the one ABI. cffi reads one header, and every
+ * struct and call Python uses is declared here beside the contract it keeps;
+ * what only C shares is in record.h, hlog.h and internal.h.
  */
 #ifndef SHOAL_H
 #define SHOAL_H
