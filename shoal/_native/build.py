@@ -11,7 +11,14 @@ import pathlib
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
-SOURCES = ["json.c", "canon.c", "crc.c", "framing.c", "eval.c", "index.c", "log.c"]
+# The JSON layer, PSF programs and the index, then the hybrid log: one file
+# per operation (hlog.h lists them), the record layout in record.h.
+SOURCES = ["json.c", "canon.c", "crc.c", "framing.c", "eval.c", "index.c",
+           "ingest.c", "read.c", "chain.c", "fetch.c", "scan.c", "segmap.c", "gate.c", "breaks.c"]
+# The headers they include. Some hold inline code (record.h, hlog.h): a
+# change to one alone must rebuild, and build_ext looks only at sources and
+# depends. (wire.h belongs to _records: setup.py.)
+HEADERS = ["shoal.h", "internal.h", "record.h", "hlog.h"]
 
 
 def _cdef_text() -> str:
@@ -28,6 +35,7 @@ ffibuilder.set_source(
     "shoal._native._lib",
     '#include "shoal.h"\n',
     sources=[str(pathlib.Path("shoal/_native") / s) for s in SOURCES],
+    depends=[str(pathlib.Path("shoal/_native") / h) for h in HEADERS],
     include_dirs=[str(pathlib.Path("shoal/_native"))],
     extra_compile_args=["-O2", "-std=gnu11", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function", *_extra],
 )

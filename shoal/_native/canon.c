@@ -71,18 +71,8 @@ static int64_t canon_number(const uint8_t *t, size_t len, uint8_t *dst, size_t c
             return SHOAL_E_ARG;
     }
     int64_t ex = 0;
-    if (p < end && (*p | 0x20) == 'e') {
-        int eneg = 0;
-        if (++p < end && (*p == '+' || *p == '-'))
-            eneg = *p++ == '-';
-        if (p == end || !IS_DIGIT(*p))
-            return SHOAL_E_ARG;
-        for (; p < end && IS_DIGIT(*p); p++)
-            if (ex < CANON_EXP_CLAMP)
-                ex = ex * 10 + (*p - '0');
-        if (eneg)
-            ex = -ex;
-    }
+    if (p < end && (*p | 0x20) == 'e' && !shoal_scan_exponent(&p, end, CANON_EXP_CLAMP, &ex))
+        return SHOAL_E_ARG;
     if (p != end)
         return SHOAL_E_ARG;
 

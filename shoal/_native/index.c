@@ -20,13 +20,13 @@
  */
 #include "shoal.h"
 #include "internal.h"
+#include "record.h"
 
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define ENTRIES 7
-#define ADDR_MASK ((1ULL << SHOAL_ADDRESS_BITS) - 1)
 #define OV_CHUNK_BITS 10
 #define OV_CHUNK (1u << OV_CHUNK_BITS)
 #define OV_MAX_CHUNKS (1u << 16)
@@ -58,8 +58,18 @@ struct shoal_index {
     table_t *table; /* atomic */
 };
 
-static inline uint16_t tag_of(uint64_t h) { return (uint16_t)(h >> 48); }
+static inline uint16_t tag_of(uint64_t h) { return (uint16_t)(h >> SHOAL_ADDRESS_BITS); }
 static inline uint32_t hi_of(uint64_t h) { return (uint32_t)(h >> 16); }
+
+/* An entry: the tag above a log address (the layout of a key pointer's
+ * prev_psf, with the tag where the psf_id is). rebuild_hash takes the tag
+ * back as the hash's top 16 bits. */
+_Static_assert(SHOAL_ADDRESS_BITS == 48, "an entry's tag is the hash's bits 48..63");
+static inline uint64_t entry_of(uint16_t tag, uint64_t address) {
+    return ((uint64_t)tag << SHOAL_ADDRESS_BITS) | address;
+}
+static inline uint16_t entry_tag(uint64_t e) { return (uint16_t)(e >> SHOAL_ADDRESS_BITS); }
+static inline uint64_t entry_address(uint64_t e) { return e & SHOAL_ADDR_MASK; }
 
 static table_t *table_new(uint32_t bits) {
     if (bits < 1 || bits > 32) return NULL;
@@ -125,9 +135,9 @@ static int table_upsert(table_t *t, uint64_t hash, uint64_t address, uint64_t *p
             uint64_t e = b->entry[i];
             if (e == 0) {
                 if (!free_slot) { free_slot = &b->entry[i]; free_side = &s->hi[i]; }
-            } else if ((uint16_t)(e >> 48) == tag && s->hi[i] == hi) {
-                if (prev) *prev = e & ADDR_MASK;
-                __atomic_store_n(&b->entry[i], ((uint64_t)tag << 48) | address, __ATOMIC_RELEASE);
+            } else if (entry_tag(e) == tag && s->hi[i] == hi) {
+                if (prev) *prev = entry_address(e);
+                __atomic_store_n(&b->entry[i], entry_of(tag, address), __ATOMIC_RELEASE);
                 return SHOAL_OK;
             }
         }
@@ -143,13 +153,13 @@ static int table_upsert(table_t *t, uint64_t hash, uint64_t address, uint64_t *p
         free_slot = &nb->entry[0];
         free_side = &ns->hi[0];
         ns->hi[0] = hi;
-        nb->entry[0] = ((uint64_t)tag << 48) | address;
+        nb->entry[0] = entry_of(tag, address);
         __atomic_store_n(&b->overflow, id, __ATOMIC_RELEASE);
         t->entries++;
         return SHOAL_OK;
     }
     *free_side = hi;
-    __atomic_store_n(free_slot, ((uint64_t)tag << 48) | address, __ATOMIC_RELEASE);
+    __atomic_store_n(free_slot, entry_of(tag, address), __ATOMIC_RELEASE);
     t->entries++;
     return SHOAL_OK;
 }
@@ -162,7 +172,7 @@ static uint64_t table_lookup(table_t *t, uint64_t hash) {
     for (;;) {
         for (int i = 0; i < ENTRIES; i++) {
             uint64_t e = __atomic_load_n(&b->entry[i], __ATOMIC_ACQUIRE);
-            if (e && (uint16_t)(e >> 48) == tag && s->hi[i] == hi) return e & ADDR_MASK;
+            if (e && entry_tag(e) == tag && s->hi[i] == hi) return entry_address(e);
         }
         uint64_t ov = __atomic_load_n(&b->overflow, __ATOMIC_ACQUIRE);
         if (!ov) return 0;
@@ -191,11 +201,11 @@ static int table_each(table_t *t, entry_fn fn, void *ctx) {
 }
 
 static uint64_t rebuild_hash(uint32_t hi, uint64_t entry) {
-    return (entry & ~ADDR_MASK) | ((uint64_t)hi << 16);
+    return (entry & ~SHOAL_ADDR_MASK) | ((uint64_t)hi << 16);
 }
 
 static int reinsert(void *ctx, uint32_t hi, uint64_t entry) {
-    return table_upsert((table_t *)ctx, rebuild_hash(hi, entry), entry & ADDR_MASK, NULL);
+    return table_upsert((table_t *)ctx, rebuild_hash(hi, entry), entry_address(entry), NULL);
 }
 
 shoal_index *shoal_index_new(uint32_t bucket_bits) {
@@ -244,7 +254,7 @@ uint64_t shoal_index_count_below(shoal_index *ix, uint64_t below) {
         for (;;) {
             for (int j = 0; j < ENTRIES; j++) {
                 uint64_t e = __atomic_load_n(&b->entry[j], __ATOMIC_ACQUIRE);
-                if (e && (e & ADDR_MASK) < below) n++;
+                if (e && entry_address(e) < below) n++;
             }
             uint64_t ov = __atomic_load_n(&b->overflow, __ATOMIC_ACQUIRE);
             if (!ov) break;
@@ -259,8 +269,8 @@ typedef struct { table_t *t; uint64_t below; } prune_ctx;
 
 static int reinsert_live(void *ctx, uint32_t hi, uint64_t entry) {
     prune_ctx *p = ctx;
-    if ((entry & ADDR_MASK) < p->below) return 0;
-    return table_upsert(p->t, rebuild_hash(hi, entry), entry & ADDR_MASK, NULL);
+    if (entry_address(entry) < p->below) return 0;
+    return table_upsert(p->t, rebuild_hash(hi, entry), entry_address(entry), NULL);
 }
 
 int shoal_index_prune(shoal_index *ix, uint64_t below, uint32_t bucket_bits) {
@@ -287,7 +297,7 @@ uint64_t shoal_index_lookup_writer(shoal_index *ix, uint64_t hash) {
 }
 
 int shoal_index_upsert(shoal_index *ix, uint64_t hash, uint64_t kp_address, uint64_t *prev) {
-    if (kp_address == 0 || kp_address > ADDR_MASK) return SHOAL_E_ARG;
+    if (kp_address == 0 || kp_address > SHOAL_ADDR_MASK) return SHOAL_E_ARG;
     return table_upsert(ix->table, hash, kp_address, prev);
 }
 
@@ -353,7 +363,7 @@ shoal_index *shoal_index_load(const char *src, uint64_t len, int *err) {
         uint64_t e;
         memcpy(&hi, src + DUMP_HEADER + i * DUMP_ITEM, 4);
         memcpy(&e, src + DUMP_HEADER + i * DUMP_ITEM + 4, 8);
-        if ((e & ADDR_MASK) == 0 || table_upsert(ix->table, rebuild_hash(hi, e), e & ADDR_MASK, NULL)) {
+        if (entry_address(e) == 0 || table_upsert(ix->table, rebuild_hash(hi, e), entry_address(e), NULL)) {
             shoal_index_free(ix);
             return NULL;
         }

@@ -1,20 +1,26 @@
 /* internal.h -- functions shared between shoal's C files that are not part of
- * the Python ABI (shoal.h). */
+ * the Python ABI (shoal.h). The hybrid log's own (reads, maps, chains) are in
+ * hlog.h; the record layout is record.h's. */
 #ifndef SHOAL_INTERNAL_H
 #define SHOAL_INTERNAL_H
 #include "shoal.h"
 
+/* Every function and variable shared between the C files but not in shoal.h
+ * is hidden: not exported from the library, and called directly rather than
+ * through the PLT (what a static function in the same file would cost). */
+#define SHOAL_INTERNAL __attribute__((visibility("hidden")))
+
 /* Chain head for `hash`, for the single writer only: it owns the table
  * pointer, so it skips the reader registration shoal_index_lookup does. */
-uint64_t shoal_index_lookup_writer(shoal_index *index, uint64_t hash);
+SHOAL_INTERNAL uint64_t shoal_index_lookup_writer(shoal_index *index, uint64_t hash);
 
 /* The next non-blank NDJSON line of s[*pos, len), its surrounding whitespace
  * trimmed: fills *out (line number *line) and returns 1, advancing *pos past
  * its '\n' and *line past the lines it passed. Returns 0 at the end of s, or
  * (unless final) at a last line that has no '\n' yet: *pos then rests at that
  * line's start, after any blank lines, and *line is that line's number. */
-int shoal_ndjson_next(const uint8_t *s, size_t len, int final, size_t *pos, uint64_t *line,
-                      shoal_span *out);
+SHOAL_INTERNAL int shoal_ndjson_next(const uint8_t *s, size_t len, int final, size_t *pos,
+                                     uint64_t *line, shoal_span *out);
 
 /* ---- shared by the JSON files (json.c, canon.c, crc.c, framing.c) ---- */
 #include <stdlib.h>
@@ -52,10 +58,39 @@ static inline int shoal_portable_requested(void)
 
 enum { SHOAL_MODE_PORTABLE = 0, SHOAL_MODE_SSE2 = 1, SHOAL_MODE_AVX2 = 2 };
 /* Which SIMD the CPU allows; set once by json.c's load-time constructor. */
-extern int shoal_simd_mode;
+extern int shoal_simd_mode SHOAL_INTERNAL;
 
 /* Decodes the escape at *pp (a backslash) into UTF-8 in out; returns the
  * byte count and advances *pp, or -1 for an invalid escape. */
-int shoal_decode_escape(const uint8_t **pp, const uint8_t *end, uint8_t out[4]);
+SHOAL_INTERNAL int shoal_decode_escape(const uint8_t **pp, const uint8_t *end, uint8_t out[4]);
+
+/* The exponent of a JSON number, for the validator (json.c) and the
+ * canonical form (canon.c) alike: *pp at the 'e' or 'E'. Grammar:
+ * [eE] [+-]? digit+. Digits are accumulated only while the magnitude is below
+ * `clamp` (so it ends below 10 * clamp + 10): past that the value is far
+ * outside any range either caller distinguishes, and int64 arithmetic on it
+ * cannot overflow. Returns 1 with *ex set and *pp after the last digit, or 0
+ * (no digit) with *pp where a digit was expected. Inline: json.c's number
+ * scanner is on the parse's hot path. */
+static ALWAYS_INLINE int shoal_scan_exponent(const uint8_t **pp, const uint8_t *end, int64_t clamp, int64_t *ex)
+{
+    const uint8_t *p = *pp;
+    int neg = 0;
+    int64_t v = 0;
+    if (++p < end && (*p == '+' || *p == '-'))
+        neg = *p++ == '-';
+    if (p == end || !IS_DIGIT(*p)) {
+        *pp = p;
+        return 0;
+    }
+    do {
+        if (v < clamp)
+            v = v * 10 + (*p - '0');
+        p++;
+    } while (p < end && IS_DIGIT(*p));
+    *ex = neg ? -v : v;
+    *pp = p;
+    return 1;
+}
 
 #endif

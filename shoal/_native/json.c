@@ -18,6 +18,13 @@
  * table-driven code with the same results. SHOAL_NATIVE_PORTABLE=1 in the
  * environment when the library loads forces that portable code on x86 too,
  * so tests can cover it.
+ *
+ * Why this file is long: it is one hot loop and what it inlines. The
+ * string and number scanners are always-inline parts of parse_core, which is
+ * specialised once per SIMD mode (portable, SSE2, AVX2), and the escape,
+ * UTF-8 and trie steps it calls are static beside it; in other files they
+ * would be calls the compiler cannot inline, per value. What other files
+ * share (escape decoding, the exponent) is declared in internal.h.
  */
 #include "shoal.h"
 #include "internal.h"
@@ -252,7 +259,9 @@ static const char k_dbl_limit[] =
     "68444365510704342711559699508093042880177904174497792";
 
 /* Exponents are accumulated only up to this bound: anything beyond it is far
- * outside double range either way, and the arithmetic below cannot overflow. */
+ * outside double range either way, and the arithmetic below cannot overflow.
+ * (canon.c bounds the same parser at 10^15: canonical bytes are stored and
+ * hashed, and spell exponents exactly up to there.) */
 #define EXP_CLAMP 1000000000LL
 
 /* Whether the number with integer digits ip[0, nint), fraction digits
@@ -317,20 +326,8 @@ static ALWAYS_INLINE const uint8_t *scan_number(const uint8_t *p, const uint8_t 
             goto bad;
     }
     int64_t ex = 0;
-    if (p < end && (*p | 0x20) == 'e') {
-        int neg = 0;
-        if (++p < end && (*p == '+' || *p == '-'))
-            neg = *p++ == '-';
-        if (p == end || !IS_DIGIT(*p))
-            goto bad;
-        do {
-            if (ex < EXP_CLAMP)
-                ex = ex * 10 + (*p - '0');
-            p++;
-        } while (p < end && IS_DIGIT(*p));
-        if (neg)
-            ex = -ex;
-    }
+    if (p < end && (*p | 0x20) == 'e' && !shoal_scan_exponent(&p, end, EXP_CLAMP, &ex))
+        goto bad;
     /* Quick bound: the value is below 10^(nint + ex) (10^ex for 0.xxx). */
     if ((ip[0] == '0' ? 0 : (int64_t)nint) + ex > 308 && number_overflows(ip, nint, fp, nfrac, ex)) {
         e->code = SHOAL_E_NUMBER;

@@ -4,6 +4,8 @@
  * build.py feeds the part between BEGIN CDEF and END CDEF to cffi's cdef, so that
  * part may hold only what cffi parses: integer #defines, typedefs, prototypes.
  * The C files include this header; Python reads every constant through `lib`.
+ * How C uses the record structs declared here (offsets, checks, the encoder)
+ * is record.h's, outside the ABI; hlog.h maps the log's per-operation files.
  *
  * Conventions:
  *   - C never creates Python objects and never allocates memory the caller must
@@ -13,6 +15,10 @@
  *   - Offsets inside a record or a buffer are uint32/uint64 bytes; log addresses
  *     are 48-bit logical addresses held in uint64.
  *   - Fields documented as "atomic" are read and written with __atomic builtins.
+ *
+ * Why this file is long: it is the one ABI. cffi reads one header, and every
+ * struct and call Python uses is declared here beside the contract it keeps;
+ * what only C shares is in record.h, hlog.h and internal.h.
  */
 #ifndef SHOAL_H
 #define SHOAL_H

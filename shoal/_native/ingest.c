@@ -1,0 +1,289 @@
+/*
+ * ingest.c -- shoal_ingest: the single writer's per-record pipeline, from
+ * framed text to records at the tail linked into their chains. Each record
+ * goes through five steps, a function each below:
+ *
+ *   frame     the next NDJSON line of the chunk, read just before its parse
+ *             (job->frame; otherwise Python framed the spans)
+ *   parse     validate the text, locate the fields programs read (shoal_parse)
+ *   evaluate  run the PSF programs and take the Python-computed values
+ *             (extras) into a plan: one entry per key pointer, its
+ *             canonical bytes in scratch
+ *   append    find room at the tail, read each chain's head, encode the
+ *             record there (record.h), publish the tail
+ *   link      point each chain's index entry at the record's key pointer
+ *
+ * Must stay true:
+ *   - One writer (Python's writer lock): nothing else appends, moves the
+ *     tail or upserts the index meanwhile.
+ *   - A record's bytes are complete before tail_address is published
+ *     (release), and the tail is published before any index entry points
+ *     into the record, so a reader that reaches it through the index or
+ *     below a tail it loaded sees all of it.
+ *   - A key pointer's prev is its chain's head before the record was
+ *     linked: chains only point backwards.
+ *   - A rejected record leaves nothing in the log and consumes its extras; a
+ *     record that does not fit the tail page (SHOAL_NEED_PAGE) is retried
+ *     whole after the page turns, its extras and text_bytes counted again.
+ *   - The steps are static inline, called once per record from one loop:
+ *     splitting them out costs no call.
+ */
+#include "hlog.h"
+
+/* At most this many key pointers per record (the plan's size): more is
+ * SHOAL_E_TOO_MANY_KPS, well inside what a record holds. */
+#define MAX_PLAN 4096
+_Static_assert(MAX_PLAN <= SHOAL_MAX_KPS, "a plan fits a record's n_kps");
+
+/* What a step decided about the record in hand. */
+typedef enum {
+    STEP_ON,      /* go on to the next step */
+    STEP_REJECT,  /* reject the record: its result's status says why */
+    STEP_STOP,    /* end the call: rc says why (an error the caller raises) */
+} step;
+
+/* The key pointers a record will carry, planned before it is written. Their
+ * canonical values lie in job->scratch[0, scratch_used): SPAN ones only for
+ * hashing, CANON ones to be copied into the values area. */
+typedef struct {
+    shoal_kp_plan *kps;     /* MAX_PLAN entries, the call's */
+    uint32_t n_kps;
+    uint64_t scratch_used;
+    uint64_t values_bytes;  /* the CANON values' bytes: the values area, unpadded */
+} record_plan;
+
+/* ---- frame ------------------------------------------------------------------ */
+
+/* With job->frame: frame the next NDJSON line of buf[*frame_pos,
+ * frame_len) into spans[n_spans++]. 0 when framing stops: spans are full,
+ * frame_stop is reached, or shoal_frame_ndjson would stop (the end, or a
+ * partial last line unless frame_final). */
+static inline int frame_next(shoal_ingest_job *job, size_t *frame_pos) {
+    if (!job->frame || job->n_spans >= job->span_cap || *frame_pos >= job->frame_stop ||
+        !shoal_ndjson_next((const uint8_t *)job->buf, (size_t)job->frame_len, (int)job->frame_final, frame_pos,
+                           &job->frame_line, &job->spans[job->n_spans]))
+        return 0;
+    job->n_spans++;
+    return 1;
+}
+
+/* ---- parse -------------------------------------------------------------------- */
+
+/* A span framing rejected, a text too large for a record, or a text that is
+ * not one JSON value is rejected; otherwise job->slots locate the fields. */
+static inline step parse_record(const shoal_ingest_job *job, const shoal_psfset *set, const shoal_span *sp,
+                                uint64_t page_size, shoal_rec_result *res) {
+    if (sp->status != SHOAL_OK) {
+        res->status = sp->status;
+        return STEP_REJECT;
+    }
+    if (sp->len > job->max_record_bytes || sp->len >= page_size) {
+        res->status = SHOAL_E_TOO_LARGE;
+        return STEP_REJECT;
+    }
+    size_t err_off = 0;
+    int prc = shoal_parse(job->buf + sp->start, (uint32_t)sp->len, &set->trie, job->slots, &err_off);
+    if (prc != SHOAL_OK) {
+        res->status = prc;
+        res->err_off = (uint32_t)err_off;
+        return STEP_REJECT;
+    }
+    return STEP_ON;
+}
+
+/* ---- evaluate ------------------------------------------------------------------- */
+
+/* Run every program (none for tombstones) over the parsed text. A value
+ * that is a string, a number or true gets a key pointer: a SPAN into the
+ * payload when it is a string of the record without escapes, its canonical
+ * bytes otherwise. A keyed store's record whose key (program 0) is not a
+ * string or number is rejected. */
+static inline step plan_programs(const shoal_ingest_job *job, const shoal_psfset *set, const char *text,
+                                 record_plan *pl, shoal_rec_result *res, int *rc) {
+    for (uint32_t p = 0; p < (job->tombstones ? 0 : set->n_progs); p++) {
+        shoal_val v;
+        int erc = shoal_eval(set, p, text, job->slots, &v);
+        if (erc != SHOAL_OK) {
+            *rc = erc;
+            return STEP_STOP;
+        }
+        if (p == 0 && set->key_required && !(v.type == SHOAL_T_STRING || v.type == SHOAL_T_NUMBER)) {
+            res->status = SHOAL_E_NO_KEY;
+            return STEP_REJECT;
+        }
+        if (!(v.type == SHOAL_T_STRING || v.type == SHOAL_T_NUMBER || v.type == SHOAL_T_TRUE))
+            continue;
+        if (pl->n_kps >= MAX_PLAN) {
+            res->status = SHOAL_E_TOO_MANY_KPS;
+            return STEP_REJECT;
+        }
+        int64_t cl = shoal_val_canon(set, text, &v, job->scratch + pl->scratch_used,
+                                     job->scratch_bytes - pl->scratch_used);
+        if (cl == SHOAL_E_SPACE) {
+            res->status = SHOAL_E_TOO_LARGE;
+            return STEP_REJECT;
+        }
+        if (cl < 0) {
+            *rc = (int)cl;
+            return STEP_STOP;
+        }
+        if (cl == 0) continue;
+        shoal_kp_plan *k = &pl->kps[pl->n_kps++];
+        k->psf_id = set->progs[p].psf_id;
+        k->hash = shoal_hash(k->psf_id, job->scratch + pl->scratch_used, (size_t)cl);
+        if (v.origin == SHOAL_ORIGIN_RECORD && v.type == SHOAL_T_STRING && !(v.flags & SHOAL_VF_ESCAPED)) {
+            k->kind = SHOAL_KP_SPAN;
+            k->off = v.start + 1;
+            k->len = v.len - 2;
+        } else {
+            k->kind = SHOAL_KP_CANON;
+            k->off = (uint32_t)pl->scratch_used; /* the encoder copies it to the values area */
+            k->len = (uint32_t)cl;
+            pl->values_bytes += (uint64_t)cl;
+        }
+        pl->scratch_used += (uint64_t)cl;
+    }
+    return STEP_ON;
+}
+
+/* The record's extras (values Python computed: slow-path PSFs, a
+ * tombstone's key), extras[first, end): canonical bytes each. */
+static inline step plan_extras(const shoal_ingest_job *job, uint32_t first, uint32_t end, record_plan *pl,
+                               shoal_rec_result *res) {
+    for (uint32_t e = first; e < end; e++) {
+        const shoal_extra *x = &job->extras[e];
+        if (pl->n_kps >= MAX_PLAN) {
+            res->status = SHOAL_E_TOO_MANY_KPS;
+            return STEP_REJECT;
+        }
+        if (pl->scratch_used + x->len > job->scratch_bytes) {
+            res->status = SHOAL_E_TOO_LARGE;
+            return STEP_REJECT;
+        }
+        memcpy(job->scratch + pl->scratch_used, job->extra_pool + x->off, x->len);
+        shoal_kp_plan *k = &pl->kps[pl->n_kps++];
+        k->psf_id = x->psf_id;
+        k->hash = shoal_hash(x->psf_id, job->scratch + pl->scratch_used, x->len);
+        k->kind = SHOAL_KP_CANON;
+        k->off = (uint32_t)pl->scratch_used;
+        k->len = x->len;
+        pl->values_bytes += x->len;
+        pl->scratch_used += x->len;
+    }
+    return STEP_ON;
+}
+
+/* ---- append ------------------------------------------------------------------------ */
+
+/* Where a record of `size` bytes goes at `tail`, or NULL when the caller
+ * must turn the page first: the record does not fit, or the last record
+ * ended exactly at the page end (the next page is not installed). */
+static inline char *tail_room(shoal_log *log, uint64_t tail, uint64_t size) {
+    const uint64_t page_size = 1ULL << log->page_bits;
+    const uint64_t page_mask = page_size - 1;
+    uint64_t page = tail >> log->page_bits;
+    char *frame = log->frames[page % log->n_frames];
+    if ((tail & page_mask) + size > page_size || !frame
+        || LOAD(&log->frame_page[page % log->n_frames]) != (int64_t)page)
+        return NULL;
+    return frame + (tail & page_mask);
+}
+
+/* Write the planned record at rec (log address tail) and publish the tail
+ * past it. Each key pointer links to its chain's head as it is now. */
+static inline void append_record(const shoal_ingest_job *job, shoal_log *log, shoal_index *index,
+                                 record_plan *pl, char *rec, uint64_t tail, uint64_t size,
+                                 const char *text, uint32_t text_len) {
+    for (uint32_t k = 0; k < pl->n_kps; k++) pl->kps[k].prev = shoal_index_lookup_writer(index, pl->kps[k].hash);
+    shoal_record_encode(rec, shoal_record_tag(log->tag_key, tail), job->tombstones ? SHOAL_RF_TOMBSTONE : 0,
+                        pl->kps, pl->n_kps, job->scratch, pl->values_bytes, text, text_len);
+    STORE(&log->tail_address, tail + size);
+}
+
+/* ---- link ---------------------------------------------------------------------------- */
+
+/* Point each chain's index entry at the record's key pointer (after the
+ * tail is published: a reader may follow it at once). */
+static inline int link_record(shoal_index *index, const record_plan *pl, uint64_t tail) {
+    for (uint32_t k = 0; k < pl->n_kps; k++) {
+        int urc = shoal_index_upsert(index, pl->kps[k].hash, tail + shoal_kp_offset(k), NULL);
+        if (urc != SHOAL_OK) return urc;
+    }
+    return SHOAL_OK;
+}
+
+/* ---- the loop -------------------------------------------------------------------------- */
+
+int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log, shoal_index *index) {
+    const uint64_t page_size = 1ULL << log->page_bits;
+    record_plan pl = {malloc(sizeof(shoal_kp_plan) * MAX_PLAN), 0, 0, 0};
+    if (!pl.kps) return SHOAL_E_NOMEM;
+    int rc = SHOAL_OK;
+
+    size_t frame_pos = (size_t)job->frame_pos;
+    for (uint32_t i = job->next_span;; i++) {
+        if (i >= job->n_spans && !frame_next(job, &frame_pos)) break;
+        const shoal_span *sp = &job->spans[i];
+        shoal_rec_result *res = &job->results[i];
+        const char *text = job->buf + sp->start;
+        uint32_t text_len = (uint32_t)sp->len;
+        uint32_t first_extra = job->next_extra;
+        uint32_t extra_end = first_extra;
+        while (extra_end < job->n_extras && job->extras[extra_end].rec == i) extra_end++;
+        res->address = 0;
+        res->err_off = 0;
+        res->status = SHOAL_OK;
+        job->text_bytes += sp->len;
+        pl.n_kps = 0;
+        pl.scratch_used = pl.values_bytes = 0;
+
+        step s = parse_record(job, set, sp, page_size, res);
+        if (s == STEP_ON) s = plan_programs(job, set, text, &pl, res, &rc);
+        if (s == STEP_ON) s = plan_extras(job, first_extra, extra_end, &pl, res);
+        uint64_t size = shoal_record_bytes(pl.n_kps, pl.values_bytes, text_len);
+        if (s == STEP_ON && (size > page_size || size > 0xFFFFFFFFull || pl.values_bytes > 0xFFFFFFFFull)) {
+            res->status = SHOAL_E_TOO_LARGE;
+            s = STEP_REJECT;
+        }
+        if (s == STEP_STOP) goto out;
+        if (s == STEP_REJECT) {
+            job->rejected++;
+            job->rejects[job->n_rejects++] = i;
+            job->next_extra = extra_end;
+            continue;
+        }
+        if (job->dry_run) {
+            job->next_extra = extra_end;
+            continue;
+        }
+
+        uint64_t tail = LOAD(&log->tail_address);
+        char *rec = tail_room(log, tail, size);
+        if (!rec) {
+            job->next_span = i;
+            job->next_extra = first_extra;
+            job->text_bytes -= sp->len; /* counted again when the record is retried */
+            rc = SHOAL_NEED_PAGE;
+            goto out;
+        }
+        append_record(job, log, index, &pl, rec, tail, size, text, text_len);
+        rc = link_record(index, &pl, tail);
+        if (rc != SHOAL_OK) {
+            job->next_span = i + 1;
+            job->next_extra = extra_end;
+            goto out;
+        }
+        res->address = tail;
+        if (!job->first_address) job->first_address = tail;
+        job->last_address = tail;
+        job->appended++;
+        log->records_appended++;
+        job->bytes_appended += size;
+        job->next_extra = extra_end;
+    }
+    job->next_span = job->n_spans;
+out:
+    job->frame_pos = frame_pos;
+    free(pl.kps);
+    return rc;
+}
