@@ -1,4 +1,4 @@
-"""The reader gate (shoal_gate, lock-free in C, _native/log.c).
+"""The reader gate (shoal_gate, lock-free in C, _native/gate.c).
 
 Readers enter it around every native call that reads the log or the index;
 close() refuses new ones and waits for those inside, so the index is freed

@@ -1,4 +1,4 @@
-"""Record reads by address (shoal_read, _native/log.c): whole records, their
+"""Record reads by address (shoal_read, _native/read.c): whole records, their
 JSON text, Records or RecordBatches, in buffers of about a MiB per native
 call.
 
