@@ -71,6 +71,12 @@ class StoreConfig:
         deregistered longest ago is forgotten: its name is free, and its
         psf_id may serve a later PSF (see psf/registry.py for why that is
         safe). The two together stay below the 65,535 psf_ids there are.
+    tally_max_values, tally_max_value_bytes: the value tally (Store.count,
+        Store.group_count) keeps each PSF's distinct values up to this many
+        (about 48 bytes each plus the value) of at most this many bytes.
+        Past either bound the PSF's tally overflows: values it holds keep
+        exact O(1) counts, other values are counted by walking their chain,
+        and group_count reads the log (still exact, at scan speed).
     Retention, verification, mapping, expression and PSF limits apply per
     open, like the memory budget.
     """
@@ -95,6 +101,8 @@ class StoreConfig:
     max_eval_bytes: int = 1 * MiB
     max_active_psfs: int = 1024
     max_inactive_psfs: int = 1024
+    tally_max_values: int = 100_000
+    tally_max_value_bytes: int = 256
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:
@@ -116,6 +124,10 @@ class StoreConfig:
         self._check_retention()
         self.expression_limits  # checks the four bounds
         self._check_psf_limits()
+        if not 0 <= self.tally_max_values <= 1 << 30:
+            raise InvalidArgument("tally_max_values must be between 0 and 2**30")
+        if not 0 <= self.tally_max_value_bytes <= 1 << 20:
+            raise InvalidArgument("tally_max_value_bytes must be between 0 and 1 MiB")
 
     def _check_psf_limits(self) -> None:
         def count(v) -> bool:

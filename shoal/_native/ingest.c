@@ -11,7 +11,8 @@
  *             canonical bytes in scratch
  *   append    find room at the tail, read each chain's head, encode the
  *             record there (record.h), publish the tail
- *   link      point each chain's index entry at the record's key pointer
+ *   link      point each chain's index entry at the record's key pointer,
+ *             and count its value in the tally (tally.c)
  *
  * Must stay true:
  *   - One writer (Python's writer lock): nothing else appends, moves the
@@ -131,6 +132,8 @@ static inline step plan_programs(const shoal_ingest_job *job, const shoal_psfset
         shoal_kp_plan *k = &pl->kps[pl->n_kps++];
         k->psf_id = set->progs[p].psf_id;
         k->hash = shoal_hash(k->psf_id, job->scratch + pl->scratch_used, (size_t)cl);
+        k->canon_off = (uint32_t)pl->scratch_used;
+        k->canon_len = (uint32_t)cl;
         if (v.origin == SHOAL_ORIGIN_RECORD && v.type == SHOAL_T_STRING && !(v.flags & SHOAL_VF_ESCAPED)) {
             k->kind = SHOAL_KP_SPAN;
             k->off = v.start + 1;
@@ -165,8 +168,8 @@ static inline step plan_extras(const shoal_ingest_job *job, uint32_t first, uint
         k->psf_id = x->psf_id;
         k->hash = shoal_hash(x->psf_id, job->scratch + pl->scratch_used, x->len);
         k->kind = SHOAL_KP_CANON;
-        k->off = (uint32_t)pl->scratch_used;
-        k->len = x->len;
+        k->off = k->canon_off = (uint32_t)pl->scratch_used;
+        k->len = k->canon_len = x->len;
         pl->values_bytes += x->len;
         pl->scratch_used += x->len;
     }
@@ -203,10 +206,16 @@ static inline void append_record(const shoal_ingest_job *job, shoal_log *log, sh
 /* ---- link ---------------------------------------------------------------------------- */
 
 /* Point each chain's index entry at the record's key pointer (after the
- * tail is published: a reader may follow it at once). */
-static inline int link_record(shoal_index *index, const record_plan *pl, uint64_t tail) {
+ * tail is published: a reader may follow it at once), and count its value
+ * in the tally (a keyed store's key is not tallied: one record per value). */
+static inline int link_record(const shoal_ingest_job *job, shoal_index *index, const record_plan *pl,
+                              uint64_t tail) {
     for (uint32_t k = 0; k < pl->n_kps; k++) {
-        int urc = shoal_index_upsert(index, pl->kps[k].hash, tail + shoal_kp_offset(k), NULL);
+        const shoal_kp_plan *kp = &pl->kps[k];
+        int urc = shoal_index_upsert(index, kp->hash, tail + shoal_kp_offset(k), NULL);
+        if (urc == SHOAL_OK && job->tally && kp->psf_id != SHOAL_KEY_PSF_ID)
+            urc = shoal_tally_add(job->tally, kp->psf_id, kp->hash, job->scratch + kp->canon_off, kp->canon_len,
+                                  tail, 1);
         if (urc != SHOAL_OK) return urc;
     }
     return SHOAL_OK;
@@ -267,7 +276,7 @@ int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
             goto out;
         }
         append_record(job, log, index, &pl, rec, tail, size, text, text_len);
-        rc = link_record(index, &pl, tail);
+        rc = link_record(job, index, &pl, tail);
         if (rc != SHOAL_OK) {
             job->next_span = i + 1;
             job->next_extra = extra_end;

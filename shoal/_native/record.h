@@ -178,6 +178,8 @@ typedef struct {
     uint8_t kind;      /* SHOAL_KP_* */
     uint32_t off;      /* SPAN: the string's content in the payload; CANON: the value in `values` */
     uint32_t len;
+    uint32_t canon_off; /* the canonical value (what the tally counts): scratch[canon_off, +canon_len) */
+    uint32_t canon_len;
     uint64_t hash;     /* shoal_hash(psf_id, canonical value) */
     uint64_t prev;     /* the chain's head before this record: the key pointer it links to */
 } shoal_kp_plan;

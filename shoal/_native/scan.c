@@ -2,7 +2,7 @@
  * scan.c -- record by record through a buffer of log bytes that Python read
  * (a page or its prefix): shoal_scan matches records against a program
  * (queries over records older than a PSF), shoal_replay verifies records and
- * re-links their key pointers into the index (recovery).
+ * re-links their key pointers into the index and the tally (recovery).
  *
  * Must stay true:
  *   - Buffers start at a record boundary, page aligned; a zero header ends
@@ -82,7 +82,7 @@ int shoal_scan(shoal_scan_job *job, const shoal_psfset *set) {
 /* ---- recovery replay ----------------------------------------------------------- */
 
 int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos, uint32_t page_bits,
-                 shoal_index *index, uint64_t *records) {
+                 shoal_index *index, shoal_tally *tally, uint64_t *records) {
     uint64_t end = base + len;
     char *canon = NULL;
     size_t canon_cap = 0;
@@ -114,8 +114,9 @@ int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos, ui
             uint32_t psf_id = shoal_kp_psf(kp->prev_psf);
             uint64_t hash = shoal_hash(psf_id, canon, cl);
             if ((uint32_t)hash != kp->hash32) { rc = SHOAL_E_CORRUPT; goto out; }
-            if (!index) continue; /* verify only */
-            int urc = shoal_index_upsert(index, hash, a + shoal_kp_offset(k), NULL);
+            int urc = index ? shoal_index_upsert(index, hash, a + shoal_kp_offset(k), NULL) : SHOAL_OK;
+            if (urc == SHOAL_OK && tally && psf_id != SHOAL_KEY_PSF_ID)
+                urc = shoal_tally_add(tally, psf_id, hash, canon, (uint32_t)cl, a, 1);
             if (urc != SHOAL_OK) { rc = urc; goto out; }
         }
         (*records)++;

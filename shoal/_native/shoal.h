@@ -353,6 +353,58 @@ uint64_t shoal_index_dump_bytes(shoal_index *index);
 int shoal_index_dump(shoal_index *index, char *dst, uint64_t cap);
 shoal_index *shoal_index_load(const char *src, uint64_t len, int *err);
 
+/* ---- value tally (tally.c) ------------------------------------------------ */
+/* Each tallied PSF's distinct values and how many records carry each. */
+typedef struct shoal_tally shoal_tally;
+
+typedef struct {
+    uint64_t since;     /* key pointers at records below this are not counted */
+    uint32_t values;    /* distinct values held */
+    uint8_t overflow;   /* 1: a value was met that the tally could not take */
+    uint8_t used;       /* 1: the PSF is tallied */
+    uint16_t pad;
+} shoal_tally_psf;
+
+typedef struct {
+    uint64_t values;
+    uint64_t bytes;
+} shoal_tally_stats;
+
+#define SHOAL_TALLY_ALL 0xFFFFFFFFu /* shoal_tally_page: every PSF */
+
+shoal_tally *shoal_tally_new(uint32_t max_values, uint32_t max_value_bytes);
+void shoal_tally_free(shoal_tally *t);
+/* Writer: add delta to the count of (psf_id, canon) for a key pointer of the
+ * record at `address` (ignored below the PSF's since or when it is not
+ * tallied); a count that reaches 0 drops its value. */
+int shoal_tally_add(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,
+                    uint64_t address, int64_t delta);
+/* Any thread: 1 and *count when the tally holds the value, else 0. */
+int shoal_tally_get(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,
+                    int64_t *count);
+void shoal_tally_state(shoal_tally *t, uint32_t psf_id, shoal_tally_psf *out);
+/* Writer: forget psf_id's values; tally it from `since` on (tallied = 1) or not at all. */
+int shoal_tally_reset(shoal_tally *t, uint32_t psf_id, uint64_t since, int tallied);
+/* Any thread: psf_id's values, largest count first (ties by bytes), at most
+ * `limit` (0: all), into dst as (int64 count, uint32 len, bytes) items.
+ * Returns how many, or SHOAL_E_SPACE with *need the bytes they take. */
+int64_t shoal_tally_list(shoal_tally *t, uint32_t psf_id, uint64_t limit, char *dst, uint64_t cap,
+                         uint64_t *need);
+void shoal_tally_get_stats(shoal_tally *t, shoal_tally_stats *out);
+/* Writer on dst: add sign * each of src's counts. */
+int shoal_tally_merge(shoal_tally *dst, shoal_tally *src, int sign);
+/* Tally the key pointers (of psf_id, or SHOAL_TALLY_ALL) of the records in
+ * buf (log bytes [base, base + len), page aligned) from *pos on that lie in
+ * [lo, hi) into t; with `only`, just the values `only` holds, at or past its
+ * since. Returns as shoal_scan: SHOAL_OK at the buffer's end, SHOAL_END at a
+ * zero header or hi, SHOAL_E_CORRUPT at a bad header (*pos at it). */
+int shoal_tally_page(const char *buf, uint64_t base, uint64_t len, uint64_t *pos, uint64_t lo, uint64_t hi,
+                     uint32_t psf_id, shoal_tally *t, shoal_tally *only);
+uint64_t shoal_tally_dump_bytes(shoal_tally *t);
+int shoal_tally_dump(shoal_tally *t, char *dst, uint64_t cap);
+shoal_tally *shoal_tally_load(const char *src, uint64_t len, uint32_t max_values, uint32_t max_value_bytes,
+                              int *err);
+
 /* ---- ingest --------------------------------------------------------------- */
 /* Values computed in Python (slow-path PSFs) for records of the current job. */
 typedef struct {
@@ -406,6 +458,7 @@ typedef struct {
     uint64_t frame_len;
     uint64_t frame_stop;
     uint64_t frame_line;             /* in/out: line number at frame_pos */
+    shoal_tally *tally;              /* each appended key pointer is counted here (NULL: none) */
 } shoal_ingest_job;
 
 /* Validate, evaluate and append job's records at the log tail, linking their
@@ -597,11 +650,12 @@ typedef struct {
 int shoal_scan(shoal_scan_job *job, const shoal_psfset *set);
 
 /* Recovery: verify records in buf (log bytes [base, base + len)) from *pos on
- * and re-link their key pointers into the index (index NULL: verify only).
+ * and re-link their key pointers into the index and count them in the tally
+ * (each NULL: not).
  * Stops at the end of the buffer (SHOAL_OK), a zero header (SHOAL_END, *pos
  * at it), or a bad record (SHOAL_E_CORRUPT, *pos at it). */
 int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos,
-                 uint32_t page_bits, shoal_index *index, uint64_t *records);
+                 uint32_t page_bits, shoal_index *index, shoal_tally *tally, uint64_t *records);
 
 /* END CDEF */
 

@@ -12,12 +12,14 @@ crash at any instant lose nothing live:
      PSF chain. Each batch checks liveness and appends under the writer
      lock, so a newer version ingested meanwhile cannot be overtaken. In an
      unkeyed store nothing below a retention cut is live: nothing is copied.
+     Each page's values are tallied into a delta of the value tally
+     (store/tally.py), which step 4 subtracts;
   2. the copies are made durable (flush + fsync);
   3. the new begin address is recorded durably (`begin.json`, written
      atomically), under the writer lock so checkpoints interleave cleanly;
-  4. the log's begin address moves: chain walks stop below it, reads of
-     addresses below it find nothing, index entries pointing below it are
-     empty;
+  4. the value tally drops the delta and the log's begin address moves:
+     chain walks stop below it, reads of addresses below it find nothing,
+     index entries pointing below it are empty;
   5. segment files entirely below begin are deleted. Their descriptors leave
      the C table at once, but are closed only once no reader is inside a
      native call (the store's gate), since one may still pread them;
@@ -28,7 +30,8 @@ crash at any instant lose nothing live:
 
 A crash before 3 leaves the old begin (copies are newer versions: harmless);
 after 3, reopening starts at the recorded begin and deletes the segment
-files below it that 5 did not reach.
+files below it that 5 did not reach (and, finding its checkpoint's begin
+older than the recorded one, counts the tally again from the log).
 
 `begin.json` (store/begin.py) also counts the records below begin, so that
 reopening from a checkpoint older than a compaction counts them exactly.
@@ -56,6 +59,7 @@ from ..psf import Expression
 from ..results import CompactionResult
 from ..store.address import FIRST_ADDRESS
 from ..store.begin import BeginState, checkpoint_begins, save_begin
+from ..store.tally import Tally, tally_range
 from ..store.record import record_addresses
 from ..store.scan import _AllRecords
 from ..store.segments import unmap
@@ -168,9 +172,15 @@ class Compactor:
 
         keyed = self.keyed
         below = copied = 0
+        # What the dropped pages add to the value tally, subtracted when begin
+        # moves past them (only values the tally holds: a delta never grows
+        # past it).
+        dropped = Tally.unbounded()
         for page in range(begin >> hlog.page_bits, cut >> hlog.page_bits):
             if self._stop.is_set():
                 raise _Stopped
+            tally_range(hlog, dropped, page << hlog.page_bits, (page + 1) << hlog.page_bits, only=core.tally,
+                        gate=core.gate)
             # Unkeyed: nothing to copy, only a count, known without reading
             # the page when this process wrote all of it.
             n = None if keyed or page << hlog.page_bits < begin else hlog.records_in_page(page)
@@ -194,6 +204,7 @@ class Compactor:
             new_state = BeginState(cut, total, {b: d for b, d in keep.items() if d is not None})
             save_begin(self.path, new_state)  # 3. the cut recorded
             self._state = new_state
+            core.tally.subtract(dropped)
             hlog.shift_begin_address(cut)  # 4. readers stop below it
             hlog.forget_page_starts(cut >> hlog.page_bits)
             core.records -= below

@@ -35,6 +35,7 @@ from ..store.begin import BeginState, finish_interrupted, load_begin, records_af
 from ..store.hlog import HybridLog
 from ..store.index import HashIndex
 from ..store.recovery import RecoveryReport, recover
+from ..store.tally import Tally
 from ..store.segments import SegmentFiles
 from .retention import parse_timestamp
 
@@ -55,6 +56,7 @@ class Opened:
     ckpt_dir: Path
     registry: Registry
     index: HashIndex
+    tally: Tally
     recovery: RecoveryReport
     log: HybridLog
     begin_state: BeginState
@@ -93,10 +95,12 @@ def _open_locked(path: Path, lock_file: IO[Any], config: StoreConfig | None, ove
     segs = SegmentFiles(path / "log", page_bits, seg_bits, fds, _MAX_SEGMENTS)
     try:
         begin, missing = recovery_begin(begin_state, segs)
-        index, report = recover(
+        index, tally, report = recover(
             ckpt_dir, segs, page_bits, config.index_bucket_bits, begin,
             verify=config.verify_log_on_open,
-            without_checkpoints="counts and indexes the missing oldest segment files" if missing else None)
+            without_checkpoints="counts and indexes the missing oldest segment files" if missing else None,
+            tally_bounds=(config.tally_max_values, config.tally_max_value_bytes),
+            psf_starts={p.id: p.ranges[0][0] for p in registry.all() + registry.retired() if p.ranges})
         for note in (begin_state.note, missing):
             if note:
                 report.dropped.append(note)
@@ -116,7 +120,7 @@ def _open_locked(path: Path, lock_file: IO[Any], config: StoreConfig | None, ove
     registry.truncate(tail)
     registry.close_open_callables(tail)
     log = HybridLog(path / "log", config, report.begin_address, tail)
-    return Opened(lock_file, config, key_expr, timestamp, tmp_dir, ckpt_dir, registry, index, report, log,
+    return Opened(lock_file, config, key_expr, timestamp, tmp_dir, ckpt_dir, registry, index, tally, report, log,
                   begin_state, records_after_recovery(report, begin_state))
 
 

@@ -47,6 +47,7 @@ from ..store.keys import KeyIndex, key_canon
 from ..store.recovery import LOST_AND_FOUND
 from ..store.segments import segment_bytes
 from .compaction import Compactor
+from .counts import Counts
 from .opening import open_directory
 from .planner import ORDERS, Planner  # noqa: F401 - ORDERS: the orders a query takes, for callers
 
@@ -77,11 +78,14 @@ class Store:
         # its evaluation budget) since this open; kept across recompiles.
         self._eval_errors: dict[int, int] = {}
         self._over_budget: dict[int, int] = {}
-        self._core = IngestCore(o.config, o.log, o.index, self._gate, o.tmp_dir, self._compile(), o.records)
+        self._tally = o.tally
+        self._core = IngestCore(o.config, o.log, o.index, o.tally, self._gate, o.tmp_dir, self._compile(),
+                                o.records)
         self._write_lock = self._core.lock
         self._commit = GroupCommit(o.log, self._write_lock, o.recovery.tail_address)
         self._keys = KeyIndex(o.log, o.index) if self.key is not None else None
         self._planner = Planner(o.config, o.log, o.index, o.registry, self._keys, self._gate)
+        self._counts = Counts(self._planner, o.tally)
         self._compactor = Compactor(self._core, self.path, o.ckpt_dir, o.timestamp, keyed=self._keys is not None,
                                     live_mask=self._planner.live_mask, sync=self._commit.sync_locked)
         self._compactor.start(o.begin_state)
@@ -114,6 +118,7 @@ class Store:
                 self._compactor.close_retired()  # no reader left: deleted segments' fds
                 self._log.close()
                 self._index.free()
+                self._tally.free()
                 self._lock_file.close()
 
     # ---- addresses ----
@@ -154,9 +159,15 @@ class Store:
         record lands between), in one save of the registry."""
         with self._write_lock:
             self._gate.check_open()
+            tail = self._log.tail_address
             try:
-                return self._registry.register(name, definition, fields=fields, address=self._log.tail_address,
-                                               begin=self._log.begin_address, exist_ok=exist_ok, replace=replace)
+                psf = self._registry.register(name, definition, fields=fields, address=tail,
+                                              begin=self._log.begin_address, exist_ok=exist_ok, replace=replace)
+                # A PSF that starts here (a new one, or one whose id an earlier
+                # PSF held) is tallied from here; one resumed keeps its counts.
+                if psf.ranges and psf.ranges[0][0] == tail and self._tally.state(psf.id).since != tail:
+                    self._tally.reset(psf.id, tail)
+                return psf
             finally:  # also after a failed save: ingest indexes what the registry says
                 self._core.compiled = self._compile()
 
@@ -286,6 +297,51 @@ class Store:
                                           to_address=to_address, include_superseded=include_superseded,
                                           cancel=cancel)
 
+    # ---- counts and top values (engine/counts.py) ----
+    def count(self, psf: str, value: Any = True, *, from_address: int | None = None,
+              to_address: int | None = None, include_superseded: bool = False,
+              cancel: threading.Event | None = None) -> int:
+        """How many records `query(psf, value)` would return over the same
+        range, exactly. Over the whole log it is O(1): each PSF keeps a
+        count per value (the value tally, bounded by tally_max_values),
+        plus a scan of the ranges where the PSF was not active. A window
+        (from_address/to_address) walks the value's chain, reading no
+        record. Keyed stores count live versions unless include_superseded."""
+        return self._counts.count(psf, value, from_address=from_address, to_address=to_address,
+                                  include_superseded=include_superseded, cancel=cancel)
+
+    def count_all(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
+                  to_address: int | None = None, include_superseded: bool = False,
+                  cancel: threading.Event | None = None) -> int:
+        """How many records match every (psf, value) condition (query_all's)."""
+        return self._counts.count_all(conditions, from_address=from_address, to_address=to_address,
+                                      include_superseded=include_superseded, cancel=cancel)
+
+    def count_any(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
+                  to_address: int | None = None, include_superseded: bool = False,
+                  cancel: threading.Event | None = None) -> int:
+        """How many records match at least one condition (query_any's)."""
+        return self._counts.count_any(conditions, from_address=from_address, to_address=to_address,
+                                      include_superseded=include_superseded, cancel=cancel)
+
+    def group_count(self, psf: str, *, limit: int | None = None, from_address: int | None = None,
+                    to_address: int | None = None, include_superseded: bool = False,
+                    cancel: threading.Event | None = None) -> list[tuple[Any, int]]:
+        """The values of a PSF and how many records have each, as (value,
+        count) pairs, largest count first (ties in the order of the values'
+        canonical bytes), at most `limit`. Values come back as JSON values
+        (str, int, float, True). Over the whole log it reads no record: the
+        value tally holds each PSF's values and counts. Past
+        tally_max_values distinct values (or a value longer than
+        tally_max_value_bytes) a PSF's tally overflows, and group_count,
+        still exact, tallies the log's key pointers in C instead (about a
+        scan's speed, no JSON parsed); a window does the same over its
+        range. Ranges where the PSF was not active are evaluated record by
+        record, and keyed stores count live versions (each evaluated)
+        unless include_superseded."""
+        return self._counts.group_count(psf, limit=limit, from_address=from_address, to_address=to_address,
+                                        include_superseded=include_superseded, cancel=cancel)
+
     # ---- keyed stores ----
     def get_key(self, key: Any) -> Record | None:
         """The newest version of `key`, or None if it was never stored or was deleted."""
@@ -325,7 +381,7 @@ class Store:
             tail = self._commit.sync_locked()
             self._registry.save()
             info = write_checkpoint(self._ckpt_dir, self._index.dump(), tail, self._log.begin_address,
-                                    self._core.records)
+                                    self._core.records, self._tally.dump())
             return CheckpointInfo(info.checkpoint_id, info.tail_address, info.begin_address, info.records,
                                   info.created_at, (time.monotonic() - t0) * 1000)
 
@@ -361,6 +417,7 @@ class Store:
             "disk_bytes": disk,
             "index": {"buckets": idx.buckets, "overflow_buckets": idx.overflow_buckets,
                       "entries": idx.entries, "bytes": idx.bytes},
+            "tally": self._tally.stats(),
             "psfs": [{"name": p.name, "id": p.id, "kind": p.kind.value, "active": p.active,
                       "native": p.native, "ranges": [list(r) for r in p.ranges],
                       "failure": p.failure, "eval_errors": self._eval_errors.get(p.id, 0),

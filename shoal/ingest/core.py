@@ -1,7 +1,7 @@
 """The writer's side of one open store, as ingest sees it: the log, the
-index, the reader gate, the writer lock, the compiled PSFs and the counters,
-in one object the engine builds at open (instead of ingest reaching into the
-store facade).
+index, the value tally, the reader gate, the writer lock, the compiled PSFs
+and the counters, in one object the engine builds at open (instead of
+ingest reaching into the store facade).
 
 What must stay true:
   - `lock` serializes every writer: ingest (while it appends), PSF
@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..store.gate import Gate
     from ..store.hlog import HybridLog
     from ..store.index import HashIndex
+    from ..store.tally import Tally
 
 
 @dataclass
@@ -72,11 +73,12 @@ class Scratch:
 
 
 class IngestCore:
-    def __init__(self, config: StoreConfig, log: HybridLog, index: HashIndex, gate: Gate, tmp_dir: Path,
-                 compiled: Compiled, records: int):
+    def __init__(self, config: StoreConfig, log: HybridLog, index: HashIndex, tally: Tally, gate: Gate,
+                 tmp_dir: Path, compiled: Compiled, records: int):
         self.config = config
         self.log = log
         self.index = index
+        self.tally = tally
         self.gate = gate
         self.tmp_dir = tmp_dir
         self.compiled = compiled

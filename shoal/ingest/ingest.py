@@ -102,6 +102,7 @@ def _pass(core: IngestCore, source: Source, fmt: InputFormat, *, dry_run: bool,
     result = IngestResult()
     max_errors = cfg.max_reported_errors
     job = ffi.new("shoal_ingest_job *")
+    job.tally = core.tally.ptr
 
     def framed(batch) -> None:
         """A batch of spans (not lazy) through the native call."""
@@ -117,11 +118,11 @@ def _pass(core: IngestCore, source: Source, fmt: InputFormat, *, dry_run: bool,
             _append(core, job, native_set, batch.buf, batch.spans, n, extras_c, pool_c, n_extras,
                     scratch, dry_run=dry_run)
         finally:
-            tally(batch)  # also what a call that failed at a page turn appended before it
+            add_counts(batch)  # also what a call that failed at a page turn appended before it
 
-    def tally(batch) -> None:
+    def add_counts(batch) -> None:
         """Add the job's counts to the result and zero them (so a second
-        tally of the same call, on an error path, adds nothing)."""
+        call for the same batch, on an error path, adds nothing)."""
         core.index.maybe_grow()
         result.input_bytes += int(job.text_bytes)
         result.ingested += int(job.appended) if not dry_run else int(batch.n_spans - job.rejected)
@@ -163,7 +164,7 @@ def _pass(core: IngestCore, source: Source, fmt: InputFormat, *, dry_run: bool,
                     _append_lazy(core, job, native_set, batch, scratch, cfg.batch_bytes, dry_run=dry_run)
                 finally:
                     if batch.n_spans or job.appended or job.rejected:
-                        tally(batch)
+                        add_counts(batch)
             else:
                 # A Python PSF was registered mid-stream: it needs spans before
                 # the native call, so frame this lazy batch's bytes first.
@@ -289,6 +290,7 @@ def append_tombstones(core: IngestCore, keys: list[tuple[bytes, bytes]]) -> list
     scratch = core.scratch(native_set.n_slots)
     scratch.fit(n)
     job = ffi.new("shoal_ingest_job *")
+    job.tally = core.tally.ptr
     _append(core, job, native_set, bytes(buf), spans, n, extras, pool_c, n, scratch, tombstones=True)
     core.index.maybe_grow()
     if job.rejected:

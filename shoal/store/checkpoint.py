@@ -2,9 +2,10 @@
 
 Order of writes (each file: temp name, fsync, rename, fsync directory):
   1. the log is flushed and fsynced up to the tail;
-  2. the index dump `ckpt-<n>.index`;
-  3. the metadata `ckpt-<n>.json` naming the index file, its CRC32C, the tail
-     and begin addresses. The metadata is written last, so a checkpoint
+  2. the index dump `ckpt-<n>.index` and the value tally `ckpt-<n>.tally`
+     (store/tally.py), both taken under the writer lock at the same tail;
+  3. the metadata `ckpt-<n>.json` naming the index and tally files, their
+     CRC32Cs, the tail and begin addresses. The metadata is written last, so a checkpoint
      exists only once everything it names is durable.
 Recovery takes the newest checkpoint whose metadata and index verify and
 whose tail the log reaches, then replays the log after its tail. The two
@@ -31,7 +32,8 @@ from ..files import TEMP_SUFFIX, write_atomic
 
 _META = re.compile(r"^ckpt-(\d{6,})\.json$")
 KEEP = 2
-_INDEX = re.compile(r"^ckpt-(\d{6,})\.index$")
+_INDEX = re.compile(r"^ckpt-(\d{6,})\.(index|tally)$")
+SUFFIXES = (".json", ".index", ".tally")
 
 
 def crc32c(data: bytes) -> int:
@@ -64,33 +66,43 @@ def list_checkpoints(directory: Path) -> list[int]:
     return sorted(ids)
 
 
-def write_checkpoint(directory: Path, index_bytes: bytes, tail: int, begin: int, records: int) -> CheckpointInfo:
+def write_checkpoint(directory: Path, index_bytes: bytes, tail: int, begin: int, records: int,
+                     tally_bytes: bytes | None = None) -> CheckpointInfo:
     directory.mkdir(parents=True, exist_ok=True)
     existing = list_checkpoints(directory)
     cid = (existing[-1] + 1) if existing else 1
     t0 = time.monotonic()
     index_name = f"ckpt-{cid:06d}.index"
+    tally_name = f"ckpt-{cid:06d}.tally"
     write_atomic(directory / index_name, index_bytes)  # an index without metadata is never loaded
     info = CheckpointInfo(cid, tail, begin, records, time.time())
     meta = dict(info.to_dict(), index_file=index_name, index_bytes=len(index_bytes),
                 index_crc32c=crc32c(index_bytes), format=1)
+    if tally_bytes is not None:
+        try:
+            write_atomic(directory / tally_name, tally_bytes)
+        except BaseException:
+            _unlink(directory / index_name)
+            raise
+        meta.update(tally_file=tally_name, tally_bytes=len(tally_bytes), tally_crc32c=crc32c(tally_bytes))
     body = json.dumps(meta, sort_keys=True).encode()
     meta["meta_crc32c"] = crc32c(body)
     try:
         write_atomic(directory / f"ckpt-{cid:06d}.json", json.dumps(meta, sort_keys=True).encode())
-    except BaseException:  # the metadata may have been renamed into place: remove both
-        _unlink(directory / f"ckpt-{cid:06d}.json")
-        _unlink(directory / index_name)
+    except BaseException:  # the metadata may have been renamed into place: remove them all
+        for suffix in SUFFIXES:
+            _unlink(directory / f"ckpt-{cid:06d}{suffix}")
         raise
     for old in existing[:-(KEEP - 1)] if KEEP > 1 else existing:
-        for suffix in (".json", ".index"):
+        for suffix in SUFFIXES:
             _unlink(directory / f"ckpt-{old:06d}{suffix}")
     duration = (time.monotonic() - t0) * 1000
     return CheckpointInfo(cid, tail, begin, records, info.created_at, duration)
 
 
-def load_checkpoint(directory: Path, cid: int) -> tuple[dict, bytes] | None:
-    """The checkpoint's metadata and index bytes, or None if anything fails to verify."""
+def load_checkpoint(directory: Path, cid: int) -> tuple[dict, bytes, bytes | None] | None:
+    """The checkpoint's metadata, index bytes and tally bytes (None: a
+    checkpoint written before tallies), or None if anything fails to verify."""
     try:
         meta = json.loads((directory / f"ckpt-{cid:06d}.json").read_bytes())
         stored = meta.pop("meta_crc32c")
@@ -99,6 +111,11 @@ def load_checkpoint(directory: Path, cid: int) -> tuple[dict, bytes] | None:
         data = (directory / meta["index_file"]).read_bytes()
         if len(data) != meta["index_bytes"] or crc32c(data) != meta["index_crc32c"]:
             return None
-        return meta, data
+        tally = None
+        if "tally_file" in meta:
+            tally = (directory / meta["tally_file"]).read_bytes()
+            if len(tally) != meta["tally_bytes"] or crc32c(tally) != meta["tally_crc32c"]:
+                return None
+        return meta, data, tally
     except (OSError, ValueError, KeyError, TypeError):
         return None

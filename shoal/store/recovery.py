@@ -39,9 +39,10 @@ from pathlib import Path
 from .._native import ffi, lib
 from ..errors import CorruptionError
 from .address import FIRST_ADDRESS
-from .checkpoint import list_checkpoints, load_checkpoint, remove_leftovers
+from .checkpoint import SUFFIXES, list_checkpoints, load_checkpoint, remove_leftovers
 from .index import HashIndex
 from .segments import SegmentFiles
+from .tally import Tally
 
 log = logging.getLogger("shoal.recovery")
 
@@ -65,10 +66,22 @@ class RecoveryReport:
 
 def recover(ckpt_dir: Path, segments: SegmentFiles, page_bits: int, bucket_bits: int,
             begin: int = FIRST_ADDRESS, *, verify: bool = True,
-            without_checkpoints: str | None = None) -> tuple[HashIndex, RecoveryReport]:
+            without_checkpoints: str | None = None, tally_bounds: tuple[int, int] = (100_000, 256),
+            psf_starts: dict[int, int] | None = None) -> tuple[HashIndex, Tally, RecoveryReport]:
     """without_checkpoints: why no checkpoint may be used (the log lost its
     oldest part, which they count and index); they are moved to lost+found
-    and the whole log is replayed."""
+    and the whole log is replayed.
+
+    The tally (store/tally.py) comes back counting [begin, tail) for every
+    PSF of psf_starts (psf_id -> the start of its first range): from the
+    checkpoint's tally plus the replay; or, when the checkpoint has none
+    (written before tallies) or the log's begin moved since it was taken
+    (a compaction no checkpoint followed), rebuilt by reading the log from
+    begin to the checkpoint's tail. A PSF the checkpoint's tally lacks and
+    that began before the replay is tallied from the replay's start: its
+    counts there are partial, and the planner, seeing `since` differ from
+    the PSF's first range, does not use them."""
+    psf_starts = psf_starts or {}
     report = RecoveryReport()
     lost = ckpt_dir.parent / LOST_AND_FOUND / time.strftime("%Y%m%d-%H%M%S")
     remove_leftovers(ckpt_dir)
@@ -79,6 +92,7 @@ def recover(ckpt_dir: Path, segments: SegmentFiles, page_bits: int, bucket_bits:
     # 1. the newest usable checkpoint; the log below its tail verified
     verified_to, valid_end = begin, None  # valid_end: where verification found the log ends
     index = None
+    tally_data = None
     start = begin
     for cid in reversed(list_checkpoints(ckpt_dir)):
         loaded = load_checkpoint(ckpt_dir, cid)
@@ -86,7 +100,7 @@ def recover(ckpt_dir: Path, segments: SegmentFiles, page_bits: int, bucket_bits:
             _quarantine_checkpoint(ckpt_dir, cid, lost)
             report.dropped.append(f"checkpoint {cid} failed verification; moved to {lost}")
             continue
-        meta, data = loaded
+        meta, data, tally_data = loaded
         tail = meta["tail_address"]
         if not verify:
             reach = _present_until(segments, page_bits, begin, tail)
@@ -123,9 +137,13 @@ def recover(ckpt_dir: Path, segments: SegmentFiles, page_bits: int, bucket_bits:
         break
     if index is None:
         index = HashIndex(bucket_bits)
+        start = begin
+    tally = _start_tally(segments, page_bits, begin, start, report.checkpoint_begin,
+                         tally_data if report.checkpoint_id is not None and start > begin else None,
+                         tally_bounds, psf_starts)
 
     # 2. replay after the checkpoint (it stops where verification did, if that was before)
-    end, records, damage = _walk(segments, page_bits, start, index)
+    end, records, damage = _walk(segments, page_bits, start, index, tally=tally)
     if damage:
         report.dropped.append(damage)
 
@@ -142,25 +160,49 @@ def recover(ckpt_dir: Path, segments: SegmentFiles, page_bits: int, bucket_bits:
     report.replayed_bytes = end - start
     for msg in report.dropped:
         log.warning(msg)
-    return index, report
+    return index, tally, report
+
+
+def _start_tally(segments: SegmentFiles, page_bits: int, begin: int, start: int, checkpoint_begin: int,
+                 data: bytes | None, bounds: tuple[int, int], psf_starts: dict[int, int]) -> Tally:
+    """The tally as it stood at `start`, where the replay begins (see recover)."""
+    tally = None
+    if data is not None and checkpoint_begin >= begin:
+        try:
+            tally = Tally.load(data, *bounds)
+        except CorruptionError:
+            log.warning("recovery: the checkpoint's tally is malformed; counting the log again")
+    if tally is None:
+        tally = Tally(*bounds)
+        for psf_id, first in psf_starts.items():
+            tally.reset(psf_id, first)
+        if start > begin:  # counted from the log itself: what the checkpoint covers
+            _walk(segments, page_bits, begin, None, stop=start, tally=tally)
+        return tally
+    for psf_id, first in psf_starts.items():
+        if not tally.state(psf_id).tallied:  # registered after the checkpoint (or before tallies)
+            tally.reset(psf_id, first if first >= start else start)
+    return tally
 
 
 def _walk(segments: SegmentFiles, page_bits: int, start: int, index: HashIndex | None,
-          stop: int | None = None) -> tuple[int, int, str | None]:
-    """Replay into `index` (None: only verify) the records from `start`, a
-    record boundary, to the end of the valid log or to `stop`. Returns (end
-    address, records, what is wrong at the end or None for a clean end)."""
+          stop: int | None = None, tally: Tally | None = None) -> tuple[int, int, str | None]:
+    """Replay into `index` and `tally` (None: not) the records from `start`,
+    a record boundary, to the end of the valid log or to `stop`, verifying
+    each. Returns (end address, records, what is wrong at the end or None
+    for a clean end)."""
     page_size = 1 << page_bits
     pos = ffi.new("uint64_t *", start)
     records = ffi.new("uint64_t *", 0)
     ptr = index.ptr if index is not None else ffi.NULL
+    tally_ptr = tally.ptr if tally is not None else ffi.NULL
     while stop is None or pos[0] < stop:
         base = pos[0] >> page_bits << page_bits
         want = page_size if stop is None else min(page_size, stop - base)
         data = segments.read(base, want)
         if len(data) <= pos[0] - base:
             break  # nothing written at pos (a clean end, or a missing file: see _pages_after)
-        rc = lib.shoal_replay(data, base, len(data), pos, page_bits, ptr, records)
+        rc = lib.shoal_replay(data, base, len(data), pos, page_bits, ptr, tally_ptr, records)
         if index is not None:
             index.maybe_grow()
         if rc == lib.SHOAL_OK and len(data) < want:
@@ -221,7 +263,7 @@ def _quarantine_checkpoint(ckpt_dir: Path, cid: int, lost: Path) -> None:
     reported at every open, and a checkpoint past the end could match a log
     that grows past its tail again."""
     lost.mkdir(parents=True, exist_ok=True)
-    for name in (f"ckpt-{cid:06d}.json", f"ckpt-{cid:06d}.index"):
+    for name in (f"ckpt-{cid:06d}{suffix}" for suffix in SUFFIXES):
         try:
             os.replace(ckpt_dir / name, lost / name)
         except FileNotFoundError:

@@ -188,7 +188,7 @@ def test_checkpoint_past_the_end_of_the_log(open_store, damaged, store_path):
     rec = store.stats()["recovery"]
     assert rec["checkpoint_id"] == 1
     assert any("checkpoint 2 ends at" in d for d in rec["dropped"]), rec["dropped"]
-    assert sorted(os.listdir(store_path / "checkpoints")) == ["ckpt-000001.index", "ckpt-000001.json"]
+    assert sorted(os.listdir(store_path / "checkpoints")) == ["ckpt-000001.index", "ckpt-000001.json", "ckpt-000001.tally"]
     kept = check_recovered(store, raws)
     assert tails[0] <= store.tail_address < tails[1] and kept == sum(a < store.tail_address for a in addresses)
     _goes_on(open_store, store, raws, kept)  # grows past checkpoint 2's tail: still clean

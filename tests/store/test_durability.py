@@ -425,7 +425,7 @@ def test_failed_checkpoint_keeps_the_previous_one(open_store, generated, faulty_
     _assert_disk_full(e, "ckpt-000002")
     ckpt_dir = store_path / "checkpoints"
     assert store.checkpoints() == [first.checkpoint_id]
-    assert sorted(os.listdir(ckpt_dir)) == ["ckpt-000001.index", "ckpt-000001.json"]
+    assert sorted(os.listdir(ckpt_dir)) == ["ckpt-000001.index", "ckpt-000001.json", "ckpt-000001.tally"]
     check_consistent(store, raws)  # reads go on
     store.ingest(_body(raws[1000:1100]))  # and so do writes
     store.close()
@@ -532,6 +532,6 @@ def test_leftovers_of_a_killed_checkpoint_are_removed_on_open(open_store, genera
     (ckpt / "ckpt-000002.index").write_bytes((ckpt / "ckpt-000001.index").read_bytes())
     (ckpt / "ckpt-000002.json.tmp").write_bytes(b'{"tail_address": 99')
     store = open_store()
-    assert sorted(os.listdir(ckpt)) == ["ckpt-000001.index", "ckpt-000001.json"]
+    assert sorted(os.listdir(ckpt)) == ["ckpt-000001.index", "ckpt-000001.json", "ckpt-000001.tally"]
     assert store.stats()["recovery"]["checkpoint_id"] == 1
     assert check_consistent(store, raws) == list(raws)
