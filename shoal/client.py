@@ -380,6 +380,35 @@ class Client:
         return self._stream("/scan", _query_body({"expr": expression}, limit, order, from_address, to_address,
                                                  include_superseded))
 
+    # ---- counts and top values ----
+    def count(self, psf: str, value: Any = True, *, from_address: int | None = None,
+              to_address: int | None = None, include_superseded: bool = False) -> int:
+        """POST /count: how many records query(psf, value) would return (Store.count)."""
+        return self._count({"psf": psf, "value": value}, from_address, to_address, include_superseded)
+
+    def count_all(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
+                  to_address: int | None = None, include_superseded: bool = False) -> int:
+        return self._count({"all": _conditions(conditions)}, from_address, to_address, include_superseded)
+
+    def count_any(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
+                  to_address: int | None = None, include_superseded: bool = False) -> int:
+        return self._count({"any": _conditions(conditions)}, from_address, to_address, include_superseded)
+
+    def _count(self, body: dict, from_address, to_address, include_superseded) -> int:
+        body = _query_body(body, None, "newest", from_address, to_address, include_superseded)
+        return int(self._call("POST", "/count", json=body)["count"])
+
+    def group_count(self, psf: str, *, limit: int | None = None, from_address: int | None = None,
+                    to_address: int | None = None, include_superseded: bool = False) -> list[tuple[Any, int]]:
+        """POST /group_count: (value, count) pairs, largest first (Store.group_count)."""
+        body: dict[str, Any] = {"psf": psf}
+        for k, v in (("limit", limit), ("from_address", from_address), ("to_address", to_address)):
+            if v is not None:
+                body[k] = v
+        if include_superseded:
+            body["include_superseded"] = True
+        return [(g["value"], g["count"]) for g in self._call("POST", "/group_count", json=body)["groups"]]
+
     # ---- keyed stores ----
     def get_key(self, key: Any) -> Record | None:
         """The live version of `key` (a string or a number), or None."""

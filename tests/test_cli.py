@@ -19,7 +19,7 @@ import pytest
 from api.conftest import pairs
 from serverproc import ServerProcess, free_port
 from datadir import real_path
-from oracle import Log
+from oracle import Log, python_value
 
 import shoal
 from shoal.cli import main, progress
@@ -653,3 +653,28 @@ def test_ingest_damaged_and_odd_files(shoal_cli, data_dir, tmp_path):
     junk.write_bytes(b"{\"ok\":1}\n" + b"{\n" * 50)
     r = shoal_cli("ingest", junk, "--data", data_dir)
     assert r.code == 3 and f"{junk}: 1 ingested, 50 rejected" in r.err
+
+
+# ---- counts and top values ----
+
+@pytest.mark.parametrize("psf, typed, value, extra", QUERIES)
+def test_count_matches_oracle(shoal_cli, loaded, psf, typed, value, extra):
+    args = ["count", psf] + ([typed] if typed is not None else [])
+    r = shoal_cli(*args, "--data", loaded.path)
+    assert r.code == 0 and r.err == "", r
+    assert int(r.out) == len(loaded.log.query(expressions()[psf], value))
+    mid = loaded.log.addresses[len(loaded.log.addresses) // 2]
+    r = shoal_cli(*args, "--from-address", mid, "--data", loaded.path)
+    assert int(r.out) == len(loaded.log.query(expressions()[psf], value, from_address=mid))
+
+
+@pytest.mark.parametrize("psf", ["type", "lang", "color", "size", "hadoop"])
+def test_top_matches_oracle(shoal_cli, loaded, psf):
+    want = {python_value(k): n for k, n in loaded.log.value_counts(expressions()[psf]).items()}
+    r = shoal_cli("top", psf, "--limit", "0", "--json", "--data", loaded.path)
+    assert r.code == 0, r
+    groups = json.loads(r.out)["groups"]
+    assert {g["value"]: g["count"] for g in groups} == want
+    r = shoal_cli("top", psf, "--limit", "2", "--data", loaded.path)
+    rows = [line.split(None, 1) for line in r.out.decode().splitlines()]
+    assert [(json.loads(v), int(n)) for n, v in rows] == [(g["value"], g["count"]) for g in groups[:2]]

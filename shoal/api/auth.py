@@ -7,7 +7,7 @@ A server started with tokens answers only requests that carry one:
 
 * a **write** token may do everything;
 * a **read** token may do what changes nothing: every GET and HEAD, and the
-  POSTs that only read (`READ_POSTS`: queries and scans);
+  POSTs that only read (`READ_POSTS`: queries, scans and counts);
 * no token, or one the server does not know: 401 `unauthorized` with
   `WWW-Authenticate: Bearer`; a read token on a route that writes: 403
   `forbidden`. Both are answered before the body is read, so a client
@@ -57,7 +57,7 @@ class Role(enum.IntEnum):
 # POST routes that change nothing. Every other POST, PUT, PATCH and DELETE
 # needs the write token (fail closed: a route left out of this set is
 # guarded, not opened).
-READ_POSTS = frozenset({"/query", "/scan"})
+READ_POSTS = frozenset({"/query", "/scan", "/count", "/group_count"})
 # Paths anyone may fetch, token or not (prefixes end in "/").
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"})
 OPEN_PREFIXES = ("/docs/", "/redoc/")

@@ -54,7 +54,7 @@ class Cancel(threading.Event):
         return ClientDisconnect()
 
 
-def _streams(request: Request) -> set[Cancel]:
+def cancellables(request: Request) -> set[Cancel]:
     """The Cancels of the answers being streamed (touched on the loop only)."""
     state = request.app.state
     streams = getattr(state, "cancellable_streams", None)
@@ -111,7 +111,7 @@ async def start(request: Request, make: Callable[[Cancel], Iterator[bytes]], *,
     (a scan); only then is it registered for `cancel_all` until it ends (an
     answer that runs to its end regardless must not be cut after it)."""
     cancel = Cancel()
-    streams = _streams(request) if cancellable else set()
+    streams = cancellables(request) if cancellable else set()
     streams.add(cancel)
     chunks: Iterator[bytes] | None = None
 

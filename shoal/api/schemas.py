@@ -149,6 +149,28 @@ class QueryIn(_Range):
         return mode, [(c.psf, c.value) for c in (self.all or self.any or [])]
 
 
+class CountOut(BaseModel):
+    count: int = Field(description="how many records match, exactly")
+
+
+class GroupCountIn(_Body):
+    psf: str = Field(description="a PSF name", examples=["type"])
+    limit: int | None = Field(None, ge=0, strict=True, description="at most this many values (the largest counts)")
+    from_address: int | None = Field(None, ge=0, strict=True, description="only records at or after this address")
+    to_address: int | None = Field(None, ge=0, strict=True, description="only records before this address")
+    include_superseded: bool = Field(False, description="keyed stores: also older versions of keys and "
+                                                        "deleted ones (default: live versions only)")
+
+
+class Group(BaseModel):
+    value: Any = Field(description="a JSON value: string, number or true")
+    count: int
+
+
+class GroupCountOut(BaseModel):
+    groups: list[Group] = Field(description="largest count first")
+
+
 class ScanIn(_Range):
     expr: str = Field(description="a JMESPath expression; records where it is truthy match",
                       examples=["payload.size > `3`"])

@@ -256,6 +256,30 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_count(args: argparse.Namespace) -> int:
+    value = True if args.value is None else parse_query_value(args.value)
+    with _connect(args) as target:
+        print(target.count(args.psf, value, **_window(args)))
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    with _connect(args) as target:
+        groups = target.group_count(args.psf, limit=args.limit or None, **_window(args))
+    if args.json:
+        print(json.dumps({"groups": [{"value": v, "count": n} for v, n in groups]}, ensure_ascii=False))
+        return 0
+    width = max((len(str(n)) for _, n in groups), default=1)
+    for v, n in groups:
+        print(f"{n:>{width}}  {json.dumps(v, ensure_ascii=False)}")
+    return 0
+
+
+def _window(args: argparse.Namespace) -> dict:
+    kw = {k: getattr(args, k) for k in ("from_address", "to_address") if getattr(args, k) is not None}
+    return dict(kw, **_history(args))
+
+
 def _history(args: argparse.Namespace) -> dict:
     """include_superseded only when asked, so unkeyed servers of any version answer."""
     return {"include_superseded": True} if args.include_superseded else {}

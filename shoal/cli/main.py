@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--include-superseded", action="store_true",
                        help="keyed stores: also older versions of keys and deleted ones")
 
+    def window(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--from-address", type=_nonneg_int, metavar="ADDRESS", help="only records at or after it")
+        c.add_argument("--to-address", type=_nonneg_int, metavar="ADDRESS", help="only records before it")
+        c.add_argument("--include-superseded", action="store_true",
+                       help="keyed stores: also older versions of keys and deleted ones")
+
     c = command("query", C.cmd_query, "records whose PSF has a value, as NDJSON on stdout")
     c.add_argument("psf", metavar="PSF")
     c.add_argument("value", nargs="?", metavar="VALUE",
@@ -142,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("scan", C.cmd_scan, "records for which a JMESPath expression is truthy (full scan)")
     c.add_argument("expression")
     reads(c)
+    c = command("count", C.cmd_count, "how many records have a PSF value (exact; O(1) over the whole log)")
+    c.add_argument("psf", metavar="PSF")
+    c.add_argument("value", nargs="?", metavar="VALUE",
+                   help="a JSON literal (3, true, \"a b\") or a bare word string; default true")
+    window(c)
+    c = command("top", C.cmd_top, "a PSF's values and how many records have each, largest first")
+    c.add_argument("psf", metavar="PSF")
+    c.add_argument("--limit", type=_nonneg_int, default=10, help="at most N values (default 10; 0: all)")
+    c.add_argument("--json", action="store_true",
+                   help='machine-readable output: {"groups": [{"value": v, "count": n}, ...]}')
+    window(c)
     c = command("get", C.cmd_get, "the record at a log address, or a key's live version (--key)")
     c.add_argument("address", type=_nonneg_int, nargs="?")
     c.add_argument("--key", metavar="KEY", help="keyed stores: a JSON literal (42, \"42\") or a bare string")

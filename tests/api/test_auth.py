@@ -40,6 +40,8 @@ ROUTES = [
     ("GET", "/keys/{key}", "/keys/1", None, Role.READ),
     ("POST", "/query", "/query", {"psf": "t", "value": 1}, Role.READ),
     ("POST", "/scan", "/scan", {"expr": "t"}, Role.READ),
+    ("POST", "/count", "/count", {"psf": "t", "value": 1}, Role.READ),
+    ("POST", "/group_count", "/group_count", {"psf": "t"}, Role.READ),
     ("POST", "/records", "/records", None, Role.WRITE),
     ("POST", "/psfs", "/psfs", {"name": "u", "expr": "t"}, Role.WRITE),
     ("DELETE", "/psfs/{name}", "/psfs/t", None, Role.WRITE),
