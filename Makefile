@@ -34,10 +34,17 @@ test-fast: build
 
 # Benchmarks beside their peers (benchmarks/README.md): tables on stdout,
 # JSON in benchmarks/results/. bench: ~3 minutes on 2 cores; bench-quick: ~30 s.
-bench: build
+BENCH_STAMP := $(VENV)/.shoal-bench-installed
+
+# The peers benchmarks/counts.py measures shoal beside (DuckDB, Tantivy, chdb).
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: build $(BENCH_STAMP)
 	$(PY) benchmarks/suite.py
 
-bench-quick: build
+bench-quick: build $(BENCH_STAMP)
 	$(PY) benchmarks/suite.py --quick
 
 # The HTTP API on 127.0.0.1:8765 over ./shoal-data (created if absent,

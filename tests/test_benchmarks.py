@@ -26,6 +26,7 @@ SCRIPTS = {
     "http_ingest.py": ["--records", "2000"],
     "durable.py": ["--records", "2000"],
     "query.py": ["--records", "5000"],
+    "counts.py": ["--records", "1500", "--reps", "3"],
     "recovery.py": ["--sizes-mb", "0.5,1"],
     "memory.py": ["--budget-mb", "2"],
     "json_parse.py": [],

@@ -152,3 +152,78 @@ int shoal_live(shoal_live_job *job, shoal_log *log, shoal_index *index) {
     free(bc);
     return rc;
 }
+
+/* ---- counts ----------------------------------------------------------------- */
+
+/* The first sample whose key pointer lies at or above addr (n: none). */
+static uint32_t sample_at_or_above(const shoal_tally_sample *s, uint32_t n, uint64_t addr) {
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t m = lo + (hi - lo) / 2;
+        if (s[m].kp < addr) lo = m + 1;
+        else hi = m;
+    }
+    return lo;
+}
+
+/* Records of chain c from the key pointer at kp_addr down (to c->lo), counted
+ * while their key pointer lies above `stop` (0: to the end). */
+static int count_down(shoal_log *log, const shoal_chain *c, uint64_t kp_addr, uint64_t stop, uint64_t *count,
+                      uint64_t *visited, uint64_t *err_address, shoal_block_cache **bc) {
+    uint64_t rec, prev;
+    int r;
+    while (kp_addr && (r = shoal_chain_next(log, c, &kp_addr, &rec, &prev, bc)) == 1) {
+        (*visited)++;
+        if (kp_addr <= stop) return SHOAL_OK;
+        (*count)++;
+        kp_addr = prev;
+    }
+    if (kp_addr && r < 0) {
+        *err_address = kp_addr;
+        return r;
+    }
+    return SHOAL_OK;
+}
+
+/* Count = c1 + (s_a.ordinal - s_b.ordinal) + c2, where s_b is the oldest
+ * sample whose record lies in the window and s_a the newest: c1 walks from
+ * above hi down to s_a (not counted), c2 from s_b (counted) down to lo. Each
+ * walk passes fewer than SHOAL_TALLY_SAMPLE_EVERY records of the value (more
+ * would hold a sample), records ingested meanwhile aside. Without samples in
+ * the window it is one walk from above hi down to lo. */
+int shoal_count_window(shoal_count_job *job, shoal_log *log, shoal_index *index, shoal_tally *tally) {
+    job->count = job->walked = 0;
+    job->err = SHOAL_OK;
+    uint64_t begin = LOAD(&log->begin_address);
+    uint64_t lo = job->lo > begin ? job->lo : begin, hi = job->hi;
+    if (lo >= hi) return SHOAL_OK;
+    shoal_chain c = {job->psf_id, job->hash, job->canon, job->canon_len, lo, hi, begin};
+    const shoal_tally_sample *smp = NULL;
+    uint32_t ns = 0;
+    if (tally && !shoal_tally_find(tally, job->psf_id, job->hash, job->canon, job->canon_len, &smp, &ns)) ns = 0;
+    shoal_block_cache *bc = NULL;
+    int rc = SHOAL_OK;
+    uint32_t above = sample_at_or_above(smp, ns, hi); /* the walk down to hi starts here */
+    uint64_t start = above < ns ? smp[above].kp : shoal_index_lookup(index, job->hash);
+    uint32_t b = sample_at_or_above(smp, ns, lo);
+    if (b < above) { /* the oldest sample at or above lo: its record may start below lo */
+        shoal_key_pointer kp;
+        rc = shoal_read_bytes(log, smp[b].kp, (char *)&kp, sizeof kp, &bc);
+        if (rc != SHOAL_OK) { job->err_address = smp[b].kp; goto out; }
+        if (shoal_kp_record(smp[b].kp, &kp) < lo) b++;
+    }
+    if (b < above) {
+        uint32_t a = above - 1; /* the newest sample below hi (its record is too) */
+        uint64_t c1 = 0, c2 = 0;
+        rc = count_down(log, &c, start, smp[a].kp, &c1, &job->walked, &job->err_address, &bc);
+        if (rc == SHOAL_OK)
+            rc = count_down(log, &c, smp[b].kp, 0, &c2, &job->walked, &job->err_address, &bc);
+        job->count = c1 + (smp[a].ordinal - smp[b].ordinal) + c2;
+    } else {
+        rc = count_down(log, &c, start, 0, &job->count, &job->walked, &job->err_address, &bc);
+    }
+out:
+    free(bc);
+    job->err = rc;
+    return rc;
+}

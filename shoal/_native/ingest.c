@@ -215,7 +215,7 @@ static inline int link_record(const shoal_ingest_job *job, shoal_index *index, c
         int urc = shoal_index_upsert(index, kp->hash, tail + shoal_kp_offset(k), NULL);
         if (urc == SHOAL_OK && job->tally && kp->psf_id != SHOAL_KEY_PSF_ID)
             urc = shoal_tally_add(job->tally, kp->psf_id, kp->hash, job->scratch + kp->canon_off, kp->canon_len,
-                                  tail, 1);
+                                  tail + shoal_kp_offset(k), 1);
         if (urc != SHOAL_OK) return urc;
     }
     return SHOAL_OK;

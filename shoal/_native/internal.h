@@ -14,6 +14,11 @@
  * pointer, so it skips the reader registration shoal_index_lookup does. */
 SHOAL_INTERNAL uint64_t shoal_index_lookup_writer(shoal_index *index, uint64_t hash);
 
+/* Any thread: whether the tally holds (psf_id, canon), and then its samples
+ * (*n_samples of them, rising in address; see SHOAL_TALLY_SAMPLE_EVERY). */
+SHOAL_INTERNAL int shoal_tally_find(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,
+                                    const shoal_tally_sample **samples, uint32_t *n_samples);
+
 /* The next non-blank NDJSON line of s[*pos, len), its surrounding whitespace
  * trimmed: fills *out (line number *line) and returns 1, advancing *pos past
  * its '\n' and *line past the lines it passed. Returns 0 at the end of s, or

@@ -116,7 +116,7 @@ int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos, ui
             if ((uint32_t)hash != kp->hash32) { rc = SHOAL_E_CORRUPT; goto out; }
             int urc = index ? shoal_index_upsert(index, hash, a + shoal_kp_offset(k), NULL) : SHOAL_OK;
             if (urc == SHOAL_OK && tally && psf_id != SHOAL_KEY_PSF_ID)
-                urc = shoal_tally_add(tally, psf_id, hash, canon, (uint32_t)cl, a, 1);
+                urc = shoal_tally_add(tally, psf_id, hash, canon, (uint32_t)cl, a + shoal_kp_offset(k), 1);
             if (urc != SHOAL_OK) { rc = urc; goto out; }
         }
         (*records)++;

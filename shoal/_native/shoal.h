@@ -371,18 +371,35 @@ typedef struct {
 } shoal_tally_stats;
 
 #define SHOAL_TALLY_ALL 0xFFFFFFFFu /* shoal_tally_page: every PSF */
+/* Every this many records of a value, the tally notes which one it is (its
+ * key pointer's address and ordinal), so a window's count walks at most
+ * about twice this many key pointers (shoal_count_window). */
+#define SHOAL_TALLY_SAMPLE_EVERY 256
+
+typedef struct {
+    uint64_t kp;        /* a key pointer of the value... */
+    uint64_t ordinal;   /* ...which is the value's ordinal-th record the tally counted */
+} shoal_tally_sample;
 
 shoal_tally *shoal_tally_new(uint32_t max_values, uint32_t max_value_bytes);
 void shoal_tally_free(shoal_tally *t);
-/* Writer: add delta to the count of (psf_id, canon) for a key pointer of the
- * record at `address` (ignored below the PSF's since or when it is not
- * tallied); a count that reaches 0 drops its value. */
+/* Samples are taken (1, the default) or not (a delta's or a window's tally). */
+void shoal_tally_set_sampling(shoal_tally *t, int on);
+/* Writer: add delta to the count of (psf_id, canon) for the key pointer at
+ * `address` (ignored below the PSF's since or when it is not tallied); a
+ * count that reaches 0 drops its value. */
 int shoal_tally_add(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,
                     uint64_t address, int64_t delta);
 /* Any thread: 1 and *count when the tally holds the value, else 0. */
 int shoal_tally_get(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,
                     int64_t *count);
 void shoal_tally_state(shoal_tally *t, uint32_t psf_id, shoal_tally_psf *out);
+/* Any thread: 1 and *count (0 when a complete tally lacks the value) when
+ * the tally can answer for psf_id's records since `since_at_most` or
+ * earlier; 0 when it cannot (not tallied, tallied from later, or an
+ * overflowed PSF without the value). */
+int shoal_tally_count(shoal_tally *t, uint32_t psf_id, const char *canon, uint32_t len, uint64_t since_at_most,
+                      int64_t *count);
 /* Writer: forget psf_id's values; tally it from `since` on (tallied = 1) or not at all. */
 int shoal_tally_reset(shoal_tally *t, uint32_t psf_id, uint64_t since, int tallied);
 /* Any thread: psf_id's values, largest count first (ties by bytes), at most
@@ -390,6 +407,12 @@ int shoal_tally_reset(shoal_tally *t, uint32_t psf_id, uint64_t since, int talli
  * Returns how many, or SHOAL_E_SPACE with *need the bytes they take. */
 int64_t shoal_tally_list(shoal_tally *t, uint32_t psf_id, uint64_t limit, char *dst, uint64_t cap,
                          uint64_t *need);
+/* Any thread: shoal_tally_list as JSON text, [[value, count], ...], when the
+ * tally holds every value psf_id has from since_at_most or earlier on;
+ * -1 when it does not (then ask shoal_tally_list or read the log). *need is
+ * the text's length (or, with SHOAL_E_SPACE, the room to give). */
+int64_t shoal_tally_list_json(shoal_tally *t, uint32_t psf_id, uint64_t limit, uint64_t since_at_most, char *dst,
+                              uint64_t cap, uint64_t *need);
 void shoal_tally_get_stats(shoal_tally *t, shoal_tally_stats *out);
 /* Writer on dst: add sign * each of src's counts. */
 int shoal_tally_merge(shoal_tally *dst, shoal_tally *src, int sign);
@@ -467,6 +490,24 @@ typedef struct {
  * (the caller turns the page and calls again), or an error. */
 int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
                  shoal_index *index);
+
+/* ---- counts (chain.c) ---------------------------------------------------- */
+/* How many records of the chain of (psf_id, canon) lie in [lo, hi): walked
+ * from the index head, or from the tally's nearest sample at or above hi,
+ * jumping between samples inside the window (NULL tally: a plain walk). */
+typedef struct {
+    uint32_t psf_id;
+    uint64_t hash;            /* shoal_hash(psf_id, canon) */
+    const char *canon;
+    uint32_t canon_len;
+    uint64_t lo, hi;
+    uint64_t count;           /* out */
+    uint64_t walked;          /* out: key pointers read */
+    int32_t err;              /* out */
+    uint64_t err_address;
+} shoal_count_job;
+
+int shoal_count_window(shoal_count_job *job, shoal_log *log, shoal_index *index, shoal_tally *tally);
 
 /* ---- reads ---------------------------------------------------------------- */
 /* Walk the chain of (psf_id, canon) newest first, emitting record addresses in

@@ -32,6 +32,7 @@
 #include "internal.h"
 #include "record.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,12 +45,16 @@
 #define N_PSFS 65536u
 #define ARENA_CHUNK (1u << 16)
 #define DUMP_MAGIC 0x594C4154u /* "TALY" */
-#define DUMP_VERSION 1u
+#define DUMP_VERSION 2u
 
 typedef struct {
     uint64_t hash;      /* 0: an empty slot (a hash of 0 is stored as 1) */
-    int64_t count;
+    int64_t count;      /* records in [begin, tail) */
+    uint64_t ordinal;   /* records ever counted (never lowered): what samples number */
     const char *bytes;  /* in the arena: never moved or freed before the tally */
+    shoal_tally_sample *samples; /* atomic; replaced arrays are kept until the tally is freed */
+    uint32_t n_samples; /* atomic: published after the sample is written */
+    uint32_t cap_samples;
     uint32_t len;
     uint32_t psf_id;
 } entry_t;
@@ -68,6 +73,9 @@ typedef struct chunk {
 
 struct shoal_tally {
     table_t *table;           /* atomic */
+    int sampling;             /* take samples (the store's tally; not a delta or a window's) */
+    void **retired;           /* sample arrays replaced by larger ones (readers may hold them) */
+    uint64_t n_retired, cap_retired;
     uint64_t used;            /* slots taken, dead ones included (writer) */
     uint64_t live;
     shoal_tally_psf *psfs;    /* N_PSFS states, indexed by psf_id */
@@ -95,22 +103,56 @@ shoal_tally *shoal_tally_new(uint32_t max_values, uint32_t max_value_bytes) {
     if (!t->psfs || !t->table) { free(t->psfs); free(t->table); free(t); return NULL; }
     t->max_values = max_values;
     t->max_value_bytes = max_value_bytes;
+    t->sampling = 1;
     return t;
 }
 
+void shoal_tally_set_sampling(shoal_tally *t, int on) { t->sampling = on; }
+
 void shoal_tally_free(shoal_tally *t) {
     if (!t) return;
-    for (table_t *tb = t->table, *next; tb; tb = next) {
-        next = tb->older;
-        free(tb->e);
-        free(tb);
-    }
     for (chunk_t *c = t->chunks, *next; c; c = next) {
         next = c->next;
         free(c);
     }
+    /* sample arrays: the live ones are in the newest table, the replaced ones retired */
+    table_t *tb = t->table;
+    for (uint64_t i = 0; tb && i <= tb->mask; i++) free(tb->e[i].samples);
+    for (uint64_t i = 0; i < t->n_retired; i++) free(t->retired[i]);
+    free(t->retired);
+    for (table_t *next; tb; tb = next) {
+        next = tb->older;
+        free(tb->e);
+        free(tb);
+    }
     free(t->psfs);
     free(t);
+}
+
+/* Writer: note that e's record at kp_addr is its ordinal-th. */
+static int add_sample(shoal_tally *t, entry_t *e, uint64_t kp_addr) {
+    if (e->n_samples == e->cap_samples) {
+        uint32_t cap = e->cap_samples ? e->cap_samples * 2 : 4;
+        shoal_tally_sample *n = malloc(cap * sizeof *n);
+        if (!n) return SHOAL_E_NOMEM;
+        if (e->n_samples) memcpy(n, e->samples, e->n_samples * sizeof *n);
+        if (e->samples) {
+            if (t->n_retired == t->cap_retired) {
+                uint64_t rc = t->cap_retired ? t->cap_retired * 2 : 16;
+                void **r = realloc(t->retired, rc * sizeof *r);
+                if (!r) { free(n); return SHOAL_E_NOMEM; }
+                t->retired = r;
+                t->cap_retired = rc;
+            }
+            t->retired[t->n_retired++] = e->samples;
+        }
+        e->cap_samples = cap;
+        REL(&e->samples, n);
+    }
+    e->samples[e->n_samples].kp = kp_addr;
+    e->samples[e->n_samples].ordinal = e->ordinal;
+    REL(&e->n_samples, e->n_samples + 1);
+    return SHOAL_OK;
 }
 
 static const char *arena_copy(shoal_tally *t, const char *bytes, uint32_t len) {
@@ -170,6 +212,14 @@ int shoal_tally_add(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *
     table_t *tb = t->table;
     entry_t *e = probe(tb, psf_id, hash, canon, len);
     if (e) {
+        if (delta > 0) {
+            uint64_t before = e->ordinal;
+            SET_RLX(&e->ordinal, before + (uint64_t)delta);
+            if (t->sampling && before / SHOAL_TALLY_SAMPLE_EVERY != e->ordinal / SHOAL_TALLY_SAMPLE_EVERY) {
+                int rc = add_sample(t, e, address);
+                if (rc != SHOAL_OK) return rc;
+            }
+        }
         int64_t c = e->count + delta;
         if (c <= 0) { /* counted down to nothing: its slot is free for reuse after a rebuild */
             SET_RLX(&e->psf_id, DEAD_PSF);
@@ -199,6 +249,9 @@ int shoal_tally_add(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *
     while (tb->e[i].hash) i = (i + 1) & tb->mask;
     entry_t *n = &tb->e[i];
     n->count = delta;
+    n->ordinal = (uint64_t)delta;
+    n->samples = NULL;
+    n->n_samples = n->cap_samples = 0;
     n->bytes = bytes;
     n->len = len;
     n->psf_id = psf_id;
@@ -214,6 +267,29 @@ int shoal_tally_get(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *
     entry_t *e = probe(ACQ(&t->table), psf_id, hash, canon, len);
     *count = e ? RLX(&e->count) : 0;
     return e != NULL;
+}
+
+SHOAL_INTERNAL int shoal_tally_find(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,
+                     const shoal_tally_sample **samples, uint32_t *n_samples) {
+    entry_t *e = probe(ACQ(&t->table), psf_id, hash, canon, len);
+    if (!e || RLX(&e->psf_id) != psf_id) return 0;
+    *n_samples = ACQ(&e->n_samples);
+    *samples = ACQ(&e->samples);
+    return 1;
+}
+
+int shoal_tally_count(shoal_tally *t, uint32_t psf_id, const char *canon, uint32_t len, uint64_t since_at_most,
+                      int64_t *count) {
+    *count = 0;
+    if (psf_id >= N_PSFS) return 0;
+    shoal_tally_psf *ps = &t->psfs[psf_id];
+    if (!RLX(&ps->used) || RLX(&ps->since) > since_at_most) return 0;
+    entry_t *e = probe(ACQ(&t->table), psf_id, shoal_hash(psf_id, canon, len), canon, len);
+    if (e && RLX(&e->psf_id) == psf_id) {
+        *count = RLX(&e->count);
+        return 1;
+    }
+    return !RLX(&ps->overflow); /* a complete tally without the value: no record has it */
 }
 
 void shoal_tally_state(shoal_tally *t, uint32_t psf_id, shoal_tally_psf *out) {
@@ -292,6 +368,85 @@ int64_t shoal_tally_list(shoal_tally *t, uint32_t psf_id, uint64_t limit, char *
     return (int64_t)n;
 }
 
+/* Canonical bytes as JSON text at p (room checked by the caller: at most
+ * json_bytes(len)): strings escaped, numbers as integers when their
+ * exponent is >= 0 and they have at most 300 digits (as psf/values.py's
+ * decode gives them), else in exponent form; t as true. */
+static uint64_t json_bytes(uint32_t len) { return (uint64_t)len * 6 + 310; }
+
+static char *put_json(char *p, const char *c, uint32_t len) {
+    static const char hex[] = "0123456789abcdef";
+    if (len && c[0] == 's') {
+        *p++ = '"';
+        for (uint32_t i = 1; i < len; i++) {
+            unsigned char ch = (unsigned char)c[i];
+            if (ch == '"' || ch == '\\') { *p++ = '\\'; *p++ = (char)ch; }
+            else if (ch < 0x20) { memcpy(p, "\\u00", 4); p[4] = hex[ch >> 4]; p[5] = hex[ch & 15]; p += 6; }
+            else *p++ = (char)ch;
+        }
+        *p++ = '"';
+    } else if (len && c[0] == 'n') {
+        const char *e = memchr(c, 'e', len);
+        if (!e) { memcpy(p, c + 1, len - 1); return p + len - 1; } /* "n0" */
+        long exp = strtol(e + 1, NULL, 10);
+        uint32_t digits = (uint32_t)(e - c - 1);
+        if (exp >= 0 && digits + exp <= 300) {
+            memcpy(p, c + 1, digits);
+            p += digits;
+            memset(p, '0', (size_t)exp);
+            p += exp;
+        } else {
+            memcpy(p, c + 1, len - 1);
+            p += len - 1;
+        }
+    } else {
+        memcpy(p, "true", 4);
+        p += 4;
+    }
+    return p;
+}
+
+int64_t shoal_tally_list_json(shoal_tally *t, uint32_t psf_id, uint64_t limit, uint64_t since_at_most, char *dst,
+                              uint64_t cap, uint64_t *need) {
+    if (psf_id >= N_PSFS) return -1;
+    shoal_tally_psf *ps = &t->psfs[psf_id];
+    if (!RLX(&ps->used) || RLX(&ps->since) > since_at_most || RLX(&ps->overflow)) return -1;
+    table_t *tb = ACQ(&t->table);
+    uint64_t n = 0, room = 64;
+    entry_t **pick = malloc(room * sizeof *pick);
+    if (!pick) return SHOAL_E_NOMEM;
+    for (uint64_t i = 0; i <= tb->mask; i++) {
+        entry_t *e = &tb->e[i];
+        if (!ACQ(&e->hash) || RLX(&e->psf_id) != psf_id || RLX(&e->count) <= 0) continue;
+        if (n == room) {
+            entry_t **m = realloc(pick, room * 2 * sizeof *pick);
+            if (!m) { free(pick); return SHOAL_E_NOMEM; }
+            pick = m;
+            room *= 2;
+        }
+        pick[n++] = e;
+    }
+    qsort(pick, n, sizeof *pick, by_count_desc);
+    if (limit && n > limit) n = limit;
+    uint64_t bound = 2;
+    for (uint64_t i = 0; i < n; i++) bound += json_bytes(pick[i]->len) + 26;
+    *need = bound;
+    if (bound > cap) { free(pick); return SHOAL_E_SPACE; }
+    /* [[value, count], ...] */
+    char *p = dst;
+    *p++ = '[';
+    for (uint64_t i = 0; i < n; i++) {
+        if (i) *p++ = ',';
+        *p++ = '[';
+        p = put_json(p, pick[i]->bytes, pick[i]->len);
+        p += sprintf(p, ",%lld]", (long long)RLX(&pick[i]->count));
+    }
+    *p++ = ']';
+    free(pick);
+    *need = (uint64_t)(p - dst);
+    return (int64_t)n;
+}
+
 void shoal_tally_get_stats(shoal_tally *t, shoal_tally_stats *out) {
     table_t *tb = ACQ(&t->table);
     uint64_t arena = 0;
@@ -361,7 +516,7 @@ int shoal_tally_page(const char *buf, uint64_t base, uint64_t len, uint64_t *pos
                     t->psfs[id].used = 1;
                     t->psfs[id].since = only ? only->psfs[id].since : 0;
                 }
-                rc = shoal_tally_add(t, id, hash, canon, cl, a, 1);
+                rc = shoal_tally_add(t, id, hash, canon, cl, a + shoal_kp_offset(k), 1);
                 if (rc != SHOAL_OK) goto out;
             }
         }
@@ -376,14 +531,16 @@ out:
 
 /* Layout: u32 magic, u32 version, u32 n_psfs, then per tallied PSF (u32 id,
  * u32 values, u64 since, u32 overflow), then u64 n entries and per entry
- * (u32 psf_id, u32 len, i64 count, len bytes). Little-endian, as the host. */
+ * (u32 psf_id, u32 len, i64 count, u64 ordinal, u32 n_samples, len bytes,
+ * n_samples x (u64 kp, u64 ordinal)). Little-endian, as the host. */
 uint64_t shoal_tally_dump_bytes(shoal_tally *t) {
     uint64_t n = 12;
     for (uint32_t i = 0; i < N_PSFS; i++) n += t->psfs[i].used ? 20 : 0;
     n += 8;
     table_t *tb = t->table;
     for (uint64_t i = 0; i <= tb->mask; i++)
-        if (tb->e[i].hash && tb->e[i].psf_id != DEAD_PSF) n += 16 + tb->e[i].len;
+        if (tb->e[i].hash && tb->e[i].psf_id != DEAD_PSF)
+            n += 28 + tb->e[i].len + (uint64_t)tb->e[i].n_samples * sizeof(shoal_tally_sample);
     return n;
 }
 
@@ -411,8 +568,14 @@ int shoal_tally_dump(shoal_tally *t, char *dst, uint64_t cap) {
         PUT(e->psf_id, 4);
         PUT(e->len, 4);
         PUT(e->count, 8);
+        PUT(e->ordinal, 8);
+        PUT(e->n_samples, 4);
         memcpy(p, e->bytes, e->len);
         p += e->len;
+        for (uint32_t k = 0; k < e->n_samples; k++) {
+            PUT(e->samples[k].kp, 8);
+            PUT(e->samples[k].ordinal, 8);
+        }
     }
 #undef PUT
     return SHOAL_OK;
@@ -446,12 +609,17 @@ shoal_tally *shoal_tally_load(const char *src, uint64_t len, uint32_t max_values
     }
     GET(n, 8);
     for (uint64_t i = 0; i < n; i++) {
-        uint32_t id, vlen;
+        uint32_t id, vlen, n_samples;
         int64_t count;
+        uint64_t ordinal;
         GET(id, 4);
         GET(vlen, 4);
         GET(count, 8);
-        if ((uint64_t)(end - p) < vlen || id >= N_PSFS || !t->psfs[id].used || count <= 0) goto bad;
+        GET(ordinal, 8);
+        GET(n_samples, 4);
+        if ((uint64_t)(end - p) < vlen || id >= N_PSFS || !t->psfs[id].used || count <= 0
+            || ordinal < (uint64_t)count)
+            goto bad;
         shoal_tally_psf *ps = &t->psfs[id];
         uint64_t hash = shoal_hash(id, p, vlen);
         int64_t have;
@@ -464,12 +632,32 @@ shoal_tally *shoal_tally_load(const char *src, uint64_t len, uint32_t max_values
         ps->overflow = 0;
         t->max_values = UINT32_MAX;
         t->max_value_bytes = UINT32_MAX;
+        t->sampling = 0;
         int rc = shoal_tally_add(t, id, hash, p, vlen, ps->since, count);
+        t->sampling = 1;
         t->max_values = mv;
         t->max_value_bytes = mb;
         ps->overflow = overflow || ps->values > mv;
         if (rc != SHOAL_OK) { *err = rc; shoal_tally_free(t); return NULL; }
+        entry_t *e = probe(t->table, id, hash, p, vlen);
         p += vlen;
+        if (!e) goto bad;
+        e->ordinal = ordinal;
+        if ((uint64_t)(end - p) / sizeof(shoal_tally_sample) < n_samples) goto bad;
+        for (uint32_t k = 0; k < n_samples; k++) {
+            shoal_tally_sample smp;
+            GET(smp.kp, 8);
+            GET(smp.ordinal, 8);
+            /* samples rise in address and ordinal, and none passes the entry's */
+            if (smp.ordinal > ordinal || (e->n_samples && (smp.kp <= e->samples[e->n_samples - 1].kp ||
+                                                           smp.ordinal <= e->samples[e->n_samples - 1].ordinal)))
+                goto bad;
+            uint64_t keep = e->ordinal;
+            e->ordinal = smp.ordinal;
+            rc = add_sample(t, e, smp.kp);
+            e->ordinal = keep;
+            if (rc != SHOAL_OK) { *err = rc; shoal_tally_free(t); return NULL; }
+        }
     }
     if (p != end) goto bad;
 #undef GET

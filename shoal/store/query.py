@@ -69,6 +69,30 @@ def walk_chain_batches(log, index, psf_id: int, canon: bytes, value_hash: int, l
             job.cap = cap
 
 
+def count_chain(log, index, tally, psf_id: int, canon: bytes, lo: int, hi: int,
+                gate=contextlib.nullcontext()) -> int:
+    """How many records of the chain of (psf_id, canon) lie in [lo, hi):
+    one native call that reads key pointers only, jumping between the
+    tally's samples of the value (store/tally.py) inside the window."""
+    job = ffi.new("shoal_count_job *")
+    canon_c = ffi.new("char[]", canon)
+    job.psf_id = psf_id
+    job.hash = lib.shoal_hash(psf_id, canon_c, len(canon))
+    job.canon = canon_c
+    job.canon_len = len(canon)
+    job.lo = lo
+    job.hi = hi
+    with gate:
+        rc = lib.shoal_count_window(job, log.c, index.ptr, tally.ptr if tally is not None else ffi.NULL)
+    if rc < 0 and job.err_address >= log.begin_address:
+        check(rc, f"chain count at address {job.err_address}")
+    # else compaction moved begin past the walk: what it counted below is gone, and
+    # so the count is of a log that no longer exists: count again, from the new begin
+    elif rc < 0:
+        return count_chain(log, index, tally, psf_id, canon, max(lo, log.begin_address), hi, gate)
+    return int(job.count)
+
+
 def walk_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
                gate=contextlib.nullcontext()) -> Iterator[int]:
     """The addresses of walk_chain_batches one by one."""

@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import threading
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from .._native import check, ffi, lib
 from ..errors import CorruptionError, StorageError
@@ -28,6 +32,7 @@ from .address import FIRST_ADDRESS
 
 ALL_PSFS = lib.SHOAL_TALLY_ALL
 _ITEM = struct.Struct("<qI")
+_LOCAL = threading.local()  # per-thread output buffers of readers
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,11 @@ class Tally:
 
     @classmethod
     def unbounded(cls) -> "Tally":
-        """A scratch tally (a compaction's delta, a window's counts)."""
-        return cls(0xFFFFFFFF, 0xFFFFFFFF)
+        """A scratch tally (a compaction's delta, a window's counts): no
+        bounds, no samples."""
+        t = cls(0xFFFFFFFF, 0xFFFFFFFF)
+        lib.shoal_tally_set_sampling(t.ptr, 0)
+        return t
 
     @classmethod
     def load(cls, data: bytes, max_values: int, max_value_bytes: int) -> "Tally":
@@ -88,6 +96,18 @@ class Tally:
         lib.shoal_tally_state(self.ptr, psf_id, s)
         return PSFTally(bool(s.used), s.since, s.values, bool(s.overflow))
 
+    def count(self, psf_id: int, canon: bytes, since_at_most: int) -> int | None:
+        """The count of (psf_id, canon) in [begin, tail) when the tally
+        counts psf_id from since_at_most or earlier and can tell (a
+        complete tally that lacks the value: 0); else None. One native call
+        (the whole-log count's fast path)."""
+        out = _LOCAL.__dict__.get("count")
+        if out is None:
+            out = _LOCAL.count = ffi.new("int64_t *")
+        if lib.shoal_tally_count(self.ptr, psf_id, canon, len(canon), since_at_most, out):
+            return out[0]
+        return None
+
     def get(self, psf_id: int, canon: bytes) -> int | None:
         """The count of (psf_id, canon), or None when the tally does not
         hold the value (0 is never held: a value counted down is dropped)."""
@@ -111,12 +131,32 @@ class Tally:
         raw = ffi.buffer(buf, need[0])[:]
         out = []
         pos = 0
+        unpack = _ITEM.unpack_from
         for _ in range(n):
-            count, length = _ITEM.unpack_from(raw, pos)
+            count, length = unpack(raw, pos)
             pos += 12
             out.append((raw[pos:pos + length], count))
             pos += length
         return out
+
+    def top(self, psf_id: int, limit: int | None, since_at_most: int) -> list[tuple[Any, int]] | None:
+        """(value as a JSON value, count), largest first, at most `limit`,
+        when the tally holds every value psf_id has and counts it from
+        since_at_most or earlier; else None. The values come from C as
+        JSON text (one parse, no per-value decode in Python)."""
+        need = ffi.new("uint64_t *")
+        buf = _LOCAL.__dict__.get("top")
+        while True:
+            if buf is None:
+                buf = _LOCAL.top = ffi.new("char[]", max(4096, need[0] + 4096))
+            n = lib.shoal_tally_list_json(self.ptr, psf_id, limit or 0, since_at_most, buf, len(buf), need)
+            if n == lib.SHOAL_E_SPACE:
+                buf = None
+                continue
+            if n == -1:
+                return None
+            check(n, "tally list")
+            return [tuple(pair) for pair in orjson.loads(memoryview(ffi.buffer(buf, need[0])))]
 
     def stats(self) -> dict:
         s = ffi.new("shoal_tally_stats *")

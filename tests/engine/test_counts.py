@@ -223,3 +223,30 @@ def test_count_arguments_are_checked(store):
         store.count_all([])
     with pytest.raises(shoal.InvalidArgument):
         store.count(3)
+
+
+@pytest.mark.parametrize("reopen", [False, True])
+def test_window_counts_at_any_bounds(open_store, generated, reopen):
+    """Windows whose bounds fall anywhere (inside records too), on values with
+    thousands of records (counted by jumping between the tally's samples)
+    and few, before and after a reopen (samples saved with the checkpoint)."""
+    raws = generated("github_events", 6000)
+    store = open_store()
+    store.register_psf("type", "type")
+    store.register_psf("push", "type == 'PushEvent'")
+    store.ingest(b"\n".join(raws))
+    if reopen:
+        store.checkpoint()
+        store.close()
+        store = open_store()
+    log = Log(raws)
+    log.bind(store)
+    rng = random.Random(7)
+    begin, tail = store.begin_address, store.tail_address
+    values = [("push", True, "type == 'PushEvent'")] + [("type", v, "type") for v in sample_values(
+        log.value_counts("type"))]
+    for _ in range(60):
+        lo, hi = sorted(rng.randrange(begin, tail + 1) for _ in range(2))
+        for name, value, definition in values:
+            want = len(log.query(definition, value, from_address=lo, to_address=hi))
+            assert store.count(name, value, from_address=lo, to_address=hi) == want, (name, value, lo, hi)
