@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 import pytest
 from api.conftest import pairs
-from oracle import Log, search
+from oracle import Log, python_value, search
 from serverproc import ServerProcess, free_port
 
 import shoal
@@ -322,6 +322,10 @@ def test_library_quickstart(work, samples):
     both = log.query_all([("type", "PushEvent"), ("repo.name", "torvalds/linux")])
     either = log.query_any([("type", "ForkEvent"), ("type", "WatchEvent")])
     expected.append(f"{len(both)} {len(either)}")
+    expected.append(f"{len(log.query('type', 'PushEvent'))} {len(both)}")
+    types = log.value_counts("type")
+    top = sorted(((python_value(k), n) for k, n in types.items()), key=lambda vn: (-vn[1], vn[0]))[:3]
+    expected.append(repr(top))
     expected.append(log.objs[0]["id"])
     expected.append(str(len(log.scan("payload.size > `3`"))))
     assert out == expected
@@ -368,6 +372,9 @@ def test_http_blocks(work, samples, server):
     assert records(find(steps, "value=ssl")) == [raw for _, raw in log.query("_path", "ssl", limit=1)]
     assert pairs(find(steps, "psfs/dns53/records").out.encode()) == log.query(dns53, True, limit=1)
     assert records(find(steps, "/scan")) == [raw for _, raw in log.scan('"id.resp_p" > `60000`', limit=1)]
+    assert find(steps, "/count").json() == {"count": len(log.query("_path", "dns"))}
+    paths = sorted(((python_value(k), n) for k, n in log.value_counts("_path").items()), key=lambda vn: (-vn[1], vn[0]))
+    assert find(steps, "/group_count").json() == {"groups": [{"value": v, "count": n} for v, n in paths[:3]]}
     assert find(steps, "/records/64").out.encode() == log.raws[0]
     listed = find(steps, f"curl -s localhost:{server.port}/psfs", exact=True).json()
     assert [p["name"] for p in listed["psfs"]] == ["path", "dns53"]
