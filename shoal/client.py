@@ -31,7 +31,7 @@ import io
 import json
 import os
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 try:
@@ -356,29 +356,64 @@ class Client:
         return [_psf(p) for p in self._call("GET", "/psfs")["psfs"]]
 
     # ---- reads ----
+    # Every read takes fields= (each record as an object of just those fields;
+    # Store.query says how) and page_size=N: the answer is then asked for N
+    # records at a time, each page resuming after the last (the server's
+    # X-Shoal-Next-Cursor), iterated as one; limit then counts here.
     def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
               from_address: int | None = None, to_address: int | None = None,
-              include_superseded: bool = False) -> RecordStream:
-        return self._stream("/query", _query_body({"psf": psf, "value": value}, limit, order, from_address,
-                                                  to_address, include_superseded))
+              include_superseded: bool = False, fields: Sequence[str] | None = None,
+              page_size: int | None = None) -> Iterator[Record]:
+        return self._read("/query", {"psf": psf, "value": value}, limit, order, from_address, to_address,
+                          include_superseded, fields, page_size)
 
     def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
-                  to_address: int | None = None, include_superseded: bool = False) -> RecordStream:
-        return self._stream("/query", _query_body({"all": _conditions(conditions)}, limit, order,
-                                                  from_address, to_address, include_superseded))
+                  to_address: int | None = None, include_superseded: bool = False,
+                  fields: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[Record]:
+        return self._read("/query", {"all": _conditions(conditions)}, limit, order, from_address, to_address,
+                          include_superseded, fields, page_size)
 
     def query_any(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
-                  to_address: int | None = None, include_superseded: bool = False) -> RecordStream:
-        return self._stream("/query", _query_body({"any": _conditions(conditions)}, limit, order,
-                                                  from_address, to_address, include_superseded))
+                  to_address: int | None = None, include_superseded: bool = False,
+                  fields: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[Record]:
+        return self._read("/query", {"any": _conditions(conditions)}, limit, order, from_address, to_address,
+                          include_superseded, fields, page_size)
 
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
              from_address: int | None = None, to_address: int | None = None,
-             include_superseded: bool = False) -> RecordStream:
-        return self._stream("/scan", _query_body({"expr": expression}, limit, order, from_address, to_address,
-                                                 include_superseded))
+             include_superseded: bool = False, fields: Sequence[str] | None = None,
+             page_size: int | None = None) -> Iterator[Record]:
+        return self._read("/scan", {"expr": expression}, limit, order, from_address, to_address,
+                          include_superseded, fields, page_size)
+
+    def _read(self, path: str, body: dict, limit, order, from_address, to_address, include_superseded,
+              fields, page_size) -> Iterator[Record]:
+        if fields is not None:
+            body = dict(body, fields=list(fields))
+        if page_size is None:
+            return self._stream(path, _query_body(body, limit, order, from_address, to_address, include_superseded))
+        if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
+            raise E.InvalidArgument("page_size must be a positive int")
+        return self._pages(path, _query_body(body, None, order, from_address, to_address, include_superseded),
+                           page_size, limit)
+
+    def _pages(self, path: str, body: dict, page_size: int, limit: int | None) -> Iterator[Record]:
+        left = limit
+        body = dict(body, with_address=True)
+        while left is None or left > 0:
+            body["page_size"] = page_size if left is None else min(page_size, left)
+            r = self._http.post(path, **_json_content(body))
+            _raise_for(r)
+            for rec in _stream_records([r.content]):
+                yield rec
+                if left is not None:
+                    left -= 1
+            cursor = r.headers.get("X-Shoal-Next-Cursor")
+            if cursor is None:
+                return
+            body["cursor"] = cursor
 
     # ---- counts and top values ----
     def count(self, psf: str, value: Any = True, *, from_address: int | None = None,

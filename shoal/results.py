@@ -87,6 +87,22 @@ class RecordBatch:
             return self.data
         return b"".join(r.replace(b"\r", b" ").replace(b"\n", b" ") + b"\n" for r in self.raws())
 
+    def head(self, k: int) -> "RecordBatch":
+        """The batch of the first k records (a page's last batch)."""
+        if k >= len(self.addresses):
+            return self
+        offsets, lengths = self.offsets[:k], self.lengths[:k]
+        if k and offsets[0] == 0:  # the records lie in order, each followed by its newline
+            end = offsets[-1] + lengths[-1] + 1
+            return RecordBatch(self._buf[:end], self.addresses[:k], offsets, lengths)
+        raws = self.raws()[:k]
+        out_offsets, pos = array("Q"), 0
+        for r in raws:
+            out_offsets.append(pos)
+            pos += len(r) + 1
+        return RecordBatch(b"".join(r + b"\n" for r in raws), self.addresses[:k], out_offsets,
+                           array("I", (len(r) for r in raws)))
+
     def __repr__(self) -> str:
         return f"RecordBatch({len(self)} records, {len(self.data)} bytes)"
 

@@ -678,3 +678,47 @@ def test_top_matches_oracle(shoal_cli, loaded, psf):
     r = shoal_cli("top", psf, "--limit", "2", "--data", loaded.path)
     rows = [line.split(None, 1) for line in r.out.decode().splitlines()]
     assert [(json.loads(v), int(n)) for n, v in rows] == [(g["value"], g["count"]) for g in groups[:2]]
+
+
+# ---- projections and columns ----
+
+def _project(obj, keys_list):
+    out = {}
+    for keys in keys_list:
+        cur = obj
+        for k in keys:
+            if not isinstance(cur, dict) or k not in cur:
+                break
+            cur = cur[k]
+        else:
+            node = out
+            for k in keys[:-1]:
+                node = node.setdefault(k, {})
+            node[keys[-1]] = cur
+    return out
+
+
+def test_fields_csv_and_table_match_oracle(shoal_cli, loaded):
+    import csv
+    want = loaded.log.query("type", "PushEvent", limit=20)
+    r = shoal_cli("query", "type", "PushEvent", "--limit", "20", "--fields", "type,repo.name,payload.size",
+                  "--data", loaded.path)
+    assert r.code == 0, r
+    assert [orjson.loads(line) for line in r.out.splitlines()] == [
+        _project(orjson.loads(raw), [("type",), ("repo", "name"), ("payload", "size")]) for _, raw in want]
+    r = shoal_cli("query", "type", "PushEvent", "--limit", "20", "--fields", "repo.name,payload.size", "--csv",
+                  "--with-address", "--data", loaded.path)
+    rows = list(csv.reader(r.out.decode().splitlines()))
+    assert rows[0] == ["address", "repo.name", "payload.size"]
+    assert rows[1:] == [[str(a), orjson.loads(raw)["repo"]["name"],
+                         json.dumps(orjson.loads(raw)["payload"].get("size")) if "size" in orjson.loads(raw)["payload"]
+                         else ""] for a, raw in want]
+    r = shoal_cli("scan", "payload.size > `1`", "--limit", "5", "--fields", "type,length(payload.commits)",
+                  "--table", "--data", loaded.path)
+    lines = r.out.decode().splitlines()
+    assert lines[0].split() == ["type", "length(payload.commits)"]
+    expect = [(orjson.loads(raw)["type"], len(orjson.loads(raw)["payload"]["commits"]))
+              for _, raw in loaded.log.scan("payload.size > `1`", limit=5)]
+    assert [tuple(line.split()) for line in lines[1:]] == [(t, str(n)) for t, n in expect]
+    r = shoal_cli("query", "type", "PushEvent", "--csv", "--data", loaded.path)
+    assert r.code == 1 and "--fields" in r.err

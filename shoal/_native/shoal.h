@@ -491,6 +491,45 @@ typedef struct {
 int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
                  shoal_index *index);
 
+/* ---- projections (project.c) ------------------------------------------------ */
+#define SHOAL_PROJECT_OPEN 1    /* write key (the JSON text `"k":`) and open an object */
+#define SHOAL_PROJECT_LEAF 2    /* write key and the value at slot, unless it is missing */
+#define SHOAL_PROJECT_CLOSE 3   /* close the object the last open began (dropped if empty) */
+#define SHOAL_PROJECT_MAX_DEPTH 64
+
+typedef struct {
+    uint32_t op;            /* SHOAL_PROJECT_* */
+    uint32_t slot;
+    uint32_t key_off;       /* the key's JSON text, colon included, in keys */
+    uint32_t key_len;
+} shoal_project_op;
+
+/* Rewrite records buf[offsets[i], +lengths[i]) for i in [next, n) into out
+ * at out_len on, each followed by '\n', their places in out_offsets and
+ * out_lengths. Resumable: SHOAL_E_SPACE when the next record may not fit
+ * (bound_per_record + its length bytes), next and out_len saying where it
+ * stopped; the caller grows out and calls again. */
+typedef struct {
+    const shoal_psfset *set;       /* the fields' paths: their trie */
+    const shoal_project_op *ops;
+    uint32_t n_ops;
+    const char *keys;
+    const char *buf;
+    const uint64_t *offsets;
+    const uint32_t *lengths;
+    uint32_t n;
+    uint32_t next;                 /* in/out */
+    shoal_slot *slots;             /* scratch: the trie's n_slots */
+    char *out;
+    uint64_t cap;
+    uint64_t out_len;              /* in/out */
+    uint64_t bound_per_record;     /* output bytes a record adds beyond its own length, at most */
+    uint64_t *out_offsets;
+    uint32_t *out_lengths;
+} shoal_project_job;
+
+int shoal_project(shoal_project_job *job);
+
 /* ---- counts (chain.c) ---------------------------------------------------- */
 /* How many records of the chain of (psf_id, canon) lie in [lo, hi): walked
  * from the index head, or from the tally's nearest sample at or above hi,

@@ -113,6 +113,10 @@ class Condition(_Body):
                        examples=["PushEvent"])
 
 
+# A page is read whole before it is answered (its cursor is a header): bounded.
+MAX_PAGE_SIZE = 10_000
+
+
 class _Range(_Body):
     limit: int | None = Field(None, ge=0, strict=True, description="at most this many records")
     order: Order = Field("newest", description="newest (default) or oldest first")
@@ -123,6 +127,23 @@ class _Range(_Body):
     with_address: bool = Field(False, description='wrap each record as {"address": a, "record": <record>} '
                                                   '(the query parameter of the same name works too; given '
                                                   'both ways, they must agree)')
+    fields: list[str] | None = Field(None, min_length=1, max_length=256, examples=[["type", "repo.name"]],
+                                     description="answer each record as an object of just these fields: plain "
+                                                 "paths keep their nesting ({\"repo\": {\"name\": ..}}), other "
+                                                 "JMESPath expressions go under their own text")
+    page_size: int | None = Field(None, ge=1, le=MAX_PAGE_SIZE, strict=True,
+                                  description="answer one page of at most this many records; when more follow, "
+                                              "the `X-Shoal-Next-Cursor` response header holds the `cursor` that "
+                                              "asks for the next page (the body otherwise the same)")
+    cursor: str | None = Field(None, max_length=64, description="the `X-Shoal-Next-Cursor` of the previous page")
+
+    @model_validator(mode="after")
+    def _pages(self) -> "_Range":
+        if self.cursor is not None and self.page_size is None:
+            raise ValueError("'cursor' goes with 'page_size'")
+        if self.page_size is not None and self.limit is not None:
+            raise ValueError("give 'page_size' (one page at a time) or 'limit' (one answer), not both")
+        return self
 
 
 class QueryIn(_Range):

@@ -15,6 +15,7 @@ from ..config import StoreConfig, parse_size
 from ..sizes import format_size
 from ..errors import IngestRejected, InvalidArgument, PSFExists, PSFNotFound, ShoalError, StoreLocked
 from ..psf import parse_query_value
+from ..store.projection import Projection
 from . import progress
 from .output import (
     compaction_text,
@@ -26,6 +27,7 @@ from .output import (
     stats_text,
     summary,
     table,
+    write_columns,
     write_ndjson,
     write_records,
 )
@@ -236,24 +238,47 @@ def cmd_psf_ls(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     value = True if args.value is None else parse_query_value(args.value)
     with _connect(args) as target:
-        if hasattr(target, "query_batches"):  # a local Store: the bulk path
-            write_ndjson(target.query_batches([(args.psf, value)], limit=args.limit, order=args.order,
-                                              **_history(args)), args.with_address)
+        kw = dict(limit=args.limit, order=args.order, **_history(args), **_fields(args))
+        if hasattr(target, "query_batches") and not _columns(args):  # a local Store: the bulk path
+            write_ndjson(target.query_batches([(args.psf, value)], **kw), args.with_address)
         else:
-            write_records(target.query(args.psf, value, limit=args.limit, order=args.order,
-                                       **_history(args)), args.with_address)
+            _write(args, target.query(args.psf, value, **kw))
     return 0
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     with _connect(args) as target:
-        if hasattr(target, "scan_batches"):
-            write_ndjson(target.scan_batches(args.expression, limit=args.limit, order=args.order,
-                                             **_history(args)), args.with_address)
+        kw = dict(limit=args.limit, order=args.order, **_history(args), **_fields(args))
+        if hasattr(target, "scan_batches") and not _columns(args):
+            write_ndjson(target.scan_batches(args.expression, **kw), args.with_address)
         else:
-            write_records(target.scan(args.expression, limit=args.limit, order=args.order, **_history(args)),
-                          args.with_address)
+            _write(args, target.scan(args.expression, **kw))
     return 0
+
+
+def _fields(args: argparse.Namespace) -> dict:
+    if args.fields is None:
+        if _columns(args):
+            raise InvalidArgument("--csv and --table print columns: name them with --fields (e.g. --fields "
+                                  "type,repo.name)")
+        return {}
+    fields = [f.strip() for f in args.fields.split(",") if f.strip()]
+    if not fields:
+        raise InvalidArgument("--fields takes a comma-separated list of fields (e.g. type,repo.name)")
+    return {"fields": fields}
+
+
+def _columns(args: argparse.Namespace) -> str | None:
+    return "csv" if args.csv else "table" if args.table else None
+
+
+def _write(args: argparse.Namespace, records) -> None:
+    fmt = _columns(args)
+    if fmt is None:
+        write_records(records, args.with_address)
+        return
+    fields = _fields(args)["fields"]
+    write_columns(records, fields, Projection(fields).paths, fmt, args.with_address)
 
 
 def cmd_count(args: argparse.Namespace) -> int:

@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(run=C.cmd_psf_rm)
 
     def reads(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--fields", metavar="F1,F2",
+                       help="print each record as an object of just these fields (JMESPath, comma-separated: "
+                            "type,repo.name); plain paths keep their nesting")
+        out = c.add_mutually_exclusive_group()
+        out.add_argument("--csv", action="store_true", help="CSV with a header row, a column per --fields field")
+        out.add_argument("--table", action="store_true", help="an aligned text table of the --fields fields")
         c.add_argument("--limit", type=_nonneg_int, help="at most N records")
         c.add_argument("--order", choices=["newest", "oldest"], default="newest")
         c.add_argument("--with-address", action="store_true",

@@ -4,6 +4,8 @@ some calls) are read alike through `field`."""
 from __future__ import annotations
 
 import contextlib
+import csv
+import json
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -45,6 +47,59 @@ def write_ndjson(batches: Iterable[Any], with_address: bool = False) -> None:
         for b in batches:
             out.write(b.ndjson_with_addresses() if with_address else b.ndjson())
         out.flush()
+
+
+def write_columns(records: Iterable[Any], fields: list[str], paths: list[tuple[str, ...] | None], fmt: str,
+                  with_address: bool = False) -> None:
+    """Records as CSV (a header row, then one row per record) or as an aligned
+    text table, a column per field (sqlite-utils' --csv and --table): a
+    string as itself, any other value as its JSON text, a missing one empty.
+    A field is read from the record as the projection wrote it: at its
+    path's keys (paths[i], for a plain path), else under its text. A table
+    is built whole."""
+    columns = (["address"] if with_address else []) + fields
+    getters = [_getter(f, p) for f, p in zip(fields, paths)]
+
+    def rows() -> Iterable[list[str]]:
+        with contextlib.closing(records) if hasattr(records, "close") else contextlib.nullcontext():
+            for rec in records:
+                obj = rec.json()
+                cells = [_cell(get(obj)) for get in getters]
+                yield ([str(rec.address)] if with_address else []) + cells
+
+    sys.stdout.flush()
+    if fmt == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(columns)
+        for row in rows():
+            w.writerow(row)
+    else:
+        print(table(columns, list(rows())))
+    sys.stdout.flush()
+
+
+_MISSING = object()
+
+
+def _getter(f: str, path: tuple[str, ...] | None):
+    keys = path if path is not None else (f,)
+
+    def get(obj: Any) -> Any:
+        cur = obj
+        for k in keys:
+            if not isinstance(cur, dict) or k not in cur:
+                return _MISSING
+            cur = cur[k]
+        return cur
+    return get
+
+
+def _cell(v: Any) -> str:
+    if v is _MISSING:
+        return ""
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
 
 
 def _write_batches(records: Iterable[Any], with_address: bool, one_line: bool) -> None:

@@ -18,7 +18,7 @@ The Store facade (engine/store.py) documents each call; this module is how.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -33,6 +33,7 @@ from ..store.gate import Gate
 from ..store.hlog import HybridLog
 from ..store.index import HashIndex
 from ..store.keys import KeyIndex, key_canon
+from ..store.projection import Projection
 from ..store.scan import NativeMatcher, PythonMatcher, scan_range, truthy
 
 _READ_BATCH = 1024
@@ -50,6 +51,7 @@ class Planner:
         self.gate = gate
         # Keyed by (psf_id, expression): a forgotten PSF's id may serve a later one.
         self._scan_sets: dict[tuple[int, str], NativePSFSet] = {}
+        self._projections: dict[Any, Projection] = {}
 
     def get(self, address: int) -> Record | None:
         if not isinstance(address, int) or isinstance(address, bool):
@@ -64,7 +66,11 @@ class Planner:
 
     def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
               from_address: int | None = None, to_address: int | None = None,
-              include_superseded: bool = False) -> Iterator[Record]:
+              include_superseded: bool = False, fields: Sequence[str] | None = None) -> Iterator[Record]:
+        if fields is not None:
+            return self._records(self.query_batches([(psf, value)], limit=limit, order=order,
+                                                    from_address=from_address, to_address=to_address,
+                                                    include_superseded=include_superseded, fields=fields))
         if (limit is None and order == "newest" and from_address is None and to_address is None
                 and (self.keys is None or include_superseded) and type(psf) is str):
             # The common call (a point query) without the general path's argument checks.
@@ -78,12 +84,22 @@ class Planner:
 
     def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
-                  to_address: int | None = None, include_superseded: bool = False) -> Iterator[Record]:
+                  to_address: int | None = None, include_superseded: bool = False,
+                  fields: Sequence[str] | None = None) -> Iterator[Record]:
+        if fields is not None:
+            return self._records(self.query_batches(conditions, mode="all", limit=limit, order=order,
+                                                    from_address=from_address, to_address=to_address,
+                                                    include_superseded=include_superseded, fields=fields))
         return self._run(list(conditions), "all", limit, order, from_address, to_address, include_superseded)
 
     def query_any(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
-                  to_address: int | None = None, include_superseded: bool = False) -> Iterator[Record]:
+                  to_address: int | None = None, include_superseded: bool = False,
+                  fields: Sequence[str] | None = None) -> Iterator[Record]:
+        if fields is not None:
+            return self._records(self.query_batches(conditions, mode="any", limit=limit, order=order,
+                                                    from_address=from_address, to_address=to_address,
+                                                    include_superseded=include_superseded, fields=fields))
         return self._run(list(conditions), "any", limit, order, from_address, to_address, include_superseded)
 
     def query_addresses(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all",
@@ -108,14 +124,37 @@ class Planner:
     def query_batches(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all",
                       limit: int | None = None, order: str = "newest", from_address: int | None = None,
                       to_address: int | None = None, include_superseded: bool = False,
-                      cancel: threading.Event | None = None) -> Iterator[RecordBatch]:
+                      cancel: threading.Event | None = None,
+                      fields: Sequence[str] | None = None) -> Iterator[RecordBatch]:
         conditions = list(conditions)
         if mode not in ("all", "any"):
             raise InvalidArgument(f"unknown mode {mode!r}")
         if not conditions:
             raise InvalidArgument("at least one condition is needed")
-        return self._run(conditions, mode if len(conditions) > 1 else "one", limit, order, from_address,
-                         to_address, include_superseded, batches=True, cancel=cancel)
+        projection = self.projection(fields)  # checked before any answer
+        out = self._run(conditions, mode if len(conditions) > 1 else "one", limit, order, from_address,
+                        to_address, include_superseded, batches=True, cancel=cancel)
+        return out if projection is None else map(projection.batch, out)
+
+    def projection(self, fields: Sequence[str] | None) -> Projection | None:
+        """The Projection of `fields` (None: none), built once per list of fields."""
+        if fields is None:
+            return None
+        key = tuple(fields) if isinstance(fields, (list, tuple)) else fields
+        try:
+            return self._projections[key]
+        except (KeyError, TypeError):
+            pass
+        p = Projection(fields, self.config.expression_limits)
+        if len(self._projections) >= 64:  # a client's ad hoc field lists come and go
+            self._projections.clear()
+        self._projections[key] = p
+        return p
+
+    @staticmethod
+    def _records(batches: Iterator[RecordBatch]) -> Iterator[Record]:
+        for batch in batches:
+            yield from batch
 
     def _run(self, conditions, mode, limit, order, from_address, to_address,
              include_superseded, *, batches: bool = False, cancel: threading.Event | None = None) -> Iterator:
@@ -289,18 +328,25 @@ class Planner:
 
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
              from_address: int | None = None, to_address: int | None = None,
-             include_superseded: bool = False, cancel: threading.Event | None = None) -> Iterator[Record]:
+             include_superseded: bool = False, cancel: threading.Event | None = None,
+             fields: Sequence[str] | None = None) -> Iterator[Record]:
+        if fields is not None:
+            return self._records(self.scan_batches(expression, limit=limit, order=order, from_address=from_address,
+                                                   to_address=to_address, include_superseded=include_superseded,
+                                                   cancel=cancel, fields=fields))
         lo, hi, descending = self._range(order, from_address, to_address, limit)
         return self._materialize(self._scan_addresses(expression, lo, hi, descending, include_superseded,
                                                       cancel), limit)
 
     def scan_batches(self, expression: str, *, limit: int | None = None, order: str = "newest",
                      from_address: int | None = None, to_address: int | None = None,
-                     include_superseded: bool = False,
-                     cancel: threading.Event | None = None) -> Iterator[RecordBatch]:
+                     include_superseded: bool = False, cancel: threading.Event | None = None,
+                     fields: Sequence[str] | None = None) -> Iterator[RecordBatch]:
         lo, hi, descending = self._range(order, from_address, to_address, limit)
-        return self._read_batches(self._scan_addresses(expression, lo, hi, descending, include_superseded,
-                                                       cancel), limit)
+        projection = self.projection(fields)
+        out = self._read_batches(self._scan_addresses(expression, lo, hi, descending, include_superseded,
+                                                      cancel), limit)
+        return out if projection is None else map(projection.batch, out)
 
     def _scan_addresses(self, expression: str, lo: int, hi: int, descending: bool,
                         include_superseded: bool, cancel: threading.Event | None) -> Iterator[list[int]]:

@@ -223,28 +223,41 @@ class Store:
 
     def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
               from_address: int | None = None, to_address: int | None = None,
-              include_superseded: bool = False) -> Iterator[Record]:
+              include_superseded: bool = False, fields: Sequence[str] | None = None) -> Iterator[Record]:
         """Records whose PSF `psf` has value `value` (JSON semantics: 1 == 1.0,
         escapes do not matter), lazily, newest first by default. In a keyed
         store only live versions are returned unless include_superseded.
         Newest-first answers are read in batches of up to 1,024 records, the
-        first at the call: an answer that fits in it is a snapshot taken then."""
+        first at the call: an answer that fits in it is a snapshot taken then.
+
+        fields=["type", "repo.name"] (every query and scan takes it) gives
+        each record as an object of just those fields, as Elasticsearch's
+        `_source` filtering does: plain paths keep their nesting and are cut
+        out in C, any other expression is evaluated and put under its text
+        (store/projection.py). A Record's address stays the record's.
+
+        Pages: an answer resumes where it stopped from the last address it
+        gave: to_address=last.address newest first, from_address=last.address
+        + 1 oldest first. Addresses never change, so pages never repeat or
+        skip a record while ingest runs."""
         return self._planner.query(psf, value, limit=limit, order=order, from_address=from_address,
-                                   to_address=to_address, include_superseded=include_superseded)
+                                   to_address=to_address, include_superseded=include_superseded, fields=fields)
 
     def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
-                  to_address: int | None = None, include_superseded: bool = False) -> Iterator[Record]:
+                  to_address: int | None = None, include_superseded: bool = False,
+                  fields: Sequence[str] | None = None) -> Iterator[Record]:
         """Records matching every (psf, value) condition."""
         return self._planner.query_all(conditions, limit=limit, order=order, from_address=from_address,
-                                       to_address=to_address, include_superseded=include_superseded)
+                                       to_address=to_address, include_superseded=include_superseded, fields=fields)
 
     def query_any(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
-                  to_address: int | None = None, include_superseded: bool = False) -> Iterator[Record]:
+                  to_address: int | None = None, include_superseded: bool = False,
+                  fields: Sequence[str] | None = None) -> Iterator[Record]:
         """Records matching at least one (psf, value) condition."""
         return self._planner.query_any(conditions, limit=limit, order=order, from_address=from_address,
-                                       to_address=to_address, include_superseded=include_superseded)
+                                       to_address=to_address, include_superseded=include_superseded, fields=fields)
 
     def query_addresses(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all",
                         order: str = "newest", from_address: int | None = None,
@@ -259,7 +272,8 @@ class Store:
     def query_batches(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all",
                       limit: int | None = None, order: str = "newest", from_address: int | None = None,
                       to_address: int | None = None, include_superseded: bool = False,
-                      cancel: threading.Event | None = None) -> Iterator[RecordBatch]:
+                      cancel: threading.Event | None = None,
+                      fields: Sequence[str] | None = None) -> Iterator[RecordBatch]:
         """The records of query_all (mode "all") or query_any (mode "any") as
         RecordBatches: the records' text in one buffer per batch, with no
         Python object per record. The bulk path: `batch.ndjson()` goes to a
@@ -272,11 +286,12 @@ class Store:
         reads one batch per next() and needs no such check."""
         return self._planner.query_batches(conditions, mode=mode, limit=limit, order=order,
                                            from_address=from_address, to_address=to_address,
-                                           include_superseded=include_superseded, cancel=cancel)
+                                           include_superseded=include_superseded, cancel=cancel, fields=fields)
 
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
              from_address: int | None = None, to_address: int | None = None,
-             include_superseded: bool = False, cancel: threading.Event | None = None) -> Iterator[Record]:
+             include_superseded: bool = False, cancel: threading.Event | None = None,
+             fields: Sequence[str] | None = None) -> Iterator[Record]:
         """Records for which a JMESPath expression is truthy, by scanning the
         log (no index needed). Keyed stores: live versions only unless
         include_superseded. The expression is checked against the store's
@@ -286,16 +301,17 @@ class Store:
         would look complete). Once `cancel` is set, the scan stops before its
         next record and the iterator ends."""
         return self._planner.scan(expression, limit=limit, order=order, from_address=from_address,
-                                  to_address=to_address, include_superseded=include_superseded, cancel=cancel)
+                                  to_address=to_address, include_superseded=include_superseded, cancel=cancel,
+                                  fields=fields)
 
     def scan_batches(self, expression: str, *, limit: int | None = None, order: str = "newest",
                      from_address: int | None = None, to_address: int | None = None,
-                     include_superseded: bool = False,
-                     cancel: threading.Event | None = None) -> Iterator[RecordBatch]:
+                     include_superseded: bool = False, cancel: threading.Event | None = None,
+                     fields: Sequence[str] | None = None) -> Iterator[RecordBatch]:
         """scan's records as RecordBatches (see query_batches)."""
         return self._planner.scan_batches(expression, limit=limit, order=order, from_address=from_address,
                                           to_address=to_address, include_superseded=include_superseded,
-                                          cancel=cancel)
+                                          cancel=cancel, fields=fields)
 
     # ---- counts and top values (engine/counts.py) ----
     def count(self, psf: str, value: Any = True, *, from_address: int | None = None,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from ...errors import InvalidArgument
 from ...psf import parse_query_value
@@ -63,13 +63,16 @@ async def _stream(request: Request, kind: str, with_address: bool,
                          "compared by JSON semantics (1 equals 1.0); `value` defaults to true (what a "
                          "predicate PSF indexes).")
 async def query(body: QueryIn, request: Request, store: Annotated[Store, Depends(deps.store)],
-                with_address: WithAddressParam = None) -> StreamingResponse:
+                with_address: WithAddressParam = None) -> Response:
     mode, conditions = body.conditions()
     address_lines = _address_lines(body, with_address)
 
-    def run(c: cancel.Cancel) -> Iterator[RecordBatch]:
-        return store.query_batches(conditions, mode="any" if mode == "any" else "all", cancel=c, **_range(body))
+    def run(c: cancel.Cancel, **kw: Any) -> Iterator[RecordBatch]:
+        return store.query_batches(conditions, mode="any" if mode == "any" else "all", cancel=c,
+                                   **(kw or _range(body)))
 
+    if body.page_size is not None:
+        return await _page(request, mode, body, address_lines, run)
     return await _stream(request, mode, address_lines, run)
 
 
@@ -86,11 +89,13 @@ async def query_psf(
     to_address: Annotated[int | None, Query(ge=0)] = None,
     include_superseded: Annotated[bool, Query(description="keyed stores: also older and deleted versions")] = False,
     with_address: WithAddress = False,
+    fields: Annotated[list[str] | None, Query(description="as the body field of POST /query; repeat it for "
+                                                          "each field (fields=type&fields=repo.name)")] = None,
 ) -> StreamingResponse:
     v: Any = True if value is None else parse_query_value(value)
     return await _stream(request, "one", with_address, lambda c: store.query_batches(
         [(name, v)], limit=limit, order=order, from_address=from_address, to_address=to_address,
-        include_superseded=include_superseded, cancel=c))
+        include_superseded=include_superseded, cancel=c, fields=fields))
 
 
 @router.post("/scan", summary="Full scan with any JMESPath expression (NDJSON stream)",
@@ -102,9 +107,68 @@ async def query_psf(
                          "(`evaluation_budget_exceeded`, with the record's `address`; once records have "
                          "streamed, the stream is cut instead). The scan stops when the client goes away.")
 async def scan(body: ScanIn, request: Request, store: Annotated[Store, Depends(deps.store)],
-               with_address: WithAddressParam = None) -> StreamingResponse:
-    return await _stream(request, "scan", _address_lines(body, with_address),
-                         lambda c: store.scan_batches(body.expr, cancel=c, **_range(body)))
+               with_address: WithAddressParam = None) -> Response:
+    def run(c: cancel.Cancel, **kw: Any) -> Iterator[RecordBatch]:
+        return store.scan_batches(body.expr, cancel=c, **(kw or _range(body)))
+
+    if body.page_size is not None:
+        return await _page(request, "scan", body, _address_lines(body, with_address), run)
+    return await _stream(request, "scan", _address_lines(body, with_address), run)
+
+
+async def _page(request: Request, kind: str, body: Any, with_address: bool,
+                run: Callable[..., Iterator[RecordBatch]]) -> Response:
+    """One page: up to page_size records of the answer (one more is read, to
+    know whether more follow), with the cursor of the next in a header."""
+    kw = _range(body)
+    kw["limit"] = body.page_size + 1
+    if body.cursor is not None:
+        order, at = _parse_cursor(body.cursor)
+        if order != body.order:
+            raise InvalidArgument(f"this cursor continues an answer in {order!r} order, not {body.order!r}")
+        if order == "newest":
+            kw["to_address"] = at if body.to_address is None else min(at, body.to_address)
+        else:
+            kw["from_address"] = at if body.from_address is None else max(at, body.from_address)
+    t0 = time.perf_counter()
+    c = cancel.Cancel()
+
+    def collect() -> tuple[list[RecordBatch], int | None]:
+        out: list[RecordBatch] = []
+        left = body.page_size
+        more_at = None
+        for batch in run(c, **kw):
+            n = len(batch.addresses)
+            if n > left:
+                more_at = batch.addresses[left - 1] if left else out[-1].addresses[-1]
+                if left:
+                    out.append(batch.head(left))
+                break
+            out.append(batch)
+            left -= n
+        return out, more_at
+
+    batches, more_at = await cancel.run(collect, c, request)
+    if c.is_set():
+        raise c.error()
+    n = sum(len(b.addresses) for b in batches)
+    deps.metrics(request).queried(kind, n, time.perf_counter() - t0)
+    content = b"".join(ndjson_chunks(iter(batches), with_address=with_address))
+    headers = {}
+    if more_at is not None:
+        nxt = more_at if body.order == "newest" else more_at + 1
+        headers[NEXT_CURSOR] = f"{body.order[0]}{nxt}"
+    return Response(content, media_type="application/x-ndjson", headers=headers)
+
+
+NEXT_CURSOR = "X-Shoal-Next-Cursor"
+
+
+def _parse_cursor(cursor: str) -> tuple[str, int]:
+    order = {"n": "newest", "o": "oldest"}.get(cursor[:1])
+    if order is None or not cursor[1:].isdigit():
+        raise InvalidArgument(f"malformed cursor {cursor!r}: pass the {NEXT_CURSOR} header of the previous page")
+    return order, int(cursor[1:])
 
 
 def _address_lines(body: QueryIn | ScanIn, query_value: bool | None) -> bool:
@@ -121,4 +185,4 @@ def _address_lines(body: QueryIn | ScanIn, query_value: bool | None) -> bool:
 
 def _range(body: Any) -> dict[str, Any]:
     return {"limit": body.limit, "order": body.order, "from_address": body.from_address,
-            "to_address": body.to_address, "include_superseded": body.include_superseded}
+            "to_address": body.to_address, "include_superseded": body.include_superseded, "fields": body.fields}
