@@ -152,7 +152,8 @@ def _psf(b: dict) -> PSF:
     except E.ShoalError:  # a server with a newer dialect: keep the text only
         expression = None
     return PSF(id=b["id"], name=b["name"], definition=expr, kind=PSFKind(b["kind"]), fields=None,
-               ranges=[(r[0], r[1]) for r in b.get("ranges", [])], expression=expression)
+               ranges=[(r[0], r[1]) for r in b.get("ranges", [])], expression=expression,
+               bucket=b.get("bucket"), time=bool(b.get("time", False)))
 
 
 class RecordStream:
@@ -334,12 +335,16 @@ class Client:
         return _ingest_result(r.json())
 
     # ---- PSFs ----
-    def register_psf(self, name: str, definition: str, *, exist_ok: bool = False, replace: bool = False) -> PSF:
+    def register_psf(self, name: str, definition: str, *, exist_ok: bool = False, replace: bool = False,
+                     bucket: float | None = None, time: bool = False) -> PSF:
         """Register a JMESPath PSF (callables cannot travel over HTTP);
-        exist_ok and replace as in Store.register_psf."""
+        exist_ok, replace, bucket and time as in Store.register_psf."""
         if not isinstance(definition, str):
             raise E.InvalidArgument("over HTTP a PSF definition must be a JMESPath str")
         body: dict[str, Any] = {"name": name, "expr": definition}
+        if bucket is not None:
+            body["bucket"] = bucket
+            body["time"] = time
         if exist_ok:  # sent only when asked, so servers without the field still answer
             body["exist_ok"] = True
         if replace:
@@ -387,6 +392,18 @@ class Client:
              page_size: int | None = None) -> Iterator[Record]:
         return self._read("/scan", {"expr": expression}, limit, order, from_address, to_address,
                           include_superseded, fields, page_size)
+
+    def query_range(self, psf: str, lo: Any, hi: Any, *, limit: int | None = None, order: str = "newest",
+                    from_address: int | None = None, to_address: int | None = None,
+                    include_superseded: bool = False, fields: Sequence[str] | None = None,
+                    page_size: int | None = None) -> Iterator[Record]:
+        """Records whose bucketed PSF has a value in [lo, hi) (Store.query_range)."""
+        return self._read("/query", {"psf": psf, "range": [lo, hi]}, limit, order, from_address, to_address,
+                          include_superseded, fields, page_size)
+
+    def count_range(self, psf: str, lo: Any, hi: Any, *, from_address: int | None = None,
+                    to_address: int | None = None, include_superseded: bool = False) -> int:
+        return self._count({"psf": psf, "range": [lo, hi]}, from_address, to_address, include_superseded)
 
     def _read(self, path: str, body: dict, limit, order, from_address, to_address, include_superseded,
               fields, page_size) -> Iterator[Record]:

@@ -118,8 +118,8 @@ static inline step plan_programs(const shoal_ingest_job *job, const shoal_psfset
             res->status = SHOAL_E_TOO_MANY_KPS;
             return STEP_REJECT;
         }
-        int64_t cl = shoal_val_canon(set, text, &v, job->scratch + pl->scratch_used,
-                                     job->scratch_bytes - pl->scratch_used);
+        int64_t cl = shoal_prog_canon(set, p, text, &v, job->scratch + pl->scratch_used,
+                                      job->scratch_bytes - pl->scratch_used);
         if (cl == SHOAL_E_SPACE) {
             res->status = SHOAL_E_TOO_LARGE;
             return STEP_REJECT;
@@ -134,7 +134,8 @@ static inline step plan_programs(const shoal_ingest_job *job, const shoal_psfset
         k->hash = shoal_hash(k->psf_id, job->scratch + pl->scratch_used, (size_t)cl);
         k->canon_off = (uint32_t)pl->scratch_used;
         k->canon_len = (uint32_t)cl;
-        if (v.origin == SHOAL_ORIGIN_RECORD && v.type == SHOAL_T_STRING && !(v.flags & SHOAL_VF_ESCAPED)) {
+        if (v.origin == SHOAL_ORIGIN_RECORD && v.type == SHOAL_T_STRING && !(v.flags & SHOAL_VF_ESCAPED)
+            && set->progs[p].transform == SHOAL_XF_NONE) {
             k->kind = SHOAL_KP_SPAN;
             k->off = v.start + 1;
             k->len = v.len - 2;

@@ -14,6 +14,10 @@
  * pointer, so it skips the reader registration shoal_index_lookup does. */
 SHOAL_INTERNAL uint64_t shoal_index_lookup_writer(shoal_index *index, uint64_t hash);
 
+/* A time of at least this magnitude is in milliseconds, else in seconds
+ * (bucket.c; engine/retention.py's _MS_THRESHOLD says the same). */
+#define SHOAL_MS_THRESHOLD 1e11
+
 /* Any thread: whether the tally holds (psf_id, canon), and then its samples
  * (*n_samples of them, rising in address; see SHOAL_TALLY_SAMPLE_EVERY). */
 SHOAL_INTERNAL int shoal_tally_find(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,

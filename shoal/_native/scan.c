@@ -62,8 +62,11 @@ int shoal_scan(shoal_scan_job *job, const shoal_psfset *set) {
                         match = !(v.flags & SHOAL_VF_EMPTY); break;
                     default: match = 1;
                     }
+                } else if (job->mode == SHOAL_SCAN_BUCKETS) {
+                    int64_t k;
+                    match = shoal_prog_bucket(set, job->prog, payload, &v, &k) && k >= job->kmin && k <= job->kmax;
                 } else {
-                    int64_t cl = shoal_val_canon(set, payload, &v, job->scratch, job->scratch_bytes);
+                    int64_t cl = shoal_prog_canon(set, job->prog, payload, &v, job->scratch, job->scratch_bytes);
                     if (cl < 0) return (int)cl;
                     match = cl > 0 && (uint64_t)cl == job->canon_len
                             && memcmp(job->scratch, job->canon, (size_t)cl) == 0;

@@ -190,11 +190,17 @@ typedef struct {
     double num;           /* numbers: the value as a double, for ordering */
 } shoal_lit;
 
+/* What a program's value becomes before it is indexed (bucket.c). */
+#define SHOAL_XF_NONE 0
+#define SHOAL_XF_BUCKET 1   /* a number: floor(x / bucket) */
+#define SHOAL_XF_TIME 2     /* epoch seconds (ms past 1e11) or ISO-8601: floor(seconds / bucket) */
+
 typedef struct {
     uint32_t psf_id;
     uint32_t first_insn;
     uint32_t n_insns;
-    uint32_t reserved;
+    uint32_t transform;   /* SHOAL_XF_* */
+    double bucket;        /* the bucket width, with a transform */
 } shoal_prog;
 
 /* Everything the C ingest path evaluates: one trie for all fields any program
@@ -233,6 +239,19 @@ int shoal_eval(const shoal_psfset *set, uint32_t prog, const char *rec,
  * or true): returns the length (> 0), 0 if not indexable, or SHOAL_E_SPACE. */
 int64_t shoal_val_canon(const shoal_psfset *set, const char *rec, const shoal_val *v,
                         char *dst, size_t cap);
+
+/* The canonical bytes program `prog` indexes for value v: shoal_val_canon's,
+ * or with a transform the bucket's number (0: no value). */
+int64_t shoal_prog_canon(const shoal_psfset *set, uint32_t prog, const char *rec, const shoal_val *v,
+                         char *dst, size_t cap);
+/* Epoch seconds of an ISO-8601 date or date-time (YYYY-MM-DD, then T or a
+ * space, HH:MM, :SS, .fraction, and Z or +HH:MM / +HHMM / +HH; UTC when it
+ * names no zone): 1, or 0 when s is not one. */
+int shoal_time_seconds(const char *s, size_t len, double *out);
+/* floor(x / width) when it is below 2^53 in magnitude: 1 and *k, else 0. */
+int shoal_bucket_of(double x, double width, int64_t *k);
+/* The bucket a bucketed program puts value v in: 1 and *k, or 0 (none). */
+int shoal_prog_bucket(const shoal_psfset *set, uint32_t prog, const char *rec, const shoal_val *v, int64_t *k);
 
 /* ---- records ------------------------------------------------------------ */
 /* Record = header, key pointers, canonical values area (padded to 8), raw
@@ -706,6 +725,7 @@ int shoal_live(shoal_live_job *job, shoal_log *log, shoal_index *index);
 #define SHOAL_SCAN_ALL 0       /* every record */
 #define SHOAL_SCAN_TRUTHY 1    /* records where program `prog` yields a truthy value */
 #define SHOAL_SCAN_EQUALS 2    /* records where program `prog` yields canonical == canon */
+#define SHOAL_SCAN_BUCKETS 3   /* records whose bucket (a bucketed program's) is in [kmin, kmax] */
 typedef struct {
     const char *buf;
     uint64_t base;
@@ -725,6 +745,7 @@ typedef struct {
     shoal_slot *slots;        /* scratch: trie.n_slots entries */
     char *scratch;
     uint64_t scratch_bytes;
+    int64_t kmin, kmax;       /* SHOAL_SCAN_BUCKETS */
 } shoal_scan_job;
 
 int shoal_scan(shoal_scan_job *job, const shoal_psfset *set);

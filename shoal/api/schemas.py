@@ -67,6 +67,12 @@ class PSFIn(_Body):
     replace: bool = Field(False, description="a PSF of this name active with another `expr` is deregistered "
                                              "and this one registered from the same address on, in one step "
                                              "(201); with the same `expr`, as exist_ok")
+    bucket: float | None = Field(None, gt=0, description="a bucketed PSF: a number x is indexed as the bucket "
+                                                       "floor(x / bucket), so `range` queries and counts walk "
+                                                       "buckets (the expression must be a path the C core "
+                                                       "evaluates)")
+    time: bool = Field(False, description="with bucket (seconds): the value is a time, epoch seconds or "
+                                          "milliseconds or an ISO-8601 string")
 
     @field_validator("name")
     @classmethod
@@ -89,6 +95,8 @@ class PSFOut(BaseModel):
     active_from: int | None = Field(description="start of the current active range (null when inactive)")
     ranges: list[tuple[int, int | None]] = Field(
         description="log ranges [from, to) in which the PSF was active (indexed); to is null while active")
+    bucket: float | None = Field(None, description="the bucket width of a bucketed PSF (null: none)")
+    time: bool = Field(False, description="a bucketed PSF of times")
 
 
 class PSFDeregisteredOut(PSFOut):
@@ -102,7 +110,7 @@ class PSFList(BaseModel):
 def psf_out(p: PSF) -> dict[str, Any]:
     return {"name": p.name, "id": p.id, "expr": p.definition, "kind": p.kind.value, "native": p.native,
             "active": p.active, "active_from": p.ranges[-1][0] if p.active else None,
-            "ranges": [list(r) for r in p.ranges]}
+            "ranges": [list(r) for r in p.ranges], "bucket": p.bucket, "time": p.time}
 
 
 # ---- queries ----
@@ -147,10 +155,15 @@ class _Range(_Body):
 
 
 class QueryIn(_Range):
-    """One condition (`psf` + `value`), or `all` (every one holds) or `any`
-    (at least one holds) of a list of conditions."""
+    """One condition (`psf` + `value`, or `psf` + `range` on a bucketed
+    PSF), or `all` (every one holds) or `any` (at least one holds) of a list
+    of conditions."""
     psf: str | None = Field(None, examples=["type"])
     value: Any = Field(True, examples=["PushEvent"])
+    range: tuple[Any, Any] | None = Field(None, examples=[[100, 500]],
+                                          description="[lo, hi): records whose bucketed PSF `psf` has a value "
+                                                      "from lo (inclusive) to hi (exclusive); numbers, or times "
+                                                      "for a time PSF")
     all: list[Condition] | None = Field(None, min_length=1)
     any: list[Condition] | None = Field(None, min_length=1)
 
@@ -161,6 +174,8 @@ class QueryIn(_Range):
             raise ValueError("give exactly one of 'psf', 'all' or 'any'")
         if self.psf is None and "value" in self.model_fields_set:
             raise ValueError("'value' goes with 'psf'; inside 'all'/'any' each condition has its own")
+        if self.range is not None and (self.psf is None or "value" in self.model_fields_set):
+            raise ValueError("'range' goes with 'psf', instead of 'value'")
         return self
 
     def conditions(self) -> tuple[str, list[tuple[str, Any]]]:

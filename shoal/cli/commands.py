@@ -190,7 +190,10 @@ def cmd_psf_add(args: argparse.Namespace) -> int:
     with _connect(args, create=True) as target:
         before = _active(target, args.name)
         try:
-            psf = target.register_psf(args.name, args.expression, exist_ok=args.exist_ok, replace=args.replace)
+            extra = {"bucket": args.bucket, "time": True} if args.time else (
+                {"bucket": args.bucket} if args.bucket is not None else {})
+            psf = target.register_psf(args.name, args.expression, exist_ok=args.exist_ok, replace=args.replace,
+                                      **extra)
         except PSFExists as exc:
             exc.add_note(f"`shoal psf add --replace {args.name} ...` registers the new expression in its place; "
                          f"`shoal psf rm {args.name}` deregisters it")
@@ -239,7 +242,13 @@ def cmd_query(args: argparse.Namespace) -> int:
     value = True if args.value is None else parse_query_value(args.value)
     with _connect(args) as target:
         kw = dict(limit=args.limit, order=args.order, **_history(args), **_fields(args))
-        if hasattr(target, "query_batches") and not _columns(args):  # a local Store: the bulk path
+        if args.range is not None:
+            lo, hi = _range_args(args)
+            if hasattr(target, "query_range_batches") and not _columns(args):
+                write_ndjson(target.query_range_batches(args.psf, lo, hi, **kw), args.with_address)
+            else:
+                _write(args, target.query_range(args.psf, lo, hi, **kw))
+        elif hasattr(target, "query_batches") and not _columns(args):  # a local Store: the bulk path
             write_ndjson(target.query_batches([(args.psf, value)], **kw), args.with_address)
         else:
             _write(args, target.query(args.psf, value, **kw))
@@ -284,8 +293,17 @@ def _write(args: argparse.Namespace, records) -> None:
 def cmd_count(args: argparse.Namespace) -> int:
     value = True if args.value is None else parse_query_value(args.value)
     with _connect(args) as target:
-        print(target.count(args.psf, value, **_window(args)))
+        if args.range is not None:
+            print(target.count_range(args.psf, *_range_args(args), **_window(args)))
+        else:
+            print(target.count(args.psf, value, **_window(args)))
     return 0
+
+
+def _range_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    if args.value is not None:
+        raise InvalidArgument("give a VALUE or --range LO HI, not both")
+    return parse_query_value(args.range[0]), parse_query_value(args.range[1])
 
 
 def cmd_top(args: argparse.Namespace) -> int:

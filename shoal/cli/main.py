@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NAME already active with this EXPRESSION is not an error (scripts that run twice)")
     c.add_argument("--replace", action="store_true",
                    help="NAME active with another expression: deregister it and register this one, in one step")
+    c.add_argument("--bucket", type=float, metavar="W",
+                   help="a bucketed PSF: a number x is indexed as the bucket floor(x / W), for --range queries "
+                        "and counts")
+    c.add_argument("--time", action="store_true",
+                   help="with --bucket (seconds): the value is a time (epoch seconds or ms, ISO-8601)")
     c.set_defaults(run=C.cmd_psf_add)
     c = psf_sub.add_parser("ls", parents=[where], help="list PSFs (also inactive ones)")
     c.add_argument("--json", action="store_true", help="machine-readable output")
@@ -150,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("psf", metavar="PSF")
     c.add_argument("value", nargs="?", metavar="VALUE",
                    help="a JSON literal (3, true, \"a b\") or a bare word string; default true")
+    c.add_argument("--range", nargs=2, metavar=("LO", "HI"),
+                   help="instead of VALUE: records whose bucketed PSF has a value in [LO, HI)")
     reads(c)
     c = command("scan", C.cmd_scan, "records for which a JMESPath expression is truthy (full scan)")
     c.add_argument("expression")
@@ -158,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("psf", metavar="PSF")
     c.add_argument("value", nargs="?", metavar="VALUE",
                    help="a JSON literal (3, true, \"a b\") or a bare word string; default true")
+    c.add_argument("--range", nargs=2, metavar=("LO", "HI"),
+                   help="instead of VALUE: records whose bucketed PSF has a value in [LO, HI)")
     window(c)
     c = command("top", C.cmd_top, "a PSF's values and how many records have each, largest first")
     c.add_argument("psf", metavar="PSF")

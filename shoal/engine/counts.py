@@ -31,6 +31,7 @@ import orjson
 
 from ..errors import InvalidArgument
 from ..psf import PSF, EvaluationBudget, canonical, evaluate
+from ..psf import buckets as B
 from ..psf.values import decode
 from ..store import query as _query
 from ..store.scan import scan_range
@@ -144,6 +145,15 @@ class Counts:
     def group_count(self, psf: str, *, limit: int | None = None, from_address: int | None = None,
                     to_address: int | None = None, include_superseded: bool = False,
                     cancel: threading.Event | None = None) -> list[tuple[Any, int]]:
+        groups = self._group_count(psf, limit, from_address, to_address, include_superseded, cancel)
+        entry = self.planner.registry.get(psf)
+        if entry.bucket is None:
+            return groups
+        # a bucketed PSF's values are bucket numbers: shown as each bucket's smallest value
+        return [(B.lower_bound(entry, k), n) for k, n in groups]
+
+    def _group_count(self, psf: str, limit, from_address, to_address, include_superseded,
+                     cancel) -> list[tuple[Any, int]]:
         p = self.planner
         if not isinstance(psf, str):
             raise InvalidArgument("psf must be a PSF name (a string)")

@@ -49,8 +49,8 @@ class Planner:
         self.registry = registry
         self.keys = keys
         self.gate = gate
-        # Keyed by (psf_id, expression): a forgotten PSF's id may serve a later one.
-        self._scan_sets: dict[tuple[int, str], NativePSFSet] = {}
+        # Keyed by (psf_id, expression, bucket, time): a forgotten PSF's id may serve a later one.
+        self._scan_sets: dict[tuple, NativePSFSet] = {}
         self._projections: dict[Any, Projection] = {}
 
     def get(self, address: int) -> Record | None:
@@ -267,14 +267,20 @@ class Planner:
         return stream(self.log, self.index, psf, canon, h, inactive, factory, lo, hi,
                       descending=descending, gate=self.gate)
 
+    def native_set(self, psf: PSF) -> NativePSFSet:
+        """A native PSF's program alone (its bucketing too), for scans; built once."""
+        key = (psf.id, psf.definition, psf.bucket, psf.time)
+        nset = self._scan_sets.get(key)
+        if nset is None:
+            if len(self._scan_sets) >= 256:  # PSFs come and go: build again what is asked again
+                self._scan_sets.clear()
+            xf = (psf.transform, psf.bucket) if psf.bucket is not None else None
+            nset = self._scan_sets[key] = NativePSFSet.build_single(psf.expression, xf)
+        return nset
+
     def _matcher_for(self, psf: PSF, canon: bytes | None, cancel: threading.Event | None = None):
         if psf.native:
-            nset = self._scan_sets.get((psf.id, psf.definition))
-            if nset is None:
-                if len(self._scan_sets) >= 256:  # PSFs come and go: build again what is asked again
-                    self._scan_sets.clear()
-                nset = self._scan_sets[(psf.id, psf.definition)] = NativePSFSet.build_single(psf.expression)
-            return NativeMatcher(nset, 0, canon, cancel=cancel)
+            return NativeMatcher(self.native_set(psf), 0, canon, cancel=cancel)
 
         budget = EvaluationBudget(self.config.expression_limits)
 

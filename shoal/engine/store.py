@@ -48,6 +48,7 @@ from ..store.recovery import LOST_AND_FOUND
 from ..store.segments import segment_bytes
 from .compaction import Compactor
 from .counts import Counts
+from .ranges import Ranges
 from .opening import open_directory
 from .planner import ORDERS, Planner  # noqa: F401 - ORDERS: the orders a query takes, for callers
 
@@ -86,6 +87,7 @@ class Store:
         self._keys = KeyIndex(o.log, o.index) if self.key is not None else None
         self._planner = Planner(o.config, o.log, o.index, o.registry, self._keys, self._gate)
         self._counts = Counts(self._planner, o.tally)
+        self._ranges = Ranges(self._planner, o.tally)
         self._compactor = Compactor(self._core, self.path, o.ckpt_dir, o.timestamp, keyed=self._keys is not None,
                                     live_mask=self._planner.live_mask, sync=self._commit.sync_locked)
         self._compactor.start(o.begin_state)
@@ -144,7 +146,8 @@ class Store:
                               errors=self._eval_errors, over_budget=self._over_budget)
 
     def register_psf(self, name: str, definition: str | Callable[..., Any], *,
-                     fields: Sequence[str] | None = None, exist_ok: bool = False, replace: bool = False) -> PSF:
+                     fields: Sequence[str] | None = None, exist_ok: bool = False, replace: bool = False,
+                     bucket: float | None = None, time: bool = False) -> PSF:
         """Register a PSF: a JMESPath expression, or a callable receiving the
         values of `fields` (or the parsed record when fields is None). Every
         record ingested from now on is indexed by it; queries over older
@@ -156,13 +159,22 @@ class Store:
         setup code may run twice; with `replace=True` a different definition
         takes the name over: the old PSF is deregistered and the new one
         registered at the same tail address, under the writer lock (no
-        record lands between), in one save of the registry."""
+        record lands between), in one save of the registry.
+
+        bucket=W makes a bucketed PSF: a numeric value x is indexed as the
+        bucket floor(x / W), so `query_range` and `count_range` answer
+        ranges of values by walking the buckets' chains (the expression
+        must be one the C core evaluates: a path). With time=True the
+        value is a time (epoch seconds, milliseconds from 1e11 on, or an
+        ISO-8601 string) and W is in seconds. group_count of a bucketed
+        PSF is a histogram: each bucket's smallest value and its count."""
         with self._write_lock:
             self._gate.check_open()
             tail = self._log.tail_address
             try:
                 psf = self._registry.register(name, definition, fields=fields, address=tail,
-                                              begin=self._log.begin_address, exist_ok=exist_ok, replace=replace)
+                                              begin=self._log.begin_address, exist_ok=exist_ok, replace=replace,
+                                              bucket=bucket, time=time)
                 # A PSF that starts here (a new one, or one whose id an earlier
                 # PSF held) is tallied from here; one resumed keeps its counts.
                 if psf.ranges and psf.ranges[0][0] == tail and self._tally.state(psf.id).since != tail:
@@ -312,6 +324,40 @@ class Store:
         return self._planner.scan_batches(expression, limit=limit, order=order, from_address=from_address,
                                           to_address=to_address, include_superseded=include_superseded,
                                           cancel=cancel, fields=fields)
+
+    # ---- ranges of a bucketed PSF (engine/ranges.py) ----
+    def query_range(self, psf: str, lo: Any, hi: Any, *, limit: int | None = None, order: str = "newest",
+                    from_address: int | None = None, to_address: int | None = None,
+                    include_superseded: bool = False, fields: Sequence[str] | None = None) -> Iterator[Record]:
+        """Records whose bucketed PSF `psf` has a value in [lo, hi) (lo
+        inclusive, hi exclusive; numbers, or times for a time PSF): the
+        chains of the buckets the range spans, the records of its two end
+        buckets read and compared exactly. As query otherwise."""
+        return self._ranges.query(psf, lo, hi, limit=limit, order=order, from_address=from_address,
+                                  to_address=to_address, include_superseded=include_superseded, fields=fields,
+                                  cancel=None, batches=False)
+
+    def query_range_batches(self, psf: str, lo: Any, hi: Any, *, limit: int | None = None,
+                            order: str = "newest", from_address: int | None = None,
+                            to_address: int | None = None, include_superseded: bool = False,
+                            fields: Sequence[str] | None = None,
+                            cancel: threading.Event | None = None) -> Iterator[RecordBatch]:
+        """query_range's records as RecordBatches (see query_batches)."""
+        return self._ranges.query(psf, lo, hi, limit=limit, order=order, from_address=from_address,
+                                  to_address=to_address, include_superseded=include_superseded, fields=fields,
+                                  cancel=cancel, batches=True)
+
+    def count_range(self, psf: str, lo: Any, hi: Any, *, from_address: int | None = None,
+                    to_address: int | None = None, include_superseded: bool = False,
+                    cancel: threading.Event | None = None) -> int:
+        """How many records query_range would return: the buckets inside
+        the range counted without reading a record (the value tally), its
+        two end buckets read."""
+        self._gate.check_open()
+        entry = self._ranges.entry(psf)
+        lo_addr, hi_addr, _ = self._planner._range("newest", from_address, to_address, None)
+        return self._ranges.count(entry, lo, hi, lo_addr, hi_addr, include_superseded=include_superseded,
+                                  cancel=cancel)
 
     # ---- counts and top values (engine/counts.py) ----
     def count(self, psf: str, value: Any = True, *, from_address: int | None = None,

@@ -31,7 +31,8 @@ def compile_active(active: list[PSF], key: Expression | None, limits, *,
     evaluation budget) are the store's tallies, kept across recompiles."""
     key_native = key if key is not None and key.native else None
     key_slow = key if key is not None and not key.native else None
-    native = NativePSFSet.build([(p.id, p.expression) for p in active if p.native], key=key_native)
+    native = NativePSFSet.build([(p.id, p.expression) for p in active if p.native], key=key_native,
+                                transforms={p.id: (p.transform, p.bucket) for p in active if p.bucket is not None})
     slow = [p for p in active if not p.native and p.failure is None]  # a failing PSF yields nothing
     evaluator = SlowEvaluator(slow, limits, errors=errors, over_budget=over_budget)
     return Compiled(native, evaluator if slow or key_slow is not None else None, key_slow)

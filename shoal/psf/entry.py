@@ -13,6 +13,7 @@ import types
 import unicodedata
 from typing import Any, Callable
 
+from .._native import lib
 from ..errors import InvalidArgument
 from .expr import Expression
 from .kinds import PSFKind
@@ -38,6 +39,15 @@ class PSF:
     field_expressions: tuple[Expression, ...] | None = None
     fingerprint: str | None = None  # callables: callable_fingerprint(func)
     failure: str | None = None      # why a loaded PSF cannot be evaluated (over the expression limits)
+    bucket: float | None = None     # bucketed: a value x is indexed as floor(x / bucket) (_native/bucket.c)
+    time: bool = False              # bucketed times: epoch seconds, milliseconds or ISO-8601 strings
+
+    @property
+    def transform(self) -> int:
+        """SHOAL_XF_* of the value it indexes."""
+        if self.bucket is None:
+            return lib.SHOAL_XF_NONE
+        return lib.SHOAL_XF_TIME if self.time else lib.SHOAL_XF_BUCKET
 
     @property
     def active(self) -> bool:
@@ -61,7 +71,8 @@ class PSF:
 
     def __repr__(self) -> str:
         what = self.definition if self.definition is not None else "<callable>"
-        return f"PSF(id={self.id}, name={self.name!r}, {self.kind.value}: {what!r}, ranges={self.ranges})"
+        bucket = f", {'time ' if self.time else ''}bucket={self.bucket:g}" if self.bucket is not None else ""
+        return f"PSF(id={self.id}, name={self.name!r}, {self.kind.value}: {what!r}{bucket}, ranges={self.ranges})"
 
 
 def active_at(psf: PSF, address: int) -> bool:

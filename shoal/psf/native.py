@@ -59,15 +59,18 @@ class NativePSFSet:
         self.n_slots = 0
         self.slot_paths: tuple[Path, ...] = ()
         self.psf_ids: tuple[int, ...] = ()
+        self._transforms: dict[int, tuple[int, float]] = {}
 
     # ---- construction -------------------------------------------------------
 
     @classmethod
     def build(cls, items: Iterable[tuple[int, Expression]], *,
-              key: Expression | None = None) -> "NativePSFSet":
+              key: Expression | None = None,
+              transforms: dict[int, tuple[int, float]] | None = None) -> "NativePSFSet":
         """Compile (psf_id, native expression) pairs; program i is items[i].
         With `key` (a keyed store's key expression), program 0 computes the
-        key (psf id SHOAL_KEY_PSF_ID) and records without one are rejected."""
+        key (psf id SHOAL_KEY_PSF_ID) and records without one are rejected.
+        `transforms`: psf_id -> (SHOAL_XF_*, bucket width) of bucketed PSFs."""
         items = list(items)
         seen: set[int] = set()
         for psf_id, expr in items:
@@ -83,15 +86,17 @@ class NativePSFSet:
                 raise InvalidArgument("the key expression is not native")
             items.insert(0, (lib.SHOAL_KEY_PSF_ID, key))
         self = cls()
+        self._transforms = transforms or {}
         self._build_trie(items)
         self._build_programs(items)
         self.ptr.key_required = 1 if key is not None else 0
         return self
 
     @classmethod
-    def build_single(cls, expr: Expression) -> "NativePSFSet":
-        """A set holding only `expr` as program 0 (psf_id 0), for scans."""
-        return cls.build([(0, expr)])
+    def build_single(cls, expr: Expression, transform: tuple[int, float] | None = None) -> "NativePSFSet":
+        """A set holding only `expr` as program 0 (psf_id 0), for scans;
+        with `transform`, its values bucketed as a bucketed PSF's are."""
+        return cls.build([(0, expr)], transforms={0: transform} if transform else None)
 
     def _build_trie(self, items: list[tuple[int, Expression]]) -> None:
         root = _Node()
@@ -205,6 +210,9 @@ class NativePSFSet:
             progs[i].psf_id = psf_id
             progs[i].first_insn = first
             progs[i].n_insns = n
+            xf, width = self._transforms.get(psf_id, (lib.SHOAL_XF_NONE, 0.0))
+            progs[i].transform = xf
+            progs[i].bucket = width
         insns = ffi.new("shoal_insn[]", max(len(insn_rows), 1))
         for i, (op, arg) in enumerate(insn_rows):
             insns[i].op = op

@@ -68,6 +68,7 @@ serialized; the store decides which address each change happens at.
 from __future__ import annotations
 
 import json
+import math
 import logging
 import pathlib
 import threading
@@ -93,6 +94,24 @@ _ID_SPACE: int = lib.SHOAL_MAX_KPS
 _FORMAT_VERSION = 1
 
 log = logging.getLogger(__name__)
+
+def _check_bucket(bucket: Any, time: bool, expression: Any) -> float | None:
+    """A bucket width: a positive finite number, for an expression the C core
+    evaluates (the bucket is taken in C at ingest: _native/bucket.c)."""
+    if not isinstance(time, bool):
+        raise InvalidArgument("time must be true or false")
+    if bucket is None:
+        if time:
+            raise InvalidArgument("a time PSF needs a bucket width in seconds (bucket=60: one per minute)")
+        return None
+    if isinstance(bucket, bool) or not isinstance(bucket, (int, float)) or not math.isfinite(bucket) or bucket <= 0:
+        raise InvalidArgument(f"bucket must be a positive number, not {bucket!r}")
+    if expression is None or not expression.native:
+        why = "a callable" if expression is None else expression.why_not_native
+        raise InvalidArgument(f"a bucketed PSF must be a path or expression the C core evaluates ({why}); "
+                              f"e.g. register_psf('size', 'payload.size', bucket=100)")
+    return float(bucket)
+
 
 def _check_address(address: Any) -> int:
     if isinstance(address, bool) or not isinstance(address, int) or address < 0:
@@ -177,7 +196,8 @@ class Registry:
 
     def register(self, name: str, definition: str | Callable[..., Any], *,
                  fields: Iterable[str] | None = None, address: int, begin: int = 0,
-                 exist_ok: bool = False, replace: bool = False) -> PSF:
+                 exist_ok: bool = False, replace: bool = False, bucket: float | None = None,
+                 time: bool = False) -> PSF:
         """Activate a PSF from log address `address` on (`begin`: the log's
         begin address; ranges below it are dropped). Raises PSFExists if
         `name` is active, TooManyPSFs if `max_active` are, PSFDefinitionError
@@ -205,12 +225,14 @@ class Registry:
                 f"a PSF definition must be a JMESPath str or a callable, not {type(definition).__name__}"
             )
         fingerprint = callable_fingerprint(func) if func is not None else None
+        bucket = _check_bucket(bucket, time, expression)
         with self._lock:
             snap = self._snapshot()
             old = self._by_name.get(name)
             replacing = False
             if old is not None and old.active:
-                if self._same_definition(old, definition, field_texts, fingerprint) and (exist_ok or replace):
+                if self._same_definition(old, definition, field_texts, fingerprint, bucket, time) and (
+                        exist_ok or replace):
                     return old
                 if not replace:
                     raise PSFExists(f"PSF {name!r} is already active, defined as {_shown(old)}; to "
@@ -225,7 +247,7 @@ class Registry:
                 assert old is not None
                 self._close_locked(old, address)
             self._drop_below_locked(begin)
-            if old is not None and self._same_definition(old, definition, field_texts, fingerprint):
+            if old is not None and self._same_definition(old, definition, field_texts, fingerprint, bucket, time):
                 last_end = old.ranges[-1][1] if old.ranges else None
                 if last_end is not None and address < last_end:
                     raise InvalidArgument(
@@ -251,7 +273,7 @@ class Registry:
                 definition=definition if isinstance(definition, str) else None,
                 kind=kind, fields=field_texts, ranges=[(address, None)],
                 expression=expression, func=func, field_expressions=field_exprs,
-                fingerprint=fingerprint,
+                fingerprint=fingerprint, bucket=bucket, time=time,
             )
             self._by_name[name] = psf
             self._by_id[psf.id] = psf
@@ -321,7 +343,9 @@ class Registry:
 
     @staticmethod
     def _same_definition(old: PSF, definition: Any, field_texts: tuple[str, ...] | None,
-                         fingerprint: str | None) -> bool:
+                         fingerprint: str | None, bucket: float | None = None, time: bool = False) -> bool:
+        if (old.bucket, old.time) != (bucket, time):
+            return False
         if isinstance(definition, str):
             return old.kind is not PSFKind.CALLABLE and old.definition == definition
         return (old.kind is PSFKind.CALLABLE and old.fields == field_texts
@@ -381,6 +405,7 @@ class Registry:
                 "fields": list(p.fields) if p.fields is not None else None,
                 "fingerprint": p.fingerprint,
                 "ranges": [[a, b] for a, b in p.ranges],
+                **({"bucket": p.bucket, "time": p.time} if p.bucket is not None else {}),
             }
         return {
             "version": _FORMAT_VERSION,
@@ -449,8 +474,10 @@ class Registry:
         kind = PSFKind(row["kind"])
         ranges: list[Range] = [(int(a), None if b is None else int(b)) for a, b in row["ranges"]]
         fields = tuple(row["fields"]) if row.get("fields") is not None else None
+        bucket = row.get("bucket")
         psf = PSF(id=int(row["id"]), name=row["name"], definition=row["definition"],
-                  kind=kind, fields=fields, ranges=ranges, fingerprint=row.get("fingerprint"))
+                  kind=kind, fields=fields, ranges=ranges, fingerprint=row.get("fingerprint"),
+                  bucket=None if bucket is None else float(bucket), time=bool(row.get("time", False)))
         try:
             if kind is PSFKind.CALLABLE:
                 psf.field_expressions = _parse_fields(fields, self.limits)[1]

@@ -62,6 +62,17 @@ class NativeMatcher:
         return _run(self.job, self._out, self._set.ptr, buf, base, length, start, lo, hi)
 
 
+class BucketMatcher(NativeMatcher):
+    """Records whose bucket under a bucketed program (psf/entry.py: bucket)
+    lies in [kmin, kmax]: the candidates of a range, before the exact check."""
+
+    def __init__(self, psfset, kmin: int, kmax: int, *, cancel=None):
+        super().__init__(psfset, 0, None, cancel=cancel)
+        self.job.mode = lib.SHOAL_SCAN_BUCKETS
+        self.job.kmin = kmin
+        self.job.kmax = kmax
+
+
 class PythonMatcher:
     """Records where a Python predicate over the raw JSON text holds. A
     predicate may raise EvaluationBudgetExceeded; it is given the record's

@@ -46,6 +46,8 @@ async def count(body: QueryIn, request: Request, store: Annotated[Store, Depends
           "include_superseded": body.include_superseded}
 
     def run(c: cancel.Cancel) -> int:
+        if body.range is not None:
+            return store.count_range(body.psf, *body.range, cancel=c, **kw)
         if mode == "one":
             (psf, value), = conditions
             return store.count(psf, value, cancel=c, **kw)

@@ -29,7 +29,8 @@ def register(body: PSFIn, store: StoreDep, response: Response) -> dict:
         before_range = before.ranges[-1] if before.active else None
     except PSFNotFound:
         before = before_range = None
-    p = store.register_psf(body.name, body.expr, exist_ok=body.exist_ok, replace=body.replace)
+    p = store.register_psf(body.name, body.expr, exist_ok=body.exist_ok, replace=body.replace,
+                           bucket=body.bucket, time=body.time)
     if p is before and p.active and p.ranges[-1] == before_range:
         response.status_code = 200  # it was active already, and is answered as it is
     return psf_out(p)

@@ -68,6 +68,8 @@ async def query(body: QueryIn, request: Request, store: Annotated[Store, Depends
     address_lines = _address_lines(body, with_address)
 
     def run(c: cancel.Cancel, **kw: Any) -> Iterator[RecordBatch]:
+        if body.range is not None:
+            return store.query_range_batches(body.psf, *body.range, cancel=c, **(kw or _range(body)))
         return store.query_batches(conditions, mode="any" if mode == "any" else "all", cancel=c,
                                    **(kw or _range(body)))
 
