@@ -368,30 +368,32 @@ class Client:
     def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
               from_address: int | None = None, to_address: int | None = None,
               include_superseded: bool = False, fields: Sequence[str] | None = None,
-              page_size: int | None = None) -> Iterator[Record]:
-        return self._read("/query", {"psf": psf, "value": value}, limit, order, from_address, to_address,
-                          include_superseded, fields, page_size)
+              page_size: int | None = None, since: Any = None, until: Any = None) -> Iterator[Record]:
+        return self._read("/query", _window({"psf": psf, "value": value}, since, until), limit, order,
+                          from_address, to_address, include_superseded, fields, page_size)
 
     def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
                   to_address: int | None = None, include_superseded: bool = False,
-                  fields: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[Record]:
-        return self._read("/query", {"all": _conditions(conditions)}, limit, order, from_address, to_address,
-                          include_superseded, fields, page_size)
+                  fields: Sequence[str] | None = None, page_size: int | None = None, since: Any = None,
+                  until: Any = None) -> Iterator[Record]:
+        return self._read("/query", _window({"all": _conditions(conditions)}, since, until), limit, order,
+                          from_address, to_address, include_superseded, fields, page_size)
 
     def query_any(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
                   to_address: int | None = None, include_superseded: bool = False,
-                  fields: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[Record]:
-        return self._read("/query", {"any": _conditions(conditions)}, limit, order, from_address, to_address,
-                          include_superseded, fields, page_size)
+                  fields: Sequence[str] | None = None, page_size: int | None = None, since: Any = None,
+                  until: Any = None) -> Iterator[Record]:
+        return self._read("/query", _window({"any": _conditions(conditions)}, since, until), limit, order,
+                          from_address, to_address, include_superseded, fields, page_size)
 
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
              from_address: int | None = None, to_address: int | None = None,
              include_superseded: bool = False, fields: Sequence[str] | None = None,
-             page_size: int | None = None) -> Iterator[Record]:
-        return self._read("/scan", {"expr": expression}, limit, order, from_address, to_address,
-                          include_superseded, fields, page_size)
+             page_size: int | None = None, since: Any = None, until: Any = None) -> Iterator[Record]:
+        return self._read("/scan", _window({"expr": expression}, since, until), limit, order, from_address,
+                          to_address, include_superseded, fields, page_size)
 
     def query_range(self, psf: str, lo: Any, hi: Any, *, limit: int | None = None, order: str = "newest",
                     from_address: int | None = None, to_address: int | None = None,
@@ -434,26 +436,33 @@ class Client:
 
     # ---- counts and top values ----
     def count(self, psf: str, value: Any = True, *, from_address: int | None = None,
-              to_address: int | None = None, include_superseded: bool = False) -> int:
+              to_address: int | None = None, include_superseded: bool = False, since: Any = None,
+              until: Any = None) -> int:
         """POST /count: how many records query(psf, value) would return (Store.count)."""
-        return self._count({"psf": psf, "value": value}, from_address, to_address, include_superseded)
+        return self._count(_window({"psf": psf, "value": value}, since, until), from_address, to_address,
+                           include_superseded)
 
     def count_all(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
-                  to_address: int | None = None, include_superseded: bool = False) -> int:
-        return self._count({"all": _conditions(conditions)}, from_address, to_address, include_superseded)
+                  to_address: int | None = None, include_superseded: bool = False, since: Any = None,
+                  until: Any = None) -> int:
+        return self._count(_window({"all": _conditions(conditions)}, since, until), from_address, to_address,
+                           include_superseded)
 
     def count_any(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
-                  to_address: int | None = None, include_superseded: bool = False) -> int:
-        return self._count({"any": _conditions(conditions)}, from_address, to_address, include_superseded)
+                  to_address: int | None = None, include_superseded: bool = False, since: Any = None,
+                  until: Any = None) -> int:
+        return self._count(_window({"any": _conditions(conditions)}, since, until), from_address, to_address,
+                           include_superseded)
 
     def _count(self, body: dict, from_address, to_address, include_superseded) -> int:
         body = _query_body(body, None, "newest", from_address, to_address, include_superseded)
         return int(self._call("POST", "/count", json=body)["count"])
 
     def group_count(self, psf: str, *, limit: int | None = None, from_address: int | None = None,
-                    to_address: int | None = None, include_superseded: bool = False) -> list[tuple[Any, int]]:
+                    to_address: int | None = None, include_superseded: bool = False, since: Any = None,
+                    until: Any = None) -> list[tuple[Any, int]]:
         """POST /group_count: (value, count) pairs, largest first (Store.group_count)."""
-        body: dict[str, Any] = {"psf": psf}
+        body: dict[str, Any] = _window({"psf": psf}, since, until)
         for k, v in (("limit", limit), ("from_address", from_address), ("to_address", to_address)):
             if v is not None:
                 body[k] = v
@@ -553,6 +562,14 @@ def _psf_path(name: str) -> str:
     except UnicodeEncodeError:  # a lone surrogate: no URL holds one, and no PSF name (the name rule)
         raise E.PSFNotFound(f"no PSF named {name!r}") from None
     return "/psfs/" + (quoted.replace(".", "%2E") if quoted in (".", "..") else quoted)
+
+
+def _window(body: dict, since: Any, until: Any) -> dict:
+    """since/until in a body, when given (datetimes as ISO-8601 text)."""
+    for k, v in (("since", since), ("until", until)):
+        if v is not None:
+            body[k] = v.isoformat() if hasattr(v, "isoformat") else v
+    return body
 
 
 def _query_body(body: dict, limit: int | None, order: str, from_address: int | None,

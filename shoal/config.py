@@ -77,6 +77,12 @@ class StoreConfig:
         Past either bound the PSF's tally overflows: values it holds keep
         exact O(1) counts, other values are counted by walking their chain,
         and group_count reads the log (still exact, at scan speed).
+    time_field: a JMESPath giving each record's time (epoch seconds or
+        milliseconds, or an ISO-8601 string): every query, count, group
+        count and scan then takes since= / until=. The store keeps it as a
+        bucketed time PSF named "@time", one bucket per
+        time_bucket_seconds; records ingested before it was set are
+        scanned for windows.
     Retention, verification, mapping, expression and PSF limits apply per
     open, like the memory budget.
     """
@@ -103,6 +109,8 @@ class StoreConfig:
     max_inactive_psfs: int = 1024
     tally_max_values: int = 100_000
     tally_max_value_bytes: int = 256
+    time_field: str | None = None
+    time_bucket_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:
@@ -128,6 +136,11 @@ class StoreConfig:
             raise InvalidArgument("tally_max_values must be between 0 and 2**30")
         if not 0 <= self.tally_max_value_bytes <= 1 << 20:
             raise InvalidArgument("tally_max_value_bytes must be between 0 and 1 MiB")
+        if self.time_field is not None and (not isinstance(self.time_field, str) or not self.time_field.strip()):
+            raise InvalidArgument("time_field must be a non-empty JMESPath expression")
+        if (isinstance(self.time_bucket_seconds, bool) or not isinstance(self.time_bucket_seconds, (int, float))
+                or not 0 < self.time_bucket_seconds < 1e12):
+            raise InvalidArgument("time_bucket_seconds must be a positive number of seconds")
 
     def _check_psf_limits(self) -> None:
         def count(v) -> bool:

@@ -139,6 +139,11 @@ class _Range(_Body):
                                      description="answer each record as an object of just these fields: plain "
                                                  "paths keep their nesting ({\"repo\": {\"name\": ..}}), other "
                                                  "JMESPath expressions go under their own text")
+    since: int | float | str | None = Field(None, description="stores with a time field: only records at or "
+                                                              "after this time (epoch seconds or milliseconds, "
+                                                              "or ISO-8601)", examples=["2015-01-01T15:00:00Z"])
+    until: int | float | str | None = Field(None, description="stores with a time field: only records before "
+                                                              "this time")
     page_size: int | None = Field(None, ge=1, le=MAX_PAGE_SIZE, strict=True,
                                   description="answer one page of at most this many records; when more follow, "
                                               "the `X-Shoal-Next-Cursor` response header holds the `cursor` that "
@@ -191,6 +196,8 @@ class CountOut(BaseModel):
 
 class GroupCountIn(_Body):
     psf: str = Field(description="a PSF name", examples=["type"])
+    since: int | float | str | None = Field(None, description="as in POST /query")
+    until: int | float | str | None = Field(None, description="as in POST /query")
     limit: int | None = Field(None, ge=0, strict=True, description="at most this many values (the largest counts)")
     from_address: int | None = Field(None, ge=0, strict=True, description="only records at or after this address")
     to_address: int | None = Field(None, ge=0, strict=True, description="only records before this address")

@@ -52,6 +52,7 @@ DEFAULT_MAX_CONNECTIONS = 512
 DEFAULTS: dict[str, Any] = {
     "data": None, "host": DEFAULT_HOST, "port": DEFAULT_PORT, "memory": "1GiB", "page_size": None,
     "max_body": None, "key": None, "retain": None, "retain_seconds": None, "timestamp": None,
+    "time_field": None, "time_bucket": None,
     "max_ingests": None, "body_idle_timeout": None, "body_min_rate": None, "send_timeout": None,
     "max_connections": None, "max_active_psfs": None, "max_inactive_psfs": None,
     "max_expression_chars": None, "max_expression_depth": None, "max_eval_steps": None, "max_eval_bytes": None,
@@ -112,6 +113,12 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
                    help="retention: drop records older than N seconds (needs --timestamp)")
     s.add_argument("--timestamp", metavar="EXPR", default=S,
                    help="JMESPath giving a record's time (epoch seconds or ms, or ISO-8601)")
+    s.add_argument("--time-field", metavar="EXPR", default=S,
+                   help="JMESPath giving each record's time (epoch seconds or ms, or ISO-8601): every query, "
+                        "count, group count and scan then takes since/until (indexed in buckets of "
+                        "--time-bucket seconds)")
+    s.add_argument("--time-bucket", type=float, metavar="SECONDS", default=S,
+                   help="with --time-field: the time index's bucket (default 60)")
 
     g = p.add_argument_group("limits")
     g.add_argument("--max-ingests", type=int, metavar="N", default=S,
@@ -272,6 +279,10 @@ def serve_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
         store["retain_seconds"] = s["retain_seconds"]
     if s["timestamp"]:
         store["timestamp_expression"] = s["timestamp"]
+    if s["time_field"]:
+        store["time_field"] = s["time_field"]
+    if s["time_bucket"] is not None:
+        store["time_bucket_seconds"] = s["time_bucket"]
     return {**out, **store}
 
 

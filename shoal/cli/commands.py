@@ -82,6 +82,9 @@ def _connect(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]
     page_size = getattr(args, "page_size", None) if create else None
     exists = os.path.exists(os.path.join(where, "store.json"))
     settings: dict[str, Any] = {"key": key} if key else {}
+    time_field = getattr(args, "time_field", None) if create else None
+    if time_field:
+        settings["time_field"] = time_field
     if page_size is not None and not exists:
         settings.update(_layout_for_page(parse_size(page_size)))
     try:
@@ -303,6 +306,8 @@ def cmd_count(args: argparse.Namespace) -> int:
 def _range_args(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.value is not None:
         raise InvalidArgument("give a VALUE or --range LO HI, not both")
+    if args.since is not None or args.until is not None:
+        raise InvalidArgument("--range is its own window: it takes no --since/--until")
     return parse_query_value(args.range[0]), parse_query_value(args.range[1])
 
 
@@ -324,8 +329,15 @@ def _window(args: argparse.Namespace) -> dict:
 
 
 def _history(args: argparse.Namespace) -> dict:
-    """include_superseded only when asked, so unkeyed servers of any version answer."""
-    return {"include_superseded": True} if args.include_superseded else {}
+    """include_superseded only when asked, so unkeyed servers of any version
+    answer; since/until likewise."""
+    out: dict[str, Any] = {"include_superseded": True} if args.include_superseded else {}
+    for k in ("since", "until"):
+        t = getattr(args, k, None)
+        if t is not None:
+            v = parse_query_value(t)
+            out[k] = v if isinstance(v, (int, float)) and not isinstance(v, bool) else t
+    return out
 
 
 def cmd_get(args: argparse.Namespace) -> int:

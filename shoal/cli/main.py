@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--key", metavar="EXPR",
                    help="when creating the store: make it keyed by this JMESPath (newer records replace older "
                         "ones with the same key)")
+    c.add_argument("--time-field", metavar="EXPR",
+                   help="index each record's time (JMESPath: epoch seconds or ms, or ISO-8601), so that queries, "
+                        "counts, top and scans take --since/--until (best given when the store is created)")
     c.add_argument("--format", choices=["auto", "ndjson", "array", "json", "document"], default="auto")
     c.add_argument("--page-size", type=size_arg, metavar="SIZE",
                    help="when creating the store: its log page size, a power of two from 4KiB to 1GiB (default "
@@ -131,7 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.set_defaults(run=C.cmd_psf_rm)
 
+    def since_until(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--since", metavar="TIME",
+                       help="stores with a time field: only records at or after TIME (ISO-8601, or epoch "
+                            "seconds or ms)")
+        c.add_argument("--until", metavar="TIME", help="stores with a time field: only records before TIME")
+
     def reads(c: argparse.ArgumentParser) -> None:
+        since_until(c)
         c.add_argument("--fields", metavar="F1,F2",
                        help="print each record as an object of just these fields (JMESPath, comma-separated: "
                             "type,repo.name); plain paths keep their nesting")
@@ -146,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keyed stores: also older versions of keys and deleted ones")
 
     def window(c: argparse.ArgumentParser) -> None:
+        since_until(c)
         c.add_argument("--from-address", type=_nonneg_int, metavar="ADDRESS", help="only records at or after it")
         c.add_argument("--to-address", type=_nonneg_int, metavar="ADDRESS", help="only records before it")
         c.add_argument("--include-superseded", action="store_true",

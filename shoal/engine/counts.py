@@ -43,6 +43,7 @@ class Counts:
     def __init__(self, planner: Planner, tally: Tally):
         self.planner = planner
         self.tally = tally
+        self.windows: Any = None  # engine/windows.py's, set by the store: since/until
 
     # ---- counts ----
     def count(self, psf: str, value: Any = True, *, from_address: int | None = None,
@@ -144,8 +145,17 @@ class Counts:
     # ---- top values ----
     def group_count(self, psf: str, *, limit: int | None = None, from_address: int | None = None,
                     to_address: int | None = None, include_superseded: bool = False,
-                    cancel: threading.Event | None = None) -> list[tuple[Any, int]]:
-        groups = self._group_count(psf, limit, from_address, to_address, include_superseded, cancel)
+                    cancel: threading.Event | None = None, since: Any = None,
+                    until: Any = None) -> list[tuple[Any, int]]:
+        if since is not None or until is not None:
+            if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+                raise InvalidArgument("limit must be a non-negative int")
+            entry = self.planner.registry.get(psf)
+            groups = _top(self.windows.group_counts(entry, since, until, from_address=from_address,
+                                                    to_address=to_address, include_superseded=include_superseded,
+                                                    cancel=cancel), limit)
+        else:
+            groups = self._group_count(psf, limit, from_address, to_address, include_superseded, cancel)
         entry = self.planner.registry.get(psf)
         if entry.bucket is None:
             return groups

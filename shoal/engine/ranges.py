@@ -57,7 +57,6 @@ class Ranges:
         if span is None or lo_addr >= hi_addr:
             return iter(())
         kmin, kmax = span
-        p = self.planner
         inactive = psf.inactive_ranges(lo_addr, hi_addr)
         first = psf.ranges[0][0] if psf.ranges else hi_addr
         chain_lo = max(lo_addr, first)

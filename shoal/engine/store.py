@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from ..config import StoreConfig
+from ..errors import InvalidArgument
 from ..files import tree_bytes
 from ..ingest import ingest as _ingest
 from ..ingest.core import IngestCore
@@ -49,6 +50,7 @@ from ..store.segments import segment_bytes
 from .compaction import Compactor
 from .counts import Counts
 from .ranges import Ranges
+from .windows import TIME_PSF, Windows
 from .opening import open_directory
 from .planner import ORDERS, Planner  # noqa: F401 - ORDERS: the orders a query takes, for callers
 
@@ -88,6 +90,10 @@ class Store:
         self._planner = Planner(o.config, o.log, o.index, o.registry, self._keys, self._gate)
         self._counts = Counts(self._planner, o.tally)
         self._ranges = Ranges(self._planner, o.tally)
+        self._windows = Windows(self._planner, self._ranges)
+        self._counts.windows = self._windows
+        if o.config.time_field is not None:
+            self._keep_time_field(o.config.time_field, o.config.time_bucket_seconds)
         self._compactor = Compactor(self._core, self.path, o.ckpt_dir, o.timestamp, keyed=self._keys is not None,
                                     live_mask=self._planner.live_mask, sync=self._commit.sync_locked)
         self._compactor.start(o.begin_state)
@@ -183,6 +189,16 @@ class Store:
             finally:  # also after a failed save: ingest indexes what the registry says
                 self._core.compiled = self._compile()
 
+    def _keep_time_field(self, expression: str, bucket: float) -> None:
+        """The time PSF of a store opened with time_field: registered, or
+        replaced when the field or bucket changed (records before are then
+        scanned for windows). A store opened without it keeps what it has."""
+        try:
+            self.register_psf(TIME_PSF, expression, bucket=bucket, time=True, exist_ok=True, replace=True)
+        except BaseException:
+            self.close()
+            raise
+
     def deregister_psf(self, name: str) -> PSF:
         """Stop indexing by a PSF; returns it with its closed active range."""
         with self._write_lock:
@@ -235,7 +251,8 @@ class Store:
 
     def query(self, psf: str, value: Any = True, *, limit: int | None = None, order: str = "newest",
               from_address: int | None = None, to_address: int | None = None,
-              include_superseded: bool = False, fields: Sequence[str] | None = None) -> Iterator[Record]:
+              include_superseded: bool = False, fields: Sequence[str] | None = None,
+              since: Any = None, until: Any = None) -> Iterator[Record]:
         """Records whose PSF `psf` has value `value` (JSON semantics: 1 == 1.0,
         escapes do not matter), lazily, newest first by default. In a keyed
         store only live versions are returned unless include_superseded.
@@ -252,22 +269,39 @@ class Store:
         gave: to_address=last.address newest first, from_address=last.address
         + 1 oldest first. Addresses never change, so pages never repeat or
         skip a record while ingest runs."""
+        if since is not None or until is not None:
+            return self._windows.query([(psf, value)], "all", since, until, limit=limit, order=order,
+                                       from_address=from_address, to_address=to_address,
+                                       include_superseded=include_superseded, fields=fields, cancel=None,
+                                       batches=False)
         return self._planner.query(psf, value, limit=limit, order=order, from_address=from_address,
                                    to_address=to_address, include_superseded=include_superseded, fields=fields)
 
     def query_all(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
                   to_address: int | None = None, include_superseded: bool = False,
-                  fields: Sequence[str] | None = None) -> Iterator[Record]:
+                  fields: Sequence[str] | None = None, since: Any = None,
+                  until: Any = None) -> Iterator[Record]:
         """Records matching every (psf, value) condition."""
+        if since is not None or until is not None:
+            return self._windows.query(list(conditions), "all", since, until, limit=limit, order=order,
+                                       from_address=from_address, to_address=to_address,
+                                       include_superseded=include_superseded, fields=fields, cancel=None,
+                                       batches=False)
         return self._planner.query_all(conditions, limit=limit, order=order, from_address=from_address,
                                        to_address=to_address, include_superseded=include_superseded, fields=fields)
 
     def query_any(self, conditions: Iterable[tuple[str, Any]], *, limit: int | None = None,
                   order: str = "newest", from_address: int | None = None,
                   to_address: int | None = None, include_superseded: bool = False,
-                  fields: Sequence[str] | None = None) -> Iterator[Record]:
+                  fields: Sequence[str] | None = None, since: Any = None,
+                  until: Any = None) -> Iterator[Record]:
         """Records matching at least one (psf, value) condition."""
+        if since is not None or until is not None:
+            return self._windows.query(list(conditions), "any", since, until, limit=limit, order=order,
+                                       from_address=from_address, to_address=to_address,
+                                       include_superseded=include_superseded, fields=fields, cancel=None,
+                                       batches=False)
         return self._planner.query_any(conditions, limit=limit, order=order, from_address=from_address,
                                        to_address=to_address, include_superseded=include_superseded, fields=fields)
 
@@ -285,7 +319,8 @@ class Store:
                       limit: int | None = None, order: str = "newest", from_address: int | None = None,
                       to_address: int | None = None, include_superseded: bool = False,
                       cancel: threading.Event | None = None,
-                      fields: Sequence[str] | None = None) -> Iterator[RecordBatch]:
+                      fields: Sequence[str] | None = None, since: Any = None,
+                      until: Any = None) -> Iterator[RecordBatch]:
         """The records of query_all (mode "all") or query_any (mode "any") as
         RecordBatches: the records' text in one buffer per batch, with no
         Python object per record. The bulk path: `batch.ndjson()` goes to a
@@ -296,6 +331,14 @@ class Store:
         Python PSF) and the answer ends early, incomplete: the caller that
         set it must not take it for the whole answer. A walk of a chain
         reads one batch per next() and needs no such check."""
+        if since is not None or until is not None:
+            conditions = list(conditions)
+            if not conditions or mode not in ("all", "any"):
+                raise InvalidArgument("at least one condition, and mode 'all' or 'any'")
+            return self._windows.query(conditions, mode, since, until, limit=limit, order=order,
+                                       from_address=from_address, to_address=to_address,
+                                       include_superseded=include_superseded, fields=fields, cancel=cancel,
+                                       batches=True)
         return self._planner.query_batches(conditions, mode=mode, limit=limit, order=order,
                                            from_address=from_address, to_address=to_address,
                                            include_superseded=include_superseded, cancel=cancel, fields=fields)
@@ -303,7 +346,8 @@ class Store:
     def scan(self, expression: str, *, limit: int | None = None, order: str = "newest",
              from_address: int | None = None, to_address: int | None = None,
              include_superseded: bool = False, cancel: threading.Event | None = None,
-             fields: Sequence[str] | None = None) -> Iterator[Record]:
+             fields: Sequence[str] | None = None, since: Any = None,
+             until: Any = None) -> Iterator[Record]:
         """Records for which a JMESPath expression is truthy, by scanning the
         log (no index needed). Keyed stores: live versions only unless
         include_superseded. The expression is checked against the store's
@@ -312,6 +356,10 @@ class Store:
         with EvaluationBudgetExceeded (an answer silently missing records
         would look complete). Once `cancel` is set, the scan stops before its
         next record and the iterator ends."""
+        if since is not None or until is not None:
+            return self._windows.scan(expression, since, until, limit=limit, order=order, from_address=from_address,
+                                      to_address=to_address, include_superseded=include_superseded, fields=fields,
+                                      cancel=cancel, batches=False)
         return self._planner.scan(expression, limit=limit, order=order, from_address=from_address,
                                   to_address=to_address, include_superseded=include_superseded, cancel=cancel,
                                   fields=fields)
@@ -319,8 +367,13 @@ class Store:
     def scan_batches(self, expression: str, *, limit: int | None = None, order: str = "newest",
                      from_address: int | None = None, to_address: int | None = None,
                      include_superseded: bool = False, cancel: threading.Event | None = None,
-                     fields: Sequence[str] | None = None) -> Iterator[RecordBatch]:
+                     fields: Sequence[str] | None = None, since: Any = None,
+                     until: Any = None) -> Iterator[RecordBatch]:
         """scan's records as RecordBatches (see query_batches)."""
+        if since is not None or until is not None:
+            return self._windows.scan(expression, since, until, limit=limit, order=order, from_address=from_address,
+                                      to_address=to_address, include_superseded=include_superseded, fields=fields,
+                                      cancel=cancel, batches=True)
         return self._planner.scan_batches(expression, limit=limit, order=order, from_address=from_address,
                                           to_address=to_address, include_superseded=include_superseded,
                                           cancel=cancel, fields=fields)
@@ -362,33 +415,43 @@ class Store:
     # ---- counts and top values (engine/counts.py) ----
     def count(self, psf: str, value: Any = True, *, from_address: int | None = None,
               to_address: int | None = None, include_superseded: bool = False,
-              cancel: threading.Event | None = None) -> int:
+              cancel: threading.Event | None = None, since: Any = None, until: Any = None) -> int:
         """How many records `query(psf, value)` would return over the same
         range, exactly. Over the whole log it is O(1): each PSF keeps a
         count per value (the value tally, bounded by tally_max_values),
         plus a scan of the ranges where the PSF was not active. A window
         (from_address/to_address) walks the value's chain, reading no
         record. Keyed stores count live versions unless include_superseded."""
+        if since is not None or until is not None:
+            return self._windows.count([(psf, value)], "all", since, until, from_address=from_address,
+                                       to_address=to_address, include_superseded=include_superseded, cancel=cancel)
         return self._counts.count(psf, value, from_address=from_address, to_address=to_address,
                                   include_superseded=include_superseded, cancel=cancel)
 
     def count_all(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
                   to_address: int | None = None, include_superseded: bool = False,
-                  cancel: threading.Event | None = None) -> int:
+                  cancel: threading.Event | None = None, since: Any = None, until: Any = None) -> int:
         """How many records match every (psf, value) condition (query_all's)."""
+        if since is not None or until is not None:
+            return self._windows.count(list(conditions), "all", since, until, from_address=from_address,
+                                       to_address=to_address, include_superseded=include_superseded, cancel=cancel)
         return self._counts.count_all(conditions, from_address=from_address, to_address=to_address,
                                       include_superseded=include_superseded, cancel=cancel)
 
     def count_any(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
                   to_address: int | None = None, include_superseded: bool = False,
-                  cancel: threading.Event | None = None) -> int:
+                  cancel: threading.Event | None = None, since: Any = None, until: Any = None) -> int:
         """How many records match at least one condition (query_any's)."""
+        if since is not None or until is not None:
+            return self._windows.count(list(conditions), "any", since, until, from_address=from_address,
+                                       to_address=to_address, include_superseded=include_superseded, cancel=cancel)
         return self._counts.count_any(conditions, from_address=from_address, to_address=to_address,
                                       include_superseded=include_superseded, cancel=cancel)
 
     def group_count(self, psf: str, *, limit: int | None = None, from_address: int | None = None,
                     to_address: int | None = None, include_superseded: bool = False,
-                    cancel: threading.Event | None = None) -> list[tuple[Any, int]]:
+                    cancel: threading.Event | None = None, since: Any = None,
+                    until: Any = None) -> list[tuple[Any, int]]:
         """The values of a PSF and how many records have each, as (value,
         count) pairs, largest count first (ties in the order of the values'
         canonical bytes), at most `limit`. Values come back as JSON values
@@ -402,7 +465,8 @@ class Store:
         record, and keyed stores count live versions (each evaluated)
         unless include_superseded."""
         return self._counts.group_count(psf, limit=limit, from_address=from_address, to_address=to_address,
-                                        include_superseded=include_superseded, cancel=cancel)
+                                        include_superseded=include_superseded, cancel=cancel, since=since,
+                                        until=until)
 
     # ---- keyed stores ----
     def get_key(self, key: Any) -> Record | None:

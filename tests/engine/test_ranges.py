@@ -14,26 +14,10 @@ import jmespath
 import orjson
 import pytest
 from oracle import Log
+from timedata import seconds
 
 import shoal
 
-MS = 1e11
-
-
-def seconds(v):
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return v / 1000.0 if abs(v) >= MS else v
-    if isinstance(v, str):
-        try:
-            dt = datetime.datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            return None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=datetime.timezone.utc)
-        return dt.timestamp()
-    return None
 
 
 def number(v):

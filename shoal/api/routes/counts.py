@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from ...engine import Store
+from ...errors import InvalidArgument
 from .. import cancel, deps
 from ..schemas import CountOut, GroupCountIn, GroupCountOut, QueryIn, errors_doc
 
@@ -44,6 +45,10 @@ async def count(body: QueryIn, request: Request, store: Annotated[Store, Depends
     mode, conditions = body.conditions()
     kw = {"from_address": body.from_address, "to_address": body.to_address,
           "include_superseded": body.include_superseded}
+    if body.since is not None or body.until is not None:
+        if body.range is not None:
+            raise InvalidArgument("a range count takes no since/until: the range is its window")
+        kw.update(since=body.since, until=body.until)
 
     def run(c: cancel.Cancel) -> int:
         if body.range is not None:
@@ -67,7 +72,8 @@ async def count(body: QueryIn, request: Request, store: Annotated[Store, Depends
 async def group_count(body: GroupCountIn, request: Request, store: Annotated[Store, Depends(deps.store)]) -> dict:
     def run(c: cancel.Cancel) -> list:
         return store.group_count(body.psf, limit=body.limit, from_address=body.from_address,
-                                 to_address=body.to_address, include_superseded=body.include_superseded, cancel=c)
+                                 to_address=body.to_address, include_superseded=body.include_superseded, cancel=c,
+                                 since=body.since, until=body.until)
 
     groups = await _answer(request, "group_count", run)
     return {"groups": [{"value": v, "count": n} for v, n in groups]}

@@ -93,11 +93,20 @@ async def query_psf(
     with_address: WithAddress = False,
     fields: Annotated[list[str] | None, Query(description="as the body field of POST /query; repeat it for "
                                                           "each field (fields=type&fields=repo.name)")] = None,
+    since: Annotated[str | None, Query(description="as in POST /query: a time (epoch seconds or ms, ISO-8601)")] = None,
+    until: Annotated[str | None, Query(description="as in POST /query")] = None,
 ) -> StreamingResponse:
     v: Any = True if value is None else parse_query_value(value)
+    window = {k: _time_param(t) for k, t in (("since", since), ("until", until)) if t is not None}
     return await _stream(request, "one", with_address, lambda c: store.query_batches(
         [(name, v)], limit=limit, order=order, from_address=from_address, to_address=to_address,
-        include_superseded=include_superseded, cancel=c, fields=fields))
+        include_superseded=include_superseded, cancel=c, fields=fields, **window))
+
+
+def _time_param(text: str) -> Any:
+    """A time from a query string: a number when it reads as one, else text (ISO-8601)."""
+    v = parse_query_value(text)
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else text
 
 
 @router.post("/scan", summary="Full scan with any JMESPath expression (NDJSON stream)",
@@ -186,5 +195,10 @@ def _address_lines(body: QueryIn | ScanIn, query_value: bool | None) -> bool:
 
 
 def _range(body: Any) -> dict[str, Any]:
-    return {"limit": body.limit, "order": body.order, "from_address": body.from_address,
-            "to_address": body.to_address, "include_superseded": body.include_superseded, "fields": body.fields}
+    kw = {"limit": body.limit, "order": body.order, "from_address": body.from_address,
+          "to_address": body.to_address, "include_superseded": body.include_superseded, "fields": body.fields}
+    if body.since is not None or body.until is not None:
+        if getattr(body, "range", None) is not None:
+            raise InvalidArgument("a range query takes no since/until: the range is its window")
+        kw.update(since=body.since, until=body.until)
+    return kw

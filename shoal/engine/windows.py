@@ -1,0 +1,225 @@
+"""Time windows: since= / until= on every query, count, group count and scan
+of a store opened with a time field (`shoal.open(path, time_field=
+"created_at")`).
+
+The time field is a bucketed time PSF the store keeps, named TIME_PSF
+(`@time`; one bucket per `time_bucket_seconds`, default 60), so the records
+of a window are the chains of its buckets (engine/ranges.py), wherever they
+lie in the log: records that arrive out of order are found like the others.
+
+  queries, counts    newest first, every PSF active over the range: each
+                     bucket's chain is walked by the fused native fetch,
+                     which keeps the records that also carry the query's
+                     key pointers (a conjunction with the bucket); the two
+                     end buckets' records are checked against the exact
+                     window. Otherwise the window's addresses are
+                     intersected with the query's (address streams).
+  scans, top values  the window's records, read and evaluated
+
+A window thus reads the pages that hold its records, not the log between.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from ..errors import EvaluationBudgetExceeded, InvalidArgument, PSFNotFound
+from ..psf import PSF, EvaluationBudget, canonical, evaluate, parse_definition
+from ..psf import buckets as B
+from ..results import Record, RecordBatch
+from ..store import query as _query
+from ..store.scan import truthy
+from .planner import Planner
+from .ranges import Ranges
+
+TIME_PSF = "@time"
+_EARLIEST, _LATEST = -2.0 ** 52, 2.0 ** 52  # seconds: an open end of a window
+
+
+class Windows:
+    def __init__(self, planner: Planner, ranges: Ranges):
+        self.planner = planner
+        self.ranges = ranges
+
+    def time_psf(self) -> PSF:
+        try:
+            return self.planner.registry.get(TIME_PSF)
+        except PSFNotFound:
+            raise InvalidArgument("since/until need a store with a time field: open it with "
+                                  "time_field=<JMESPath of each record's time> (shoal serve --time-field)") from None
+
+    def bounds(self, psf: PSF, since: Any, until: Any) -> tuple[float, float]:
+        lo = _EARLIEST if since is None else B.bound(psf, since, "since")
+        hi = _LATEST if until is None else B.bound(psf, until, "until")
+        return lo, hi
+
+    # ---- addresses ----
+    def addresses(self, since, until, lo: int, hi: int, descending: bool, cancel) -> Iterator[list[int]]:
+        """Batches of the addresses in [lo, hi) of the records in the window."""
+        tp = self.time_psf()
+        s, u = self.bounds(tp, since, until)
+        return self.ranges.address_batches(tp, s, u, lo, hi, descending=descending, cancel=cancel)
+
+    def query_addresses(self, conditions: list, mode: str, since, until, lo: int, hi: int, descending: bool,
+                        include_superseded: bool, cancel) -> Iterator[list[int]]:
+        """The addresses of a query's records in the window (address streams)."""
+        p = self.planner
+        window = (a for b in self.addresses(since, until, lo, hi, descending, cancel) for a in b)
+        if conditions:
+            matched = p.query_addresses(conditions, mode=mode, order="newest" if descending else "oldest",
+                                        from_address=lo, to_address=hi, include_superseded=True, cancel=cancel)
+            window = _query.intersect_sorted([matched, window], descending=descending)
+        out = _query._batched(window)
+        if p.keys is not None and not include_superseded:
+            out = p._live_batches(out)
+        return out
+
+    # ---- queries ----
+    def query(self, conditions: list, mode: str, since, until, *, limit: int | None, order: str,
+              from_address: int | None, to_address: int | None, include_superseded: bool, fields, cancel,
+              batches: bool) -> Iterator:
+        p = self.planner
+        p.gate.check_open()
+        lo, hi, descending = p._range(order, from_address, to_address, limit)
+        projection = p.projection(fields)
+        fused = None
+        if descending and mode != "any" and conditions and (p.keys is None or include_superseded):
+            fused = self._fused(conditions, since, until, lo, hi, limit)
+        if fused is not None:
+            out: Iterator[RecordBatch] = _as_batches(fused)
+        else:
+            out = p._read_batches(self.query_addresses(conditions, mode, since, until, lo, hi, descending,
+                                                       include_superseded, cancel), limit)
+        if projection is not None:
+            out = map(projection.batch, out)
+        return out if batches else p._records(out)
+
+    def _fused(self, conditions: list, since, until, lo: int, hi: int, limit: int | None) -> Iterator[Record] | None:
+        """Newest-first records of the window meeting every condition, one
+        fused fetch per bucket merged by address; None when a PSF was not
+        active over [lo, hi) (the general path scans there)."""
+        p = self.planner
+        tp = self.time_psf()
+        psfs = [(p.registry.get(name), canonical(value)) for name, value in conditions]
+        if any(c is None for _, c in psfs):
+            return iter(())
+        if any(x.inactive_ranges(lo, hi) for x, _ in psfs + [(tp, None)]):
+            return None
+        s, u = self.bounds(tp, since, until)
+        span = B.span(tp, s, u)
+        if span is None or lo >= hi:
+            return iter(())
+        kmin, kmax = span
+        ks = self.ranges._buckets(tp, kmin, kmax)
+        if ks is None:
+            return None
+        also = list(dict.fromkeys((x.id, c) for x, c in psfs))
+        streams = []
+        for k in ks:
+            recs = _query.fetch_chain(p.log, p.index, tp.id, canonical(k), lo, hi, p.gate, None, also)
+            streams.append(recs if kmin < k < kmax else self._in_window(tp, s, u, recs))
+        merged = heapq.merge(*streams, key=lambda r: r.address, reverse=True)
+        return merged if limit is None else itertools.islice(merged, limit)
+
+    def _in_window(self, tp: PSF, lo: float, hi: float, records: Iterable[Record]) -> Iterator[Record]:
+        expr = tp.expression
+        for r in records:
+            try:
+                x = B.value_number(tp, expr.search(orjson.loads(r.raw)))
+            except Exception:  # noqa: BLE001 - no time, as at ingest
+                continue
+            if x is not None and lo <= x < hi:
+                yield r
+
+    # ---- counts ----
+    def count(self, conditions: list, mode: str, since, until, *, from_address, to_address,
+              include_superseded: bool, cancel) -> int:
+        p = self.planner
+        p.gate.check_open()
+        lo, hi, _ = p._range("newest", from_address, to_address, None)
+        if mode != "any" and (p.keys is None or include_superseded):
+            fused = self._fused(conditions, since, until, lo, hi, None)
+            if fused is not None:
+                return sum(1 for _ in fused)
+        return sum(len(b) for b in self.query_addresses(conditions, mode, since, until, lo, hi, True,
+                                                        include_superseded, cancel))
+
+    # ---- scans and top values: the window's records, evaluated ----
+    def scan(self, expression: str, since, until, *, limit, order, from_address, to_address,
+             include_superseded: bool, fields, cancel, batches: bool) -> Iterator:
+        p = self.planner
+        p.gate.check_open()
+        expr = parse_definition(expression, p.config.expression_limits)
+        lo, hi, descending = p._range(order, from_address, to_address, limit)
+        projection = p.projection(fields)
+        budget = EvaluationBudget(p.config.expression_limits)
+
+        def matching() -> Iterator[list[int]]:
+            for batch in p._read_batches(self.query_addresses([], "all", since, until, lo, hi, descending,
+                                                              include_superseded, cancel), None):
+                keep = []
+                for r in batch:
+                    try:
+                        ok = truthy(budget.search(expr, orjson.loads(r.raw)))
+                    except EvaluationBudgetExceeded:
+                        raise
+                    except Exception:  # noqa: BLE001 - as a scan: an error is no match
+                        ok = False
+                    if ok:
+                        keep.append(r.address)
+                if keep:
+                    yield keep
+
+        out = p._read_batches(matching(), limit)
+        if projection is not None:
+            out = map(projection.batch, out)
+        return out if batches else p._records(out)
+
+    def group_counts(self, psf: PSF, since, until, *, from_address, to_address, include_superseded: bool,
+                     cancel) -> Counter:
+        """Canonical value (a bucket number for a bucketed PSF) -> count of
+        psf over the window's records, each evaluated as at ingest."""
+        p = self.planner
+        p.gate.check_open()
+        lo, hi, _ = p._range("newest", from_address, to_address, None)
+        budget = EvaluationBudget(p.config.expression_limits)
+        counts: Counter = Counter()
+        for batch in p._read_batches(self.query_addresses([], "all", since, until, lo, hi, True,
+                                                          include_superseded, cancel), None):
+            for r in batch:
+                try:
+                    v = evaluate(psf, orjson.loads(r.raw), budget)
+                except Exception:  # noqa: BLE001
+                    continue
+                if psf.bucket is not None:
+                    x = B.value_number(psf, v)
+                    k = B.bucket_of(x, psf.bucket) if x is not None else None
+                    c = canonical(k) if k is not None else None
+                else:
+                    c = canonical(v)
+                if c is not None:
+                    counts[c] += 1
+        return counts
+
+
+def _as_batches(records: Iterator[Record], n: int = 1024) -> Iterator[RecordBatch]:
+    """Records as RecordBatches of up to n."""
+    while True:
+        chunk = list(itertools.islice(records, n))
+        if not chunk:
+            return
+        offsets, lengths, parts, pos = array("Q"), array("I"), [], 0
+        for r in chunk:
+            raw = r.raw
+            offsets.append(pos)
+            lengths.append(len(raw))
+            parts.append(raw)
+            parts.append(b"\n")
+            pos += len(raw) + 1
+        yield RecordBatch(b"".join(parts), array("Q", (r.address for r in chunk)), offsets, lengths)
