@@ -4,7 +4,7 @@ from .config import ExpressionLimits, StoreConfig, parse_size
 from .errors import (AccessDenied, CorruptionError, DiskFull, EvaluationBudgetExceeded, ExpressionTooDeep, ExpressionTooLong,
                      IngestRejected, InputTooLarge, InvalidArgument, NativeIOError, ParseError, PSFDefinitionError, PSFError,
                      PSFExists, PSFNotFound, RecordTooLarge, RemoteError, ShoalError, StorageError, StoreClosed,
-                     StoreLocked, TooManyPSFs)
+                     StoreLocked, TailGap, TooManyPSFs)
 from .engine import Store, open
 from .ingest.framing import InputFormat
 from .psf import PSF, PSFKind
@@ -47,6 +47,7 @@ __all__ = [
     "StoreClosed",
     "StoreConfig",
     "StoreLocked",
+    "TailGap",
     "TooManyPSFs",
     "open",
     "parse_size",

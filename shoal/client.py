@@ -23,6 +23,9 @@ What it sends and returns:
   `RemoteError`. Every raised error carries `.status` and `.code`.
   Connection failures are httpx's own exceptions.
 * `get` returns None for an address holding no record, as the library does.
+
+Why this file is long: Client is the Store's API over HTTP, one short method
+per Store method (request, errors, answer), in one class as the Store is.
 """
 from __future__ import annotations
 
@@ -433,6 +436,54 @@ class Client:
             if cursor is None:
                 return
             body["cursor"] = cursor
+
+    # ---- the live tail ----
+    def tail(self, psf: str | None = None, value: Any = True, *, since_address: int | None = None,
+             timeout: float | None = None, fields: Sequence[str] | None = None,
+             on_gap: str = "error") -> Iterator[Record]:
+        """GET /tail: records matching (psf, value), or every record, as they
+        are ingested (Store.follow), until `timeout` seconds pass without
+        one or the iterator is closed. A gap (the log the server dropped
+        below a slow follower) raises TailGap, or with on_gap="skip" is
+        passed over."""
+        if on_gap not in ("error", "skip"):
+            raise E.InvalidArgument(f"on_gap must be 'error' or 'skip', not {on_gap!r}")
+        params: list[tuple[str, Any]] = [("with_address", "true")]
+        if psf is not None:
+            params += [("psf", psf), ("value", json.dumps(value))]
+        if since_address is not None:
+            params.append(("since_address", since_address))
+        if timeout is not None:
+            params.append(("timeout", timeout))
+        params += [("fields", f) for f in fields or []]
+        req = self._http.build_request("GET", "/tail", params=params)
+        r = self._http.send(req, stream=True)
+        if not r.is_success:
+            try:
+                r.read()
+            finally:
+                r.close()
+            _raise_for(r)
+        return self._tail_records(r, on_gap)
+
+    @staticmethod
+    def _tail_records(r, on_gap: str) -> Iterator[Record]:
+        try:
+            for text in r.iter_lines():
+                line = text.encode()
+                if not line:
+                    continue
+                if line.startswith(b'{"gap":'):
+                    gap = json.loads(line)["gap"]
+                    if on_gap == "error":
+                        raise E.TailGap(f"the server dropped the log from {gap['from']} to {gap['to']} before "
+                                        f"this tail read it", (gap["from"], gap["to"]))
+                    continue
+                # {"address":N,"record":<the record's bytes>}: sliced, never re-encoded
+                head, sep, rest = line.partition(b',"record":')
+                yield Record(int(head[len(b'{"address":'):]), rest[:-1])
+        finally:
+            r.close()
 
     # ---- counts and top values ----
     def count(self, psf: str, value: Any = True, *, from_address: int | None = None,

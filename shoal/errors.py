@@ -200,6 +200,16 @@ class StoreLocked(StorageError):
     """Another process has the data directory open."""
 
 
+class TailGap(ShoalError):
+    """The log below a live tail's cursor was dropped (compaction,
+    retention) before the follower read it: records in `missed` ([from, to)
+    addresses) may never have been given."""
+
+    def __init__(self, message: str = "", missed: tuple[int, int] = (0, 0)):
+        super().__init__(message)
+        self.missed = tuple(missed)
+
+
 class RecordTooLarge(StorageError):
     """A record does not fit in one log page (its JSON text, a header and
     the values its PSFs index must), or its text is longer than

@@ -27,6 +27,7 @@ SCRIPTS = {
     "durable.py": ["--records", "2000"],
     "query.py": ["--records", "5000"],
     "counts.py": ["--records", "1500", "--reps", "3"],
+    "ranges.py": ["--records", "3000", "--reps", "2"],
     "recovery.py": ["--sizes-mb", "0.5,1"],
     "memory.py": ["--budget-mb", "2"],
     "json_parse.py": [],

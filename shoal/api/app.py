@@ -21,7 +21,7 @@ from . import docs, errors
 from .auth import Authenticate, Role, Tokens, required_role
 from .limits import IngestSlots, SendTimeout, ServerLimits
 from .metrics import Metrics
-from .routes import admin, counts, keys, psfs, query, records
+from .routes import admin, counts, keys, psfs, query, records, tail
 
 log = logging.getLogger("shoal.api")
 
@@ -58,7 +58,7 @@ def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: 
     errors.install(app)
     # query before psfs: GET /psfs/{name}/records must not be taken for
     # GET /psfs/{name} of a PSF named "<name>/records" (names may hold "/").
-    for module in (records, keys, query, counts, psfs, admin):
+    for module in (records, keys, query, counts, tail, psfs, admin):
         app.include_router(module.router)
     app.add_middleware(SendTimeout, timeout_s=limits.send_timeout_s)
     app.state.tokens = tokens = tokens or Tokens()

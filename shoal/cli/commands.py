@@ -293,6 +293,35 @@ def _write(args: argparse.Namespace, records) -> None:
     write_columns(records, fields, Projection(fields).paths, fmt, args.with_address)
 
 
+def cmd_tail(args: argparse.Namespace) -> int:
+    fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None
+    out = sys.stdout.buffer
+    with _connect(args) as target:
+        try:
+            if hasattr(target, "follow_rounds"):  # a local store: a write per round
+                conds = [] if args.psf is None else [
+                    (args.psf, True if args.value is None else parse_query_value(args.value))]
+                for found in target.follow_rounds(conds, since_address=args.since_address, fields=fields,
+                                                  timeout=args.timeout):
+                    if found:
+                        out.write(b"".join(_line(r, args.with_address) for r in found))
+                        out.flush()
+            else:
+                value = True if args.value is None else parse_query_value(args.value)
+                for r in target.tail(args.psf, value, since_address=args.since_address, timeout=args.timeout,
+                                     fields=fields):
+                    out.write(_line(r, args.with_address))
+                    out.flush()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _line(r, with_address: bool) -> bytes:
+    raw = r.raw.replace(b"\r", b" ").replace(b"\n", b" ")
+    return b'{"address":%d,"record":%s}\n' % (r.address, raw) if with_address else raw + b"\n"
+
+
 def cmd_count(args: argparse.Namespace) -> int:
     value = True if args.value is None else parse_query_value(args.value)
     with _connect(args) as target:

@@ -185,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true",
                    help='machine-readable output: {"groups": [{"value": v, "count": n}, ...]}')
     window(c)
+    c = command("tail", C.cmd_tail, "follow records as they are ingested (NDJSON on stdout; Ctrl-C stops)")
+    c.add_argument("psf", nargs="?", metavar="PSF", help="only records with this PSF value (default: every record)")
+    c.add_argument("value", nargs="?", metavar="VALUE",
+                   help="a JSON literal (3, true, \"a b\") or a bare word string; default true")
+    c.add_argument("--since-address", type=_nonneg_int, metavar="ADDRESS",
+                   help="start at this address instead of at the tail")
+    c.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after SECONDS without a record")
+    c.add_argument("--with-address", action="store_true", help='print {"address": N, "record": <record>}')
+    c.add_argument("--fields", metavar="F1,F2", help="just these fields of each record (as query --fields)")
     c = command("get", C.cmd_get, "the record at a log address, or a key's live version (--key)")
     c.add_argument("address", type=_nonneg_int, nargs="?")
     c.add_argument("--key", metavar="KEY", help="keyed stores: a JSON literal (42, \"42\") or a bare string")

@@ -7,6 +7,13 @@ the part that owns it:
   PSFs                   psf/ (the registry; compiled sets swapped in here)
   durability             store/commit.py (group commit), store/checkpoint.py
   compaction, retention  engine/compaction.py, engine/retention.py
+  counts, top values     engine/counts.py (the value tally: store/tally.py)
+  ranges, time windows   engine/ranges.py, engine/windows.py
+  the live tail          engine/tail.py
+
+Why this file is long: it is the whole public API in one class. Each method
+is its contract (the docstring users read) and one delegation to the room
+above; splitting it would scatter the API, not the work.
 
 Concurrency (what protects what):
   - the writer lock (IngestCore.lock, also `_write_lock` here) serializes
@@ -50,6 +57,7 @@ from ..store.segments import segment_bytes
 from .compaction import Compactor
 from .counts import Counts
 from .ranges import Ranges
+from .tail import Tail
 from .windows import TIME_PSF, Windows
 from .opening import open_directory
 from .planner import ORDERS, Planner  # noqa: F401 - ORDERS: the orders a query takes, for callers
@@ -91,6 +99,7 @@ class Store:
         self._counts = Counts(self._planner, o.tally)
         self._ranges = Ranges(self._planner, o.tally)
         self._windows = Windows(self._planner, self._ranges)
+        self._tail = Tail(self._planner, self._core.appended)
         self._counts.windows = self._windows
         if o.config.time_field is not None:
             self._keep_time_field(o.config.time_field, o.config.time_bucket_seconds)
@@ -377,6 +386,32 @@ class Store:
         return self._planner.scan_batches(expression, limit=limit, order=order, from_address=from_address,
                                           to_address=to_address, include_superseded=include_superseded,
                                           cancel=cancel, fields=fields)
+
+    # ---- the live tail (engine/tail.py) ----
+    def follow(self, conditions: Iterable[tuple[str, Any]] | None = None, *, mode: str = "all",
+               since_address: int | None = None, on_gap: str = "error", fields: Sequence[str] | None = None,
+               cancel: threading.Event | None = None, timeout: float | None = None) -> Iterator[Record]:
+        """Records matching every (mode="any": some) (psf, value) condition,
+        or every record with none, as they are ingested, oldest first: a
+        blocking iterator that ends once `cancel` is set, after `timeout`
+        seconds without a record, or when the store closes (StoreClosed).
+        It starts at the tail (records ingested from now on) or at
+        `since_address`. No record is missed or given twice, whatever
+        ingest does meanwhile. A follower so slow that compaction dropped
+        the log below it raises TailGap (on_gap="skip": yields the TailGap,
+        with its `.missed` address range, and goes on)."""
+        return self._tail.follow(conditions, mode=mode, since_address=since_address, on_gap=on_gap, fields=fields,
+                                 cancel=cancel, timeout=timeout)
+
+    def follow_rounds(self, conditions: Iterable[tuple[str, Any]] | None = None, *, mode: str = "all",
+                      since_address: int | None = None, on_gap: str = "error",
+                      fields: Sequence[str] | None = None, cancel: threading.Event | None = None,
+                      timeout: float | None = None) -> Iterator:
+        """follow a round at a time: lists of the Records found at once (an
+        empty list after a second without any: a heartbeat), or a TailGap.
+        What GET /tail streams."""
+        return self._tail.rounds(conditions, mode=mode, since_address=since_address, on_gap=on_gap, fields=fields,
+                                 cancel=cancel, timeout=timeout)
 
     # ---- ranges of a bucketed PSF (engine/ranges.py) ----
     def query_range(self, psf: str, lo: Any, hi: Any, *, limit: int | None = None, order: str = "newest",

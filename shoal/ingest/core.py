@@ -91,6 +91,9 @@ class IngestCore:
         # starve background compaction.
         self._turnstile = threading.Lock()
         self._scratch: Scratch | None = None
+        # Notified after every ingest call: followers of the live tail
+        # (engine/tail.py) wait on it instead of polling hard.
+        self.appended = threading.Condition()
 
     def check_open(self) -> None:
         self.gate.check_open()
@@ -124,3 +127,6 @@ class IngestCore:
         self.records += result.ingested
         if counted:
             self.counters.note(result)
+        if result.ingested:
+            with self.appended:
+                self.appended.notify_all()

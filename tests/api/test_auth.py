@@ -38,6 +38,7 @@ ROUTES = [
     ("GET", "/psfs/{name}/records", "/psfs/t/records?value=1", None, Role.READ),
     ("GET", "/records/{address}", "/records/64", None, Role.READ),
     ("GET", "/keys/{key}", "/keys/1", None, Role.READ),
+    ("GET", "/tail", "/tail?timeout=0", None, Role.READ),
     ("POST", "/query", "/query", {"psf": "t", "value": 1}, Role.READ),
     ("POST", "/scan", "/scan", {"expr": "t"}, Role.READ),
     ("POST", "/count", "/count", {"psf": "t", "value": 1}, Role.READ),
