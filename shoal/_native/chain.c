@@ -51,6 +51,9 @@ int shoal_chain_next(shoal_log *log, const shoal_chain *c, uint64_t *kp_addr, ui
         uint64_t next = shoal_kp_prev(kp.prev_psf);
         if (rec < c->lo) return 0;
         if (next >= a) return SHOAL_E_CORRUPT; /* chains only point backwards */
+        /* The walk is a chase of dependent loads: start the next key
+         * pointer's miss now, so it overlaps comparing this one's value. */
+        if (next >= c->begin) shoal_prefetch_near(log, next);
         if (shoal_kp_psf(kp.prev_psf) == c->psf_id && kp.hash32 == (uint32_t)c->hash && rec < c->hi) {
             int eq = shoal_value_equals(log, rec, &kp, c->canon, c->canon_len, bc);
             if (eq < 0) return eq;
