@@ -172,6 +172,9 @@ def test_generated_requests_get_answers_the_spec_declares(fuzzed_app, mode):
         @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy(generation_mode=mode))
         def check(case) -> None:
+            if case.operation.path == "/tail" and isinstance(case.query, dict):
+                # a stream that runs until its client leaves: ended once it is idle
+                case.query = dict(case.query, timeout=0)
             response = case.call()
             ctype = response.headers.get("content-type", [""])
             check_conforms(spec, case.operation.path, case.method, response.status_code,

@@ -22,13 +22,22 @@ from ...engine import Store
 from ...errors import TailGap
 from ...psf import parse_query_value
 from .. import cancel, deps
-from ..schemas import errors_doc
+from ..schemas import RECORD_SCHEMA, WITH_ADDRESS_SCHEMA, errors_doc
 
 router = APIRouter(tags=["queries"])
 
+_GAP_SCHEMA = {"type": "object", "required": ["gap"], "properties": {"gap": {"type": "object"}}}
+_TAIL_RESPONSE = {200: {
+    "description": "records as they are ingested: NDJSON (one record per line; with `with_address=true` "
+                   "`{\"address\": a, \"record\": <record>}`; a gap `{\"gap\": {\"from\": a, \"to\": b}}`), "
+                   "or server-sent events (`id: <address>`, `data: <record>`; `event: gap`)",
+    "content": {"application/x-ndjson": {"schema": {"anyOf": [RECORD_SCHEMA, WITH_ADDRESS_SCHEMA, _GAP_SCHEMA]}},
+                "text/event-stream": {"schema": {"type": "string"}}},
+}}
+
 
 @router.get("/tail", summary="Follow records as they are ingested (NDJSON or SSE stream)",
-            response_class=StreamingResponse, responses=errors_doc(400, 404, 422, 503),
+            response_class=StreamingResponse, responses={**_TAIL_RESPONSE, **errors_doc(400, 404, 422, 503)},
             description="One condition (`psf`, `value`), or none (every record). Starts at the tail, or at "
                         "`since_address`. `format=sse` (or `Accept: text/event-stream`) sends server-sent events "
                         "(`data: <record>`, `id: <address>`).")
