@@ -9,7 +9,7 @@ ISO-8601 text), so a window's records lie all over the log.
             bucketed so the range spans ~20 buckets, vs store.scan of the
             same predicate, vs SQLite's expression index on actor.id
   window    type = 'PushEvent' in one hour of the day: store.query(...,
-            since, until) on a store with time_field (one bucket a
+            since, until) on a store with time_field (one bucket per five
             minute), vs the same query without the window, vs SQLite with
             an index on the time (a column computed at load) and one on
             json_extract(type)

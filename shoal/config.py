@@ -110,7 +110,7 @@ class StoreConfig:
     tally_max_values: int = 100_000
     tally_max_value_bytes: int = 256
     time_field: str | None = None
-    time_bucket_seconds: float = 60.0
+    time_bucket_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:

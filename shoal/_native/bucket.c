@@ -171,3 +171,21 @@ int64_t shoal_prog_canon(const shoal_psfset *set, uint32_t prog, const char *rec
     while (n) text[t++] = rev[--n];
     return shoal_canon(text, (size_t)t, SHOAL_T_NUMBER, dst, cap);
 }
+
+/* ---- values of stored records ------------------------------------------------ */
+
+int shoal_prog_numbers(const shoal_psfset *set, uint32_t prog, const char *buf, const uint64_t *offsets,
+                       const uint32_t *lengths, uint32_t n, shoal_slot *slots, double *out, uint8_t *ok) {
+    const shoal_prog *p = &set->progs[prog];
+    for (uint32_t i = 0; i < n; i++) {
+        const char *text = buf + offsets[i];
+        size_t err_off = 0;
+        ok[i] = 0;
+        if (shoal_parse(text, lengths[i], &set->trie, slots, &err_off) != SHOAL_OK) continue;
+        shoal_val v;
+        int rc = shoal_eval(set, prog, text, slots, &v);
+        if (rc != SHOAL_OK) return rc;
+        ok[i] = (uint8_t)value_number(set, p->transform, text, &v, &out[i]);
+    }
+    return SHOAL_OK;
+}

@@ -250,6 +250,12 @@ int64_t shoal_prog_canon(const shoal_psfset *set, uint32_t prog, const char *rec
 int shoal_time_seconds(const char *s, size_t len, double *out);
 /* floor(x / width) when it is below 2^53 in magnitude: 1 and *k, else 0. */
 int shoal_bucket_of(double x, double width, int64_t *k);
+/* The number bucketed program `prog` reads from each record buf[offsets[i],
+ * +lengths[i]) (seconds, for a time): out[i] and ok[i] = 1, or ok[i] = 0
+ * when it has none. What a range compares at its end buckets: the value as
+ * ingest read it. */
+int shoal_prog_numbers(const shoal_psfset *set, uint32_t prog, const char *buf, const uint64_t *offsets,
+                       const uint32_t *lengths, uint32_t n, shoal_slot *slots, double *out, uint8_t *ok);
 /* The bucket a bucketed program puts value v in: 1 and *k, or 0 (none). */
 int shoal_prog_bucket(const shoal_psfset *set, uint32_t prog, const char *rec, const shoal_val *v, int64_t *k);
 

@@ -118,7 +118,7 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
                         "count, group count and scan then takes since/until (indexed in buckets of "
                         "--time-bucket seconds)")
     s.add_argument("--time-bucket", type=float, metavar="SECONDS", default=S,
-                   help="with --time-field: the time index's bucket (default 60)")
+                   help="with --time-field: the time index's bucket (default 300)")
 
     g = p.add_argument_group("limits")
     g.add_argument("--max-ingests", type=int, metavar="N", default=S,

@@ -5,7 +5,8 @@ The candidates of [lo, hi) are the chains of the buckets floor(lo / w) ..
 floor(hi / w) (psf/buckets.py) where the PSF was active, merged in address
 order, and the records the C core finds in those buckets where it was not.
 A record of a bucket strictly inside the range is in it; one of the end
-buckets (or found by a scan) is read and its value compared exactly. A
+buckets (or found by a scan) is read and its value compared, read in C as
+ingest read it (an IEEE double; seconds for a time). A
 count adds the inner buckets' counts without reading (the value tally over
 the whole log, a chain count over a window) and reads only the end buckets.
 
@@ -17,10 +18,9 @@ buckets.
 from __future__ import annotations
 
 import threading
+from array import array
 from collections.abc import Iterator
 from typing import Any
-
-import orjson
 
 from ..errors import InvalidArgument
 from ..psf import PSF, canonical, value_hash
@@ -61,19 +61,28 @@ class Ranges:
         first = psf.ranges[0][0] if psf.ranges else hi_addr
         chain_lo = max(lo_addr, first)
         ks = self._buckets(psf, kmin, kmax)
-        streams: list[Iterator[int]] = []
         if ks is None:  # too many buckets to walk: the span scanned in C (buckets), then checked
-            streams.append(self._checked(psf, x_lo, x_hi, self._scan(psf, kmin, kmax, lo_addr, hi_addr, descending,
-                                                                      cancel)))
-        else:
-            for k in ks:
-                stream = self._chain(psf, k, chain_lo, hi_addr, descending)
-                inner = kmin < k < kmax
-                streams.append(stream if inner else self._checked(psf, x_lo, x_hi, stream))
-            for a, b in sorted(inactive, reverse=descending):
-                streams.append(self._checked(psf, x_lo, x_hi, self._scan(psf, kmin, kmax, a, b, descending, cancel)))
-        merged = streams[0] if len(streams) == 1 else _query.merge_sorted(streams, descending=descending)
-        return _query._batched(merged)
+            return _query._batched(self._checked(psf, x_lo, x_hi, self._scan(psf, kmin, kmax, lo_addr, hi_addr,
+                                                                             descending, cancel)))
+        # Each bucket's chain walked in C, the end buckets' records checked,
+        # the addresses gathered and sorted once (merging the buckets'
+        # streams one address at a time in Python costs more than the walks).
+        p = self.planner
+        found = array("Q")
+        for k in ks:
+            if chain_lo >= hi_addr:
+                break
+            canon = canonical(k)
+            walk = _query.walk_chain_batches(p.log, p.index, psf.id, canon, value_hash(psf.id, canon), chain_lo,
+                                             hi_addr, p.gate)
+            if kmin < k < kmax:
+                for batch in walk:
+                    found.extend(batch)
+            else:
+                found.extend(self._checked(psf, x_lo, x_hi, (a for b in walk for a in b)))
+        for a, b in inactive:
+            found.extend(self._checked(psf, x_lo, x_hi, self._scan(psf, kmin, kmax, a, b, False, cancel)))
+        return _query._batched(iter(sorted(found, reverse=descending)))
 
     def _buckets(self, psf: PSF, kmin: int, kmax: int) -> list[int] | None:
         if kmax - kmin + 1 <= MAX_WALKS:
@@ -102,21 +111,16 @@ class Ranges:
 
     def _checked(self, psf: PSF, lo, hi, stream: Iterator[int]) -> Iterator[int]:
         """The addresses of `stream` whose record's value is in [lo, hi): read
-        _READ at a time, each value compared exactly."""
+        _READ at a time, each value read in C as ingest read it and compared."""
         p = self.planner
-        expr = psf.expression
-        for batch in _query._batched(stream, _READ):
+        nset = p.native_set(psf)
+        lo, hi = float(lo), float(hi)
+        for addrs in _query._batched(stream, _READ):
             with p.gate:
-                raws = p.log.read_records(batch, payload_only=True)
-            for a, raw in zip(batch, raws):
-                if raw is None:
-                    continue
-                try:
-                    x = B.value_number(psf, expr.search(orjson.loads(raw)))
-                except Exception:  # noqa: BLE001 - no value, as at ingest
-                    continue
-                if x is not None and lo <= x < hi:
-                    yield a
+                batches = p.log.read_batches(addrs)
+            for batch in batches:
+                xs = B.numbers(nset, batch)
+                yield from (a for a, x in zip(batch.addresses, xs) if x is not None and lo <= x < hi)
 
     # ---- records ----
     def query(self, psf: str, lo: Any, hi: Any, *, limit: int | None, order: str, from_address: int | None,

@@ -3,7 +3,7 @@ of a store opened with a time field (`shoal.open(path, time_field=
 "created_at")`).
 
 The time field is a bucketed time PSF the store keeps, named TIME_PSF
-(`@time`; one bucket per `time_bucket_seconds`, default 60), so the records
+(`@time`; one bucket per `time_bucket_seconds`, default 300), so the records
 of a window are the chains of its buckets (engine/ranges.py), wherever they
 lie in the log: records that arrive out of order are found like the others.
 
@@ -20,11 +20,9 @@ A window thus reads the pages that hold its records, not the log between.
 """
 from __future__ import annotations
 
-import heapq
-import itertools
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -32,7 +30,7 @@ import orjson
 from ..errors import EvaluationBudgetExceeded, InvalidArgument, PSFNotFound
 from ..psf import PSF, EvaluationBudget, canonical, evaluate, parse_definition
 from ..psf import buckets as B
-from ..results import Record, RecordBatch
+from ..results import RecordBatch
 from ..store import query as _query
 from ..store.scan import truthy
 from .planner import Planner
@@ -89,10 +87,10 @@ class Windows:
         lo, hi, descending = p._range(order, from_address, to_address, limit)
         projection = p.projection(fields)
         fused = None
-        if descending and mode != "any" and conditions and (p.keys is None or include_superseded):
-            fused = self._fused(conditions, since, until, lo, hi, limit)
-        if fused is not None:
-            out: Iterator[RecordBatch] = _as_batches(fused)
+        if mode != "any" and conditions and (p.keys is None or include_superseded):
+            fused = self._fused(conditions, since, until, lo, hi, limit, descending)
+        if fused is not None:  # the records read again, in order, by one native call per batch
+            out: Iterator[RecordBatch] = p._read_batches(_query._batched(iter(fused), 1024), None)
         else:
             out = p._read_batches(self.query_addresses(conditions, mode, since, until, lo, hi, descending,
                                                        include_superseded, cancel), limit)
@@ -100,42 +98,41 @@ class Windows:
             out = map(projection.batch, out)
         return out if batches else p._records(out)
 
-    def _fused(self, conditions: list, since, until, lo: int, hi: int, limit: int | None) -> Iterator[Record] | None:
-        """Newest-first records of the window meeting every condition, one
-        fused fetch per bucket merged by address; None when a PSF was not
-        active over [lo, hi) (the general path scans there)."""
+    def _fused(self, conditions: list, since, until, lo: int, hi: int, limit: int | None,
+               descending: bool = True) -> list[int] | None:
+        """The addresses of the window's records meeting every condition, in
+        address order: each bucket's chain walked by the fused native fetch
+        (which keeps the records that also carry the conditions' key
+        pointers), the end buckets' records checked against the window,
+        all gathered and sorted once. None when a PSF was not active over
+        [lo, hi) (the general path scans there)."""
         p = self.planner
         tp = self.time_psf()
         psfs = [(p.registry.get(name), canonical(value)) for name, value in conditions]
         if any(c is None for _, c in psfs):
-            return iter(())
+            return []
         if any(x.inactive_ranges(lo, hi) for x, _ in psfs + [(tp, None)]):
             return None
         s, u = self.bounds(tp, since, until)
         span = B.span(tp, s, u)
         if span is None or lo >= hi:
-            return iter(())
+            return []
         kmin, kmax = span
         ks = self.ranges._buckets(tp, kmin, kmax)
         if ks is None:
             return None
         also = list(dict.fromkeys((x.id, c) for x, c in psfs))
-        streams = []
+        found = array("Q")
         for k in ks:
-            recs = _query.fetch_chain(p.log, p.index, tp.id, canonical(k), lo, hi, p.gate, None, also)
-            streams.append(recs if kmin < k < kmax else self._in_window(tp, s, u, recs))
-        merged = heapq.merge(*streams, key=lambda r: r.address, reverse=True)
-        return merged if limit is None else itertools.islice(merged, limit)
-
-    def _in_window(self, tp: PSF, lo: float, hi: float, records: Iterable[Record]) -> Iterator[Record]:
-        expr = tp.expression
-        for r in records:
-            try:
-                x = B.value_number(tp, expr.search(orjson.loads(r.raw)))
-            except Exception:  # noqa: BLE001 - no time, as at ingest
-                continue
-            if x is not None and lo <= x < hi:
-                yield r
+            for batch in _query.fetch_chain_batches(p.log, p.index, tp.id, canonical(k), lo, hi, p.gate, None,
+                                                    also):
+                if kmin < k < kmax:
+                    found.extend(batch.addresses)
+                else:
+                    xs = B.numbers(p.native_set(tp), batch)
+                    found.extend(a for a, x in zip(batch.addresses, xs) if x is not None and s <= x < u)
+        out = sorted(found, reverse=descending)
+        return out if limit is None else out[:limit]
 
     # ---- counts ----
     def count(self, conditions: list, mode: str, since, until, *, from_address, to_address,
@@ -146,7 +143,7 @@ class Windows:
         if mode != "any" and (p.keys is None or include_superseded):
             fused = self._fused(conditions, since, until, lo, hi, None)
             if fused is not None:
-                return sum(1 for _ in fused)
+                return len(fused)
         return sum(len(b) for b in self.query_addresses(conditions, mode, since, until, lo, hi, True,
                                                         include_superseded, cancel))
 
@@ -206,20 +203,3 @@ class Windows:
                 if c is not None:
                     counts[c] += 1
         return counts
-
-
-def _as_batches(records: Iterator[Record], n: int = 1024) -> Iterator[RecordBatch]:
-    """Records as RecordBatches of up to n."""
-    while True:
-        chunk = list(itertools.islice(records, n))
-        if not chunk:
-            return
-        offsets, lengths, parts, pos = array("Q"), array("I"), [], 0
-        for r in chunk:
-            raw = r.raw
-            offsets.append(pos)
-            lengths.append(len(raw))
-            parts.append(raw)
-            parts.append(b"\n")
-            pos += len(raw) + 1
-        yield RecordBatch(b"".join(parts), array("Q", (r.address for r in chunk)), offsets, lengths)

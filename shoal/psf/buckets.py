@@ -6,7 +6,8 @@ a number x as the bucket floor(x / 100); a time PSF (time=True) first reads
 epoch seconds, milliseconds (magnitude >= 1e11) or an ISO-8601 string. A
 range [lo, hi) is the run of buckets floor(lo / w) .. floor(hi / w): those
 strictly inside hold only values in the range (IEEE division is monotonic),
-the two at its ends are read and each record's value compared exactly.
+the two at its ends are read and each record's value compared, as ingest
+read it (in C: `numbers`): an IEEE double, seconds for a time.
 """
 from __future__ import annotations
 
@@ -89,3 +90,20 @@ def lower_bound(psf: PSF, k: int) -> float | int:
     """The smallest value of bucket k (what group_count shows for it)."""
     v = k * psf.bucket
     return int(v) if float(v).is_integer() and abs(v) < _LIMIT else v
+
+
+def numbers(nset, batch) -> list[float | None]:
+    """The number a bucketed PSF's native set (program 0, with its
+    transform) reads from each record of a RecordBatch, in C: the value
+    exactly as ingest read it (a double; seconds for a time)."""
+    n = len(batch.addresses)
+    if not n:
+        return []
+    out = ffi.new("double[]", n)
+    ok = ffi.new("uint8_t[]", n)
+    slots = ffi.new("shoal_slot[]", max(1, nset.n_slots))
+    rc = lib.shoal_prog_numbers(nset.ptr, 0, ffi.from_buffer(batch._buf), ffi.from_buffer("uint64_t[]", batch.offsets),
+                                ffi.from_buffer("uint32_t[]", batch.lengths), n, slots, out, ok)
+    if rc < 0:
+        raise InvalidArgument(f"reading the values of a bucketed PSF failed ({rc})")
+    return [out[i] if ok[i] else None for i in range(n)]
