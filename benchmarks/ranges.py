@@ -10,7 +10,7 @@ ISO-8601 text), so a window's records lie all over the log.
             same predicate, vs SQLite's expression index on actor.id
   window    type = 'PushEvent' in one hour of the day: store.query(...,
             since, until) on a store with time_field (one bucket per five
-            minute), vs the same query without the window, vs SQLite with
+            minutes), vs the same query without the window, vs SQLite with
             an index on the time (a column computed at load) and one on
             json_extract(type)
   pages     how many log pages the window's walk reads (the pages of the
