@@ -311,6 +311,10 @@ class Client:
             params = dict(params or {}, with_address="true")
         req = self._http.build_request(method, path, params=params,
                                        **(_json_content(body) if body is not None else {}))
+        return RecordStream(self._send_stream(req))
+
+    def _send_stream(self, req) -> httpx.Response:
+        """The response to req, its body not read yet; an error answer raised."""
         r = self._http.send(req, stream=True)
         if not r.is_success:
             try:
@@ -318,7 +322,7 @@ class Client:
             finally:
                 r.close()
             _raise_for(r)
-        return RecordStream(r)
+        return r
 
     # ---- ingest ----
     def ingest(self, data: Any, *, on_error: str = "skip", durable: bool = False,
@@ -458,14 +462,7 @@ class Client:
             params.append(("timeout", timeout))
         params += [("fields", f) for f in fields or []]
         req = self._http.build_request("GET", "/tail", params=params)
-        r = self._http.send(req, stream=True)
-        if not r.is_success:
-            try:
-                r.read()
-            finally:
-                r.close()
-            _raise_for(r)
-        return self._tail_records(r, on_gap)
+        return self._tail_records(self._send_stream(req), on_gap)
 
     @staticmethod
     def _tail_records(r, on_gap: str) -> Iterator[Record]:

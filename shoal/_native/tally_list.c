@@ -17,8 +17,9 @@ static int by_count_desc(const void *a, const void *b) {
     return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-int64_t shoal_tally_list(shoal_tally *t, uint32_t psf_id, uint64_t limit, char *dst, uint64_t cap,
-                         uint64_t *need) {
+/* psf_id's entries, largest count first, at most limit (0: all): *out (to
+ * free) and how many, or SHOAL_E_NOMEM. */
+static int64_t pick_sorted(shoal_tally *t, uint32_t psf_id, uint64_t limit, entry_t ***out) {
     table_t *tb = ACQ(&t->table);
     uint64_t n = 0, room = 64;
     entry_t **pick = malloc(room * sizeof *pick);
@@ -36,13 +37,22 @@ int64_t shoal_tally_list(shoal_tally *t, uint32_t psf_id, uint64_t limit, char *
     }
     qsort(pick, n, sizeof *pick, by_count_desc);
     if (limit && n > limit) n = limit;
+    *out = pick;
+    return (int64_t)n;
+}
+
+int64_t shoal_tally_list(shoal_tally *t, uint32_t psf_id, uint64_t limit, char *dst, uint64_t cap,
+                         uint64_t *need) {
+    entry_t **pick;
+    int64_t n = pick_sorted(t, psf_id, limit, &pick);
+    if (n < 0) return n;
     uint64_t bytes = 0;
-    for (uint64_t i = 0; i < n; i++) bytes += 12 + pick[i]->len;
+    for (int64_t i = 0; i < n; i++) bytes += 12 + pick[i]->len;
     *need = bytes;
     if (bytes > cap) { free(pick); return SHOAL_E_SPACE; }
     /* Each item: int64 count, uint32 length, the value's canonical bytes. */
     char *p = dst;
-    for (uint64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n; i++) {
         int64_t c = RLX(&pick[i]->count);
         memcpy(p, &c, 8);
         memcpy(p + 8, &pick[i]->len, 4);
@@ -96,31 +106,17 @@ int64_t shoal_tally_list_json(shoal_tally *t, uint32_t psf_id, uint64_t limit, u
     if (psf_id >= N_PSFS) return -1;
     shoal_tally_psf *ps = &t->psfs[psf_id];
     if (!RLX(&ps->used) || RLX(&ps->since) > since_at_most || RLX(&ps->overflow)) return -1;
-    table_t *tb = ACQ(&t->table);
-    uint64_t n = 0, room = 64;
-    entry_t **pick = malloc(room * sizeof *pick);
-    if (!pick) return SHOAL_E_NOMEM;
-    for (uint64_t i = 0; i <= tb->mask; i++) {
-        entry_t *e = &tb->e[i];
-        if (!ACQ(&e->hash) || RLX(&e->psf_id) != psf_id || RLX(&e->count) <= 0) continue;
-        if (n == room) {
-            entry_t **m = realloc(pick, room * 2 * sizeof *pick);
-            if (!m) { free(pick); return SHOAL_E_NOMEM; }
-            pick = m;
-            room *= 2;
-        }
-        pick[n++] = e;
-    }
-    qsort(pick, n, sizeof *pick, by_count_desc);
-    if (limit && n > limit) n = limit;
+    entry_t **pick;
+    int64_t n = pick_sorted(t, psf_id, limit, &pick);
+    if (n < 0) return n;
     uint64_t bound = 2;
-    for (uint64_t i = 0; i < n; i++) bound += json_bytes(pick[i]->len) + 26;
+    for (int64_t i = 0; i < n; i++) bound += json_bytes(pick[i]->len) + 26;
     *need = bound;
     if (bound > cap) { free(pick); return SHOAL_E_SPACE; }
     /* [[value, count], ...] */
     char *p = dst;
     *p++ = '[';
-    for (uint64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n; i++) {
         if (i) *p++ = ',';
         *p++ = '[';
         p = put_json(p, pick[i]->bytes, pick[i]->len);
