@@ -134,6 +134,7 @@ static inline step plan_programs(const shoal_ingest_job *job, const shoal_psfset
         k->hash = shoal_hash(k->psf_id, job->scratch + pl->scratch_used, (size_t)cl);
         k->canon_off = (uint32_t)pl->scratch_used;
         k->canon_len = (uint32_t)cl;
+        if (job->tally) shoal_tally_prefetch(job->tally, k->hash);
         if (v.origin == SHOAL_ORIGIN_RECORD && v.type == SHOAL_T_STRING && !(v.flags & SHOAL_VF_ESCAPED)
             && set->progs[p].transform == SHOAL_XF_NONE) {
             k->kind = SHOAL_KP_SPAN;

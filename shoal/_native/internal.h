@@ -18,6 +18,10 @@ SHOAL_INTERNAL uint64_t shoal_index_lookup_writer(shoal_index *index, uint64_t h
  * (bucket.c; engine/retention.py's _MS_THRESHOLD says the same). */
 #define SHOAL_MS_THRESHOLD 1e11
 
+/* Writer: start loading the slot where (hash)'s entry is looked up first,
+ * so the ingest's tally add, a record's steps later, finds it in cache. */
+SHOAL_INTERNAL void shoal_tally_prefetch(shoal_tally *t, uint64_t hash);
+
 /* Any thread: whether the tally holds (psf_id, canon), and then its samples
  * (*n_samples of them, rising in address; see SHOAL_TALLY_SAMPLE_EVERY). */
 SHOAL_INTERNAL int shoal_tally_find(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,

@@ -212,6 +212,11 @@ int shoal_tally_get(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *
     return e != NULL;
 }
 
+SHOAL_INTERNAL void shoal_tally_prefetch(shoal_tally *t, uint64_t hash) {
+    table_t *tb = t->table;
+    __builtin_prefetch(&tb->e[slot_hash(hash) & tb->mask]);
+}
+
 SHOAL_INTERNAL int shoal_tally_find(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,
                      const shoal_tally_sample **samples, uint32_t *n_samples) {
     entry_t *e = shoal_tally_probe(ACQ(&t->table), psf_id, hash, canon, len);
