@@ -434,8 +434,10 @@ int64_t shoal_tally_list(shoal_tally *t, uint32_t psf_id, uint64_t limit, char *
                          uint64_t *need);
 /* Any thread: shoal_tally_list as JSON text, [[value, count], ...], when the
  * tally holds every value psf_id has from since_at_most or earlier on;
- * -1 when it does not (then ask shoal_tally_list or read the log). *need is
- * the text's length (or, with SHOAL_E_SPACE, the room to give). */
+ * -1 when it does not, or when a value is an integer of more than 18 digits
+ * (JSON readers take it for a float): then ask shoal_tally_list, or read
+ * the log. *need is the text's length (or, with SHOAL_E_SPACE, the room to
+ * give). */
 int64_t shoal_tally_list_json(shoal_tally *t, uint32_t psf_id, uint64_t limit, uint64_t since_at_most, char *dst,
                               uint64_t cap, uint64_t *need);
 void shoal_tally_get_stats(shoal_tally *t, shoal_tally_stats *out);

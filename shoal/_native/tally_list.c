@@ -83,7 +83,14 @@ static char *put_json(char *p, const char *c, uint32_t len) {
     } else if (len && c[0] == 'n') {
         const char *e = memchr(c, 'e', len);
         if (!e) { memcpy(p, c + 1, len - 1); return p + len - 1; } /* "n0" */
-        long exp = strtol(e + 1, NULL, 10);
+        /* The exponent ends where the value does: the bytes are not
+         * NUL-terminated (strtol would read on into the arena). */
+        long exp = 0;
+        int neg = 0;
+        const char *q = e + 1, *end = c + len;
+        if (q < end && *q == '-') { neg = 1; q++; }
+        for (; q < end && *q >= '0' && *q <= '9' && exp < 100000; q++) exp = exp * 10 + (*q - '0');
+        if (neg) exp = -exp;
         uint32_t digits = (uint32_t)(e - c - 1);
         if (exp >= 0 && digits + exp <= 300) {
             memcpy(p, c + 1, digits);
@@ -101,6 +108,18 @@ static char *put_json(char *p, const char *c, uint32_t len) {
     return p;
 }
 
+/* Whether canonical bytes are an integer of more than 18 digits: as JSON
+ * text orjson reads one as a float, so such a list is left to Python. */
+static int big_integer(const char *c, uint32_t len) {
+    if (!len || c[0] != 'n') return 0;
+    const char *e = memchr(c, 'e', len);
+    if (!e || e + 1 >= c + len || e[1] == '-') return 0;
+    long exp = 0;
+    for (const char *q = e + 1; q < c + len && exp < 100000; q++) exp = exp * 10 + (*q - '0');
+    long digits = (long)(e - c - 1) - (c[1] == '-');
+    return digits + exp > 18;
+}
+
 int64_t shoal_tally_list_json(shoal_tally *t, uint32_t psf_id, uint64_t limit, uint64_t since_at_most, char *dst,
                               uint64_t cap, uint64_t *need) {
     if (psf_id >= N_PSFS) return -1;
@@ -109,6 +128,12 @@ int64_t shoal_tally_list_json(shoal_tally *t, uint32_t psf_id, uint64_t limit, u
     entry_t **pick;
     int64_t n = pick_sorted(t, psf_id, limit, &pick);
     if (n < 0) return n;
+    for (int64_t i = 0; i < n; i++) {
+        if (big_integer(pick[i]->bytes, pick[i]->len)) { /* JSON readers take it for a float */
+            free(pick);
+            return -1;
+        }
+    }
     uint64_t bound = 2;
     for (int64_t i = 0; i < n; i++) bound += json_bytes(pick[i]->len) + 26;
     *need = bound;

@@ -250,3 +250,24 @@ def test_window_counts_at_any_bounds(open_store, generated, reopen):
         for name, value, definition in values:
             want = len(log.query(definition, value, from_address=lo, to_address=hi))
             assert store.count(name, value, from_address=lo, to_address=hi) == want, (name, value, lo, hi)
+
+
+def test_top_values_keep_numbers_exact(store):
+    """group_count's values come from C as JSON text: integers with trailing
+    zeros (canonical exponents), negative exponents, big and negative ones."""
+    values = [0, 1, 10, 100, 1200, 10**15, 10**25, -7000, 0.5, 1.25, -0.001, 123456789, True, "x", "a\"b\\c\n"]
+    lines = []
+    for i, v in enumerate(values):
+        lines += [json.dumps({"v": v}).encode()] * (i + 1)
+    store.register_psf("v", "v")
+    store.register_psf("b", "v", bucket=10)
+    store.ingest(b"\n".join(lines))
+    got = store.group_count("v")
+    assert got == [(v, i + 1) for i, v in reversed(list(enumerate(values)))]
+    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    want: dict = {}
+    for i, v in enumerate(values):
+        if v in nums and not isinstance(v, bool) and abs(v / 10) < 2 ** 53:  # beyond: no bucket (not indexed)
+            k = (v // 10) * 10
+            want[k] = want.get(k, 0) + i + 1
+    assert dict(store.group_count("b")) == want
