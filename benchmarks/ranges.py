@@ -34,6 +34,7 @@ import orjson
 from _common import MB, arg_parser, events_file, paired_ratio, summary, table, target, target_table, write_result
 
 import shoal
+from shoal.psf.buckets import span
 
 BASE = 1_420_070_400
 DAY = 86_400
@@ -184,7 +185,7 @@ def _pages(store, times: list[float], lo: float, hi: float) -> dict:
     buckets the window's walk touches (what it reads)."""
     tp = store.psf("@time")
     w = tp.bucket
-    kmin, kmax = int(lo // w), int(hi // w)
+    kmin, kmax = span(tp, lo, hi)  # the buckets the window's walk reads
     addrs = [r.address for r in store.scan("`true`", order="oldest")]
     bits = store.config.page_bits
     hold = {a >> bits for a, t in zip(addrs, times) if lo <= t < hi}

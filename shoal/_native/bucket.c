@@ -17,8 +17,11 @@
  *     bucket: a record is a candidate of exactly the buckets its value
  *     falls in.
  *   - A value that is not a number (a time: not a number or a parseable
- *     string), or whose bucket number is not below 2^53 in magnitude, has
- *     no bucket: it is not indexed, as a null is not.
+ *     string) has no bucket: it is not indexed, as a null is not. A number
+ *     whose bucket number is 2^53 or more in magnitude (or infinite) goes to
+ *     the edge bucket +-(2^53 - 1), so a range over it still finds it: an
+ *     edge bucket is never taken as wholly inside a range (its records are
+ *     compared).
  */
 #include "shoal.h"
 #include "internal.h"
@@ -143,8 +146,9 @@ static int value_number(const shoal_psfset *set, uint32_t transform, const char 
 
 int shoal_bucket_of(double x, double width, int64_t *k) {
     double b = floor(x / width);
-    if (!(fabs(b) < 9007199254740992.0)) return 0; /* 2^53 */
-    *k = (int64_t)b;
+    if (b != b) return 0; /* NaN: no bucket */
+    const double edge = 9007199254740991.0; /* 2^53 - 1 */
+    *k = b > edge ? (int64_t)edge : b < -edge ? -(int64_t)edge : (int64_t)b;
     return 1;
 }
 

@@ -1,6 +1,8 @@
 /*
  * chain.c -- chain walks: the key pointers of one (psf_id, value) linked
- * newest to oldest through prev_psf, their head in the index (shoal_walk);
+ * newest to oldest through prev_psf, their head in the index (shoal_walk,
+ * optionally keeping only records that also hold other (psf, value) pairs:
+ * shoal_has_all, which the fused fetch shares);
  * and keyed liveness, a walk of each record's key chain (shoal_live).
  *
  * Must stay true:
@@ -68,6 +70,33 @@ int shoal_chain_next(shoal_log *log, const shoal_chain *c, uint64_t *kp_addr, ui
     return 0;
 }
 
+int shoal_has_all(shoal_log *log, uint64_t rec, uint64_t tail, const shoal_cond *conds, uint32_t n,
+                  shoal_block_cache **bc) {
+    shoal_record_header h;
+    int r = shoal_read_bytes(log, rec, (char *)&h, sizeof h, bc);
+    if (r != SHOAL_OK) return r;
+    if (!shoal_header_ok(&h, rec, log->page_bits, tail)) return SHOAL_E_CORRUPT;
+    shoal_key_pointer kps[16];
+    for (uint32_t c = 0; c < n; c++) {
+        int found = 0;
+        for (uint32_t k0 = 0; k0 < h.n_kps && !found; k0 += 16) {
+            uint32_t m = h.n_kps - k0 < 16 ? h.n_kps - k0 : 16;
+            uint64_t at = rec + shoal_kp_offset(k0);
+            r = shoal_read_bytes(log, at, (char *)kps, m * SHOAL_KP_BYTES, bc);
+            if (r != SHOAL_OK) return r;
+            for (uint32_t k = 0; k < m; k++) {
+                if (shoal_kp_psf(kps[k].prev_psf) != conds[c].psf_id || kps[k].hash32 != (uint32_t)conds[c].hash)
+                    continue;
+                int eq = shoal_value_equals(log, rec, &kps[k], conds[c].canon, conds[c].canon_len, bc);
+                if (eq < 0) return eq;
+                if (eq) { found = 1; break; }
+            }
+        }
+        if (!found) return 0;
+    }
+    return 1;
+}
+
 int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index) {
     job->n_out = 0;
     job->err = SHOAL_OK;
@@ -75,11 +104,18 @@ int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index) {
     shoal_chain c = {job->psf_id, job->hash, job->canon, job->canon_len, job->lo, job->hi,
                      LOAD(&log->begin_address)};
     uint64_t kp_addr = job->next_kp ? job->next_kp : shoal_index_lookup(index, job->hash);
+    uint64_t tail = LOAD(&log->tail_address);
     shoal_block_cache *bc = NULL;
     int rc = SHOAL_OK;
     uint64_t rec_addr, prev;
     int r;
     while ((r = shoal_chain_next(log, &c, &kp_addr, &rec_addr, &prev, &bc)) == 1) {
+        if (job->n_also) { /* a conjunction driven by this chain: only records with every other pair */
+            if (!shoal_record_address_ok(rec_addr, c.begin, tail, log->page_bits)) { kp_addr = prev; continue; }
+            int m = shoal_has_all(log, rec_addr, tail, job->also, job->n_also, &bc);
+            if (m == SHOAL_E_IO) { r = m; break; }
+            if (m != 1) { kp_addr = prev; continue; } /* no match, or damaged: skipped, as a read skips it */
+        }
         job->out[job->n_out++] = rec_addr;
         kp_addr = prev;
         if (job->n_out == job->cap && prev) {

@@ -13,35 +13,6 @@
  */
 #include "hlog.h"
 
-/* Whether the record at rec has, for each condition, a key pointer of its
- * PSF with its value: 1 or 0, or an error. */
-static int has_all(shoal_log *log, uint64_t rec, uint64_t tail, const shoal_cond *conds, uint32_t n,
-                   shoal_block_cache **bc) {
-    shoal_record_header h;
-    int r = shoal_read_bytes(log, rec, (char *)&h, sizeof h, bc);
-    if (r != SHOAL_OK) return r;
-    if (!shoal_header_ok(&h, rec, log->page_bits, tail)) return SHOAL_E_CORRUPT;
-    shoal_key_pointer kps[16];
-    for (uint32_t c = 0; c < n; c++) {
-        int found = 0;
-        for (uint32_t k0 = 0; k0 < h.n_kps && !found; k0 += 16) {
-            uint32_t m = h.n_kps - k0 < 16 ? h.n_kps - k0 : 16;
-            uint64_t at = rec + shoal_kp_offset(k0);
-            r = shoal_read_bytes(log, at, (char *)kps, m * SHOAL_KP_BYTES, bc);
-            if (r != SHOAL_OK) return r;
-            for (uint32_t k = 0; k < m; k++) {
-                if (shoal_kp_psf(kps[k].prev_psf) != conds[c].psf_id || kps[k].hash32 != (uint32_t)conds[c].hash)
-                    continue;
-                int eq = shoal_value_equals(log, rec, &kps[k], conds[c].canon, conds[c].canon_len, bc);
-                if (eq < 0) return eq;
-                if (eq) { found = 1; break; }
-            }
-        }
-        if (!found) return 0;
-    }
-    return 1;
-}
-
 static int fetch_records(shoal_fetch_job *job, shoal_log *log, shoal_index *index, int sep) {
     job->n_out = 0;
     job->used = 0;
@@ -59,7 +30,7 @@ static int fetch_records(shoal_fetch_job *job, shoal_log *log, shoal_index *inde
         if (shoal_record_address_ok(rec_addr, begin, tail, log->page_bits)) {
             if (job->n_out == job->max_records) { job->next_kp = kp_addr; free(bc); return SHOAL_OUT_FULL; }
             if (job->n_also) {
-                int m = has_all(log, rec_addr, tail, job->also, job->n_also, &bc);
+                int m = shoal_has_all(log, rec_addr, tail, job->also, job->n_also, &bc);
                 if (m == SHOAL_E_IO) { job->err = m; job->err_address = rec_addr; rc = m; r = 0; break; }
                 /* no match, or damaged: skipped, as shoal_read_record skips it */
                 if (m != 1) { kp_addr = prev; continue; }

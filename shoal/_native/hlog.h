@@ -205,4 +205,10 @@ SHOAL_INTERNAL int shoal_value_equals(shoal_log *log, uint64_t rec_addr, const s
 SHOAL_INTERNAL int shoal_chain_next(shoal_log *log, const shoal_chain *c, uint64_t *kp_addr, uint64_t *rec_addr,
                                     uint64_t *prev, shoal_block_cache **bc);
 
+/* Whether the record at rec has, for each of the n conditions, a key pointer
+ * of its PSF holding its value: 1 or 0, or an error (SHOAL_E_CORRUPT when
+ * its header is not a valid record's below tail, SHOAL_E_IO). */
+SHOAL_INTERNAL int shoal_has_all(shoal_log *log, uint64_t rec, uint64_t tail, const shoal_cond *conds, uint32_t n,
+                                 shoal_block_cache **bc);
+
 #endif

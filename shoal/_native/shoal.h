@@ -576,8 +576,20 @@ typedef struct {
 int shoal_count_window(shoal_count_job *job, shoal_log *log, shoal_index *index, shoal_tally *tally);
 
 /* ---- reads ---------------------------------------------------------------- */
+/* One more condition a walked or fetched record must meet: a key pointer of psf_id
+ * whose value is canon (hash = shoal_hash(psf_id, canon)). */
+typedef struct {
+    uint64_t hash;
+    const char *canon;
+    uint32_t canon_len;
+    uint32_t psf_id;
+} shoal_cond;
+
 /* Walk the chain of (psf_id, canon) newest first, emitting record addresses in
- * [lo, hi). Resumable: next_kp = 0 starts at the index head. */
+ * [lo, hi); with n_also, only those of records that also meet also[0..n_also)
+ * (a conjunction driven by this chain: each record's key pointers are read,
+ * the record itself is not copied). Resumable: next_kp = 0 starts at the
+ * index head. */
 typedef struct {
     uint64_t next_kp;         /* in/out */
     uint64_t lo;
@@ -592,6 +604,9 @@ typedef struct {
     uint32_t done;            /* out: 1 when the chain has nothing more in range */
     int32_t err;              /* out: SHOAL_OK or error */
     uint64_t err_address;
+    const shoal_cond *also;   /* NULL, or n_also more conditions */
+    uint32_t n_also;
+    uint32_t reserved;
 } shoal_walk_job;
 
 int shoal_walk(shoal_walk_job *job, shoal_log *log, shoal_index *index);
@@ -632,15 +647,6 @@ typedef struct {
 } shoal_read_job;
 
 int shoal_read(shoal_read_job *job, shoal_log *log);
-
-/* One more condition a fetched record must meet: a key pointer of psf_id
- * whose value is canon (hash = shoal_hash(psf_id, canon)). */
-typedef struct {
-    uint64_t hash;
-    const char *canon;
-    uint32_t canon_len;
-    uint32_t psf_id;
-} shoal_cond;
 
 /* A chain walk that also reads: the records of (psf_id, canon) in [lo, hi),
  * newest first, their JSON text copied into out back to back (each verified

@@ -4,7 +4,8 @@ time windows (since/until) every query takes on a store with a time field.
 The candidates of [lo, hi) are the chains of the buckets floor(lo / w) ..
 floor(hi / w) (psf/buckets.py) where the PSF was active, merged in address
 order, and the records the C core finds in those buckets where it was not.
-A record of a bucket strictly inside the range is in it; one of the end
+A record of a bucket wholly inside the range is in it (every bucket but the
+end ones, and an end one whose edge the range's meets); one of the other end
 buckets (or found by a scan) is read and its value compared, read in C as
 ingest read it (an IEEE double; seconds for a time). A
 count adds the inner buckets' counts without reading (the value tally over
@@ -75,7 +76,7 @@ class Ranges:
             canon = canonical(k)
             walk = _query.walk_chain_batches(p.log, p.index, psf.id, canon, value_hash(psf.id, canon), chain_lo,
                                              hi_addr, p.gate)
-            if kmin < k < kmax:
+            if kmin < k < kmax or B.whole(psf, k, x_lo, x_hi):
                 for batch in walk:
                     found.extend(batch)
             else:
@@ -111,10 +112,10 @@ class Ranges:
 
     def _checked(self, psf: PSF, lo, hi, stream: Iterator[int]) -> Iterator[int]:
         """The addresses of `stream` whose record's value is in [lo, hi): read
-        _READ at a time, each value read in C as ingest read it and compared."""
+        _READ at a time, each value read in C as ingest read it and compared
+        with the ends as given (Python compares a double with an int exactly)."""
         p = self.planner
         nset = p.native_set(psf)
-        lo, hi = float(lo), float(hi)
         for addrs in _query._batched(stream, _READ):
             with p.gate:
                 batches = p.log.read_batches(addrs)
@@ -163,7 +164,7 @@ class Ranges:
         chain_lo = max(lo_addr, first)
         n = 0
         for k in ks:
-            if kmin < k < kmax:
+            if kmin < k < kmax or B.whole(psf, k, x_lo, x_hi):
                 canon = canonical(k)
                 got = self.tally.count(psf.id, canon, log.begin_address) if whole and first <= log.begin_address \
                     else None

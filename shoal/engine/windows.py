@@ -8,12 +8,15 @@ of a window are the chains of its buckets (engine/ranges.py), wherever they
 lie in the log: records that arrive out of order are found like the others.
 
   queries, counts    newest first, every PSF active over the range: each
-                     bucket's chain is walked by the fused native fetch,
-                     which keeps the records that also carry the query's
-                     key pointers (a conjunction with the bucket); the two
-                     end buckets' records are checked against the exact
-                     window. Otherwise the window's addresses are
-                     intersected with the query's (address streams).
+                     bucket's chain is walked in C, keeping the records
+                     that also carry the query's key pointers (a
+                     conjunction with the bucket) by their addresses only;
+                     an end bucket that the window does not hold whole is
+                     fetched and its records' times checked. The addresses
+                     are sorted and the records read once, in order (a
+                     count reads none from whole buckets). Otherwise the
+                     window's addresses are intersected with the query's
+                     (address streams).
   scans, top values  the window's records, read and evaluated
 
 A window thus reads the pages that hold its records, not the log between.
@@ -28,7 +31,7 @@ from typing import Any
 import orjson
 
 from ..errors import EvaluationBudgetExceeded, InvalidArgument, PSFNotFound
-from ..psf import PSF, EvaluationBudget, canonical, evaluate, parse_definition
+from ..psf import PSF, EvaluationBudget, canonical, evaluate, parse_definition, value_hash
 from ..psf import buckets as B
 from ..results import RecordBatch
 from ..store import query as _query
@@ -101,11 +104,11 @@ class Windows:
     def _fused(self, conditions: list, since, until, lo: int, hi: int, limit: int | None,
                descending: bool = True) -> list[int] | None:
         """The addresses of the window's records meeting every condition, in
-        address order: each bucket's chain walked by the fused native fetch
-        (which keeps the records that also carry the conditions' key
-        pointers), the end buckets' records checked against the window,
-        all gathered and sorted once. None when a PSF was not active over
-        [lo, hi) (the general path scans there)."""
+        address order: each bucket's chain walked in C keeping the records
+        that also carry the conditions' key pointers (addresses only for a
+        bucket the window holds whole; an end bucket's records fetched and
+        their times checked), all gathered and sorted once. None when a
+        PSF was not active over [lo, hi) (the general path scans there)."""
         p = self.planner
         tp = self.time_psf()
         psfs = [(p.registry.get(name), canonical(value)) for name, value in conditions]
@@ -124,13 +127,15 @@ class Windows:
         also = list(dict.fromkeys((x.id, c) for x, c in psfs))
         found = array("Q")
         for k in ks:
-            for batch in _query.fetch_chain_batches(p.log, p.index, tp.id, canonical(k), lo, hi, p.gate, None,
-                                                    also):
-                if kmin < k < kmax:
-                    found.extend(batch.addresses)
-                else:
-                    xs = B.numbers(p.native_set(tp), batch)
-                    found.extend(a for a, x in zip(batch.addresses, xs) if x is not None and s <= x < u)
+            canon = canonical(k)
+            if kmin < k < kmax or B.whole(tp, k, s, u):  # addresses only: the records are read once, sorted
+                for addrs in _query.walk_chain_batches(p.log, p.index, tp.id, canon, value_hash(tp.id, canon),
+                                                       lo, hi, p.gate, also):
+                    found.extend(addrs)
+                continue
+            for batch in _query.fetch_chain_batches(p.log, p.index, tp.id, canon, lo, hi, p.gate, None, also):
+                xs = B.numbers(p.native_set(tp), batch)
+                found.extend(a for a, x in zip(batch.addresses, xs) if x is not None and s <= x < u)
         out = sorted(found, reverse=descending)
         return out if limit is None else out[:limit]
 

@@ -69,21 +69,49 @@ def bound(psf: PSF, value: Any, name: str) -> float | int:
 
 
 def bucket_of(x: float | int, width: float) -> int | None:
-    """floor(x / width) in IEEE doubles, as C computes it; None past 2^53."""
-    b = math.floor(float(x) / width)
-    return int(b) if abs(b) < _LIMIT else None
+    """floor(x / width) in IEEE doubles, as C computes it, held to the edge
+    buckets +-(2^53 - 1) (which hold every value past them)."""
+    q = float(x) / width
+    if math.isnan(q):
+        return None
+    if abs(q) >= _LIMIT:
+        return int(math.copysign(_LIMIT - 1, q))
+    return int(math.floor(q))
 
 
 def span(psf: PSF, lo: float | int, hi: float | int) -> tuple[int, int] | None:
     """The buckets [kmin, kmax] that may hold values in [lo, hi), or None
-    when none can (an empty range)."""
+    when none can (an empty range). floor(x / w) never decreases as x
+    grows (IEEE division rounds monotonically), so the last bucket is that
+    of the largest double below hi: a hi on a bucket's edge (`until` on the
+    hour) does not bring in the bucket it opens."""
     if not lo < hi:
         return None
     w = psf.bucket
-    kmin = math.floor(float(lo) / w)
-    kmax = math.floor(float(hi) / w)
-    kmin, kmax = max(kmin, -_LIMIT + 1), min(kmax, _LIMIT - 1)
-    return (int(kmin), int(kmax)) if kmin <= kmax else None
+    kmin, kmax = bucket_of(_at_least(lo), w), bucket_of(_below(hi), w)
+    return (kmin, kmax) if kmin <= kmax else None
+
+
+def whole(psf: PSF, k: int, lo: float | int, hi: float | int) -> bool:
+    """Whether every value of bucket k lies in [lo, hi), so its records need
+    no check: no double below lo and none at or above hi falls in it (by
+    the same monotonicity as span)."""
+    if abs(k) >= _LIMIT - 1:  # an edge bucket holds every value past it
+        return False
+    w = psf.bucket
+    return bucket_of(_below(lo), w) < k < bucket_of(_at_least(hi), w)
+
+
+def _below(x: float | int) -> float:
+    """The largest double below x (x itself may be an int no double holds)."""
+    f = float(x)
+    return math.nextafter(f, -math.inf) if f >= x else f
+
+
+def _at_least(x: float | int) -> float:
+    """The smallest double at or above x."""
+    f = float(x)
+    return math.nextafter(f, math.inf) if f < x else f
 
 
 def lower_bound(psf: PSF, k: int) -> float | int:

@@ -45,12 +45,19 @@ def _walk_job(psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int, cap:
 
 
 def walk_chain_batches(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
-                       gate=contextlib.nullcontext()) -> Iterator[list[int]]:
+                       gate=contextlib.nullcontext(),
+                       also: list[tuple[int, bytes]] | None = None) -> Iterator[list[int]]:
     """Lists of record addresses on the chain of (psf_id, canon) in [lo, hi),
-    newest first. `gate` is entered around each native call (the store's
-    reader gate)."""
+    newest first; with `also`, only records that also hold each of those
+    (psf_id, canon) pairs (their key pointers read in C, the records not
+    copied). `gate` is entered around each native call (the store's reader
+    gate)."""
     cap = _FIRST_WALK_CAP  # most answers are short: start small, grow
     job, out, canon_c = _walk_job(psf_id, canon, value_hash, lo, hi, cap)
+    conds = _conds(also) if also else None
+    if conds:
+        job.also = conds[0]
+        job.n_also = len(also)
     while True:
         with gate:
             rc = lib.shoal_walk(job, log.c, index.ptr)

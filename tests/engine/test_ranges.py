@@ -145,3 +145,27 @@ def test_bucket_arguments(store):
     assert store.register_psf("b", "a", bucket=10, exist_ok=True).bucket == 10
     with pytest.raises(shoal.InvalidArgument):
         store.count_range("b", "x", 1)
+
+
+@pytest.mark.parametrize("width", [0.1, 3, 300, 2.5])
+def test_ranges_on_bucket_edges(store, width):
+    """Values on, just below and just above bucket edges, and ranges whose
+    ends lie exactly on edges (an end bucket wholly inside is not read; the
+    bucket a hi on its edge opens is not walked): the answers equal a plain
+    comparison of each value."""
+    store.register_psf("x", "x", bucket=width)
+    xs = []
+    for k in range(-3, 12):
+        e = k * width
+        xs += [e, math.nextafter(e, -math.inf), math.nextafter(e, math.inf), e + width / 2, e - 1e-9]
+    xs += [0.30000000000000004, 0.3, 2 ** 53, 2 ** 53 + 2]
+    raws = [orjson.dumps({"x": x, "i": i}) for i, x in enumerate(xs)]
+    store.ingest(b"\n".join(raws))
+    got_x = {orjson.loads(r.raw)["i"]: orjson.loads(r.raw)["x"] for r in store.scan("`true`")}
+    edges = [k * width for k in range(-3, 12)] + [0.3, 0.30000000000000004, 2 ** 53, 2 ** 53 + 1]
+    for lo in edges:
+        for hi in edges:
+            want = sorted(i for i, x in got_x.items() if lo <= x < hi)
+            got = sorted(orjson.loads(r.raw)["i"] for r in store.query_range("x", lo, hi))
+            assert got == want, (lo, hi)
+            assert store.count_range("x", lo, hi) == len(want), (lo, hi)
