@@ -39,7 +39,6 @@ tests/api/test_load.py runs the same workload at CI size and asserts the audit.
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import itertools
 import os

@@ -43,7 +43,6 @@ in-process caches: shoal's hash index, SQLite's page cache).
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
                 x = paired_ratio(v[phase], res[base][phase])
                 out[label].setdefault(name, {})[phase] = dict(s, x=x)
                 rows.append([label, name, phase, f"{s['median'] * 1e3:.2f}", f"{x['median']:.1f}"])
-    print(table(rows, ["question", "system", "", "ms", f"x shoal"], "lllrr"))
+    print(table(rows, ["question", "system", "", "ms", "x shoal"], "lllrr"))
     print(f"\nwindow pages: the walk reads {pages['read']} pages, the window's records lie in {pages['hold']} "
           f"({pages['read'] / max(1, pages['hold']):.2f}x)")
     results.update(out, pages=pages, answers={"range": answers, "window": wa})
