@@ -130,6 +130,9 @@ class IngestResult:
     input_bytes: int = 0
     stored_bytes: int = 0
     durable: bool = False
+    # ingest(addresses=True): each input record's address, in input order
+    # (0: rejected); None otherwise
+    addresses: array | None = None
 
     @property
     def errors_truncated(self) -> bool:

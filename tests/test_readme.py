@@ -504,11 +504,35 @@ def test_access_block(work, samples):
         assert [p.name for p in store.psfs()] == ["type"]
 
 
+def test_elasticsearch_blocks(work, server):
+    """The bulk walk-through against `shoal serve`, then the Python client's
+    helpers.bulk (the elasticsearch package is a test dependency)."""
+    needs("curl")
+    env = shell_env(work)
+    (sh, curl), (py, code) = blocks("Elasticsearch clients and shippers")[:2]
+    steps = run_shell(on_port(curl, README_PORT, server.port), work, env)
+    check_steps(steps)
+    items = find(steps, "_bulk").json()["items"]
+    assert [(op, i["_index"], i["status"]) for item in items for op, i in item.items()] == \
+        [("index", "logs", 201), ("create", "audit", 201)]
+    assert find(steps, "/scan").out.encode() == b'{"_index":"audit","user":"ann"}\n'
+    with shoal.Client(server.url) as c:
+        assert c.get(int(items[0]["index"]["_id"])).raw == b'{"_index":"logs","msg":"hi"}'
+    pytest.importorskip("elasticsearch", reason="the elasticsearch client is a test dependency")
+    out = run_python(on_port(code, README_PORT, server.port), work, env)
+    assert_shown(python_outputs(code), out, "Elasticsearch")
+    with shoal.Client(server.url) as c:
+        events = [orjson.loads(r.raw) for r in c.scan("_index == 'events'", order="oldest")]
+        assert events == [{"_index": "events", "n": i} for i in range(1000)]
+        assert c.stats()["records"] == 1002
+
+
 def test_every_runnable_block_is_tested():
     """A new code block in these sections needs a test here."""
     tested = {"Quickstart (library)": ["sh", "python"], "HTTP API": ["sh", "sh"], "Python client": ["python"],
               "Command line": ["sh", "sh"], "Keyed stores: point reads, updates, deletes": ["python", "sh"],
-              "Access: tokens, TLS and settings": ["sh", "nginx", "toml"]}
+              "Access: tokens, TLS and settings": ["sh", "nginx", "toml"],
+              "Elasticsearch clients and shippers": ["sh", "python", "yaml", "yaml"]}
     for heading, languages in tested.items():
         assert [lang for lang, _ in blocks(heading)] == languages, heading
     assert "shared/data" not in "".join(body for h in tested for _, body in blocks(h))

@@ -21,7 +21,8 @@ from . import docs, errors
 from .auth import Authenticate, Role, Tokens, required_role
 from .limits import IngestSlots, SendTimeout, ServerLimits
 from .metrics import Metrics
-from .routes import admin, counts, keys, psfs, query, records, tail
+from .bulk import INDEX_FIELD
+from .routes import admin, counts, elastic, keys, psfs, query, records, tail
 
 log = logging.getLogger("shoal.api")
 
@@ -34,11 +35,14 @@ ingested, as NDJSON streams. Errors are `{"error": code, "detail": message}`.
 
 
 def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: bool = False,
-               limits: ServerLimits | None = None, tokens: Tokens | None = None) -> FastAPI:
+               limits: ServerLimits | None = None, tokens: Tokens | None = None,
+               es_index_field: str | None = INDEX_FIELD) -> FastAPI:
     """An app serving `store`. `max_body_bytes` limits POST /records bodies
     (413 beyond it; None: no limit); `limits` bounds what slow clients may
     hold (limits.py; None: the defaults); `tokens` are the bearer tokens it
-    accepts (auth.py; None or no write token: every request may write)."""
+    accepts (auth.py; None or no write token: every request may write);
+    `es_index_field` is the field the Elasticsearch bulk endpoint adds to a
+    record for its index (bulk.py; None: none, the source kept as sent)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +64,10 @@ def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: 
     # GET /psfs/{name} of a PSF named "<name>/records" (names may hold "/").
     for module in (records, keys, query, counts, tail, psfs, admin):
         app.include_router(module.router)
+    # Last: /{index}/_bulk must not take a path of shoal's own routes.
+    app.state.es_index_field = es_index_field
+    app.include_router(elastic.router)
+    app.include_router(elastic.router, prefix=elastic.ES_PREFIX)
     app.add_middleware(SendTimeout, timeout_s=limits.send_timeout_s)
     app.state.tokens = tokens = tokens or Tokens()
     if tokens.enabled:

@@ -36,7 +36,7 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
           send_timeout_s: float | None = None, max_connections: int | None = None,
           token: str | Sequence[str] | None = None, read_token: str | Sequence[str] | None = None,
           ssl_certfile: str | os.PathLike | None = None, ssl_keyfile: str | os.PathLike | None = None,
-          **store_settings: Any) -> None:
+          es_index_field: str | None = "_index", **store_settings: Any) -> None:
     """Open (create or recover) the store in `data_dir` and serve it until
     SIGINT/SIGTERM. Sizes take ints or strings such as "1GiB" (parse_size):
     `memory` is the in-memory log budget, `page_size` the log page size (only
@@ -51,12 +51,15 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
     `read_token` read tokens; without a write token every request may write,
     and serving beyond loopback so prints a warning. `ssl_certfile` (and
     `ssl_keyfile`, unless the key is in the certificate file) serve HTTPS.
+    `es_index_field` names the field the Elasticsearch bulk endpoint adds to
+    each record for its index ("" or None: none; README, Elasticsearch).
     Other StoreConfig fields may be passed as keywords."""
     try:
         import uvicorn
 
         from .app import create_app
         from .auth import Tokens
+        from .bulk import parse_index_field
         from .limits import ServerLimits
     except ImportError as exc:
         raise ImportError(f"serving needs the server extra (pip install 'shoal[server]'): {exc}") from exc
@@ -71,6 +74,7 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
     if send_timeout_s is not None:
         chosen["send_timeout_s"] = send_timeout_s or None  # 0: wait forever
     limits = ServerLimits(**chosen)
+    index_field = parse_index_field(es_index_field)
     tokens = Tokens.of(_listed(token), _listed(read_token))
     if ssl_keyfile and not ssl_certfile:
         raise InvalidArgument("--ssl-keyfile needs --ssl-certfile")
@@ -96,7 +100,7 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
         log.info("opened %s: %d records, tail address %d (checkpoint %s, %d replayed)", data_dir,
                  store.stats()["records"], store.tail_address, rec.checkpoint_id, rec.replayed_records)
         app = create_app(store, max_body_bytes=None if max_body is None else parse_size(max_body),
-                         close_store=True, limits=limits, tokens=tokens)
+                         close_store=True, limits=limits, tokens=tokens, es_index_field=index_field)
         tls = {"ssl_certfile": os.fspath(ssl_certfile), "ssl_keyfile": ssl_keyfile and os.fspath(ssl_keyfile)} \
             if ssl_certfile else {}
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,

@@ -57,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "max_connections": None, "max_active_psfs": None, "max_inactive_psfs": None,
     "max_expression_chars": None, "max_expression_depth": None, "max_eval_steps": None, "max_eval_bytes": None,
     "token": [], "read_token": [], "token_file": None, "read_token_file": None,
-    "ssl_certfile": None, "ssl_keyfile": None,
+    "ssl_certfile": None, "ssl_keyfile": None, "es_index_field": "_index",
     "log_level": "info", "no_access_log": False, "config": None,
 }
 # Settings that hold a path: relative to the config file's folder there.
@@ -149,6 +149,11 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-eval-bytes", type=size_arg, metavar="SIZE", default=S,
                    help="bytes of values one expression may build on one record, e.g. 4MiB (default 1MiB); "
                         "as --max-eval-steps")
+
+    e = p.add_argument_group("Elasticsearch bulk endpoint (README: Elasticsearch)")
+    e.add_argument("--es-index-field", metavar="NAME", default=S,
+                   help="field added to each record of POST /_bulk for its index (default _index; '' stores the "
+                        "source as sent and keeps no index)")
 
     o = p.add_argument_group("output")
     o.add_argument("--log-level", default=S, choices=["critical", "error", "warning", "info", "debug"],
@@ -263,6 +268,7 @@ def serve_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
         "token": list(s["token"]) + (read_token_file(s["token_file"]) if s["token_file"] else []),
         "read_token": list(s["read_token"]) + (read_token_file(s["read_token_file"]) if s["read_token_file"] else []),
         "ssl_certfile": s["ssl_certfile"], "ssl_keyfile": s["ssl_keyfile"],
+        "es_index_field": s["es_index_field"],
     }
     store: dict[str, Any] = {}
     for name in ("max_active_psfs", "max_inactive_psfs", "max_expression_chars", "max_expression_depth",

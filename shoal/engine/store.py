@@ -228,7 +228,8 @@ class Store:
 
     # ---- ingest ----
     def ingest(self, data: Any, *, on_error: str = "skip", durable: bool = False,
-               format: str | InputFormat = "auto", max_input_bytes: int | None = None) -> IngestResult:
+               format: str | InputFormat = "auto", max_input_bytes: int | None = None,
+               addresses: bool = False) -> IngestResult:
         """Store JSON records from bytes, a path, a binary file or an
         iterable of byte chunks (NDJSON, a JSON array, or gzip of either).
         on_error="skip" stores the valid records and reports the bad ones;
@@ -245,9 +246,13 @@ class Store:
         raises, InputTooLarge past `max_input_bytes` of decompressed input)
         keeps the records before the failure, a prefix of the input's, and
         counts them; the error's `ingest_result` says how many and where.
-        With on_error="reject" nothing is stored."""
+        With on_error="reject" nothing is stored.
+
+        addresses=True fills result.addresses: the address of each input
+        record, in input order, 0 for one rejected (Store.get reads it)."""
         self._gate.check_open()
-        result, end = _ingest.run(self._core, data, on_error=on_error, format=format, max_input_bytes=max_input_bytes)
+        result, end = _ingest.run(self._core, data, on_error=on_error, format=format, max_input_bytes=max_input_bytes,
+                                  addresses=addresses)
         if durable:
             self._commit.wait_durable(end)
             result.durable = True

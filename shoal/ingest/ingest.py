@@ -8,6 +8,7 @@ writes are that object's, never the store facade's.
 """
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 import orjson
@@ -39,7 +40,8 @@ _NO_EXTRAS = ffi.new("shoal_extra[1]")  # a job without Python-side values
 
 
 def run(core: IngestCore, data: Any, *, on_error: str = "skip",
-        format: str | InputFormat = "auto", max_input_bytes: int | None = None) -> tuple[IngestResult, int]:
+        format: str | InputFormat = "auto", max_input_bytes: int | None = None,
+        addresses: bool = False) -> tuple[IngestResult, int]:
     """Append the records of `data` under the writer lock; returns
     the result and the tail address after them. Durability is the caller's
     (Store.ingest waits for its fsync after this released the lock).
@@ -52,7 +54,9 @@ def run(core: IngestCore, data: Any, *, on_error: str = "skip",
     passes then run under it.
 
     `max_input_bytes` bounds the input after gunzip (InputTooLarge past it;
-    the records before stay stored with on_error="skip", as on any failure)."""
+    the records before stay stored with on_error="skip", as on any failure).
+    With `addresses`, result.addresses holds each input record's address
+    in input order (0 for a rejected one)."""
     if on_error not in ON_ERROR:
         raise InvalidArgument(f"on_error must be 'skip' or 'reject', not {on_error!r}")
     fmt = InputFormat.parse(format)
@@ -72,7 +76,7 @@ def run(core: IngestCore, data: Any, *, on_error: str = "skip",
                     raise IngestRejected(check_result)
             else:
                 source.release_while_pulling(lock, core.let_through)
-            result = _pass(core, source, fmt, dry_run=False)
+            result = _pass(core, source, fmt, dry_run=False, addresses=addresses)
             return result, core.log.tail_address
     finally:
         source.close()
@@ -90,7 +94,7 @@ def run_locked(core: IngestCore, data: bytes, *, format: str | InputFormat = "au
 
 
 def _pass(core: IngestCore, source: Source, fmt: InputFormat, *, dry_run: bool,
-          counted: bool = True) -> IngestResult:
+          counted: bool = True, addresses: bool = False) -> IngestResult:
     cfg = core.config
     log = core.log
     compiled = core.compiled
@@ -100,6 +104,9 @@ def _pass(core: IngestCore, source: Source, fmt: InputFormat, *, dry_run: bool,
     framer = Framer(fmt, cfg.batch_bytes, cfg.effective_max_record_bytes, lazy=slow is None)
     scratch = core.scratch(native_set.n_slots)
     result = IngestResult()
+    if addresses and not dry_run:
+        result.addresses = array("Q")
+    stride = ffi.sizeof("shoal_rec_result") // 8  # a result's address is its first 8 bytes
     max_errors = cfg.max_reported_errors
     job = ffi.new("shoal_ingest_job *")
     job.tally = core.tally.ptr
@@ -132,6 +139,9 @@ def _pass(core: IngestCore, source: Source, fmt: InputFormat, *, dry_run: bool,
             if result.first_address is None:
                 result.first_address = int(job.first_address)
             result.last_address = int(job.last_address)
+        if result.addresses is not None and batch.n_spans:
+            words = array("Q", bytes(ffi.buffer(scratch.results, batch.n_spans * stride * 8)))
+            result.addresses.extend(words[::stride])
         if job.n_rejects and len(result.errors) < max_errors:
             for k in range(min(job.n_rejects, max_errors - len(result.errors))):
                 i = scratch.rejects[k]

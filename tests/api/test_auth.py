@@ -20,6 +20,7 @@ from .conftest import assert_error
 import shoal
 from shoal.api import create_app
 from shoal.api.auth import Role, Tokens, required_role
+from shoal.api.routes import elastic
 
 WRITE = "w-" + "x" * 30
 WRITE2 = "w2-" + "y" * 30
@@ -49,6 +50,14 @@ ROUTES = [
     ("DELETE", "/keys/{key}", "/keys/1", None, Role.WRITE),
     ("POST", "/checkpoints", "/checkpoints", None, Role.WRITE),
     ("POST", "/compact", "/compact", {"retain_bytes": 1 << 30}, Role.WRITE),
+] + [  # the Elasticsearch door (routes/elastic.py), at the root and under /es
+    (method, prefix + template, prefix + path, None, role) for prefix in ("", "/es")
+    for method, template, path, role in [
+        ("GET", "/", "/", Role.READ), ("HEAD", "/", "/", Role.READ),
+        ("GET", "/_cluster/health", "/_cluster/health", Role.READ),
+        ("POST", "/_bulk", "/_bulk", Role.WRITE), ("PUT", "/_bulk", "/_bulk", Role.WRITE),
+        ("POST", "/{index}/_bulk", "/logs/_bulk", Role.WRITE), ("PUT", "/{index}/_bulk", "/logs/_bulk", Role.WRITE),
+    ]
 ]
 
 
@@ -72,6 +81,8 @@ def _headers(token: str | None, scheme: str = "Bearer") -> dict[str, str]:
 async def _send(c: httpx.AsyncClient, method: str, path: str, body, token: str | None, **kw) -> httpx.Response:
     if path == "/records":
         return await c.post(path, content=b'{"t": 3}\n', headers={**_headers(token), "Content-Type": "application/x-ndjson"})
+    if path.endswith("/_bulk"):
+        return await c.request(method, path, content=b'{"index": {"_index": "a"}}\n{"t": 3}\n', headers=_headers(token))
     return await c.request(method, path, json=body, headers=_headers(token), **kw)
 
 
@@ -79,6 +90,8 @@ def test_every_route_is_classified(auth_app):
     """The table covers every route the app serves, with the role auth.py derives."""
     served = {(m.upper(), path) for path, ops in auth_app.openapi()["paths"].items() for m in ops}
     served |= {("GET", "/openapi.json"), ("GET", "/docs")}  # served beside the description, not in it
+    served |= {(m, prefix + r.path) for prefix in ("", elastic.ES_PREFIX) for r in elastic.router.routes
+               for m in r.methods}  # left out of the description: the Elasticsearch door, at two prefixes
     assert served == {(m, t) for m, t, _, _, _ in ROUTES}
     for method, template, path, _, role in ROUTES:
         assert required_role(method, path.split("?")[0]) is role, (method, template)
@@ -94,7 +107,10 @@ async def test_route_by_token(auth_client, method, template, path, body, role):
         if role is Role.NONE:
             assert r.status_code == 200, (path, r.text)
         else:
-            assert_error(r, 401, "unauthorized")
+            if method == "HEAD":  # no body to say why
+                assert r.status_code == 401
+            else:
+                assert_error(r, 401, "unauthorized")
             assert r.headers["www-authenticate"].startswith("Bearer")
     r = await _send(auth_client, method, path, body, READ)
     if role is Role.WRITE:
