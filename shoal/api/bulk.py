@@ -30,6 +30,8 @@ retry_on_conflict, dynamic_templates, ...) is accepted and ignored.
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import re
 import time
 from dataclasses import dataclass
@@ -52,6 +54,8 @@ RUN_RECORDS = 1000
 _PLAIN_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _INT = re.compile(r"-?(0|[1-9][0-9]{0,17})\Z")
 _BAD_INDEX_CHARS = set('\\/*?"<>| ,#:')
+_SPACE_OR_CLOSE = (b"}", b" ", b"\t", b"\r", b"\n", b"")
+_SHARDS = {"total": 1, "successful": 1, "failed": 0}
 
 
 class BulkError(Exception):
@@ -125,9 +129,11 @@ class Bulk:
         self.items: list[dict] = []
         self.errors = False
         self.ingested = self.rejected = self.input_bytes = 0
-        self._run: list[tuple[int, _Item, bytes]] = []  # (position in items, item, record line)
-        self._pending_keys: set = set()                 # keys created by the run not yet stored
-        self._actions: dict[bytes, tuple] = {}          # action line -> parsed (most bodies repeat a few)
+        self._run: list[tuple[int, _Item]] = []   # the run of index/create items: (position in items, item)
+        self._parts: list = []                    # its records' NDJSON, in pieces joined once
+        self._pending_keys: set = set()           # keys the run creates, not yet stored
+        self._actions: dict[bytes, tuple] = {}    # action line -> parsed (most bodies repeat a few)
+        self._members: dict[str, bytes] = {}      # index -> its member, '"_index":"name"'
 
     # ---- the body ----
     def apply(self, body: bytes) -> dict:
@@ -135,37 +141,117 @@ class Bulk:
         lines = body.split(b"\n")
         if lines[-1].strip() == b"":  # what follows the last newline is no line
             lines.pop()
+        if not self._runs(body, lines):
+            self._items(lines)
+        self._flush()
+        return {"took": int((time.monotonic() - t0) * 1000), "errors": self.errors, "items": self.items}
+
+    def _runs(self, body: bytes, lines: list[bytes]) -> bool:
+        """The common body whole, without a step per item in Python: on an
+        unkeyed store, action/source pairs (no blank lines) whose actions
+        are all valid index or create lines and whose sources all open with
+        '{"' (an object with a member, nothing before it), none holding a CR
+        or the index field's name (anywhere: those are looked at one by one). The body is checked at once: each line
+        holds at most one '\\n{"', at its start, so counting them counts the
+        lines that open so. Each run of one repeated action line then goes
+        to the store as one NDJSON text made by one join, and its answers
+        are filled from a template. False when the body is not of that shape
+        (nothing done)."""
+        if self.keys is not None or len(lines) % 2 or b"\r" in body:
+            return False
+        actions, sources = lines[0::2], lines[1::2]
+        times = collections.Counter(actions)
+        if self.index_field and body.count(self.field_key) != sum(a.count(self.field_key) * m
+                                                                  for a, m in times.items()):
+            return False  # a source names the field (the action lines' "_index" are counted out)
+        parsed = {}
+        for a in times:
+            if not a.startswith(b'{"'):
+                return False
+            try:
+                got = self._action(a, 0)
+            except BulkError:
+                return False  # the item-by-item path says where
+            if got[0] not in ("index", "create") or got[3] is not None:
+                return False
+            parsed[a] = got
+        if body.count(b'\n{"') != len(actions) - 1 + len(sources):
+            return False
+        i = 0
+        for action, group in itertools.groupby(actions):
+            k = sum(1 for _ in group)
+            self._run_of(parsed[action], sources[i:i + k], 2 * i + 1)
+            i += k
+        return True
+
+    def _run_of(self, action: tuple, sources: list[bytes], first_line: int) -> None:
+        op, index, _id, _ = action
+        if self.index_field:
+            # '\\n{"_index":"name",' + each source after its brace; the text
+            # opens with a newline (a blank line, which the store skips)
+            sep = b"\n{" + self._index_member(index) + b","
+            text = sep.join([b""] + [memoryview(src)[1:] for src in sources])
+        else:
+            text = b"\n".join(sources)
+        self._flush()  # the items before this run first
+        result = self.store.ingest(text, format="ndjson", addresses=True, durable=self.durable)
+        self.ingested += result.ingested
+        self.rejected += result.rejected
+        self.input_bytes += result.input_bytes
+        addrs = result.addresses
+        if len(addrs) != len(sources):  # every line is one record: a bug if not, never a silent mismatch
+            raise RuntimeError(f"bulk: {len(sources)} sources framed as {len(addrs)} records")
+        head = b'{"%s":{"_index":%s,"_id":' % (op.encode(), orjson.dumps(index))
+        tail = b',"result":"created","_shards":{"total":1,"successful":1,"failed":0},"_seq_no":%d,' \
+               b'"_primary_term":1,"status":201}}'
+        if _id is None:
+            template = head + b'"%d"' + tail
+            answers = [orjson.Fragment(template % (a, a)) if a else None for a in addrs]
+        else:
+            template = head + orjson.dumps(_id) + tail
+            answers = [orjson.Fragment(template % a) if a else None for a in addrs]
+        if result.rejected:
+            reasons = {e.line: e.reason for e in result.errors}
+            for j, a in enumerate(addrs):
+                if not a:
+                    item = _Item(op, index, _id, first_line + 2 * j)
+                    why = reasons.get(j + 1) or _why_not_json(sources[j])
+                    answers[j] = _error(item, 400, "mapper_parsing_exception", f"failed to parse: {why}")
+            self.errors = True
+        self.items.extend(answers)
+
+    def _items(self, lines: list[bytes]) -> None:
+        """Item by item: any body."""
         n = len(lines)
         i = 0
+        fast = self.keys is None
         while i < n:
-            raw = lines[i].rstrip(b"\r")
+            raw = lines[i]
             i += 1
+            if raw[-1:] == b"\r":
+                raw = raw[:-1]
             if not raw.strip():
                 continue
-            op, meta = self._action(raw, i)
-            index = meta.get("_index", self.default_index)
-            if index is None:
-                raise BulkError(400, "action_request_validation_exception",
-                                f"Validation Failed: 1: index is missing (line {i}: name it in the action's "
-                                f"_index or in the path, POST /<index>/_bulk);")
-            if not isinstance(index, str):
-                raise BulkError(400, "illegal_argument_exception", f"line {i}: _index must be a string")
-            _id = meta.get("_id")
-            if _id is not None and not isinstance(_id, str):
-                _id = orjson.dumps(_id).decode() if isinstance(_id, (int, float)) else None
+            op, index, _id, why = self._action(raw, i)
             item = _Item(op, index, _id, i)
             if op != "delete":
                 if i >= n:
                     raise BulkError(400, "illegal_argument_exception",
                                     f"line {i}: the {op} action has no source line after it (the body must end "
                                     f"with a newline after the last source)")
-                item.source = lines[i].rstrip(b"\r")
+                src = lines[i]
                 i += 1
-            self._one(item)
-        self._flush()
-        return {"took": int((time.monotonic() - t0) * 1000), "errors": self.errors, "items": self.items}
+                item.source = src[:-1] if src[-1:] == b"\r" else src
+            if why is not None:
+                self._fail(item, 400, why[0], why[1])
+            elif fast and op != "update" and op != "delete":
+                self._write(item)
+            else:
+                self._one(item)
 
-    def _action(self, raw: bytes, line: int) -> tuple[str, dict]:
+    def _action(self, raw: bytes, line: int) -> tuple[str, str, str | None, tuple | None]:
+        """(op, index, _id, (error type, reason) or None) of an action line;
+        the same line (most bodies repeat a few) is parsed once."""
         got = self._actions.get(raw)
         if got is not None:
             return got
@@ -186,22 +272,32 @@ class Bulk:
         if not isinstance(meta, dict):
             raise BulkError(400, "illegal_argument_exception",
                             f"line {line}: the {op} action's metadata must be an object")
-        got = (op, meta)
+        index = meta.get("_index", self.default_index)
+        if index is None:
+            raise BulkError(400, "action_request_validation_exception",
+                            f"Validation Failed: 1: index is missing (line {line}: name it in the action's "
+                            f"_index or in the path, POST /<index>/_bulk);")
+        if not isinstance(index, str):
+            raise BulkError(400, "illegal_argument_exception", f"line {line}: _index must be a string")
+        _id = meta.get("_id")
+        if _id is not None and not isinstance(_id, str):
+            _id = orjson.dumps(_id).decode() if isinstance(_id, (int, float)) and not isinstance(_id, bool) else None
+        why = None
+        bad = check_index(index)
+        if bad:
+            why = ("invalid_index_name_exception", f"Invalid index name [{index}], {bad}")
+        elif _id is not None and len(_id.encode()) > MAX_ID_BYTES:
+            why = ("illegal_argument_exception",
+                   f"id [{_id[:64]}...] is too long, must be no longer than {MAX_ID_BYTES} bytes")
+        elif _id == "":
+            why = ("illegal_argument_exception", "if _id is specified it must not be empty")
+        got = (op, index, _id, why)
         if len(self._actions) < 4096:
             self._actions[raw] = got
         return got
 
     # ---- one item ----
     def _one(self, item: _Item) -> None:
-        why = check_index(item.index)
-        if why:
-            return self._fail(item, 400, "invalid_index_name_exception",
-                              f"Invalid index name [{item.index}], {why}")
-        if item.id is not None and len(item.id.encode()) > MAX_ID_BYTES:
-            return self._fail(item, 400, "illegal_argument_exception",
-                              f"id [{item.id[:64]}...] is too long, must be no longer than {MAX_ID_BYTES} bytes")
-        if item.id == "":
-            return self._fail(item, 400, "illegal_argument_exception", "if _id is specified it must not be empty")
         if item.op in ("index", "create"):
             return self._write(item)
         if self.keys is None:
@@ -218,11 +314,14 @@ class Bulk:
 
     def _write(self, item: _Item) -> None:
         src = item.source
-        start = _object_start(src)
-        if start is None:
-            return self._fail(item, 400, "mapper_parsing_exception",
-                              "failed to parse: the source is not a JSON object" if src.strip() else
-                              "failed to parse: the source line is empty")
+        if src[:1] == b"{" and src[1:2] not in _SPACE_OR_CLOSE:  # the common case: nothing to look at
+            start = 0
+        else:
+            start = _object_start(src)
+            if start is None:
+                return self._fail(item, 400, "mapper_parsing_exception",
+                                  "failed to parse: the source is not a JSON object" if src.strip() else
+                                  "failed to parse: the source line is empty")
         doc = None
         if self.index_field and self.field_key in src:
             doc = _loads(src)
@@ -232,7 +331,7 @@ class Bulk:
                                   f"document. Use the index API request parameters.")
         extra = []
         if self.index_field:
-            extra.append(self.field_key + b":" + orjson.dumps(item.index))
+            extra.append(self._index_member(item.index))
         if self.keys is not None:
             doc = _loads(src) if doc is None else doc
             if not isinstance(doc, dict):
@@ -253,44 +352,61 @@ class Bulk:
             if item.op == "create" and (key in self._pending_keys or self._lookup(key) is not None):
                 return self._fail(item, 409, "version_conflict_engine_exception",
                                   f"[{key}]: version conflict, document already exists")
-        if extra:
-            rest = src[start + 1:]
-            sep = b"" if rest.lstrip().startswith(b"}") else b","
-            src = src[:start] + b"{" + b",".join(extra) + sep + rest
-        pos = len(self.items)
-        self.items.append({})  # filled when the run is stored
-        self._run.append((pos, item, src))
-        if item.key is not None:
-            self._pending_keys.add(item.key)
+            self._pending_keys.add(key)
+        self._run.append((len(self.items), item))
+        self.items.append(None)  # filled when the run is stored
+        parts = self._parts
+        if not extra:
+            parts.append(src)
+        else:
+            # The source's bytes after its brace are not copied here: the
+            # run's one join copies them (a memoryview is a bytes-like part).
+            body = memoryview(src)[start + 1:]
+            parts.append(src[:start + 1] if start else b"{")
+            parts.append(b",".join(extra))
+            if src[start + 1:start + 2] == b'"' or not src[start + 1:].lstrip().startswith(b"}"):
+                parts.append(b",")  # a member follows (an empty object takes none)
+            parts.append(body)
+        parts.append(b"\n")
         if len(self._run) >= RUN_RECORDS:
             self._flush()
 
+    def _index_member(self, index: str) -> bytes:
+        m = self._members.get(index)
+        if m is None:
+            m = self._members[index] = self.field_key + b":" + orjson.dumps(index)
+        return m
+
     def _flush(self) -> None:
-        run, self._run = self._run, []
-        self._pending_keys = set()
+        run, parts = self._run, self._parts
+        self._run, self._parts, self._pending_keys = [], [], set()
         if not run:
             return
-        existed = [self._lookup(item.key) is not None if item.key is not None else False for _, item, _ in run]
-        result = self.store.ingest(b"\n".join(src for _, _, src in run), format="ndjson", addresses=True,
-                                   durable=self.durable)
+        keyed = self.keys is not None
+        existed = [self._lookup(item.key) is not None for _, item in run] if keyed else None
+        result = self.store.ingest(b"".join(parts), format="ndjson", addresses=True, durable=self.durable)
         self.ingested += result.ingested
         self.rejected += result.rejected
         self.input_bytes += result.input_bytes
         addrs = result.addresses
         if len(addrs) != len(run):  # every line is one record: a bug if not, never a silent mismatch
             raise RuntimeError(f"bulk: {len(run)} sources framed as {len(addrs)} records")
-        reasons = {e.line: e.reason for e in result.errors}
-        for j, ((pos, item, _), address) in enumerate(zip(run, addrs)):
+        reasons = {e.line: e.reason for e in result.errors} if result.rejected else {}
+        items = self.items
+        for j, ((pos, item), address) in enumerate(zip(run, addrs)):
             if address:
-                updated = existed[j]
-                _id = str(item.key) if item.key is not None else (item.id if item.id is not None else str(address))
-                self.items[pos] = {item.op: {
+                if keyed:
+                    updated = existed[j]
+                    _id = str(item.key)
+                else:
+                    updated = False
+                    _id = item.id if item.id is not None else str(address)
+                items[pos] = {item.op: {
                     "_index": item.index, "_id": _id, "result": "updated" if updated else "created",
-                    "_shards": {"total": 1, "successful": 1, "failed": 0}, "_seq_no": address,
-                    "_primary_term": 1, "status": 200 if updated else 201}}
+                    "_shards": _SHARDS, "_seq_no": address, "_primary_term": 1, "status": 200 if updated else 201}}
             else:
                 why = reasons.get(j + 1, "the record was rejected")
-                self.items[pos] = _error(item, 400, "mapper_parsing_exception", f"failed to parse: {why}")
+                items[pos] = _error(item, 400, "mapper_parsing_exception", f"failed to parse: {why}")
                 self.errors = True
 
     # ---- keyed stores ----
@@ -370,6 +486,14 @@ class Bulk:
 def _error(item: _Item, status: int, type_: str, reason: str) -> dict:
     return {item.op: {"_index": item.index, "_id": item.id, "status": status,
                       "error": {"type": type_, "reason": reason}}}
+
+
+def _why_not_json(src: bytes) -> str:
+    try:
+        orjson.loads(src)
+    except orjson.JSONDecodeError as exc:
+        return f"invalid JSON ({exc})"
+    return "the record was rejected"
 
 
 def _object_start(src: bytes) -> int | None:
