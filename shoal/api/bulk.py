@@ -212,10 +212,11 @@ class Bulk:
             answers = [orjson.Fragment(template % a) if a else None for a in addrs]
         if result.rejected:
             reasons = {e.line: e.reason for e in result.errors}
+            skip = 2 if self.index_field else 1  # the line of source 0 in `text` (after its opening newline)
             for j, a in enumerate(addrs):
                 if not a:
                     item = _Item(op, index, _id, first_line + 2 * j)
-                    why = reasons.get(j + 1) or _why_not_json(sources[j])
+                    why = reasons.get(j + skip) or _why_not_json(sources[j])
                     answers[j] = _error(item, 400, "mapper_parsing_exception", f"failed to parse: {why}")
             self.errors = True
         self.items.extend(answers)

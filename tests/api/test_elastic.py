@@ -18,7 +18,10 @@ import httpx
 import orjson
 import pytest
 
+import shoal
+
 from shoal.api import create_app
+from shoal.api.bulk import Bulk
 
 es = pytest.importorskip("elasticsearch", reason="the elasticsearch client is a test dependency (pip install -e .[test])")
 from elasticsearch import Elasticsearch, helpers  # noqa: E402
@@ -194,7 +197,7 @@ def test_keyed_store_numeric_keys_by_their_id(open_store, live_url_for):
 def test_clients_authenticate_against_shoal_serve(tmp_path):
     from serverproc import ServerProcess
     token = "es-token-0123456789abcdef"
-    with ServerProcess(tmp_path / "data", "--token", token, module="shoal.cli") as srv:
+    with ServerProcess(tmp_path / "data", "--token", token, "--es-index-field", "tag", module="shoal.cli") as srv:
         for client in (Elasticsearch(srv.url, api_key=token), Elasticsearch(srv.url, bearer_auth=token)):
             ok, _ = helpers.bulk(client, [{"_index": "auth", "_source": {"i": i}} for i in range(100)])
             assert ok == 100
@@ -207,7 +210,10 @@ def test_clients_authenticate_against_shoal_serve(tmp_path):
             assert opensearchpy.helpers.bulk(client, [{"_index": "auth", "_source": {"o": 1}}])[0] == 1
         n = httpx.get(srv.url + "/stats", headers={"Authorization": f"Bearer {token}"}).json()["records"]
         assert n == 200 + (opensearchpy is not None)
-        srv.stop()
+        assert srv.stop()[0] == 0
+    with shoal.open(tmp_path / "data") as store:  # --es-index-field: the index under that name
+        assert [orjson.loads(r.raw) for r in store.scan("`true`", order="oldest", limit=2)] == \
+            [{"tag": "auth", "i": 0}, {"tag": "auth", "i": 1}]
 
 
 # ---- the protocol by hand ----
@@ -304,3 +310,38 @@ def test_body_limits(open_store, live_url_for):
                                                     **{"Content-Encoding": "gzip"}), 413,
                                               "content_too_long_exception")
     assert len(stored(store)) == 1
+
+
+@pytest.mark.parametrize("index_field", ["_index", None])
+@pytest.mark.parametrize("source", ["generated", "real"])
+def test_whole_body_path_answers_as_item_by_item(open_store, tmp_path, records, source, index_field):
+    """The common body (repeated index/create lines, sources opening with
+    '{"') is stored by whole-body operations (Bulk._runs): its answers and
+    records equal the item-by-item path's on a twin store, rejected
+    records (cut short: they still open with '{"') and their reasons
+    included, across runs of several indexes and _ids."""
+    raws = list(records(source, "github_events", 2400))
+    rng = random.Random(8)
+    lines, cut = [], 0
+    for k in range(0, len(raws), 300):
+        action = rng.choice([{"index": {"_index": "a"}}, {"create": {"_index": "b"}},
+                             {"index": {"_index": "c", "_id": "fixed"}}, {"index": {}}])
+        for r in raws[k:k + 300]:
+            if rng.random() < 0.05 or not cut:
+                text = r.decode()
+                r = text[:len(text) // 2].encode()
+                cut += 1
+            lines += [orjson.dumps(action), r]
+    body = b"\n".join(lines) + b"\n"
+    fast_store, slow_store = open_store(tmp_path / "fast"), open_store(tmp_path / "slow")
+    fast = Bulk(fast_store, index="dflt", index_field=index_field)
+    took_runs = fast._runs(body, body.split(b"\n")[:-1])
+    fast._flush()
+    slow = Bulk(slow_store, index="dflt", index_field=index_field)
+    slow._items(body.split(b"\n")[:-1])
+    slow._flush()
+    assert took_runs
+    assert orjson.loads(orjson.dumps(fast.items)) == orjson.loads(orjson.dumps(slow.items))
+    assert sum(1 for i in fast.items if list(orjson.loads(orjson.dumps(i)).values())[0]["status"] == 400) == cut
+    assert stored(fast_store) == stored(slow_store)
+    assert (fast.ingested, fast.rejected) == (slow.ingested, slow.rejected)
