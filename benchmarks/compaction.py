@@ -6,18 +6,22 @@ Stores: 3 PSFs, 1 MiB pages, 16 MiB segments, a 64 MiB memory budget
 stores:
   unkeyed      ingest the generated events, then compact(retain_bytes=10% of
                the log): nothing below the cut is live, so compaction reads
-               the pages below it (counting records), records the cut and
-               deletes whole segment files
+               the pages below it (counting records), records the cut,
+               deletes whole segment files and punches a hole below the cut
+               in the file holding it
+  one file     the same with 256 MiB segments (the default; --quick 64
+               MiB): the whole log is one file, which only the hole frees
   keyed        a store keyed by `id`: ingest the events, then the first
                half again (newer versions of those keys), then compact up
                to the end of the first ingest: the second half of it is
                still live and is copied to the tail (re-indexed by every
-               PSF), the first half is dropped
+               PSF), the first half is dropped; then a checkpoint
   ingest       the events three times over in 4 MB ingest calls, without
                retention, and with retain_bytes=20% of the events checked
                every 0.05 s in the background (compactions run during the
                ingest, reading the pages they drop as it appends)
-Compaction MB/s counts log bytes below the cut (begin_before..begin_after)
+"disk MB" is what the segment files take on disk (allocated blocks)
+before and after. Compaction MB/s counts log bytes below the cut (begin_before..begin_after)
 per second; ingest MB/s counts input bytes (10^6); "anon +MB" is the peak
 of the process's anonymous resident memory during the compaction (RssAnon,
 sampled every 2 ms) over its value before, the memory a compaction costs;
@@ -93,6 +97,7 @@ def unkeyed(directory: Path, batches: list[bytes], config: dict) -> dict:
     store = shoal.open(directory, **config)
     register(store, psfs("events", 3))
     ingest(store, batches)
+    store.flush()
     before = store.stats()
     with MemoryWatch() as mem:
         r = store.compact(retain_bytes=before["log_bytes"] // 10)
@@ -111,15 +116,18 @@ def keyed(directory: Path, batches: list[bytes], config: dict) -> dict:
     ingest(store, batches)
     end_of_first = store.tail_address
     ingest(store, batches[: len(batches) // 2])
+    store.flush()
     with MemoryWatch() as mem:
         t0 = time.perf_counter()
         r = store.compact(end_of_first)
         seconds = time.perf_counter() - t0
     assert r.records_copied > 0
+    store.checkpoint()
+    disk_after = store.stats()["disk_bytes"]
     store.close()
     shutil.rmtree(directory)
-    return {"compacted_bytes": r.begin_after - r.begin_before, "seconds": seconds,
-            "anon_growth": mem.anon_growth, "maps_growth": mem.file_growth, **r.to_dict()}
+    return {"compacted_bytes": r.begin_after - r.begin_before, "seconds": seconds, "disk_before": r.disk_bytes_before,
+            "disk_after": disk_after, "anon_growth": mem.anon_growth, "maps_growth": mem.file_growth, **r.to_dict()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -132,10 +140,12 @@ def main(argv: list[str] | None = None) -> dict:
     batches = split_batches(data, BATCH_BYTES)
     config = settings(args.quick)
     tmp = Path(tempfile.mkdtemp(prefix="shoal-bench-", dir=args.tmp))
-    rounds_u, rounds_k, t_plain, t_retain, retain_runs, retain_disk = [], [], [], [], [], []
+    one_file = dict(config, segment_size_bytes=(64 << 20) if args.quick else (256 << 20))
+    rounds_u, rounds_1, rounds_k, t_plain, t_retain, retain_runs, retain_disk = [], [], [], [], [], [], []
     try:
         for _ in range(args.runs):
             rounds_u.append(unkeyed(tmp / "u", batches, config))
+            rounds_1.append(unkeyed(tmp / "1", batches, one_file))
             rounds_k.append(keyed(tmp / "k", batches, config))
             for name in ("plain", "retain"):
                 extra = {"retain_bytes": len(data) // 5, "compaction_interval_seconds": 0.05} if name == "retain" else {}
@@ -162,21 +172,26 @@ def main(argv: list[str] | None = None) -> dict:
     retain_rate = rate_summary(PASSES * len(data) / MB, t_retain)
     ratio = paired_ratio([len(data) / s for s in t_retain], [len(data) / s for s in t_plain])
     payload = {"records": n, "bytes": len(data), "config": config, "runs": args.runs, "quick": args.quick,
-               "unkeyed": rounds_u, "keyed": rounds_k, "unkeyed_mb_s": u_rate, "keyed_mb_s": k_rate,
+               "unkeyed": rounds_u, "one_file": rounds_1, "keyed": rounds_k, "unkeyed_mb_s": u_rate, "keyed_mb_s": k_rate,
                "ingest_plain_mb_s": plain_rate, "ingest_retain_mb_s": retain_rate, "ingest_ratio": ratio,
                "retain_bytes": len(data) // 5, "retain_runs": retain_runs, "retain_disk_bytes": retain_disk}
 
     print(f"{n:,} generated events ({len(data) / MB:,.0f} MB), 3 PSFs, pages {config['page_size_bytes'] >> 10} KiB, "
           f"segments {config['segment_size_bytes'] >> 20} MiB; medians of {args.runs} rounds")
-    rows = [["unkeyed, retain 10%", f"{med(rounds_u, 'log_bytes') / MB:,.1f}",
-             f"{med(rounds_u, 'compacted_bytes') / MB:,.1f}", f"{med(rounds_u, 'bytes_reclaimed') / MB:,.1f}",
-             f"{med(rounds_u, 'disk_before') / MB:,.1f} -> {med(rounds_u, 'disk_after') / MB:,.1f}",
-             f"{med(rounds_u, 'records_dropped'):,.0f}", "0", f"{med(rounds_u, 'seconds') * 1e3:,.0f}",
-             fmt_mmm(u_rate), f"{med(rounds_u, 'anon_growth') / MB:,.1f}", f"{med(rounds_u, 'maps_growth') / MB:,.1f}"],
-            ["keyed, half live", "", f"{med(rounds_k, 'compacted_bytes') / MB:,.1f}",
-             f"{med(rounds_k, 'bytes_reclaimed') / MB:,.1f}", "", f"{med(rounds_k, 'records_dropped'):,.0f}",
-             f"{med(rounds_k, 'records_copied'):,.0f}", f"{med(rounds_k, 'seconds') * 1e3:,.0f}", fmt_mmm(k_rate),
-             f"{med(rounds_k, 'anon_growth') / MB:,.1f}", f"{med(rounds_k, 'maps_growth') / MB:,.1f}"]]
+    def disk(rounds: list[dict]) -> str:
+        return f"{med(rounds, 'disk_before') / MB:,.1f} -> {med(rounds, 'disk_after') / MB:,.1f}"
+
+    rows = [[label, f"{med(rs, 'log_bytes') / MB:,.1f}",
+             f"{med(rs, 'compacted_bytes') / MB:,.1f}", f"{med(rs, 'bytes_reclaimed') / MB:,.1f}", disk(rs),
+             f"{med(rs, 'records_dropped'):,.0f}", "0", f"{med(rs, 'seconds') * 1e3:,.0f}",
+             fmt_mmm(rate), f"{med(rs, 'anon_growth') / MB:,.1f}", f"{med(rs, 'maps_growth') / MB:,.1f}"]
+            for label, rs, rate in (("unkeyed, retain 10%", rounds_u, u_rate),
+                                    (f"one {one_file['segment_size_bytes'] >> 20} MiB file, retain 10%", rounds_1,
+                                     summary([r["compacted_bytes"] / MB / r["seconds"] for r in rounds_1])))]
+    rows.append(["keyed, half live (+checkpoint)", "", f"{med(rounds_k, 'compacted_bytes') / MB:,.1f}",
+                 f"{med(rounds_k, 'bytes_reclaimed') / MB:,.1f}", disk(rounds_k), f"{med(rounds_k, 'records_dropped'):,.0f}",
+                 f"{med(rounds_k, 'records_copied'):,.0f}", f"{med(rounds_k, 'seconds') * 1e3:,.0f}", fmt_mmm(k_rate),
+                 f"{med(rounds_k, 'anon_growth') / MB:,.1f}", f"{med(rounds_k, 'maps_growth') / MB:,.1f}"])
     print(table(rows, ["compaction", "log MB", "below cut MB", "reclaimed MB", "disk MB", "dropped", "copied",
                        "ms", "MB/s min/med/max", "anon +MB", "maps +MB"], align="lrrrrrrrrrr"))
     print()
@@ -186,6 +201,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(table(rows, [f"ingest {PASSES}x the events (4 MB calls)", "MB/s min/med/max", "compactions", "disk MB after"], align="lrrr"))
     payload["targets"] = [target("ingest with background retention vs without", ">= 0.8x", ratio["median"], 0.8,
                                  unit="x", detail=f"{retain_rate['median']:,.0f} vs {plain_rate['median']:,.0f} MB/s")]
+    for label, rs in (("compact to the newest 10%", rounds_u), ("compact to the newest 10%, one file", rounds_1)):
+        share = summary([r["disk_after"] / r["disk_before"] for r in rs])["median"]
+        payload["targets"].append(target(f"{label}: disk after / before", "<= 0.15", share, 0.15,
+                                         higher_is_better=False))
+    share = summary([r["disk_after"] / r["disk_before"] for r in rounds_k])["median"]
+    payload["targets"].append(target("keyed compaction (+checkpoint): disk after / before", "< 1", share, 1.0,
+                                     higher_is_better=False))
     print()
     print(target_table(payload["targets"]))
     path = write_result("compaction", payload, args.out)

@@ -166,9 +166,13 @@ class CheckpointInfo:
 
 @dataclass(frozen=True)
 class CompactionResult:
-    """What one compaction did. bytes_reclaimed counts segment file bytes
-    deleted (whole segments only); records_dropped are records below the cut
-    that were not copied; records_copied were live and now sit at the tail."""
+    """What one compaction did. bytes_reclaimed counts the disk freed: the
+    blocks of segment files deleted whole, and of the hole punched below
+    the new begin in the file holding it; records_dropped are records below
+    the cut that were not copied; records_copied were live and now sit at
+    the tail. disk_bytes_before/after: what the segment files took on disk
+    (allocated blocks) when it started and when it returned (copies
+    included)."""
     begin_before: int
     begin_after: int
     bytes_reclaimed: int
@@ -176,6 +180,8 @@ class CompactionResult:
     records_copied: int
     segments_deleted: int
     duration_ms: float
+    disk_bytes_before: int = 0
+    disk_bytes_after: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,6 +1,7 @@
 /*
- * segmap.c -- segment files mapped read-only, and the SIGBUS guard that
- * makes a fault in a map read as an I/O error.
+ * segmap.c -- segment files mapped read-only, the SIGBUS guard that
+ * makes a fault in a map read as an I/O error, and the holes compaction
+ * punches in a segment file below begin (shoal_punch_hole).
  *
  * Segment files are mapped read-only, and the part of each whose pages are
  * written is published (segment_map_bytes), so a read below head is a copy
@@ -23,7 +24,14 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/mman.h>
+
+/* Must also stay true: a punched range lies wholly below the log's begin
+ * address, and is punched only once no reader that might read it is left
+ * (the store's gate): a read there finds zeros, which no record holds. */
 
 /* ---- the SIGBUS guard ----------------------------------------------------- */
 
@@ -151,4 +159,10 @@ void shoal_segment_map_dontneed(shoal_log *log, uint32_t seg) {
     char *m = LOAD(&log->segment_maps[seg]);
     uint64_t valid = LOAD(&log->segment_map_bytes[seg]);
     if (m && valid) madvise(m, (size_t)valid, MADV_DONTNEED);
+}
+
+int shoal_punch_hole(int fd, uint64_t offset, uint64_t len) {
+    if (!len) return 0;
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) != 0) return -errno;
+    return 0;
 }

@@ -351,6 +351,12 @@ void shoal_segment_unmap(void *map, uint64_t bytes);
  * benchmark of cold reads does before it drops the page cache. */
 void shoal_segment_map_dontneed(shoal_log *log, uint32_t seg);
 
+/* Free the file system blocks of [offset, offset + len) of a segment file
+ * (fd open for writing), keeping its size: reads there find zeros. For the
+ * log below begin (compaction). 0, or -errno (-EOPNOTSUPP where the file
+ * system cannot punch holes). */
+int shoal_punch_hole(int fd, uint64_t offset, uint64_t len);
+
 /* ---- hash index ----------------------------------------------------------- */
 typedef struct shoal_index shoal_index;
 

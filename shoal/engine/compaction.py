@@ -20,17 +20,21 @@ crash at any instant lose nothing live:
   4. the value tally drops the delta and the log's begin address moves:
      chain walks stop below it, reads of addresses below it find nothing,
      index entries pointing below it are empty;
-  5. segment files entirely below begin are deleted. Their descriptors leave
-     the C table at once, but are closed only once no reader is inside a
-     native call (the store's gate), since one may still pread them;
+  5. segment files entirely below begin are deleted, and the blocks below
+     begin in the file that holds it are freed (a hole punched, whole
+     file-system blocks, the file's size and map kept: reads never go below
+     begin). Deleted files' descriptors leave the C table at once, but are
+     closed, and the hole punched, only once no reader is inside a native
+     call that began before (the store's gate), since one may still pread
+     them;
   6. once the index entries pointing below begin (values none of whose
      records survive) are a quarter of the table, the table is rebuilt
      without them, so a store under retention holds an index of the values
      it keeps, not of every value it ever saw.
 
 A crash before 3 leaves the old begin (copies are newer versions: harmless);
-after 3, reopening starts at the recorded begin and deletes the segment
-files below it that 5 did not reach (and, finding its checkpoint's begin
+after 3, reopening starts at the recorded begin, deletes the segment
+files below it that 5 did not reach and punches the hole (and, finding its checkpoint's begin
 older than the recorded one, counts the tally again from the log).
 
 `begin.json` (store/begin.py) also counts the records below begin, so that
@@ -106,7 +110,9 @@ class Compactor:
         self._records_dropped = 0
         self._errors = 0
         self._last_error: str | None = None
-        self._retired: list[tuple[int, int, tuple | None]] = []  # (gate token, fd, map) of deleted segments
+        # (gate token, fd, map) of deleted segments; (gate token, None, address) of a hole to punch below begin
+        self._retired: list[tuple[int, int | None, object]] = []
+        self._punched = 0  # bytes holes freed since a compaction last reported them
         self._retired_lock = threading.Lock()
 
     # ---- lifecycle ----
@@ -164,8 +170,10 @@ class Compactor:
         t0 = time.monotonic()
         begin = hlog.begin_address
         cut = self._cut(until_address, retain_bytes)
+        disk_before = hlog.segments.allocated_bytes()
         if cut <= begin:
-            return CompactionResult(begin, begin, 0, 0, 0, 0, (time.monotonic() - t0) * 1000)
+            return CompactionResult(begin, begin, 0, 0, 0, 0, (time.monotonic() - t0) * 1000, disk_before,
+                                    disk_before)
         # Pages below the cut are sealed; wait until the flusher wrote them,
         # so it never writes into a segment file that step 5 deletes.
         hlog.wait_flushed(cut)
@@ -209,12 +217,12 @@ class Compactor:
             hlog.forget_page_starts(cut >> hlog.page_bits)
             core.records -= below
 
-        gone = hlog.segments.detach_below(cut)  # 5. whole segment files below begin
-        self._retire([(fd, m) for _, _, fd, m in gone])
+        gone = hlog.segments.detach_below(cut)  # 5. whole segment files below begin,
+        self._retire([(fd, m) for _, _, fd, m in gone], punch=cut)  # and a hole below it in the one holding it
         self._prune_index(cut)
-        reclaimed = sum(size for _, size, _, _ in gone)
+        reclaimed = sum(size for _, size, _, _ in gone) + self._take_punched()
         return CompactionResult(begin, cut, reclaimed, below - copied, copied, len(gone),
-                                (time.monotonic() - t0) * 1000)
+                                (time.monotonic() - t0) * 1000, disk_before, hlog.segments.allocated_bytes())
 
     def _prune_index(self, cut: int) -> None:
         """6. Drop the index entries of chains that now lie wholly below
@@ -233,33 +241,51 @@ class Compactor:
             dropped = index.prune(self.core.log.begin_address, self.core.config.index_bucket_bits)
         log.debug("index: %d dead entries dropped (%d before)", dropped, entries)
 
-    def _retire(self, files: list[tuple[int, tuple | None]]) -> None:
-        """Close deleted segments' fds and unmap their maps once every reader
-        inside a native call now has left (it may still pread or copy from
-        them; a later reader finds the C slots empty). The last close of an
-        unlinked file frees its blocks, a few ms per file: it happens here,
-        never on a reader's thread. Waits briefly; what is still pending is
-        closed by the next compaction or retention check, or at store close."""
-        if files:
+    def _retire(self, files: list[tuple[int, tuple | None]], punch: int | None = None) -> None:
+        """Close deleted segments' fds and unmap their maps, and punch the
+        hole below `punch` (the new begin) in the segment file holding it,
+        once every reader inside a native call now has left (it may still
+        pread or copy from them: a reader past that finds the C slots empty,
+        or stops at begin). The last close of an unlinked file frees its
+        blocks, a few ms per file: it happens here, never on a reader's
+        thread. Waits briefly; what is still pending is done by the next
+        compaction or retention check, or at store close."""
+        if files or punch is not None:
             token = self.core.gate.mark()
             with self._retired_lock:
                 self._retired.extend((token, fd, m) for fd, m in files)
+                if punch is not None:
+                    self._retired.append((token, None, punch))
         deadline = time.monotonic() + _RETIRE_WAIT_S
         while self._close_retired() and time.monotonic() < deadline:
             time.sleep(0.001)
 
     def _close_retired(self, *, force: bool = False) -> int:
-        """Close the retired fds (and unmap their maps) no reader can be
-        using; returns how many wait."""
+        """Do the retirements (closes, unmaps, holes) no reader can be in the
+        way of; returns how many wait."""
         gate = self.core.gate
         with self._retired_lock:
             ready = [r for r in self._retired if force or gate.idle_since(r[0])]
             self._retired = [r for r in self._retired if r not in ready]
             left = len(self._retired)
         for _, fd, m in ready:
+            if fd is None:  # a hole below begin m (an address)
+                try:
+                    freed = self.core.log.segments.punch_below(m)
+                except StorageError as exc:  # the data below begin is unreachable anyway: say so, go on
+                    log.warning("compaction could not free the log below %d: %s", m, exc)
+                    freed = 0
+                with self._retired_lock:
+                    self._punched += freed
+                continue
             os.close(fd)
             unmap(m)
         return left
+
+    def _take_punched(self) -> int:
+        with self._retired_lock:
+            n, self._punched = self._punched, 0
+            return n
 
     def close_retired(self) -> None:
         """Store close, after the gate closed (no reader is left): close them all."""
@@ -340,7 +366,8 @@ class Compactor:
             "records_dropped_total": self._records_dropped,
             "records_before_begin": self._state.records_before_begin,
             "errors": self._errors,
-            "fds_pending_close": len(self._retired),
+            "fds_pending_close": sum(1 for r in self._retired if r[1] is not None),
+            "holes_pending": sum(1 for r in self._retired if r[1] is None),
             "last_error": self._last_error,
             "policy": self.retention.to_dict(background=self._thread is not None),
         }

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import StorageError
 from ..files import write_atomic
 from .address import FIRST_ADDRESS
 from .checkpoint import crc32c, list_checkpoints
@@ -101,11 +102,16 @@ def recovery_begin(state: BeginState, segments: SegmentFiles) -> tuple[int, str 
 
 def finish_interrupted(segments: SegmentFiles, begin: int) -> int:
     """At open (no readers yet): delete segment files a compaction left
-    entirely below begin. Returns how many."""
+    entirely below begin, and punch the hole below begin in the one holding
+    it (a no-op where it is punched already). Returns how many files went."""
     gone = segments.detach_below(begin)
     for _, _, fd, m in gone:
         os.close(fd)
         unmap(m)
+    try:
+        segments.punch_below(begin)
+    except StorageError as exc:  # what lies below begin is unreachable: a hole not made costs only space
+        log.warning("could not free the log below begin %d: %s", begin, exc)
     return len(gone)
 
 

@@ -37,6 +37,8 @@ the file. A failed fsync puts its segments back in the dirty set.
 """
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
 import threading
@@ -45,6 +47,8 @@ from pathlib import Path
 from .._native import lib
 from ..errors import NativeIOError, StoreClosed, io_error
 from ..files import fsync_dir
+
+log = logging.getLogger("shoal.store")
 
 _NAME = re.compile(r"^segment-(\d{6,})\.log$")
 BLOCK_BYTES = 4096  # O_DIRECT alignment for offsets, lengths and memory
@@ -68,7 +72,9 @@ class SegmentFiles:
         self._dirty: set[int] = set()
         self._new_files = False  # a segment file was created since the last sync
         self._closed = False
-        self._lock = threading.Lock()  # protects _fds, _write_fds, _dirty, _new_files
+        self._punched: dict[int, int] = {}  # segment -> bytes from its start punched (this process)
+        self._no_punch = False  # the file system said it cannot punch holes
+        self._lock = threading.Lock()  # protects _fds, _write_fds, _dirty, _new_files, _punched
         self._sync_lock = threading.Lock()  # one sync at a time; close waits for it
         directory.mkdir(parents=True, exist_ok=True)
         for name in os.listdir(directory):
@@ -287,13 +293,52 @@ class SegmentFiles:
             self._fds.clear()
             self._write_fds.clear()
 
+    def punch_below(self, address: int) -> int:
+        """Free the file system blocks below `address` in the segment file
+        that holds it (compaction: begin is at `address` and no reader can
+        be below it any more), keeping the file's size and its map; whole
+        files below are `detach_below`'s. Returns the bytes freed (blocks
+        allocated before less after: 0 when already punched, or where the
+        file system cannot punch holes, which is logged once)."""
+        seg, offset = self._locate(address)
+        offset -= offset % BLOCK_BYTES
+        with self._lock:
+            fd = self._fds.get(seg)
+            if fd is None or self._no_punch or offset <= self._punched.get(seg, 0):
+                return 0
+            before = os.fstat(fd).st_blocks
+            rc = lib.shoal_punch_hole(fd, 0, offset)
+            if rc == -errno.EOPNOTSUPP:
+                self._no_punch = True
+                log.warning("%s: the file system cannot punch holes: compaction frees whole segment files only",
+                            self.directory)
+                return 0
+            if rc < 0:
+                raise io_error("punching a hole in", self.path(seg), OSError(-rc, os.strerror(-rc)))
+            self._punched[seg] = offset
+            return max(0, before - os.fstat(fd).st_blocks) * 512
+
+    def allocated_bytes(self) -> int:
+        """Bytes the segment files take on disk (their allocated blocks: holes
+        punched below begin free theirs)."""
+        with self._lock:
+            fds = list(self._fds.values())
+        total = 0
+        for fd in fds:
+            try:
+                total += os.fstat(fd).st_blocks * 512
+            except OSError:  # closed by a compaction meanwhile
+                pass
+        return total
+
     def detach_below(self, address: int) -> list[tuple[int, int, int, tuple | None]]:
         """Delete the segment files entirely below `address` (compaction,
         once begin is past them): their C slots become -1, their maps are
         unpublished and the files are unlinked now; returns (segment, bytes,
         read fd, map or None) for each. The fd and the map are the caller's
         to close and `unmap` once no reader can be inside a pread or a copy
-        on them. Waits for a sync in progress (it may be fsyncing them)."""
+        on them; bytes are the blocks each took on disk. Waits for a sync in
+        progress (it may be fsyncing them)."""
         first_kept = address >> (self.page_bits + self.segment_page_bits)
         gone = []
         with self._sync_lock, self._lock:
@@ -305,11 +350,12 @@ class SegmentFiles:
                 if wfd != fd:
                     os.close(wfd)
                 self._dirty.discard(seg)
-                size = os.fstat(fd).st_size
+                size = os.fstat(fd).st_blocks * 512  # what deleting it frees
                 try:
                     os.unlink(self.path(seg))
                 except FileNotFoundError:
                     pass
+                self._punched.pop(seg, None)
                 gone.append((seg, size, fd, m))
             if gone:
                 self._new_files = True  # names removed: the next sync fsyncs the directory
@@ -331,11 +377,13 @@ def _copy_range(fd: int, offset: int, dest: Path) -> None:
 
 
 def segment_bytes(directory: Path) -> int:
-    """Bytes of a log directory's segment files (what stats call disk_bytes)."""
+    """Bytes a log directory's segment files take on disk, their allocated
+    blocks (what stats call disk_bytes): a hole punched below begin does
+    not count, nor does the unwritten end of a file."""
     total = 0
     for f in directory.glob("segment-*.log"):
         try:
-            total += f.stat().st_size
+            total += f.stat().st_blocks * 512
         except FileNotFoundError:  # deleted by a compaction meanwhile
             pass
     return total

@@ -16,6 +16,7 @@ import pytest
 from oracle import ALL, Log, as_pairs, sample_values
 
 import shoal
+from shoal.store.segments import segment_bytes
 from shoal.engine import compaction as C
 from shoal.store import begin as B
 
@@ -91,9 +92,15 @@ def test_compact_drops_the_prefix_and_deletes_whole_segments(loaded, how):
     assert (r.begin_before, r.begin_after) == (64, cut) and store.begin_address == cut
     kept = _suffix(log, cut)
     assert r.records_dropped == len(log) - len(kept) and r.records_copied == 0
-    assert r.segments_deleted == cut // seg_bytes and r.bytes_reclaimed == r.segments_deleted * seg_bytes
+    assert r.segments_deleted == cut // seg_bytes
     assert _segments(store)[0] == cut // seg_bytes
-    assert store.stats()["disk_bytes"] == disk_before - r.bytes_reclaimed
+    # Whole files below the cut went, and the blocks below it in the file
+    # holding it: what stays on disk is the log from the cut on.
+    disk_after = store.stats()["disk_bytes"]
+    assert (r.disk_bytes_before, r.disk_bytes_after) == (disk_before, disk_after)
+    assert r.bytes_reclaimed == disk_before - disk_after
+    flushed = store.stats()["addresses"]["flushed_until"]
+    assert flushed - cut - 4096 <= disk_after <= store.tail_address - cut + 4096
     assert store.stats()["log_bytes"] == store.tail_address - cut
     assert 0 <= r.duration_ms < 10_000
     _check(store, kept)
@@ -169,24 +176,38 @@ def test_arguments(loaded):
 
 
 def test_segment_fds_are_closed_once_no_reader_is_inside(loaded, monkeypatch):
+    """Deleted files' fds, and the hole below begin, wait for the readers
+    inside a native call when the compaction ran: one may still read there."""
     store, log = loaded
     comp = store._compactor
     monkeypatch.setattr(C, "_RETIRE_WAIT_S", 0.01)
     gate = store._gate
+
+    def files():
+        return [r for r in comp._retired if r[1] is not None]
+
+    def holes():
+        return [r[2] for r in comp._retired if r[1] is None]
+
     with gate:  # a reader inside a native call could still pread the deleted files
         r = store.compact(log.addresses[len(log) // 2])
-        assert r.segments_deleted and len(comp._retired) == r.segments_deleted
-        fds = {fd: os.readlink(f"/proc/self/fd/{fd}") for _, fd, _ in comp._retired}
+        assert r.segments_deleted and len(files()) == r.segments_deleted and holes() == [r.begin_after]
+        fds = {fd: os.readlink(f"/proc/self/fd/{fd}") for _, fd, _ in files()}
         assert all(t.endswith(".log (deleted)") for t in fds.values())  # still open, the files gone
         assert store.stats()["compaction"]["fds_pending_close"] == r.segments_deleted
+        assert store.stats()["compaction"]["holes_pending"] == 1
+        held = store.stats()["disk_bytes"]  # the hole is not punched yet
     with gate:  # a reader that came after the first compaction does not hold its fds up
         r2 = store.compact(log.addresses[len(log) // 2 + 1000])
-        assert r2.segments_deleted and len(comp._retired) == r2.segments_deleted  # only the new ones wait
+        assert r2.segments_deleted and len(files()) == r2.segments_deleted  # only the new ones wait
+        assert holes() == [r2.begin_after]
+        assert r2.bytes_reclaimed >= r2.segments_deleted * store.config.segment_size_bytes  # and the first hole
     for fd, target in fds.items():  # closed (the number may have been reused since)
         assert not os.path.exists(f"/proc/self/fd/{fd}") or os.readlink(f"/proc/self/fd/{fd}") != target
-    assert len(comp._retired) == r2.segments_deleted
-    store.close()  # closes what is still pending
+    assert len(files()) == r2.segments_deleted
+    store.close()  # closes what is still pending, and punches the hole
     assert comp._retired == []
+    assert segment_bytes(store.path / "log") < held - r2.segments_deleted * store.config.segment_size_bytes
 
 
 def test_iterators_open_across_a_compaction(loaded):
