@@ -24,6 +24,7 @@ SCRIPTS = {
     "access.py": ["--requests", "5"],
     "ingest.py": ["--records", "2000", "--datasets", "events,zeek,github,twitter"],
     "http_ingest.py": ["--records", "2000"],
+    "es_bulk.py": ["--records", "1000"],
     "durable.py": ["--records", "2000"],
     "query.py": ["--records", "5000"],
     "counts.py": ["--records", "1500", "--reps", "3"],

@@ -27,6 +27,12 @@ What is kept of an item's metadata:
 
 Everything else (routing, pipeline, version, if_seq_no, require_alias,
 retry_on_conflict, dynamic_templates, ...) is accepted and ignored.
+
+Why this file is long: the protocol is one piece of state (the items'
+answers in order, the run of records not yet stored, the keys it creates)
+that two paths share: the whole-body path for the common body and the
+item-by-item path for any other, which keyed stores' create, delete and
+update need; split, each half would reach into the other's state.
 """
 from __future__ import annotations
 

@@ -252,11 +252,14 @@ class CompactIn(_Body):
 class CompactionOut(BaseModel):
     begin_before: int = Field(description="the log's begin address before")
     begin_after: int = Field(description="the begin address now (equal to begin_before: nothing to do)")
-    bytes_reclaimed: int = Field(description="bytes of segment files deleted (whole segments only)")
+    bytes_reclaimed: int = Field(description="disk freed: segment files deleted whole, and the hole punched "
+                                             "below the cut in the file holding it")
     records_dropped: int = Field(description="records below the cut that were not live")
     records_copied: int = Field(description="live records copied to the tail (keyed stores)")
     segments_deleted: int
     duration_ms: float
+    disk_bytes_before: int = Field(0, description="what the segment files took on disk (allocated blocks) before")
+    disk_bytes_after: int = Field(0, description="what they take on disk after (copies included)")
 
 
 class Health(BaseModel):

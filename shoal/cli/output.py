@@ -196,7 +196,8 @@ def compaction_text(r: Any) -> str:
     return (f"compacted: begin address {before} -> {after}; reclaimed {_bytes(field(r, 'bytes_reclaimed'))} "
             f"({field(r, 'segments_deleted', 0):,} segment files deleted); {field(r, 'records_dropped', 0):,} "
             f"records dropped, {field(r, 'records_copied', 0):,} live records copied to the tail "
-            f"({field(r, 'duration_ms', 0.0):.1f} ms)")
+            f"({field(r, 'duration_ms', 0.0):.1f} ms); segment files on disk "
+            f"{_bytes(field(r, 'disk_bytes_before', 0))} -> {_bytes(field(r, 'disk_bytes_after', 0))}")
 
 
 def summary(name: str, result: Any, *, refused: bool = False) -> None:
