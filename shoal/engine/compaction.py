@@ -16,7 +16,9 @@ crash at any instant lose nothing live:
      (store/tally.py), which step 4 subtracts;
   2. the copies are made durable (flush + fsync);
   3. the new begin address is recorded durably (`begin.json`, written
-     atomically), under the writer lock so checkpoints interleave cleanly;
+     atomically), outside the writer lock (its fsyncs would stall ingest);
+     it also keeps the count of records below the old begin, so a
+     checkpoint written before step 4 reopens exactly;
   4. the value tally drops the delta and the log's begin address moves:
      chain walks stop below it, reads of addresses below it find nothing,
      index entries pointing below it are empty;
@@ -205,12 +207,21 @@ class Compactor:
                 raise _Stopped
             if copied:
                 self._sync()  # 2. copies durable before the cut is recorded
-            state = self._state
-            total = state.records_before_begin + below
-            keep = {b: (state.records_before_begin if b == begin else state.at_checkpoint_begins.get(b))
-                    for b in checkpoint_begins(self.ckpt_dir) if b > FIRST_ADDRESS}
-            new_state = BeginState(cut, total, {b: d for b, d in keep.items() if d is not None})
-            save_begin(self.path, new_state)  # 3. the cut recorded
+        state = self._state
+        total = state.records_before_begin + below
+        keep = {b: (state.records_before_begin if b == begin else state.at_checkpoint_begins.get(b))
+                for b in checkpoint_begins(self.ckpt_dir) if b > FIRST_ADDRESS}
+        if begin > FIRST_ADDRESS:  # a checkpoint written before step 4 below has the old begin
+            keep[begin] = state.records_before_begin
+        new_state = BeginState(cut, total, {b: d for b, d in keep.items() if d is not None})
+        # 3. the cut recorded: its fsyncs take tens of ms on a busy disk, so
+        # not under the writer lock (ingest goes on). A checkpoint meanwhile
+        # records the old begin, whose count `keep` holds, so reopening from
+        # it under the new begin counts exactly.
+        save_begin(self.path, new_state)
+        with core.writer_first():
+            if self._stop.is_set() or core.gate.closed:
+                raise _Stopped  # reopening applies the recorded cut
             self._state = new_state
             core.tally.subtract(dropped)
             hlog.shift_begin_address(cut)  # 4. readers stop below it
