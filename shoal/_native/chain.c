@@ -266,3 +266,159 @@ out:
     job->err = rc;
     return rc;
 }
+
+/* ---- whole walks in lanes ---------------------------------------------------- */
+
+/* Walk chain c from kp down (its lo bounds it) into out, at most cap;
+ * *n gets the count. SHOAL_OK, SHOAL_E_SPACE (*n = cap, more remain), or
+ * an error with *err_address. */
+static int walk_into(shoal_log *log, const shoal_chain *c, uint64_t kp, uint64_t *out, uint64_t cap, uint64_t *n,
+                     uint64_t *err_address, shoal_block_cache **bc) {
+    uint64_t rec, prev;
+    int r;
+    *n = 0;
+    while (kp && (r = shoal_chain_next(log, c, &kp, &rec, &prev, bc)) == 1) {
+        if (*n == cap) return SHOAL_E_SPACE;
+        out[(*n)++] = rec;
+        kp = prev;
+    }
+    if (kp && r < 0) {
+        *err_address = kp;
+        return r;
+    }
+    return SHOAL_OK;
+}
+
+typedef struct {
+    shoal_chain c;     /* lo: just above the next piece's first key pointer */
+    uint64_t kp;       /* the next key pointer to read; 0: done */
+    uint64_t *out;     /* where the piece writes */
+    uint64_t cap, n;
+    shoal_block_cache *bc;
+} walk_lane;
+
+int shoal_walk_all(shoal_walk_all_job *job, shoal_log *log, shoal_index *index, shoal_tally *tally) {
+    job->n_out = job->need = 0;
+    job->pieces = 0;
+    job->err = SHOAL_OK;
+    uint64_t begin = LOAD(&log->begin_address);
+    uint64_t lo = job->lo > begin ? job->lo : begin, hi = job->hi;
+    if (lo >= hi) return SHOAL_OK;
+    shoal_chain c = {job->psf_id, job->hash, job->canon, job->canon_len, lo, hi, begin};
+    uint64_t start = job->start ? job->start : shoal_index_lookup(index, job->hash);
+    const shoal_tally_sample *smp = NULL;
+    uint32_t ns = 0;
+    if (tally && !shoal_tally_find(tally, job->psf_id, job->hash, job->canon, job->canon_len, &smp, &ns)) ns = 0;
+    /* Samples below start and at or above lo: [first, last) */
+    uint32_t first = sample_at_or_above(smp, ns, lo);
+    uint32_t last = sample_at_or_above(smp, ns, start ? start : UINT64_MAX);
+    shoal_block_cache *bc = NULL;
+    int rc = SHOAL_OK;
+    if (last < first + 2 || !start) { /* too few pieces: the plain walk */
+        uint64_t n = 0;
+        rc = walk_into(log, &c, start, job->out, job->cap, &n, &job->err_address, &bc);
+        if (rc == SHOAL_E_SPACE) {
+            uint64_t more = 0, kp = start, rec, prev;
+            int r;
+            while (kp && (r = shoal_chain_next(log, &c, &kp, &rec, &prev, &bc)) == 1) { more++; kp = prev; }
+            job->need = more + 64;
+        }
+        job->n_out = n;
+        free(bc);
+        job->err = rc == SHOAL_E_SPACE ? SHOAL_OK : rc;
+        return rc;
+    }
+    /* Pieces, newest first: the head (start down to just above sample
+     * last-1), one per sample j in (first, last) (sample j's key pointer
+     * down to just above sample j-1: ordinal(j) - ordinal(j-1) records),
+     * and the tail (sample first down to lo). The head and the tail have
+     * no known size: they are walked alone, around the lanes. */
+    uint64_t middle = smp[last - 1].ordinal - smp[first].ordinal;
+    shoal_chain head_c = c;
+    head_c.lo = smp[last - 1].kp + 1 > lo ? smp[last - 1].kp + 1 : lo;
+    uint64_t n_head = 0;
+    rc = walk_into(log, &head_c, start, job->out, job->cap, &n_head, &job->err_address, &bc);
+    if (rc == SHOAL_OK && n_head + middle > job->cap) rc = SHOAL_E_SPACE;
+    if (rc == SHOAL_E_SPACE) {
+        job->need = n_head + middle + SHOAL_TALLY_SAMPLE_EVERY + 4096; /* the head may still grow */
+        free(bc);
+        return rc;
+    }
+    if (rc != SHOAL_OK) goto fail;
+    {
+        uint32_t n_pieces = last - 1 - first; /* samples first+1 .. last-1 */
+        walk_lane lanes[SHOAL_WALK_LANES];
+        uint32_t next_piece = 0, active = 0;
+        uint64_t base = n_head; /* where the next piece to open writes */
+        int overflow = 0;
+        for (uint32_t k = 0; k < SHOAL_WALK_LANES; k++) lanes[k].kp = 0, lanes[k].bc = NULL;
+        /* piece i is sample j = last-1-i: from its key pointer down to just above sample j-1 */
+        for (;;) {
+            for (uint32_t k = 0; k < SHOAL_WALK_LANES && next_piece < n_pieces; k++) {
+                if (lanes[k].kp) continue;
+                uint32_t j = last - 1 - next_piece++;
+                walk_lane *l = &lanes[k];
+                l->c = c;
+                l->c.lo = smp[j - 1].kp + 1 > lo ? smp[j - 1].kp + 1 : lo;
+                l->kp = smp[j].kp;
+                l->out = job->out + base;
+                l->cap = smp[j].ordinal - smp[j - 1].ordinal;
+                l->n = 0;
+                base += l->cap;
+                active++;
+                job->pieces++;
+            }
+            if (!active) break;
+            for (uint32_t k = 0; k < SHOAL_WALK_LANES; k++) {
+                walk_lane *l = &lanes[k];
+                if (!l->kp) continue;
+                uint64_t rec, prev;
+                int r = shoal_chain_next(log, &l->c, &l->kp, &rec, &prev, &l->bc);
+                if (r == 1) {
+                    if (l->n == l->cap) { overflow = 1; r = 0; }
+                    else { l->out[l->n++] = rec; l->kp = prev; if (prev) continue; }
+                }
+                if (r < 0) { rc = r; job->err_address = l->kp; }
+                /* the piece is done: a short one leaves a gap, closed below */
+                if (l->n < l->cap) {
+                    for (uint64_t q = l->n; q < l->cap; q++) l->out[q] = 0;
+                }
+                l->kp = 0;
+                active--;
+            }
+            if (rc < 0 || overflow) break;
+        }
+        for (uint32_t k = 0; k < SHOAL_WALK_LANES; k++) free(lanes[k].bc);
+        if (rc < 0) goto fail;
+        if (overflow) { /* the tally disagrees with the chain: the plain walk */
+            uint64_t n = 0;
+            rc = walk_into(log, &c, start, job->out, job->cap, &n, &job->err_address, &bc);
+            if (rc == SHOAL_E_SPACE) job->need = job->cap * 2;
+            job->n_out = n;
+            job->pieces = 0;
+            free(bc);
+            job->err = rc == SHOAL_E_SPACE ? SHOAL_OK : rc;
+            return rc;
+        }
+        /* close the gaps short pieces left (0 is never a record address) */
+        uint64_t w = n_head;
+        for (uint64_t q = n_head; q < base; q++)
+            if (job->out[q]) job->out[w++] = job->out[q];
+        uint64_t n_tail = 0;
+        shoal_chain tail_c = c;
+        rc = walk_into(log, &tail_c, smp[first].kp, job->out + w, job->cap - w, &n_tail, &job->err_address, &bc);
+        if (rc == SHOAL_E_SPACE) {
+            job->need = w + SHOAL_TALLY_SAMPLE_EVERY * 2 + 4096;
+            free(bc);
+            return rc;
+        }
+        if (rc != SHOAL_OK) goto fail;
+        job->n_out = w + n_tail;
+    }
+    free(bc);
+    return SHOAL_OK;
+fail:
+    free(bc);
+    job->err = rc;
+    return rc;
+}

@@ -581,6 +581,37 @@ typedef struct {
 
 int shoal_count_window(shoal_count_job *job, shoal_log *log, shoal_index *index, shoal_tally *tally);
 
+/* Every record address of the chain of (psf_id, canon) in [lo, hi), newest
+ * first, from the key pointer `start` down (0: the index head), into out
+ * (room for cap). A chain walk is a chase of dependent loads, one memory
+ * latency per record; the tally's samples (one per SHOAL_TALLY_SAMPLE_EVERY
+ * records of the value, each a key pointer with its ordinal) cut the chain
+ * below `start` into pieces whose sizes are known, walked SHOAL_WALK_LANES
+ * at a time in lockstep, so that many loads are in flight at once; each
+ * piece writes at its own place, so the answer comes out in chain order.
+ * SHOAL_OK with n_out set; SHOAL_E_SPACE with `need` (call again with that
+ * room); or an error at err_address. A piece that holds more records than
+ * its samples say (never, unless the tally is wrong) makes the call walk
+ * the plain way. */
+#define SHOAL_WALK_LANES 16
+typedef struct {
+    uint32_t psf_id;
+    uint32_t canon_len;
+    uint64_t hash;
+    const char *canon;
+    uint64_t lo, hi;
+    uint64_t start;           /* a key pointer of the chain, 0: its head */
+    uint64_t *out;
+    uint64_t cap;
+    uint64_t n_out;           /* out */
+    uint64_t need;            /* out: with SHOAL_E_SPACE */
+    uint32_t pieces;          /* out: pieces walked in lockstep (0: a plain walk) */
+    int32_t err;              /* out */
+    uint64_t err_address;
+} shoal_walk_all_job;
+
+int shoal_walk_all(shoal_walk_all_job *job, shoal_log *log, shoal_index *index, shoal_tally *tally);
+
 /* ---- reads ---------------------------------------------------------------- */
 /* One more condition a walked or fetched record must meet: a key pointer of psf_id
  * whose value is canon (hash = shoal_hash(psf_id, canon)). */

@@ -49,6 +49,7 @@ class Planner:
         self.registry = registry
         self.keys = keys
         self.gate = gate
+        self.tally = None  # the store's value tally (its samples let whole chain walks run in lanes)
         # Keyed by (psf_id, expression, bucket, time): a forgotten PSF's id may serve a later one.
         self._scan_sets: dict[tuple, NativePSFSet] = {}
         self._projections: dict[Any, Projection] = {}
@@ -263,9 +264,11 @@ class Planner:
         def factory():
             return self._matcher_for(psf, canon, cancel)
 
-        stream = _query.psf_address_batches if batches else _query.psf_addresses
-        return stream(self.log, self.index, psf, canon, h, inactive, factory, lo, hi,
-                      descending=descending, gate=self.gate)
+        if batches:
+            return _query.psf_address_batches(self.log, self.index, psf, canon, h, inactive, factory, lo, hi,
+                                              descending=descending, gate=self.gate, tally=self.tally)
+        return _query.psf_addresses(self.log, self.index, psf, canon, h, inactive, factory, lo, hi,
+                                    descending=descending, gate=self.gate, tally=self.tally)
 
     def native_set(self, psf: PSF) -> NativePSFSet:
         """A native PSF's program alone (its bucketing too), for scans; built once."""

@@ -15,6 +15,7 @@ import contextlib
 import heapq
 import itertools
 import threading
+from array import array
 from collections.abc import Iterator
 
 from .._native import check, ffi, lib
@@ -46,19 +47,28 @@ def _walk_job(psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int, cap:
 
 def walk_chain_batches(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
                        gate=contextlib.nullcontext(),
-                       also: list[tuple[int, bytes]] | None = None) -> Iterator[list[int]]:
+                       also: list[tuple[int, bytes]] | None = None, tally=None) -> Iterator[list[int]]:
     """Lists of record addresses on the chain of (psf_id, canon) in [lo, hi),
     newest first; with `also`, only records that also hold each of those
     (psf_id, canon) pairs (their key pointers read in C, the records not
     copied). `gate` is entered around each native call (the store's reader
-    gate)."""
+    gate). With the store's `tally`, a chain still going after its first
+    two batches (a reader that wants more than a page of it) is walked to
+    its end at once in lanes (walk_all)."""
     cap = _FIRST_WALK_CAP  # most answers are short: start small, grow
     job, out, canon_c = _walk_job(psf_id, canon, value_hash, lo, hi, cap)
     conds = _conds(also) if also else None
     if conds:
         job.also = conds[0]
         job.n_also = len(also)
+    batches = 0
     while True:
+        if tally is not None and batches == 2 and not conds:
+            rest = walk_all(log, index, tally, psf_id, canon, value_hash, lo, hi, gate, start=job.next_kp)
+            for k in range(0, len(rest), _WALK_CAP):
+                yield rest[k:k + _WALK_CAP].tolist()
+            return
+        batches += 1
         with gate:
             rc = lib.shoal_walk(job, log.c, index.ptr)
         if rc < 0 and job.err_address >= log.begin_address:
@@ -74,6 +84,37 @@ def walk_chain_batches(log, index, psf_id: int, canon: bytes, value_hash: int, l
             out = ffi.new("uint64_t[]", cap)
             job.out = out
             job.cap = cap
+
+
+def walk_all(log, index, tally, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
+             gate=contextlib.nullcontext(), *, start: int = 0, stats: dict | None = None) -> array:
+    """Every address of the chain of (psf_id, canon) in [lo, hi) from the key
+    pointer `start` down (0: the head), newest first, in one native call
+    that walks the pieces between the tally's samples in lockstep
+    (shoal_walk_all: several memory loads in flight instead of one).
+    `stats`, if given, gets "pieces": how many were walked in lanes."""
+    job = ffi.new("shoal_walk_all_job *")
+    canon_c = ffi.new("char[]", canon)
+    job.psf_id, job.canon, job.canon_len, job.hash = psf_id, canon_c, len(canon), value_hash
+    job.lo, job.hi, job.start = lo, hi, start
+    cap = 4096
+    while True:
+        out = array("Q", bytes(8 * cap))
+        job.out = ffi.from_buffer("uint64_t[]", out)
+        job.cap = cap
+        with gate:
+            rc = lib.shoal_walk_all(job, log.c, index.ptr, tally.ptr)
+        if rc == lib.SHOAL_E_SPACE:
+            cap = max(int(job.need), 2 * cap)
+            continue
+        if rc < 0:
+            if job.err_address >= log.begin_address:
+                check(rc, f"chain walk at address {job.err_address}")
+            # else compaction moved begin past the walk: the chain ends there
+        del out[int(job.n_out):]
+        if stats is not None:
+            stats["pieces"] = int(job.pieces)
+        return out
 
 
 def count_chain(log, index, tally, psf_id: int, canon: bytes, lo: int, hi: int,
@@ -101,9 +142,9 @@ def count_chain(log, index, tally, psf_id: int, canon: bytes, lo: int, hi: int,
 
 
 def walk_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
-               gate=contextlib.nullcontext()) -> Iterator[int]:
+               gate=contextlib.nullcontext(), tally=None) -> Iterator[int]:
     """The addresses of walk_chain_batches one by one."""
-    for batch in walk_chain_batches(log, index, psf_id, canon, value_hash, lo, hi, gate):
+    for batch in walk_chain_batches(log, index, psf_id, canon, value_hash, lo, hi, gate, tally=tally):
         yield from batch
 
 
@@ -248,15 +289,15 @@ def oldest_first(log, index, psf, canon: bytes, value_hash: int, scan_matcher_fa
 
 def psf_address_batches(log, index, psf, canon: bytes, value_hash: int, inactive: list[tuple[int, int]],
                         scan_matcher_factory, lo: int, hi: int, *, descending: bool,
-                        gate=contextlib.nullcontext()) -> Iterator[list[int]]:
+                        gate=contextlib.nullcontext(), tally=None) -> Iterator[list[int]]:
     """psf_addresses in lists: the chain's own batches when the chain alone
     answers (the common case), else batches of the merged stream."""
     if not inactive:
         if descending:
-            return walk_chain_batches(log, index, psf.id, canon, value_hash, lo, hi, gate)
+            return walk_chain_batches(log, index, psf.id, canon, value_hash, lo, hi, gate, tally=tally)
         return oldest_first(log, index, psf, canon, value_hash, scan_matcher_factory, lo, hi, gate)
     return _batched(psf_addresses(log, index, psf, canon, value_hash, inactive, scan_matcher_factory,
-                                  lo, hi, descending=descending, gate=gate))
+                                  lo, hi, descending=descending, gate=gate, tally=tally))
 
 
 def _batched(stream: Iterator[int], n: int = 1024) -> Iterator[list[int]]:
@@ -266,7 +307,7 @@ def _batched(stream: Iterator[int], n: int = 1024) -> Iterator[list[int]]:
 
 def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list[tuple[int, int]],
                   scan_matcher_factory, lo: int, hi: int, *, descending: bool,
-                  gate=contextlib.nullcontext()) -> Iterator[int]:
+                  gate=contextlib.nullcontext(), tally=None) -> Iterator[int]:
     """Complete answer for one (PSF, value) in [lo, hi)."""
     # The chain is walked from the first address in [lo, hi) where the PSF
     # was active (inactive[] is what it was not). Below, it indexed nothing:
@@ -278,7 +319,7 @@ def psf_addresses(log, index, psf, canon: bytes, value_hash: int, inactive: list
     if chain_lo >= hi:
         chain: Iterator[int] = iter(())
     elif descending:
-        chain = walk_chain(log, index, psf.id, canon, value_hash, chain_lo, hi, gate)
+        chain = walk_chain(log, index, psf.id, canon, value_hash, chain_lo, hi, gate, tally)
     else:
         chain = (a for piece in oldest_first(log, index, psf, canon, value_hash, scan_matcher_factory,
                                              chain_lo, hi, gate)
