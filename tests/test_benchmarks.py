@@ -29,6 +29,7 @@ SCRIPTS = {
     "query.py": ["--records", "5000"],
     "counts.py": ["--records", "1500", "--reps", "3"],
     "ranges.py": ["--records", "3000", "--reps", "2"],
+    "walks.py": ["--reps", "2"],
     "tail.py": ["--seconds", "1", "--rate", "2000"],
     "recovery.py": ["--sizes-mb", "0.5,1"],
     "memory.py": ["--budget-mb", "2"],

@@ -143,9 +143,9 @@ def count_chain(log, index, tally, psf_id: int, canon: bytes, lo: int, hi: int,
 
 def walk_chain(log, index, psf_id: int, canon: bytes, value_hash: int, lo: int, hi: int,
                gate=contextlib.nullcontext(), tally=None) -> Iterator[int]:
-    """The addresses of walk_chain_batches one by one."""
-    for batch in walk_chain_batches(log, index, psf_id, canon, value_hash, lo, hi, gate, tally=tally):
-        yield from batch
+    """The addresses of walk_chain_batches one by one (unbatched in C)."""
+    return itertools.chain.from_iterable(walk_chain_batches(log, index, psf_id, canon, value_hash, lo, hi, gate,
+                                                            tally=tally))
 
 
 def merge_sorted(streams: list[Iterator[int]], *, descending: bool) -> Iterator[int]:
