@@ -30,6 +30,7 @@ SCRIPTS = {
     "counts.py": ["--records", "1500", "--reps", "3"],
     "ranges.py": ["--records", "3000", "--reps", "2"],
     "walks.py": ["--reps", "2"],
+    "space.py": ["--records", "1500"],
     "tail.py": ["--seconds", "1", "--rate", "2000"],
     "recovery.py": ["--sizes-mb", "0.5,1"],
     "memory.py": ["--budget-mb", "2"],
