@@ -27,6 +27,7 @@ from ..config import StoreConfig
 from ..errors import EvaluationBudgetExceeded, InvalidArgument, PSFError
 from ..psf import PSF, EvaluationBudget, NativePSFSet, Registry, canonical, evaluate, parse_definition, value_hash
 from ..results import Record, RecordBatch
+from ..store import fetch as _fetch
 from ..store import query as _query
 from ..store.address import MAX_ADDRESS
 from ..store.gate import Gate
@@ -196,7 +197,7 @@ class Planner:
             return iter(())
         if psf.inactive_ranges(lo, hi):
             return None
-        fetch = _query.fetch_chain_batches if batches else _query.fetch_chain
+        fetch = _fetch.fetch_chain_batches if batches else _fetch.fetch_chain
         return fetch(self.log, self.index, psf.id, canon, lo, hi, self.gate, limit)
 
     def _fetch_all(self, conditions, lo: int, hi: int, limit: int | None,
@@ -216,9 +217,9 @@ class Planner:
             return None
         conds = list(dict.fromkeys((psf.id, canon) for psf, canon in psfs))  # a repeated condition is checked once
         if len(conds) > 1:
-            conds = _query.rarest_first(self.log, self.index, conds, lo, hi, self.gate)
+            conds = _fetch.rarest_first(self.log, self.index, conds, lo, hi, self.gate)
         (psf_id, canon), also = conds[0], conds[1:]
-        fetch = _query.fetch_chain_batches if batches else _query.fetch_chain
+        fetch = _fetch.fetch_chain_batches if batches else _fetch.fetch_chain
         return fetch(self.log, self.index, psf_id, canon, lo, hi, self.gate, limit, also)
 
     def live_mask(self, addresses: list[int]) -> list[bool]:

@@ -34,6 +34,7 @@ from ..errors import EvaluationBudgetExceeded, InvalidArgument, PSFNotFound
 from ..psf import PSF, EvaluationBudget, canonical, evaluate, parse_definition, value_hash
 from ..psf import buckets as B
 from ..results import RecordBatch
+from ..store import fetch as _fetch
 from ..store import query as _query
 from ..store.scan import truthy
 from .planner import Planner
@@ -133,7 +134,7 @@ class Windows:
                                                        lo, hi, p.gate, also):
                     found.extend(addrs)
                 continue
-            for batch in _query.fetch_chain_batches(p.log, p.index, tp.id, canon, lo, hi, p.gate, None, also):
+            for batch in _fetch.fetch_chain_batches(p.log, p.index, tp.id, canon, lo, hi, p.gate, None, also):
                 xs = B.numbers(p.native_set(tp), batch)
                 found.extend(a for a, x in zip(batch.addresses, xs) if x is not None and s <= x < u)
         out = sorted(found, reverse=descending)

@@ -91,7 +91,7 @@ def test_window_reads_only_its_pages(open_store, generated):
     log.bind(store)
     since, until = BASE + 3600 * 10, BASE + 3600 * 11
     inside = _in(log, since, until)
-    from shoal.store import query as q
+    from shoal.store import fetch as q
     seen = []
     real = q.fetch_chain
 

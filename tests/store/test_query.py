@@ -219,7 +219,7 @@ def test_query_all_of_values_found_together(loaded, monkeypatch):
     not empty), Records and batches, newest first (answered by walking the
     rarest-looking chain and checking key pointers) and oldest first (by
     intersecting address streams), whole log, limits and ranges."""
-    import shoal.store.query as query_mod
+    import shoal.store.fetch as query_mod
     name, store, log = loaded
     psfs = DATASETS[name][2]
     rng = random.Random(5)
