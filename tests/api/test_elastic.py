@@ -299,6 +299,15 @@ def test_items_answer_in_order_against_the_oracle(store, http, records):
             assert got[int(i["index"]["_id"])] == w
 
 
+def test_items_per_request_are_bounded(store, http, monkeypatch):
+    from shoal.api import bulk
+    monkeypatch.setattr(bulk, "MAX_ITEMS", 50)
+    pair = b'{"index": {"_index": "a"}}\n{"a": 1}\n'
+    assert _bulk(http, pair * 50).status_code == 200
+    assert "more than 50 items" in _es_error(_bulk(http, pair * 51), 413, "illegal_argument_exception")
+    assert len(stored(store)) == 50  # the refused body stored nothing
+
+
 def test_body_limits(open_store, live_url_for):
     store = open_store()
     url = live_url_for(create_app(store, max_body_bytes=4096))
