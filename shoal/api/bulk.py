@@ -208,13 +208,7 @@ class Bulk:
         else:
             text = b"\n".join(sources)
         self._flush()  # the items before this run first
-        result = self.store.ingest(text, format="ndjson", addresses=True, durable=self.durable)
-        self.ingested += result.ingested
-        self.rejected += result.rejected
-        self.input_bytes += result.input_bytes
-        addrs = result.addresses
-        if len(addrs) != len(sources):  # every line is one record: a bug if not, never a silent mismatch
-            raise RuntimeError(f"bulk: {len(sources)} sources framed as {len(addrs)} records")
+        result, addrs = self._store(text, len(sources))
         head = b'{"%s":{"_index":%s,"_id":' % (op.encode(), orjson.dumps(index))
         tail = b',"result":"created","_shards":{"total":1,"successful":1,"failed":0},"_seq_no":%d,' \
                b'"_primary_term":1,"status":201}}'
@@ -392,6 +386,17 @@ class Bulk:
             m = self._members[index] = self.field_key + b":" + orjson.dumps(index)
         return m
 
+    def _store(self, text: bytes, n: int):
+        """Ingest a run's NDJSON text of n records: (the result, each record's address or 0)."""
+        result = self.store.ingest(text, format="ndjson", addresses=True, durable=self.durable)
+        self.ingested += result.ingested
+        self.rejected += result.rejected
+        self.input_bytes += result.input_bytes
+        addrs = result.addresses
+        if len(addrs) != n:  # every line is one record: a bug if not, never a silent mismatch
+            raise RuntimeError(f"bulk: {n} sources framed as {len(addrs)} records")
+        return result, addrs
+
     def _flush(self) -> None:
         run, parts = self._run, self._parts
         self._run, self._parts, self._pending_keys = [], [], set()
@@ -399,13 +404,7 @@ class Bulk:
             return
         keyed = self.keys is not None
         existed = [self._lookup(item.key) is not None for _, item in run] if keyed else None
-        result = self.store.ingest(b"".join(parts), format="ndjson", addresses=True, durable=self.durable)
-        self.ingested += result.ingested
-        self.rejected += result.rejected
-        self.input_bytes += result.input_bytes
-        addrs = result.addresses
-        if len(addrs) != len(run):  # every line is one record: a bug if not, never a silent mismatch
-            raise RuntimeError(f"bulk: {len(run)} sources framed as {len(addrs)} records")
+        result, addrs = self._store(b"".join(parts), len(run))
         reasons = {e.line: e.reason for e in result.errors} if result.rejected else {}
         items = self.items
         for j, ((pos, item), address) in enumerate(zip(run, addrs)):
