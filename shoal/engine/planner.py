@@ -43,14 +43,14 @@ ORDERS = ("newest", "oldest")
 
 class Planner:
     def __init__(self, config: StoreConfig, log: HybridLog, index: HashIndex, registry: Registry,
-                 keys: KeyIndex | None, gate: Gate):
+                 keys: KeyIndex | None, gate: Gate, tally=None):
         self.config = config
         self.log = log
         self.index = index
         self.registry = registry
         self.keys = keys
         self.gate = gate
-        self.tally = None  # the store's value tally (its samples let whole chain walks run in lanes)
+        self.tally = tally  # the store's value tally (its samples let whole chain walks run in lanes)
         # Keyed by (psf_id, expression, bucket, time): a forgotten PSF's id may serve a later one.
         self._scan_sets: dict[tuple, NativePSFSet] = {}
         self._projections: dict[Any, Projection] = {}

@@ -95,8 +95,7 @@ class Store:
         self._write_lock = self._core.lock
         self._commit = GroupCommit(o.log, self._write_lock, o.recovery.tail_address)
         self._keys = KeyIndex(o.log, o.index) if self.key is not None else None
-        self._planner = Planner(o.config, o.log, o.index, o.registry, self._keys, self._gate)
-        self._planner.tally = o.tally
+        self._planner = Planner(o.config, o.log, o.index, o.registry, self._keys, self._gate, o.tally)
         self._counts = Counts(self._planner, o.tally)
         self._ranges = Ranges(self._planner, o.tally)
         self._windows = Windows(self._planner, self._ranges)

@@ -25,6 +25,16 @@ BIG_SEGMENT = shoal.StoreConfig(page_size_bytes=64 * KiB, memory_budget_bytes=8 
                                 segment_size_bytes=64 << 20, batch_bytes=64 * KiB)
 
 
+def _filled(open_store, raws):
+    """A store of one big segment holding raws, flushed, and its oracle."""
+    store = open_store(config=BIG_SEGMENT)
+    store.ingest(b"\n".join(raws))
+    store.flush()
+    log = Log(raws)
+    log.bind(store)
+    return store, log
+
+
 def _above(log: Log, begin: int) -> list[tuple[int, bytes]]:
     return [(a, r) for a, r in zip(log.addresses, log.raws) if a >= begin]
 
@@ -58,11 +68,7 @@ def test_compacting_to_a_tenth_leaves_a_tenth_on_disk(open_store, records, sourc
 
 def test_a_hole_a_crash_left_unpunched_is_punched_at_open(open_store, generated, monkeypatch):
     raws = list(generated("zeek_logs", 8000))
-    store = open_store(config=BIG_SEGMENT)
-    store.ingest(b"\n".join(raws))
-    store.flush()
-    log = Log(raws)
-    log.bind(store)
+    store, log = _filled(open_store, raws)
     with monkeypatch.context() as m:  # the process dies before its hole is punched
         m.setattr(S.SegmentFiles, "punch_below", lambda self, address: 0)
         r = store.compact(retain_bytes=store.stats()["log_bytes"] // 5)
@@ -84,11 +90,7 @@ def test_no_hole_where_the_file_system_cannot_punch(open_store, generated, monke
             return -errno.EOPNOTSUPP
 
     raws = list(generated("zeek_logs", 4000))
-    store = open_store(config=BIG_SEGMENT)
-    store.ingest(b"\n".join(raws))
-    store.flush()
-    log = Log(raws)
-    log.bind(store)
+    store, log = _filled(open_store, raws)
     monkeypatch.setattr(S, "lib", NoHoles())
     r = store.compact(retain_bytes=store.stats()["log_bytes"] // 2)
     assert r.bytes_reclaimed == 0 and r.disk_bytes_after == r.disk_bytes_before
