@@ -809,6 +809,54 @@ int shoal_scan(shoal_scan_job *job, const shoal_psfset *set);
 int shoal_replay(const char *buf, uint64_t base, uint64_t len, uint64_t *pos,
                  uint32_t page_bits, shoal_index *index, shoal_tally *tally, uint64_t *records);
 
+/* ---- compressed frames (frame.c): the compressed cold tier's unit --------- */
+/* zstd's entry points, from the zstandard wheel's cffi module (store/frames.py
+ * binds them once per process); every one must be set. */
+typedef struct {
+    void *createCCtx, *freeCCtx, *compressCCtx, *compress_usingCDict, *createCDict, *freeCDict;
+    void *createDCtx, *freeDCtx, *decompressDCtx, *decompress_usingDDict, *createDDict, *freeDDict;
+    void *isError, *compressBound;
+} shoal_zstd_api;
+int shoal_zstd_bind(const shoal_zstd_api *api);
+
+#define SHOAL_FRAME_MAGIC 0x5a4c4853u   /* "SHLZ" */
+#define SHOAL_FRAME_MAX_RAW 1048576     /* raw bytes a frame may hold */
+#define SHOAL_FRAME_DICT 1              /* flags: compressed with the store's dictionary */
+/* What precedes each frame's zstd bytes. crc: CRC32C of the header from
+ * `address` on and of the compressed bytes; raw_crc: of the raw bytes. */
+typedef struct {
+    uint32_t magic;
+    uint32_t crc;
+    uint64_t address;     /* log address of the first raw byte */
+    uint32_t raw_len;
+    uint32_t comp_len;
+    uint32_t raw_crc;
+    uint32_t flags;
+} shoal_frame_header;
+
+/* A compression level and, if dict_len, a dictionary (copied): NULL when zstd
+ * is not bound, or on allocation failure. */
+typedef struct shoal_codec shoal_codec;
+shoal_codec *shoal_codec_new(const char *dict, uint64_t dict_len, int level);
+void shoal_codec_free(shoal_codec *c);
+/* The most bytes a frame of raw_len raw bytes takes (0: zstd not bound). */
+uint64_t shoal_frame_bound(uint64_t raw_len);
+/* Compress log bytes [address, address + n) at src as frames of frame_raw raw
+ * bytes (the last may be shorter), back to back in out; offsets[i] = where
+ * frame i starts. Returns the bytes written, or SHOAL_E_SPACE when out or
+ * max_frames is too small (nothing usable written), SHOAL_E_ARG. */
+int64_t shoal_frames_compress(shoal_codec *c, uint64_t address, const char *src, uint64_t n, uint32_t frame_raw,
+                              char *out, uint64_t cap, uint64_t *offsets, uint32_t max_frames, uint32_t *n_frames);
+/* The size of the frame at f (header, compressed bytes, padding), checked to
+ * fit in avail bytes, or SHOAL_E_CORRUPT. */
+int64_t shoal_frame_size(const char *f, uint64_t avail);
+/* Decompress the frame at f (avail bytes readable there) that must hold log
+ * address `address` first, into dst: its raw length, or SHOAL_E_CORRUPT (see
+ * frame.c: header, address, both CRCs), SHOAL_E_SPACE (cap too small),
+ * SHOAL_E_ARG (a dictionary frame, a codec without one). Any thread. */
+int64_t shoal_frame_decompress(const shoal_codec *c, const char *f, uint64_t avail, uint64_t address,
+                               char *dst, uint64_t cap);
+
 /* END CDEF */
 
 #endif

@@ -1,0 +1,163 @@
+/*
+ * frame.c -- compressed frames: the unit of the compressed cold tier.
+ *
+ * A frame holds up to SHOAL_FRAME_MAX_RAW bytes of log, [address, address +
+ * raw_len), compressed with zstd (the store's dictionary, if it has one):
+ *
+ *   shoal_frame_header (32 B) | zstd frame (comp_len bytes) | zeros to 8
+ *
+ * zstd itself comes from the `zstandard` wheel: its cffi module exports the
+ * library's entry points, which store/frames.py hands to shoal_zstd_bind at
+ * import, so the build needs no zstd headers or system library.
+ *
+ * Must stay true:
+ *   - A frame is taken only when its header checks (magic, its CRC32C over
+ *     the header's other bytes and the compressed bytes), it is the frame of
+ *     the address the reader asked for, and the bytes zstd gives back have
+ *     the raw length and the raw CRC32C the writer recorded: a flipped bit
+ *     anywhere, or a frame of another address, reads as SHOAL_E_CORRUPT.
+ *   - Compression and decompression contexts are never shared between
+ *     threads: a compress call makes its own, a decompress uses its
+ *     thread's (created on first use, freed at the thread's exit).
+ */
+#include "internal.h"
+
+#include <pthread.h>
+
+static struct {
+    void *(*createCCtx)(void);
+    size_t (*freeCCtx)(void *);
+    size_t (*compressCCtx)(void *, void *, size_t, const void *, size_t, int);
+    size_t (*compress_usingCDict)(void *, void *, size_t, const void *, size_t, const void *);
+    void *(*createCDict)(const void *, size_t, int);
+    size_t (*freeCDict)(void *);
+    void *(*createDCtx)(void);
+    size_t (*freeDCtx)(void *);
+    size_t (*decompressDCtx)(void *, void *, size_t, const void *, size_t);
+    size_t (*decompress_usingDDict)(void *, void *, size_t, const void *, size_t, const void *);
+    void *(*createDDict)(const void *, size_t);
+    size_t (*freeDDict)(void *);
+    unsigned (*isError)(size_t);
+    size_t (*compressBound)(size_t);
+    int bound;
+} Z;
+
+int shoal_zstd_bind(const shoal_zstd_api *api) {
+    void *const *p = (void *const *)api;
+    for (size_t i = 0; i < sizeof *api / sizeof(void *); i++)
+        if (!p[i]) return SHOAL_E_ARG;
+    memcpy(&Z, api, sizeof *api);
+    Z.bound = 1;
+    return SHOAL_OK;
+}
+
+struct shoal_codec {
+    void *cdict, *ddict;
+    int level;
+};
+
+shoal_codec *shoal_codec_new(const char *dict, uint64_t dict_len, int level) {
+    if (!Z.bound) return NULL;
+    shoal_codec *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->level = level;
+    if (dict_len) {
+        c->cdict = Z.createCDict(dict, (size_t)dict_len, level);
+        c->ddict = Z.createDDict(dict, (size_t)dict_len);
+        if (!c->cdict || !c->ddict) {
+            shoal_codec_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+void shoal_codec_free(shoal_codec *c) {
+    if (!c) return;
+    if (c->cdict) Z.freeCDict(c->cdict);
+    if (c->ddict) Z.freeDDict(c->ddict);
+    free(c);
+}
+
+static uint32_t header_crc(const shoal_frame_header *h, const char *comp) {
+    uint32_t crc = shoal_crc32c(0, (const char *)h + 8, sizeof *h - 8);
+    return shoal_crc32c(crc, comp, h->comp_len);
+}
+
+uint64_t shoal_frame_bound(uint64_t raw_len) {
+    if (!Z.bound) return 0;
+    return sizeof(shoal_frame_header) + ((Z.compressBound((size_t)raw_len) + 7) & ~(uint64_t)7);
+}
+
+int64_t shoal_frames_compress(shoal_codec *c, uint64_t address, const char *src, uint64_t n, uint32_t frame_raw,
+                              char *out, uint64_t cap, uint64_t *offsets, uint32_t max_frames, uint32_t *n_frames) {
+    *n_frames = 0;
+    if (!c || !Z.bound || !frame_raw || frame_raw > SHOAL_FRAME_MAX_RAW) return SHOAL_E_ARG;
+    void *cctx = Z.createCCtx();
+    if (!cctx) return SHOAL_E_NOMEM;
+    uint64_t used = 0;
+    int64_t rc = 0;
+    for (uint64_t at = 0; at < n; at += frame_raw) {
+        uint32_t raw = (uint32_t)(n - at < frame_raw ? n - at : frame_raw);
+        if (*n_frames == max_frames || cap - used < shoal_frame_bound(raw)) { rc = SHOAL_E_SPACE; break; }
+        shoal_frame_header *h = (shoal_frame_header *)(out + used);
+        char *comp = out + used + sizeof *h;
+        size_t room = (size_t)(cap - used - sizeof *h);
+        size_t k = c->cdict ? Z.compress_usingCDict(cctx, comp, room, src + at, raw, c->cdict)
+                            : Z.compressCCtx(cctx, comp, room, src + at, raw, c->level);
+        if (Z.isError(k)) { rc = SHOAL_E_SPACE; break; }
+        memset(h, 0, sizeof *h);
+        h->magic = SHOAL_FRAME_MAGIC;
+        h->address = address + at;
+        h->raw_len = raw;
+        h->comp_len = (uint32_t)k;
+        h->raw_crc = shoal_crc32c(0, src + at, raw);
+        h->flags = c->cdict ? SHOAL_FRAME_DICT : 0;
+        h->crc = header_crc(h, comp);
+        uint64_t size = sizeof *h + ((k + 7) & ~(size_t)7);
+        memset(comp + k, 0, (size_t)(size - sizeof *h - k));
+        offsets[(*n_frames)++] = used;
+        used += size;
+    }
+    Z.freeCCtx(cctx);
+    return rc < 0 ? rc : (int64_t)used;
+}
+
+static pthread_key_t g_dctx_key;
+static pthread_once_t g_dctx_once = PTHREAD_ONCE_INIT;
+static void free_dctx(void *d) { if (d && Z.bound) Z.freeDCtx(d); }
+static void make_dctx_key(void) { pthread_key_create(&g_dctx_key, free_dctx); }
+
+static void *thread_dctx(void) {
+    pthread_once(&g_dctx_once, make_dctx_key);
+    void *d = pthread_getspecific(g_dctx_key);
+    if (!d) {
+        d = Z.createDCtx();
+        if (d) pthread_setspecific(g_dctx_key, d);
+    }
+    return d;
+}
+
+int64_t shoal_frame_size(const char *f, uint64_t avail) {
+    const shoal_frame_header *h = (const shoal_frame_header *)f;
+    if (avail < sizeof *h || h->magic != SHOAL_FRAME_MAGIC || h->raw_len > SHOAL_FRAME_MAX_RAW) return SHOAL_E_CORRUPT;
+    uint64_t size = sizeof *h + (((uint64_t)h->comp_len + 7) & ~(uint64_t)7);
+    return size <= avail ? (int64_t)size : SHOAL_E_CORRUPT;
+}
+
+int64_t shoal_frame_decompress(const shoal_codec *c, const char *f, uint64_t avail, uint64_t address,
+                               char *dst, uint64_t cap) {
+    if (!c || !Z.bound) return SHOAL_E_ARG;
+    const shoal_frame_header *h = (const shoal_frame_header *)f;
+    if (shoal_frame_size(f, avail) < 0 || h->address != address) return SHOAL_E_CORRUPT;
+    const char *comp = f + sizeof *h;
+    if (header_crc(h, comp) != h->crc) return SHOAL_E_CORRUPT;
+    if ((h->flags & SHOAL_FRAME_DICT) && !c->ddict) return SHOAL_E_ARG; /* the store's dictionary was not loaded */
+    if (cap < h->raw_len) return SHOAL_E_SPACE;
+    void *dctx = thread_dctx();
+    if (!dctx) return SHOAL_E_NOMEM;
+    size_t k = (h->flags & SHOAL_FRAME_DICT) ? Z.decompress_usingDDict(dctx, dst, h->raw_len, comp, h->comp_len, c->ddict)
+                                            : Z.decompressDCtx(dctx, dst, h->raw_len, comp, h->comp_len);
+    if (Z.isError(k) || k != h->raw_len || shoal_crc32c(0, dst, k) != h->raw_crc) return SHOAL_E_CORRUPT;
+    return (int64_t)k;
+}
