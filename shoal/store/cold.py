@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .._native import ffi, lib
 from ..errors import CorruptionError
-from ..files import fsync_dir
+from ..files import write_atomic
 from .frames import Codec, frame_size
 
 FOOTER = struct.Struct("<QQQIIII")  # first address, raw bytes, table offset, frames, frame bytes, magic, crc
@@ -40,22 +40,13 @@ def _crc(data) -> int:
 
 def write(path: Path, codec: Codec, address: int, raw) -> int:
     """Write log bytes [address, address + len(raw)) as the cold file `path`
-    (temporary name, fsync, rename, directory fsync). Returns its size."""
+    (files.write_atomic: temporary name, fsync, rename, directory fsync).
+    Returns its size."""
     frames, offsets = codec.compress(address, raw)
     table = offsets.tobytes()
     head = FOOTER.pack(address, len(raw), len(frames), len(offsets), codec.frame_bytes, MAGIC, 0)[:-4]
     footer = head + struct.pack("<I", _crc(table + head))
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(frames + table + footer)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    write_atomic(path, frames + table + footer)
     return len(frames) + len(table) + len(footer)
 
 

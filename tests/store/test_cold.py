@@ -7,20 +7,11 @@ import random
 
 import pytest
 from conftest import SOURCES
+from test_frames import log_bytes
 
 from shoal.errors import CorruptionError
 from shoal.store import cold
 from shoal.store.frames import Codec
-
-
-def raw_log(open_store, lines) -> bytes:
-    s = open_store(config=None)
-    s.register_psf("a", "type || _path")
-    s.ingest(b"\n".join(lines))
-    s.checkpoint()
-    path = s.path
-    s.close()
-    return b"".join(p.read_bytes() for p in sorted((path / "log").glob("segment-*.log")))
 
 
 def reads_match(seg: cold.ColdSegment, raw: bytes, base: int, rng: random.Random, k: int = 300) -> None:
@@ -33,7 +24,7 @@ def reads_match(seg: cold.ColdSegment, raw: bytes, base: int, rng: random.Random
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("kind", ["github_events", "zeek_logs"])
 def test_reads_give_back_the_log(open_store, records, tmp_path, source, kind):
-    raw = raw_log(open_store, records(source, kind, 2_000))
+    raw = log_bytes(open_store, records(source, kind, 2_000))
     base = 7 << 22
     path = tmp_path / "segment-000007.z"
     size = cold.write(path, Codec(frame_bytes=16384), base, raw)
@@ -53,7 +44,7 @@ def test_reads_give_back_the_log(open_store, records, tmp_path, source, kind):
 
 
 def test_a_file_without_its_footer_is_read_frame_by_frame(open_store, generated, tmp_path):
-    raw = raw_log(open_store, generated("github_events", 1_500))
+    raw = log_bytes(open_store, generated("github_events", 1_500))
     path = tmp_path / "segment-000000.z"
     cold.write(path, Codec(frame_bytes=8192), 4096, raw)
     whole = path.read_bytes()
@@ -76,7 +67,7 @@ def test_a_file_without_its_footer_is_read_frame_by_frame(open_store, generated,
 
 
 def test_a_damaged_frame_fails_its_reads_only(open_store, generated, tmp_path):
-    raw = raw_log(open_store, generated("zeek_logs", 3_000))
+    raw = log_bytes(open_store, generated("zeek_logs", 3_000))
     path = tmp_path / "segment-000000.z"
     cold.write(path, Codec(frame_bytes=16384), 0, raw)
     seg = cold.ColdSegment(path, Codec())
