@@ -83,6 +83,15 @@ class StoreConfig:
         bucketed time PSF named "@time", one bucket per
         time_bucket_seconds; records ingested before it was set are
         scanned for windows.
+    compression: "zstd" keeps the log's cold segments compressed: each
+        segment file, once its last page is written (the tail has moved to a
+        later segment), is rewritten by a background thread as frames of
+        compression_frame_bytes raw bytes (zstd at compression_level, with a
+        dictionary trained on the store's first such segment), and its raw
+        file deleted. Reads of a cold segment decompress the frames they
+        touch. The newest segment and the pages in memory stay raw. "none"
+        (the default): raw segment files only. Fixed when a store is
+        created.
     Retention, verification, mapping, expression and PSF limits apply per
     open, like the memory budget.
     """
@@ -111,6 +120,9 @@ class StoreConfig:
     tally_max_value_bytes: int = 256
     time_field: str | None = None
     time_bucket_seconds: float = 300.0
+    compression: str = "none"
+    compression_level: int = 3
+    compression_frame_bytes: int = 16 * KiB
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:
@@ -136,6 +148,13 @@ class StoreConfig:
             raise InvalidArgument("tally_max_values must be between 0 and 2**30")
         if not 0 <= self.tally_max_value_bytes <= 1 << 20:
             raise InvalidArgument("tally_max_value_bytes must be between 0 and 1 MiB")
+        if self.compression not in ("none", "zstd"):
+            raise InvalidArgument(f"compression must be 'none' or 'zstd', not {self.compression!r}")
+        if isinstance(self.compression_level, bool) or not isinstance(self.compression_level, int) \
+                or not 1 <= self.compression_level <= 19:
+            raise InvalidArgument("compression_level must be an integer from 1 (fastest) to 19 (smallest)")
+        if not _is_pow2(self.compression_frame_bytes) or not 4 * KiB <= self.compression_frame_bytes <= 32 * KiB:
+            raise InvalidArgument("compression_frame_bytes must be a power of two from 4 KiB to 32 KiB")
         if self.time_field is not None and (not isinstance(self.time_field, str) or not self.time_field.strip()):
             raise InvalidArgument("time_field must be a non-empty JMESPath expression")
         if (isinstance(self.time_bucket_seconds, bool) or not isinstance(self.time_bucket_seconds, (int, float))

@@ -58,6 +58,73 @@ static int disk_read(shoal_log *log, uint64_t addr, char *dst, size_t n) {
     return pread_full(fd, dst, n, off);
 }
 
+/* ---- cold segments: compressed frames -------------------------------------------- */
+
+/* The cold view of the segment holding addr, or NULL. */
+static const shoal_cold *cold_of(shoal_log *log, uint64_t addr) {
+    if (!log->cold) return NULL;
+    uint64_t off;
+    uint64_t seg = shoal_segment_at(log, addr, &off);
+    if (seg >= log->n_segment_slots) return NULL;
+    return LOAD(&log->cold[seg]);
+}
+
+/* Decompress frame i of c into out (frame_bytes room): its raw length in *len. */
+static int cold_frame(shoal_log *log, const shoal_cold *c, uint64_t i, char *out, uint32_t *len) {
+    char z[SHOAL_COLD_MAX_FRAME + 1024];
+    uint64_t lo = c->offsets[i], hi = c->offsets[i + 1];
+    if (hi <= lo || hi - lo > sizeof z) return SHOAL_E_CORRUPT;
+    int rc = pread_full(c->fd, z, (size_t)(hi - lo), lo);
+    if (rc != SHOAL_OK) return rc;
+    int64_t k = shoal_frame_decompress(log->codec, z, hi - lo, c->address + i * c->frame_bytes, out, c->frame_bytes);
+    if (k < 0) return k == SHOAL_E_IO ? k : SHOAL_E_CORRUPT;
+    *len = (uint32_t)k;
+    return SHOAL_OK;
+}
+
+/* Log bytes [addr, addr + n) of cold segment c, frame by frame; the caller's
+ * block cache keeps the last frame decompressed (a walk's next hop is often
+ * in it). */
+static int cold_read(shoal_log *log, const shoal_cold *c, uint64_t addr, char *dst, size_t n,
+                     shoal_block_cache **bcp) {
+    char local[SHOAL_COLD_MAX_FRAME];
+    shoal_block_cache *bc = bcp ? shoal_block_cache_of(bcp) : NULL;
+    if (c->frame_bytes > SHOAL_COLD_MAX_FRAME || !c->frame_bytes) return SHOAL_E_CORRUPT;
+    while (n) {
+        if (addr < c->address || addr - c->address >= c->raw_bytes) return SHOAL_E_CORRUPT;
+        uint64_t i = (addr - c->address) / c->frame_bytes, fa = c->address + i * c->frame_bytes;
+        if (i >= c->n_frames) return SHOAL_E_CORRUPT;
+        const char *src;
+        uint32_t len;
+        if (bc && fa && bc->lo == fa) { /* (lo 0 means empty: the log's first frame is never kept) */
+            src = bc->buf;
+            len = bc->len;
+        } else {
+            char *out = bc ? bc->buf : local;
+            if (bc) bc->lo = 0;
+            int rc = cold_frame(log, c, i, out, &len);
+            if (rc != SHOAL_OK) return rc;
+            if (bc && fa) { bc->lo = fa; bc->len = len; }
+            src = out;
+        }
+        uint64_t at = addr - fa;
+        if (at >= len) return SHOAL_E_CORRUPT;
+        size_t k = n < len - at ? n : (size_t)(len - at);
+        memcpy(dst, src + at, k);
+        dst += k;
+        addr += k;
+        n -= k;
+    }
+    return SHOAL_OK;
+}
+
+/* A raw read that found no file: the segment may have gone cold meanwhile. */
+static int raw_or_cold(shoal_log *log, uint64_t addr, char *dst, size_t n, shoal_block_cache **bcp, int rc) {
+    if (rc != SHOAL_E_CORRUPT) return rc;
+    const shoal_cold *c = cold_of(log, addr);
+    return c ? cold_read(log, c, addr, dst, n, bcp) : rc;
+}
+
 int shoal_read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, shoal_block_cache **bcp) {
     uint64_t page = addr >> log->page_bits;
     uint32_t f = (uint32_t)(page % log->n_frames);
@@ -67,6 +134,8 @@ int shoal_read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, shoal_b
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&log->frame_page[f], __ATOMIC_RELAXED) == p1) return SHOAL_OK;
     }
+    const shoal_cold *cold = cold_of(log, addr);
+    if (cold) return cold_read(log, cold, addr, dst, n, bcp);
     const char *view = shoal_map_view(log, addr, n);
     if (view) {
         if (!shoal_page_move(bcp, addr)) return shoal_map_copy(dst, view, n);
@@ -88,12 +157,12 @@ int shoal_read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, shoal_b
             if (lo < page_lo) lo = page_lo;
             uint64_t hi = lo + block;
             if (hi > page_lo + page_size) hi = page_lo + page_size;
-            if (addr + n > hi) return disk_read(log, addr, dst, n);
+            if (addr + n > hi) return raw_or_cold(log, addr, dst, n, bcp, disk_read(log, addr, dst, n));
             /* The block may run past the end of the segment file (last page
              * partially flushed): read what is there. */
             uint64_t want = hi - lo, off;
             int fd = segment_of(log, lo, &off);
-            if (fd < 0) return SHOAL_E_CORRUPT;
+            if (fd < 0) return raw_or_cold(log, addr, dst, n, bcp, SHOAL_E_CORRUPT);
             uint64_t got = 0;
             while (got < want) {
                 ssize_t r = pread(fd, bc->buf + got, want - got, (off_t)(off + got));
@@ -112,7 +181,7 @@ int shoal_read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, shoal_b
         memcpy(dst, bc->buf + (addr - bc->lo), n);
         return SHOAL_OK;
     }
-    return disk_read(log, addr, dst, n);
+    return raw_or_cold(log, addr, dst, n, bcp, disk_read(log, addr, dst, n));
 }
 
 /* ---- records ------------------------------------------------------------------ */

@@ -299,6 +299,21 @@ typedef struct {
     uint32_t hash32;        /* low 32 bits of shoal_hash(psf_id, canonical value) */
 } shoal_key_pointer;
 
+/* A cold segment file as readers see it (store/cold.py fills it): frame i
+ * holds log bytes [address + i * frame_bytes, + frame_bytes) (the last may
+ * be shorter) at file bytes [offsets[i], offsets[i + 1]). Immutable once
+ * published in shoal_log.cold. */
+typedef struct shoal_codec shoal_codec;
+#define SHOAL_COLD_MAX_FRAME 32768  /* raw bytes a cold frame may hold (read.c decodes on the stack) */
+typedef struct {
+    int32_t fd;
+    uint32_t frame_bytes;
+    uint64_t address;
+    uint64_t raw_bytes;
+    uint64_t n_frames;
+    const uint64_t *offsets;  /* n_frames + 1 entries */
+} shoal_cold;
+
 /* ---- hybrid log view ------------------------------------------------------ */
 /* Python owns the frames and segment files; C reads and appends through this.
  * Invariant: begin <= head <= read_only <= tail. Page p lives in frame
@@ -332,6 +347,11 @@ typedef struct {
      * shoal_read_job.verify_start). Secret: a client that knew it could
      * forge a tag. Set before the first append; the same for the log's life. */
     uint64_t tag_key;
+    /* Cold segments (store/cold.py): cold[s] set = segment s's bytes are in a
+     * cold file of compressed frames, read through `codec`; its raw file is
+     * gone, or going (a reader that meets no raw file looks here again). */
+    shoal_cold **cold;            /* atomic entries; NULL: no cold segments */
+    const shoal_codec *codec;
 } shoal_log;
 
 /* Map `map_len` bytes of the segment file fd read-only (it may be longer
@@ -836,7 +856,6 @@ typedef struct {
 
 /* A compression level and, if dict_len, a dictionary (copied): NULL when zstd
  * is not bound, or on allocation failure. */
-typedef struct shoal_codec shoal_codec;
 shoal_codec *shoal_codec_new(const char *dict, uint64_t dict_len, int level);
 void shoal_codec_free(shoal_codec *c);
 /* The most bytes a frame of raw_len raw bytes takes (0: zstd not bound). */

@@ -32,16 +32,17 @@ from ..errors import InvalidArgument, PSFError, StoreLocked
 from ..files import write_atomic
 from ..psf import Expression, Registry, parse_definition
 from ..store.begin import BeginState, finish_interrupted, load_begin, records_after_recovery, recovery_begin, save_begin
+from ..store.frames import store_codec
 from ..store.hlog import HybridLog
 from ..store.index import HashIndex
 from ..store.recovery import RecoveryReport, recover
-from ..store.tally import Tally
 from ..store.segments import SegmentFiles
+from ..store.tally import Tally
 from .retention import parse_timestamp
 
 _FORMAT = 1
 # Layout settings fixed when a store is created; the others may change per open.
-_LAYOUT = ("page_size_bytes", "segment_size_bytes", "key")
+_LAYOUT = ("page_size_bytes", "segment_size_bytes", "key", "compression")
 _MAX_SEGMENTS = 1 << 20  # the C table of segment descriptors
 
 
@@ -92,7 +93,7 @@ def _open_locked(path: Path, lock_file: IO[Any], config: StoreConfig | None, ove
     page_bits = config.page_bits
     seg_bits = (config.segment_size_bytes // config.page_size_bytes).bit_length() - 1
     fds = ffi.new("int32_t[]", _MAX_SEGMENTS)
-    segs = SegmentFiles(path / "log", page_bits, seg_bits, fds, _MAX_SEGMENTS)
+    segs = SegmentFiles(path / "log", page_bits, seg_bits, fds, _MAX_SEGMENTS, codec=store_codec(path / "log", config))
     try:
         begin, missing = recovery_begin(begin_state, segs)
         index, tally, report = recover(

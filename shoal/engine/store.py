@@ -50,6 +50,7 @@ from ..psf.compiled import Compiled, compile_active
 from ..results import CheckpointInfo, CompactionResult, IngestResult, Record, RecordBatch
 from ..store.checkpoint import list_checkpoints, write_checkpoint
 from ..store.commit import GroupCommit
+from ..store.cooling import Cooling
 from ..store.gate import Gate
 from ..store.keys import KeyIndex, key_canon
 from ..store.recovery import LOST_AND_FOUND
@@ -85,6 +86,8 @@ class Store:
         self.recovery = o.recovery
         self._log = o.log
         self._gate = Gate()
+        # compression="zstd": sealed segments rewritten compressed, in the background
+        self._cooling = Cooling(o.log, self._gate) if o.config.compression == "zstd" else None
         # psf_id -> records a slow-path PSF failed on (and, of those, went over
         # its evaluation budget) since this open; kept across recompiles.
         self._eval_errors: dict[int, int] = {}
@@ -132,6 +135,8 @@ class Store:
             finally:
                 self._commit.close()
                 self._gate.close()
+                if self._cooling is not None:
+                    self._cooling.close()
                 self._compactor.close_retired()  # no reader left: deleted segments' fds
                 self._log.close()
                 self._index.free()
@@ -537,6 +542,15 @@ class Store:
         with self._write_lock:
             self._gate.check_open()
             return self._commit.sync_locked() if durable else self._log.flush()
+
+    def wait_compressed(self, timeout: float = 60.0) -> bool:
+        """On a store created with compression="zstd": wait until every sealed
+        segment (all but the newest) is compressed, at most `timeout`
+        seconds; True when none waits. Compression runs in the background
+        on its own; this is for a caller that wants to see its result now
+        (disk use, say). Always True on a store without compression."""
+        self._gate.check_open()
+        return True if self._cooling is None else self._cooling.wait_idle(timeout)
 
     def checkpoint(self) -> CheckpointInfo:
         """Make the store restartable from this point: flush and fsync the log,

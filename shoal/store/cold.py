@@ -20,14 +20,16 @@ Must stay true:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from array import array
+from collections.abc import Iterable
 from pathlib import Path
 
 from .._native import ffi, lib
-from ..errors import CorruptionError
-from ..files import write_atomic
+from ..errors import CorruptionError, io_error
+from ..files import TEMP_SUFFIX, fsync_dir
 from .frames import Codec, frame_size
 
 FOOTER = struct.Struct("<QQQIIII")  # first address, raw bytes, table offset, frames, frame bytes, magic, crc
@@ -39,15 +41,55 @@ def _crc(data) -> int:
 
 
 def write(path: Path, codec: Codec, address: int, raw) -> int:
-    """Write log bytes [address, address + len(raw)) as the cold file `path`
-    (files.write_atomic: temporary name, fsync, rename, directory fsync).
-    Returns its size."""
-    frames, offsets = codec.compress(address, raw)
-    table = offsets.tobytes()
-    head = FOOTER.pack(address, len(raw), len(frames), len(offsets), codec.frame_bytes, MAGIC, 0)[:-4]
-    footer = head + struct.pack("<I", _crc(table + head))
-    write_atomic(path, frames + table + footer)
-    return len(frames) + len(table) + len(footer)
+    """Write log bytes [address, address + len(raw)) as the cold file `path`."""
+    return write_chunks(path, codec, address, [raw])
+
+
+def write_chunks(path: Path, codec: Codec, address: int, chunks: Iterable) -> int:
+    """Write the log bytes of `chunks` (consecutive, from `address`; each but
+    the last a multiple of codec.frame_bytes) as the cold file `path`: under
+    a temporary name, fsynced, renamed, the directory fsynced (a cold file
+    that exists is whole). Returns its size."""
+    tmp = path.with_name(path.name + TEMP_SUFFIX)
+    offsets = array("Q")
+    pos = raw_bytes = 0
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for chunk in chunks:
+                if raw_bytes % codec.frame_bytes:
+                    raise ValueError("only the last chunk may end inside a frame")
+                frames, offs = codec.compress(address + raw_bytes, chunk)
+                offsets.extend(pos + o for o in offs)
+                _write_all(fd, frames)
+                pos += len(frames)
+                raw_bytes += len(chunk)
+            table = offsets.tobytes()
+            head = FOOTER.pack(address, raw_bytes, pos, len(offsets), codec.frame_bytes, MAGIC, 0)[:-4]
+            _write_all(fd, table + head + struct.pack("<I", _crc(table + head)))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise io_error("write of", path, exc) from exc
+        raise
+    fsync_dir(path.parent)
+    return pos + 8 * len(offsets) + FOOTER.size
+
+
+class Interrupted(Exception):
+    """A conversion was stopped between chunks (the store is closing, or the
+    segment went away): no cold file was made."""
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class ColdSegment:
@@ -106,8 +148,43 @@ class ColdSegment:
             pos += n
         self.frames_end = pos
 
+    def c_view(self):
+        """The shoal_cold readers in C use (kept alive by this object)."""
+        if getattr(self, "_c", None) is None:
+            offs = ffi.new("uint64_t[]", len(self.offsets) + 1)
+            offs[0:len(self.offsets)] = self.offsets.tolist()
+            offs[len(self.offsets)] = self.frames_end
+            c = ffi.new("shoal_cold *")
+            c.fd = self.fd
+            c.frame_bytes = self.frame_bytes
+            c.address = self.address
+            c.raw_bytes = self.raw_bytes
+            c.n_frames = len(self.offsets)
+            c.offsets = offs
+            self._c = (c, offs)
+        return self._c[0]
+
+    def allocated_bytes(self) -> int:
+        return os.fstat(self.fd).st_blocks * 512
+
     def close(self) -> None:
         os.close(self.fd)
+
+    def read_checked(self, address: int, n: int) -> bytes:
+        """Up to n log bytes at `address` (in this file): short before the
+        first frame that does not check, as a segment file is short where
+        its written bytes end (recovery then ends the log there)."""
+        out = bytearray()
+        end = address + max(0, n)
+        while address < end:
+            first = self.address + (address - self.address) // self.frame_bytes * self.frame_bytes
+            try:
+                piece = self.read(address, min(end, first + self.frame_bytes) - address)
+            except CorruptionError:
+                break
+            out += piece
+            address += len(piece)
+        return bytes(out)
 
     def read(self, address: int, n: int) -> bytes:
         """Log bytes [address, address + n), which must lie in this file;

@@ -19,6 +19,7 @@ from array import array
 from .._native import check, ffi, lib
 from ..errors import CorruptionError, StorageError
 
+DICT_FILE = "zstd.dict"  # a store's trained dictionary, in its log directory beside the segment files
 DEFAULT_FRAME_BYTES = 16 << 10
 DEFAULT_LEVEL = 3
 DICT_BYTES = 110 << 10
@@ -134,3 +135,16 @@ def frame_size(frame) -> int:
     """Bytes the frame at the start of `frame` takes (header, compressed
     bytes, padding); CorruptionError if its header does not fit or check."""
     return check(lib.shoal_frame_size(ffi.from_buffer(frame), len(frame)), "frame header")
+
+
+def store_codec(log_dir, config) -> Codec | None:
+    """The codec a store's cold files are read and written with (its
+    compression settings; its dictionary, DICT_FILE, when it has one). None
+    when the store does not compress and its log holds no cold file."""
+    if config.compression == "none" and not any(log_dir.glob("segment-*.z")):
+        return None
+    try:
+        dictionary = (log_dir / DICT_FILE).read_bytes()
+    except FileNotFoundError:
+        dictionary = b""
+    return Codec(level=config.compression_level, frame_bytes=config.compression_frame_bytes, dictionary=dictionary)

@@ -47,8 +47,9 @@ from pathlib import Path
 from .._native import ffi
 from ..config import StoreConfig
 from ..errors import NativeIOError, ShoalError, StorageError, restated
-from .address import FIRST_ADDRESS, MAX_ADDRESS
 from ..files import write_atomic
+from .address import FIRST_ADDRESS, MAX_ADDRESS
+from .frames import store_codec
 from .reads import RecordReads
 from .segments import BLOCK_BYTES, SegmentFiles
 
@@ -95,8 +96,15 @@ class HybridLog:
         self._frames: list = [None] * self.n_frames  # cdata views of frame memory
         self._mmaps: list = [None] * self.n_frames   # owners of frame memory
 
+        # Cold segments (store/cold.py, store/cooling.py): anonymous slots, like the maps'.
+        self._cold_slots = mmap.mmap(-1, 8 * n_slots)
+        c.cold = ffi.cast("shoal_cold **", ffi.from_buffer(self._cold_slots))
+        self.codec = store_codec(directory, config)
+        self._codecs = [self.codec]  # every codec C was handed: readers may still use an older one
+        c.codec = self.codec.ptr if self.codec is not None else ffi.NULL
         self.segments = SegmentFiles(directory, self.page_bits, seg_page_bits, self._fds, n_slots,
-                                     log_c=c, map_files=config.map_segments)
+                                     log_c=c, map_files=config.map_segments, codec=self.codec, c_cold=c.cold)
+        self.flush_listeners: list = []  # called with the end of each page the flusher wrote
         c.tag_key = _tag_key(directory)
 
         self._cv = threading.Condition()
@@ -407,6 +415,16 @@ class HybridLog:
                     self.c.flushed_until_address = end
                 self._cv.notify_all()
             self.segments.map_written(end)
+            for listener in self.flush_listeners:
+                listener(end)
+
+    def set_codec(self, codec) -> None:
+        """Compress cold segments with `codec` from now on (a dictionary was
+        just trained); frames already written keep reading as before."""
+        self._codecs.append(codec)
+        self.codec = codec
+        self.segments.codec = codec
+        self.c.codec = codec.ptr
 
     # ---- reader side (record reads: store/reads.py) ----
     def visit_page(self, page: int, fn):

@@ -32,11 +32,24 @@ there instead of making a pread each. A map is unpublished before its
 file goes (compaction: `detach_below` hands it to the caller to unmap once
 no reader can be inside it; `close`, after the readers are gone).
 
+Cold segments (compression="zstd"): a sealed segment is rewritten as
+`segment-<s>.z`, compressed frames (store/cold.py), by the store's converter
+(store/cooling.py, through `make_cold`): the cold file is published to C
+(log_c.cold) before the raw file is unpublished and unlinked, so a reader
+always finds one of them; `read`, `size` and `existing` serve both kinds,
+and recovery cuts (`truncate_after`) write a cut cold segment back raw.
+
 Errors: OSErrors become NativeIOError, or DiskFull for ENOSPC/EDQUOT, naming
 the file. A failed fsync puts its segments back in the dirty set.
+
+Why this file is long: every change of a segment's files (create, write,
+sync, map, punch, compress, truncate, delete) must take the one lock that
+guards the descriptor, map and cold tables and the dirty set, and keep the
+C view of them in step; split, the lock would have to cross modules.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -44,20 +57,23 @@ import re
 import threading
 from pathlib import Path
 
-from .._native import lib
-from ..errors import NativeIOError, StoreClosed, io_error
-from ..files import fsync_dir
+from .._native import ffi, lib
+from ..errors import CorruptionError, NativeIOError, StoreClosed, io_error
+from ..files import TEMP_SUFFIX, fsync_dir
+from .cold import ColdSegment, Interrupted, write_chunks
+from .frames import DICT_FILE
 
 log = logging.getLogger("shoal.store")
 
 _NAME = re.compile(r"^segment-(\d{6,})\.log$")
+_COLD_NAME = re.compile(r"^segment-(\d{6,})\.z$")
 BLOCK_BYTES = 4096  # O_DIRECT alignment for offsets, lengths and memory
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 class SegmentFiles:
     def __init__(self, directory: Path, page_bits: int, segment_page_bits: int, c_fds, n_slots: int,
-                 log_c=None, map_files: bool = False):
+                 log_c=None, map_files: bool = False, codec=None, c_cold=None):
         self.directory = directory
         self.page_bits = page_bits
         self.segment_page_bits = segment_page_bits
@@ -76,23 +92,127 @@ class SegmentFiles:
         self._no_punch = False  # the file system said it cannot punch holes
         self._lock = threading.Lock()  # protects _fds, _write_fds, _dirty, _new_files, _punched
         self._sync_lock = threading.Lock()  # one sync at a time; close waits for it
+        # Cold segments (store/cold.py): segment -> its cold file, published
+        # to C in c_cold (log_c.cold) when there is a C log view.
+        self.codec = codec
+        self._c_cold = c_cold
+        self._cold: dict[int, ColdSegment] = {}
         directory.mkdir(parents=True, exist_ok=True)
-        for name in os.listdir(directory):
+        names = os.listdir(directory)
+        for name in names:
             m = _NAME.match(name)
             if m:
                 self._open(int(m.group(1)))
+        for name in names:
+            m = _COLD_NAME.match(name)
+            if m:
+                self._load_cold(int(m.group(1)))
+            elif name.endswith(".z" + TEMP_SUFFIX):  # a conversion a crash cut short: its raw file is still there
+                (directory / name).unlink(missing_ok=True)
+
+    # ---- cold segments ----
+    def cold_path(self, seg: int) -> Path:
+        return self.directory / f"segment-{seg:06d}.z"
+
+    def _load_cold(self, seg: int) -> None:
+        """Open segment seg's cold file. One that checks wins over a raw file
+        still beside it (a conversion stopped between the cold file's rename
+        and the raw file's unlink); one that does not check gives way to a
+        raw file (which is whole), or is read as far as its frames check."""
+        if self.codec is None:
+            raise CorruptionError(f"{self.cold_path(seg)} is compressed, but {self.directory} has no "
+                                  f"{DICT_FILE}-compatible codec (was the store created with compression?)")
+        cs = ColdSegment(self.cold_path(seg), self.codec)
+        if cs.repaired and seg in self._fds:
+            cs.close()
+            self.cold_path(seg).unlink()
+            return
+        if seg in self._fds:
+            fd = self._fds.pop(seg)
+            self._c_fds[seg] = -1
+            os.close(fd)
+            self.path(seg).unlink(missing_ok=True)
+            self._new_files = True
+        self._cold[seg] = cs
+        if self._c_cold is not None:
+            self._c_cold[seg] = cs.c_view()
+
+    def is_cold(self, seg: int) -> bool:
+        with self._lock:
+            return seg in self._cold
+
+    def make_cold(self, seg: int, codec, *, reading=None, stop=None) -> tuple[int, tuple | None] | None:
+        """Convert segment seg, whose pages are all written and never written
+        again, into a cold file, publish it to readers, and delete its raw
+        file. Returns the raw file's read fd and map, for the caller to close
+        and `unmap` once no reader can be inside them (the file is unlinked
+        already; a reader inside still reads it whole), or None if the
+        segment has no raw file (any more: a compaction took it meanwhile).
+        `reading`: a context entered around each read of the raw file (the
+        store's gate, so a compaction closes the fd only after it); `stop`:
+        asked between chunks, raises cold.Interrupted when it says so."""
+        with self._lock:
+            fd = self._fds.get(seg)
+        if fd is None or seg in self._cold:
+            return None
+        size = os.fstat(fd).st_size
+        step = max(codec.frame_bytes, (4 << 20) // codec.frame_bytes * codec.frame_bytes)
+        path = self.cold_path(seg)
+
+        def chunks():
+            for off in range(0, size, step):
+                if stop is not None and stop():
+                    raise Interrupted(f"compressing segment {seg}")
+                with reading if reading is not None else contextlib.nullcontext():
+                    with self._lock:
+                        if self._fds.get(seg) != fd:
+                            raise Interrupted(f"segment {seg} was deleted while it was compressed")
+                    yield self._pread(fd, off, min(step, size - off), seg)
+
+        write_chunks(path, codec, seg * self.segment_bytes, chunks())
+        cs = ColdSegment(path, codec)
+        with self._sync_lock, self._lock:
+            if self._fds.get(seg) != fd:  # a compaction deleted the segment meanwhile
+                cs.close()
+                path.unlink(missing_ok=True)
+                return None
+            self._cold[seg] = cs
+            if self._c_cold is not None:
+                self._c_cold[seg] = cs.c_view()  # readers go cold from here; ones that loaded the fd go on
+            self._fds.pop(seg)
+            self._c_fds[seg] = -1
+            m = self._unpublish(seg)
+            wfd = self._write_fds.pop(seg, fd)
+            if wfd != fd:
+                os.close(wfd)
+            self._dirty.discard(seg)  # its bytes are durable in the cold file
+            self.path(seg).unlink(missing_ok=True)
+            self._new_files = True  # the name removed: the next sync fsyncs the directory
+        return fd, m
+
+    def _pread(self, fd: int, off: int, n: int, seg: int) -> bytes:
+        try:
+            data = os.pread(fd, n, off)
+        except OSError as exc:
+            raise io_error("read of", self.path(seg), exc) from exc
+        if len(data) != n:
+            raise NativeIOError(f"{self.path(seg)} shrank while it was compressed")
+        return data
 
     def path(self, seg: int) -> Path:
         return self.directory / f"segment-{seg:06d}.log"
 
     def existing(self) -> list[int]:
         with self._lock:
-            return sorted(self._fds)
+            return sorted(set(self._fds) | set(self._cold))
 
     def size(self, seg: int) -> int:
-        """Bytes in segment `seg`'s file (0 if it has none)."""
+        """Log bytes segment `seg` holds (0 if it has no file)."""
         with self._lock:
             fd = self._fds.get(seg)
+            cs = self._cold.get(seg)
+        if cs is not None:
+            return cs.raw_bytes
         return os.fstat(fd).st_size if fd is not None else 0
 
     def _open(self, seg: int) -> int:
@@ -159,6 +279,9 @@ class SegmentFiles:
         seg, off = self._locate(address)
         with self._lock:
             fd = self._fds.get(seg)
+            cs = self._cold.get(seg)
+        if cs is not None:
+            return cs.read_checked(address, min(n, cs.raw_bytes - off))
         if fd is None:
             return b""
         try:
@@ -210,6 +333,8 @@ class SegmentFiles:
         with self._lock:
             for s in [s for s in self._maps if s >= seg]:  # recovery: no reader is inside
                 unmap(self._unpublish(s))
+            for s in sorted(s for s in self._cold if s >= seg):
+                self._thaw(s, keep_in, whole=s > seg)
             self._new_files = True  # names removed: the directory is fsynced too
             if keep_in is not None and any(s >= seg for s in self._fds):
                 keep_in.mkdir(parents=True, exist_ok=True)
@@ -232,6 +357,28 @@ class SegmentFiles:
                     _copy_range(fd, off, keep_in / f"segment-{seg:06d}.from-{off}.log")
                 os.ftruncate(fd, off)
                 self._dirty.add(seg)
+
+    def _thaw(self, seg: int, keep_in: Path | None, *, whole: bool) -> None:
+        """Recovery cuts the log inside (not `whole`) or before (`whole`) cold
+        segment seg (caller holds _lock): a whole one goes to keep_in, or
+        away; a cut one is written back as a raw file the cut then shortens."""
+        cs = self._cold.pop(seg)
+        if self._c_cold is not None:
+            self._c_cold[seg] = ffi.NULL
+        if not whole:
+            data = cs.read(cs.address, cs.raw_bytes) if cs.raw_bytes else b""
+            fd = os.open(self.path(seg), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            self._fds[seg] = fd
+            self._c_fds[seg] = fd
+            os.pwrite(fd, data, 0)
+            self._dirty.add(seg)
+        cs.close()
+        if whole and keep_in is not None:
+            keep_in.mkdir(parents=True, exist_ok=True)
+            os.replace(self.cold_path(seg), keep_in / self.cold_path(seg).name)
+        else:
+            self.cold_path(seg).unlink()
+        self._new_files = True
 
     def map_written(self, below: int, *, every: bool = False) -> None:
         """Log bytes below `below` are written, in whole pages that are never
@@ -284,6 +431,11 @@ class SegmentFiles:
             self._closed = True
             for seg in list(self._maps):
                 unmap(self._unpublish(seg))
+            for seg, cs in self._cold.items():
+                if self._c_cold is not None:
+                    self._c_cold[seg] = ffi.NULL
+                cs.close()
+            self._cold.clear()
             for seg, fd in self._fds.items():
                 self._c_fds[seg] = -1
                 os.close(fd)
@@ -322,7 +474,7 @@ class SegmentFiles:
         """Bytes the segment files take on disk (their allocated blocks: holes
         punched below begin free theirs)."""
         with self._lock:
-            fds = list(self._fds.values())
+            fds = list(self._fds.values()) + [cs.fd for cs in self._cold.values()]
         total = 0
         for fd in fds:
             try:
@@ -357,6 +509,13 @@ class SegmentFiles:
                     pass
                 self._punched.pop(seg, None)
                 gone.append((seg, size, fd, m))
+            for seg in sorted(s for s in self._cold if s < first_kept):
+                cs = self._cold.pop(seg)
+                if self._c_cold is not None:
+                    self._c_cold[seg] = ffi.NULL
+                size = cs.allocated_bytes()
+                self.cold_path(seg).unlink(missing_ok=True)
+                gone.append((seg, size, cs.fd, cs))  # cs: kept alive (readers' C view) until the fd closes
             if gone:
                 self._new_files = True  # names removed: the next sync fsyncs the directory
         return gone
@@ -364,7 +523,7 @@ class SegmentFiles:
 
 def unmap(m: tuple | None) -> None:
     """Unmap a map `_unpublish` or `detach_below` handed out (None: nothing)."""
-    if m is not None:
+    if m is not None and not isinstance(m, ColdSegment):  # a cold file's view: freed with it
         ptr, size = m
         lib.shoal_segment_unmap(ptr, size)
 
@@ -381,7 +540,7 @@ def segment_bytes(directory: Path) -> int:
     blocks (what stats call disk_bytes): a hole punched below begin does
     not count, nor does the unwritten end of a file."""
     total = 0
-    for f in directory.glob("segment-*.log"):
+    for f in [*directory.glob("segment-*.log"), *directory.glob("segment-*.z")]:
         try:
             total += f.stat().st_blocks * 512
         except FileNotFoundError:  # deleted by a compaction meanwhile

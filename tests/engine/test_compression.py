@@ -1,0 +1,206 @@
+"""Stores created with compression="zstd": sealed segments are rewritten as
+cold files of compressed frames in the background (store/cooling.py), and
+every read path (scans, chain walks, counts, reads by address, recovery,
+compaction) answers from them exactly as from raw segment files. The
+oracle is tests/oracle.py's Log (orjson + jmespath over the same records),
+bound to the store's addresses.
+"""
+from __future__ import annotations
+
+import os
+import random
+import threading
+
+import orjson
+import pytest
+from conftest import SOURCES
+from oracle import ALL, Log, as_pairs, sample_values
+
+import shoal
+from shoal.errors import InvalidArgument
+from shoal.store.segments import segment_bytes
+
+KiB = 1024
+# Tiny pages and segments: many segments, most of them sealed and compressed.
+COLD = shoal.StoreConfig(page_size_bytes=16 * KiB, memory_budget_bytes=4 * 16 * KiB, segment_size_bytes=64 * KiB,
+                         batch_bytes=16 * KiB, compression="zstd", compression_frame_bytes=8 * KiB)
+PSFS = {"github_events": {"type": "type", "repo": "repo.name"}, "zeek_logs": {"path": "_path", "port": "\"id.resp_p\""}}
+
+
+def _files(store) -> tuple[list[str], list[str]]:
+    names = sorted(os.listdir(store.path / "log"))
+    return [n for n in names if n.endswith(".log")], [n for n in names if n.endswith(".z")]
+
+
+def _check(store, log: Log, kind: str, rng: random.Random) -> None:
+    """Every answer of the store against the oracle."""
+    assert as_pairs(store.scan(ALL, order="oldest")) == log.answer(range(len(log)), order="oldest")
+    for name, definition in PSFS[kind].items():
+        for value in sample_values(log.value_counts(definition)):
+            want = log.query(definition, value)
+            assert as_pairs(store.query(name, value)) == want, (name, value)
+            assert store.count(name, value) == len(want)
+            assert as_pairs(store.query(name, value, order="oldest", limit=7)) == log.query(
+                definition, value, order="oldest", limit=7)
+    for i in rng.sample(range(len(log)), min(200, len(log))):
+        assert store.get(log.addresses[i]).raw == log.raws[i]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("kind", ["github_events", "zeek_logs"])
+def test_a_compressed_store_answers_as_the_oracle(open_store, records, source, kind):
+    raws = list(records(source, kind, 4_000))
+    store = open_store(config=COLD)
+    for name, definition in PSFS[kind].items():
+        store.register_psf(name, definition)
+    store.ingest(b"\n".join(raws))
+    assert store.wait_compressed(60)
+    raw_files, cold_files = _files(store)
+    if store.stats()["log_bytes"] > 3 * COLD.segment_size_bytes:
+        assert len(cold_files) >= 2 and len(raw_files) <= 2  # all but the newest segment(s) compressed
+        assert segment_bytes(store.path / "log") < 0.6 * sum(map(len, raws))
+    log = Log(raws)
+    log.bind(store)
+    rng = random.Random(7)
+    _check(store, log, kind, rng)
+    path = store.path
+    store.close()
+    store = open_store(path, config=COLD)  # recovery reads the cold files (verified)
+    assert store.recovery.dropped == []
+    _check(store, log, kind, rng)
+    more = list(records(source, kind, 5_000))[4_000:]  # and it goes on
+    store.ingest(b"\n".join(more))
+    assert store.wait_compressed(60)
+    log = Log(raws + more)
+    log.bind(store)
+    _check(store, log, kind, rng)
+
+
+def test_compaction_deletes_cold_files_and_keeps_the_rest(open_store, generated):
+    raws = list(generated("zeek_logs", 6_000))
+    store = open_store(config=COLD)
+    store.register_psf("path", "_path")
+    store.ingest(b"\n".join(raws))
+    assert store.wait_compressed(60)
+    log = Log(raws)
+    log.bind(store)
+    before = len(_files(store)[1])
+    r = store.compact(retain_bytes=store.stats()["log_bytes"] // 3)
+    assert r.segments_deleted > 0 and len(_files(store)[1]) < before
+    kept = [(a, raw) for a, raw in zip(log.addresses, log.raws) if a >= r.begin_after]
+    assert as_pairs(store.scan(ALL, order="oldest")) == kept
+    dns = [(a, raw) for a, raw in kept if orjson.loads(raw)["_path"] == "dns"]
+    assert as_pairs(store.query("path", "dns", order="oldest")) == dns
+    path = store.path
+    store.close()
+    store = open_store(path, config=COLD)
+    assert as_pairs(store.scan(ALL, order="oldest")) == kept
+
+
+def test_queries_during_compression_never_miss_or_misread(open_store, generated):
+    raws = list(generated("github_events", 6_000))
+    store = open_store(config=COLD)
+    store.register_psf("type", "type")
+    first = raws[:1_000]
+    store.ingest(b"\n".join(first))
+    store.flush()
+    want = {r for r in first}
+    stop = threading.Event()
+    errors: list = []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                got = [r.raw for r in store.scan(ALL, order="oldest")][:len(first)]
+                assert got == first, "scan differs"
+                for r in store.query("type", "PushEvent", order="oldest", limit=50):
+                    assert r.raw in want or r.raw in set(raws)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for k in range(1_000, len(raws), 500):
+        store.ingest(b"\n".join(raws[k:k + 500]))
+    assert store.wait_compressed(60)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    log = Log(raws)
+    log.bind(store)
+    assert as_pairs(store.query("type", "PushEvent")) == log.query("type", "PushEvent")
+
+
+def test_leftovers_of_a_stopped_conversion_are_resolved_at_open(open_store, generated):
+    raws = list(generated("zeek_logs", 3_000))
+    store = open_store(config=COLD)
+    store.ingest(b"\n".join(raws))
+    assert store.wait_compressed(60)
+    log_dir = store.path / "log"
+    path = store.path
+    store.close()
+    cold = sorted(log_dir.glob("segment-*.z"))
+    assert len(cold) >= 3
+    # a conversion cut short (its temporary file), and one stopped after the rename but before the
+    # raw file went (both files there): the cold file wins, the raw one goes
+    (log_dir / (cold[0].name + ".tmp")).write_bytes(b"partial")
+    raw_twin = cold[1].with_suffix(".log")
+    store = open_store(path, config=COLD)
+    seg1 = store.scan(ALL, order="oldest", from_address=1 * COLD.segment_size_bytes,
+                      to_address=2 * COLD.segment_size_bytes)
+    twin_bytes = b"".join(bytes(r.raw) for r in seg1)
+    store.close()
+    raw_twin.write_bytes(b"\0" * COLD.segment_size_bytes)  # what the raw file held matters not: the cold one checks
+    store = open_store(path, config=COLD)
+    assert not raw_twin.exists() and not (log_dir / (cold[0].name + ".tmp")).exists()
+    log = Log(raws)
+    log.bind(store)
+    again = store.scan(ALL, order="oldest", from_address=1 * COLD.segment_size_bytes,
+                       to_address=2 * COLD.segment_size_bytes)
+    assert b"".join(bytes(r.raw) for r in again) == twin_bytes
+
+
+def test_a_damaged_cold_frame_ends_the_log_there_at_open(open_store, generated):
+    raws = list(generated("zeek_logs", 3_000))
+    store = open_store(config=COLD)
+    store.ingest(b"\n".join(raws))
+    assert store.wait_compressed(60)
+    log = Log(raws)
+    log.bind(store)
+    path = store.path
+    store.close()
+    victim = path / "log" / "segment-000002.z"
+    data = bytearray(victim.read_bytes())
+    data[200] ^= 0x40  # inside its first frame
+    victim.write_bytes(bytes(data))
+    store = open_store(path, config=COLD)
+    cut = 2 * COLD.segment_size_bytes
+    assert store.recovery.dropped  # reported
+    assert as_pairs(store.scan(ALL, order="oldest")) == [(a, r) for a, r in zip(log.addresses, log.raws) if a < cut]
+    store.ingest(b"\n".join(raws[:500]))  # the log goes on from the cut
+    assert len(list(store.scan(ALL))) == sum(1 for a in log.addresses if a < cut) + 500
+
+
+def test_compression_is_chosen_at_creation(open_store, store_path):
+    with pytest.raises(InvalidArgument, match="compression must be"):
+        shoal.StoreConfig(compression="gzip")
+    with pytest.raises(InvalidArgument, match="compression_frame_bytes"):
+        shoal.StoreConfig(compression_frame_bytes=64 * KiB)
+    with pytest.raises(InvalidArgument, match="compression_level"):
+        shoal.StoreConfig(compression_level=0)
+    store = open_store(store_path, config=COLD.replace(compression="none"))
+    store.close()
+    with pytest.raises(InvalidArgument, match="compression is fixed"):
+        open_store(store_path, config=COLD)
+    store = open_store(store_path)  # no config: the stored one
+    assert store.config.compression == "none"
+    store.close()
+
+
+def test_a_store_without_compression_keeps_raw_files(open_store, generated):
+    store = open_store(config=COLD.replace(compression="none"))
+    store.ingest(b"\n".join(generated("zeek_logs", 3_000)))
+    assert store.wait_compressed(1)
+    assert _files(store)[1] == []
