@@ -13,6 +13,11 @@ from .sizes import GiB, KiB, MiB
 PSF_IDS = 65535
 
 
+_DEFAULT_SEGMENT_BYTES = 256 * MiB
+# A compressed store's default segment size (compression="zstd"; see StoreConfig).
+COMPRESSED_SEGMENT_BYTES = 32 * MiB
+
+
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
@@ -89,16 +94,19 @@ class StoreConfig:
         compression_frame_bytes raw bytes (zstd at compression_level, with a
         dictionary trained on the store's first such segment), and its raw
         file deleted. Reads of a cold segment decompress the frames they
-        touch. The newest segment and the pages in memory stay raw. "none"
-        (the default): raw segment files only. Fixed when a store is
-        created.
+        touch. The newest segment and the pages in memory stay raw, so a
+        compressed store's segment_size_bytes defaults to 32 MiB (the
+        default 256 MiB would keep up to that much raw). Reads keep the
+        frames they decompress in a cache shared by every reader, of
+        compression_cache_bytes (per open; 0: none). "none" (the default):
+        raw segment files only. Fixed when a store is created.
     Retention, verification, mapping, expression and PSF limits apply per
     open, like the memory budget.
     """
 
     page_size_bytes: int = 4 * MiB
     memory_budget_bytes: int = 256 * MiB
-    segment_size_bytes: int = 256 * MiB
+    segment_size_bytes: int = _DEFAULT_SEGMENT_BYTES
     index_bucket_bits: int = 14
     max_record_bytes: int | None = None
     batch_bytes: int = 1 * MiB
@@ -123,8 +131,12 @@ class StoreConfig:
     compression: str = "none"
     compression_level: int = 3
     compression_frame_bytes: int = 16 * KiB
+    compression_cache_bytes: int = 64 * MiB
 
     def __post_init__(self) -> None:
+        if self.compression == "zstd" and self.segment_size_bytes == _DEFAULT_SEGMENT_BYTES:
+            # The newest segment stays raw until it is full: smaller ones keep less of the log raw.
+            object.__setattr__(self, "segment_size_bytes", max(COMPRESSED_SEGMENT_BYTES, self.page_size_bytes))
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:
             raise InvalidArgument("page_size_bytes must be a power of two between 4 KiB and 1 GiB")
         if self.memory_budget_bytes < 2 * self.page_size_bytes:
@@ -155,6 +167,9 @@ class StoreConfig:
             raise InvalidArgument("compression_level must be an integer from 1 (fastest) to 19 (smallest)")
         if not _is_pow2(self.compression_frame_bytes) or not 4 * KiB <= self.compression_frame_bytes <= 32 * KiB:
             raise InvalidArgument("compression_frame_bytes must be a power of two from 4 KiB to 32 KiB")
+        if isinstance(self.compression_cache_bytes, bool) or not isinstance(self.compression_cache_bytes, int) \
+                or self.compression_cache_bytes < 0:
+            raise InvalidArgument("compression_cache_bytes must be a number of bytes >= 0 (0: no cache)")
         if self.time_field is not None and (not isinstance(self.time_field, str) or not self.time_field.strip()):
             raise InvalidArgument("time_field must be a non-empty JMESPath expression")
         if (isinstance(self.time_bucket_seconds, bool) or not isinstance(self.time_bucket_seconds, (int, float))

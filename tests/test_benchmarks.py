@@ -37,6 +37,7 @@ SCRIPTS = {
     "json_parse.py": [],
     "ingest_zeek.py": ["--no-sqlite"],
     "compaction.py": ["--records", "3000"],
+    "compression.py": ["--records", "3000", "--reps", "2"],
     "keys.py": ["--records", "3000"],
     "load.py": ["--records", "4000", "--seconds", "5", "--templates", "2000"],
 }

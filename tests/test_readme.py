@@ -487,6 +487,19 @@ def test_keyed_store_blocks(work):
         assert [r.raw for r in store.scan("`true`")] == [line for line in written if orjson.loads(line)["id"] == 7]
 
 
+def test_compressed_store_block(work):
+    """Self-contained: it makes its own records; the disk it shows is checked
+    against the records' bytes, and the store against its input."""
+    code = block("Compressed cold data", "python")
+    out = run_python(code, work, shell_env(work))
+    assert_shown(python_outputs(code), out, "compressed store")
+    assert sorted(p.name for p in (work / "data-z" / "log").glob("segment-*.z"))  # compressed segments
+    data = sample.github_events(80_000)
+    with shoal.open(work / "data-z") as store:
+        assert store.config.compression == "zstd"
+        assert b"\n".join(r.raw for r in store.scan("`true`", order="oldest")) + b"\n" == data
+
+
 def test_access_block(work, samples):
     """Tokens and TLS as the README sets them up: 401 without a token, 403
     with the read token on a write route, the CLI over HTTPS with each."""
@@ -532,7 +545,8 @@ def test_every_runnable_block_is_tested():
     tested = {"Quickstart (library)": ["sh", "python"], "HTTP API": ["sh", "sh"], "Python client": ["python"],
               "Command line": ["sh", "sh"], "Keyed stores: point reads, updates, deletes": ["python", "sh"],
               "Access: tokens, TLS and settings": ["sh", "nginx", "toml"],
-              "Elasticsearch clients and shippers": ["sh", "python", "yaml", "yaml"]}
+              "Elasticsearch clients and shippers": ["sh", "python", "yaml", "yaml"],
+              "Compressed cold data": ["python"]}
     for heading, languages in tested.items():
         assert [lang for lang, _ in blocks(heading)] == languages, heading
     assert "shared/data" not in "".join(body for h in tested for _, body in blocks(h))

@@ -161,3 +161,113 @@ int64_t shoal_frame_decompress(const shoal_codec *c, const char *f, uint64_t ava
     if (Z.isError(k) || k != h->raw_len || shoal_crc32c(0, dst, k) != h->raw_crc) return SHOAL_E_CORRUPT;
     return (int64_t)k;
 }
+
+/* ---- the shared cache of decompressed frames ------------------------------ */
+
+/* Set-associative: a frame's address picks a set of WAYS slots; a hit copies
+ * the frame out under the set's lock, a miss is filled by the reader that
+ * decompressed it (CLOCK eviction within the set). Must stay true: a slot's
+ * key and bytes change only under its set's lock, so a reader never copies a
+ * frame being overwritten; keys are log addresses, never reused. */
+#define WAYS 8
+
+typedef struct {
+    pthread_mutex_t lock;
+    uint64_t key[WAYS];   /* frame address + 1; 0: empty */
+    uint32_t len[WAYS];
+    uint8_t used[WAYS];   /* CLOCK bit */
+    uint32_t hand;
+} cache_set;
+
+struct shoal_frame_cache {
+    uint32_t n_sets, frame_bytes;
+    cache_set *sets;
+    char *bufs;           /* n_sets * WAYS * frame_bytes */
+    uint64_t hits, misses; /* relaxed counters */
+};
+
+struct shoal_frame_cache *shoal_frame_cache_new(uint64_t bytes, uint32_t frame_bytes) {
+    if (!frame_bytes) return NULL;
+    uint64_t slots = bytes / frame_bytes;
+    uint32_t n_sets = (uint32_t)(slots / WAYS);
+    if (n_sets == 0) n_sets = 1;
+    struct shoal_frame_cache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->n_sets = n_sets;
+    c->frame_bytes = frame_bytes;
+    c->sets = calloc(n_sets, sizeof *c->sets);
+    c->bufs = malloc((size_t)n_sets * WAYS * frame_bytes); /* untouched pages cost nothing until filled */
+    if (!c->sets || !c->bufs) {
+        free(c->sets);
+        free(c->bufs);
+        free(c);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n_sets; i++) pthread_mutex_init(&c->sets[i].lock, NULL);
+    return c;
+}
+
+void shoal_frame_cache_free(struct shoal_frame_cache *c) {
+    if (!c) return;
+    for (uint32_t i = 0; i < c->n_sets; i++) pthread_mutex_destroy(&c->sets[i].lock);
+    free(c->sets);
+    free(c->bufs);
+    free(c);
+}
+
+void shoal_frame_cache_counts(const struct shoal_frame_cache *c, uint64_t *hits, uint64_t *misses) {
+    *hits = c ? __atomic_load_n(&c->hits, __ATOMIC_RELAXED) : 0;
+    *misses = c ? __atomic_load_n(&c->misses, __ATOMIC_RELAXED) : 0;
+}
+
+static cache_set *set_of(struct shoal_frame_cache *c, uint64_t address) {
+    uint64_t h = (address / c->frame_bytes) * 0x9E3779B97F4A7C15ull;
+    return &c->sets[(h >> 32) % c->n_sets];
+}
+
+int shoal_frame_cache_get(struct shoal_frame_cache *c, uint64_t address, uint64_t at, char *dst, uint64_t n,
+                          uint32_t *len) {
+    cache_set *s = set_of(c, address);
+    char *base = c->bufs + (size_t)(s - c->sets) * WAYS * c->frame_bytes;
+    int found = 0;
+    pthread_mutex_lock(&s->lock);
+    for (uint32_t w = 0; w < WAYS; w++) {
+        if (s->key[w] == address + 1) {
+            *len = s->len[w];
+            if (at < s->len[w]) {
+                uint64_t k = n < s->len[w] - at ? n : s->len[w] - at;
+                memcpy(dst, base + (size_t)w * c->frame_bytes + at, (size_t)k);
+            }
+            s->used[w] = 1;
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    __atomic_add_fetch(found ? &c->hits : &c->misses, 1, __ATOMIC_RELAXED);
+    return found;
+}
+
+void shoal_frame_cache_put(struct shoal_frame_cache *c, uint64_t address, const char *src, uint32_t len) {
+    if (len > c->frame_bytes) return;
+    cache_set *s = set_of(c, address);
+    char *base = c->bufs + (size_t)(s - c->sets) * WAYS * c->frame_bytes;
+    pthread_mutex_lock(&s->lock);
+    uint32_t w;
+    for (w = 0; w < WAYS; w++)
+        if (s->key[w] == address + 1) break; /* another reader put it meanwhile */
+    if (w == WAYS) {
+        for (;;) { /* CLOCK: the first slot not used since the hand last passed */
+            w = s->hand;
+            s->hand = (s->hand + 1) % WAYS;
+            if (!s->used[w] || !s->key[w]) break;
+            s->used[w] = 0;
+        }
+        s->key[w] = 0;
+        memcpy(base + (size_t)w * c->frame_bytes, src, len);
+        s->key[w] = address + 1;
+        s->len[w] = len;
+        s->used[w] = 1;
+    }
+    pthread_mutex_unlock(&s->lock);
+}

@@ -96,18 +96,28 @@ static int cold_read(shoal_log *log, const shoal_cold *c, uint64_t addr, char *d
         if (i >= c->n_frames) return SHOAL_E_CORRUPT;
         const char *src;
         uint32_t len;
+        uint64_t at = addr - fa;
+        struct shoal_frame_cache *fc = log->frame_cache;
         if (bc && fa && bc->lo == fa) { /* (lo 0 means empty: the log's first frame is never kept) */
             src = bc->buf;
             len = bc->len;
+        } else if (fc && shoal_frame_cache_get(fc, fa, at, dst, n, &len)) {
+            /* a hit copies only the bytes asked for, not the frame */
+            if (at >= len) return SHOAL_E_CORRUPT;
+            size_t k = n < len - at ? n : (size_t)(len - at);
+            dst += k;
+            addr += k;
+            n -= k;
+            continue;
         } else {
             char *out = bc ? bc->buf : local;
             if (bc) bc->lo = 0;
             int rc = cold_frame(log, c, i, out, &len);
             if (rc != SHOAL_OK) return rc;
+            if (fc) shoal_frame_cache_put(fc, fa, out, len);
             if (bc && fa) { bc->lo = fa; bc->len = len; }
             src = out;
         }
-        uint64_t at = addr - fa;
         if (at >= len) return SHOAL_E_CORRUPT;
         size_t k = n < len - at ? n : (size_t)(len - at);
         memcpy(dst, src + at, k);

@@ -352,6 +352,7 @@ typedef struct {
      * gone, or going (a reader that meets no raw file looks here again). */
     shoal_cold **cold;            /* atomic entries; NULL: no cold segments */
     const shoal_codec *codec;
+    struct shoal_frame_cache *frame_cache; /* NULL: none; decompressed cold frames shared by readers */
 } shoal_log;
 
 /* Map `map_len` bytes of the segment file fd read-only (it may be longer
@@ -875,6 +876,15 @@ int64_t shoal_frame_size(const char *f, uint64_t avail);
  * SHOAL_E_ARG (a dictionary frame, a codec without one). Any thread. */
 int64_t shoal_frame_decompress(const shoal_codec *c, const char *f, uint64_t avail, uint64_t address,
                                char *dst, uint64_t cap);
+
+/* A cache of decompressed cold frames shared by every reader of a log
+ * (frame.c): about `bytes` of frames of at most frame_bytes each, set-
+ * associative, a lock per set. NULL on allocation failure. */
+struct shoal_frame_cache;
+struct shoal_frame_cache *shoal_frame_cache_new(uint64_t bytes, uint32_t frame_bytes);
+void shoal_frame_cache_free(struct shoal_frame_cache *c);
+/* Hits and misses since it was made (for stats). */
+void shoal_frame_cache_counts(const struct shoal_frame_cache *c, uint64_t *hits, uint64_t *misses);
 
 /* END CDEF */
 

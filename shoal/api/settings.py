@@ -52,7 +52,7 @@ DEFAULT_MAX_CONNECTIONS = 512
 DEFAULTS: dict[str, Any] = {
     "data": None, "host": DEFAULT_HOST, "port": DEFAULT_PORT, "memory": "1GiB", "page_size": None,
     "max_body": None, "key": None, "retain": None, "retain_seconds": None, "timestamp": None,
-    "time_field": None, "time_bucket": None,
+    "time_field": None, "time_bucket": None, "compression": None,
     "max_ingests": None, "body_idle_timeout": None, "body_min_rate": None, "send_timeout": None,
     "max_connections": None, "max_active_psfs": None, "max_inactive_psfs": None,
     "max_expression_chars": None, "max_expression_depth": None, "max_eval_steps": None, "max_eval_bytes": None,
@@ -119,6 +119,9 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
                         "--time-bucket seconds)")
     s.add_argument("--time-bucket", type=float, metavar="SECONDS", default=S,
                    help="with --time-field: the time index's bucket (default 300)")
+    s.add_argument("--compression", choices=["none", "zstd"], default=S,
+                   help="create a store whose sealed segments are kept compressed (zstd: about a fifth of "
+                        "the disk; README: Compressed cold data); fixed when the store is created")
 
     g = p.add_argument_group("limits")
     g.add_argument("--max-ingests", type=int, metavar="N", default=S,
@@ -289,6 +292,8 @@ def serve_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
         store["time_field"] = s["time_field"]
     if s["time_bucket"] is not None:
         store["time_bucket_seconds"] = s["time_bucket"]
+    if s["compression"]:
+        store["compression"] = s["compression"]
     return {**out, **store}
 
 

@@ -85,6 +85,9 @@ def _connect(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]
     time_field = getattr(args, "time_field", None) if create else None
     if time_field:
         settings["time_field"] = time_field
+    compression = getattr(args, "compression", None) if create else None
+    if compression:
+        settings["compression"] = compression
     if page_size is not None and not exists:
         settings.update(_layout_for_page(parse_size(page_size)))
     try:
@@ -168,6 +171,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             _hint_if_too_large(target, result)
             if not field(result, "ingested", 0) and not field(result, "rejected", 0):
                 err(f"{label(name)}: no records in it (empty, or only whitespace)")
+        if not remote:  # a compressed store: its sealed segments compressed before the process ends
+            target.wait_compressed(timeout=3600)
     if len(args.files) > 1:
         err(f"total: {ingested:,} ingested, {rejected:,} rejected")
     if not ingested:

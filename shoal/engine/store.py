@@ -610,4 +610,15 @@ class Store:
                          "dropped": list(self.recovery.dropped),
                          "lost_and_found_bytes": tree_bytes(self.path / LOST_AND_FOUND)},
             "compaction": self._compactor.stats(),
+            "compression": self._compression_stats(),
         }
+
+    def _compression_stats(self) -> dict:
+        cold = self._log.segments.cold_segments()
+        out = {"kind": self.config.compression, "cold_segments": len(cold),
+               "cold_disk_bytes": sum(b for _, b in cold)}
+        out.update(self._log.frame_cache_counts())
+        if self._cooling is not None:
+            out["converted"] = self._cooling.converted
+            out["last_error"] = None if self._cooling.last_error is None else str(self._cooling.last_error)
+        return out

@@ -61,7 +61,7 @@ def bind() -> None:
 
 def train_dictionary(log: bytes, size: int = DICT_BYTES) -> bytes:
     """A zstd dictionary of at most `size` bytes trained on 4 KiB pieces of
-    `log` (a store's own log bytes, spread over at most 100x `size` of
+    `log` (a store's own log bytes, spread over at most 30x `size` of
     them), or b"" when there is too little to train on (fewer than 8x
     `size` bytes, or the trainer finds nothing to keep): frames are then
     compressed without one."""
@@ -70,7 +70,7 @@ def train_dictionary(log: bytes, size: int = DICT_BYTES) -> bytes:
     if len(log) < 8 * size:
         return b""
     piece = 4096
-    n = min(len(log) // piece, 100 * size // piece)
+    n = min(len(log) // piece, 30 * size // piece)
     step = len(log) // n
     samples = [bytes(log[i * step:i * step + piece]) for i in range(n)]
     try:

@@ -44,7 +44,7 @@ import threading
 from array import array
 from pathlib import Path
 
-from .._native import ffi
+from .._native import ffi, lib
 from ..config import StoreConfig
 from ..errors import NativeIOError, ShoalError, StorageError, restated
 from ..files import write_atomic
@@ -102,6 +102,11 @@ class HybridLog:
         self.codec = store_codec(directory, config)
         self._codecs = [self.codec]  # every codec C was handed: readers may still use an older one
         c.codec = self.codec.ptr if self.codec is not None else ffi.NULL
+        self._frame_cache = ffi.NULL
+        if self.codec is not None and config.compression_cache_bytes:
+            fc = lib.shoal_frame_cache_new(config.compression_cache_bytes, config.compression_frame_bytes)
+            self._frame_cache = ffi.gc(fc, lib.shoal_frame_cache_free) if fc != ffi.NULL else ffi.NULL
+        c.frame_cache = self._frame_cache
         self.segments = SegmentFiles(directory, self.page_bits, seg_page_bits, self._fds, n_slots,
                                      log_c=c, map_files=config.map_segments, codec=self.codec, c_cold=c.cold)
         self.flush_listeners: list = []  # called with the end of each page the flusher wrote
@@ -417,6 +422,12 @@ class HybridLog:
             self.segments.map_written(end)
             for listener in self.flush_listeners:
                 listener(end)
+
+    def frame_cache_counts(self) -> dict:
+        """Hits and misses of the cache of decompressed cold frames."""
+        hits, misses = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        lib.shoal_frame_cache_counts(self._frame_cache, hits, misses)
+        return {"frame_cache_hits": hits[0], "frame_cache_misses": misses[0]}
 
     def set_codec(self, codec) -> None:
         """Compress cold segments with `codec` from now on (a dictionary was

@@ -137,6 +137,11 @@ class SegmentFiles:
         if self._c_cold is not None:
             self._c_cold[seg] = cs.c_view()
 
+    def cold_segments(self) -> list[tuple[int, int]]:
+        """(segment, bytes its cold file takes on disk) of each cold segment."""
+        with self._lock:
+            return [(seg, cs.allocated_bytes()) for seg, cs in sorted(self._cold.items())]
+
     def is_cold(self, seg: int) -> bool:
         with self._lock:
             return seg in self._cold

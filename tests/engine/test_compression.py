@@ -63,6 +63,11 @@ def test_a_compressed_store_answers_as_the_oracle(open_store, records, source, k
     log.bind(store)
     rng = random.Random(7)
     _check(store, log, kind, rng)
+    st = store.stats()["compression"]
+    assert st["kind"] == "zstd" and st["cold_segments"] == len(cold_files) and st["last_error"] is None
+    assert st["cold_disk_bytes"] == sum((store.path / "log" / n).stat().st_blocks * 512 for n in cold_files)
+    if cold_files:
+        assert st["frame_cache_hits"] > 0 and st["frame_cache_misses"] > 0
     path = store.path
     store.close()
     store = open_store(path, config=COLD)  # recovery reads the cold files (verified)
