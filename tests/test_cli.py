@@ -625,6 +625,22 @@ def test_keyed_store_get_delete_and_history(shoal_cli, data_dir, tmp_path):
     assert r.code == 1 and "key is fixed" in r.err
 
 
+def test_ingest_creates_a_compressed_store(shoal_cli, data_dir, tmp_path, generated):
+    """--compression zstd at creation: the ingest returns with its sealed
+    segments compressed; the records read back as they went in; a store's
+    compression cannot change later."""
+    src = tmp_path / "zeek.ndjson"
+    lines = generated("zeek_logs", 120_000)  # ~40 MB: more than one 32 MiB segment
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    assert shoal_cli("ingest", src, "--compression", "zstd", "--data", data_dir).code == 0
+    with shoal.open(data_dir) as store:
+        assert store.config.compression == "zstd"
+        assert store.stats()["compression"]["cold_segments"] >= 1
+    assert shoal_cli("scan", "`true`", "--order", "oldest", "--data", data_dir).out == src.read_bytes()
+    r = shoal_cli("ingest", src, "--compression", "none", "--data", data_dir)
+    assert r.code == 1 and "compression is fixed" in r.err
+
+
 def test_ingest_damaged_and_odd_files(shoal_cli, data_dir, tmp_path):
     """A cut gzip file stores what came before the cut and says how much;
     a pretty-printed document is one record; an empty file stores nothing

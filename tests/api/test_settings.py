@@ -58,6 +58,16 @@ def test_config_file_uses_the_flags_names(tmp_path):
     assert kw["access_log"] is False
 
 
+def test_compression_flag_and_config_key(tmp_path):
+    assert serve_kwargs(settings(["--compression", "zstd"]))["compression"] == "zstd"
+    assert "compression" not in serve_kwargs(settings([]))
+    cfg = tmp_path / "shoal.toml"
+    cfg.write_text('compression = "zstd"\n')
+    assert serve_kwargs(settings(["--config", str(cfg)]))["compression"] == "zstd"
+    with pytest.raises(SystemExit):
+        settings(["--compression", "gzip"])
+
+
 def test_precedence_flags_environment_file(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'port = 9001\ndata = "/from/file"\ntoken = "{WRITE}file"\n')
