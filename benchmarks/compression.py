@@ -1,13 +1,13 @@
 """Compressed cold data (compression="zstd") against the same store without
 it, side by side in each round, on generated GitHub-like events and, with
 ../shared/data, the real Zeek stream (twice over, its uids made distinct:
-~125 MB, so the newest segment, which stays raw, is as small a part of it):
+~125 MB, the size of the generated set):
 
   ingest     store.ingest of the whole data set into a fresh store (each
              round one of each, alternating which goes first); "settled"
-             adds the wait until every sealed segment is compressed
+             adds the wait until every page written is compressed
   disk       allocated blocks of the store directory after a checkpoint,
-             as a multiple of the input (the newest segment stays raw)
+             as a multiple of the input
   point      a query answering ~5 records, after reopening the store (the
              log on disk, page cache warm): first call (cold) and median of
              repeated calls (warm)
@@ -94,8 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     reps = args.reps or (5 if args.quick else 15)
     sets = {"generated": events_file(n).read_bytes().splitlines()[:n]}
     if real_file("ndjson", "zeek_wrccdc2018.ndjson.gz") is not None:
-        # the real stream twice over (its uids made distinct): ~125 MB, so that
-        # the one raw segment a store keeps is as small a part as with the generated set
+        # the real stream twice over (its uids made distinct): ~125 MB, like the generated set
         zeek = replay("zeek_wrccdc2018.ndjson.gz", copies=1 if args.quick else 2).splitlines()
         sets["zeek"] = zeek[:n] if args.quick else zeek
     else:

@@ -4,10 +4,8 @@ of keeping the raw JSON and the fields:
 
   shoal    raw JSON records (segment files) + PSFs on the fields, after a
            checkpoint (its index, registry and value tally included)
-  shoal zstd  the same, created with compression="zstd": its sealed
-           segments compressed (the newest, up to 32 MiB, stays raw: on a
-           small set that is most of it; benchmarks/compression.py measures
-           ~125 MB)
+  shoal zstd  the same, created with compression="zstd": its written log
+           compressed (benchmarks/compression.py measures what it costs)
   SQLite   raw JSON text + an expression index per field (json_extract),
            WAL checkpointed into the database
   DuckDB   raw JSON text + the fields as columns (extracted at load)

@@ -13,11 +13,6 @@ from .sizes import GiB, KiB, MiB
 PSF_IDS = 65535
 
 
-_DEFAULT_SEGMENT_BYTES = 256 * MiB
-# A compressed store's default segment size (compression="zstd"; see StoreConfig).
-COMPRESSED_SEGMENT_BYTES = 32 * MiB
-
-
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
@@ -88,15 +83,13 @@ class StoreConfig:
         bucketed time PSF named "@time", one bucket per
         time_bucket_seconds; records ingested before it was set are
         scanned for windows.
-    compression: "zstd" keeps the log's cold segments compressed: each
-        segment file, once its last page is written (the tail has moved to a
-        later segment), is rewritten by a background thread as frames of
-        compression_frame_bytes raw bytes (zstd at compression_level, with a
-        dictionary trained on the store's first such segment), and its raw
-        file deleted. Reads of a cold segment decompress the frames they
-        touch. The newest segment and the pages in memory stay raw, so a
-        compressed store's segment_size_bytes defaults to 32 MiB (the
-        default 256 MiB would keep up to that much raw). Reads keep the
+    compression: "zstd" keeps the written log compressed: a background
+        thread compresses each page the flusher has written whole into its
+        segment's cold file, as frames of compression_frame_bytes raw bytes
+        (zstd at compression_level, with a dictionary trained on the
+        store's log), and frees the page in the raw segment file (a hole;
+        the raw file goes once its segment is all cold). Reads of cold pages
+        decompress the frames they touch. Reads keep the
         frames they decompress in a cache shared by every reader, of
         compression_cache_bytes (per open; 0: none). "none" (the default):
         raw segment files only. Fixed when a store is created.
@@ -106,7 +99,7 @@ class StoreConfig:
 
     page_size_bytes: int = 4 * MiB
     memory_budget_bytes: int = 256 * MiB
-    segment_size_bytes: int = _DEFAULT_SEGMENT_BYTES
+    segment_size_bytes: int = 256 * MiB
     index_bucket_bits: int = 14
     max_record_bytes: int | None = None
     batch_bytes: int = 1 * MiB
@@ -134,9 +127,6 @@ class StoreConfig:
     compression_cache_bytes: int = 64 * MiB
 
     def __post_init__(self) -> None:
-        if self.compression == "zstd" and self.segment_size_bytes == _DEFAULT_SEGMENT_BYTES:
-            # The newest segment stays raw until it is full: smaller ones keep less of the log raw.
-            object.__setattr__(self, "segment_size_bytes", max(COMPRESSED_SEGMENT_BYTES, self.page_size_bytes))
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:
             raise InvalidArgument("page_size_bytes must be a power of two between 4 KiB and 1 GiB")
         if self.memory_budget_bytes < 2 * self.page_size_bytes:

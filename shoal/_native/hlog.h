@@ -80,9 +80,23 @@ static inline shoal_block_cache *shoal_block_cache_of(shoal_block_cache **bcp) {
 
 /* ---- segment maps (segmap.c) ---------------------------------------------------- */
 
-/* Log bytes [addr, addr + n) in a published map, or NULL. */
+/* The cold view of the segment holding addr (store/cold.py), or NULL. Its
+ * first raw_bytes (load it with acquire) are in frames; the raw file's pages
+ * there are, or will be, a hole. */
+static inline const shoal_cold *shoal_cold_at(shoal_log *log, uint64_t addr) {
+    if (!log->cold) return NULL;
+    uint64_t off;
+    uint64_t seg = shoal_segment_at(log, addr, &off);
+    if (seg >= log->n_segment_slots) return NULL;
+    return LOAD(&log->cold[seg]);
+}
+
+/* Log bytes [addr, addr + n) in a published map, or NULL (also where the
+ * segment's pages are cold: the map holds a hole there). */
 static inline const char *shoal_map_view(shoal_log *log, uint64_t addr, size_t n) {
     if (!log->segment_maps) return NULL;
+    const shoal_cold *cold = shoal_cold_at(log, addr);
+    if (cold && addr - cold->address < LOAD(&cold->raw_bytes)) return NULL;
     uint64_t off;
     uint64_t seg = shoal_segment_at(log, addr, &off);
     if (seg >= log->n_segment_slots) return NULL;

@@ -62,11 +62,7 @@ static int disk_read(shoal_log *log, uint64_t addr, char *dst, size_t n) {
 
 /* The cold view of the segment holding addr, or NULL. */
 static const shoal_cold *cold_of(shoal_log *log, uint64_t addr) {
-    if (!log->cold) return NULL;
-    uint64_t off;
-    uint64_t seg = shoal_segment_at(log, addr, &off);
-    if (seg >= log->n_segment_slots) return NULL;
-    return LOAD(&log->cold[seg]);
+    return shoal_cold_at(log, addr);
 }
 
 /* Decompress frame i of c into out (frame_bytes room): its raw length in *len. */
@@ -90,10 +86,10 @@ static int cold_read(shoal_log *log, const shoal_cold *c, uint64_t addr, char *d
     char local[SHOAL_COLD_MAX_FRAME];
     shoal_block_cache *bc = bcp ? shoal_block_cache_of(bcp) : NULL;
     if (c->frame_bytes > SHOAL_COLD_MAX_FRAME || !c->frame_bytes) return SHOAL_E_CORRUPT;
+    uint64_t raw_bytes = LOAD(&c->raw_bytes); /* the frames below it are published */
     while (n) {
-        if (addr < c->address || addr - c->address >= c->raw_bytes) return SHOAL_E_CORRUPT;
+        if (addr < c->address || addr - c->address >= raw_bytes) return SHOAL_E_CORRUPT;
         uint64_t i = (addr - c->address) / c->frame_bytes, fa = c->address + i * c->frame_bytes;
-        if (i >= c->n_frames) return SHOAL_E_CORRUPT;
         const char *src;
         uint32_t len;
         uint64_t at = addr - fa;
@@ -145,7 +141,7 @@ int shoal_read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, shoal_b
         if (__atomic_load_n(&log->frame_page[f], __ATOMIC_RELAXED) == p1) return SHOAL_OK;
     }
     const shoal_cold *cold = cold_of(log, addr);
-    if (cold) return cold_read(log, cold, addr, dst, n, bcp);
+    if (cold && addr - cold->address < LOAD(&cold->raw_bytes)) return cold_read(log, cold, addr, dst, n, bcp);
     const char *view = shoal_map_view(log, addr, n);
     if (view) {
         if (!shoal_page_move(bcp, addr)) return shoal_map_copy(dst, view, n);

@@ -120,7 +120,7 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
     s.add_argument("--time-bucket", type=float, metavar="SECONDS", default=S,
                    help="with --time-field: the time index's bucket (default 300)")
     s.add_argument("--compression", choices=["none", "zstd"], default=S,
-                   help="create a store whose sealed segments are kept compressed (zstd: about a fifth of "
+                   help="create a store whose written log is kept compressed (zstd: about a quarter of "
                         "the disk; README: Compressed cold data); fixed when the store is created")
 
     g = p.add_argument_group("limits")

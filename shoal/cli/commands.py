@@ -171,7 +171,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             _hint_if_too_large(target, result)
             if not field(result, "ingested", 0) and not field(result, "rejected", 0):
                 err(f"{label(name)}: no records in it (empty, or only whitespace)")
-        if not remote:  # a compressed store: its sealed segments compressed before the process ends
+        if not remote:  # a compressed store: what it wrote compressed before the process ends
             target.wait_compressed(timeout=3600)
     if len(args.files) > 1:
         err(f"total: {ingested:,} ingested, {rejected:,} rejected")

@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "counts, top and scans take --since/--until (best given when the store is created)")
     c.add_argument("--format", choices=["auto", "ndjson", "array", "json", "document"], default="auto")
     c.add_argument("--compression", choices=["none", "zstd"],
-                   help="when creating the store: keep its sealed segments compressed (zstd; README: Compressed "
+                   help="when creating the store: keep its written log compressed (zstd; README: Compressed "
                         "cold data)")
     c.add_argument("--page-size", type=size_arg, metavar="SIZE",
                    help="when creating the store: its log page size, a power of two from 4KiB to 1GiB (default "

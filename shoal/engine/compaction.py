@@ -232,7 +232,7 @@ class Compactor:
         self._retire([(fd, m) for _, _, fd, m in gone], punch=cut)  # and a hole below it in the one holding it
         self._prune_index(cut)
         reclaimed = sum(size for _, size, _, _ in gone) + self._take_punched()
-        return CompactionResult(begin, cut, reclaimed, below - copied, copied, len(gone),
+        return CompactionResult(begin, cut, reclaimed, below - copied, copied, len({seg for seg, _, _, _ in gone}),
                                 (time.monotonic() - t0) * 1000, disk_before, hlog.segments.allocated_bytes())
 
     def _prune_index(self, cut: int) -> None:

@@ -86,7 +86,7 @@ class Store:
         self.recovery = o.recovery
         self._log = o.log
         self._gate = Gate()
-        # compression="zstd": sealed segments rewritten compressed, in the background
+        # compression="zstd": written pages compressed in the background (store/cooling.py)
         self._cooling = Cooling(o.log, self._gate) if o.config.compression == "zstd" else None
         # psf_id -> records a slow-path PSF failed on (and, of those, went over
         # its evaluation budget) since this open; kept across recompiles.
@@ -544,9 +544,9 @@ class Store:
             return self._commit.sync_locked() if durable else self._log.flush()
 
     def wait_compressed(self, timeout: float = 60.0) -> bool:
-        """On a store created with compression="zstd": wait until every sealed
-        segment (all but the newest) is compressed, at most `timeout`
-        seconds; True when none waits. Compression runs in the background
+        """On a store created with compression="zstd": wait until every page
+        written whole is compressed, at most `timeout` seconds; True when
+        none waits. Compression runs in the background
         on its own; this is for a caller that wants to see its result now
         (disk use, say). Always True on a store without compression."""
         self._gate.check_open()

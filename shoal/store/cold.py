@@ -92,77 +92,157 @@ def _write_all(fd: int, data) -> None:
         view = view[os.write(fd, view):]
 
 
-class ColdSegment:
-    """A cold file opened for reads: its frame table in memory, its bytes
-    read with pread (the page cache keeps the compressed bytes)."""
+def _write_all_at(fd: int, data, at: int) -> None:
+    view = memoryview(data)
+    while view:
+        k = os.pwrite(fd, view, at)
+        view, at = view[k:], at + k
 
-    def __init__(self, path: Path, codec: Codec):
+
+class ColdSegment:
+    """A segment's cold file: its frame table in memory, its bytes read with
+    pread (the page cache keeps the compressed bytes). One that is
+    `finished` has its table and footer and never changes; one that is not
+    grows by `append` (the converter compresses a segment's pages as they
+    are written, not only whole segments) and is read, at open, by walking
+    its frames (`_walk`)."""
+
+    def __init__(self, path: Path, codec: Codec, address: int | None = None, *, capacity_bytes: int = 0,
+                 create: bool = False):
+        """Open the cold file `path` (create: a new empty one) of the segment
+        starting at log address `address`; `capacity_bytes`: the most raw
+        bytes it may come to hold (the segment's size), for C's view."""
         self.path = path
         self.codec = codec
-        self.fd = os.open(path, os.O_RDONLY)
+        self.capacity_bytes = capacity_bytes
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        self.fd = os.open(path, flags, 0o644)
         try:
-            self._load()
+            self._load(address)
         except BaseException:
             os.close(self.fd)
             raise
+        self._c = None
 
-    def _load(self) -> None:
+    def _load(self, address: int | None) -> None:
         size = os.fstat(self.fd).st_size
-        self.repaired = False
+        self.finished = False
         if size >= FOOTER.size:
             tail = os.pread(self.fd, FOOTER.size, size - FOOTER.size)
-            address, raw, table_at, n, frame_bytes, magic, crc = FOOTER.unpack(tail)
-            if magic == MAGIC and table_at + 8 * n + FOOTER.size == size:
+            first, raw, table_at, n, frame_bytes, magic, crc = FOOTER.unpack(tail)
+            if magic == MAGIC and table_at + 8 * n + FOOTER.size == size and address in (None, first):
                 table = os.pread(self.fd, 8 * n, table_at)
                 if _crc(table + tail[:-4]) == crc and frame_bytes:
-                    self.address, self.raw_bytes, self.frame_bytes = address, raw, frame_bytes
+                    self.address, self.raw_bytes, self.frame_bytes = first, raw, frame_bytes
                     self.offsets = array("Q")
                     self.offsets.frombytes(table)
                     self.frames_end = table_at
+                    self.finished = True
                     return
-        self._walk(size)
+        self._walk(size, address)
 
-    def _walk(self, size: int) -> None:
+    @property
+    def repaired(self) -> bool:
+        """Read by walking its frames: not finished (growing, or its footer
+        did not check)."""
+        return not self.finished
+
+    def _walk(self, size: int, address: int | None) -> None:
         """No good footer: the frames from the start, each verified, up to the
-        first that does not check (what lies after it is not read)."""
-        self.repaired = True
+        first that does not check (what lies after it is not read, and is
+        cut off, so appends go on from there)."""
         self.frame_bytes = 0  # the first frame's raw length: every frame but the last holds as many
         self.offsets = array("Q")
-        self.address = self.raw_bytes = 0
+        self.address = address if address is not None else 0
+        self.raw_bytes = 0
         pos = 0
         data = os.pread(self.fd, size, 0)
         while pos < size:
             try:
                 n = frame_size(memoryview(data)[pos:])
-                address = int.from_bytes(data[pos + 8:pos + 16], "little")
-                raw = self.codec.decompress(memoryview(data)[pos:pos + n], address)
+                first = int.from_bytes(data[pos + 8:pos + 16], "little")
+                raw = self.codec.decompress(memoryview(data)[pos:pos + n], first)
             except CorruptionError:
                 break
             if not self.offsets:
-                self.address, self.frame_bytes = address, len(raw)
-            elif (address != self.address + self.raw_bytes or self.raw_bytes % self.frame_bytes
+                if address is not None and first != address:
+                    break
+                self.address, self.frame_bytes = first, len(raw)
+            elif (first != self.address + self.raw_bytes or self.raw_bytes % self.frame_bytes
                   or len(raw) > self.frame_bytes):
                 break  # not the next frame, or one after a short (last) frame
             self.offsets.append(pos)
             self.raw_bytes += len(raw)
             pos += n
         self.frames_end = pos
+        if not self.frame_bytes:
+            self.frame_bytes = self.codec.frame_bytes
+        if size > pos:
+            os.ftruncate(self.fd, pos)  # a torn frame (or a damaged footer's table): appends go on from pos
+
+    def append(self, raw) -> None:
+        """Compress log bytes [address + raw_bytes, + len(raw)) and write them
+        after the frames, fsynced; readers see them after `publish`."""
+        if self.finished:
+            raise ValueError(f"{self.path.name} is finished")
+        if self.raw_bytes % self.frame_bytes:
+            raise ValueError("a cold file grows only after whole frames")
+        frames, offs = self.codec.compress(self.address + self.raw_bytes, raw)
+        try:
+            view = memoryview(frames)
+            at = self.frames_end
+            while view:
+                k = os.pwrite(self.fd, view, at)
+                view, at = view[k:], at + k
+            os.fsync(self.fd)
+        except OSError as exc:
+            os.ftruncate(self.fd, self.frames_end)
+            raise io_error("write of", self.path, exc) from exc
+        self.offsets.extend(self.frames_end + o for o in offs)
+        self.frames_end += len(frames)
+        self.raw_bytes += len(raw)
+
+    def finish(self) -> None:
+        """Write the frame table and the footer (the segment is whole)."""
+        table = self.offsets.tobytes()
+        head = FOOTER.pack(self.address, self.raw_bytes, self.frames_end, len(self.offsets), self.frame_bytes,
+                           MAGIC, 0)[:-4]
+        try:
+            _write_all_at(self.fd, table + head + struct.pack("<I", _crc(table + head)), self.frames_end)
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise io_error("write of", self.path, exc) from exc
+        self.finished = True
 
     def c_view(self):
-        """The shoal_cold readers in C use (kept alive by this object)."""
-        if getattr(self, "_c", None) is None:
-            offs = ffi.new("uint64_t[]", len(self.offsets) + 1)
-            offs[0:len(self.offsets)] = self.offsets.tolist()
-            offs[len(self.offsets)] = self.frames_end
+        """The shoal_cold readers in C use (kept alive by this object), with
+        room for capacity_bytes of frames; `publish` updates it."""
+        if self._c is None:
+            cap = max(len(self.offsets), -(-self.capacity_bytes // self.frame_bytes)) + 1
+            offs = ffi.new("uint64_t[]", cap)
             c = ffi.new("shoal_cold *")
             c.fd = self.fd
             c.frame_bytes = self.frame_bytes
             c.address = self.address
-            c.raw_bytes = self.raw_bytes
-            c.n_frames = len(self.offsets)
             c.offsets = offs
-            self._c = (c, offs)
+            self._c = (c, offs, cap)
+            self.publish()
         return self._c[0]
+
+    def publish(self) -> None:
+        """Show readers in C the frames appended so far: the table first,
+        then (an aligned 8-byte store: C loads it with acquire) how many raw
+        bytes they hold."""
+        if self._c is None:
+            return
+        c, offs, cap = self._c
+        n = len(self.offsets)
+        if n + 1 > cap:
+            raise ValueError(f"{self.path.name}: more frames than its segment holds")
+        offs[0:n] = self.offsets.tolist()
+        offs[n] = self.frames_end
+        c.n_frames = n
+        c.raw_bytes = self.raw_bytes
 
     def allocated_bytes(self) -> int:
         return os.fstat(self.fd).st_blocks * 512

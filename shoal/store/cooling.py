@@ -1,21 +1,26 @@
-"""The cold tier's converter: a background thread that rewrites each sealed
-segment file of a store created with compression="zstd" as a cold file of
-compressed frames (store/cold.py), off the ingest thread.
+"""The cold tier's converter: a background thread that compresses the
+written log of a store created with compression="zstd" into cold files of
+frames (store/cold.py), off the ingest thread.
 
-A segment is sealed once the flusher has written its last page (so the tail
-is in a later segment and nothing writes it again). For each, in address
-order: the segment's bytes are compressed frame by frame into segment-N.z
-(written whole, fsynced, renamed), published to readers, and the raw file
-unlinked (SegmentFiles.make_cold); its descriptor and map are closed only
-once every reader that might be inside them has left (the store's gate).
+A page is taken once the flusher has written it whole and nothing writes it
+again (it is below the tail's page). Segment by segment, in address order,
+its bytes are compressed and appended to the segment's cold file
+(segment-N.z, fsynced), shown to readers (the file's frame table in C), and
+then, once every reader that might be inside the raw pages has left (the
+store's gate), punched out of the raw file. When a segment's last page has
+gone cold, its cold file is finished (frame table and footer) and its raw
+file unlinked (SegmentFiles.make_cold). So the whole written log is
+compressed, not only whole segments; what stays raw is the tail's page and
+what the flusher has not written yet.
 
-The first segment converted trains the store's dictionary (frames.DICT_FILE)
-from pieces of its bytes, when it has enough of them; until then frames are
-compressed without one (they stay readable after).
+The dictionary (frames.DICT_FILE) is trained once the log holds enough
+written bytes (DICT_BYTES x 8), on pieces spread over them; nothing is
+compressed before. If training finds nothing, frames go without one.
 
-Must stay true: a conversion that fails (a full disk) leaves the raw file as
-it was and is tried again at the next flush; close() stops the thread
-between chunks, leaving no temporary file behind.
+Must stay true: the cold bytes are fsynced before the raw pages are punched,
+and published before readers can miss the raw ones; a conversion that fails
+(a full disk) leaves the raw file as it was and is tried again later;
+close() stops the thread between chunks.
 """
 from __future__ import annotations
 
@@ -42,7 +47,6 @@ class Cooling:
         self.gate = gate
         self.segments = hlog.segments
         self._cv = threading.Condition()
-        self._flushed = 0
         self._stop = False
         self._busy = False
         # Segments found sealed at open wait a moment: a short-lived process
@@ -57,31 +61,51 @@ class Cooling:
 
     def _on_flush(self, end: int) -> None:
         with self._cv:
-            self._flushed = max(self._flushed, end)
             self._not_before = 0.0
             self._cv.notify_all()
 
-    def sealed(self) -> list[int]:
-        """Segments whose every page is written and that still have a raw file."""
+    def todo(self) -> list[tuple[int, int]]:
+        """(segment, offset) pairs: compress the segment's bytes up to the
+        offset. Pages are taken once written whole and never written again
+        (below the tail's page and flushed), in steps of whole frames and
+        pages; a segment's last step reaches its end, and the raw file then
+        goes. Nothing until the log has enough written to train the
+        dictionary on (DICT_BYTES x 8)."""
         seg_bytes = self.segments.segment_bytes
-        below = min(self.hlog.flushed_until_address, self.hlog.tail_address) // seg_bytes
-        first = self.hlog.begin_address // seg_bytes
-        return [s for s in self.segments.existing() if first <= s < below and not self.segments.is_cold(s)]
+        page = self.hlog.page_size
+        unit = max(page, self.hlog.codec.frame_bytes)
+        tail = self.hlog.tail_address
+        done = min(self.hlog.flushed_until_address, tail - tail % page)
+        begin = self.hlog.begin_address
+        if done - begin < 8 * DICT_BYTES and not self.hlog.codec.dictionary \
+                and not (self.segments.directory / DICT_FILE).exists():
+            return []
+        out = []
+        for seg in self.segments.existing():
+            lo = seg * seg_bytes
+            if lo + seg_bytes <= begin or lo >= done or not self.segments.has_raw(seg):
+                continue
+            upto = min(seg_bytes, done - lo)
+            if upto < seg_bytes:
+                upto -= upto % unit
+            if upto > self.segments.cold_bytes(seg):
+                out.append((seg, upto))
+        return out
 
     def _loop(self) -> None:
         while True:
             with self._cv:
                 while not self._stop and not self.gate.closed and (
-                        not self.sealed() or time.monotonic() < self._not_before):
+                        not self.todo() or time.monotonic() < self._not_before):
                     self._cv.wait(timeout=max(0.01, min(1.0, self._not_before - time.monotonic())))
                 if self._stop or self.gate.closed:
                     return
                 self._busy = True
             try:
-                for seg in self.sealed():
+                for seg, upto in self.todo():
                     if self._stop:
                         break
-                    self._convert(seg)
+                    self._convert(seg, upto)
             except Interrupted:
                 pass
             except Exception as exc:  # noqa: BLE001 - a full disk, say: the raw file stays; try again later
@@ -94,36 +118,40 @@ class Cooling:
                     self._busy = False
                     self._cv.notify_all()
 
-    def _convert(self, seg: int) -> None:
-        codec = self._codec_for(seg)
+    def _convert(self, seg: int, upto: int) -> None:
+        codec = self._codec()
         try:
-            done = self.segments.make_cold(seg, codec, reading=self.gate, stop=lambda: self._stop)
+            done = self.segments.make_cold(seg, upto, codec, reading=self.gate, stop=lambda: self._stop)
         except StoreClosed:
             raise Interrupted("the store closed") from None
         if done is None:
             return
-        fd, m = done
-        token = self.gate.mark()
+        token = self.gate.mark()  # readers inside now may be in the raw pages that just went cold
         while not self.gate.idle_since(token):
+            if self.gate.closed:
+                break
             time.sleep(0.001)
-        os.close(fd)
-        unmap(m)
-        self.converted += 1
+        if done[0] == "punch":
+            self.segments.punch_cold(done[1], done[2])
+        else:
+            os.close(done[1])
+            unmap(done[2])
+            self.converted += 1
 
-    def _codec_for(self, seg: int) -> Codec:
-        """The store's codec, with a dictionary trained on this segment if it
-        has none yet and the segment holds enough bytes to train one."""
+    def _codec(self) -> Codec:
+        """The store's codec, with a dictionary trained on pieces of the
+        written log if it has none yet (tried once: an empty DICT_FILE says
+        none was found)."""
         codec = self.hlog.codec
         path = self.segments.directory / DICT_FILE
         if codec.dictionary or path.exists():
             return codec
-        size = self.segments.size(seg)
-        if size < 8 * DICT_BYTES:
-            return codec
-        n = min(size // _PIECE, 30 * DICT_BYTES // _PIECE)  # 30x the dictionary: as good as 100x here, a third of the time
-        step = size // n
-        base = seg * self.segments.segment_bytes
-        sample = b"".join(self.segments.read(base + i * step, _PIECE) for i in range(n))
+        lo = self.hlog.begin_address
+        hi = min(self.hlog.flushed_until_address, self.hlog.tail_address)
+        size = hi - lo
+        n = max(1, min(size // _PIECE, 30 * DICT_BYTES // _PIECE))  # 30x the dictionary: as good as 100x here
+        step = max(_PIECE, size // n)
+        sample = b"".join(self.segments.read(lo + i * step, _PIECE) for i in range(n))
         dictionary = train_dictionary(sample)
         write_atomic(path, dictionary)  # empty: tried, none found; frames go without one
         if not dictionary:
@@ -138,9 +166,9 @@ class Cooling:
         with self._cv:
             self._not_before = 0.0
             self._cv.notify_all()
-            while (self._busy or self.sealed()) and time.monotonic() < deadline and self._thread.is_alive():
+            while (self._busy or self.todo()) and time.monotonic() < deadline and self._thread.is_alive():
                 self._cv.wait(timeout=0.05)
-            return not (self._busy or self.sealed())
+            return not (self._busy or self.todo())
 
     def close(self) -> None:
         with self._cv:

@@ -32,12 +32,13 @@ there instead of making a pread each. A map is unpublished before its
 file goes (compaction: `detach_below` hands it to the caller to unmap once
 no reader can be inside it; `close`, after the readers are gone).
 
-Cold segments (compression="zstd"): a sealed segment is rewritten as
-`segment-<s>.z`, compressed frames (store/cold.py), by the store's converter
-(store/cooling.py, through `make_cold`): the cold file is published to C
-(log_c.cold) before the raw file is unpublished and unlinked, so a reader
-always finds one of them; `read`, `size` and `existing` serve both kinds,
-and recovery cuts (`truncate_after`) write a cut cold segment back raw.
+Cold segments (compression="zstd"): a segment's written pages are
+compressed into its cold file, `segment-<s>.z` (store/cold.py), which grows,
+by the store's converter (store/cooling.py, through `make_cold`): the frames
+are published to C (log_c.cold) before the raw pages are punched, so a
+reader always finds one of them; when the whole segment is cold, its raw
+file is unpublished and unlinked. `read`, `size` and `existing` serve both
+kinds; recovery cuts (`truncate_after`) write cut cold bytes back raw.
 
 Errors: OSErrors become NativeIOError, or DiskFull for ENOSPC/EDQUOT, naming
 the file. A failed fsync puts its segments back in the dirty set.
@@ -115,19 +116,21 @@ class SegmentFiles:
         return self.directory / f"segment-{seg:06d}.z"
 
     def _load_cold(self, seg: int) -> None:
-        """Open segment seg's cold file. One that checks wins over a raw file
-        still beside it (a conversion stopped between the cold file's rename
-        and the raw file's unlink); one that does not check gives way to a
-        raw file (which is whole), or is read as far as its frames check."""
+        """Open segment seg's cold file. A finished one (its footer checks)
+        holds the whole segment: a raw file still beside it (a conversion
+        stopped between the two) goes. A growing one holds the segment's
+        first pages, the raw file the rest; its frames are walked, and a
+        torn last frame cut off. One with no frames goes."""
         if self.codec is None:
-            raise CorruptionError(f"{self.cold_path(seg)} is compressed, but {self.directory} has no "
-                                  f"{DICT_FILE}-compatible codec (was the store created with compression?)")
-        cs = ColdSegment(self.cold_path(seg), self.codec)
-        if cs.repaired and seg in self._fds:
+            raise CorruptionError(f"{self.cold_path(seg)} is compressed, but {self.directory} holds no codec "
+                                  f"(was the store created with compression?)")
+        cs = ColdSegment(self.cold_path(seg), self.codec, seg * self.segment_bytes,
+                         capacity_bytes=self.segment_bytes)
+        if not cs.raw_bytes and seg in self._fds:
             cs.close()
             self.cold_path(seg).unlink()
             return
-        if seg in self._fds:
+        if cs.finished and seg in self._fds:
             fd = self._fds.pop(seg)
             self._c_fds[seg] = -1
             os.close(fd)
@@ -138,52 +141,68 @@ class SegmentFiles:
             self._c_cold[seg] = cs.c_view()
 
     def cold_segments(self) -> list[tuple[int, int]]:
-        """(segment, bytes its cold file takes on disk) of each cold segment."""
+        """(segment, bytes its cold file takes on disk) of each segment with one."""
         with self._lock:
             return [(seg, cs.allocated_bytes()) for seg, cs in sorted(self._cold.items())]
 
-    def is_cold(self, seg: int) -> bool:
+    def cold_bytes(self, seg: int) -> int:
+        """How many of segment seg's first bytes are in its cold file."""
         with self._lock:
-            return seg in self._cold
+            cs = self._cold.get(seg)
+        return cs.raw_bytes if cs is not None else 0
 
-    def make_cold(self, seg: int, codec, *, reading=None, stop=None) -> tuple[int, tuple | None] | None:
-        """Convert segment seg, whose pages are all written and never written
-        again, into a cold file, publish it to readers, and delete its raw
-        file. Returns the raw file's read fd and map, for the caller to close
-        and `unmap` once no reader can be inside them (the file is unlinked
-        already; a reader inside still reads it whole), or None if the
-        segment has no raw file (any more: a compaction took it meanwhile).
-        `reading`: a context entered around each read of the raw file (the
-        store's gate, so a compaction closes the fd only after it); `stop`:
-        asked between chunks, raises cold.Interrupted when it says so."""
+    def has_raw(self, seg: int) -> bool:
+        with self._lock:
+            return seg in self._fds
+
+    def make_cold(self, seg: int, upto: int, codec, *, reading=None, stop=None) -> tuple | None:
+        """Compress segment seg's bytes up to offset `upto` (written pages,
+        never written again; a multiple of the frame size, or the segment's
+        end) into its cold file, which grows, and show them to readers.
+        Returns what the caller must do once no reader can be inside the raw
+        file's pages any more (the store's gate): ("punch", seg, upto) to
+        free them, or, when the whole segment went cold and its raw file was
+        unpublished and unlinked, ("close", fd, map). None: nothing to do
+        (no raw file any more: a compaction took it meanwhile). `reading`:
+        a context entered around each read of the raw file (the gate, so a
+        compaction closes the fd only after it); `stop`: asked between
+        chunks, raises cold.Interrupted when it says so."""
         with self._lock:
             fd = self._fds.get(seg)
-        if fd is None or seg in self._cold:
+            cs = self._cold.get(seg)
+        if fd is None:
             return None
-        size = os.fstat(fd).st_size
-        step = max(codec.frame_bytes, (4 << 20) // codec.frame_bytes * codec.frame_bytes)
-        path = self.cold_path(seg)
-
-        def chunks():
-            for off in range(0, size, step):
-                if stop is not None and stop():
-                    raise Interrupted(f"compressing segment {seg}")
-                with reading if reading is not None else contextlib.nullcontext():
-                    with self._lock:
-                        if self._fds.get(seg) != fd:
-                            raise Interrupted(f"segment {seg} was deleted while it was compressed")
-                    yield self._pread(fd, off, min(step, size - off), seg)
-
-        write_chunks(path, codec, seg * self.segment_bytes, chunks())
-        cs = ColdSegment(path, codec)
+        if cs is None:
+            cs = ColdSegment(self.cold_path(seg), codec, seg * self.segment_bytes,
+                             capacity_bytes=self.segment_bytes, create=True)
+            with self._lock:
+                if self._fds.get(seg) != fd:
+                    cs.close()
+                    self.cold_path(seg).unlink(missing_ok=True)
+                    return None
+                self._cold[seg] = cs
+                if self._c_cold is not None:
+                    self._c_cold[seg] = cs.c_view()  # no bytes yet: readers still go raw
+                self._new_files = True
+        cs.codec = codec
+        step = max(cs.frame_bytes, (4 << 20) // cs.frame_bytes * cs.frame_bytes)
+        while cs.raw_bytes < upto:
+            if stop is not None and stop():
+                raise Interrupted(f"compressing segment {seg}")
+            off = cs.raw_bytes
+            with reading if reading is not None else contextlib.nullcontext():
+                with self._lock:
+                    if self._fds.get(seg) != fd:
+                        raise Interrupted(f"segment {seg} was deleted while it was compressed")
+                chunk = self._pread(fd, off, min(step, upto - off), seg)
+            cs.append(chunk)
+            cs.publish()  # readers of these bytes go cold from here; ones already in the raw pages go on
+        if upto < self.segment_bytes:
+            return ("punch", seg, upto)
+        cs.finish()
         with self._sync_lock, self._lock:
-            if self._fds.get(seg) != fd:  # a compaction deleted the segment meanwhile
-                cs.close()
-                path.unlink(missing_ok=True)
+            if self._fds.get(seg) != fd:
                 return None
-            self._cold[seg] = cs
-            if self._c_cold is not None:
-                self._c_cold[seg] = cs.c_view()  # readers go cold from here; ones that loaded the fd go on
             self._fds.pop(seg)
             self._c_fds[seg] = -1
             m = self._unpublish(seg)
@@ -191,9 +210,15 @@ class SegmentFiles:
             if wfd != fd:
                 os.close(wfd)
             self._dirty.discard(seg)  # its bytes are durable in the cold file
+            self._punched.pop(seg, None)
             self.path(seg).unlink(missing_ok=True)
             self._new_files = True  # the name removed: the next sync fsyncs the directory
-        return fd, m
+        return ("close", fd, m)
+
+    def punch_cold(self, seg: int, upto: int) -> None:
+        """Free the raw file's blocks below `upto`, now in the cold file and
+        read by no reader (make_cold's "punch")."""
+        self.punch_below(seg * self.segment_bytes + upto)
 
     def _pread(self, fd: int, off: int, n: int, seg: int) -> bytes:
         try:
@@ -216,9 +241,9 @@ class SegmentFiles:
         with self._lock:
             fd = self._fds.get(seg)
             cs = self._cold.get(seg)
-        if cs is not None:
-            return cs.raw_bytes
-        return os.fstat(fd).st_size if fd is not None else 0
+        if fd is not None:
+            return os.fstat(fd).st_size
+        return cs.raw_bytes if cs is not None else 0
 
     def _open(self, seg: int) -> int:
         if seg >= self.n_slots:
@@ -285,7 +310,7 @@ class SegmentFiles:
         with self._lock:
             fd = self._fds.get(seg)
             cs = self._cold.get(seg)
-        if cs is not None:
+        if cs is not None and (off < cs.raw_bytes or fd is None):
             return cs.read_checked(address, min(n, cs.raw_bytes - off))
         if fd is None:
             return b""
@@ -338,7 +363,7 @@ class SegmentFiles:
         with self._lock:
             for s in [s for s in self._maps if s >= seg]:  # recovery: no reader is inside
                 unmap(self._unpublish(s))
-            for s in sorted(s for s in self._cold if s >= seg):
+            for s in sorted(s for s in self._cold if s > seg or (s == seg and off < self._cold[s].raw_bytes)):
                 self._thaw(s, keep_in, whole=s > seg)
             self._new_files = True  # names removed: the directory is fsynced too
             if keep_in is not None and any(s >= seg for s in self._fds):
@@ -365,18 +390,26 @@ class SegmentFiles:
 
     def _thaw(self, seg: int, keep_in: Path | None, *, whole: bool) -> None:
         """Recovery cuts the log inside (not `whole`) or before (`whole`) cold
-        segment seg (caller holds _lock): a whole one goes to keep_in, or
-        away; a cut one is written back as a raw file the cut then shortens."""
+        segment seg's cold bytes (caller holds _lock): a whole one goes to
+        keep_in, or away; a cut one's bytes are written back into the raw
+        file (holes and all: the cut then shortens it), and the cold file
+        goes."""
         cs = self._cold.pop(seg)
         if self._c_cold is not None:
             self._c_cold[seg] = ffi.NULL
         if not whole:
-            data = cs.read(cs.address, cs.raw_bytes) if cs.raw_bytes else b""
-            fd = os.open(self.path(seg), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            self._fds[seg] = fd
-            self._c_fds[seg] = fd
-            os.pwrite(fd, data, 0)
+            data = cs.read_checked(cs.address, cs.raw_bytes)
+            fd = self._fds.get(seg)
+            if fd is None:
+                fd = os.open(self.path(seg), os.O_RDWR | os.O_CREAT, 0o644)
+                self._fds[seg] = fd
+                self._c_fds[seg] = fd
+            view, at = memoryview(data), 0
+            while view:
+                k = os.pwrite(fd, view, at)
+                view, at = view[k:], at + k
             self._dirty.add(seg)
+            self._punched.pop(seg, None)
         cs.close()
         if whole and keep_in is not None:
             keep_in.mkdir(parents=True, exist_ok=True)
