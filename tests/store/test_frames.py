@@ -102,7 +102,7 @@ def test_a_dictionary_frame_needs_the_dictionary(generated):
     raw = b"\n".join(generated("github_events", 300))
     d = F.train_dictionary(raw, 8 << 10)
     assert d
-    out, _ = F.Codec(dictionary=d).compress(0, raw[:16384])
+    out, _ = F.Codec(dictionary=d, frame_bytes=16384).compress(0, raw[:16384])
     with pytest.raises(CorruptionError, match="dictionary"):
         F.Codec().decompress(out, 0)
     assert F.Codec(dictionary=d).decompress(out, 0) == raw[:16384]
