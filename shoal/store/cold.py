@@ -1,22 +1,26 @@
-"""Cold segment files: a segment's sealed log bytes as compressed frames.
+"""Cold segment files: a segment's written log bytes as compressed frames.
 
-    segment-<s>.z:  frame | frame | ... | table | footer
+    segment-<s>.z:  frame | frame | ... [| table | footer]
 
 Each frame (store/frames.py) holds `frame_bytes` raw log bytes and names the
-address of its first one. The table is the file offset of every frame (u64
-each, little-endian); the footer (FOOTER, 40 bytes) says where the table
-starts, how many frames and raw bytes the file holds, from which address,
-and carries a CRC32C of the table and itself. A point read finds its frame
-by arithmetic (frames hold equal raw lengths, the last may be shorter) and
-decompresses that one frame.
+address of its first one. A file grows by `append` (whole frames, fsynced)
+while its segment is being written; once the segment is all cold it is
+`finish`ed: the table (the file offset of every frame, u64 each, little-
+endian) and the footer (FOOTER, 40 bytes: where the table starts, how many
+frames and raw bytes, from which address, a CRC32C of the table and
+itself). A point read finds its frame by arithmetic (frames hold equal raw
+lengths, the last may be shorter) and decompresses that one frame.
+`write`/`write_chunks` make a finished file in one go (temporary name,
+fsync, rename).
 
 Must stay true:
-  - The file is written whole under a temporary name, fsynced and renamed:
-    a cold file that exists is complete, or its footer does not check.
-  - A file whose footer does not check (a crash between write and rename
-    cannot leave one, a damaged disk can) is read by walking its frames from
-    the start (each verified); reads past the last good frame fail as
-    CorruptionError, never as other bytes.
+  - A finished file never changes. One that is not (growing, or its footer
+    damaged) is read by walking its frames from the start, each verified, up
+    to the first that does not check, and what follows is cut off: a crash
+    in an append leaves a torn last frame, whose pages are still raw (they
+    are punched from the raw file only after the append is fsynced).
+  - Reads past the last good frame fail (ValueError, CorruptionError),
+    never return other bytes.
 """
 from __future__ import annotations
 
