@@ -1,7 +1,8 @@
 """The live tail: records matching a query as they are ingested.
 
 `follow` keeps a cursor, a log address. Each round it answers the query
-over [cursor, tail) oldest first, through the query and scan paths every
+over [cursor, tail) oldest first (the linked tail: HybridLog.linked_tail,
+below which every record is in its chains), through the query and scan paths every
 answer takes (chains where a PSF was active, scans where not), yields those
 records, and moves the cursor to that tail: addresses only grow, so no
 record is missed or given twice, however ingest calls interleave with it.
@@ -88,7 +89,10 @@ class Tail:
                     raise gap
                 yield gap
                 cursor = begin
-            tail = log.tail_address
+            # Not tail_address: the writer publishes it before it links the
+            # record into its chains, so a chain walk up to it could miss a
+            # record that this round's cursor then passes for good.
+            tail = log.linked_tail
             if cursor < tail:
                 hi = tail
                 found: list[Record] = []
@@ -109,7 +113,7 @@ class Tail:
                 beat = now
                 yield []
             with self.appended:
-                if log.tail_address == tail:
+                if log.linked_tail == tail:
                     self.appended.wait(POLL_S)
 
     def _answer(self, conditions, mode, lo: int, hi: int, fields, cancel):

@@ -266,6 +266,9 @@ def _run(core: IngestCore, job, native_set, buf_c, spans, n: int, extras_c, pool
     job.n_rejects = 0
     while True:
         rc = lib.shoal_ingest(job, native_set.ptr, log.c, core.index.ptr)
+        # Every record the call appended is in its chains now (the C writer
+        # publishes the tail before it links a record: engine/tail.py).
+        log.linked_tail = log.c.tail_address
         if rc == lib.SHOAL_NEED_PAGE:
             log.turn_page()
             continue

@@ -136,6 +136,10 @@ class HybridLog:
         c.read_only_address = max(begin_address, page_start)
         c.flushed_until_address = tail_address
         c.tail_address = tail_address
+        # The tail below which every record is linked into its chains: the
+        # writer publishes tail_address before it links a record, and sets
+        # this after each native ingest call (ingest/ingest.py, _run).
+        self.linked_tail = tail_address
 
         self.segments.map_written(page_start, every=True)  # whole pages below the tail page: never written again
         reads = RecordReads(c, self.page_size)

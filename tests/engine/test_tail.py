@@ -62,6 +62,51 @@ def test_follow_gives_every_record_once_under_concurrent_ingest(open_store, gene
     assert len({a for a, _ in got}) == len(got)
 
 
+def test_follow_stops_at_the_linked_tail(open_store, generated):
+    """The writer publishes the tail before it links a record into its
+    chains: a follower that walked chains up to tail_address could pass a
+    record for good. It reads up to the linked tail, and the records between
+    it and the tail come in the next round, once they are linked."""
+    store = open_store()
+    store.register_psf("type", "type")
+    raws = list(generated("github_events", 400))
+    got: list = []
+    ready = threading.Event()
+
+    def follower():
+        it = store.follow([("type", "PushEvent")], timeout=3)
+        ready.set()
+        got.extend(r.address for r in it)
+
+    f = threading.Thread(target=follower)
+    f.start()
+    ready.wait()
+    log = store._log
+    hold: dict = {"at": None}
+
+    class Held(type(log)):  # what the follower reads of linked_tail, held where the test says
+        @property
+        def linked_tail(self):
+            return self.__dict__["_linked"] if hold["at"] is None else hold["at"]
+
+        @linked_tail.setter
+        def linked_tail(self, value):
+            self.__dict__["_linked"] = value
+
+    log.__dict__["_linked"] = log.__dict__.pop("linked_tail")
+    log.__class__ = Held
+    store.ingest(b"\n".join(raws[:200]))
+    held = hold["at"] = log.tail_address  # the second call's records: as if not linked yet
+    store.ingest(b"\n".join(raws[200:]))
+    time.sleep(0.5)
+    seen = list(got)
+    hold["at"] = None
+    f.join()
+    push = [r.address for r in store.query("type", "PushEvent", order="oldest")]
+    assert seen == [a for a in push if a < held]  # nothing at or past the linked tail
+    assert got == push  # and nothing missed once it moved
+
+
 def test_follow_since_address_fields_and_cancel(store):
     store.register_psf("type", "type")
     res = store.ingest(b"\n".join(json.dumps({"type": "a", "i": i, "x": {"y": i}}).encode() for i in range(10)))
