@@ -60,11 +60,6 @@ static int disk_read(shoal_log *log, uint64_t addr, char *dst, size_t n) {
 
 /* ---- cold segments: compressed frames -------------------------------------------- */
 
-/* The cold view of the segment holding addr, or NULL. */
-static const shoal_cold *cold_of(shoal_log *log, uint64_t addr) {
-    return shoal_cold_at(log, addr);
-}
-
 /* Decompress frame i of c into out (frame_bytes room): its raw length in *len. */
 static int cold_frame(shoal_log *log, const shoal_cold *c, uint64_t i, char *out, uint32_t *len) {
     char z[SHOAL_COLD_MAX_FRAME + 1024];
@@ -127,7 +122,7 @@ static int cold_read(shoal_log *log, const shoal_cold *c, uint64_t addr, char *d
 /* A raw read that found no file: the segment may have gone cold meanwhile. */
 static int raw_or_cold(shoal_log *log, uint64_t addr, char *dst, size_t n, shoal_block_cache **bcp, int rc) {
     if (rc != SHOAL_E_CORRUPT) return rc;
-    const shoal_cold *c = cold_of(log, addr);
+    const shoal_cold *c = shoal_cold_at(log, addr);
     return c ? cold_read(log, c, addr, dst, n, bcp) : rc;
 }
 
@@ -140,7 +135,7 @@ int shoal_read_bytes(shoal_log *log, uint64_t addr, char *dst, size_t n, shoal_b
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&log->frame_page[f], __ATOMIC_RELAXED) == p1) return SHOAL_OK;
     }
-    const shoal_cold *cold = cold_of(log, addr);
+    const shoal_cold *cold = shoal_cold_at(log, addr);
     if (cold && addr - cold->address < LOAD(&cold->raw_bytes)) return cold_read(log, cold, addr, dst, n, bcp);
     const char *view = shoal_map_view(log, addr, n);
     if (view) {

@@ -10,8 +10,7 @@ endian) and the footer (FOOTER, 40 bytes: where the table starts, how many
 frames and raw bytes, from which address, a CRC32C of the table and
 itself). A point read finds its frame by arithmetic (frames hold equal raw
 lengths, the last may be shorter) and decompresses that one frame.
-`write`/`write_chunks` make a finished file in one go (temporary name,
-fsync, rename).
+`write` makes a finished file in one go (temporary name, rename).
 
 Must stay true:
   - A finished file never changes. One that is not (growing, or its footer
@@ -24,11 +23,9 @@ Must stay true:
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
 from array import array
-from collections.abc import Iterable
 from pathlib import Path
 
 from .._native import ffi, lib
@@ -45,55 +42,25 @@ def _crc(data) -> int:
 
 
 def write(path: Path, codec: Codec, address: int, raw) -> int:
-    """Write log bytes [address, address + len(raw)) as the cold file `path`."""
-    return write_chunks(path, codec, address, [raw])
-
-
-def write_chunks(path: Path, codec: Codec, address: int, chunks: Iterable) -> int:
-    """Write the log bytes of `chunks` (consecutive, from `address`; each but
-    the last a multiple of codec.frame_bytes) as the cold file `path`: under
-    a temporary name, fsynced, renamed, the directory fsynced (a cold file
-    that exists is whole). Returns its size."""
+    """A finished cold file of log bytes [address, address + len(raw)) in one
+    go: made under a temporary name, then renamed. Returns its size."""
     tmp = path.with_name(path.name + TEMP_SUFFIX)
-    offsets = array("Q")
-    pos = raw_bytes = 0
+    tmp.unlink(missing_ok=True)
+    cs = ColdSegment(tmp, codec, address, capacity_bytes=len(raw), create=True)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            for chunk in chunks:
-                if raw_bytes % codec.frame_bytes:
-                    raise ValueError("only the last chunk may end inside a frame")
-                frames, offs = codec.compress(address + raw_bytes, chunk)
-                offsets.extend(pos + o for o in offs)
-                _write_all(fd, frames)
-                pos += len(frames)
-                raw_bytes += len(chunk)
-            table = offsets.tobytes()
-            head = FOOTER.pack(address, raw_bytes, pos, len(offsets), codec.frame_bytes, MAGIC, 0)[:-4]
-            _write_all(fd, table + head + struct.pack("<I", _crc(table + head)))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise io_error("write of", path, exc) from exc
-        raise
+        if len(raw):
+            cs.append(raw)
+        cs.finish()
+    finally:
+        cs.close()
+    os.replace(tmp, path)
     fsync_dir(path.parent)
-    return pos + 8 * len(offsets) + FOOTER.size
+    return path.stat().st_size
 
 
 class Interrupted(Exception):
     """A conversion was stopped between chunks (the store is closing, or the
     segment went away): no cold file was made."""
-
-
-def _write_all(fd: int, data) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _write_all_at(fd: int, data, at: int) -> None:

@@ -61,8 +61,7 @@ from pathlib import Path
 from .._native import ffi, lib
 from ..errors import CorruptionError, NativeIOError, StoreClosed, io_error
 from ..files import TEMP_SUFFIX, fsync_dir
-from .cold import ColdSegment, Interrupted, write_chunks
-from .frames import DICT_FILE
+from .cold import ColdSegment, Interrupted
 
 log = logging.getLogger("shoal.store")
 
