@@ -145,6 +145,32 @@ int64_t shoal_frame_size(const char *f, uint64_t avail) {
     return size <= avail ? (int64_t)size : SHOAL_E_CORRUPT;
 }
 
+int64_t shoal_frames_walk(const char *data, uint64_t size, uint64_t address, uint64_t *offsets, uint64_t max,
+                          uint64_t *n, uint64_t *first, uint64_t *raw_bytes, uint32_t *frame_raw) {
+    uint64_t pos = 0, k = 0, raw = 0;
+    uint32_t unit = 0;
+    while (pos < size && k < max) {
+        const shoal_frame_header *h = (const shoal_frame_header *)(data + pos);
+        int64_t len = shoal_frame_size(data + pos, size - pos);
+        if (len < 0 || header_crc(h, data + pos + sizeof *h) != h->crc || h->raw_len == 0) break;
+        if (k == 0) {
+            if (address != UINT64_MAX && h->address != address) break;
+            address = h->address;
+            unit = h->raw_len;
+        } else if (h->address != address + raw || raw % unit || h->raw_len > unit) {
+            break; /* not the next frame, or one after a short (last) frame */
+        }
+        offsets[k++] = pos;
+        raw += h->raw_len;
+        pos += (uint64_t)len;
+    }
+    *n = k;
+    *first = address;
+    *raw_bytes = raw;
+    *frame_raw = unit;
+    return (int64_t)pos;
+}
+
 int64_t shoal_frame_decompress(const shoal_codec *c, const char *f, uint64_t avail, uint64_t address,
                                char *dst, uint64_t cap) {
     if (!c || !Z.bound) return SHOAL_E_ARG;

@@ -870,6 +870,16 @@ int64_t shoal_frames_compress(shoal_codec *c, uint64_t address, const char *src,
 /* The size of the frame at f (header, compressed bytes, padding), checked to
  * fit in avail bytes, or SHOAL_E_CORRUPT. */
 int64_t shoal_frame_size(const char *f, uint64_t avail);
+/* Walk a cold file's frames in data[0, size) from the start, each checked
+ * without decompressing it (header, CRC32C of header and compressed bytes;
+ * raw_crc is checked where a read decompresses it): consecutive log bytes
+ * from `address` (UINT64_MAX: the first frame's), every frame but the last
+ * holding the first's raw length. Stops at the first frame that does not
+ * check or follow, or after `max`; offsets[i] = where frame i starts.
+ * Returns the bytes the good frames take; *n frames of *raw_bytes raw bytes
+ * from *first, *frame_raw each. */
+int64_t shoal_frames_walk(const char *data, uint64_t size, uint64_t address, uint64_t *offsets, uint64_t max,
+                          uint64_t *n, uint64_t *first, uint64_t *raw_bytes, uint32_t *frame_raw);
 /* Decompress the frame at f (avail bytes readable there) that must hold log
  * address `address` first, into dst: its raw length, or SHOAL_E_CORRUPT (see
  * frame.c: header, address, both CRCs), SHOAL_E_SPACE (cap too small),

@@ -31,7 +31,7 @@ from pathlib import Path
 from .._native import ffi, lib
 from ..errors import CorruptionError, io_error
 from ..files import TEMP_SUFFIX, fsync_dir
-from .frames import Codec, frame_size
+from .frames import Codec
 
 FOOTER = struct.Struct("<QQQIIII")  # first address, raw bytes, table offset, frames, frame bytes, magic, crc
 MAGIC = 0x434C4853  # "SHLC"
@@ -109,6 +109,7 @@ class ColdSegment:
                     self.offsets.frombytes(table)
                     self.frames_end = table_at
                     self.finished = True
+                    self.checked_bytes = None  # the frames are checked when recovery asks (check)
                     return
         self._walk(size, address)
 
@@ -119,37 +120,43 @@ class ColdSegment:
         return not self.finished
 
     def _walk(self, size: int, address: int | None) -> None:
-        """No good footer: the frames from the start, each verified, up to the
-        first that does not check (what lies after it is not read, and is
-        cut off, so appends go on from there)."""
-        self.frame_bytes = 0  # the first frame's raw length: every frame but the last holds as many
-        self.offsets = array("Q")
-        self.address = address if address is not None else 0
-        self.raw_bytes = 0
-        pos = 0
-        data = os.pread(self.fd, size, 0)
-        while pos < size:
-            try:
-                n = frame_size(memoryview(data)[pos:])
-                first = int.from_bytes(data[pos + 8:pos + 16], "little")
-                raw = self.codec.decompress(memoryview(data)[pos:pos + n], first)
-            except CorruptionError:
-                break
-            if not self.offsets:
-                if address is not None and first != address:
-                    break
-                self.address, self.frame_bytes = first, len(raw)
-            elif (first != self.address + self.raw_bytes or self.raw_bytes % self.frame_bytes
-                  or len(raw) > self.frame_bytes):
-                break  # not the next frame, or one after a short (last) frame
-            self.offsets.append(pos)
-            self.raw_bytes += len(raw)
-            pos += n
+        """No good footer: the frames from the start, each checked (header
+        and compressed bytes; a read checks the raw bytes when it
+        decompresses them), up to the first that does not check or follow
+        (what lies after it is not read, and is cut off, so appends go on
+        from there). One native pass: no frame is decompressed."""
+        pos, offsets, first, raw, unit = self._frames(size, address)
+        self.offsets = offsets
+        self.address = first if offsets else (address if address is not None else 0)
+        self.raw_bytes = self.checked_bytes = raw
+        self.frame_bytes = unit or self.codec.frame_bytes
         self.frames_end = pos
-        if not self.frame_bytes:
-            self.frame_bytes = self.codec.frame_bytes
         if size > pos:
             os.ftruncate(self.fd, pos)  # a torn frame (or a damaged footer's table): appends go on from pos
+
+    def _frames(self, size: int, address: int | None) -> tuple[int, array, int, int, int]:
+        """The frames in the file's first `size` bytes that check and follow
+        each other (shoal_frames_walk): (bytes they take, their offsets,
+        first address, raw bytes, raw bytes per frame)."""
+        data = os.pread(self.fd, size, 0)
+        cap = size // 40 + 1  # a frame takes at least a header and a few bytes
+        offs = ffi.new("uint64_t[]", cap)
+        n, first, raw = ffi.new("uint64_t *"), ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        unit = ffi.new("uint32_t *")
+        pos = lib.shoal_frames_walk(data, len(data), 0xFFFFFFFFFFFFFFFF if address is None else address, offs, cap,
+                                    n, first, raw, unit)
+        offsets = array("Q")
+        offsets.frombytes(ffi.buffer(offs, 8 * n[0]))
+        return pos, offsets, first[0], raw[0], unit[0]
+
+    def check(self) -> int:
+        """How many of its raw bytes lie in frames whose headers and
+        compressed bytes check (no frame is decompressed; a read checks the
+        raw bytes when it does): all of them unless a frame was damaged.
+        Recovery verifies the cold log by this; it is worked out once."""
+        if self.checked_bytes is None:
+            self.checked_bytes = self._frames(self.frames_end, self.address)[3]
+        return self.checked_bytes
 
     def append(self, raw) -> None:
         """Compress log bytes [address + raw_bytes, + len(raw)) and write them
@@ -171,6 +178,8 @@ class ColdSegment:
             raise io_error("write of", self.path, exc) from exc
         self.offsets.extend(self.frames_end + o for o in offs)
         self.frames_end += len(frames)
+        if self.checked_bytes == self.raw_bytes:  # frames this process wrote check
+            self.checked_bytes += len(raw)
         self.raw_bytes += len(raw)
 
     def finish(self) -> None:

@@ -27,6 +27,7 @@ DEFAULT_LEVEL = 3
 DICT_BYTES = 110 << 10
 HEADER_BYTES: int = ffi.sizeof("shoal_frame_header")
 MAX_FRAME_BYTES: int = lib.SHOAL_FRAME_MAX_RAW
+_UNCLEARED = ffi.new_allocator(should_clear_after_alloc=False)
 
 _bound = False
 _bind_lock = threading.Lock()
@@ -122,8 +123,9 @@ class Codec:
         which must hold log address `address` first; CorruptionError if its
         header, address or either checksum does not check."""
         src = ffi.from_buffer(frame)
-        dst = ffi.new("char[]", MAX_FRAME_BYTES)
-        n = lib.shoal_frame_decompress(self.ptr, src, len(frame), address, dst, MAX_FRAME_BYTES)
+        cap = _raw_len(frame)
+        dst = _UNCLEARED("char[]", max(1, cap))  # what C reports as written is all that is read
+        n = lib.shoal_frame_decompress(self.ptr, src, len(frame), address, dst, cap)
         if n == lib.SHOAL_E_CORRUPT:
             raise CorruptionError(f"frame at address {address} is corrupt: its header, its address or a "
                                   "checksum does not check")
@@ -131,6 +133,13 @@ class Codec:
             raise CorruptionError(f"frame at address {address} was compressed with a dictionary this codec "
                                   "does not have")
         return ffi.buffer(dst, check(n, f"frame at address {address}"))[:]
+
+
+def _raw_len(frame) -> int:
+    """The raw length a frame's header states (checked when it is decompressed)."""
+    if len(frame) < HEADER_BYTES:
+        return 0
+    return min(int.from_bytes(bytes(frame[16:20]), "little"), MAX_FRAME_BYTES)
 
 
 def frame_size(frame) -> int:

@@ -150,6 +150,17 @@ class SegmentFiles:
             cs = self._cold.get(seg)
         return cs.raw_bytes if cs is not None else 0
 
+    def checked_cold_end(self, address: int) -> int:
+        """Where the cold bytes from `address` on end that lie in frames that
+        check (ColdSegment.check: headers and compressed bytes, nothing
+        decompressed), or `address` itself when it is not in such a frame."""
+        seg, off = self._locate(address)
+        with self._lock:
+            cs = self._cold.get(seg)
+        if cs is None or off >= cs.raw_bytes:
+            return address
+        return max(address, address - off + cs.check())
+
     def has_raw(self, seg: int) -> bool:
         with self._lock:
             return seg in self._fds
@@ -193,8 +204,11 @@ class SegmentFiles:
                 with self._lock:
                     if self._fds.get(seg) != fd:
                         raise Interrupted(f"segment {seg} was deleted while it was compressed")
-                chunk = self._pread(fd, off, min(step, upto - off), seg)
-            cs.append(chunk)
+                # from the page start: a cold file cut at a torn frame may end inside a page
+                lead = off & ((1 << self.page_bits) - 1)
+                chunk = self._pread(fd, off - lead, lead + min(step, upto - off), seg)
+            self._check_records(seg * self.segment_bytes + off - lead, chunk)
+            cs.append(memoryview(chunk)[lead:])
             cs.publish()  # readers of these bytes go cold from here; ones already in the raw pages go on
         if upto < self.segment_bytes:
             return ("punch", seg, upto)
@@ -213,6 +227,22 @@ class SegmentFiles:
             self.path(seg).unlink(missing_ok=True)
             self._new_files = True  # the name removed: the next sync fsyncs the directory
         return ("close", fd, m)
+
+    def _check_records(self, base: int, data: bytes) -> None:
+        """Every record in data (whole pages of log from `base`, the last may
+        be cut short) checks: recovery verifies the log at open without
+        decompressing cold frames, so what goes into them must be whole.
+        CorruptionError if one does not; its pages stay raw, where recovery
+        finds and cuts them."""
+        page = 1 << self.page_bits
+        pos, records = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        src = ffi.from_buffer(data)
+        for at in range(0, len(data), page):
+            pos[0] = base + at
+            n = min(page, len(data) - at)
+            rc = lib.shoal_replay(src + at, base + at, n, pos, self.page_bits, ffi.NULL, ffi.NULL, records)
+            if rc not in (lib.SHOAL_OK, lib.SHOAL_END):  # (a page ends at a zero header or too few bytes for one)
+                raise CorruptionError(f"log record at address {pos[0]} does not check; its segment stays raw")
 
     def punch_cold(self, seg: int, upto: int) -> None:
         """Free the raw file's blocks below `upto`, now in the cold file and

@@ -18,6 +18,7 @@ from oracle import ALL, Log, as_pairs, sample_values
 
 import shoal
 from shoal.errors import InvalidArgument
+from shoal.store.frames import Codec
 from shoal.store.segments import segment_bytes
 
 KiB = 1024
@@ -247,3 +248,26 @@ def test_a_store_without_compression_keeps_raw_files(open_store, generated):
     store.ingest(b"\n".join(generated("zeek_logs", 3_000)))
     assert store.wait_compressed(1)
     assert _files(store)[1] == []
+
+
+def test_opening_verifies_cold_frames_without_decompressing_them(open_store, generated, monkeypatch):
+    """Open verifies the log below the checkpoint: cold frames by their
+    headers and compressed bytes (the records were checked before they went
+    cold), so it decompresses nothing, and a damaged frame still ends the log."""
+    raws = list(generated("zeek_logs", 3_000))
+    store = open_store(config=COLD)
+    store.ingest(b"\n".join(raws))
+    assert store.wait_compressed(60)
+    store.checkpoint()
+    log = Log(raws)
+    log.bind(store)
+    path = store.path
+    store.close()
+    calls = []
+    real = Codec.decompress
+    monkeypatch.setattr(Codec, "decompress", lambda self, *a: calls.append(a[1]) or real(self, *a))
+    store = open_store(path, config=COLD)
+    assert calls == [] and not store.recovery.dropped
+    assert store.recovery.verified_bytes == store.recovery.checkpoint_tail - store.recovery.begin_address > 0
+    assert as_pairs(store.scan(ALL, order="oldest")) == log.answer(range(len(log)), order="oldest")
+    store.close()
