@@ -64,6 +64,9 @@ typedef struct {
     uint32_t len;
     uint64_t map_prev;          /* the last address read through a map; 0: none */
     uint64_t hint_lo, hint_hi;  /* the log range last advised MADV_WILLNEED */
+    uint64_t cold_prev;         /* the last cold frame read from its file (log address + 1); 0: none */
+    int32_t cold_hint_fd;       /* the cold file and its byte range last advised POSIX_FADV_WILLNEED */
+    uint64_t cold_hint_lo, cold_hint_hi;
     char buf[SHOAL_BLOCK_BYTES];
 } shoal_block_cache;
 
@@ -73,6 +76,8 @@ static inline shoal_block_cache *shoal_block_cache_of(shoal_block_cache **bcp) {
         if (!bc) return NULL;
         bc->lo = 0;
         bc->map_prev = bc->hint_lo = bc->hint_hi = 0;
+        bc->cold_prev = bc->cold_hint_lo = bc->cold_hint_hi = 0;
+        bc->cold_hint_fd = -1;
         *bcp = bc;
     }
     return *bcp;

@@ -271,3 +271,24 @@ def test_opening_verifies_cold_frames_without_decompressing_them(open_store, gen
     assert store.recovery.verified_bytes == store.recovery.checkpoint_tail - store.recovery.begin_address > 0
     assert as_pairs(store.scan(ALL, order="oldest")) == log.answer(range(len(log)), order="oldest")
     store.close()
+
+
+def test_answers_with_the_cold_files_out_of_the_page_cache(open_store, generated):
+    """Dense walks over cold files the page cache no longer holds ask the
+    kernel to read ahead (read.c's cold_pread): the answers stay the oracle's."""
+    raws = list(generated("github_events", 3_000))
+    store = open_store(config=COLD)
+    for name, definition in PSFS["github_events"].items():
+        store.register_psf(name, definition)
+    store.ingest(b"\n".join(raws))
+    assert store.wait_compressed(60)
+    log = Log(raws)
+    log.bind(store)
+    path = store.path
+    store.close()
+    store = open_store(path, config=COLD.replace(compression_cache_bytes=0))  # every read goes to the files
+    for f in (path / "log").glob("segment-*.z"):
+        fd = os.open(f, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+    _check(store, log, "github_events", random.Random(5))
