@@ -198,7 +198,7 @@ class Planner:
         if psf.inactive_ranges(lo, hi):
             return None
         fetch = _fetch.fetch_chain_batches if batches else _fetch.fetch_chain
-        return fetch(self.log, self.index, psf.id, canon, lo, hi, self.gate, limit)
+        return fetch(self.log, self.index, psf.id, canon, lo, hi, self.gate, limit, tally=self.tally)
 
     def _fetch_all(self, conditions, lo: int, hi: int, limit: int | None,
                    batches: bool) -> Iterator | None:

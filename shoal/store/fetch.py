@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from .._native import check, ffi, lib
 from ..results import Record, RecordBatch, make_records
-from .query import _FIRST_WALK_CAP, _conds, walk_chain_batches
+from .query import _FIRST_WALK_CAP, _conds, count_chain, walk_all, walk_chain_batches
 from .record import array_of, batch_data, out_buffer
 
 _FETCH_RECORDS = 1024  # a call's records for Records (read before the first is returned)
@@ -68,7 +68,8 @@ def rarest_first(log, index, conds: list[tuple[int, bytes]], lo: int, hi: int, g
 
 
 def fetch_chain(log, index, psf_id: int, canon: bytes, lo: int, hi: int, gate,
-                limit: int | None = None, also: list[tuple[int, bytes]] | None = None) -> Iterator[Record]:
+                limit: int | None = None, also: list[tuple[int, bytes]] | None = None,
+                tally=None) -> Iterator[Record]:
     """Records on the chain of (psf_id, canon) in [lo, hi), newest first, at
     most `limit`: one native call per batch walks the chain and copies the
     records' text (no address lists in between), inside `gate` (the store's
@@ -76,7 +77,7 @@ def fetch_chain(log, index, psf_id: int, canon: bytes, lo: int, hi: int, gate,
     now, so a short answer (a point query) costs one call and no generator.
     With `also`, more (psf_id, canon) conditions: only the chain's records
     that have a key pointer for each of them too (a conjunction)."""
-    fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 0, also)
+    fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 0, also, tally)
     first = fetcher.records()
     if fetcher.finished:
         return iter(first)
@@ -85,10 +86,11 @@ def fetch_chain(log, index, psf_id: int, canon: bytes, lo: int, hi: int, gate,
 
 def fetch_chain_batches(log, index, psf_id: int, canon: bytes, lo: int, hi: int, gate,
                         limit: int | None = None,
-                        also: list[tuple[int, bytes]] | None = None) -> Iterator[RecordBatch]:
+                        also: list[tuple[int, bytes]] | None = None, tally=None) -> Iterator[RecordBatch]:
     """fetch_chain's records as RecordBatches (no object per record); the
-    first batch is read now, as there."""
-    fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 10, also)
+    first batch is read now, as there. With the store's `tally`, a long
+    chain in cold frames is read ahead on every core (_Fetcher.warm_up)."""
+    fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 10, also, tally)
     first = fetcher.batch()
     head = [first] if first else []
     if fetcher.finished:
@@ -97,11 +99,16 @@ def fetch_chain_batches(log, index, psf_id: int, canon: bytes, lo: int, hi: int,
     return itertools.chain(head, rest)
 
 
+# Reading ahead a chain in cold frames (_Fetcher.warm_up): the first call
+# reads this many records and counts the frames it had to decompress.
+_PROBE_RECORDS = 64
+
+
 class _Fetcher:
     __slots__ = ("log", "index", "psf_id", "canon", "canon_c", "hash", "lo", "hi", "gate", "left",
-                 "limited", "most", "next_kp", "finished", "sep", "also", "n_also")
+                 "limited", "most", "next_kp", "finished", "sep", "also", "n_also", "tally")
 
-    def __init__(self, log, index, psf_id, canon, lo, hi, gate, limit, sep, also=None):
+    def __init__(self, log, index, psf_id, canon, lo, hi, gate, limit, sep, also=None, tally=None):
         self.log, self.index, self.psf_id, self.canon = log, index, psf_id, canon
         self.canon_c = None  # a copy the job can point at across calls, made once needed
         self.hash = 0
@@ -114,6 +121,10 @@ class _Fetcher:
         self.sep = sep  # 10: each record followed by a newline (RecordBatch)
         self.also = _conds(also) if also else None  # [the array, what keeps it alive]
         self.n_also = len(also) if also else 0
+        # the tally, while a read-ahead may still be worth it (a compressed
+        # store with a frame cache; an answer that may be long)
+        self.tally = tally if (tally is not None and log.frame_cache_bytes and not also
+                               and self.left > 4 * _PROBE_RECORDS) else None
 
     def _call(self):
         """One native call: (the thread's buffers, records read)."""
@@ -127,13 +138,18 @@ class _Fetcher:
                 job.also = self.also[0]
                 job.n_also = self.n_also
             if not self.next_kp:  # from the chain's head: one call sets the job up and enters the gate
+                most = min(self.left, self.most, _PROBE_RECORDS if self.tally is not None else self.most)
+                before = log.frame_cache_tally() if self.tally is not None else None
                 rc = lib.shoal_fetch_start(job, log.c, self.index.ptr, self.canon, len(self.canon),
-                                           self.psf_id, self.lo, self.hi, min(self.left, self.most),
-                                           self.sep, self.gate.c)
+                                           self.psf_id, self.lo, self.hi, most, self.sep, self.gate.c)
                 if rc == _E_CLOSED:
                     job.n_also = 0
                     check(rc)
                 self.hash = job.hash
+                if self.tally is not None and rc == _OUT_FULL:
+                    self.next_kp = job.next_kp
+                    hits, misses = log.frame_cache_tally()
+                    self._warm_up(hits - before[0], misses - before[1])
             else:
                 if self.canon_c is None:
                     self.canon_c = ffi.new("char[]", self.canon)
@@ -166,6 +182,28 @@ class _Fetcher:
             self.left -= n
         self.finished = rc != _OUT_FULL or self.left <= 0
         return bufs, n
+
+    def _warm_up(self, cached: int, decompressed: int) -> None:
+        """After the first call: if it had to decompress most of the frames it
+        read (they were not in the frame cache), the rest of the chain is
+        likely cold too. A chain walk in lanes (query.walk_all: on every
+        core for a long chain in cold frames) then reads the rest ahead: it
+        decompresses the frames in parallel into the frame cache, where the
+        serial fetch that follows finds them. Only when they fit in half of
+        the cache: more would be evicted before the fetch reached them, and
+        decompressed twice (a 3% answer over more than ~130 MB of generated
+        events, with the default 64 MiB cache, is read the serial way)."""
+        tally, self.tally = self.tally, None
+        if decompressed <= cached:
+            return
+        upto = min(self.hi, self.next_kp + 1)
+        rest = count_chain(self.log, self.index, tally, self.psf_id, self.canon, self.lo, upto, self.gate)
+        frame = self.log.codec.frame_bytes
+        frames = min(rest, (upto - self.lo) // frame + 1)  # the most frames the rest can lie in
+        if rest < 4 * _PROBE_RECORDS or frames * frame > self.log.frame_cache_bytes // 2:
+            return
+        walk_all(self.log, self.index, tally, self.psf_id, self.canon, self.hash, self.lo, self.hi, self.gate,
+                 start=self.next_kp)
 
     def records(self) -> list[Record] | None:
         """The next batch of records; None once the chain is done."""

@@ -103,7 +103,9 @@ class HybridLog:
         self._codecs = [self.codec]  # every codec C was handed: readers may still use an older one
         c.codec = self.codec.ptr if self.codec is not None else ffi.NULL
         self._frame_cache = ffi.NULL
+        self.frame_cache_bytes = 0  # 0: no cache of decompressed cold frames
         if self.codec is not None and config.compression_cache_bytes:
+            self.frame_cache_bytes = config.compression_cache_bytes
             fc = lib.shoal_frame_cache_new(config.compression_cache_bytes, config.compression_frame_bytes)
             self._frame_cache = ffi.gc(fc, lib.shoal_frame_cache_free) if fc != ffi.NULL else ffi.NULL
         c.frame_cache = self._frame_cache
@@ -429,9 +431,14 @@ class HybridLog:
 
     def frame_cache_counts(self) -> dict:
         """Hits and misses of the cache of decompressed cold frames."""
+        hits, misses = self.frame_cache_tally()
+        return {"frame_cache_hits": hits, "frame_cache_misses": misses}
+
+    def frame_cache_tally(self) -> tuple[int, int]:
+        """(hits, misses) of the cache of decompressed cold frames."""
         hits, misses = ffi.new("uint64_t *"), ffi.new("uint64_t *")
         lib.shoal_frame_cache_counts(self._frame_cache, hits, misses)
-        return {"frame_cache_hits": hits[0], "frame_cache_misses": misses[0]}
+        return hits[0], misses[0]
 
     def set_codec(self, codec) -> None:
         """Compress cold segments with `codec` from now on (a dictionary was

@@ -91,7 +91,8 @@ def walk_all(log, index, tally, psf_id: int, canon: bytes, value_hash: int, lo: 
     pointer `start` down (0: the head), newest first, in one native call
     that walks the pieces between the tally's samples in lockstep
     (shoal_walk_all: several memory loads in flight instead of one).
-    `stats`, if given, gets "pieces": how many were walked in lanes."""
+    `stats`, if given, gets "pieces": how many were walked in lanes, and
+    "threads": by how many threads."""
     job = ffi.new("shoal_walk_all_job *")
     canon_c = ffi.new("char[]", canon)
     job.psf_id, job.canon, job.canon_len, job.hash = psf_id, canon_c, len(canon), value_hash
@@ -113,6 +114,7 @@ def walk_all(log, index, tally, psf_id: int, canon: bytes, value_hash: int, lo: 
         del out[int(job.n_out):]
         if stats is not None:
             stats["pieces"] = int(job.pieces)
+            stats["threads"] = int(job.threads)
         return out
 
 

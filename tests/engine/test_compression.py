@@ -14,9 +14,10 @@ import threading
 import orjson
 import pytest
 from conftest import SOURCES
-from oracle import ALL, Log, as_pairs, sample_values
+from oracle import ALL, Log, as_pairs, python_value, sample_values
 
 import shoal
+from shoal.store import fetch
 from shoal.errors import InvalidArgument
 from shoal.store.frames import Codec
 from shoal.store.segments import segment_bytes
@@ -292,3 +293,30 @@ def test_answers_with_the_cold_files_out_of_the_page_cache(open_store, generated
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.close(fd)
     _check(store, log, "github_events", random.Random(5))
+
+
+def test_a_long_answer_in_cold_frames_is_read_ahead_on_every_core(open_store, generated, monkeypatch):
+    """The first fetch call of a chain whose records are in cold frames not
+    yet decompressed has the rest walked in lanes first (fetch.py's
+    _warm_up), which fills the frame cache; the answer is the oracle's, and a
+    repeat, whose frames are cached, is not read ahead."""
+    raws = list(generated("zeek_logs", 6_000))
+    config = COLD.replace(page_size_bytes=64 * KiB, memory_budget_bytes=256 * KiB, segment_size_bytes=1 << 20)
+    store = open_store(config=config)
+    store.register_psf("path", "_path")
+    store.ingest(b"\n".join(raws))
+    assert store.wait_compressed(60)
+    log = Log(raws)
+    log.bind(store)
+    path = store.path
+    store.close()
+    store = open_store(path, config=config)
+    value = python_value(max(log.value_counts("_path").items(), key=lambda kv: kv[1])[0])
+    walks = []
+    real = fetch.walk_all
+    monkeypatch.setattr(fetch, "walk_all", lambda *a, **k: walks.append(1) or real(*a, **k))
+    want = log.query("_path", value)
+    assert len(want) > 1000
+    for _ in range(2):
+        assert as_pairs(store.query("path", value)) == want
+        assert len(walks) == 1  # the first time only

@@ -5,12 +5,14 @@ PSF registered midway, across page turns and segment files on disk, after
 a compaction, after a reopen, and while ingest appends."""
 from __future__ import annotations
 
+import os
 import random
 import threading
 
 import pytest
 from oracle import Log, python_value
 
+from shoal import StoreConfig
 from shoal.psf import canonical, value_hash
 from shoal.store import query as Q
 
@@ -33,17 +35,29 @@ def _lanes(store, psf_id, canon, lo, hi, start=0):
     stats = {}
     got = list(Q.walk_all(p.log, p.index, p.tally, psf_id, canon, value_hash(psf_id, canon), lo, hi, p.gate,
                           start=start, stats=stats))
+    _lanes.threads = max(getattr(_lanes, "threads", 0), stats["threads"])
     return got, stats["pieces"]
 
 
+# Compressed: most of the log in cold frames, where the pieces are shared by
+# threads (chain.c's walk_threads) on a machine with more than one core.
+COLD = StoreConfig(page_size_bytes=64 * 1024, memory_budget_bytes=256 * 1024, segment_size_bytes=1 << 20,
+                   compression="zstd")
+
+
 @pytest.mark.parametrize("source", ["generated", "real"])
-def test_lanes_walk_as_the_plain_walk_and_the_oracle(open_store, records, source):
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_lanes_walk_as_the_plain_walk_and_the_oracle(open_store, records, source, compression):
     raws = list(records(source, "zeek_logs", 24000))
-    store = open_store()
+    _lanes.threads = 0
+    store = open_store(config=COLD if compression == "zstd" else None)
     store.register_psf("path", "_path")
     store.ingest(b"\n".join(raws[:8000]))
     store.register_psf("late", "_path")  # indexes from here on only
     store.ingest(b"\n".join(raws[8000:]))
+    assert store.wait_compressed(60)
+    if compression == "zstd":
+        assert store.stats()["compression"]["cold_disk_bytes"] > 0
     log = Log(raws)
     log.bind(store)
     counts = log.value_counts("_path")
@@ -73,6 +87,8 @@ def test_lanes_walk_as_the_plain_walk_and_the_oracle(open_store, records, source
         # the query: the chain (in lanes) where the PSF was active, a scan before
         assert [a for a, _ in log.query("_path", values[0])] == [r.address for r in store.query(name, values[0])]
     assert used > 0, "no walk went through the lanes"
+    if compression == "zstd" and (os.cpu_count() or 1) > 1:
+        assert _lanes.threads > 1, "no walk of cold frames shared its pieces among threads"
 
 
 def test_lanes_after_compaction_and_reopen(open_store, generated, store_path):
