@@ -17,8 +17,8 @@ from conftest import SOURCES
 from oracle import ALL, Log, as_pairs, python_value, sample_values
 
 import shoal
-from shoal.store import fetch
 from shoal.errors import InvalidArgument
+from shoal.store import fetch
 from shoal.store.frames import Codec
 from shoal.store.segments import segment_bytes
 
