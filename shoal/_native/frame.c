@@ -191,21 +191,32 @@ int64_t shoal_frame_decompress(const shoal_codec *c, const char *f, uint64_t ava
 
 /* ---- the shared cache of decompressed frames ------------------------------ */
 
-/* Set-associative: a frame's address picks a set of WAYS slots; a hit copies
- * the bytes asked for out under the set's lock, a miss is filled by the
- * reader that decompressed it (CLOCK eviction within the set). 32 ways: with
- * 8, a dense answer whose frames filled 60% of the cache overflowed ~7% of
- * the sets, and every repeat decompressed those frames again (3.6x slower). Must stay true: a slot's
- * key and bytes change only under its set's lock, so a reader never copies a
- * frame being overwritten; keys are log addresses, never reused. */
+/* Set-associative: a frame's address picks a set of WAYS slots; a miss is
+ * filled by the reader that decompressed it (CLOCK eviction within the set),
+ * under the set's lock. 32 ways: with 8, a dense answer whose frames filled
+ * 60% of the cache overflowed ~7% of the sets, and every repeat decompressed
+ * those frames again (3.6x slower).
+ *
+ * A hit takes no lock: a chain walk reads a record's key pointer, value and
+ * body apart (~4 lookups per record), and a mutex per lookup made a warm
+ * dense answer from cold frames twice as slow as from a raw file. A set's
+ * `seq` is odd while a filler changes one of its slots: a reader loads it,
+ * finds the key, copies the bytes, and keeps them only if `seq` is the same
+ * even number after (a seqlock); else it tries again, under the lock.
+ *
+ * Must stay true: a slot's key and bytes change only under its set's lock,
+ * between two increments of `seq`; a reader hands out bytes only when `seq`
+ * did not move while it read them; keys are log addresses, never reused. */
 #define WAYS 32
 
 typedef struct {
-    pthread_mutex_t lock;
-    uint64_t key[WAYS];   /* frame address + 1; 0: empty */
-    uint32_t len[WAYS];
-    uint8_t used[WAYS];   /* CLOCK bit */
+    pthread_mutex_t lock; /* fillers only */
+    uint32_t seq;         /* atomic: odd while a slot changes */
     uint32_t hand;
+    uint64_t key[WAYS];   /* atomic loads: frame address + 1; 0: empty */
+    uint32_t len[WAYS];
+    uint8_t used[WAYS];   /* CLOCK bit (a reader sets it without the lock: a lost set costs an eviction) */
+    uint64_t hits, misses; /* relaxed counters, per set: no line shared by every reader */
 } cache_set;
 
 struct shoal_frame_cache {
@@ -213,7 +224,6 @@ struct shoal_frame_cache {
     cache_set *sets;
     char *bufs;           /* n_sets * WAYS * frame_bytes, mapped */
     size_t bufs_bytes;
-    uint64_t hits, misses; /* relaxed counters */
 };
 
 struct shoal_frame_cache *shoal_frame_cache_new(uint64_t bytes, uint32_t frame_bytes) {
@@ -252,8 +262,11 @@ void shoal_frame_cache_free(struct shoal_frame_cache *c) {
 }
 
 void shoal_frame_cache_counts(const struct shoal_frame_cache *c, uint64_t *hits, uint64_t *misses) {
-    *hits = c ? __atomic_load_n(&c->hits, __ATOMIC_RELAXED) : 0;
-    *misses = c ? __atomic_load_n(&c->misses, __ATOMIC_RELAXED) : 0;
+    *hits = *misses = 0;
+    for (uint32_t i = 0; c && i < c->n_sets; i++) {
+        *hits += __atomic_load_n(&c->sets[i].hits, __ATOMIC_RELAXED);
+        *misses += __atomic_load_n(&c->sets[i].misses, __ATOMIC_RELAXED);
+    }
 }
 
 static cache_set *set_of(struct shoal_frame_cache *c, uint64_t address) {
@@ -261,27 +274,39 @@ static cache_set *set_of(struct shoal_frame_cache *c, uint64_t address) {
     return &c->sets[(h >> 32) % c->n_sets];
 }
 
+/* The slot of `address` in s, or WAYS; copies what is asked of it to dst. */
+static uint32_t find_copy(struct shoal_frame_cache *c, cache_set *s, uint64_t address, uint64_t at, char *dst,
+                          uint64_t n, uint32_t *len) {
+    char *base = c->bufs + (size_t)(s - c->sets) * WAYS * c->frame_bytes;
+    for (uint32_t w = 0; w < WAYS; w++) {
+        if (__atomic_load_n(&s->key[w], __ATOMIC_RELAXED) != address + 1) continue;
+        uint32_t l = __atomic_load_n(&s->len[w], __ATOMIC_RELAXED);
+        if (l > c->frame_bytes) return WAYS; /* torn: a filler is in this slot */
+        *len = l;
+        if (at < l) memcpy(dst, base + (size_t)w * c->frame_bytes + at, (size_t)(n < l - at ? n : l - at));
+        return w;
+    }
+    return WAYS;
+}
+
 int shoal_frame_cache_get(struct shoal_frame_cache *c, uint64_t address, uint64_t at, char *dst, uint64_t n,
                           uint32_t *len) {
     cache_set *s = set_of(c, address);
-    char *base = c->bufs + (size_t)(s - c->sets) * WAYS * c->frame_bytes;
-    int found = 0;
-    pthread_mutex_lock(&s->lock);
-    for (uint32_t w = 0; w < WAYS; w++) {
-        if (s->key[w] == address + 1) {
-            *len = s->len[w];
-            if (at < s->len[w]) {
-                uint64_t k = n < s->len[w] - at ? n : s->len[w] - at;
-                memcpy(dst, base + (size_t)w * c->frame_bytes + at, (size_t)k);
-            }
-            s->used[w] = 1;
-            found = 1;
-            break;
-        }
+    uint32_t w = WAYS;
+    for (int tries = 0; tries < 2; tries++) {
+        uint32_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+        if (seq & 1) continue;
+        w = find_copy(c, s, address, at, dst, n, len);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&s->seq, __ATOMIC_RELAXED) == seq) goto done;
     }
+    pthread_mutex_lock(&s->lock); /* fillers kept moving: read beside them no more */
+    w = find_copy(c, s, address, at, dst, n, len);
     pthread_mutex_unlock(&s->lock);
-    __atomic_add_fetch(found ? &c->hits : &c->misses, 1, __ATOMIC_RELAXED);
-    return found;
+done:
+    if (w < WAYS) __atomic_store_n(&s->used[w], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(w < WAYS ? &s->hits : &s->misses, 1, __ATOMIC_RELAXED);
+    return w < WAYS;
 }
 
 void shoal_frame_cache_put(struct shoal_frame_cache *c, uint64_t address, const char *src, uint32_t len) {
@@ -296,14 +321,17 @@ void shoal_frame_cache_put(struct shoal_frame_cache *c, uint64_t address, const 
         for (;;) { /* CLOCK: the first slot not used since the hand last passed */
             w = s->hand;
             s->hand = (s->hand + 1) % WAYS;
-            if (!s->used[w] || !s->key[w]) break;
-            s->used[w] = 0;
+            if (!__atomic_load_n(&s->used[w], __ATOMIC_RELAXED) || !s->key[w]) break;
+            __atomic_store_n(&s->used[w], 0, __ATOMIC_RELAXED);
         }
-        s->key[w] = 0;
+        __atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELAXED); /* odd: readers of this set retry */
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        __atomic_store_n(&s->key[w], 0, __ATOMIC_RELAXED);
         memcpy(base + (size_t)w * c->frame_bytes, src, len);
-        s->key[w] = address + 1;
-        s->len[w] = len;
-        s->used[w] = 1;
+        __atomic_store_n(&s->len[w], len, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->key[w], address + 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->used[w], 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELEASE); /* even again */
     }
     pthread_mutex_unlock(&s->lock);
 }

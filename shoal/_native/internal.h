@@ -35,16 +35,6 @@ SHOAL_INTERNAL int shoal_tally_find(shoal_tally *t, uint32_t psf_id, uint64_t ha
 SHOAL_INTERNAL int shoal_ndjson_next(const uint8_t *s, size_t len, int final, size_t *pos,
                                      uint64_t *line, shoal_span *out);
 
-/* The shared cache of decompressed cold frames (frame.c): if it holds the
- * frame at log address `address`, copy its bytes [at, at + n) (as many as
- * it has) into dst, set *len to the frame's length and return 1; else 0.
- * Put a frame there. Any thread. */
-struct shoal_frame_cache;
-SHOAL_INTERNAL int shoal_frame_cache_get(struct shoal_frame_cache *c, uint64_t address, uint64_t at, char *dst,
-                                         uint64_t n, uint32_t *len);
-SHOAL_INTERNAL void shoal_frame_cache_put(struct shoal_frame_cache *c, uint64_t address, const char *src,
-                                          uint32_t len);
-
 /* ---- shared by the JSON files (json.c, canon.c, crc.c, framing.c) ---- */
 #include <stdlib.h>
 #include <string.h>

@@ -896,6 +896,13 @@ struct shoal_frame_cache *shoal_frame_cache_new(uint64_t bytes, uint32_t frame_b
 void shoal_frame_cache_free(struct shoal_frame_cache *c);
 /* Hits and misses since it was made (for stats). */
 void shoal_frame_cache_counts(const struct shoal_frame_cache *c, uint64_t *hits, uint64_t *misses);
+/* If the cache holds the frame at log address `address`, copy its bytes
+ * [at, at + n) (as many as it has) into dst, set *len to the frame's length
+ * and return 1; else 0. Put a frame there (len <= the cache's frame_bytes).
+ * Any thread (read.c's cold reads; the tests). */
+int shoal_frame_cache_get(struct shoal_frame_cache *c, uint64_t address, uint64_t at, char *dst, uint64_t n,
+                          uint32_t *len);
+void shoal_frame_cache_put(struct shoal_frame_cache *c, uint64_t address, const char *src, uint32_t len);
 
 /* END CDEF */
 

@@ -152,3 +152,57 @@ def test_threads_decompress_at_once(generated):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_the_frame_cache_never_hands_out_another_frames_bytes():
+    """Readers take no lock on a hit (a seqlock per set): with every frame in
+    one set of 32 slots, fillers evicting all the time and readers on other
+    threads, a hit gives exactly the bytes put for that address, and hits
+    and misses add up to the lookups."""
+    from shoal._native import ffi, lib
+    frame = 32768  # long copies: a reader and a filler in one slot at once, often
+    cache = ffi.gc(lib.shoal_frame_cache_new(32 * frame, frame), lib.shoal_frame_cache_free)
+    addresses = [(i + 1) * 1_000_000 for i in range(96)]  # three times the slots: always evicting
+
+    def content(a: int) -> bytes:
+        return (a.to_bytes(8, "little") * (frame // 8))[: frame - (a // 1_000_000) % 7]
+
+    stop = threading.Event()
+    errors: list[str] = []
+    lookups = [0]
+
+    def filler(k: int) -> None:
+        i = k
+        while not stop.is_set():
+            a = addresses[i % len(addresses)]
+            data = content(a)
+            lib.shoal_frame_cache_put(cache, a, data, len(data))
+            i += 7
+
+    def reader(k: int) -> None:
+        dst = ffi.new("char[]", frame)
+        n_len = ffi.new("uint32_t *")
+        i = k
+        for _ in range(20_000):
+            a = addresses[i % len(addresses)]
+            at = (i * 8) % 64
+            if lib.shoal_frame_cache_get(cache, a, at, dst, frame, n_len):
+                want = content(a)
+                if n_len[0] != len(want) or ffi.buffer(dst, len(want) - at)[:] != want[at:]:
+                    errors.append(f"address {a}: other bytes")
+            lookups[0] += 1
+            i += 5
+
+    fillers = [threading.Thread(target=filler, args=(k,)) for k in range(2)]
+    readers = [threading.Thread(target=reader, args=(k,)) for k in range(3)]
+    for t in fillers + readers:
+        t.start()
+    for t in readers:
+        t.join()
+    stop.set()
+    for t in fillers:
+        t.join()
+    assert errors == []
+    hits, misses = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    lib.shoal_frame_cache_counts(cache, hits, misses)
+    assert hits[0] + misses[0] == lookups[0] == 60_000 and hits[0] > 0 and misses[0] > 0
