@@ -89,10 +89,12 @@ class StoreConfig:
         (zstd at compression_level, with a dictionary trained on the
         store's log), and frees the page in the raw segment file (a hole;
         the raw file goes once its segment is all cold). Reads of cold pages
-        decompress the frames they touch. Reads keep the
-        frames they decompress in a cache shared by every reader, of
-        compression_cache_bytes (per open; 0: none). "none" (the default):
-        raw segment files only. Fixed when a store is created.
+        decompress the frames they touch and keep them in a cache shared by
+        every reader, of compression_cache_bytes (per open, filled as
+        frames are read; 0: none): what the page cache is to a raw store.
+        A long answer whose frames fit in half of it is read ahead on every
+        core. "none" (the default): raw segment files only. Fixed when a
+        store is created.
     Retention, verification, mapping, expression and PSF limits apply per
     open, like the memory budget.
     """
@@ -124,7 +126,7 @@ class StoreConfig:
     compression: str = "none"
     compression_level: int = 3
     compression_frame_bytes: int = 8 * KiB
-    compression_cache_bytes: int = 64 * MiB
+    compression_cache_bytes: int = 256 * MiB
 
     def __post_init__(self) -> None:
         if not _is_pow2(self.page_size_bytes) or not 4 * KiB <= self.page_size_bytes <= GiB:
