@@ -8,6 +8,8 @@ it, side by side in each round, on generated GitHub-like events and, with
              adds the wait until every page written is compressed
   disk       allocated blocks of the store directory after a checkpoint,
              as a multiple of the input
+  open       shoal.open of the store after a checkpoint (its log verified),
+             page cache warm
   point      a query answering ~5 records, after reopening the store (the
              log on disk, page cache warm): first call (cold) and median of
              repeated calls (warm)
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
             fields = FIELDS[label]
             picks = _pick(lines, fields)
             m: dict = {k: {kind: [] for kind in KINDS} for k in
-                       ("ingest", "settled", "point cold", "point warm", "dense cold", "dense warm", "dense dropped")}
+                       ("ingest", "settled", "open", "point cold", "point warm", "dense cold", "dense warm",
+                        "dense dropped")}
             disk: dict = {}
             for r in range(args.runs):
                 dirs = {kind: tmp / f"{label}-{kind}-{r}" for kind in KINDS}
@@ -119,7 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
                 for kind in KINDS:
                     disk[kind] = du(dirs[kind])
                     for q in ("point", "dense"):
+                        t0 = time.perf_counter()
                         store = _open(dirs[kind], kind)
+                        if q == "point":
+                            m["open"][kind].append(time.perf_counter() - t0)
                         t0 = time.perf_counter()
                         got = _query(store, picks[q])
                         m[f"{q} cold"][kind].append(time.perf_counter() - t0)
