@@ -209,14 +209,22 @@ int64_t shoal_frame_decompress(const shoal_codec *c, const char *f, uint64_t ava
  * did not move while it read them; keys are log addresses, never reused. */
 #define WAYS 32
 
+/* A lookup reads the set's first cache line (seq, counters, a one-byte tag
+ * per way) and the slot whose tag matches: two lines, not the eight a scan
+ * of every key took (the sets of a large cache are rarely in the CPU's). */
 typedef struct {
-    pthread_mutex_t lock; /* fillers only */
-    uint32_t seq;         /* atomic: odd while a slot changes */
+    uint64_t key;         /* atomic: frame address + 1; 0: empty */
+    uint32_t len;
+    uint8_t used;         /* CLOCK bit (a reader sets it without the lock: a lost set costs an eviction) */
+} cache_slot;
+
+typedef struct {
+    _Alignas(64) uint32_t seq; /* atomic: odd while a slot changes */
     uint32_t hand;
-    uint64_t key[WAYS];   /* atomic loads: frame address + 1; 0: empty */
-    uint32_t len[WAYS];
-    uint8_t used[WAYS];   /* CLOCK bit (a reader sets it without the lock: a lost set costs an eviction) */
     uint64_t hits, misses; /* relaxed counters, per set: no line shared by every reader */
+    uint8_t tag[WAYS];    /* atomic: of the slot's key (frame_tag), 0: empty */
+    cache_slot slot[WAYS];
+    pthread_mutex_t lock; /* fillers only */
 } cache_set;
 
 struct shoal_frame_cache {
@@ -235,7 +243,8 @@ struct shoal_frame_cache *shoal_frame_cache_new(uint64_t bytes, uint32_t frame_b
     if (!c) return NULL;
     c->n_sets = n_sets;
     c->frame_bytes = frame_bytes;
-    c->sets = calloc(n_sets, sizeof *c->sets);
+    c->sets = aligned_alloc(64, (size_t)n_sets * sizeof *c->sets); /* a set starts a cache line */
+    if (c->sets) memset(c->sets, 0, (size_t)n_sets * sizeof *c->sets);
     /* Untouched pages cost nothing until filled, and go back at free. Not
      * MADV_HUGEPAGE: faults would take a fifth less time, but where the
      * kernel compacts memory for them (defrag "madvise") a first query
@@ -269,18 +278,27 @@ void shoal_frame_cache_counts(const struct shoal_frame_cache *c, uint64_t *hits,
     }
 }
 
+static uint64_t frame_hash(const struct shoal_frame_cache *c, uint64_t address) {
+    return (address / c->frame_bytes) * 0x9E3779B97F4A7C15ull;
+}
+
 static cache_set *set_of(struct shoal_frame_cache *c, uint64_t address) {
-    uint64_t h = (address / c->frame_bytes) * 0x9E3779B97F4A7C15ull;
-    return &c->sets[(h >> 32) % c->n_sets];
+    return &c->sets[(frame_hash(c, address) >> 32) % c->n_sets];
+}
+
+static uint8_t frame_tag(const struct shoal_frame_cache *c, uint64_t address) {
+    return (uint8_t)(frame_hash(c, address) >> 24) | 1; /* never 0 (empty) */
 }
 
 /* The slot of `address` in s, or WAYS; copies what is asked of it to dst. */
 static uint32_t find_copy(struct shoal_frame_cache *c, cache_set *s, uint64_t address, uint64_t at, char *dst,
                           uint64_t n, uint32_t *len) {
     char *base = c->bufs + (size_t)(s - c->sets) * WAYS * c->frame_bytes;
+    uint8_t t = frame_tag(c, address);
     for (uint32_t w = 0; w < WAYS; w++) {
-        if (__atomic_load_n(&s->key[w], __ATOMIC_RELAXED) != address + 1) continue;
-        uint32_t l = __atomic_load_n(&s->len[w], __ATOMIC_RELAXED);
+        if (__atomic_load_n(&s->tag[w], __ATOMIC_RELAXED) != t) continue;
+        if (__atomic_load_n(&s->slot[w].key, __ATOMIC_RELAXED) != address + 1) continue;
+        uint32_t l = __atomic_load_n(&s->slot[w].len, __ATOMIC_RELAXED);
         if (l > c->frame_bytes) return WAYS; /* torn: a filler is in this slot */
         *len = l;
         if (at < l) memcpy(dst, base + (size_t)w * c->frame_bytes + at, (size_t)(n < l - at ? n : l - at));
@@ -304,7 +322,7 @@ int shoal_frame_cache_get(struct shoal_frame_cache *c, uint64_t address, uint64_
     w = find_copy(c, s, address, at, dst, n, len);
     pthread_mutex_unlock(&s->lock);
 done:
-    if (w < WAYS) __atomic_store_n(&s->used[w], 1, __ATOMIC_RELAXED);
+    if (w < WAYS) __atomic_store_n(&s->slot[w].used, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(w < WAYS ? &s->hits : &s->misses, 1, __ATOMIC_RELAXED);
     return w < WAYS;
 }
@@ -316,21 +334,23 @@ void shoal_frame_cache_put(struct shoal_frame_cache *c, uint64_t address, const 
     pthread_mutex_lock(&s->lock);
     uint32_t w;
     for (w = 0; w < WAYS; w++)
-        if (s->key[w] == address + 1) break; /* another reader put it meanwhile */
+        if (s->slot[w].key == address + 1) break; /* another reader put it meanwhile */
     if (w == WAYS) {
         for (;;) { /* CLOCK: the first slot not used since the hand last passed */
             w = s->hand;
             s->hand = (s->hand + 1) % WAYS;
-            if (!__atomic_load_n(&s->used[w], __ATOMIC_RELAXED) || !s->key[w]) break;
-            __atomic_store_n(&s->used[w], 0, __ATOMIC_RELAXED);
+            if (!__atomic_load_n(&s->slot[w].used, __ATOMIC_RELAXED) || !s->slot[w].key) break;
+            __atomic_store_n(&s->slot[w].used, 0, __ATOMIC_RELAXED);
         }
         __atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELAXED); /* odd: readers of this set retry */
         __atomic_thread_fence(__ATOMIC_RELEASE);
-        __atomic_store_n(&s->key[w], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->tag[w], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->slot[w].key, 0, __ATOMIC_RELAXED);
         memcpy(base + (size_t)w * c->frame_bytes, src, len);
-        __atomic_store_n(&s->len[w], len, __ATOMIC_RELAXED);
-        __atomic_store_n(&s->key[w], address + 1, __ATOMIC_RELAXED);
-        __atomic_store_n(&s->used[w], 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->slot[w].len, len, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->slot[w].key, address + 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->slot[w].used, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->tag[w], frame_tag(c, address), __ATOMIC_RELAXED);
         __atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELEASE); /* even again */
     }
     pthread_mutex_unlock(&s->lock);
