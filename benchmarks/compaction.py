@@ -11,6 +11,9 @@ stores:
                in the file holding it
   one file     the same with 256 MiB segments (the default; --quick 64
                MiB): the whole log is one file, which only the hole frees
+  one file, zstd  the same on a store created with compression="zstd",
+               once its log is compressed: the hole is punched in the cold
+               file's frames below the cut
   keyed        a store keyed by `id`: ingest the events, then the first
                half again (newer versions of those keys), then compact up
                to the end of the first ingest: the second half of it is
@@ -98,6 +101,8 @@ def unkeyed(directory: Path, batches: list[bytes], config: dict) -> dict:
     register(store, psfs("events", 3))
     ingest(store, batches)
     store.flush()
+    if config.get("compression") == "zstd":
+        assert store.wait_compressed(600)
     before = store.stats()
     with MemoryWatch() as mem:
         r = store.compact(retain_bytes=before["log_bytes"] // 10)
@@ -141,11 +146,13 @@ def main(argv: list[str] | None = None) -> dict:
     config = settings(args.quick)
     tmp = Path(tempfile.mkdtemp(prefix="shoal-bench-", dir=args.tmp))
     one_file = dict(config, segment_size_bytes=(64 << 20) if args.quick else (256 << 20))
-    rounds_u, rounds_1, rounds_k, t_plain, t_retain, retain_runs, retain_disk = [], [], [], [], [], [], []
+    one_zstd = dict(one_file, compression="zstd")
+    rounds_u, rounds_1, rounds_z, rounds_k, t_plain, t_retain, retain_runs, retain_disk = [], [], [], [], [], [], [], []
     try:
         for _ in range(args.runs):
             rounds_u.append(unkeyed(tmp / "u", batches, config))
             rounds_1.append(unkeyed(tmp / "1", batches, one_file))
+            rounds_z.append(unkeyed(tmp / "z", batches, one_zstd))
             rounds_k.append(keyed(tmp / "k", batches, config))
             for name in ("plain", "retain"):
                 extra = {"retain_bytes": len(data) // 5, "compaction_interval_seconds": 0.05} if name == "retain" else {}
@@ -172,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
     retain_rate = rate_summary(PASSES * len(data) / MB, t_retain)
     ratio = paired_ratio([len(data) / s for s in t_retain], [len(data) / s for s in t_plain])
     payload = {"records": n, "bytes": len(data), "config": config, "runs": args.runs, "quick": args.quick,
-               "unkeyed": rounds_u, "one_file": rounds_1, "keyed": rounds_k, "unkeyed_mb_s": u_rate, "keyed_mb_s": k_rate,
+               "unkeyed": rounds_u, "one_file": rounds_1, "one_file_zstd": rounds_z, "keyed": rounds_k,
+               "unkeyed_mb_s": u_rate, "keyed_mb_s": k_rate,
                "ingest_plain_mb_s": plain_rate, "ingest_retain_mb_s": retain_rate, "ingest_ratio": ratio,
                "retain_bytes": len(data) // 5, "retain_runs": retain_runs, "retain_disk_bytes": retain_disk}
 
@@ -187,7 +195,9 @@ def main(argv: list[str] | None = None) -> dict:
              fmt_mmm(rate), f"{med(rs, 'anon_growth') / MB:,.1f}", f"{med(rs, 'maps_growth') / MB:,.1f}"]
             for label, rs, rate in (("unkeyed, retain 10%", rounds_u, u_rate),
                                     (f"one {one_file['segment_size_bytes'] >> 20} MiB file, retain 10%", rounds_1,
-                                     summary([r["compacted_bytes"] / MB / r["seconds"] for r in rounds_1])))]
+                                     summary([r["compacted_bytes"] / MB / r["seconds"] for r in rounds_1])),
+                                    (f"one {one_file['segment_size_bytes'] >> 20} MiB file, zstd, retain 10%",
+                                     rounds_z, summary([r["compacted_bytes"] / MB / r["seconds"] for r in rounds_z])))]
     rows.append(["keyed, half live (+checkpoint)", "", f"{med(rounds_k, 'compacted_bytes') / MB:,.1f}",
                  f"{med(rounds_k, 'bytes_reclaimed') / MB:,.1f}", disk(rounds_k), f"{med(rounds_k, 'records_dropped'):,.0f}",
                  f"{med(rounds_k, 'records_copied'):,.0f}", f"{med(rounds_k, 'seconds') * 1e3:,.0f}", fmt_mmm(k_rate),
@@ -201,7 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(table(rows, [f"ingest {PASSES}x the events (4 MB calls)", "MB/s min/med/max", "compactions", "disk MB after"], align="lrrr"))
     payload["targets"] = [target("ingest with background retention vs without", ">= 0.8x", ratio["median"], 0.8,
                                  unit="x", detail=f"{retain_rate['median']:,.0f} vs {plain_rate['median']:,.0f} MB/s")]
-    for label, rs in (("compact to the newest 10%", rounds_u), ("compact to the newest 10%, one file", rounds_1)):
+    for label, rs in (("compact to the newest 10%", rounds_u), ("compact to the newest 10%, one file", rounds_1),
+                      ("compact to the newest 10%, one file, zstd", rounds_z)):
         share = summary([r["disk_after"] / r["disk_before"] for r in rs])["median"]
         payload["targets"].append(target(f"{label}: disk after / before", "<= 0.15", share, 0.15,
                                          higher_is_better=False))

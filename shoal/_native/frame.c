@@ -146,16 +146,35 @@ int64_t shoal_frame_size(const char *f, uint64_t avail) {
     return size <= avail ? (int64_t)size : SHOAL_E_CORRUPT;
 }
 
+static int frame_checks(const char *data, uint64_t size, uint64_t pos) {
+    const shoal_frame_header *h = (const shoal_frame_header *)(data + pos);
+    return shoal_frame_size(data + pos, size - pos) > 0 && h->raw_len && header_crc(h, data + pos + sizeof *h) == h->crc;
+}
+
+/* Where the first frame lies after a hole compaction punched at the start of
+ * a cold file (whole file system blocks of zeros, then the tail of the last
+ * frame it covered), or 0: no hole there. */
+static uint64_t after_hole(const char *data, uint64_t size) {
+    uint64_t pos = 0;
+    while (pos + 8 <= size && !memcmp(data + pos, "\0\0\0\0\0\0\0\0", 8)) pos += 8;
+    pos &= ~(uint64_t)(SHOAL_HOLE_BLOCK - 1);
+    if (pos == 0) return 0;
+    for (uint64_t at = pos; at < size && at < pos + SHOAL_HOLE_BLOCK + SHOAL_COLD_MAX_FRAME + 1024; at += 8)
+        if (frame_checks(data, size, at)) return at;
+    return 0;
+}
+
 int64_t shoal_frames_walk(const char *data, uint64_t size, uint64_t address, uint64_t *offsets, uint64_t max,
                           uint64_t *n, uint64_t *first, uint64_t *raw_bytes, uint32_t *frame_raw) {
     uint64_t pos = 0, k = 0, raw = 0;
     uint32_t unit = 0;
+    if (size && !frame_checks(data, size, 0)) pos = after_hole(data, size);
     while (pos < size && k < max) {
         const shoal_frame_header *h = (const shoal_frame_header *)(data + pos);
         int64_t len = shoal_frame_size(data + pos, size - pos);
         if (len < 0 || header_crc(h, data + pos + sizeof *h) != h->crc || h->raw_len == 0) break;
         if (k == 0) {
-            if (address != UINT64_MAX && h->address != address) break;
+            if (address != UINT64_MAX && (pos ? h->address <= address : h->address != address)) break;
             address = h->address;
             unit = h->raw_len;
         } else if (h->address != address + raw || raw % unit || h->raw_len > unit) {

@@ -875,10 +875,14 @@ int64_t shoal_frame_size(const char *f, uint64_t avail);
  * without decompressing it (header, CRC32C of header and compressed bytes;
  * raw_crc is checked where a read decompresses it): consecutive log bytes
  * from `address` (UINT64_MAX: the first frame's), every frame but the last
- * holding the first's raw length. Stops at the first frame that does not
- * check or follow, or after `max`; offsets[i] = where frame i starts.
- * Returns the bytes the good frames take; *n frames of *raw_bytes raw bytes
- * from *first, *frame_raw each. */
+ * holding the first's raw length. A file that starts with a hole (whole
+ * SHOAL_HOLE_BLOCKs of zeros: compaction freed the frames below begin) is
+ * walked from the first frame after it, which must lie above `address`.
+ * Stops at the first frame that does not check or follow, or after `max`;
+ * offsets[i] = where the i-th good frame starts. Returns the bytes up to
+ * the end of the good frames; *n frames of *raw_bytes raw bytes from
+ * *first, *frame_raw each. */
+#define SHOAL_HOLE_BLOCK 4096
 int64_t shoal_frames_walk(const char *data, uint64_t size, uint64_t address, uint64_t *offsets, uint64_t max,
                           uint64_t *n, uint64_t *first, uint64_t *raw_bytes, uint32_t *frame_raw);
 /* Decompress the frame at f (avail bytes readable there) that must hold log

@@ -35,6 +35,7 @@ from .frames import Codec
 
 FOOTER = struct.Struct("<QQQIIII")  # first address, raw bytes, table offset, frames, frame bytes, magic, crc
 MAGIC = 0x434C4853  # "SHLC"
+_HOLE: int = lib.SHOAL_HOLE_BLOCK  # holes are punched in whole blocks of this many bytes
 
 
 def _crc(data) -> int:
@@ -88,6 +89,7 @@ class ColdSegment:
         self.capacity_bytes = capacity_bytes
         flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
         self.fd = os.open(path, flags, 0o644)
+        self.punched = 0  # file bytes this process freed (punch_below)
         try:
             self._load(address)
         except BaseException:
@@ -110,6 +112,7 @@ class ColdSegment:
                     self.frames_end = table_at
                     self.finished = True
                     self.checked_bytes = None  # the frames are checked when recovery asks (check)
+                    self.lowest = self.address  # (check: above a hole compaction punched)
                     return
         self._walk(size, address)
 
@@ -126,18 +129,24 @@ class ColdSegment:
         (what lies after it is not read, and is cut off, so appends go on
         from there). One native pass: no frame is decompressed."""
         pos, offsets, first, raw, unit = self._frames(size, address)
-        self.offsets = offsets
-        self.address = first if offsets else (address if address is not None else 0)
-        self.raw_bytes = self.checked_bytes = raw
+        self.address = address if address is not None else first
         self.frame_bytes = unit or self.codec.frame_bytes
+        self.lowest = first if offsets else self.address
+        # frames a compaction freed (below `lowest`) stay in the table as
+        # empty ones, which no read takes
+        gone = (self.lowest - self.address) // self.frame_bytes
+        self.offsets = array("Q", [offsets[0]] * gone) if gone else array("Q")
+        self.offsets.extend(offsets)
+        self.raw_bytes = self.checked_bytes = (self.lowest - self.address) + raw
         self.frames_end = pos
         if size > pos:
             os.ftruncate(self.fd, pos)  # a torn frame (or a damaged footer's table): appends go on from pos
 
     def _frames(self, size: int, address: int | None) -> tuple[int, array, int, int, int]:
         """The frames in the file's first `size` bytes that check and follow
-        each other (shoal_frames_walk): (bytes they take, their offsets,
-        first address, raw bytes, raw bytes per frame)."""
+        each other (shoal_frames_walk; after the hole a compaction punched
+        at its start, if any): (bytes up to their end, their offsets, first
+        address, their raw bytes, raw bytes per frame)."""
         data = os.pread(self.fd, size, 0)
         cap = size // 40 + 1  # a frame takes at least a header and a few bytes
         offs = ffi.new("uint64_t[]", cap)
@@ -147,16 +156,48 @@ class ColdSegment:
                                     n, first, raw, unit)
         offsets = array("Q")
         offsets.frombytes(ffi.buffer(offs, 8 * n[0]))
+        if offsets and offsets[0] and address is not None and unit[0] and (first[0] - address) % unit[0]:
+            unit[0] = self.codec.frame_bytes  # after a hole, a short last frame only: its length is not the unit
         return pos, offsets, first[0], raw[0], unit[0]
 
     def check(self) -> int:
         """How many of its raw bytes lie in frames whose headers and
-        compressed bytes check (no frame is decompressed; a read checks the
-        raw bytes when it does): all of them unless a frame was damaged.
-        Recovery verifies the cold log by this; it is worked out once."""
+        compressed bytes check, counted from its first address (no frame is
+        decompressed; a read checks the raw bytes when it does): all of them
+        unless a frame was damaged. Frames a compaction freed count as
+        checked: no read goes below begin. Recovery verifies the cold log
+        by this; it is worked out once."""
         if self.checked_bytes is None:
-            self.checked_bytes = self._frames(self.frames_end, self.address)[3]
+            _, offsets, first, raw, _ = self._frames(self.frames_end, self.address)
+            self.lowest = first if offsets else self.address
+            self.checked_bytes = (self.lowest - self.address) + raw
         return self.checked_bytes
+
+    def punch_below(self, address: int) -> int:
+        """Free the file system blocks of the frames wholly below `address`
+        (compaction: begin is there and no reader is below it), keeping the
+        file's size, table and footer. Returns the bytes freed (0: nothing
+        to free, or the file system cannot punch holes: OSError)."""
+        # the last frame stays: a growing file is read back from the first
+        # frame after the hole, and must have one
+        i = min((address - self.address) // self.frame_bytes, len(self.offsets) - 1)
+        if i <= 0:
+            return 0
+        upto = self.offsets[i] // _HOLE * _HOLE
+        if upto <= self.punched:
+            return 0
+        before = os.fstat(self.fd).st_blocks
+        rc = lib.shoal_punch_hole(self.fd, 0, upto)
+        if rc < 0:
+            raise OSError(-rc, os.strerror(-rc))
+        self.punched = upto
+        self.check()  # (a finished file's `lowest` is known once checked)
+        self.lowest = max(self.lowest, self.address + i * self.frame_bytes)
+        keep = self.offsets[i]
+        for j in range(i):
+            self.offsets[j] = keep  # empty: a read there fails, as below begin it must
+        self.publish()
+        return max(0, before - os.fstat(self.fd).st_blocks) * 512
 
     def append(self, raw) -> None:
         """Compress log bytes [address + raw_bytes, + len(raw)) and write them

@@ -247,7 +247,7 @@ class SegmentFiles:
     def punch_cold(self, seg: int, upto: int) -> None:
         """Free the raw file's blocks below `upto`, now in the cold file and
         read by no reader (make_cold's "punch")."""
-        self.punch_below(seg * self.segment_bytes + upto)
+        self._punch_raw_below(seg * self.segment_bytes + upto)
 
     def _pread(self, fd: int, off: int, n: int, seg: int) -> bytes:
         try:
@@ -427,13 +427,15 @@ class SegmentFiles:
         if self._c_cold is not None:
             self._c_cold[seg] = ffi.NULL
         if not whole:
-            data = cs.read_checked(cs.address, cs.raw_bytes)
+            cs.check()  # where frames start after a hole compaction punched (what lies below is below begin)
+            lo = cs.lowest
+            data = cs.read_checked(lo, cs.raw_bytes - (lo - cs.address))
             fd = self._fds.get(seg)
             if fd is None:
                 fd = os.open(self.path(seg), os.O_RDWR | os.O_CREAT, 0o644)
                 self._fds[seg] = fd
                 self._c_fds[seg] = fd
-            view, at = memoryview(data), 0
+            view, at = memoryview(data), lo - cs.address
             while view:
                 k = os.pwrite(fd, view, at)
                 view, at = view[k:], at + k
@@ -513,12 +515,28 @@ class SegmentFiles:
             self._write_fds.clear()
 
     def punch_below(self, address: int) -> int:
-        """Free the file system blocks below `address` in the segment file
-        that holds it (compaction: begin is at `address` and no reader can
-        be below it any more), keeping the file's size and its map; whole
-        files below are `detach_below`'s. Returns the bytes freed (blocks
-        allocated before less after: 0 when already punched, or where the
-        file system cannot punch holes, which is logged once)."""
+        """Free the file system blocks below `address` in the segment files
+        that hold it, raw and cold (compaction: begin is at `address` and no
+        reader can be below it any more), keeping the files' sizes, the raw
+        file's map and the cold file's table; whole files below are
+        `detach_below`'s. Returns the bytes freed (blocks allocated before
+        less after: 0 when already punched, or where the file system cannot
+        punch holes, which is logged once)."""
+        freed = self._punch_raw_below(address)
+        seg, _ = self._locate(address)
+        with self._lock:
+            cs = self._cold.get(seg)
+            if cs is None or self._no_punch:
+                return freed
+            try:
+                return freed + cs.punch_below(address)
+            except OSError as exc:
+                if exc.errno == errno.EOPNOTSUPP:
+                    self._no_punch = True
+                    return freed
+                raise io_error("punching a hole in", cs.path, exc) from exc
+
+    def _punch_raw_below(self, address: int) -> int:
         seg, offset = self._locate(address)
         offset -= offset % BLOCK_BYTES
         with self._lock:
