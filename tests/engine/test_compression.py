@@ -48,6 +48,21 @@ def _check(store, log: Log, kind: str, rng: random.Random) -> None:
         assert store.get(log.addresses[i]).raw == log.raws[i]
 
 
+def _closed_store(open_store, raws: list[bytes], config, psfs: dict | None = None):
+    """A compressed store holding raws, every written page compressed,
+    closed: (its path, the oracle bound to its addresses)."""
+    store = open_store(config=config)
+    for name, definition in (psfs or {}).items():
+        store.register_psf(name, definition)
+    store.ingest(b"\n".join(raws))
+    assert store.wait_compressed(60)
+    log = Log(raws)
+    log.bind(store)
+    path = store.path
+    store.close()
+    return path, log
+
+
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("kind", ["github_events", "zeek_logs"])
 def test_a_compressed_store_answers_as_the_oracle(open_store, records, source, kind):
@@ -209,13 +224,7 @@ def test_leftovers_of_a_stopped_conversion_are_resolved_at_open(open_store, gene
 
 def test_a_damaged_cold_frame_ends_the_log_there_at_open(open_store, generated):
     raws = list(generated("zeek_logs", 3_000))
-    store = open_store(config=COLD)
-    store.ingest(b"\n".join(raws))
-    assert store.wait_compressed(60)
-    log = Log(raws)
-    log.bind(store)
-    path = store.path
-    store.close()
+    path, log = _closed_store(open_store, raws, COLD)
     victim = path / "log" / "segment-000002.z"
     data = bytearray(victim.read_bytes())
     data[200] ^= 0x40  # inside its first frame
@@ -278,15 +287,7 @@ def test_answers_with_the_cold_files_out_of_the_page_cache(open_store, generated
     """Dense walks over cold files the page cache no longer holds ask the
     kernel to read ahead (read.c's cold_pread): the answers stay the oracle's."""
     raws = list(generated("github_events", 3_000))
-    store = open_store(config=COLD)
-    for name, definition in PSFS["github_events"].items():
-        store.register_psf(name, definition)
-    store.ingest(b"\n".join(raws))
-    assert store.wait_compressed(60)
-    log = Log(raws)
-    log.bind(store)
-    path = store.path
-    store.close()
+    path, log = _closed_store(open_store, raws, COLD, PSFS["github_events"])
     store = open_store(path, config=COLD.replace(compression_cache_bytes=0))  # every read goes to the files
     for f in (path / "log").glob("segment-*.z"):
         fd = os.open(f, os.O_RDONLY)
@@ -302,14 +303,7 @@ def test_a_long_answer_in_cold_frames_is_read_ahead_on_every_core(open_store, ge
     repeat, whose frames are cached, is not read ahead."""
     raws = list(generated("zeek_logs", 6_000))
     config = COLD.replace(page_size_bytes=64 * KiB, memory_budget_bytes=256 * KiB, segment_size_bytes=1 << 20)
-    store = open_store(config=config)
-    store.register_psf("path", "_path")
-    store.ingest(b"\n".join(raws))
-    assert store.wait_compressed(60)
-    log = Log(raws)
-    log.bind(store)
-    path = store.path
-    store.close()
+    path, log = _closed_store(open_store, raws, config, {"path": "_path"})
     store = open_store(path, config=config)
     value = python_value(max(log.value_counts("_path").items(), key=lambda kv: kv[1])[0])
     walks = []
