@@ -51,8 +51,12 @@ class StoreConfig:
     verify_log_on_open: on open, read the whole log back and check every
         record's CRC32C, so damage anywhere is found (and dropped, and
         reported) then, not when a query meets it. Costs one read of the
-        whole log at open. False: only the log after the checkpoint is
-        verified, and that the segment files below it are all there.
+        whole log at open. Cold (compressed) segments are checked frame by
+        frame, header and compressed bytes, without decompressing them:
+        their records were checked before they were compressed, and a read
+        checks the raw bytes it decompresses. False: only the log after the
+        checkpoint is verified, and that the segment files below it are
+        all there.
     map_segments: map segment files read-only, so queries reading the
         on-disk part of the log copy from the OS page cache instead of
         making a system call per block. Pages read that way count in the
