@@ -14,7 +14,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 # The JSON layer, PSF programs and the index, then the hybrid log: one file
 # per operation (hlog.h lists them), the record layout in record.h.
 SOURCES = ["json.c", "canon.c", "crc.c", "framing.c", "eval.c", "index.c", "tally.c", "tally_list.c", "tally_page.c", "tally_dump.c",
-           "ingest.c", "read.c", "chain.c", "fetch.c", "scan.c", "segmap.c", "gate.c", "breaks.c", "project.c",
+           "ingest.c", "read.c", "chain.c", "walk_all.c", "fetch.c", "scan.c", "segmap.c", "gate.c", "breaks.c", "project.c",
            "bucket.c", "frame.c"]
 # The headers they include. Some hold inline code (record.h, hlog.h): a
 # change to one alone must rebuild, and build_ext looks only at sources and

@@ -8,7 +8,8 @@
  * InternalUpsert, ...):
  *   ingest.c  append records at the tail and link them into their chains
  *   read.c    bytes and verified records at addresses (shoal_read)
- *   chain.c   chain walks (shoal_walk) and keyed liveness (shoal_live)
+ *   chain.c   chain walks (shoal_walk), counts in windows and keyed liveness
+ *   walk_all.c a whole chain walked in lanes, on one or more threads
  *   fetch.c   a chain walk that reads as it goes (shoal_fetch, _start)
  *   scan.c    records in a buffer of log bytes (shoal_scan, shoal_replay)
  *   segmap.c  segment files mapped read-only, and the SIGBUS guard

@@ -27,6 +27,17 @@ SHOAL_INTERNAL void shoal_tally_prefetch(shoal_tally *t, uint64_t hash);
 SHOAL_INTERNAL int shoal_tally_find(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,
                                     const shoal_tally_sample **samples, uint32_t *n_samples);
 
+/* The first of n samples whose key pointer lies at or above addr (n: none). */
+static inline uint32_t shoal_sample_at_or_above(const shoal_tally_sample *s, uint32_t n, uint64_t addr) {
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t m = lo + (hi - lo) / 2;
+        if (s[m].kp < addr) lo = m + 1;
+        else hi = m;
+    }
+    return lo;
+}
+
 /* The next non-blank NDJSON line of s[*pos, len), its surrounding whitespace
  * trimmed: fills *out (line number *line) and returns 1, advancing *pos past
  * its '\n' and *line past the lines it passed. Returns 0 at the end of s, or

@@ -40,7 +40,7 @@ def _lanes(store, psf_id, canon, lo, hi, start=0):
 
 
 # Compressed: most of the log in cold frames, where the pieces are shared by
-# threads (chain.c's walk_threads) on a machine with more than one core.
+# threads (walk_all.c's walk_threads) on a machine with more than one core.
 COLD = StoreConfig(page_size_bytes=64 * 1024, memory_budget_bytes=256 * 1024, segment_size_bytes=1 << 20,
                    compression="zstd")
 
