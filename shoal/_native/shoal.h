@@ -629,7 +629,7 @@ typedef struct {
     uint32_t pieces;          /* out: pieces walked in lockstep (0: a plain walk) */
     int32_t err;              /* out */
     uint64_t err_address;
-    uint32_t threads;         /* out: threads that walked the pieces (chain.c: walk_threads) */
+    uint32_t threads;         /* out: threads that walked the pieces (walk_all.c: walk_threads) */
 } shoal_walk_all_job;
 
 int shoal_walk_all(shoal_walk_all_job *job, shoal_log *log, shoal_index *index, shoal_tally *tally);
