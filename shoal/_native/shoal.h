@@ -378,6 +378,12 @@ void shoal_segment_map_dontneed(shoal_log *log, uint32_t seg);
  * system cannot punch holes). */
 int shoal_punch_hole(int fd, uint64_t offset, uint64_t len);
 
+/* Fault in n bytes of anonymous memory at p, writable, without writing them
+ * (MADV_POPULATE_WRITE, Linux 5.14; -EINVAL before: nothing done). For log
+ * frames prepared ahead of the writer, which may be filling them already.
+ * 0, or -errno. */
+int shoal_populate(char *p, uint64_t n);
+
 /* ---- hash index ----------------------------------------------------------- */
 typedef struct shoal_index shoal_index;
 

@@ -3,7 +3,10 @@ in segment files (FASTER's hybrid log, without in-place updates: shoal's
 records are immutable once written).
 
 Memory: `n_frames` page frames of page_size bytes, allocated on first use, is
-all the log ever holds in memory; page p lives in frame p % n_frames.
+all the log ever holds in memory; page p lives in frame p % n_frames. Until
+every frame exists, a thread makes and populates the frames of the pages
+after the tail (`_prepare`), so the writer does not wait for the kernel to
+zero fresh memory.
 
 Page life: the tail page takes appends; when a record does not fit, the writer
 turns the page: the full page goes to the flusher thread, the next page takes
@@ -13,6 +16,9 @@ that page is flushed, moves head past it, and recycles the frame.
 Concurrency:
   - One writer (the store's writer lock) appends through C, turns pages,
     flushes the tail page and moves addresses.
+  - The preparer thread makes frames for pages the writer has not reached
+    (under `_frame_lock`, which the writer takes to make one too) and
+    faults their memory in; it never writes a frame's bytes.
   - The flusher thread writes sealed pages in order and advances
     flushed_until_address; `_cv` guards its queue and progress.
     flushed_until_address means "every byte below is written to its segment
@@ -58,6 +64,7 @@ TAG_KEY_FILE = "record-tag.key"  # in the log directory, beside the segment file
 _ZERO_HEADER = bytes(32)
 _ZEROS = bytes(64 << 10)
 _HUGE_PAGE_BYTES = 2 << 20
+PREPARE_AHEAD = 8  # frames made and populated ahead of the tail page, until every frame exists
 
 
 class HybridLog:
@@ -120,6 +127,11 @@ class HybridLog:
         self._write_error: NativeIOError | None = None  # set by fail_writes: no more writes
         self._stop = False
         self._tail_writing = False  # a planned tail write is being finished
+        self._frame_lock = threading.Lock()  # making a frame (writer, preparer)
+        self._prep_cv = threading.Condition()
+        self._prep_upto = 0  # frames of pages below this are to be made
+        self._preparer: threading.Thread | None = None
+        self._prepared_all = False
         self._tail_block = mmap.mmap(-1, BLOCK_BYTES)  # page-aligned, for O_DIRECT
 
         # Load the tail page (its flushed prefix) so appends continue in it.
@@ -180,17 +192,64 @@ class HybridLog:
     def _frame_for(self, page: int):
         i = page % self.n_frames
         if self._frames[i] is None:
-            # mmap: page-aligned (O_DIRECT writes need it) and zero-filled lazily.
-            m = mmap.mmap(-1, self.page_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-            if self.page_size >= _HUGE_PAGE_BYTES and hasattr(mmap, "MADV_HUGEPAGE"):
-                try:  # fewer, larger page faults when a frame is first filled
-                    m.madvise(mmap.MADV_HUGEPAGE)
-                except OSError:
-                    pass
-            self._mmaps[i] = m
-            self._frames[i] = ffi.from_buffer("char[]", m)
-            self._frame_ptrs[i] = self._frames[i]
+            with self._frame_lock:  # (the preparer may be making it)
+                if self._frames[i] is None:
+                    self._new_frame(i)
         return self._frames[i]
+
+    def _new_frame(self, i: int) -> None:
+        # mmap: page-aligned (O_DIRECT writes need it) and zero-filled lazily.
+        m = mmap.mmap(-1, self.page_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if self.page_size >= _HUGE_PAGE_BYTES and hasattr(mmap, "MADV_HUGEPAGE"):
+            try:  # fewer, larger page faults when a frame is first filled
+                m.madvise(mmap.MADV_HUGEPAGE)
+            except OSError:
+                pass
+        self._mmaps[i] = m
+        self._frames[i] = ffi.from_buffer("char[]", m)
+        self._frame_ptrs[i] = self._frames[i]
+
+    # ---- frames prepared ahead of the writer ----
+    # A frame is fresh memory until the writer first fills it, and the
+    # kernel zeroes each page at its first touch: a third of a first ingest
+    # here, on the writer's thread. Once pages turn, a thread makes and
+    # populates the frames of the next PREPARE_AHEAD pages that have none
+    # yet (shoal_populate, GIL released), on the other core; it ends once
+    # every frame exists (recycled frames are touched already).
+    def _prepare_ahead(self, page: int) -> None:
+        """Writer, at a page turn: have the frames up to page + PREPARE_AHEAD made."""
+        if self._prepared_all:
+            return
+        with self._prep_cv:
+            self._prep_upto = max(self._prep_upto, page + PREPARE_AHEAD + 1)
+            if self._preparer is None:
+                self._preparer = threading.Thread(target=self._prepare, name="shoal-frames", daemon=True)
+                self._preparer.start()
+            self._prep_cv.notify()
+
+    def _prepare(self) -> None:
+        done = 0
+        while True:
+            with self._prep_cv:
+                while not self._stop and self._prep_upto <= done:
+                    self._prep_cv.wait()
+                if self._stop:
+                    return
+                lo, upto = max(done, self._prep_upto - PREPARE_AHEAD - 1), self._prep_upto
+            for page in range(lo, upto):
+                i = page % self.n_frames
+                with self._frame_lock:
+                    if self._frames[i] is not None:
+                        continue
+                    self._new_frame(i)
+                    frame = self._frames[i]
+                if self._stop:
+                    return
+                lib.shoal_populate(frame, self.page_size)  # errors: the writer faults them in itself
+            done = upto
+            if all(f is not None for f in self._frames):
+                self._prepared_all = True
+                return
 
     def _install(self, page: int) -> None:
         self._frame_page[page % self.n_frames] = page
@@ -242,6 +301,7 @@ class HybridLog:
         self.c.read_only_address = start
         self.c.tail_address = start
         self._note_page_start(new_page)
+        self._prepare_ahead(new_page)
 
     def _note_page_start(self, page: int) -> None:
         """Records appended by this process before `page` began (writer)."""
@@ -512,6 +572,10 @@ class HybridLog:
                 self._cv.wait()
             self._stop = True
             self._cv.notify_all()
+        with self._prep_cv:
+            self._prep_cv.notify_all()
+        if self._preparer is not None:
+            self._preparer.join()
         self._flusher.join()
         self.segments.close()
 

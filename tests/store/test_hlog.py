@@ -1,6 +1,8 @@
 """Hybrid log edge cases: page boundaries, eviction, flush and reopen."""
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -71,3 +73,28 @@ def test_read_record_objects_agrees_with_read_records(tmp_path):
         assert [(r.address, r.raw) for r in got] == list(zip(addrs, records))
         assert log.read_record_objects(addrs) == [shoal.Record(a, r) for a, r in zip(addrs, records)]
         assert log.read_record_objects([]) == []
+
+
+def test_frames_are_prepared_ahead_of_the_writer(tmp_path):
+    """After a page turn a thread makes and populates the frames of the next
+    pages (HybridLog._prepare), within the budget: the writer finds them
+    made; what it writes reads back; close stops the thread."""
+    from shoal.store.hlog import PREPARE_AHEAD
+    budget = 32
+    cfg = dict(page_size_bytes=PAGE, memory_budget_bytes=budget * PAGE, segment_size_bytes=64 * PAGE)
+    records = [_record(1000, i) for i in range(12)]  # three pages' worth
+    with shoal.open(tmp_path, **cfg) as st:
+        st.ingest(b"\n".join(records))
+        log = st._log
+        pages = (st.tail_address >> log.page_bits) + 1
+        deadline = time.monotonic() + 10
+        while log.frames_in_use() < min(budget, pages + PREPARE_AHEAD) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert log.frames_in_use() == min(budget, pages + PREPARE_AHEAD)  # made ahead, no more
+        assert st.stats()["memory_bytes"] <= budget * PAGE
+        more = [_record(1000, i) for i in range(12, 200)]  # through every frame and round again
+        st.ingest(b"\n".join(more))
+        assert log.frames_in_use() == budget
+        assert [r.raw for r in st.scan("i", order="oldest")] == records + more
+        preparer = log._preparer
+    assert preparer is not None and not preparer.is_alive()
