@@ -89,7 +89,7 @@ def fetch_chain_batches(log, index, psf_id: int, canon: bytes, lo: int, hi: int,
                         also: list[tuple[int, bytes]] | None = None, tally=None) -> Iterator[RecordBatch]:
     """fetch_chain's records as RecordBatches (no object per record); the
     first batch is read now, as there. With the store's `tally`, a long
-    chain in cold frames is read ahead on every core (_Fetcher.warm_up)."""
+    chain in cold frames is read ahead on every core (_Fetcher._warm_up)."""
     fetcher = _Fetcher(log, index, psf_id, canon, lo, hi, gate, limit, 10, also, tally)
     first = fetcher.batch()
     head = [first] if first else []
@@ -99,7 +99,7 @@ def fetch_chain_batches(log, index, psf_id: int, canon: bytes, lo: int, hi: int,
     return itertools.chain(head, rest)
 
 
-# Reading ahead a chain in cold frames (_Fetcher.warm_up): the first call
+# Reading ahead a chain in cold frames (_Fetcher._warm_up): the first call
 # reads this many records and counts the frames it had to decompress.
 _PROBE_RECORDS = 64
 
@@ -191,8 +191,8 @@ class _Fetcher:
         decompresses the frames in parallel into the frame cache, where the
         serial fetch that follows finds them. Only when they fit in half of
         the cache: more would be evicted before the fetch reached them, and
-        decompressed twice (a 3% answer over more than ~130 MB of generated
-        events, with the default 64 MiB cache, is read the serial way)."""
+        decompressed twice (a 3% answer over more than ~550 MB of generated
+        events, with the default 256 MiB cache, is read the serial way)."""
         tally, self.tally = self.tally, None
         if decompressed <= cached:
             return
