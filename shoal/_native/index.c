@@ -296,6 +296,13 @@ uint64_t shoal_index_lookup_writer(shoal_index *ix, uint64_t hash) {
     return table_lookup(ix->table, hash);
 }
 
+void shoal_index_prefetch(shoal_index *ix, uint64_t hash) {
+    table_t *t = ix->table;
+    uint32_t hi = hi_of(hash);
+    __builtin_prefetch(&t->buckets[hi & t->mask]);
+    __builtin_prefetch(&t->sides[hi & t->mask]);
+}
+
 int shoal_index_upsert(shoal_index *ix, uint64_t hash, uint64_t kp_address, uint64_t *prev) {
     if (kp_address == 0 || kp_address > SHOAL_ADDR_MASK) return SHOAL_E_ARG;
     return table_upsert(ix->table, hash, kp_address, prev);

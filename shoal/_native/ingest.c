@@ -33,7 +33,7 @@
 
 /* At most this many key pointers per record (the plan's size): more is
  * SHOAL_E_TOO_MANY_KPS, well inside what a record holds. */
-#define MAX_PLAN 4096
+#define MAX_PLAN SHOAL_MAX_PLAN
 _Static_assert(MAX_PLAN <= SHOAL_MAX_KPS, "a plan fits a record's n_kps");
 
 /* What a step decided about the record in hand. */
@@ -41,14 +41,17 @@ typedef enum {
     STEP_ON,      /* go on to the next step */
     STEP_REJECT,  /* reject the record: its result's status says why */
     STEP_STOP,    /* end the call: rc says why (an error the caller raises) */
+    STEP_FULL,    /* the batch's scratch is full: commit what is prepared, then
+                     prepare this record again into an empty one */
 } step;
 
 /* The key pointers a record will carry, planned before it is written. Their
  * canonical values lie in job->scratch[0, scratch_used): SPAN ones only for
  * hashing, CANON ones to be copied into the values area. */
 typedef struct {
-    shoal_kp_plan *kps;     /* MAX_PLAN entries, the call's */
+    shoal_kp_plan *kps;     /* room for MAX_PLAN entries, in the job's plan array */
     uint32_t n_kps;
+    uint64_t scratch_base;  /* job->scratch filled before this record: its values start here */
     uint64_t scratch_used;
     uint64_t values_bytes;  /* the CANON values' bytes: the values area, unpadded */
 } record_plan;
@@ -121,6 +124,7 @@ static inline step plan_programs(const shoal_ingest_job *job, const shoal_psfset
         int64_t cl = shoal_prog_canon(set, p, text, &v, job->scratch + pl->scratch_used,
                                       job->scratch_bytes - pl->scratch_used);
         if (cl == SHOAL_E_SPACE) {
+            if (pl->scratch_base) return STEP_FULL;
             res->status = SHOAL_E_TOO_LARGE;
             return STEP_REJECT;
         }
@@ -134,7 +138,6 @@ static inline step plan_programs(const shoal_ingest_job *job, const shoal_psfset
         k->hash = shoal_hash(k->psf_id, job->scratch + pl->scratch_used, (size_t)cl);
         k->canon_off = (uint32_t)pl->scratch_used;
         k->canon_len = (uint32_t)cl;
-        if (job->tally) shoal_tally_prefetch(job->tally, k->hash);
         if (v.origin == SHOAL_ORIGIN_RECORD && v.type == SHOAL_T_STRING && !(v.flags & SHOAL_VF_ESCAPED)
             && set->progs[p].transform == SHOAL_XF_NONE) {
             k->kind = SHOAL_KP_SPAN;
@@ -162,6 +165,7 @@ static inline step plan_extras(const shoal_ingest_job *job, uint32_t first, uint
             return STEP_REJECT;
         }
         if (pl->scratch_used + x->len > job->scratch_bytes) {
+            if (pl->scratch_base) return STEP_FULL;
             res->status = SHOAL_E_TOO_LARGE;
             return STEP_REJECT;
         }
@@ -223,78 +227,131 @@ static inline int link_record(const shoal_ingest_job *job, shoal_index *index, c
     return SHOAL_OK;
 }
 
-/* ---- the loop -------------------------------------------------------------------------- */
+/* ---- the two loops ------------------------------------------------------------------------ */
 
-int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log, shoal_index *index) {
-    const uint64_t page_size = 1ULL << log->page_bits;
-    record_plan pl = {malloc(sizeof(shoal_kp_plan) * MAX_PLAN), 0, 0, 0};
-    if (!pl.kps) return SHOAL_E_NOMEM;
+/* Frame, parse and evaluate records from job->next_span on into plans:
+ * job->prep[i] and job->plan[prep.first_kp, +n_kps), their canonical values
+ * in job->scratch. Touches no shared state (not the log, index or tally), so
+ * ingesting threads run it at once, outside the writer lock. */
+int shoal_ingest_prepare(shoal_ingest_job *job, const shoal_psfset *set) {
+    shoal_kp_plan *plan = (shoal_kp_plan *)job->plan;
     int rc = SHOAL_OK;
-
     size_t frame_pos = (size_t)job->frame_pos;
-    for (uint32_t i = job->next_span;; i++) {
+    uint32_t i = job->next_span;
+    for (;; i++) {
+        if (job->n_plan + MAX_PLAN > job->plan_cap) {
+            if (job->n_plan == 0) { rc = SHOAL_E_ARG; break; } /* plan_cap < MAX_PLAN */
+            rc = SHOAL_OUT_FULL;
+            break;
+        }
         if (i >= job->n_spans && !frame_next(job, &frame_pos)) break;
         const shoal_span *sp = &job->spans[i];
         shoal_rec_result *res = &job->results[i];
+        shoal_ingest_prep *prep = &job->prep[i];
         const char *text = job->buf + sp->start;
-        uint32_t text_len = (uint32_t)sp->len;
         uint32_t first_extra = job->next_extra;
         uint32_t extra_end = first_extra;
         while (extra_end < job->n_extras && job->extras[extra_end].rec == i) extra_end++;
         res->address = 0;
         res->err_off = 0;
         res->status = SHOAL_OK;
-        job->text_bytes += sp->len;
-        pl.n_kps = 0;
-        pl.scratch_used = pl.values_bytes = 0;
+        record_plan pl = {plan + job->n_plan, 0, job->scratch_used, job->scratch_used, 0};
 
-        step s = parse_record(job, set, sp, page_size, res);
+        step s = parse_record(job, set, sp, job->page_size, res);
         if (s == STEP_ON) s = plan_programs(job, set, text, &pl, res, &rc);
         if (s == STEP_ON) s = plan_extras(job, first_extra, extra_end, &pl, res);
-        uint64_t size = shoal_record_bytes(pl.n_kps, pl.values_bytes, text_len);
-        if (s == STEP_ON && (size > page_size || size > 0xFFFFFFFFull || pl.values_bytes > 0xFFFFFFFFull)) {
+        uint64_t size = shoal_record_bytes(pl.n_kps, pl.values_bytes, (uint32_t)sp->len);
+        if (s == STEP_ON && (size > job->page_size || size > 0xFFFFFFFFull || pl.values_bytes > 0xFFFFFFFFull)) {
             res->status = SHOAL_E_TOO_LARGE;
             s = STEP_REJECT;
         }
-        if (s == STEP_STOP) goto out;
+        if (s == STEP_FULL) {
+            res->status = SHOAL_OK;
+            rc = SHOAL_OUT_FULL;
+            break;
+        }
+        if (s == STEP_STOP) break;
+        job->next_extra = extra_end;
         if (s == STEP_REJECT) {
+            prep->n_kps = 0;
+            continue;
+        }
+        prep->first_kp = job->n_plan;
+        prep->n_kps = pl.n_kps;
+        prep->size = (uint32_t)size;
+        prep->values_bytes = (uint32_t)pl.values_bytes;
+        job->n_plan += pl.n_kps;
+        job->scratch_used = pl.scratch_used;
+    }
+    job->next_span = i;
+    job->frame_pos = frame_pos;
+    return rc;
+}
+
+/* Ask for the index buckets and tally slots a prepared record will touch. */
+static inline void prefetch_links(const shoal_ingest_job *job, shoal_index *index, uint32_t i) {
+    const shoal_ingest_prep *prep = &job->prep[i];
+    if (job->results[i].status != SHOAL_OK) return;
+    const shoal_kp_plan *plan = (const shoal_kp_plan *)job->plan + prep->first_kp;
+    for (uint32_t k = 0; k < prep->n_kps; k++) {
+        shoal_index_prefetch(index, plan[k].hash);
+        if (job->tally) shoal_tally_prefetch(job->tally, plan[k].hash);
+    }
+}
+
+/* How many records ahead the commit loop prefetches: enough for the misses
+ * to land, few enough that the lines are still in L1/L2 when used. */
+#define PREFETCH_AHEAD 4
+
+/* Append and link the prepared records [next_commit, next_span) in order,
+ * counting each (a rejected one too) as it goes. The writer's part: under
+ * the writer lock, one caller at a time. SHOAL_NEED_PAGE when the next
+ * record does not fit the tail page (the caller turns the page and calls
+ * again; next_commit says where). With dry_run, only counts. */
+int shoal_ingest_commit(shoal_ingest_job *job, shoal_log *log, shoal_index *index) {
+    shoal_kp_plan *plan = (shoal_kp_plan *)job->plan;
+    const uint32_t end = job->next_span;
+    if (!job->dry_run)
+        for (uint32_t j = job->next_commit; j < end && j < job->next_commit + PREFETCH_AHEAD; j++)
+            prefetch_links(job, index, j);
+    for (uint32_t i = job->next_commit; i < end; i++) {
+        const shoal_span *sp = &job->spans[i];
+        shoal_rec_result *res = &job->results[i];
+        if (res->status != SHOAL_OK) {
+            job->text_bytes += sp->len;
             job->rejected++;
             job->rejects[job->n_rejects++] = i;
-            job->next_extra = extra_end;
             continue;
         }
         if (job->dry_run) {
-            job->next_extra = extra_end;
+            job->text_bytes += sp->len;
             continue;
         }
-
+        if (i + PREFETCH_AHEAD < end) prefetch_links(job, index, i + PREFETCH_AHEAD);
+        const shoal_ingest_prep *prep = &job->prep[i];
+        record_plan pl = {plan + prep->first_kp, prep->n_kps, 0, 0, prep->values_bytes};
         uint64_t tail = LOAD(&log->tail_address);
-        char *rec = tail_room(log, tail, size);
+        char *rec = tail_room(log, tail, prep->size);
         if (!rec) {
-            job->next_span = i;
-            job->next_extra = first_extra;
-            job->text_bytes -= sp->len; /* counted again when the record is retried */
-            rc = SHOAL_NEED_PAGE;
-            goto out;
+            job->next_commit = i;
+            return SHOAL_NEED_PAGE;
         }
-        append_record(job, log, index, &pl, rec, tail, size, text, text_len);
-        rc = link_record(job, index, &pl, tail);
+        append_record(job, log, index, &pl, rec, tail, prep->size, job->buf + sp->start, (uint32_t)sp->len);
+        job->text_bytes += sp->len;
+        int rc = link_record(job, index, &pl, tail);
         if (rc != SHOAL_OK) {
-            job->next_span = i + 1;
-            job->next_extra = extra_end;
-            goto out;
+            job->next_commit = i + 1;
+            return rc;
         }
         res->address = tail;
         if (!job->first_address) job->first_address = tail;
         job->last_address = tail;
         job->appended++;
         log->records_appended++;
-        job->bytes_appended += size;
-        job->next_extra = extra_end;
+        job->bytes_appended += prep->size;
     }
-    job->next_span = job->n_spans;
-out:
-    job->frame_pos = frame_pos;
-    free(pl.kps);
-    return rc;
+    job->next_commit = end;
+    return SHOAL_OK;
 }
+
+size_t shoal_kp_plan_bytes(void) { return sizeof(shoal_kp_plan); }

@@ -13,6 +13,8 @@
 /* Chain head for `hash`, for the single writer only: it owns the table
  * pointer, so it skips the reader registration shoal_index_lookup does. */
 SHOAL_INTERNAL uint64_t shoal_index_lookup_writer(shoal_index *index, uint64_t hash);
+/* Ask for the bucket (and its side) a writer's lookup of hash reads first. */
+SHOAL_INTERNAL void shoal_index_prefetch(shoal_index *index, uint64_t hash);
 
 /* A time of at least this magnitude is in milliseconds, else in seconds
  * (bucket.c; engine/retention.py's _MS_THRESHOLD says the same). */

@@ -503,6 +503,14 @@ typedef struct {
     uint32_t err_off;    /* offset in the record text of a parse error */
 } shoal_rec_result;
 
+/* One record's plan, from shoal_ingest_prepare to shoal_ingest_commit. */
+typedef struct {
+    uint32_t first_kp;               /* its key pointers: plan[first_kp, +n_kps) */
+    uint32_t n_kps;
+    uint32_t size;                   /* its bytes in the log */
+    uint32_t values_bytes;           /* its values area, unpadded */
+} shoal_ingest_prep;
+
 typedef struct {
     const char *buf;                 /* input chunk the spans point into */
     shoal_span *spans;
@@ -542,14 +550,36 @@ typedef struct {
     uint64_t frame_stop;
     uint64_t frame_line;             /* in/out: line number at frame_pos */
     shoal_tally *tally;              /* each appended key pointer is counted here (NULL: none) */
+    /* The plans between the two calls (ingest.c): prepare fills them from
+     * next_span on, commit consumes [next_commit, next_span). */
+    uint64_t page_size;              /* the log's: a record must fit one page */
+    shoal_ingest_prep *prep;         /* span_cap (or n_spans) entries, by span */
+    void *plan;                      /* plan_cap key pointer plans (shoal_kp_plan_bytes() each) */
+    uint32_t plan_cap;               /* at least SHOAL_MAX_PLAN */
+    uint32_t n_plan;                 /* in/out: plans used; the caller zeroes it once all are committed */
+    uint64_t scratch_used;           /* in/out: scratch used; zeroed with n_plan */
+    uint32_t next_commit;            /* in/out: the first span commit has not counted */
 } shoal_ingest_job;
 
-/* Validate, evaluate and append job's records at the log tail, linking their
- * key pointers into the index. Single writer. Returns SHOAL_OK when every span
- * is done, SHOAL_NEED_PAGE when the next record does not fit in the tail page
- * (the caller turns the page and calls again), or an error. */
-int shoal_ingest(shoal_ingest_job *job, const shoal_psfset *set, shoal_log *log,
-                 shoal_index *index);
+#define SHOAL_MAX_PLAN 4096          /* key pointers per record, at most */
+
+/* Frame (job->frame), validate and evaluate records from next_span on into
+ * plans, with no shared state touched: ingesting threads run it at once,
+ * outside the writer lock. A rejected record's result says why. Returns
+ * SHOAL_OK once framing stops or every span is prepared, SHOAL_OUT_FULL when
+ * the plans or scratch are full (commit, zero n_plan and scratch_used, call
+ * again), or an error (the records before next_span are prepared: commit
+ * them, then raise). */
+int shoal_ingest_prepare(shoal_ingest_job *job, const shoal_psfset *set);
+
+/* Append the prepared records [next_commit, next_span) at the log tail in
+ * order and link their key pointers into the index and tally; count every
+ * span (appended, rejected, text_bytes). The writer's part: one caller at a
+ * time. SHOAL_OK when all are done, SHOAL_NEED_PAGE when the next record does
+ * not fit in the tail page (turn the page and call again), or an error. */
+int shoal_ingest_commit(shoal_ingest_job *job, shoal_log *log, shoal_index *index);
+
+size_t shoal_kp_plan_bytes(void);
 
 /* ---- projections (project.c) ------------------------------------------------ */
 #define SHOAL_PROJECT_OPEN 1    /* write key (the JSON text `"k":`) and open an object */

@@ -188,7 +188,9 @@ class Store:
         value is a time (epoch seconds, milliseconds from 1e11 on, or an
         ISO-8601 string) and W is in seconds. group_count of a bucketed
         PSF is a histogram: each bucket's smallest value and its count."""
-        with self._write_lock:
+        # Batches prepared outside the writer lock by the PSF set before this
+        # one are committed first (ingest/core.py PsfHold).
+        with self._core.psf_hold.exclusive(), self._write_lock:
             self._gate.check_open()
             tail = self._log.tail_address
             try:
@@ -215,7 +217,7 @@ class Store:
 
     def deregister_psf(self, name: str) -> PSF:
         """Stop indexing by a PSF; returns it with its closed active range."""
-        with self._write_lock:
+        with self._core.psf_hold.exclusive(), self._write_lock:
             self._gate.check_open()
             try:
                 return self._registry.deregister(name, address=self._log.tail_address,

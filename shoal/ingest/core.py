@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._native import ffi
+from .._native import ffi, lib
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import StoreConfig
@@ -53,23 +53,88 @@ class Counters:
         return {"calls": self.calls, "records": self.records, "rejected": self.rejected, "bytes": self.bytes}
 
 
+# Key pointer plans a Scratch holds: a batch's records, prepared before any
+# is committed (at least SHOAL_MAX_PLAN, one record's most).
+PLAN_CAP = 1 << 15
+
+
 class Scratch:
-    """Native buffers reused across batches and calls (writer only)."""
+    """Native buffers one ingest pass uses, from the prepare to the commit of
+    each batch: the slots a parse fills, canonical values, the plans of the
+    records prepared and their results. One pass holds it at a time
+    (IngestCore.scratch), so passes prepare at once on several threads."""
 
     def __init__(self, n_slots: int, page_size: int, n_spans: int = 1 << 16):
         self.slots = ffi.new("shoal_slot[]", max(1, n_slots))
         self.scratch_bytes = 2 * page_size + 4096
         self.scratch = ffi.new("char[]", self.scratch_bytes)
-        self.results = ffi.new("shoal_rec_result[]", n_spans)
-        self.rejects = ffi.new("uint32_t[]", n_spans)
-        self.n_results = n_spans
+        self.plan_cap = max(PLAN_CAP, lib.SHOAL_MAX_PLAN)
+        self.plan = ffi.new("char[]", self.plan_cap * lib.shoal_kp_plan_bytes())
+        self.fit(n_spans)
+
+    def fit_slots(self, n_slots: int) -> None:
+        """Room for a PSF set of n_slots slots (one registered mid-pass)."""
+        if len(self.slots) < n_slots:
+            self.slots = ffi.new("shoal_slot[]", n_slots)
 
     def fit(self, n: int) -> None:
         """Room for the results of n records."""
-        if n > self.n_results:
+        if n > getattr(self, "n_results", 0):
             self.results = ffi.new("shoal_rec_result[]", n)
             self.rejects = ffi.new("uint32_t[]", n)
+            self.prep = ffi.new("shoal_ingest_prep[]", n)
             self.n_results = n
+
+
+class PsfHold:
+    """Lets ingest passes prepare batches outside the writer lock while the
+    PSF set cannot change under them: each batch is held from the snapshot
+    of `compiled` its records are evaluated by until they are committed, and
+    a registration waits for the batches held, and holds off new ones, before
+    it takes the writer lock. Otherwise a batch evaluated by the old set
+    could land after a new PSF's start, unindexed by it.
+
+    Never wait for `exclusive` while holding the writer lock: a held batch
+    waits for that lock to commit."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition(threading.Lock())
+        self._held = 0
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def batch(self) -> Any:
+        cv = self._cv
+        with cv:
+            while self._waiting:
+                cv.wait()
+            self._held += 1
+        try:
+            yield
+        finally:
+            with cv:
+                self._held -= 1
+                if not self._held:
+                    cv.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Any:
+        cv = self._cv
+        with cv:
+            self._waiting += 1
+            try:
+                while self._held:
+                    cv.wait()
+            except BaseException:
+                self._waiting -= 1
+                cv.notify_all()
+                raise
+        try:
+            yield
+        finally:
+            with cv:
+                self._waiting -= 1
+                cv.notify_all()
 
 
 class IngestCore:
@@ -90,7 +155,9 @@ class IngestCore:
         # otherwise win every hand-over (threading.Lock is not fair) and
         # starve background compaction.
         self._turnstile = threading.Lock()
-        self._scratch: Scratch | None = None
+        self._scratch: list[Scratch] = []  # free, for the next pass
+        self._scratch_lock = threading.Lock()
+        self.psf_hold = PsfHold()
         # Notified after every ingest call: followers of the live tail
         # (engine/tail.py) wait on it instead of polling hard.
         self.appended = threading.Condition()
@@ -115,12 +182,21 @@ class IngestCore:
         finally:
             self.lock.release()
 
-    def scratch(self, n_slots: int) -> Scratch:
-        """Native ingest buffers for a PSF set of n_slots slots (writer only)."""
-        s = self._scratch
-        if s is None or len(s.slots) < max(1, n_slots):
-            s = self._scratch = Scratch(max(64, n_slots), self.log.page_size)
-        return s
+    @contextlib.contextmanager
+    def scratch(self, n_slots: int) -> Any:
+        """Native ingest buffers for a PSF set of n_slots slots, the
+        caller's alone until it exits (one per concurrent pass)."""
+        n = max(64, n_slots)
+        with self._scratch_lock:
+            s = self._scratch.pop() if self._scratch else None
+        if s is None or len(s.slots) < n:
+            s = Scratch(n, self.log.page_size)
+        try:
+            yield s
+        finally:
+            with self._scratch_lock:
+                if len(self._scratch) < 4:  # one per core that ingests, kept warm
+                    self._scratch.append(s)
 
     def noted(self, result: IngestResult, *, counted: bool) -> None:
         """An ingest pass appended result.ingested records."""
