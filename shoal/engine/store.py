@@ -236,7 +236,7 @@ class Store:
     # ---- ingest ----
     def ingest(self, data: Any, *, on_error: str = "skip", durable: bool = False,
                format: str | InputFormat = "auto", max_input_bytes: int | None = None,
-               addresses: bool = False) -> IngestResult:
+               addresses: bool = False, threads: int = 1) -> IngestResult:
         """Store JSON records from bytes, a path, a binary file or an
         iterable of byte chunks (NDJSON, a JSON array, or gzip of either).
         on_error="skip" stores the valid records and reports the bad ones;
@@ -256,10 +256,17 @@ class Store:
         With on_error="reject" nothing is stored.
 
         addresses=True fills result.addresses: the address of each input
-        record, in input order, 0 for one rejected (Store.get reads it)."""
+        record, in input order, 0 for one rejected (Store.get reads it).
+
+        Calls on several threads run at once: each prepares its batches
+        (parse, validate, evaluate) with no lock held and only appends them
+        under the writer lock, so their records may interleave by batch,
+        each call's in its input order. threads=N does that within one call
+        (on_error="skip", input over two batches): its batches are prepared
+        on N threads and appended in input order."""
         self._gate.check_open()
         result, end = _ingest.run(self._core, data, on_error=on_error, format=format, max_input_bytes=max_input_bytes,
-                                  addresses=addresses)
+                                  addresses=addresses, threads=threads)
         if durable:
             self._commit.wait_durable(end)
             result.durable = True

@@ -102,20 +102,27 @@ class PsfHold:
         self._held = 0
         self._waiting = 0
 
-    @contextlib.contextmanager
-    def batch(self) -> Any:
+    def enter(self) -> None:
+        """Hold a batch (waits while a registration is waiting)."""
         cv = self._cv
         with cv:
             while self._waiting:
                 cv.wait()
             self._held += 1
+
+    def leave(self) -> None:
+        with self._cv:
+            self._held -= 1
+            if not self._held:
+                self._cv.notify_all()
+
+    @contextlib.contextmanager
+    def batch(self) -> Any:
+        self.enter()
         try:
             yield
         finally:
-            with cv:
-                self._held -= 1
-                if not self._held:
-                    cv.notify_all()
+            self.leave()
 
     @contextlib.contextmanager
     def exclusive(self) -> Any:
@@ -182,21 +189,29 @@ class IngestCore:
         finally:
             self.lock.release()
 
-    @contextlib.contextmanager
-    def scratch(self, n_slots: int) -> Any:
+    def take_scratch(self, n_slots: int) -> Scratch:
         """Native ingest buffers for a PSF set of n_slots slots, the
-        caller's alone until it exits (one per concurrent pass)."""
+        caller's alone until it gives them back (one per preparing thread)."""
         n = max(64, n_slots)
         with self._scratch_lock:
             s = self._scratch.pop() if self._scratch else None
-        if s is None or len(s.slots) < n:
-            s = Scratch(n, self.log.page_size)
+        if s is None:
+            return Scratch(n, self.log.page_size)
+        s.fit_slots(n)
+        return s
+
+    def give_scratch(self, s: Scratch) -> None:
+        with self._scratch_lock:
+            if len(self._scratch) < 4:  # one per core that ingests, kept warm
+                self._scratch.append(s)
+
+    @contextlib.contextmanager
+    def scratch(self, n_slots: int) -> Any:
+        s = self.take_scratch(n_slots)
         try:
             yield s
         finally:
-            with self._scratch_lock:
-                if len(self._scratch) < 4:  # one per core that ingests, kept warm
-                    self._scratch.append(s)
+            self.give_scratch(s)
 
     def noted(self, result: IngestResult, *, counted: bool) -> None:
         """An ingest pass appended result.ingested records."""

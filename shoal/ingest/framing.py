@@ -82,6 +82,11 @@ class Framer:
         self.batch_bytes = batch_bytes
         self.max_record_bytes = max_record_bytes
         self._spans = ffi.new("shoal_span[]", _SPAN_CAP)
+        # A parallel pass (parallel.py) hands each batch a spans array of its
+        # own (`spans_source()`, _SPAN_CAP entries) and frames NDJSON at most
+        # `window` bytes per batch, so batches are prepared at once.
+        self.spans_source = None
+        self.window: int | None = None
         self._n_out = ffi.new("size_t *")
         self._consumed = ffi.new("size_t *")
         self._err = ffi.new("size_t *")
@@ -198,23 +203,33 @@ class Framer:
         Python PSF registered mid-stream frames its lazy batches with this."""
         cbuf = ffi.from_buffer(buf)
         view = memoryview(buf)
+        window = self.window
         while True:
-            rc = lib.shoal_frame_ndjson(cbuf + pos, len(buf) - pos, 1 if final else 0, line,
-                                        self._spans, _SPAN_CAP, self._n_out, self._consumed)
+            spans = self.spans_source() if self.spans_source is not None else self._spans
+            size = len(buf) - pos
+            cut = window is not None and size > window
+            if cut:  # frame the whole lines of the window; grow it past a longer line
+                size = window
+                while size < len(buf) - pos and buf.rfind(b"\n", pos, pos + size) < 0:
+                    size *= 2
+                size = min(size, len(buf) - pos)
+                cut = size < len(buf) - pos
+            rc = lib.shoal_frame_ndjson(cbuf + pos, size, 1 if final and not cut else 0, line,
+                                        spans, _SPAN_CAP, self._n_out, self._consumed)
             n = self._n_out[0]
             consumed = self._consumed[0]
             if n:
-                last = self._spans[n - 1]
+                last = spans[n - 1]
                 # the last span's line plus the newlines from its start on
                 line = last.line + buf.count(b"\n", pos + last.start, pos + consumed)
             else:
                 line += buf.count(b"\n", pos, pos + consumed)
-            batch = Batch(view[pos:], self._spans, n, buf)
+            batch = Batch(view[pos:], spans, n, buf)
             pos += consumed
             batch.consumed_to = pos
             batch.line_after = line
             yield batch
-            if rc != lib.SHOAL_OUT_FULL:
+            if rc != lib.SHOAL_OUT_FULL and not (cut and consumed):
                 return
 
     def _too_large(self, line: int, size_bytes: int | None = None) -> Batch:
@@ -255,19 +270,20 @@ class Framer:
             pos = 0
             while True:
                 view = memoryview(buf)[pos:]
+                spans = self.spans_source() if self.spans_source is not None else self._spans
                 rc = lib.shoal_frame_array(st, ffi.from_buffer(view), len(view), 1 if exhausted else 0,
-                                           self._spans, _SPAN_CAP, self._n_out, self._consumed, self._err)
+                                           spans, _SPAN_CAP, self._n_out, self._consumed, self._err)
                 n = self._n_out[0]
                 # An array cut short after an element ('[1,2') ends on that
                 # element, which C marks as a framing error (it may be cut
                 # too: '[1,23' of '[1,234]'): it is not a record but the
                 # place of the array's one error, reported at the end.
-                cut_short = rc == lib.SHOAL_E_FRAMING and n and self._spans[n - 1].status == lib.SHOAL_E_FRAMING
+                cut_short = rc == lib.SHOAL_E_FRAMING and n and spans[n - 1].status == lib.SHOAL_E_FRAMING
                 if cut_short:
                     n -= 1
                 err_at = base + pos + self._err[0]
                 if n:
-                    yield Batch(view, self._spans, n, buf)
+                    yield Batch(view, spans, n, buf)
                 pos += self._consumed[0]
                 if rc == lib.SHOAL_E_FRAMING:
                     yield self._framing_error(st.elements + (0 if cut_short else 1), err_at)

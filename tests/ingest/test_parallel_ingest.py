@@ -1,0 +1,166 @@
+"""Ingest on several threads (ingest/parallel.py, and concurrent calls that
+prepare outside the writer lock) against one thread on the same input.
+
+The same chunks go through a serial call and a threads=2 call into twin
+stores: the results (counts, every error's line, reason and offset, the
+addresses' order) and the stored records must be equal. Then what threads
+must not break: a PSF registered while batches are prepared indexes every
+record from its start, a failing source keeps a prefix, and the records of
+a long input land once each, in order."""
+from __future__ import annotations
+
+import threading
+import time
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from oracle import ALL
+from test_framing_properties import _cut, _dump, json_values
+
+import shoal
+from shoal.config import KiB
+
+PAGE = 4 * KiB
+LIMIT = 300
+
+
+def _open(path, **kw):
+    opts = dict(page_size_bytes=PAGE, memory_budget_bytes=2 * PAGE, segment_size_bytes=4 * PAGE,
+                batch_bytes=4 * KiB, max_record_bytes=LIMIT)
+    opts.update(kw)
+    s = shoal.open(path, **opts)
+    s.register_psf("t", "t")
+    return s
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory):
+    a, b = _open(tmp_path_factory.mktemp("serial")), _open(tmp_path_factory.mktemp("threads"))
+    yield a, b
+    a.close()
+    b.close()
+
+
+_bad = st.sampled_from([b'{"t":}', b"[1,", b'"\xff"', b"nul", b"{} {}", b'{"t":"' + b"x" * LIMIT + b'"}'])
+
+
+@st.composite
+def mixed_inputs(draw):
+    parts = []
+    for _ in range(draw(st.integers(0, 400))):
+        parts.append(draw(st.sampled_from([b"", b"\n", b"\r\n", b" \n\t\n"])))
+        if draw(st.integers(0, 5)) == 0:
+            parts.append(draw(_bad))
+        else:
+            parts.append(draw(st.sampled_from([b"", b" "])) + _dump(draw(json_values), draw(st.integers(0, 3))))
+        parts.append(draw(st.sampled_from([b"\n", b"\r\n", b" \n"])))
+    if parts and draw(st.booleans()):
+        parts.pop()
+    return _cut(draw, b"".join(parts))
+
+
+def _summary(res):
+    return res.ingested, res.rejected, res.input_bytes, [(e.line, e.reason, e.offset) for e in res.errors]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunks=mixed_inputs(), fmt=st.sampled_from(["ndjson", "auto"]))
+def test_threads_agree_with_one_thread(twins, chunks, fmt):
+    serial, threaded = twins
+    tails = serial.tail_address, threaded.tail_address
+    a = serial.ingest(iter(chunks), format=fmt, addresses=True)
+    b = threaded.ingest(iter(chunks), format=fmt, addresses=True, threads=2)
+    assert _summary(a) == _summary(b)
+    # Same records, in input order: the nonzero addresses rise.
+    assert [x != 0 for x in a.addresses] == [x != 0 for x in b.addresses]
+    got = [x for x in b.addresses if x]
+    assert got == sorted(got)
+    assert ([r.raw for r in serial.scan(ALL, order="oldest", from_address=tails[0])]
+            == [threaded.get(x).raw for x in got]
+            == [r.raw for r in threaded.scan(ALL, order="oldest", from_address=tails[1])])
+
+
+def test_long_input_lands_once_in_order(tmp_path):
+    """Many batches and more records than one spans array holds: each record
+    once, in input order, errors on their lines, every chain complete."""
+    n = 70_000
+    lines = [orjson.dumps({"t": i % 7, "i": i}) for i in range(n)]
+    lines[12_345] = b"{bad}"
+    data = b"\n".join(lines) + b"\n" + b"1\n" * 70_000
+    with shoal.open(tmp_path / "s", batch_bytes=64 * KiB) as s:
+        s.register_psf("t", "t")
+        res = s.ingest(data, threads=2)
+        assert (res.ingested, res.rejected) == (n - 1 + 70_000, 1)
+        assert [e.line for e in res.errors] == [12_346]
+        want = [x for i, x in enumerate(lines) if i != 12_345] + [b"1"] * 70_000
+        assert [r.raw for r in s.scan(ALL, order="oldest")] == want
+        for v in range(7):
+            oracle = [x for x in want[:n - 1] if orjson.loads(x)["t"] == v]
+            assert [r.raw for r in s.query("t", v, order="oldest")] == oracle
+
+
+def test_psf_registered_while_threads_ingest_indexes_from_its_start(tmp_path):
+    """Registrations land while two callers (one with threads=2) ingest:
+    every record at or after a PSF's start is on its chains."""
+    s = _open(tmp_path / "s", memory_budget_bytes=64 * PAGE, segment_size_bytes=64 * PAGE)
+    body = b"".join(orjson.dumps({"t": i % 5, "k": i % 3}) + b"\n" for i in range(20_000))
+    done = threading.Event()
+
+    def ingest(threads):
+        while not done.is_set():
+            s.ingest(body, threads=threads)
+
+    workers = [threading.Thread(target=ingest, args=(n,)) for n in (1, 2)]
+    for w in workers:
+        w.start()
+    try:
+        deadline = time.monotonic() + 60
+        for j in range(4):
+            while s.stats()["ingest"]["records"] < 30_000 * (j + 1) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            s.register_psf(f"k{j}", "k")
+    finally:
+        done.set()
+        for w in workers:
+            w.join(120)
+    try:
+        records = [(r.address, orjson.loads(r.raw)) for r in s.scan(ALL, order="oldest")]
+        assert len(records) == s.stats()["ingest"]["records"]
+        for j in range(4):
+            start = s.psf(f"k{j}").ranges[0][0]
+            for v in range(3):
+                want = [a for a, o in records if a >= start and o["k"] == v]
+                # Active from `start` on: this part of the answer is its chains'.
+                got = [r.address for r in s.query(f"k{j}", v, order="oldest", from_address=start)]
+                assert got == want
+    finally:
+        s.close()
+
+
+def test_failing_source_keeps_a_prefix(tmp_path):
+    """A source that fails after some chunks: what is stored is a prefix of
+    the input, counted in the error's result."""
+    lines = [orjson.dumps({"t": i}) for i in range(5_000)]
+
+    def chunks():
+        body = b"\n".join(lines) + b"\n"
+        for i in range(0, len(body) // 2, 10_000):
+            yield body[i:i + 10_000]
+        raise OSError("connection reset")
+
+    with _open(tmp_path / "s", memory_budget_bytes=64 * PAGE) as s:
+        with pytest.raises(OSError) as ei:
+            s.ingest(chunks(), threads=2)
+        stored = [r.raw for r in s.scan(ALL, order="oldest")]
+        assert stored == lines[:len(stored)] and len(stored) > 1_000
+        assert ei.value.ingest_result.ingested == len(stored) == s.stats()["ingest"]["records"]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 65, 1.5, True, "2"])
+def test_threads_must_be_a_small_positive_integer(tmp_path, bad):
+    with shoal.open(tmp_path / "s") as s:
+        with pytest.raises(shoal.InvalidArgument, match="threads must be an integer from 1 to 64"):
+            s.ingest(b"{}\n", threads=bad)
+        assert s.stats()["ingest"]["records"] == 0
