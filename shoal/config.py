@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 from .errors import InvalidArgument, RecordTooLarge
@@ -11,6 +12,21 @@ from .sizes import GiB, KiB, MiB
 # psf_ids there are: a key pointer holds 16 bits of psf_id, and 65535 is a
 # keyed store's key (SHOAL_MAX_KPS, SHOAL_KEY_PSF_ID in _native/shoal.h).
 PSF_IDS = 65535
+
+
+# Threads one ingest call may prepare its batches on (Store.ingest threads=).
+MAX_INGEST_THREADS = 64
+
+
+def default_ingest_threads() -> int:
+    """One per core this process may run on (the CLI's and server's default
+    for one ingest call), at most 8: past that one writer's commits bound
+    the rate (README, Ingest on every core)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
 
 
 def _is_pow2(n: int) -> bool:

@@ -738,3 +738,20 @@ def test_fields_csv_and_table_match_oracle(shoal_cli, loaded):
     assert [tuple(line.split()) for line in lines[1:]] == [(t, str(n)) for t, n in expect]
     r = shoal_cli("query", "type", "PushEvent", "--csv", "--data", loaded.path)
     assert r.code == 1 and "--fields" in r.err
+
+
+def test_ingest_threads_keep_file_order(shoal_cli, data_dir, tmp_path):
+    """--threads 2 on a file of many batches: every good record stored once,
+    in file order, and each bad one reported on its line."""
+    lines = [orjson.dumps({"i": i, "pad": "x" * (i % 50)}) for i in range(30_000)]
+    for at in (7, 12_000, 29_999):
+        lines[at] = b"{oops"
+    src = tmp_path / "many.ndjson"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    r = shoal_cli("ingest", src, "--threads", "2", "--data", data_dir)
+    assert r.code == 3
+    assert [ln.split(":")[1] for ln in r.err.splitlines()[1:4]] == ["8", "12001", "30000"]
+    with shoal.open(data_dir) as s:
+        assert [x.raw for x in s.scan("`true`", order="oldest")] == [x for x in lines if x != b"{oops"]
+    r = shoal_cli("ingest", src, "--threads", "2", "--url", "http://127.0.0.1:1")
+    assert r.code == 1 and "--threads applies to a store in a data directory" in r.err

@@ -16,6 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._version import __version__
+from ..config import MAX_INGEST_THREADS, default_ingest_threads
+from ..errors import InvalidArgument
 from ..engine import Store
 from . import docs, errors
 from .auth import Authenticate, Role, Tokens, required_role
@@ -36,13 +38,15 @@ ingested, as NDJSON streams. Errors are `{"error": code, "detail": message}`.
 
 def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: bool = False,
                limits: ServerLimits | None = None, tokens: Tokens | None = None,
-               es_index_field: str | None = INDEX_FIELD) -> FastAPI:
+               es_index_field: str | None = INDEX_FIELD, ingest_threads: int | None = None) -> FastAPI:
     """An app serving `store`. `max_body_bytes` limits POST /records bodies
     (413 beyond it; None: no limit); `limits` bounds what slow clients may
     hold (limits.py; None: the defaults); `tokens` are the bearer tokens it
     accepts (auth.py; None or no write token: every request may write);
     `es_index_field` is the field the Elasticsearch bulk endpoint adds to a
-    record for its index (bulk.py; None: none, the source kept as sent)."""
+    record for its index (bulk.py; None: none, the source kept as sent);
+    `ingest_threads` the threads one ingest's body is prepared on (None: one
+    per core, at most 8)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +61,9 @@ def create_app(store: Store, *, max_body_bytes: int | None = None, close_store: 
     app.state.store = store
     app.state.metrics = Metrics()
     app.state.max_body_bytes = max_body_bytes
+    if ingest_threads is not None and not 1 <= ingest_threads <= MAX_INGEST_THREADS:
+        raise InvalidArgument(f"ingest threads must be from 1 to {MAX_INGEST_THREADS}, not {ingest_threads}")
+    app.state.ingest_threads = ingest_threads or default_ingest_threads()
     app.state.limits = limits = limits or ServerLimits()
     app.state.ingest_slots = IngestSlots(limits)
     errors.install(app)

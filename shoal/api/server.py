@@ -32,6 +32,7 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
           memory: int | str | None = None, page_size: int | str | None = None,
           max_body: int | str | None = None, log_level: str = "info", access_log: bool = True,
           graceful_timeout_s: float | None = 60.0, max_ingests: int | None = None,
+          ingest_threads: int | None = None,
           body_idle_timeout_s: float | None = None, body_min_rate: int | str | None = None,
           send_timeout_s: float | None = None, max_connections: int | None = None,
           token: str | Sequence[str] | None = None, read_token: str | Sequence[str] | None = None,
@@ -42,7 +43,8 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
     `memory` is the in-memory log budget, `page_size` the log page size (only
     when creating a store), `max_body` the largest POST /records body.
     What slow clients may hold (limits.py; None: the default): `max_ingests`
-    running at once, `body_idle_timeout_s` and `body_min_rate` (bytes/s) for
+    running at once (`ingest_threads` each: one per core by default),
+    `body_idle_timeout_s` and `body_min_rate` (bytes/s) for
     request bodies, `send_timeout_s` for answers (0: wait forever),
     `max_connections` open at once (beyond, uvicorn answers 503; each idle
     or slow connection holds a file descriptor, so the default keeps below
@@ -100,7 +102,8 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
         log.info("opened %s: %d records, tail address %d (checkpoint %s, %d replayed)", data_dir,
                  store.stats()["records"], store.tail_address, rec.checkpoint_id, rec.replayed_records)
         app = create_app(store, max_body_bytes=None if max_body is None else parse_size(max_body),
-                         close_store=True, limits=limits, tokens=tokens, es_index_field=index_field)
+                         close_store=True, limits=limits, tokens=tokens, es_index_field=index_field,
+                         ingest_threads=ingest_threads)
         tls = {"ssl_certfile": os.fspath(ssl_certfile), "ssl_keyfile": ssl_keyfile and os.fspath(ssl_keyfile)} \
             if ssl_certfile else {}
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,

@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "data": None, "host": DEFAULT_HOST, "port": DEFAULT_PORT, "memory": "1GiB", "page_size": None,
     "max_body": None, "key": None, "retain": None, "retain_seconds": None, "timestamp": None,
     "time_field": None, "time_bucket": None, "compression": None,
-    "max_ingests": None, "body_idle_timeout": None, "body_min_rate": None, "send_timeout": None,
+    "max_ingests": None, "ingest_threads": None, "body_idle_timeout": None, "body_min_rate": None, "send_timeout": None,
     "max_connections": None, "max_active_psfs": None, "max_inactive_psfs": None,
     "max_expression_chars": None, "max_expression_depth": None, "max_eval_steps": None, "max_eval_bytes": None,
     "token": [], "read_token": [], "token_file": None, "read_token_file": None,
@@ -127,6 +127,9 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-ingests", type=int, metavar="N", default=S,
                    help="ingests (POST /records) running at once; one more answers 503 with Retry-After "
                         "(default 16)")
+    g.add_argument("--ingest-threads", type=int, metavar="N", default=S,
+                   help="threads one ingest's body is parsed and indexed on, its records appended in order "
+                        "(default: one per core, at most 8; concurrent ingests also run at once)")
     g.add_argument("--body-idle-timeout", type=float, metavar="SECONDS", default=S,
                    help="end an ingest whose body sends no byte for this long: 408 (default 30)")
     g.add_argument("--body-min-rate", type=size_arg, metavar="BYTES", default=S,
@@ -266,6 +269,7 @@ def serve_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
         "data_dir": s["data"] or DEFAULT_DATA, "host": s["host"], "port": s["port"], "memory": s["memory"],
         "page_size": s["page_size"], "max_body": s["max_body"], "log_level": s["log_level"],
         "access_log": not s["no_access_log"], "max_ingests": s["max_ingests"],
+        "ingest_threads": s["ingest_threads"],
         "body_idle_timeout_s": s["body_idle_timeout"], "body_min_rate": s["body_min_rate"],
         "send_timeout_s": s["send_timeout"], "max_connections": s["max_connections"],
         "token": list(s["token"]) + (read_token_file(s["token_file"]) if s["token_file"] else []),

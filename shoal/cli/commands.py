@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ..config import StoreConfig, parse_size
+from ..config import StoreConfig, default_ingest_threads, parse_size
 from ..sizes import format_size
 from ..errors import IngestRejected, InvalidArgument, PSFExists, PSFNotFound, ShoalError, StoreLocked
 from ..psf import parse_query_value
@@ -138,10 +138,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if remote and args.page_size is not None:
         raise InvalidArgument("--page-size applies when `shoal ingest` creates a store in a data directory; "
                               "a server's store has the page size it was created with (shoal serve --page-size)")
+    if remote and args.threads is not None:
+        raise InvalidArgument("--threads applies to a store in a data directory; a server ingests with its "
+                              "own threads (shoal serve --ingest-threads)")
+    threads = args.threads if args.threads is not None else default_ingest_threads()
     ingested = rejected = 0
     with _connect(args, create=True) as target:
         for i, name in enumerate(args.files):
             kw = {"on_error": args.on_error, "durable": args.durable, "format": args.format}
+            if not remote:
+                kw["threads"] = threads
             try:
                 if show_progress:
                     result = ingest_with_progress(target, name, kw, args.format, remote)

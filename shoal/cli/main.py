@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip: store the good records, list the bad (default); reject: store nothing "
                         "from a file with a bad record")
     c.add_argument("--durable", action="store_true", help="return once the records are on disk")
+    c.add_argument("--threads", type=int, metavar="N",
+                   help="threads that parse and index a file's records, appended in file order (default: "
+                        "one per core; a server's store uses its own, shoal serve --ingest-threads)")
     c.add_argument("--key", metavar="EXPR",
                    help="when creating the store: make it keyed by this JMESPath (newer records replace older "
                         "ones with the same key)")

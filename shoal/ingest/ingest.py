@@ -12,6 +12,7 @@ from array import array
 from typing import Any
 
 from .._native import ffi, lib, reason
+from ..config import MAX_INGEST_THREADS
 from ..errors import IngestRejected, InvalidArgument
 from ..results import IngestResult
 from . import parallel
@@ -22,7 +23,6 @@ from .sources import Source
 
 
 ON_ERROR = ("skip", "reject")
-MAX_THREADS = 64
 
 
 def _small(data: Any, batch_bytes: int) -> bool:
@@ -55,8 +55,8 @@ def run(core: IngestCore, data: Any, *, on_error: str = "skip",
     many threads and committed in input order (parallel.py)."""
     if on_error not in ON_ERROR:
         raise InvalidArgument(f"on_error must be 'skip' or 'reject', not {on_error!r}")
-    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
-        raise InvalidArgument(f"threads must be an integer from 1 to {MAX_THREADS}, not {threads!r}")
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_INGEST_THREADS:
+        raise InvalidArgument(f"threads must be an integer from 1 to {MAX_INGEST_THREADS}, not {threads!r}")
     fmt = InputFormat.parse(format)
     source = Source(data, max_input_bytes)
     try:

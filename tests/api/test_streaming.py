@@ -194,3 +194,35 @@ async def test_a_stalled_upload_holds_up_no_other_request(app, store):
     assert start["status"] == 200
     assert b'"ingested":2000' in b"".join(m.get("body", b"") for m in sent).replace(b" ", b"")
     assert len(list(store.scan("`true`"))) == 2300
+
+
+async def test_one_body_on_several_threads_lands_in_order(store):
+    """One streamed POST prepared on 2 threads (--ingest-threads): its
+    records land once each, in body order, its bad line reported."""
+    import httpx
+    import orjson
+    from shoal.api import create_app
+
+    app = create_app(store, ingest_threads=2)
+    lines = [orjson.dumps({"i": i, "s": "y" * (i % 40)}) for i in range(20_000)]
+    lines[15_000] = b"[1,"
+    body = b"\n".join(lines) + b"\n"
+
+    async def pieces():
+        for i in range(0, len(body), 50_000):
+            yield body[i:i + 50_000]
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shoal") as c:
+        r = await c.post("/records", content=pieces())
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert (out["ingested"], out["rejected"]) == (19_999, 1)
+    assert out["errors"][0]["line"] == 15_001
+    assert [x.raw for x in store.scan("`true`", order="oldest")] == lines[:15_000] + lines[15_001:]
+
+
+def test_ingest_threads_are_bounded(store):
+    from shoal.api import create_app
+    from shoal.errors import InvalidArgument
+    with pytest.raises(InvalidArgument, match="ingest threads must be from 1 to 64"):
+        create_app(store, ingest_threads=0)

@@ -115,8 +115,10 @@ async def ingest(
     body = limited_body(_checked_body(request, encoding in ("gzip", "x-gzip"), limit), slots.limits)
     try:
         # The limit holds for the bytes received and for what they gunzip to.
+        threads = request.app.state.ingest_threads
         result = await feed_thread(body, lambda chunks: store.ingest(chunks, on_error=on_error, durable=durable,
-                                                                     format=fmt, max_input_bytes=expanded_limit),
+                                                                     format=fmt, max_input_bytes=expanded_limit,
+                                                                     threads=threads),
                                    limiter=slots.limiter)
     except BaseException as exc:
         # Records stored before the failure count here as in the store.
