@@ -116,6 +116,54 @@ __attribute__((target("sse4.2,pclmul"))) static uint32_t crc32c_hw(uint32_t c, c
 #define HAVE_CRC32C_HW 1
 #endif
 
+/* A record's CRC runs over its head (header, key pointers, values) and then
+ * its text; the head is known only under the writer lock (its chain links),
+ * the text long before. So the text's share is computed first, outside the
+ * lock, from a zero register over its whole 8-byte words after the first
+ * len % 8 bytes (shoal_crc32c_part), and joined to the head's CRC later with
+ * one multiply (shoal_crc32c_join): CRC is linear, and g_crc_k advances a
+ * register over 8j zero bytes. Only with the hardware CRC and texts of at
+ * most 8 KiB (g_crc_k's reach); otherwise part returns 0 and the join is
+ * not used. */
+int shoal_crc32c_part(const char *text, size_t len, uint32_t *part)
+{
+#ifdef HAVE_CRC32C_HW
+    size_t words = len / 8;
+    if (g_crc_hw && words <= 2 * CRC_MAX_J) {
+        *part = words ? crc32c_hw(0, (const uint8_t *)text + (len & 7), 8 * words) : 0;
+        return 1;
+    }
+#endif
+    (void)text, (void)len, (void)part;
+    return 0;
+}
+
+#ifdef HAVE_CRC32C_HW
+__attribute__((target("sse4.2,pclmul"))) static uint32_t crc_join_hw(uint32_t crc, const uint8_t *text, size_t len,
+                                                                     uint32_t part)
+{
+    uint32_t reg = ~crc;
+    size_t head = len & 7, words = len / 8;
+    for (size_t i = 0; i < head; i++)
+        reg = _mm_crc32_u8(reg, text[i]);
+    if (words) {
+        __m128i p = _mm_clmulepi64_si128(_mm_cvtsi64_si128((long long)reg), _mm_cvtsi64_si128((long long)g_crc_k[words]), 0);
+        reg = (uint32_t)_mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(p)) ^ part;
+    }
+    return ~reg;
+}
+#endif
+
+uint32_t shoal_crc32c_join(uint32_t crc, const char *text, size_t len, uint32_t part)
+{
+#ifdef HAVE_CRC32C_HW
+    return crc_join_hw(crc, (const uint8_t *)text, len, part);
+#else
+    (void)part;
+    return shoal_crc32c(crc, text, len);
+#endif
+}
+
 uint32_t shoal_crc32c(uint32_t crc, const char *buf, size_t len)
 {
     const uint8_t *p = (const uint8_t *)buf;

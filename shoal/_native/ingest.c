@@ -202,10 +202,10 @@ static inline char *tail_room(shoal_log *log, uint64_t tail, uint64_t size) {
  * past it. Each key pointer links to its chain's head as it is now. */
 static inline void append_record(const shoal_ingest_job *job, shoal_log *log, shoal_index *index,
                                  record_plan *pl, char *rec, uint64_t tail, uint64_t size,
-                                 const char *text, uint32_t text_len) {
+                                 const char *text, uint32_t text_len, const uint32_t *text_crc) {
     for (uint32_t k = 0; k < pl->n_kps; k++) pl->kps[k].prev = shoal_index_lookup_writer(index, pl->kps[k].hash);
     shoal_record_encode(rec, shoal_record_tag(log->tag_key, tail), job->tombstones ? SHOAL_RF_TOMBSTONE : 0,
-                        pl->kps, pl->n_kps, job->scratch, pl->values_bytes, text, text_len);
+                        pl->kps, pl->n_kps, job->scratch, pl->values_bytes, text, text_len, text_crc);
     STORE(&log->tail_address, tail + size);
 }
 
@@ -280,6 +280,7 @@ int shoal_ingest_prepare(shoal_ingest_job *job, const shoal_psfset *set) {
         prep->n_kps = pl.n_kps;
         prep->size = (uint32_t)size;
         prep->values_bytes = (uint32_t)pl.values_bytes;
+        prep->text_crc_ok = (uint32_t)shoal_crc32c_part(text, sp->len, &prep->text_crc);
         job->n_plan += pl.n_kps;
         job->scratch_used = pl.scratch_used;
     }
@@ -336,7 +337,8 @@ int shoal_ingest_commit(shoal_ingest_job *job, shoal_log *log, shoal_index *inde
             job->next_commit = i;
             return SHOAL_NEED_PAGE;
         }
-        append_record(job, log, index, &pl, rec, tail, prep->size, job->buf + sp->start, (uint32_t)sp->len);
+        append_record(job, log, index, &pl, rec, tail, prep->size, job->buf + sp->start, (uint32_t)sp->len,
+                      prep->text_crc_ok ? &prep->text_crc : NULL);
         job->text_bytes += sp->len;
         int rc = link_record(job, index, &pl, tail);
         if (rc != SHOAL_OK) {

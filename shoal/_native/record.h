@@ -188,10 +188,12 @@ typedef struct {
  * values_bytes, text_len) bytes of room): header, key pointers from kps (the
  * CANON ones' bytes copied from `values` into the values area, in order),
  * the text, the pads zeroed and the CRC last. values_bytes is the sum of the
- * CANON key pointers' lengths. Per record on the ingest path: inline. */
+ * CANON key pointers' lengths. text_crc: the text's share of the CRC
+ * (shoal_crc32c_part), or NULL to read the text for it. Per record on the
+ * ingest path: inline. */
 static inline void shoal_record_encode(char *rec, uint64_t tag, uint8_t flags, const shoal_kp_plan *kps,
                                        uint32_t n_kps, const char *values, uint64_t values_bytes,
-                                       const char *text, uint32_t text_len) {
+                                       const char *text, uint32_t text_len, const uint32_t *text_crc) {
     uint64_t values_off = shoal_kp_offset(n_kps);
     uint64_t payload_off = shoal_payload_offset_for(n_kps, values_bytes);
     shoal_record_header *h = (shoal_record_header *)rec;
@@ -226,8 +228,10 @@ static inline void shoal_record_encode(char *rec, uint64_t tag, uint8_t flags, c
     memset(area + vpos, 0, shoal_pad8(values_bytes) - values_bytes);
     memcpy(rec + payload_off, text, text_len);
     memset(rec + payload_off + text_len, 0, shoal_pad8(text_len) - text_len);
-    /* the text's part is read from the input, where the parse left it in cache */
-    h->crc = shoal_crc32c(shoal_crc32c(0, rec + 4, payload_off - 4), text, text_len);
+    /* The text's share: computed when it was parsed (text_crc, from
+     * shoal_crc32c_part), else read from the input, where the parse left it. */
+    uint32_t head = shoal_crc32c(0, rec + 4, payload_off - 4);
+    h->crc = text_crc ? shoal_crc32c_join(head, text, text_len, *text_crc) : shoal_crc32c(head, text, text_len);
 }
 
 #endif

@@ -126,6 +126,10 @@ uint64_t shoal_hash(uint32_t psf_id, const char *canon, size_t len);
 
 /* CRC32C (Castagnoli), hardware-accelerated where the CPU allows. Pass 0 to start. */
 uint32_t shoal_crc32c(uint32_t crc, const char *buf, size_t len);
+/* shoal_crc32c(crc, text, len) in two steps: part (1 when it could, 0 when
+ * the join must read the whole text instead), then join (crc.c says why). */
+int shoal_crc32c_part(const char *text, size_t len, uint32_t *part);
+uint32_t shoal_crc32c_join(uint32_t crc, const char *text, size_t len, uint32_t part);
 
 /* ---- framing ------------------------------------------------------------ */
 /* One record candidate found in an input chunk. */
@@ -509,6 +513,8 @@ typedef struct {
     uint32_t n_kps;
     uint32_t size;                   /* its bytes in the log */
     uint32_t values_bytes;           /* its values area, unpadded */
+    uint32_t text_crc;               /* with text_crc_ok: the text's share of the CRC (shoal_crc32c_part) */
+    uint32_t text_crc_ok;
 } shoal_ingest_prep;
 
 typedef struct {

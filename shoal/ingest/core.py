@@ -42,6 +42,9 @@ class Counters:
     records: int = 0
     rejected: int = 0
     bytes: int = 0
+    # Wall seconds of commits (appending and linking, the part under the
+    # writer lock that threads take in turn): what bounds ingest on many cores.
+    commit_seconds: float = 0.0
 
     def note(self, result: IngestResult) -> None:
         self.calls += 1
@@ -50,7 +53,8 @@ class Counters:
         self.bytes += result.input_bytes
 
     def to_dict(self) -> dict:
-        return {"calls": self.calls, "records": self.records, "rejected": self.rejected, "bytes": self.bytes}
+        return {"calls": self.calls, "records": self.records, "rejected": self.rejected, "bytes": self.bytes,
+                "commit_seconds": round(self.commit_seconds, 6)}
 
 
 # Key pointer plans a Scratch holds: a batch's records, prepared before any

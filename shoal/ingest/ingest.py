@@ -108,6 +108,7 @@ def _pass(core: IngestCore, source: Source, fmt: InputFormat, *, dry_run: bool,
     if addresses and not dry_run:
         result.addresses = array("Q")
     runner = BatchRunner(core, result, dry_run=dry_run)
+    runner.timed = counted
 
     def commit() -> None:
         core.let_through()  # a compaction waiting for the writer lock goes first

@@ -609,6 +609,27 @@ def test_crc32c_chains(nj, a, b):
     assert nj.crc32c(b, nj.crc32c(a)) == nj.crc32c(a + b) == crc32c_oracle(a + b)
 
 
+def test_crc32c_part_and_join_equal_one_pass(nj):
+    """A record's CRC in two steps (the text's share computed when it was
+    parsed, joined to the head's CRC at commit) equals reading it in one
+    pass, for every length up to the join's reach, and past it part says no."""
+    from shoal._native import ffi
+
+    rng = random.Random(5)
+    blob = bytes(rng.randrange(256) for _ in range(9000))
+    buf = ffi.from_buffer(blob)
+    part = ffi.new("uint32_t *")
+    sizes = list(range(0, 80)) + [95, 96, 97, 1000, 1003, 4096, 8191, 8192, 8199] + rng.sample(range(100, 8190), 40)
+    for n in sizes:
+        off = rng.randrange(8)
+        crc = rng.randrange(1 << 32)
+        if not lib.shoal_crc32c_part(buf + off, n, part):
+            pytest.skip("no hardware CRC32C here: the join is not used")
+        assert lib.shoal_crc32c_join(crc, buf + off, n, part[0]) == lib.shoal_crc32c(crc, buf + off, n), n
+        assert lib.shoal_crc32c(0, buf + off, n) == crc32c_oracle(blob[off: off + n])
+    assert lib.shoal_crc32c_part(buf, 8200, part) == 0  # past 8 KiB of words: read the text instead
+
+
 # ---- line breaks (RecordBatch.ndjson) ---------------------------------------------
 
 def test_count_line_breaks_matches_bytes_count():
