@@ -274,8 +274,9 @@ def _ack(lineage: Lineage, totals: Totals, b: dict, data: Data) -> None:
 
 def _check_acked(store, lineage: Lineage, found: list[tuple[int, bytes]], floor: int, data: Data,
                  totals: Totals) -> list[str]:
-    """Acknowledged batches are at their addresses, byte for byte, except
-    below the begin address a compaction moved."""
+    """Acknowledged batches are at their addresses, byte for byte, in
+    order (other calls' records may lie between theirs), except below the
+    begin address a compaction moved."""
     problems: list[str] = []
     lines = data.lines
     by_address = dict(found)
@@ -285,8 +286,10 @@ def _check_acked(store, lineage: Lineage, found: list[tuple[int, bytes]], floor:
             continue
         stored = lineage.stored(data, b["lo"], b["hi"])
         n = len(stored)
-        inside = found[bisect.bisect_left(addresses, max(b["first"], floor)):
-                       bisect.bisect_right(addresses, b["last"])]
+        mine = set(stored)  # other calls' batches may sit between this call's (they interleave)
+        inside = [(a, r) for a, r in found[bisect.bisect_left(addresses, max(b["first"], floor)):
+                                           bisect.bisect_right(addresses, b["last"])]
+                  if data.line_of.get(r) in mine]
         whole = b["first"] >= floor
         totals.acked_records_checked += n if whole else len(inside)
         expect = [lines[i] for i in (stored if whole else stored[n - len(inside):])]
@@ -382,20 +385,21 @@ def _check_queries(store, psfs: dict, records: list[tuple[int, bytes]], data: Da
 
 def check_run_records(new: list[tuple[int, bytes]], begun: list[tuple[int, int]], batches: list[dict],
                       floor: int, start: int, lineage: Lineage, data: Data) -> list[str]:
-    """The records after the run's start address, in log order, are whole
+    """The records after the run's start address, in log order, are the
     batches the run began, each at the addresses its ingest reported, up to
-    the point where the log was cut: only the last batch may be partial, and
-    a batch that returned is missing only past that point. (Ingest calls hold
-    the writer lock while appending, so each batch is contiguous; with
-    several threads the batches may be in any order.) A compaction in this
-    run may have cut the first batch left, below `floor`; in a keyed store
-    it may have copied earlier records here too."""
+    the point where the log was cut. Each batch (one ingest call) keeps its
+    input order and loses records only at its end; since the log is cut as
+    a prefix, a batch that returned lost nothing if any record of the run
+    after its last survived. (Concurrent calls prepare outside the writer
+    lock and commit batch by batch, so their records may interleave.) A
+    compaction in this run may have cut a batch left, below `floor`; in a
+    keyed store it may have copied earlier records here too."""
     problems: list[str] = []
     keyed = lineage.key is not None
     stored = [lineage.stored(data, lo, hi) for lo, hi in begun]
     batch_of = {i: j for j, s in enumerate(stored) for i in s}
     returned = {(b["lo"], b["hi"]): b for b in batches}
-    groups: list[tuple[int, list[tuple[int, int]]]] = []  # (batch, [(address, line)])
+    found: dict[int, list[tuple[int, int]]] = {}  # batch -> [(address, line)] in log order
     for a, raw in new:
         i = data.line_of[raw]
         j = batch_of.get(i)
@@ -406,36 +410,30 @@ def check_run_records(new: list[tuple[int, bytes]], begun: list[tuple[int, int]]
             continue  # a live version copied forward by a compaction
         if j is None:
             return [f"record at {a} is line {i}, which the run did not ingest"]
-        if groups and groups[-1][0] == j:
-            groups[-1][1].append((a, i))
-        else:
-            groups.append((j, [(a, i)]))
-    seen: set[int] = set()
-    for g, (j, recs) in enumerate(groups):
+        found.setdefault(j, []).append((a, i))
+    end = max((a for a, _ in new), default=-1)  # the last surviving record of the run
+    for j, recs in found.items():
         lo, hi = begun[j]
         want = stored[j]
         b = returned.get((lo, hi))
         where = f"lines {lo}:{hi} (at {recs[0][0]}..{recs[-1][0]})"
-        if j in seen:
-            problems.append(f"{where}: the batch is split by other records")
-        seen.add(j)
         idx = [i for _, i in recs]
         p0 = want.index(idx[0])
         if idx != want[p0:p0 + len(idx)]:
             problems.append(f"{where}: lines out of order or missing inside the batch")
-        if p0 != 0 and not (g == 0 and floor > start and (b is None or b["first"] < floor)):
+        if p0 != 0 and not (floor > start and (b is None or b["first"] < floor)):
             problems.append(f"{where}: the batch's first {p0} records are missing")
-        if idx[-1] != want[-1] and g != len(groups) - 1:
-            problems.append(f"{where}: the batch lost records at its end, but records after it survived")
+        if idx[-1] != want[-1] and b is not None and b["last"] < end:
+            problems.append(f"{where}: the batch returned and lost records at its end, but records after it "
+                            f"survived")
         if b is not None:
             if p0 == 0 and recs[0][0] != b["first"]:
                 problems.append(f"{where}: the ingest reported first address {b['first']}")
             if idx[-1] == want[-1] and recs[-1][0] != b["last"]:
                 problems.append(f"{where}: the ingest reported last address {b['last']}")
-    end = max((a for a, _ in new), default=-1)  # the last surviving record of the run
     for j, (lo, hi) in enumerate(begun):
         b = returned.get((lo, hi))
-        if j not in seen and b is not None and b["count"] and b["last"] >= floor and b["first"] < end:
+        if j not in found and b is not None and b["count"] and b["last"] >= floor and b["first"] < end:
             problems.append(f"lines {lo}:{hi} at {b['first']}..{b['last']} are missing, "
                             f"but records after them survived")
     return problems
