@@ -23,6 +23,7 @@ BENCH = ROOT / "benchmarks"
 SCRIPTS = {
     "access.py": ["--requests", "5"],
     "ingest.py": ["--records", "2000", "--datasets", "events,zeek,github,twitter"],
+    "ingest_threads.py": ["--datasets", "events,zeek", "--threads", "1,2", "--no-sqlite"],
     "http_ingest.py": ["--records", "2000"],
     "es_bulk.py": ["--records", "1000"],
     "durable.py": ["--records", "2000"],

@@ -278,7 +278,7 @@ class Stats(BaseModel):
     disk_bytes: int
     index: dict[str, int]
     psfs: list[dict[str, Any]]
-    ingest: dict[str, int]
+    ingest: dict[str, float] = Field(description="ingest calls since open: calls, records, rejected, bytes, and commit_seconds (wall seconds appending under the writer lock)")
     recovery: dict[str, Any]
     compaction: dict[str, Any] = Field(description="compaction runs, the last result, bytes reclaimed, errors, "
                                                    "the retention policy")

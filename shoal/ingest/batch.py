@@ -173,6 +173,13 @@ def _run(runner: BatchRunner, native_set, buf_c, spans, n: int, extras_c, pool_c
     """shoal_ingest_prepare over the job (the GIL released: cffi drops it
     for the call), each run of plans handed to `commit` (which appends and
     links them under the writer lock), until every span is done."""
+    start(runner, native_set, buf_c, spans, n, extras_c, pool_c, n_extras, scratch, tombstones=tombstones)
+    finish(runner, native_set, lib.shoal_ingest_prepare(runner.job, native_set.ptr))
+
+
+def start(runner: BatchRunner, native_set, buf_c, spans, n: int, extras_c, pool_c, n_extras: int,
+          scratch, *, tombstones: bool = False) -> None:
+    """Point the runner's job at a batch (before its first prepare)."""
     core, job = runner.core, runner.job
     cfg = core.config
     job.buf = buf_c
@@ -205,13 +212,20 @@ def _run(runner: BatchRunner, native_set, buf_c, spans, n: int, extras_c, pool_c
     job.last_address = 0
     job.rejects = scratch.rejects
     job.n_rejects = 0
+
+
+def finish(runner: BatchRunner, native_set, rc: int) -> None:
+    """Commit what a prepare call (which returned rc) prepared, and go on
+    preparing and committing until every span is done; raises what a
+    prepare failed with once the records before it are committed."""
+    job = runner.job
     while True:
-        rc = lib.shoal_ingest_prepare(job, native_set.ptr)
         if job.next_commit < job.next_span:
             runner.commit()  # also the records before an error
         if rc == lib.SHOAL_OUT_FULL:
             job.n_plan = 0
             job.scratch_used = 0
+            rc = lib.shoal_ingest_prepare(job, native_set.ptr)
             continue
         check(rc, "ingest")
         return

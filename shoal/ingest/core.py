@@ -114,6 +114,14 @@ class PsfHold:
                 cv.wait()
             self._held += 1
 
+    def try_enter(self) -> bool:
+        """enter() unless a registration is waiting (then False, at once)."""
+        with self._cv:
+            if self._waiting:
+                return False
+            self._held += 1
+            return True
+
     def leave(self) -> None:
         with self._cv:
             self._held -= 1
