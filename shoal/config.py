@@ -78,6 +78,16 @@ class StoreConfig:
         making a system call per block. Pages read that way count in the
         process's RSS while resident (shared file pages: the kernel evicts
         them like any cached file data). False: pread only.
+    cache_written_pages: the flusher writes pages to segment files with
+        O_DIRECT (no copy into the page cache, which would cost more CPU
+        than parsing); with this, it asks the kernel to read each write
+        back into the page cache in the background, so the first query
+        over pages that just left memory finds them cached instead of
+        waiting on the device (GitHub events, 418 MB ingested with the
+        default budget: the first PushEvent query 0.10 s instead of 0.37 s,
+        0.07 s repeated). Costs the device one read per write (5-10% of
+        ingest that spills, here). False: the page cache fills only as
+        queries read.
     max_expression_chars, max_expression_depth, max_eval_steps,
     max_eval_bytes: the cost bounds of every JMESPath expression the store
         compiles and evaluates (PSFs, scans, the key and timestamp
@@ -115,7 +125,7 @@ class StoreConfig:
         A long answer whose frames fit in half of it is read ahead on every
         core. "none" (the default): raw segment files only. Fixed when a
         store is created.
-    Retention, verification, mapping, expression and PSF limits apply per
+    Retention, verification, mapping, caching, expression and PSF limits apply per
     open, like the memory budget.
     """
 
@@ -133,6 +143,7 @@ class StoreConfig:
     compaction_interval_seconds: float = 5.0
     verify_log_on_open: bool = True
     map_segments: bool = True
+    cache_written_pages: bool = True
     max_expression_chars: int = 4096
     max_expression_depth: int = 64
     max_eval_steps: int = 100_000

@@ -117,7 +117,8 @@ class HybridLog:
             self._frame_cache = ffi.gc(fc, lib.shoal_frame_cache_free) if fc != ffi.NULL else ffi.NULL
         c.frame_cache = self._frame_cache
         self.segments = SegmentFiles(directory, self.page_bits, seg_page_bits, self._fds, n_slots,
-                                     log_c=c, map_files=config.map_segments, codec=self.codec, c_cold=c.cold)
+                                     log_c=c, map_files=config.map_segments, codec=self.codec, c_cold=c.cold,
+                                     cache_written=config.cache_written_pages)
         self.flush_listeners: list = []  # called with the end of each page the flusher wrote
         c.tag_key = _tag_key(directory)
 

@@ -73,7 +73,7 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 class SegmentFiles:
     def __init__(self, directory: Path, page_bits: int, segment_page_bits: int, c_fds, n_slots: int,
-                 log_c=None, map_files: bool = False, codec=None, c_cold=None):
+                 log_c=None, map_files: bool = False, codec=None, c_cold=None, cache_written: bool = True):
         self.directory = directory
         self.page_bits = page_bits
         self.segment_page_bits = segment_page_bits
@@ -85,6 +85,7 @@ class SegmentFiles:
         self._fds: dict[int, int] = {}
         self._write_fds: dict[int, int] = {}
         self.direct = bool(_O_DIRECT) and os.environ.get("SHOAL_NO_DIRECT_IO") is None
+        self.cache_written = cache_written  # read O_DIRECT writes back into the page cache (write())
         self._dirty: set[int] = set()
         self._new_files = False  # a segment file was created since the last sync
         self._closed = False
@@ -320,6 +321,7 @@ class SegmentFiles:
                 raise StoreClosed("the log's segment files are closed")
             fd = self._open_write(seg)
         view = memoryview(data)
+        start = off
         try:
             while view:
                 n = os.pwrite(fd, view, off)
@@ -332,6 +334,19 @@ class SegmentFiles:
             # the write returned (see the module docstring).
             with self._lock:
                 self._dirty.add(seg)
+                rfd = self._fds.get(seg)
+        if self.direct and self.cache_written and rfd is not None and off > start:
+            # An O_DIRECT write leaves nothing in the page cache, so the first
+            # query over pages just evicted from memory would wait on the
+            # device for every one (418 MB of GitHub events: 0.37 s against
+            # 0.06 s repeated). Ask the kernel to read them back now, in the
+            # background (no copy on this thread): the recent log stays
+            # cached as it would after buffered writes, without their CPU.
+            # It costs the device a read per write (5-10% of ingest here).
+            try:
+                os.posix_fadvise(rfd, start, off - start, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass  # a hint only
 
     def read(self, address: int, n: int) -> bytes:
         """Up to n bytes at `address` (short at the end of a segment file)."""

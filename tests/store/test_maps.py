@@ -161,3 +161,35 @@ def test_compaction_unmaps_deleted_segments_once_no_reader_is_inside(open_store,
     cut = store.begin_address
     for value in sample_values(log.value_counts("_path"), 3):
         assert as_pairs(store.query("path", value)) == log.query("_path", value, from_address=cut)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_written_pages_are_read_back_into_the_page_cache(open_store, zeek, monkeypatch, cache):
+    """StoreConfig.cache_written_pages: every range the flusher writes with
+    O_DIRECT is handed to the kernel to read back (POSIX_FADV_WILLNEED on
+    the read descriptor), so the first query over pages that left memory
+    finds them cached; without it, none is."""
+    from shoal.store import segments
+
+    asked: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def spy(fd, offset, length, advice):
+        if advice == os.POSIX_FADV_WILLNEED:
+            asked.append((fd, offset, length))
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(segments.os, "posix_fadvise", spy)
+    store = _load(open_store, zeek, cache_written_pages=cache)
+    if not store._log.segments.direct:
+        pytest.skip("this file system takes no O_DIRECT writes: they go through the page cache anyway")
+    store.flush()  # every page written
+    if not cache:
+        assert asked == []
+        return
+    # The ranges asked for cover every page written, once (the tail page's
+    # last blocks may be written, and asked for, twice).
+    page = store._log.page_size
+    covered = sum(length for _, _, length in asked)
+    assert (store.tail_address // page) * page <= covered <= store.tail_address + 2 * page
+    assert store.tail_address > 4 * page  # the data did leave memory: the test means something
