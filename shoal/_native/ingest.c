@@ -1,32 +1,37 @@
 /*
- * ingest.c -- shoal_ingest: the single writer's per-record pipeline, from
- * framed text to records at the tail linked into their chains. Each record
- * goes through five steps, a function each below:
+ * ingest.c -- the per-record pipeline, from framed text to records at the
+ * tail linked into their chains, in two calls:
  *
- *   frame     the next NDJSON line of the chunk, read just before its parse
- *             (job->frame; otherwise Python framed the spans)
- *   parse     validate the text, locate the fields programs read (shoal_parse)
- *   evaluate  run the PSF programs and take the Python-computed values
- *             (extras) into a plan: one entry per key pointer, its
- *             canonical bytes in scratch
- *   append    find room at the tail, read each chain's head, encode the
- *             record there (record.h), publish the tail
- *   link      point each chain's index entry at the record's key pointer,
- *             and count its value in the tally (tally.c)
+ *   shoal_ingest_prepare   (any thread, no lock; ingesting threads at once)
+ *     frame     the next NDJSON line of the chunk, read just before its parse
+ *               (job->frame; otherwise Python framed the spans)
+ *     parse     validate the text, locate the fields programs read (shoal_parse)
+ *     evaluate  run the PSF programs and take the Python-computed values
+ *               (extras) into a plan: one entry per key pointer, its
+ *               canonical bytes and hash in scratch, and the text's share of
+ *               the CRC (shoal_crc32c_part)
+ *   shoal_ingest_commit    (the writer: under the writer lock, in order)
+ *     append    find room at the tail, read each chain's head, encode the
+ *               record there (record.h), publish the tail
+ *     link      point each chain's index entry at the record's key pointer,
+ *               and count its value in the tally (tally.c)
  *
  * Must stay true:
- *   - One writer (Python's writer lock): nothing else appends, moves the
- *     tail or upserts the index meanwhile.
+ *   - prepare reads only the job, the PSF set (immutable once compiled) and
+ *     the input; it writes only the job's own buffers. Everything shared
+ *     (the log, the index, the tally) is commit's, and one commit runs at a
+ *     time: nothing else appends, moves the tail or upserts the index.
  *   - A record's bytes are complete before tail_address is published
  *     (release), and the tail is published before any index entry points
  *     into the record, so a reader that reaches it through the index or
  *     below a tail it loaded sees all of it.
  *   - A key pointer's prev is its chain's head before the record was
  *     linked: chains only point backwards.
- *   - A rejected record leaves nothing in the log and consumes its extras; a
- *     record that does not fit the tail page (SHOAL_NEED_PAGE) is retried
- *     whole after the page turns, its extras and text_bytes counted again.
- *   - The steps are static inline, called once per record from one loop:
+ *   - Commit counts every span it passes (appended, rejected, text bytes),
+ *     so a batch prepared again (or never committed) counts nothing twice.
+ *     A record that does not fit the tail page (SHOAL_NEED_PAGE) stays
+ *     prepared; commit resumes at it after the page turns.
+ *   - The steps are static inline, called once per record from each loop:
  *     splitting them out costs no call.
  */
 #include "hlog.h"

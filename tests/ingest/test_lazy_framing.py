@@ -39,9 +39,10 @@ class _SpyFramer(Framer):
             yield b
 
 
-def _open(path):
-    s = shoal.open(path, page_size_bytes=PAGE, memory_budget_bytes=2 * PAGE, segment_size_bytes=4 * PAGE,
-                   batch_bytes=4 * KiB, max_record_bytes=LIMIT)
+def _open(path, **overrides):
+    opts = dict(page_size_bytes=PAGE, memory_budget_bytes=2 * PAGE, segment_size_bytes=4 * PAGE,
+                batch_bytes=4 * KiB, max_record_bytes=LIMIT)
+    s = shoal.open(path, **dict(opts, **overrides))
     s.register_psf("t", "t")
     return s
 
@@ -58,9 +59,9 @@ _bad = st.sampled_from([b'{"t":}', b"[1,", b'"\xff"', b"nul", b"{} {}", b'{"t":"
 
 
 @st.composite
-def mixed_inputs(draw):
+def mixed_inputs(draw, max_lines: int = 30):
     parts = []
-    for _ in range(draw(st.integers(0, 30))):
+    for _ in range(draw(st.integers(0, max_lines))):
         parts.append(draw(st.sampled_from([b"", b"\n", b"\r\n", b" \n\t\n"])))
         if draw(st.integers(0, 3)) == 0:
             parts.append(draw(_bad))

@@ -17,22 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracle import ALL
-from test_framing_properties import _cut, _dump, json_values
+import test_lazy_framing as lazy_framing
 
 import shoal
 from shoal.config import KiB
 
-PAGE = 4 * KiB
-LIMIT = 300
-
-
-def _open(path, **kw):
-    opts = dict(page_size_bytes=PAGE, memory_budget_bytes=2 * PAGE, segment_size_bytes=4 * PAGE,
-                batch_bytes=4 * KiB, max_record_bytes=LIMIT)
-    opts.update(kw)
-    s = shoal.open(path, **opts)
-    s.register_psf("t", "t")
-    return s
+_open = lazy_framing._open
+PAGE = lazy_framing.PAGE
 
 
 @pytest.fixture(scope="module")
@@ -43,36 +34,14 @@ def twins(tmp_path_factory):
     b.close()
 
 
-_bad = st.sampled_from([b'{"t":}', b"[1,", b'"\xff"', b"nul", b"{} {}", b'{"t":"' + b"x" * LIMIT + b'"}'])
-
-
-@st.composite
-def mixed_inputs(draw):
-    parts = []
-    for _ in range(draw(st.integers(0, 400))):
-        parts.append(draw(st.sampled_from([b"", b"\n", b"\r\n", b" \n\t\n"])))
-        if draw(st.integers(0, 5)) == 0:
-            parts.append(draw(_bad))
-        else:
-            parts.append(draw(st.sampled_from([b"", b" "])) + _dump(draw(json_values), draw(st.integers(0, 3))))
-        parts.append(draw(st.sampled_from([b"\n", b"\r\n", b" \n"])))
-    if parts and draw(st.booleans()):
-        parts.pop()
-    return _cut(draw, b"".join(parts))
-
-
-def _summary(res):
-    return res.ingested, res.rejected, res.input_bytes, [(e.line, e.reason, e.offset) for e in res.errors]
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(chunks=mixed_inputs(), fmt=st.sampled_from(["ndjson", "auto"]))
+@given(chunks=lazy_framing.mixed_inputs(max_lines=400), fmt=st.sampled_from(["ndjson", "auto"]))
 def test_threads_agree_with_one_thread(twins, chunks, fmt):
     serial, threaded = twins
     tails = serial.tail_address, threaded.tail_address
     a = serial.ingest(iter(chunks), format=fmt, addresses=True)
     b = threaded.ingest(iter(chunks), format=fmt, addresses=True, threads=2)
-    assert _summary(a) == _summary(b)
+    assert lazy_framing._summary(a) == lazy_framing._summary(b)
     # Same records, in input order: the nonzero addresses rise.
     assert [x != 0 for x in a.addresses] == [x != 0 for x in b.addresses]
     got = [x for x in b.addresses if x]
