@@ -143,6 +143,9 @@ static inline step plan_programs(const shoal_ingest_job *job, const shoal_psfset
         k->hash = shoal_hash(k->psf_id, job->scratch + pl->scratch_used, (size_t)cl);
         k->canon_off = (uint32_t)pl->scratch_used;
         k->canon_len = (uint32_t)cl;
+        if (job->tally && job->tally_hints && k->psf_id != SHOAL_KEY_PSF_ID)
+            job->tally_hints[k - (shoal_kp_plan *)job->plan] =
+                shoal_tally_hint(job->tally_table, k->psf_id, k->hash, job->scratch + k->canon_off, k->canon_len);
         if (v.origin == SHOAL_ORIGIN_RECORD && v.type == SHOAL_T_STRING && !(v.flags & SHOAL_VF_ESCAPED)
             && set->progs[p].transform == SHOAL_XF_NONE) {
             k->kind = SHOAL_KP_SPAN;
@@ -181,6 +184,7 @@ static inline step plan_extras(const shoal_ingest_job *job, uint32_t first, uint
         k->kind = SHOAL_KP_CANON;
         k->off = k->canon_off = (uint32_t)pl->scratch_used;
         k->len = k->canon_len = x->len;
+        if (job->tally_hints) job->tally_hints[k - (shoal_kp_plan *)job->plan] = NULL; /* probed at commit */
         pl->values_bytes += x->len;
         pl->scratch_used += x->len;
     }
@@ -225,8 +229,13 @@ static inline int link_record(const shoal_ingest_job *job, shoal_index *index, c
         const shoal_kp_plan *kp = &pl->kps[k];
         int urc = shoal_index_upsert(index, kp->hash, tail + shoal_kp_offset(k), NULL);
         if (urc == SHOAL_OK && job->tally && kp->psf_id != SHOAL_KEY_PSF_ID)
-            urc = shoal_tally_add(job->tally, kp->psf_id, kp->hash, job->scratch + kp->canon_off, kp->canon_len,
-                                  tail + shoal_kp_offset(k), 1);
+            urc = job->tally_hints
+                      ? shoal_tally_add_hinted(job->tally, job->tally_table,
+                                               job->tally_hints[kp - (const shoal_kp_plan *)job->plan], kp->psf_id,
+                                               kp->hash, job->scratch + kp->canon_off, kp->canon_len,
+                                               tail + shoal_kp_offset(k))
+                      : shoal_tally_add(job->tally, kp->psf_id, kp->hash, job->scratch + kp->canon_off,
+                                        kp->canon_len, tail + shoal_kp_offset(k), 1);
         if (urc != SHOAL_OK) return urc;
     }
     return SHOAL_OK;
@@ -242,6 +251,9 @@ int shoal_ingest_prepare(shoal_ingest_job *job, const shoal_psfset *set) {
     shoal_kp_plan *plan = (shoal_kp_plan *)job->plan;
     int rc = SHOAL_OK;
     size_t frame_pos = (size_t)job->frame_pos;
+    /* Every plan of this call looks its tally entry up in one table: the
+     * plans before were all committed before the call. */
+    if (job->tally && job->tally_hints && job->n_plan == 0) job->tally_table = shoal_tally_table(job->tally);
     uint32_t i = job->next_span;
     for (;; i++) {
         if (job->n_plan + MAX_PLAN > job->plan_cap) {
@@ -301,7 +313,10 @@ static inline void prefetch_links(const shoal_ingest_job *job, shoal_index *inde
     const shoal_kp_plan *plan = (const shoal_kp_plan *)job->plan + prep->first_kp;
     for (uint32_t k = 0; k < prep->n_kps; k++) {
         shoal_index_prefetch(index, plan[k].hash);
-        if (job->tally) shoal_tally_prefetch(job->tally, plan[k].hash);
+        if (job->tally && job->tally_hints && job->tally_hints[prep->first_kp + k])
+            __builtin_prefetch(job->tally_hints[prep->first_kp + k], 1);
+        else if (job->tally)
+            shoal_tally_prefetch(job->tally, plan[k].hash);
     }
 }
 

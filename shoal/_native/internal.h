@@ -24,6 +24,15 @@ SHOAL_INTERNAL void shoal_index_prefetch(shoal_index *index, uint64_t hash);
  * so the ingest's tally add, a record's steps later, finds it in cache. */
 SHOAL_INTERNAL void shoal_tally_prefetch(shoal_tally *t, uint64_t hash);
 
+/* Ingest looks a value's tally entry up while it prepares (any thread, no
+ * lock) and adds to it at commit (writer) without a second probe when the
+ * table has not changed since (tally.c). */
+SHOAL_INTERNAL const void *shoal_tally_table(shoal_tally *t);
+SHOAL_INTERNAL void *shoal_tally_hint(const void *table, uint32_t psf_id, uint64_t hash, const char *canon,
+                                      uint32_t len);
+SHOAL_INTERNAL int shoal_tally_add_hinted(shoal_tally *t, const void *table, void *hint, uint32_t psf_id,
+                                          uint64_t hash, const char *canon, uint32_t len, uint64_t address);
+
 /* Any thread: whether the tally holds (psf_id, canon), and then its samples
  * (*n_samples of them, rising in address; see SHOAL_TALLY_SAMPLE_EVERY). */
 SHOAL_INTERNAL int shoal_tally_find(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,

@@ -565,6 +565,8 @@ typedef struct {
     uint32_t n_plan;                 /* in/out: plans used; the caller zeroes it once all are committed */
     uint64_t scratch_used;           /* in/out: scratch used; zeroed with n_plan */
     uint32_t next_commit;            /* in/out: the first span commit has not counted */
+    void **tally_hints;              /* plan_cap entries: each plan's tally entry, looked up by prepare */
+    const void *tally_table;         /* the tally's table those were looked up in */
 } shoal_ingest_job;
 
 #define SHOAL_MAX_PLAN 4096          /* key pointers per record, at most */

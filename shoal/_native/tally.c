@@ -147,13 +147,46 @@ static int rebuild(shoal_tally *t) {
     return SHOAL_OK;
 }
 
+/* Any thread (ingest's prepare): the current table, and the entry of
+ * (psf_id, canon) in one, or NULL. Old tables are kept until the tally is
+ * freed, so the pointer stays readable; shoal_tally_add_hinted uses it
+ * only while its table is still the current one (a rebuild copies the
+ * entries into the next). */
+SHOAL_INTERNAL const void *shoal_tally_table(shoal_tally *t) { return ACQ(&t->table); }
+
+SHOAL_INTERNAL void *shoal_tally_hint(const void *table, uint32_t psf_id, uint64_t hash, const char *canon,
+                                      uint32_t len) {
+    return shoal_tally_probe((table_t *)table, psf_id, hash, canon, len);
+}
+
+static int tally_add(shoal_tally *t, entry_t *e, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,
+                     uint64_t address, int64_t delta);
+
 int shoal_tally_add(shoal_tally *t, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,
                     uint64_t address, int64_t delta) {
     if (psf_id >= N_PSFS) return SHOAL_OK;
+    return tally_add(t, shoal_tally_probe(t->table, psf_id, hash, canon, len), psf_id, hash, canon, len, address,
+                     delta);
+}
+
+/* Writer: shoal_tally_add(..., 1) with the entry shoal_tally_hint found in
+ * `table` (NULL: none then): no probe when the table is still current and
+ * the entry still the value's (not counted down to nothing since). */
+SHOAL_INTERNAL int shoal_tally_add_hinted(shoal_tally *t, const void *table, void *hint, uint32_t psf_id,
+                                          uint64_t hash, const char *canon, uint32_t len, uint64_t address) {
+    if (psf_id >= N_PSFS) return SHOAL_OK;
+    entry_t *e = hint;
+    if (!e || table != t->table || RLX(&e->psf_id) != psf_id)
+        e = shoal_tally_probe(t->table, psf_id, hash, canon, len);
+    return tally_add(t, e, psf_id, hash, canon, len, address, 1);
+}
+
+/* The add, e being (psf_id, canon)'s entry in the current table or NULL. */
+static int tally_add(shoal_tally *t, entry_t *e, uint32_t psf_id, uint64_t hash, const char *canon, uint32_t len,
+                     uint64_t address, int64_t delta) {
     shoal_tally_psf *ps = &t->psfs[psf_id];
     if (!ps->used || address < ps->since) return SHOAL_OK; /* not tallied, or an earlier owner's */
     table_t *tb = t->table;
-    entry_t *e = shoal_tally_probe(tb, psf_id, hash, canon, len);
     if (e) {
         if (delta > 0) {
             uint64_t before = e->ordinal;

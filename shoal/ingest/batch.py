@@ -199,6 +199,7 @@ def start(runner: BatchRunner, native_set, buf_c, spans, n: int, extras_c, pool_
     job.prep = scratch.prep
     job.plan = scratch.plan
     job.plan_cap = scratch.plan_cap
+    job.tally_hints = scratch.tally_hints
     job.n_plan = 0
     job.slots = scratch.slots
     job.scratch = scratch.scratch

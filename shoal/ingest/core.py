@@ -74,6 +74,7 @@ class Scratch:
         self.scratch = ffi.new("char[]", self.scratch_bytes)
         self.plan_cap = max(PLAN_CAP, lib.SHOAL_MAX_PLAN)
         self.plan = ffi.new("char[]", self.plan_cap * lib.shoal_kp_plan_bytes())
+        self.tally_hints = ffi.new("void *[]", self.plan_cap)  # each plan's tally entry (ingest.c)
         self.fit(n_spans)
 
     def fit_slots(self, n_slots: int) -> None:

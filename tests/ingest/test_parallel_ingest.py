@@ -133,3 +133,31 @@ def test_threads_must_be_a_small_positive_integer(tmp_path, bad):
         with pytest.raises(shoal.InvalidArgument, match="threads must be an integer from 1 to 64"):
             s.ingest(b"{}\n", threads=bad)
         assert s.stats()["ingest"]["records"] == 0
+
+
+def test_counts_stay_exact_while_threads_grow_the_tally(tmp_path):
+    """Two callers, one with threads=2, ingest values new and old at once:
+    the tally's table is rebuilt while batches are prepared (each looks its
+    entries up then, ingest.c), and every count and the whole group count
+    still equal the oracle's."""
+    from collections import Counter
+
+    bodies = []
+    for c in range(6):
+        rng = range(c * 15_000, (c + 1) * 15_000)
+        bodies.append(b"".join(orjson.dumps({"v": f"k{i % (3_000 + 2_000 * c)}", "w": i % 7}) + b"\n" for i in rng))
+    with shoal.open(tmp_path / "s", batch_bytes=16 * KiB) as s:
+        s.register_psf("v", "v")
+        s.register_psf("w", "w")
+        workers = [threading.Thread(target=lambda bs, t: [s.ingest(b, threads=t) for b in bs], args=(bodies[k::2], k + 1))
+                   for k in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(120)
+        records = [orjson.loads(line) for b in bodies for line in b.splitlines()]
+        for field in ("v", "w"):
+            want = Counter(r[field] for r in records)
+            assert sorted(s.group_count(field)) == sorted(want.items())
+            for value in list(want)[:50]:
+                assert s.count(field, value) == want[value]
