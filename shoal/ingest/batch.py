@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from array import array
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -83,8 +84,8 @@ class BatchRunner:
         extras_c, pool_c, n_extras = _NO_EXTRAS, ffi.NULL, 0
         slow = compiled.slow
         if slow is not None and (not self.dry_run or compiled.key_slow is not None):
-            extras_c, pool_c, n_extras, keep = _slow_extras(slow, batch.buf, batch.spans, n,
-                                                            key=compiled.key_slow)
+            extras_c, pool_c, n_extras, _keep = _slow_extras(slow, batch.buf, batch.spans, n,
+                                                             key=compiled.key_slow)
             if self.dry_run:
                 extras_c, pool_c, n_extras = _NO_EXTRAS, ffi.NULL, 0
         try:

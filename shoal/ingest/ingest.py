@@ -21,7 +21,6 @@ from .core import IngestCore
 from .framing import Framer, InputFormat
 from .sources import Source
 
-
 ON_ERROR = ("skip", "reject")
 
 

@@ -22,7 +22,6 @@ Must stay true:
 """
 from __future__ import annotations
 
-import threading
 from array import array
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor

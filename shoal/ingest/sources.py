@@ -6,9 +6,9 @@ Nothing here holds more than a chunk or two in memory, so inputs of any size
 stream through in bounded memory.
 
 A file object or an iterable may block for as long as its producer takes (a
-socket, an HTTP upload): `release_while_pulling(lock)` makes each pull from
-it run with the store's writer lock released, so a slow producer holds up
-no other writer. Bytes and paths never wait on anyone and keep the lock.
+socket, an HTTP upload); an ingest pulls its chunks holding no lock (the
+writer lock is taken only to commit a prepared batch), so a slow producer
+holds up no other writer.
 """
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ import io
 import os
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import InputTooLarge, InvalidArgument, ParseError
 
 CHUNK_BYTES = 1 << 20
-_END = object()
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -35,7 +34,6 @@ class Source:
         # gigabytes (a "gzip bomb"); past this many bytes chunks() raises.
         self._max_bytes = max_bytes
         self._spooled: Any = None
-        self._unlock: tuple[Any, Callable[[], None]] | None = None
         if isinstance(data, (bytes, bytearray, memoryview)):
             self.kind = "bytes"
         elif isinstance(data, (str, os.PathLike)):
@@ -75,31 +73,6 @@ class Source:
         self._spooled = spool
         self.kind = "spooled"
 
-    def release_while_pulling(self, lock: Any, before_acquire: Callable[[], None] = lambda: None) -> None:
-        """From now on, pull each chunk of a file object or an iterable with
-        `lock` (held by the caller) released; `before_acquire()` runs before
-        it is taken again (compaction's turnstile). The caller must treat
-        anything it read under the lock as stale after each chunk."""
-        self._unlock = (lock, before_acquire)
-
-    def _pulled(self, items: Iterator[Any]) -> Iterator[Any]:
-        if self._unlock is None:
-            yield from items
-            return
-        lock, before_acquire = self._unlock
-        while True:
-            lock.release()
-            try:
-                item = next(items, _END)
-            finally:
-                try:
-                    before_acquire()
-                finally:
-                    lock.acquire()
-            if item is _END:
-                return
-            yield item
-
     def close(self) -> None:
         if self._spooled is not None:
             self._spooled.close()
@@ -114,7 +87,7 @@ class Source:
             with open(self._data, "rb") as f:
                 yield from _read_file(f)
         elif k == "file":
-            yield from self._pulled(_read_file(self._data))
+            yield from _read_file(self._data)
         elif k == "seekable-file":
             self._data.seek(self._start)
             yield from _read_file(self._data)
@@ -122,7 +95,7 @@ class Source:
             self._spooled.seek(0)
             yield from _read_file(self._spooled)
         else:
-            for chunk in self._pulled(iter(self._data)):
+            for chunk in self._data:
                 if isinstance(chunk, str):
                     chunk = chunk.encode("utf-8")
                 if not isinstance(chunk, (bytes, bytearray, memoryview)):
