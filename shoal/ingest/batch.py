@@ -102,7 +102,7 @@ class BatchRunner:
             if batch.n_spans or job.appended or job.rejected:
                 self.count(batch, scratch)
 
-    def count(self, batch, scratch, line_base: int = 0) -> None:
+    def count(self, batch, scratch) -> None:
         """Add the job's counts to the result and zero them (so a second
         call for the same batch, on an error path, adds nothing)."""
         job, result, cfg = self.job, self.result, self.core.config
@@ -129,7 +129,7 @@ class BatchRunner:
                     why = cfg.record_too_large(batch.record_bytes or int(span.len) or None).reason
                 else:
                     why = reason(r.status)
-                result.errors.append(IngestError(line_base + int(span.line), why, off))
+                result.errors.append(IngestError(int(span.line), why, off))
         job.appended = job.rejected = job.bytes_appended = job.text_bytes = job.n_rejects = 0
         job.next_commit = 0
 
