@@ -28,6 +28,15 @@ per MB and the scaling they imply up to 16 cores, a model from measured
 costs, not a measurement: between (P + C) / (P / T + C) (Amdahl's law: no
 commit overlaps any prepare) and min(T, (P + C) / C) (a perfect pipeline).
 
+What bounds it on this machine: "busy" is the process's CPU seconds (every
+thread: workers, the flusher, system time) over the row's wall seconds, so
+how many cores the row kept busy. A 1-thread row already keeps more than one
+core busy (the flusher writes on the other), so with the same CPU per MB,
+T cores can give at most T / busy(1 thread): the script prints that
+ceiling. It also measures, in each round, what this machine gives two
+threads of plain work: hashlib.sha256 over 32 MB each (compute) and numpy
+copies of 64 MB each (memory traffic), as 2-thread over 1-thread throughput.
+
 Datasets: events (benchmarks/gen_events.py, ~1 KB GitHub-like events,
 100 MB), zeek, github, twitter (real streams of ../shared/data, replayed with
 ids rewritten to ~100 MB).
@@ -37,6 +46,7 @@ ids rewritten to ~100 MB).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -44,6 +54,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (MB, NO_DATA, arg_parser, events_file, fmt_mmm, paired_ratio, real_file, replay,  # noqa: E402
@@ -80,6 +92,43 @@ def thread_counts(text: str | None) -> list[int]:
     return sorted({1, 2, 4, cores})
 
 
+def two_thread_gain(work) -> float:
+    """Throughput of `work` on 2 threads at once over 1 thread (median of 3)."""
+    ratios = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        work()
+        one = time.perf_counter() - t0
+        ts = [threading.Thread(target=work) for _ in range(2)]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        ratios.append(2 * one / (time.perf_counter() - t0))
+    return sorted(ratios)[1]
+
+
+def machine_scaling() -> dict:
+    """What 2 threads of plain compute and of plain memory copying gain here
+    (both release the GIL), for the ingest rows' scaling to be read against."""
+    text = os.urandom(32 << 20)
+    src = np.ones(64 << 20, dtype=np.uint8)
+    dst = [np.zeros_like(src) for _ in range(2)]
+    k = iter(range(1 << 30))
+
+    def compute() -> None:
+        hashlib.sha256(text).digest()
+
+    def memory() -> None:
+        out = dst[next(k) % 2]
+        for _ in range(4):
+            np.copyto(out, src)
+
+    memory()  # fault the buffers in first
+    return {"compute": two_thread_gain(compute), "memory": two_thread_gain(memory)}
+
+
 def ingest_callers(store, parts: list[bytes]) -> None:
     """Each part on its own thread, at once (one call each)."""
     errors = []
@@ -107,9 +156,10 @@ def one_round(data: bytes, n: int, specs, threads: list[int], tmp: Path) -> dict
         directory = Path(tempfile.mkdtemp(prefix="store-", dir=tmp))
         store = shoal.open(directory)
         register(store, specs)
-        t0 = time.perf_counter()
+        t0, p0 = time.perf_counter(), time.process_time()
         r = store.ingest(data, threads=t)
         cold = time.perf_counter() - t0
+        cold_cpu = time.process_time() - p0
         assert r.ingested == n and not r.rejected, (r.ingested, r.rejected, n, r.errors[:3])
         written = len(data)
         while written < budget + len(data):
@@ -117,19 +167,22 @@ def one_round(data: bytes, n: int, specs, threads: list[int], tmp: Path) -> dict
             written += len(data)
         store.flush(durable=False)  # untimed: the frames the timed run recycles are on disk already
         c0 = store.stats()["ingest"]["commit_seconds"]
-        t0 = time.perf_counter()
+        t0, p0 = time.perf_counter(), time.process_time()
         r = store.ingest(data, threads=t)
         warm = time.perf_counter() - t0
+        warm_cpu = time.process_time() - p0
         commit = store.stats()["ingest"]["commit_seconds"] - c0
         assert r.ingested == n
         parts = split_batches(data, -(-len(data) // t))
         store.flush(durable=False)
-        t0 = time.perf_counter()
+        t0, p0 = time.perf_counter(), time.process_time()
         ingest_callers(store, parts)
         callers = time.perf_counter() - t0
+        callers_cpu = time.process_time() - p0
         store.close()
         shutil.rmtree(directory, ignore_errors=True)
-        out[t] = {"cold": cold, "warm": warm, "callers": callers, "commit": commit}
+        out[t] = {"cold": cold, "warm": warm, "callers": callers, "commit": commit,
+                  "cpu": {"cold": cold_cpu, "warm": warm_cpu, "callers": callers_cpu}}
     return out
 
 
@@ -139,9 +192,10 @@ def measure(name: str, data: bytes, threads: list[int], runs: int, sqlite: bool,
     specs = psfs(name, 3)
     peer = SQLitePeer(tmp / "peer.sqlite", specs) if sqlite else None
     rounds = []
-    orj, sql = [], []
+    orj, sql, machine = [], [], []
     for _ in range(runs):
         rounds.append(one_round(data, n, specs, threads, tmp))
+        machine.append(machine_scaling())
         t0 = time.perf_counter()
         assert orjson_floor(lines, specs) == n
         orj.append(time.perf_counter() - t0)
@@ -154,14 +208,17 @@ def measure(name: str, data: bytes, threads: list[int], runs: int, sqlite: bool,
     if peer:
         peer.close()
     size = len(data)
-    res = {"dataset": name, "records": n, "bytes": size, "threads": threads, "rows": {}}
+    res = {"dataset": name, "records": n, "bytes": size, "threads": threads, "rows": {},
+           "machine_2_threads": {k: summary([m[k] for m in machine]) for k in ("compute", "memory")}}
     for t in threads:
         row = {}
         for state in ("cold", "warm", "callers"):
             secs = [r[t][state] for r in rounds]
             base = [r[1][state if state != "callers" else "warm"] for r in rounds] if 1 in threads else secs
             row[state] = {"s": summary(secs), "mb_s": summary([size / MB / s for s in secs]),
-                          "x1": paired_ratio(base, secs)}
+                          "x1": paired_ratio(base, secs),
+                          "busy": summary([r[t]["cpu"][state] / r[t][state] for r in rounds]),
+                          "cpu_s_per_mb": summary([r[t]["cpu"][state] / (size / MB) for r in rounds])}
         row["cold_over_warm"] = paired_ratio([r[t]["warm"] for r in rounds], [r[t]["cold"] for r in rounds])
         row["commit_s_per_mb"] = summary([r[t]["commit"] / (size / MB) for r in rounds])
         res["rows"][t] = row
@@ -180,7 +237,9 @@ def measure(name: str, data: bytes, threads: list[int], runs: int, sqlite: bool,
         res["model"] = {"commit_s_per_mb": c, "prepare_s_per_mb": p,
                         # commits never overlap preparing (Amdahl) .. overlap fully (a pipeline)
                         "implied_speedup_low": {k: (p + c) / (p / k + c) for k in ks},
-                        "implied_speedup_high": {k: min(k, (p + c) / c) if c else float(k) for k in ks}}
+                        "implied_speedup_high": {k: min(k, (p + c) / c) if c else float(k) for k in ks},
+                        # the same CPU per MB on k cores: at most k / (cores 1 thread keeps busy)
+                        "cpu_ceiling": {k: k / res["rows"][1]["warm"]["busy"]["median"] for k in ks}}
     return res
 
 
@@ -194,13 +253,15 @@ def print_dataset(res: dict) -> None:
             x1 = r["x1"]["median"]
             extra = f"{row['cold_over_warm']['median']:.2f}" if state == "cold" else ""
             rows.append([str(t), state, f"{r['mb_s']['median']:,.0f}", fmt_mmm(r["s"], 1, "{:.3f}"),
-                         f"{x1:.2f}x", f"{x1 / t:.0%}", extra])
+                         f"{x1:.2f}x", f"{x1 / t:.0%}", extra, f"{r['busy']['median']:.2f}",
+                         f"{r['cpu_s_per_mb']['median'] * 1e3:.2f}"])
     for peer, label in (("orjson", "orjson.loads + fields"), ("sqlite", "SQLite + indexes")):
         if peer in res:
             r = res[peer]
             rows.append(["1", label, f"{r['mb_s']['median']:,.0f}", fmt_mmm(r["s"], 1, "{:.3f}"),
-                         f"shoal {r['x_shoal_warm_1']['median']:.2f}x", "", ""])
-    print(table(rows, ["threads", "row", "MB/s", "s min/med/max", "x1", "eff.", "cold/warm"], align="llrlrrr"))
+                         f"shoal {r['x_shoal_warm_1']['median']:.2f}x", "", "", "", ""])
+    print(table(rows, ["threads", "row", "MB/s", "s min/med/max", "x1", "eff.", "cold/warm", "busy",
+                       "cpu ms/MB"], align="llrlrrrrr"))
     m = res.get("model")
     if m:
         lo, hi = m["implied_speedup_low"], m["implied_speedup_high"]
@@ -208,6 +269,12 @@ def print_dataset(res: dict) -> None:
               f"prepare (in parallel) {m['prepare_s_per_mb'] * 1e3:.2f} ms; speedup they imply (a model: "
               f"commits serial, overlapping no prepare .. all of it): "
               + ", ".join(f"{k} cores {lo[k]:.1f}-{hi[k]:.1f}x" for k in lo))
+        ceil = m["cpu_ceiling"]
+        print(f"1 thread keeps {res['rows'][1]['warm']['busy']['median']:.2f} cores busy: with the same CPU per MB, "
+              f"2 cores give at most {ceil[2]:.2f}x")
+    mach = res["machine_2_threads"]
+    print(f"this machine, 2 threads over 1 (same rounds): compute {mach['compute']['median']:.2f}x, "
+          f"memory copies {mach['memory']['median']:.2f}x")
 
 
 def targets_for(results: list[dict]) -> list[dict]:
