@@ -13,7 +13,7 @@ all: build
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,server]'
+	$(PY) -m pip install -q -e '.[test,server,cluster]'
 	touch $@
 
 venv: $(STAMP)

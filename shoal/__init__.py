@@ -3,8 +3,8 @@ function (PSF) indexing, after FishStore."""
 from .config import ExpressionLimits, StoreConfig, parse_size
 from .errors import (AccessDenied, CorruptionError, DiskFull, EvaluationBudgetExceeded, ExpressionTooDeep, ExpressionTooLong,
                      IngestRejected, InputTooLarge, InvalidArgument, NativeIOError, ParseError, PSFDefinitionError, PSFError,
-                     PSFExists, PSFNotFound, RecordTooLarge, RemoteError, ShoalError, StorageError, StoreClosed,
-                     StoreLocked, TailGap, TooManyPSFs)
+                     PSFExists, PSFNotFound, RecordTooLarge, RemoteError, ShardUnavailable, ShoalError, StorageError,
+                     StoreClosed, StoreLocked, TailGap, TooManyPSFs)
 from .engine import Store, open
 from .ingest.framing import InputFormat
 from .psf import PSF, PSFKind
@@ -41,6 +41,7 @@ __all__ = [
     "RecordBatch",
     "RecordTooLarge",
     "RemoteError",
+    "ShardUnavailable",
     "ShoalError",
     "StorageError",
     "Store",

@@ -23,6 +23,8 @@
     └── StorageError
         ├── StoreClosed            the store was closed
         ├── StoreLocked            another process holds the data directory
+        ├── ShardUnavailable       a cluster shard did not answer: .shards,
+        │                          .result (an ingest: what was acknowledged)
         ├── RecordTooLarge         a record cannot fit in a log page: .size_bytes,
         │                          .max_record_bytes, .page_size_bytes
         ├── CorruptionError        a checksum, magic or size check failed
@@ -198,6 +200,19 @@ class StoreClosed(StorageError):
 
 class StoreLocked(StorageError):
     """Another process has the data directory open."""
+
+
+class ShardUnavailable(StorageError):
+    """A shard of a cluster did not answer (its process died, or Ray is
+    restarting it). `shards` names them. For an ingest, `result` counts what
+    every shard acknowledged; records of the pieces that failed may or may
+    not be stored: send them again (a keyed cluster keeps one version per
+    key) or query to see."""
+
+    def __init__(self, message: str, shards: list[int], result: Any = None):
+        super().__init__(message)
+        self.shards = shards
+        self.result = result
 
 
 class TailGap(ShoalError):

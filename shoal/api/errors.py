@@ -66,6 +66,7 @@ ERRORS: list[tuple[type[BaseException], int, str]] = [
     (E.RecordTooLarge, 413, "record_too_large"),
     (E.StoreClosed, 503, "store_closed"),
     (E.StoreLocked, 503, "store_locked"),
+    (E.ShardUnavailable, 503, "shard_unavailable"),
     (E.TailGap, 410, "tail_gap"),  # GET /tail goes on past a gap (a marker line); a library caller's own
     (E.CorruptionError, 500, "corruption"),
     (E.DiskFull, 507, "disk_full"),

@@ -87,6 +87,9 @@ class Framer:
         # `window` bytes per batch, so batches are prepared at once.
         self.spans_source = None
         self.window: int | None = None
+        # The format batches() framed (NDJSON, ARRAY or JSON), once it began:
+        # what "auto" and "document" turned out to be.
+        self.resolved: InputFormat | None = None
         self._n_out = ffi.new("size_t *")
         self._consumed = ffi.new("size_t *")
         self._err = ffi.new("size_t *")
@@ -109,6 +112,7 @@ class Framer:
                     if exhausted and _is_json(first.strip(_JSON_WS)):
                         fmt = InputFormat.JSON
             chunks = _prepend(first, chunks)
+        self.resolved = fmt
         if fmt is InputFormat.NDJSON:
             yield from self._ndjson(chunks)
         elif fmt is InputFormat.ARRAY:

@@ -1,0 +1,129 @@
+"""A cluster ingest: the input cut into pieces (routing.py), each sent to
+its shard, acknowledged once every shard that got one has stored it.
+
+Must stay true:
+  - One ingest call is in flight per shard per front call, so a shard
+    stores this call's pieces in the order they were cut (a threaded actor
+    runs concurrent calls in no set order, and marks.py raises a seq that
+    arrives late); the pieces that pile up meanwhile, at most
+    MAX_QUEUED_PIECES, go in the shard's next call, so it is not idle while
+    the front waits for an answer.
+  - The result counts only what shards acknowledged. A shard that fails
+    stops the call: what is in flight elsewhere is waited for and counted,
+    then ShardUnavailable says which shards and carries the result.
+  - durable=True: each shard touched is flushed and fsynced (its group
+    commit) before the call returns.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ShardUnavailable
+from ..ingest.framing import InputFormat
+from ..ingest.sources import Source
+from ..results import IngestError, IngestResult
+from . import addresses
+
+MAX_QUEUED_PIECES = 4  # pieces waiting behind a shard's call in flight before the front waits for it
+
+
+def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_bytes: int | None) -> IngestResult:
+    """The records of `data` stored by the cluster `front`'s shards."""
+    source = Source(data, max_input_bytes)
+    result = IngestResult()
+    # One call in flight per shard, so a shard stores this front's pieces
+    # in the order they were cut (a threaded actor runs concurrent calls
+    # in no set order); the pieces that pile up meanwhile go in its next
+    # call, so the shard is never idle waiting for the front.
+    inflight: dict[int, tuple[list, Any]] = {}
+    pending: dict[int, list] = {}
+    touched: set[int] = set()
+    failures: list[tuple[int, BaseException]] = []
+    errors: list[IngestError] = []
+    ends: list[tuple[int, int, int]] = []  # (seq, first, last) of each piece that stored records
+
+    def send(shard: int) -> None:
+        pieces = pending.pop(shard)
+        ref = front._call(shard, "ingest", [(p.data, p.fmt, p.seq) for p in pieces], False, retries=0)
+        inflight[shard] = (pieces, ref)
+        touched.add(shard)
+
+    def complete(shard: int) -> None:
+        pieces, ref = inflight.pop(shard)
+        try:
+            outs = front._get(shard, ref)
+        except ShardUnavailable as exc:
+            failures.append((shard, exc))
+            return
+        for piece, (ingested, rejected, input_bytes, stored_bytes, errs, first, last) in zip(pieces, outs):
+            result.ingested += ingested
+            result.rejected += rejected
+            result.input_bytes += input_bytes
+            result.stored_bytes += stored_bytes
+            if first:
+                ends.append((piece.seq, addresses.encode(shard, first), addresses.encode(shard, last)))
+            for line, why, off in errs:
+                errors.append(IngestError(piece.input_line(line), why, off))
+
+    def drain(block: bool) -> None:
+        """Complete the calls that are done (block: all of them), and
+        send each such shard what piled up for it."""
+        if not inflight:
+            return
+        refs = {ref: shard for shard, (_, ref) in inflight.items()}
+        done = list(refs) if block else front._ray.wait(list(refs), num_returns=len(refs), timeout=0)[0]
+        for ref in done:
+            shard = refs[ref]
+            complete(shard)
+            if pending.get(shard) and not failures:
+                send(shard)
+
+    try:
+        for piece in front._router.pieces(source, fmt, result):
+            piece.seq = front._seq.next()
+            queue = pending.setdefault(piece.shard, [])
+            queue.append(piece)
+            if piece.shard not in inflight:
+                send(piece.shard)
+            elif len(queue) >= MAX_QUEUED_PIECES:
+                complete(piece.shard)
+                send(piece.shard)
+            else:
+                drain(False)
+            if failures:
+                break
+        while inflight:
+            drain(True)
+        if durable and not failures:
+            refs = {s: front._call(s, "flush", True, retries=0) for s in touched}
+            for s, ref in refs.items():
+                try:
+                    front._get(s, ref)
+                except ShardUnavailable as exc:
+                    failures.append((s, exc))
+            result.durable = not failures
+    except BaseException as exc:
+        while inflight:
+            drain(True)
+        _finish(result, errors, ends, front.config.max_reported_errors)
+        exc.ingest_result = result
+        raise
+    finally:
+        source.close()
+    _finish(result, errors, ends, front.config.max_reported_errors)
+    if failures:
+        shards = sorted({s for s, _ in failures})
+        raise ShardUnavailable(f"shards {shards} did not acknowledge their part of this ingest; "
+                               f"{result.ingested:,} records were acknowledged by the others", shards,
+                               result) from failures[0][1]
+    return result
+
+
+def _finish(result: IngestResult, errors: list[IngestError], ends: list, max_errors: int) -> None:
+    if ends:
+        ends.sort()
+        result.first_address, result.last_address = ends[0][1], ends[-1][2]
+    errors.extend(result.errors)
+    errors.sort(key=lambda e: e.line)
+    result.errors = errors[: max_errors]
+

@@ -1,0 +1,192 @@
+"""Merging the shards' answers into one: records in cluster order
+(addresses.py), and top values.
+
+Records: each shard answers a page at a time in its own address order,
+which is cluster order within the shard (marks.py). `merge_pages` keeps one
+page per shard, asks for the next one as soon as a page arrives (so a
+shard is working while the front merges), and emits the records in cluster
+order, `limit` at most: each shard is asked for no more than `limit`
+records per page, so an answer of k records costs every shard at most k.
+
+Top values (`top_values`): every shard gives its top `shard_size` values
+(as Elasticsearch's terms aggregation asks each shard for more than k),
+then, so the answer is exact rather than approximate, each shard that cut
+its list short is asked for the exact counts of the values it did not list,
+and the answer stands only if no value outside the lists can reach it: a
+value no shard listed has at most sum(smallest count listed by a shard that
+cut its list) records. Otherwise every shard's full list is merged.
+"""
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..psf import canonical
+from ..results import RecordBatch
+from .addresses import STORE_ADDRESS_BITS
+
+OUT_BATCH = 1024
+
+
+class _Stream:
+    """One shard's pages."""
+
+    __slots__ = ("shard", "fetch", "page", "pos", "ref", "done", "asked")
+
+    def __init__(self, shard: int, fetch: Callable, asked: int):
+        self.shard = shard
+        self.fetch = fetch  # fetch(after_address or None, n) -> a handle resolve() takes
+        self.page: tuple | None = None
+        self.pos = 0
+        self.ref: Any = None
+        self.done = False
+        self.asked = asked
+
+
+def merge_pages(shards: list[int], fetch: Callable[[int, int | None, int], Any],
+                resolve: Callable[[int, Any], tuple | None], order: str, limit: int | None,
+                page_records: int) -> Iterator[RecordBatch]:
+    """RecordBatches of the shards' answers in cluster order, newest first
+    for order="newest". fetch(shard, after, n) starts a request for a page
+    of n records after store address `after` (None: from the start);
+    resolve(shard, handle) waits for it: (data, addresses, offsets,
+    lengths, seqs), or None when the shard failed and may be skipped."""
+    newest = order == "newest"
+    want = limit if limit is not None else None
+    per_page = min(page_records, limit) if limit is not None else page_records
+    streams = [_Stream(s, fetch, per_page) for s in shards]
+    for st in streams:
+        st.ref = fetch(st.shard, None, per_page)
+    heap: list = []
+
+    def advance(st: _Stream) -> None:
+        """Take the stream's next page (or end it) and put its head on the heap."""
+        while True:
+            if st.page is not None and st.pos < len(st.page[1]):
+                break
+            if st.ref is None:
+                st.done = True
+                return
+            page = resolve(st.shard, st.ref)
+            st.ref = None
+            if page is None or not len(page[1]):
+                st.done = True
+                return
+            st.page, st.pos = page, 0
+            if len(page[1]) >= st.asked:  # maybe more: ask now, while this page is merged
+                st.ref = fetch(st.shard, int(page[1][-1]), per_page)
+        push(st)
+
+    def push(st: _Stream) -> None:
+        _, addresses, _, _, seqs = st.page
+        i = st.pos
+        if newest:
+            key = (-int(seqs[i]), -st.shard, -int(addresses[i]))
+        else:
+            key = (int(seqs[i]), st.shard, int(addresses[i]))
+        heapq.heappush(heap, (key, st.shard, st))
+
+    for st in streams:
+        advance(st)
+    emitted = 0
+    while heap:
+        if want is not None and emitted >= want:
+            return
+        room = OUT_BATCH if want is None else min(OUT_BATCH, want - emitted)
+        if len(heap) == 1:
+            # One shard left: the rest of its page goes as it is.
+            _, _, st = heap.pop()
+            batch = _slice(st, room)
+            st.pos += len(batch)
+            emitted += len(batch)
+            yield batch
+            advance(st)
+            continue
+        parts: list[bytes] = []
+        addrs, offs, lens = array("Q"), array("Q"), array("I")
+        base = 0
+        while heap and len(addrs) < room:
+            _, _, st = heapq.heappop(heap)
+            data, addresses, offsets, lengths, _ = st.page
+            i = st.pos
+            o, n = int(offsets[i]), int(lengths[i])
+            parts.append(data[o:o + n + 1])  # the record and the b"\n" after it
+            offs.append(base)
+            lens.append(n)
+            addrs.append((st.shard << STORE_ADDRESS_BITS) | int(addresses[i]))
+            base += n + 1
+            st.pos = i + 1
+            advance(st)
+        emitted += len(addrs)
+        yield RecordBatch(b"".join(parts), addrs, offs, lens)
+
+
+def _slice(st: _Stream, room: int) -> RecordBatch:
+    data, addresses, offsets, lengths, _ = st.page
+    i, j = st.pos, min(st.pos + room, len(addresses))
+    offs = np.frombuffer(offsets, dtype=np.uint64)[i:j]
+    start = int(offs[0])
+    end = int(offs[-1]) + int(lengths[j - 1]) + 1
+    addrs = np.frombuffer(addresses, dtype=np.uint64)[i:j] | np.uint64(st.shard << STORE_ADDRESS_BITS)
+    return RecordBatch(data[start:end], array("Q", addrs.tobytes()), array("Q", (offs - np.uint64(start)).tobytes()),
+                       lengths[i:j])
+
+
+def _key(value: Any) -> bytes:
+    c = canonical(value)
+    return c if c is not None else repr(value).encode()
+
+
+def sort_counts(totals: dict[bytes, list]) -> list[tuple[Any, int]]:
+    """(value, count) pairs, largest count first, ties by canonical bytes
+    (the order Store.group_count gives)."""
+    items = sorted(totals.items(), key=lambda kv: (-kv[1][1], kv[0]))
+    return [(v, c) for _, (v, c) in items]
+
+
+def add_counts(totals: dict[bytes, list], pairs: list[tuple[Any, int]]) -> None:
+    for value, count in pairs:
+        k = _key(value)
+        t = totals.get(k)
+        if t is None:
+            totals[k] = [value, count]
+        else:
+            t[1] += count
+
+
+def top_values(n_shards: int, limit: int, shard_size: int,
+               lists_of: Callable[[int | None], list[list[tuple[Any, int]]]],
+               counts_of: Callable[[dict[int, list]], dict[int, list[int]]]) -> list[tuple[Any, int]]:
+    """The exact top `limit` (value, count) pairs over the shards.
+    lists_of(size) gives every shard's group_count(limit=size) (None: all);
+    counts_of({shard: values}) the exact counts of values on those shards."""
+    lists = lists_of(shard_size)
+    cut = [s for s in range(n_shards) if len(lists[s]) >= shard_size]
+    if not cut:
+        totals: dict[bytes, list] = {}
+        for pairs in lists:
+            add_counts(totals, pairs)
+        return sort_counts(totals)[:limit]
+    listed = [{_key(v) for v, _ in pairs} for pairs in lists]
+    totals = {}
+    for pairs in lists:
+        add_counts(totals, pairs)
+    # Round 2: what each shard that cut its list has of the values it left out.
+    missing = {s: [t[0] for k, t in totals.items() if k not in listed[s]] for s in cut}
+    missing = {s: vs for s, vs in missing.items() if vs}
+    if missing:
+        for s, counts in counts_of(missing).items():
+            for value, count in zip(missing[s], counts):
+                totals[_key(value)][1] += count
+    ranked = sort_counts(totals)
+    bound = sum(lists[s][-1][1] for s in cut)  # what a value no shard listed may have
+    if len(ranked) >= limit and ranked[limit - 1][1] > bound:
+        return ranked[:limit]
+    totals = {}
+    for pairs in lists_of(None):
+        add_counts(totals, pairs)
+    return sort_counts(totals)[:limit]

@@ -1,0 +1,192 @@
+"""Routing: an ingest's input cut into pieces, each for one shard.
+
+The front frames the input as a store would (ingest/framing.py: NDJSON,
+arrays, one document, gzip of any) and sends each shard its records as
+pieces of at least `piece_bytes` (the last piece of a call may be smaller),
+never record by record:
+
+  key       a keyed cluster: the record's key (the store's key expression)
+  route_by  else a routing expression, if the cluster has one
+            Either way the record goes to virtual shard
+            crc32(canonical value bytes) % virtual_shards (zlib's CRC-32;
+            canonical bytes as the store indexes the value, psf/values.py),
+            so a key's versions, or a routing value's records, share a shard.
+            A record without the value (or that does not parse: its shard
+            rejects it with the exact reason) is spread as below.
+  spread    else batches of ~piece_bytes of input go to virtual shards in
+            turn, cut at record boundaries: NDJSON is sent as the input's
+            own bytes, no record touched.
+
+Must stay true:
+  - The hash and the canonical bytes never change: a key's records must
+    land on the shard that holds its earlier versions.
+  - Each piece knows the input line (NDJSON) or element (arrays) of its
+    records, so a shard's error, which names a line of its piece, is
+    reported with the input's numbering.
+  - Records a framer rejects (too large, a damaged array) never reach a
+    shard: they are counted and reported here, as a store would.
+"""
+from __future__ import annotations
+
+import time
+import zlib
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from .._native import lib, reason
+from ..config import StoreConfig
+from ..ingest.batch import key_canonical
+from ..ingest.framing import Framer, InputFormat
+from ..ingest.sources import Source
+from ..psf.expr import parse_definition
+from ..results import IngestError, IngestResult
+from .shardmap import ShardMap
+
+PIECE_BYTES = 1 << 20
+
+
+@dataclass
+class Piece:
+    shard: int
+    data: bytes
+    fmt: str                 # "ndjson" or "array": how the shard frames it
+    first_line: int = 0      # a slice of NDJSON input: the input line of its first line
+    lines: array | None = None  # else the input line (element) of each record, in order
+    seq: int = 0             # the cluster order of its records (addresses.py)
+    records: int = 0
+
+    def input_line(self, line: int) -> int:
+        """The input's line (element) number of the piece's line `line`."""
+        if self.lines is None:
+            return self.first_line + line - 1
+        return int(self.lines[line - 1]) if 0 < line <= len(self.lines) else line
+
+
+class Sequence:
+    """Sequence numbers for pieces: nanoseconds since the epoch when cut,
+    strictly increasing in this front (addresses.py: the cluster's order)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        self._last = max(time.time_ns(), self._last + 1)
+        return self._last
+
+
+@dataclass
+class _Pending:
+    parts: list[bytes] = field(default_factory=list)
+    lines: array = field(default_factory=lambda: array("Q"))
+    size: int = 0
+
+
+class Router:
+    def __init__(self, shard_map: ShardMap, config: StoreConfig, piece_bytes: int = PIECE_BYTES):
+        self.map = shard_map
+        self.config = config
+        self.piece_bytes = piece_bytes
+        text = shard_map.key if shard_map.key is not None else shard_map.route_by
+        self.expression = parse_definition(text, config.expression_limits) if text is not None else None
+        self._turn = 0  # spread: the next virtual shard
+
+    def shard_of(self, value_canonical: bytes) -> int:
+        return self.map.owners[zlib.crc32(value_canonical) % self.map.virtual_shards]
+
+    def shard_of_value(self, value) -> int | None:
+        """The shard that holds records whose routing value is `value`
+        (None: a value that is not indexable, so no one shard)."""
+        from ..psf import canonical
+        c = canonical(value)
+        return None if c is None else self.shard_of(c)
+
+    def _spread(self) -> int:
+        v = self._turn
+        self._turn = (v + 1) % self.map.virtual_shards
+        return self.map.owners[v]
+
+    def pieces(self, source: Source, fmt: InputFormat, result: IngestResult) -> Iterator[Piece]:
+        """The input's records as pieces in input order (for spread; routed
+        pieces in the order they fill), framing errors counted into
+        `result`."""
+        cfg = self.config
+        framer = Framer(fmt, self.piece_bytes, cfg.effective_max_record_bytes, lazy=False)
+        framer.window = self.piece_bytes  # NDJSON batches of ~piece_bytes (eager framing takes all it can else)
+        pending: dict[int, _Pending] = {}
+        for batch in framer.batches(source.chunks()):
+            as_array = framer.resolved is not InputFormat.NDJSON
+            n = batch.n_spans
+            spans = batch.spans
+            buf = batch.buf
+            good = [i for i in range(n) if spans[i].status == lib.SHOAL_OK]
+            if len(good) != n:
+                for i in range(n):
+                    sp = spans[i]
+                    if sp.status != lib.SHOAL_OK:
+                        self._framing_error(batch, sp, result)
+            if not good:
+                continue
+            if self.expression is None:  # spread: the batch goes to one shard
+                shard = self._spread()
+                if not as_array and len(good) == n:
+                    # The input's own bytes, from the first record to the last.
+                    first, last = spans[0], spans[n - 1]
+                    data = bytes(buf[first.start:last.start + last.len])
+                    yield Piece(shard, data, "ndjson", first_line=int(first.line), records=n)
+                else:
+                    p = _Pending()
+                    for i in good:
+                        self._add(p, buf, spans[i])
+                    yield self._piece(shard, p, as_array)
+                continue
+            for i in good:
+                sp = spans[i]
+                raw = self._add(None, buf, sp)
+                shard = self._route(raw)
+                p = pending.get(shard)
+                if p is None:
+                    p = pending[shard] = _Pending()
+                self._add(p, buf, sp, raw)
+                if p.size >= self.piece_bytes:
+                    yield self._piece(shard, pending.pop(shard), as_array)
+        as_array = framer.resolved is not InputFormat.NDJSON
+        for shard in list(pending):
+            yield self._piece(shard, pending.pop(shard), as_array)
+
+    @staticmethod
+    def _add(p: "_Pending | None", buf, sp, raw: bytes | None = None) -> bytes:
+        if raw is None:
+            raw = bytes(buf[sp.start:sp.start + sp.len])
+        if p is not None:
+            p.parts.append(raw)
+            p.lines.append(int(sp.line))
+            p.size += len(raw) + 1
+        return raw
+
+    def _route(self, raw: bytes) -> int:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return self._spread()
+        c = key_canonical(self.expression, obj)
+        return self._spread() if c is None else self.shard_of(c)
+
+    def _piece(self, shard: int, p: _Pending, as_array: bool) -> Piece:
+        if as_array:
+            data = b"[" + b",".join(p.parts) + b"]"
+            return Piece(shard, data, "array", lines=p.lines, records=len(p.parts))
+        return Piece(shard, b"\n".join(p.parts) + b"\n", "ndjson", lines=p.lines, records=len(p.parts))
+
+    def _framing_error(self, batch, sp, result: IngestResult) -> None:
+        cfg = self.config
+        result.rejected += 1
+        if sp.status == lib.SHOAL_E_TOO_LARGE:
+            why = cfg.record_too_large(batch.record_bytes or int(sp.len) or None).reason
+        else:
+            why = reason(sp.status)
+        if len(result.errors) < cfg.max_reported_errors:
+            off = batch.error_offset
+            result.errors.append(IngestError(int(sp.line), why, off))

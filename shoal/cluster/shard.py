@@ -1,0 +1,178 @@
+"""One shard: a shoal store in its own directory, and the calls the cluster
+front makes on it. A plain class (tested as it is); front.py runs each one
+as a Ray actor, whose constructor opens the store, so a shard Ray restarts
+after a crash recovers its store from disk before it takes a call.
+
+Everything a method takes and returns is plain data (bytes, arrays, lists,
+ints, dicts), cheap for Ray to pickle: answers travel as one buffer of
+records per page (the RecordBatch layout, results.py) with each record's
+store address and sequence number (marks.py) beside it.
+
+Concurrency: the actor runs several calls at once (threads; the store's
+own locks make that safe). Ingest calls take `_ingest_lock`, so a piece's
+mark and its records are appended with no other piece between them.
+"""
+from __future__ import annotations
+
+import threading
+from array import array
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine import Store
+from ..engine import open as open_store
+from ..errors import InvalidArgument
+from .marks import Marks
+
+STORE_DIR = "store"
+
+
+class ShardServer:
+    def __init__(self, directory: str, config: dict[str, Any], shard: int):
+        self.shard = shard
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.store: Store = open_store(self.directory / STORE_DIR, **config)
+        self.marks = Marks(self.directory)
+        self._ingest_lock = threading.Lock()
+
+    # ---- health ----
+    def ping(self) -> dict:
+        import os
+        return {"shard": self.shard, "pid": os.getpid(), "records": self.store.stats()["records"],
+                "tail_address": self.store.tail_address}
+
+    def stats(self) -> dict:
+        return self.store.stats()
+
+    # ---- PSFs ----
+    def apply_psfs(self, registrations: list[dict]) -> None:
+        """Bring this shard's PSFs to the cluster's list (in order): a
+        registration it has is left as it is, one it missed is made now (so
+        it indexes from here on; queries scan the rest, as ever)."""
+        for reg in registrations:
+            self._apply(reg)
+
+    def _apply(self, reg: dict) -> Any:
+        name = reg["name"]
+        if reg["op"] == "register":
+            try:
+                current = self.store.psf(name)
+            except Exception:  # noqa: BLE001 - PSFNotFound: register it
+                current = None
+            if (current is not None and current.active and current.definition == reg["definition"]
+                    and current.bucket == reg.get("bucket") and bool(current.time) == bool(reg.get("time"))):
+                return current
+            return self.store.register_psf(name, reg["definition"], replace=current is not None and current.active,
+                                           bucket=reg.get("bucket"), time=bool(reg.get("time")))
+        try:
+            current = self.store.psf(name)
+        except Exception:  # noqa: BLE001 - PSFNotFound: nothing to deregister
+            return None
+        return self.store.deregister_psf(name) if current.active else current
+
+    def register_psf(self, reg: dict) -> Any:
+        return self._apply(reg)
+
+    def deregister_psf(self, reg: dict) -> Any:
+        return self._apply(reg)
+
+    def psfs(self, include_inactive: bool = True) -> list:
+        return self.store.psfs(include_inactive=include_inactive)
+
+    # ---- ingest ----
+    def ingest(self, pieces: list[tuple[bytes, str, int]], durable: bool = False) -> list[tuple]:
+        """Ingest each (data, format, seq) piece in order; per piece
+        (ingested, rejected, input_bytes, stored_bytes, errors, first and
+        last store address or 0) with errors as (line or element in the
+        piece, reason, offset)."""
+        out = []
+        with self._ingest_lock:
+            for data, fmt, seq in pieces:
+                self.marks.add(self.store.tail_address, seq)
+                r = self.store.ingest(data, format=fmt)
+                out.append((r.ingested, r.rejected, r.input_bytes, r.stored_bytes,
+                            [(e.line, e.reason, e.offset) for e in r.errors], r.first_address or 0,
+                            r.last_address or 0))
+            if durable:
+                self.marks.sync()
+                self.store.flush(durable=True)
+        return out
+
+    # ---- reads ----
+    def page(self, kind: str, spec: Any, limit: int, order: str, from_address: int | None,
+             to_address: int | None, options: dict) -> tuple[bytes, array, array, array, array]:
+        """Up to `limit` records of a query (kind "all"/"any": spec is the
+        conditions; "scan": an expression; "range": (psf, lo, hi)) in
+        `order` within [from_address, to_address): one buffer of records
+        each followed by b"\\n", their addresses, offsets, lengths and seqs."""
+        s = self.store
+        common = dict(limit=limit, order=order, from_address=from_address, to_address=to_address,
+                      include_superseded=options.get("include_superseded", False), fields=options.get("fields"))
+        if kind in ("all", "any"):
+            batches = s.query_batches(spec, mode=kind, since=options.get("since"), until=options.get("until"),
+                                      **common)
+        elif kind == "scan":
+            batches = s.scan_batches(spec, since=options.get("since"), until=options.get("until"), **common)
+        elif kind == "range":
+            psf, lo, hi = spec
+            batches = s.query_range_batches(psf, lo, hi, **common)
+        else:
+            raise InvalidArgument(f"unknown query kind {kind!r}")
+        parts: list[bytes] = []
+        addresses, offsets, lengths = array("Q"), array("Q"), array("I")
+        base = 0
+        for b in batches:  # each batch's buffer as it is, its offsets moved past the ones before
+            parts.append(bytes(b.data))
+            offsets.frombytes((np.frombuffer(b.offsets, dtype=np.uint64) + np.uint64(base)).tobytes())
+            lengths.extend(b.lengths)
+            addresses.extend(b.addresses)
+            base += len(b.data)
+        return b"".join(parts), addresses, offsets, lengths, self.marks.seq_of(addresses)
+
+    def count(self, kind: str, spec: Any, options: dict) -> int:
+        s = self.store
+        if kind == "range":
+            psf, lo, hi = spec
+            return s.count_range(psf, lo, hi, from_address=options.get("from_address"),
+                                 to_address=options.get("to_address"),
+                                 include_superseded=options.get("include_superseded", False))
+        fn = s.count_all if kind == "all" else s.count_any
+        return fn(spec, **options)
+
+    def group_count(self, psf: str, limit: int | None, options: dict) -> list[tuple[Any, int]]:
+        return self.store.group_count(psf, limit=limit, **options)
+
+    def counts_of(self, psf: str, values: list, options: dict) -> list[int]:
+        """Exact counts of given values (the second round of a merged top-k)."""
+        return [self.store.count(psf, v, **options) for v in values]
+
+    def get(self, address: int) -> tuple[int, bytes] | None:
+        r = self.store.get(address)
+        return None if r is None else (r.address, bytes(r.raw))
+
+    def get_key(self, key: Any) -> tuple[int, bytes] | None:
+        r = self.store.get_key(key)
+        return None if r is None else (r.address, bytes(r.raw))
+
+    def delete_key(self, key: Any, durable: bool = False) -> bool:
+        with self._ingest_lock:
+            return self.store.delete_key(key, durable=durable)
+
+    # ---- upkeep ----
+    def flush(self, durable: bool = True) -> int:
+        if durable:
+            self.marks.sync()
+        return self.store.flush(durable=durable)
+
+    def checkpoint(self) -> Any:
+        self.marks.sync()
+        return self.store.checkpoint()
+
+    def close(self) -> None:
+        if not self.store.closed:
+            self.marks.sync()
+            self.store.close()
+        self.marks.close()

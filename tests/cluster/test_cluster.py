@@ -1,0 +1,261 @@
+"""The cluster against the oracle (tests/oracle.py: orjson + jmespath over
+the same records): every query, count and top-values answer of a cluster
+of 2-3 shards equals what one store must answer over the records, and a
+spread cluster keeps one ingest's records in input order."""
+from __future__ import annotations
+
+import gzip
+import json
+import random
+
+import orjson
+import pytest
+from oracle import Log, python_value
+
+import shoal
+from shoal.cluster import addresses
+
+TYPES = ["push", "pull", "issue", "fork", "watch", "release"]
+
+
+def make_records(n: int, seed: int, start: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(start, start + n):
+        out.append({"id": i, "type": rng.choices(TYPES, weights=[30, 20, 10, 5, 3, 1])[0],
+                    "repo": {"name": f"r{rng.randrange(40)}"}, "n": rng.randrange(1000),
+                    "pad": "x" * rng.randrange(200)})
+    return out
+
+
+def ndjson(objs) -> bytes:
+    return b"".join(orjson.dumps(o) + b"\n" for o in objs)
+
+
+def raws(records) -> list[bytes]:
+    return [bytes(r.raw) for r in records]
+
+
+def oracle_answer(log: Log, indexes, order="newest", limit=None) -> list[bytes]:
+    out = [log.raws[i] for i in sorted(set(indexes))]
+    if order == "newest":
+        out.reverse()
+    return out if limit is None else out[:limit]
+
+
+def top_counts(log: Log, definition: str) -> dict:
+    return {python_value(k): c for k, c in log.value_counts(definition).items()}
+
+
+def test_spread_cluster_answers_as_one_store(open_cluster):
+    c = open_cluster(3, piece_bytes=16 << 10)
+    c.register_psf("type", "type")
+    a, b = make_records(3000, 1), make_records(2000, 2, start=3000)
+    data_a = ndjson(a)
+    r = c.ingest(data_a)
+    assert (r.ingested, r.rejected) == (3000, 0)
+    c.register_psf("repo", "repo.name")  # ranges before it are scanned on every shard
+    bad_b = ndjson(b[:700]) + b"{not json\n" + ndjson(b[700:])
+    r = c.ingest(bad_b)
+    assert (r.ingested, r.rejected) == (2000, 1)
+    assert [e.line for e in r.errors] == [701]
+    log = Log(ndjson(a + b).splitlines())
+    # every shard got part of it
+    per_shard = [s["records"] for s in c.status()["shards"]]
+    assert sum(per_shard) == 5000 and all(per_shard), per_shard
+
+    for t in TYPES:
+        want = log.matching("type", t)
+        assert c.count("type", t) == len(want)
+        assert raws(c.query("type", t)) == oracle_answer(log, want)
+        assert raws(c.query("type", t, limit=7)) == oracle_answer(log, want, limit=7)
+        assert raws(c.query("type", t, order="oldest", limit=9)) == oracle_answer(log, want, "oldest", 9)
+    for repo in ("r0", "r7", "r39"):
+        want = log.matching("repo.name", repo)
+        assert c.count("repo", repo) == len(want)
+        assert raws(c.query("repo", repo)) == oracle_answer(log, want)
+    conds = [("type", "pull"), ("repo", "r3")]
+    allset = set(log.matching("type", "pull")) & set(log.matching("repo.name", "r3"))
+    assert raws(c.query_all(conds)) == oracle_answer(log, allset)
+    assert c.count_all(conds) == len(allset)
+    anyset = set(log.matching("type", "release")) | set(log.matching("repo.name", "r5"))
+    assert raws(c.query_any([("type", "release"), ("repo", "r5")])) == oracle_answer(log, anyset)
+    assert c.count_any([("type", "release"), ("repo", "r5")]) == len(anyset)
+    assert raws(c.scan("n > `990`")) == oracle_answer(log, log.scan_matching("n > `990`"))
+    # all records, in input order
+    assert raws(c.scan("`true`", order="oldest")) == log.raws
+
+    counts = top_counts(log, "type")
+    assert dict(c.group_count("type")) == counts
+    for k in (1, 2, 3):
+        got = c.group_count("type", limit=k)
+        assert [n for _, n in got] == sorted(counts.values(), reverse=True)[:k]
+        assert all(counts[v] == n for v, n in got)
+    repo_counts = top_counts(log, "repo.name")
+    assert dict(c.group_count("repo")) == repo_counts
+    got = c.group_count("repo", limit=5)
+    assert [n for _, n in got] == sorted(repo_counts.values(), reverse=True)[:5]
+    assert all(repo_counts[v] == n for v, n in got)
+
+    # a cluster address finds its record again
+    for rec in list(c.query("type", "fork", limit=5)):
+        assert bytes(c.get(rec.address).raw) == bytes(rec.raw)
+    assert c.get(addresses.encode(7, 64)) is None  # no such shard
+
+
+def test_top_values_exact_when_shards_disagree(open_cluster):
+    """Each shard's own top values differ from the cluster's: the merge asks
+    again (and, if need be, for everything) rather than answer wrong."""
+    c = open_cluster(2, route_by="g", piece_bytes=4 << 10)
+    c.register_psf("v", "v")
+    rng = random.Random(5)
+    objs = []
+    # shard-local heavy hitters: value "h<g>" is frequent only within group g
+    for g in range(12):
+        for _ in range(40 + 7 * g):
+            objs.append({"g": g, "v": f"h{g}"})
+        for _ in range(60):
+            objs.append({"g": g, "v": f"c{rng.randrange(25)}"})
+    rng.shuffle(objs)
+    c.ingest(ndjson(objs))
+    log = Log(ndjson(objs).splitlines())
+    counts = top_counts(log, "v")
+    want = sorted(counts.values(), reverse=True)
+    for k in (1, 3, 5, 10, 20):
+        got = c.group_count("v", limit=k)
+        assert [n for _, n in got] == want[:k], k
+        assert all(counts[v] == n for v, n in got)
+
+
+def test_route_by_keeps_a_value_on_one_shard(open_cluster):
+    c = open_cluster(3, route_by="repo.name", piece_bytes=8 << 10)
+    c.register_psf("repo", "repo.name")
+    objs = make_records(3000, 3)
+    c.ingest(ndjson(objs))
+    log = Log(ndjson(objs).splitlines())
+    shards_used = set()
+    for repo in {o["repo"]["name"] for o in objs}:
+        got = list(c.query("repo", repo))
+        shards = {addresses.decode(r.address)[0] for r in got}
+        assert len(shards) == 1, (repo, shards)
+        shards_used |= shards
+        # within one shard, cluster order is the shard's: input order
+        assert raws(got) == oracle_answer(log, log.matching("repo.name", repo))
+    assert len(shards_used) == 3
+
+
+def test_keyed_cluster_keeps_one_live_version(open_cluster):
+    c = open_cluster(3, key="id", piece_bytes=8 << 10)
+    c.register_psf("type", "type")
+    first = make_records(1500, 4)
+    c.ingest(ndjson(first))
+    rng = random.Random(9)
+    updates = []
+    for _ in range(800):
+        o = dict(first[rng.randrange(1500)])
+        o["type"] = rng.choice(TYPES)
+        o["n"] = rng.randrange(1000)
+        updates.append(o)
+    c.ingest(ndjson(updates))
+    live = {o["id"]: o for o in first + updates}
+    deleted = sorted(rng.sample(sorted(live), 50))
+    for k in deleted:
+        assert c.delete_key(k) is True
+        del live[k]
+    assert c.delete_key(10 ** 9) is False
+    for k in list(live)[:100] + deleted[:10]:
+        got = c.get_key(k)
+        if k in live:
+            assert orjson.loads(got.raw) == live[k]
+        else:
+            assert got is None
+    for t in TYPES:
+        want = sum(1 for o in live.values() if o["type"] == t)
+        assert c.count("type", t) == want
+        assert sorted(r.json()["id"] for r in c.query("type", t)) == sorted(
+            k for k, o in live.items() if o["type"] == t)
+    with pytest.raises(shoal.InvalidArgument):
+        c.get_key([1])
+
+
+def test_array_gzip_and_bad_records_report_input_numbering(open_cluster):
+    c = open_cluster(2, piece_bytes=4 << 10)
+    c.register_psf("type", "type")
+    objs = make_records(400, 6)
+    pretty = json.dumps(objs[:200], indent=2).encode()  # elements hold line breaks
+    r = c.ingest(pretty)
+    assert (r.ingested, r.rejected) == (200, 0)
+    lines = [orjson.dumps(o) for o in objs[200:]]
+    lines[50] = b'{"type": "push", "bad": }'
+    lines[120] = b"[1, 2"
+    r = c.ingest(gzip.compress(b"\n".join(lines) + b"\n"))
+    assert (r.ingested, r.rejected) == (198, 2)
+    assert [e.line for e in r.errors] == [51, 121]
+    kept = objs[:200] + [o for i, o in enumerate(objs[200:]) if i not in (50, 120)]
+    log = Log(ndjson(kept).splitlines())
+    assert sorted((orjson.loads(x) for x in raws(c.scan("`true`"))), key=lambda o: o["id"]) == kept
+    for t in TYPES:
+        assert c.count("type", t) == len(log.matching("type", t))
+
+
+def test_reopen_keeps_records_and_catches_up_registrations(open_cluster, tmp_path):
+    path = tmp_path / "cl"
+    c = open_cluster(2, path=path, piece_bytes=8 << 10)
+    c.register_psf("type", "type")
+    objs = make_records(2000, 7)
+    c.ingest(ndjson(objs), durable=True)
+    c.close()
+    # A front that saved a registration and died before any shard had it:
+    m = json.loads((path / "cluster.json").read_text())
+    m["psfs"].append({"op": "register", "name": "repo", "definition": "repo.name", "bucket": None, "time": False})
+    (path / "cluster.json").write_text(json.dumps(m))
+    c = open_cluster(None, path=path)
+    assert c.map.shards == 2
+    log = Log(ndjson(objs).splitlines())
+    assert c.count("type", "push") == len(log.matching("type", "push"))
+    assert {p.name for p in c.psfs(include_inactive=False)} == {"type", "repo"}
+    more = make_records(500, 8, start=2000)
+    c.ingest(ndjson(more))
+    log.extend(ndjson(more).splitlines())
+    assert c.count("repo", "r1") == len(log.matching("repo.name", "r1"))
+    with pytest.raises(shoal.InvalidArgument):
+        open_cluster(3, path=path)
+
+
+def test_psf_registration_errors(open_cluster):
+    c = open_cluster(2)
+    c.register_psf("type", "type")
+    assert c.register_psf("type", "type", exist_ok=True).name == "type"
+    with pytest.raises(shoal.PSFExists):
+        c.register_psf("type", "repo.name")
+    c.register_psf("type", "repo.name", replace=True)
+    assert c.psf("type").definition == "repo.name"
+    c.deregister_psf("type")
+    with pytest.raises(shoal.PSFNotFound):
+        c.deregister_psf("type")
+    with pytest.raises(shoal.InvalidArgument):
+        c.register_psf("f", lambda r: r)
+    with pytest.raises(shoal.InvalidArgument):
+        c.ingest(b"{}\n", on_error="reject")
+
+
+def test_a_dead_shard_fails_reads_unless_partial(open_cluster, ray_cluster):
+    import ray
+    c = open_cluster(2, piece_bytes=8 << 10)
+    c.register_psf("type", "type")
+    objs = make_records(2000, 10)
+    c.ingest(ndjson(objs))
+    on = {i: s["records"] for i, s in enumerate(c.status()["shards"])}
+    assert all(on.values())
+    ray.kill(c._actors[1], no_restart=True)
+    with pytest.raises(shoal.ShardUnavailable):
+        c.count("type", "push")
+    with pytest.raises(shoal.ShardUnavailable):
+        list(c.query("type", "push"))
+    got = list(c.query("type", "push", allow_partial=True))
+    assert c.last_shards["failed"] == 1 and c.last_shards["successful"] == 1
+    assert {addresses.decode(r.address)[0] for r in got} == {0}
+    assert c.count("type", "push", allow_partial=True) == len(got)
+    with pytest.raises(shoal.ShardUnavailable) as e:
+        c.ingest(ndjson(make_records(2000, 11)))
+    assert e.value.shards == [1] and e.value.result.ingested > 0
