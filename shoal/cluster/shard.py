@@ -84,7 +84,8 @@ class ShardServer:
 
     # ---- ingest ----
     def ingest(self, pieces: list[tuple[bytes, str, int]], durable: bool = False) -> list[tuple]:
-        """Ingest each (data, format, seq) piece in order; per piece
+        """Ingest each (data, format, seq) piece in order, then write them
+        out (durable: and fsync); per piece
         (ingested, rejected, input_bytes, stored_bytes, errors, first and
         last store address or 0) with errors as (line or element in the
         piece, reason, offset)."""
@@ -96,9 +97,12 @@ class ShardServer:
                 out.append((r.ingested, r.rejected, r.input_bytes, r.stored_bytes,
                             [(e.line, e.reason, e.offset) for e in r.errors], r.first_address or 0,
                             r.last_address or 0))
+            # Acknowledged means written: to the OS at least (so the records
+            # outlive this process: Ray restarts it and the store recovers
+            # them), fsynced too when durable (they outlive the machine).
             if durable:
                 self.marks.sync()
-                self.store.flush(durable=True)
+            self.store.flush(durable=durable)
         return out
 
     # ---- reads ----

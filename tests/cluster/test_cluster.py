@@ -259,3 +259,93 @@ def test_a_dead_shard_fails_reads_unless_partial(open_cluster, ray_cluster):
     with pytest.raises(shoal.ShardUnavailable) as e:
         c.ingest(ndjson(make_records(2000, 11)))
     assert e.value.shards == [1] and e.value.result.ingested > 0
+
+
+@pytest.mark.slow
+@pytest.mark.crash
+def test_a_shard_killed_mid_ingest_comes_back_with_every_acknowledged_record(open_cluster):
+    """SIGKILL of a shard's process while a writer ingests: Ray restarts it,
+    its store recovers, and every record of every acknowledged call is
+    answered exactly once; calls that failed stored each record at most once."""
+    import os
+    import signal
+    import threading
+    import time
+
+    c = open_cluster(2, piece_bytes=8 << 10)
+    c.register_psf("type", "type")
+    calls = [make_records(300, 100 + k, start=300 * k) for k in range(40)]
+    acked, failed = [], []
+    started = threading.Event()
+
+    def writer():
+        for k, objs in enumerate(calls):
+            if k == 5:
+                started.set()
+            try:
+                c.ingest(ndjson(objs), durable=k % 2 == 0)
+                acked.append(k)
+            except shoal.ShardUnavailable:
+                failed.append(k)
+                time.sleep(0.2)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    started.wait(60)
+    pid = c._get(1, c._call(1, "ping"))["pid"]
+    os.kill(pid, signal.SIGKILL)
+    t.join(180)
+    assert not t.is_alive()
+    assert len(acked) >= 20, (acked, failed)
+    assert c._get(1, c._call(1, "ping"))["pid"] != pid  # restarted
+    ids = [orjson.loads(r.raw)["id"] for r in c.scan("`true`")]
+    assert len(ids) == len(set(ids)), "a record stored twice"
+    stored = set(ids)
+    for k in acked:
+        assert {o["id"] for o in calls[k]} <= stored, f"call {k} was acknowledged, its records are not all there"
+    log = Log(ndjson([o for k in sorted(acked) for o in calls[k]]).splitlines())
+    got = {t_: c.count("type", t_) for t_ in TYPES}
+    for t_ in TYPES:
+        # counts cover the acknowledged records, and at most the failed calls' on top
+        assert got[t_] >= len(log.matching("type", t_))
+    assert sum(got.values()) == len(stored)
+
+
+FRONT = """
+import sys, time, ray, shoal.cluster
+ray.init(address=sys.argv[1], namespace="shoal", log_to_driver=False, configure_logging=False)
+c = shoal.cluster.open(sys.argv[2], 2, shard_cpus=0.25, piece_bytes=8192, **eval(sys.argv[3]))
+c.register_psf("type", "type")
+r = c.ingest(sys.stdin.buffer.read())
+print("acked", r.ingested, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.crash
+def test_a_killed_front_loses_nothing_acknowledged(open_cluster, tmp_path):
+    """The shards outlive their front: SIGKILL of the front's process after
+    an acknowledged ingest, and a new front on the same directory answers
+    every record."""
+    import subprocess
+    import sys
+
+    import ray
+
+    from conftest import SMALL
+    path = tmp_path / "cl"
+    objs = make_records(3000, 12)
+    proc = subprocess.Popen([sys.executable, "-c", FRONT, ray.get_runtime_context().gcs_address, str(path),
+                             repr(SMALL)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc.stdin.write(ndjson(objs))
+    proc.stdin.close()
+    line = proc.stdout.readline()
+    assert line.split() == [b"acked", b"3000"], line
+    proc.kill()
+    proc.wait(30)
+    c = open_cluster(None, path=path)
+    log = Log(ndjson(objs).splitlines())
+    for t in TYPES:
+        assert c.count("type", t) == len(log.matching("type", t))
+    assert raws(c.scan("`true`", order="oldest")) == log.raws
