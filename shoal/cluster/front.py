@@ -29,6 +29,7 @@ answers reads from the shards that answered and reports the rest in
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -235,7 +236,7 @@ class Cluster:
 
     # ---- ingest ----
     def ingest(self, data: Any, *, on_error: str = "skip", durable: bool = False, format: str = "auto",
-               max_input_bytes: int | None = None, **_ignored: Any) -> IngestResult:
+               max_input_bytes: int | None = None, addresses: bool = False, threads: int = 1) -> IngestResult:
         """Store the records of `data` (as Store.ingest: bytes, a path, a
         binary file or an iterable of chunks; NDJSON, an array, gzip),
         routed to shards (routing.py). Returns once every shard that got a
@@ -243,14 +244,31 @@ class Cluster:
         not served by a cluster (a shard cannot take back what it stored
         while another refuses)."""
         self._check_open()
+        if addresses:
+            raise InvalidArgument("a cluster ingest gives no per-record addresses (addresses=True); query "
+                                  "for the records instead")
+        # threads: each shard prepares its pieces on its own (one process per shard)
         if on_error != "skip":
             raise InvalidArgument("a cluster ingests with on_error='skip' only (on_error='reject' would need "
                                   "every shard to agree before any stores)")
         return run(self, data, durable=durable, fmt=InputFormat.parse(format), max_input_bytes=max_input_bytes)
 
     # ---- reads ----
+    def _position(self, address: int | None) -> tuple[int, int, int] | None:
+        """A cluster address as a position in cluster order (seq, shard,
+        store address), for from_address / to_address."""
+        if address is None:
+            return None
+        if not isinstance(address, int) or isinstance(address, bool) or address < 0:
+            raise InvalidArgument(f"an address is a non-negative integer, not {address!r}")
+        shard, local = addresses.decode(address)
+        if shard >= len(self._actors):
+            raise InvalidArgument(f"address {address} names shard {shard}; this cluster has {len(self._actors)}")
+        return self._get(shard, self._call(shard, "seq_at", local)), shard, local
+
     def _batches(self, kind: str, spec: Any, limit: int | None, order: str, options: dict,
-                 allow_partial: bool | None) -> Iterator[RecordBatch]:
+                 allow_partial: bool | None, from_address: int | None = None,
+                 to_address: int | None = None) -> Iterator[RecordBatch]:
         self._check_open()
         if order not in ("newest", "oldest"):
             raise InvalidArgument(f"order must be 'newest' or 'oldest', not {order!r}")
@@ -263,9 +281,11 @@ class Cluster:
         n = len(self._actors)
         self.last_shards = {"total": n, "successful": n, "failed": 0, "failed_shards": failed}
 
+        lo_pos, hi_pos = self._position(from_address), self._position(to_address)
+
         def fetch(shard: int, after: int | None, k: int):
             lo, hi = (None, after) if order == "newest" else (None if after is None else after + 1, None)
-            return self._call(shard, "page", kind, spec, k, order, lo, hi, options)
+            return self._call(shard, "page", kind, spec, k, order, lo, hi, options, lo_pos, hi_pos)
 
         def resolve(shard: int, ref):
             try:
@@ -289,14 +309,23 @@ class Cluster:
                 "since": since, "until": until}
 
     def query_batches(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all", limit: int | None = None,
-                      order: str = "newest", include_superseded: bool = False, fields: Sequence[str] | None = None,
-                      since: Any = None, until: Any = None, allow_partial: bool | None = None,
-                      **_: Any) -> Iterator[RecordBatch]:
+                      order: str = "newest", from_address: int | None = None, to_address: int | None = None,
+                      include_superseded: bool = False, cancel: threading.Event | None = None,
+                      fields: Sequence[str] | None = None, since: Any = None, until: Any = None,
+                      allow_partial: bool | None = None) -> Iterator[RecordBatch]:
+        """The records of query_all (mode "all") or query_any ("any") from
+        every shard, merged in cluster order (addresses.py) as RecordBatches
+        whose addresses are cluster addresses. from_address (inclusive) and
+        to_address (exclusive) are positions in cluster order given by a
+        record's cluster address: to_address=last.address continues a
+        newest-first answer after its last record, from_address=last.address
+        + 1 an oldest-first one, as on a store."""
         if mode not in ("all", "any"):
             raise InvalidArgument(f"mode must be 'all' or 'any', not {mode!r}")
         conditions = [tuple(c) for c in conditions]
-        return self._batches(mode, conditions, limit, order, self._options(include_superseded, fields, since, until),
-                             allow_partial)
+        return _until(cancel, self._batches(mode, conditions, limit, order,
+                                            self._options(include_superseded, fields, since, until),
+                                            allow_partial, from_address, to_address))
 
     def query(self, psf: str, value: Any = True, **kw: Any) -> Iterator[Record]:
         """Records whose PSF `psf` has `value`, from every shard, in cluster
@@ -310,20 +339,27 @@ class Cluster:
         return self._records(self.query_batches(conditions, mode="any", **kw))
 
     def scan_batches(self, expression: str, *, limit: int | None = None, order: str = "newest",
-                     include_superseded: bool = False, fields: Sequence[str] | None = None, since: Any = None,
-                     until: Any = None, allow_partial: bool | None = None, **_: Any) -> Iterator[RecordBatch]:
-        return self._batches("scan", expression, limit, order,
-                             self._options(include_superseded, fields, since, until), allow_partial)
+                     from_address: int | None = None, to_address: int | None = None,
+                     include_superseded: bool = False, cancel: threading.Event | None = None,
+                     fields: Sequence[str] | None = None, since: Any = None, until: Any = None,
+                     allow_partial: bool | None = None) -> Iterator[RecordBatch]:
+        """scan on every shard, merged as query_batches is."""
+        return _until(cancel, self._batches("scan", expression, limit, order,
+                                            self._options(include_superseded, fields, since, until),
+                                            allow_partial, from_address, to_address))
 
     def scan(self, expression: str, **kw: Any) -> Iterator[Record]:
         return self._records(self.scan_batches(expression, **kw))
 
     def query_range_batches(self, psf: str, lo: Any, hi: Any, *, limit: int | None = None, order: str = "newest",
+                            from_address: int | None = None, to_address: int | None = None,
                             include_superseded: bool = False, fields: Sequence[str] | None = None,
-                            allow_partial: bool | None = None, **_: Any) -> Iterator[RecordBatch]:
-        return self._batches("range", (psf, lo, hi), limit, order,
-                             {"include_superseded": include_superseded, "fields": list(fields) if fields else None},
-                             allow_partial)
+                            cancel: threading.Event | None = None,
+                            allow_partial: bool | None = None) -> Iterator[RecordBatch]:
+        return _until(cancel, self._batches("range", (psf, lo, hi), limit, order,
+                                            {"include_superseded": include_superseded,
+                                             "fields": list(fields) if fields else None},
+                                            allow_partial, from_address, to_address))
 
     def query_range(self, psf: str, lo: Any, hi: Any, **kw: Any) -> Iterator[Record]:
         return self._records(self.query_range_batches(psf, lo, hi, **kw))
@@ -338,35 +374,49 @@ class Cluster:
         return None if got is None else Record(addresses.encode(shard, got[0]), got[1])
 
     # ---- counts ----
-    def _sum(self, kind: str, spec: Any, options: dict, allow_partial: bool | None) -> int:
+    # from_address / to_address (a window of log addresses on a store) have
+    # no meaning across shards' logs: a cluster counts over windows of time
+    # (since / until) instead. `cancel` is taken for the HTTP API's sake:
+    # a count is a call per shard, not stopped midway.
+    def _sum(self, kind: str, spec: Any, options: dict, allow_partial: bool | None,
+             from_address: int | None, to_address: int | None) -> int:
+        _no_address_window(from_address, to_address)
         return sum(c for c in self._all("count", kind, spec, options, partial=self._partial(allow_partial))
                    if c is not None)
 
-    def count(self, psf: str, value: Any = True, *, include_superseded: bool = False, since: Any = None,
-              until: Any = None, allow_partial: bool | None = None, **_: Any) -> int:
+    def count(self, psf: str, value: Any = True, *, from_address: int | None = None, to_address: int | None = None,
+              include_superseded: bool = False, cancel: Any = None, since: Any = None, until: Any = None,
+              allow_partial: bool | None = None) -> int:
         """How many records `query(psf, value)` gives: the shards' counts summed."""
-        return self.count_all([(psf, value)], include_superseded=include_superseded, since=since, until=until,
+        return self.count_all([(psf, value)], from_address=from_address, to_address=to_address,
+                              include_superseded=include_superseded, since=since, until=until,
                               allow_partial=allow_partial)
 
-    def count_all(self, conditions: Iterable[tuple[str, Any]], *, include_superseded: bool = False,
-                  since: Any = None, until: Any = None, allow_partial: bool | None = None, **_: Any) -> int:
+    def count_all(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
+                  to_address: int | None = None, include_superseded: bool = False, cancel: Any = None,
+                  since: Any = None, until: Any = None, allow_partial: bool | None = None) -> int:
         opts = {"include_superseded": include_superseded, "since": since, "until": until}
-        return self._sum("all", [tuple(c) for c in conditions], opts, allow_partial)
+        return self._sum("all", [tuple(c) for c in conditions], opts, allow_partial, from_address, to_address)
 
-    def count_any(self, conditions: Iterable[tuple[str, Any]], *, include_superseded: bool = False,
-                  since: Any = None, until: Any = None, allow_partial: bool | None = None, **_: Any) -> int:
+    def count_any(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
+                  to_address: int | None = None, include_superseded: bool = False, cancel: Any = None,
+                  since: Any = None, until: Any = None, allow_partial: bool | None = None) -> int:
         opts = {"include_superseded": include_superseded, "since": since, "until": until}
-        return self._sum("any", [tuple(c) for c in conditions], opts, allow_partial)
+        return self._sum("any", [tuple(c) for c in conditions], opts, allow_partial, from_address, to_address)
 
-    def count_range(self, psf: str, lo: Any, hi: Any, *, include_superseded: bool = False,
-                    allow_partial: bool | None = None, **_: Any) -> int:
-        return self._sum("range", (psf, lo, hi), {"include_superseded": include_superseded}, allow_partial)
+    def count_range(self, psf: str, lo: Any, hi: Any, *, from_address: int | None = None,
+                    to_address: int | None = None, include_superseded: bool = False, cancel: Any = None,
+                    allow_partial: bool | None = None) -> int:
+        return self._sum("range", (psf, lo, hi), {"include_superseded": include_superseded}, allow_partial,
+                         from_address, to_address)
 
-    def group_count(self, psf: str, *, limit: int | None = None, include_superseded: bool = False,
-                    since: Any = None, until: Any = None, allow_partial: bool | None = None,
-                    **_: Any) -> list[tuple[Any, int]]:
+    def group_count(self, psf: str, *, limit: int | None = None, from_address: int | None = None,
+                    to_address: int | None = None, include_superseded: bool = False, cancel: Any = None,
+                    since: Any = None, until: Any = None,
+                    allow_partial: bool | None = None) -> list[tuple[Any, int]]:
         """Values of a PSF and their record counts over every shard, largest
         first (ties by canonical bytes), exact (merge.top_values)."""
+        _no_address_window(from_address, to_address)
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
             raise InvalidArgument(f"limit must be a non-negative integer, not {limit!r}")
         opts = {"include_superseded": include_superseded, "since": since, "until": until}
@@ -457,6 +507,19 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _no_address_window(from_address: int | None, to_address: int | None) -> None:
+    if from_address is not None or to_address is not None:
+        raise InvalidArgument("a cluster counts over windows of time (since/until), not of addresses "
+                              "(from_address/to_address): each shard has its own log")
+
+
+def _until(cancel: threading.Event | None, batches: Iterator[RecordBatch]) -> Iterator[RecordBatch]:
+    """The batches until `cancel` is set (the answer then ends early)."""
+    if cancel is None:
+        return batches
+    return itertools.takewhile(lambda _: not cancel.is_set(), batches)
 
 
 class _ShardActor(ShardServer):

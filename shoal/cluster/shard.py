@@ -14,6 +14,7 @@ mark and its records are appended with no other piece between them.
 """
 from __future__ import annotations
 
+import bisect
 import threading
 from array import array
 from pathlib import Path
@@ -106,13 +107,43 @@ class ShardServer:
         return out
 
     # ---- reads ----
+    def seq_at(self, address: int) -> int:
+        """The seq of the record at `address` (a cluster cursor's)."""
+        return int(self.marks.seq_of(array("Q", [address]))[0])
+
+    def _bound(self, pos: tuple[int, int, int]) -> int | None:
+        """The first store address of this shard whose records come at or
+        after cluster position pos = (seq, shard, store address) in cluster
+        order (None: none do). Records are ordered by (seq, shard, address)
+        and a shard's seqs grow with its addresses, so what comes before pos
+        is a prefix of this shard's log."""
+        seq, shard, address = pos
+        if shard == self.shard:
+            return address
+        seqs = self.marks.seqs
+        # a shard numbered below pos's: its records of seq == pos's come before pos
+        k = bisect.bisect_right(seqs, seq) if self.shard < shard else bisect.bisect_left(seqs, seq)
+        return self.marks.addresses[k] if k < len(seqs) else None
+
     def page(self, kind: str, spec: Any, limit: int, order: str, from_address: int | None,
-             to_address: int | None, options: dict) -> tuple[bytes, array, array, array, array]:
+             to_address: int | None, options: dict, lo: tuple | None = None,
+             hi: tuple | None = None) -> tuple[bytes, array, array, array, array]:
         """Up to `limit` records of a query (kind "all"/"any": spec is the
         conditions; "scan": an expression; "range": (psf, lo, hi)) in
-        `order` within [from_address, to_address): one buffer of records
-        each followed by b"\\n", their addresses, offsets, lengths and seqs."""
+        `order` within [from_address, to_address) of this store, and from
+        cluster position `lo` (inclusive) to `hi` (exclusive) when given:
+        one buffer of records each followed by b"\\n", their addresses,
+        offsets, lengths and seqs."""
         s = self.store
+        if lo is not None:
+            b = self._bound(lo)
+            if b is None:
+                return b"", array("Q"), array("Q"), array("I"), array("Q")
+            from_address = b if from_address is None else max(from_address, b)
+        if hi is not None:
+            b = self._bound(hi)
+            if b is not None:
+                to_address = b if to_address is None else min(to_address, b)
         common = dict(limit=limit, order=order, from_address=from_address, to_address=to_address,
                       include_superseded=options.get("include_superseded", False), fields=options.get("fields"))
         if kind in ("all", "any"):

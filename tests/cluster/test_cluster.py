@@ -349,3 +349,30 @@ def test_a_killed_front_loses_nothing_acknowledged(open_cluster, tmp_path):
     for t in TYPES:
         assert c.count("type", t) == len(log.matching("type", t))
     assert raws(c.scan("`true`", order="oldest")) == log.raws
+
+
+@pytest.mark.parametrize("route_by", [None, "repo.name"])
+def test_pages_by_cluster_address_never_repeat_or_skip(open_cluster, route_by):
+    c = open_cluster(3, route_by=route_by, piece_bytes=4 << 10)
+    c.register_psf("type", "type")
+    for k in range(3):
+        c.ingest(ndjson(make_records(700, 20 + k, start=700 * k)))
+    for order in ("newest", "oldest"):
+        whole = list(c.query("type", "push", order=order))
+        assert len(whole) > 300
+        pages, cursor = [], None
+        while True:
+            kw = {} if cursor is None else ({"to_address": cursor} if order == "newest" else {"from_address": cursor})
+            page = list(c.query("type", "push", order=order, limit=37, **kw))
+            pages.extend(page)
+            if len(page) < 37:
+                break
+            cursor = page[-1].address if order == "newest" else page[-1].address + 1
+        assert raws(pages) == raws(whole)
+        assert [r.address for r in pages] == [r.address for r in whole]
+    scan = list(c.scan("`true`", order="oldest", limit=50))
+    rest = list(c.scan("`true`", order="oldest", from_address=scan[-1].address + 1))
+    assert len(scan) + len(rest) == 2100
+    assert len({r.address for r in scan + rest}) == 2100
+    with pytest.raises(shoal.InvalidArgument):
+        c.count("type", "push", from_address=scan[0].address)
