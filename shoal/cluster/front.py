@@ -29,10 +29,8 @@ answers reads from the shards that answered and reports the rest in
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +43,17 @@ from ..errors import (
     ShoalError,
 )
 from ..ingest.framing import InputFormat
-from ..results import IngestResult, Record, RecordBatch
-from . import addresses, merge, shardmap
+from ..results import IngestResult, Record
+from . import addresses, shardmap, status
+from .counts import ClusterCounts
 from .ingest import run
+from .reads import ClusterReads
 from .routing import PIECE_BYTES, Router
 from .routing import Sequence as Seq
 from .shard import ShardServer
 from .shardmap import ShardMap
 
 NAMESPACE = "shoal"
-PAGE_RECORDS = 4096       # records per page a shard sends a merge
 READ_RETRIES = 3          # a read in flight when its shard died is retried this often
 
 
@@ -72,7 +71,7 @@ def open(path: str | os.PathLike, shards: int | None = None, **kwargs: Any) -> "
     return Cluster(path, shards, **kwargs)
 
 
-class Cluster:
+class Cluster(ClusterReads, ClusterCounts):
     def __init__(self, path: str | os.PathLike, shards: int | None = None, *,
                  virtual_shards: int = shardmap.DEFAULT_VIRTUAL_SHARDS, key: str | None = None,
                  route_by: str | None = None, address: str | None = None, shard_cpus: float = 1.0,
@@ -253,193 +252,6 @@ class Cluster:
                                   "every shard to agree before any stores)")
         return run(self, data, durable=durable, fmt=InputFormat.parse(format), max_input_bytes=max_input_bytes)
 
-    # ---- reads ----
-    def _position(self, address: int | None) -> tuple[int, int, int] | None:
-        """A cluster address as a position in cluster order (seq, shard,
-        store address), for from_address / to_address."""
-        if address is None:
-            return None
-        if not isinstance(address, int) or isinstance(address, bool) or address < 0:
-            raise InvalidArgument(f"an address is a non-negative integer, not {address!r}")
-        shard, local = addresses.decode(address)
-        if shard >= len(self._actors):
-            raise InvalidArgument(f"address {address} names shard {shard}; this cluster has {len(self._actors)}")
-        return self._get(shard, self._call(shard, "seq_at", local)), shard, local
-
-    def _batches(self, kind: str, spec: Any, limit: int | None, order: str, options: dict,
-                 allow_partial: bool | None, from_address: int | None = None,
-                 to_address: int | None = None) -> Iterator[RecordBatch]:
-        self._check_open()
-        if order not in ("newest", "oldest"):
-            raise InvalidArgument(f"order must be 'newest' or 'oldest', not {order!r}")
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-            raise InvalidArgument(f"limit must be a non-negative integer, not {limit!r}")
-        if limit == 0:
-            return iter(())
-        partial = self._partial(allow_partial)
-        failed: list[int] = []
-        n = len(self._actors)
-        self.last_shards = {"total": n, "successful": n, "failed": 0, "failed_shards": failed}
-
-        lo_pos, hi_pos = self._position(from_address), self._position(to_address)
-
-        def fetch(shard: int, after: int | None, k: int):
-            lo, hi = (None, after) if order == "newest" else (None if after is None else after + 1, None)
-            return self._call(shard, "page", kind, spec, k, order, lo, hi, options, lo_pos, hi_pos)
-
-        def resolve(shard: int, ref):
-            try:
-                return self._get(shard, ref)
-            except ShardUnavailable:
-                if not partial:
-                    raise
-                failed.append(shard)
-                self.last_shards.update(successful=n - len(failed), failed=len(failed))
-                return None
-
-        return merge.merge_pages(list(range(n)), fetch, resolve, order, limit, PAGE_RECORDS)
-
-    def _records(self, batches: Iterator[RecordBatch]) -> Iterator[Record]:
-        for b in batches:
-            yield from b
-
-    @staticmethod
-    def _options(include_superseded: bool, fields, since, until) -> dict:
-        return {"include_superseded": include_superseded, "fields": list(fields) if fields else None,
-                "since": since, "until": until}
-
-    def query_batches(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all", limit: int | None = None,
-                      order: str = "newest", from_address: int | None = None, to_address: int | None = None,
-                      include_superseded: bool = False, cancel: threading.Event | None = None,
-                      fields: Sequence[str] | None = None, since: Any = None, until: Any = None,
-                      allow_partial: bool | None = None) -> Iterator[RecordBatch]:
-        """The records of query_all (mode "all") or query_any ("any") from
-        every shard, merged in cluster order (addresses.py) as RecordBatches
-        whose addresses are cluster addresses. from_address (inclusive) and
-        to_address (exclusive) are positions in cluster order given by a
-        record's cluster address: to_address=last.address continues a
-        newest-first answer after its last record, from_address=last.address
-        + 1 an oldest-first one, as on a store."""
-        if mode not in ("all", "any"):
-            raise InvalidArgument(f"mode must be 'all' or 'any', not {mode!r}")
-        conditions = [tuple(c) for c in conditions]
-        return _until(cancel, self._batches(mode, conditions, limit, order,
-                                            self._options(include_superseded, fields, since, until),
-                                            allow_partial, from_address, to_address))
-
-    def query(self, psf: str, value: Any = True, **kw: Any) -> Iterator[Record]:
-        """Records whose PSF `psf` has `value`, from every shard, in cluster
-        order (addresses.py), newest first by default, `limit` at most."""
-        return self._records(self.query_batches([(psf, value)], **kw))
-
-    def query_all(self, conditions: Iterable[tuple[str, Any]], **kw: Any) -> Iterator[Record]:
-        return self._records(self.query_batches(conditions, mode="all", **kw))
-
-    def query_any(self, conditions: Iterable[tuple[str, Any]], **kw: Any) -> Iterator[Record]:
-        return self._records(self.query_batches(conditions, mode="any", **kw))
-
-    def scan_batches(self, expression: str, *, limit: int | None = None, order: str = "newest",
-                     from_address: int | None = None, to_address: int | None = None,
-                     include_superseded: bool = False, cancel: threading.Event | None = None,
-                     fields: Sequence[str] | None = None, since: Any = None, until: Any = None,
-                     allow_partial: bool | None = None) -> Iterator[RecordBatch]:
-        """scan on every shard, merged as query_batches is."""
-        return _until(cancel, self._batches("scan", expression, limit, order,
-                                            self._options(include_superseded, fields, since, until),
-                                            allow_partial, from_address, to_address))
-
-    def scan(self, expression: str, **kw: Any) -> Iterator[Record]:
-        return self._records(self.scan_batches(expression, **kw))
-
-    def query_range_batches(self, psf: str, lo: Any, hi: Any, *, limit: int | None = None, order: str = "newest",
-                            from_address: int | None = None, to_address: int | None = None,
-                            include_superseded: bool = False, fields: Sequence[str] | None = None,
-                            cancel: threading.Event | None = None,
-                            allow_partial: bool | None = None) -> Iterator[RecordBatch]:
-        return _until(cancel, self._batches("range", (psf, lo, hi), limit, order,
-                                            {"include_superseded": include_superseded,
-                                             "fields": list(fields) if fields else None},
-                                            allow_partial, from_address, to_address))
-
-    def query_range(self, psf: str, lo: Any, hi: Any, **kw: Any) -> Iterator[Record]:
-        return self._records(self.query_range_batches(psf, lo, hi, **kw))
-
-    def get(self, address: int) -> Record | None:
-        """The record at a cluster address (Record.address of an answer)."""
-        self._check_open()
-        shard, local = addresses.decode(address)
-        if not 0 <= shard < len(self._actors):
-            return None
-        got = self._get(shard, self._call(shard, "get", local))
-        return None if got is None else Record(addresses.encode(shard, got[0]), got[1])
-
-    # ---- counts ----
-    # from_address / to_address (a window of log addresses on a store) have
-    # no meaning across shards' logs: a cluster counts over windows of time
-    # (since / until) instead. `cancel` is taken for the HTTP API's sake:
-    # a count is a call per shard, not stopped midway.
-    def _sum(self, kind: str, spec: Any, options: dict, allow_partial: bool | None,
-             from_address: int | None, to_address: int | None) -> int:
-        _no_address_window(from_address, to_address)
-        return sum(c for c in self._all("count", kind, spec, options, partial=self._partial(allow_partial))
-                   if c is not None)
-
-    def count(self, psf: str, value: Any = True, *, from_address: int | None = None, to_address: int | None = None,
-              include_superseded: bool = False, cancel: Any = None, since: Any = None, until: Any = None,
-              allow_partial: bool | None = None) -> int:
-        """How many records `query(psf, value)` gives: the shards' counts summed."""
-        return self.count_all([(psf, value)], from_address=from_address, to_address=to_address,
-                              include_superseded=include_superseded, since=since, until=until,
-                              allow_partial=allow_partial)
-
-    def count_all(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
-                  to_address: int | None = None, include_superseded: bool = False, cancel: Any = None,
-                  since: Any = None, until: Any = None, allow_partial: bool | None = None) -> int:
-        opts = {"include_superseded": include_superseded, "since": since, "until": until}
-        return self._sum("all", [tuple(c) for c in conditions], opts, allow_partial, from_address, to_address)
-
-    def count_any(self, conditions: Iterable[tuple[str, Any]], *, from_address: int | None = None,
-                  to_address: int | None = None, include_superseded: bool = False, cancel: Any = None,
-                  since: Any = None, until: Any = None, allow_partial: bool | None = None) -> int:
-        opts = {"include_superseded": include_superseded, "since": since, "until": until}
-        return self._sum("any", [tuple(c) for c in conditions], opts, allow_partial, from_address, to_address)
-
-    def count_range(self, psf: str, lo: Any, hi: Any, *, from_address: int | None = None,
-                    to_address: int | None = None, include_superseded: bool = False, cancel: Any = None,
-                    allow_partial: bool | None = None) -> int:
-        return self._sum("range", (psf, lo, hi), {"include_superseded": include_superseded}, allow_partial,
-                         from_address, to_address)
-
-    def group_count(self, psf: str, *, limit: int | None = None, from_address: int | None = None,
-                    to_address: int | None = None, include_superseded: bool = False, cancel: Any = None,
-                    since: Any = None, until: Any = None,
-                    allow_partial: bool | None = None) -> list[tuple[Any, int]]:
-        """Values of a PSF and their record counts over every shard, largest
-        first (ties by canonical bytes), exact (merge.top_values)."""
-        _no_address_window(from_address, to_address)
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-            raise InvalidArgument(f"limit must be a non-negative integer, not {limit!r}")
-        opts = {"include_superseded": include_superseded, "since": since, "until": until}
-        partial = self._partial(allow_partial)
-
-        def lists_of(size: int | None) -> list:
-            return [x or [] for x in self._all("group_count", psf, size, opts, partial=partial)]
-
-        if limit == 0:
-            return []
-        bucketed = self.psf(psf).bucket is not None if limit is not None else False
-        if limit is None or bucketed:
-            totals: dict = {}
-            for pairs in lists_of(None):
-                merge.add_counts(totals, pairs)
-            return merge.sort_counts(totals)[:limit]
-
-        def counts_of(missing: dict[int, list]) -> dict[int, list[int]]:
-            refs = {s: self._call(s, "counts_of", psf, vs, opts) for s, vs in missing.items()}
-            return {s: self._get(s, ref) for s, ref in refs.items()}
-
-        return merge.top_values(len(self._actors), limit, max(2 * limit, limit + 10), lists_of, counts_of)
-
     # ---- keyed clusters ----
     def _key_shard(self, key: Any) -> int:
         if self.key is None:
@@ -462,8 +274,31 @@ class Cluster:
     def flush(self, durable: bool = True) -> None:
         self._all("flush", durable)
 
-    def checkpoint(self) -> list:
-        return self._all("checkpoint")
+    def checkpoint(self):
+        """A checkpoint on every shard (each its own: status.checkpoint)."""
+        return status.checkpoint(self._all("checkpoint"), len(self._actors))
+
+    def checkpoints(self) -> list[int]:
+        """Checkpoint ids every shard has."""
+        lists = self._all("checkpoints")
+        return sorted(set.intersection(*(set(x) for x in lists))) if lists else []
+
+    def compact(self, until_address: int | None = None, *, retain_bytes: int | None = None):
+        raise InvalidArgument("compaction runs per shard: not served through a cluster yet")
+
+    def follow_rounds(self, *args: Any, **kw: Any):
+        raise InvalidArgument("following the tail (GET /tail) is not served by a cluster yet")
+
+    follow = follow_rounds
+
+    @property
+    def begin_address(self) -> int:
+        return 0
+
+    @property
+    def tail_address(self) -> int:
+        """The end of the cluster's address space (addresses.py)."""
+        return addresses.encode(len(self._actors), 0)
 
     def status(self) -> dict:
         """Every shard's health, node, records and disk."""
@@ -474,8 +309,10 @@ class Cluster:
                 "route_by": self.map.route_by, "records": sum(s.get("records", 0) for s in out)}
 
     def stats(self) -> dict:
-        per = self._all("stats")
-        return {"records": sum(s["records"] for s in per), "shards": per}
+        """Store.stats()'s fields summed over the shards (status.py)."""
+        return status.stats(self._all("stats"), len(self._actors),
+                            {"shards": len(self._actors), "virtual_shards": self.map.virtual_shards,
+                             "key": self.key, "route_by": self.map.route_by, "path": str(self.path)})
 
     @property
     def closed(self) -> bool:
@@ -507,19 +344,6 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _no_address_window(from_address: int | None, to_address: int | None) -> None:
-    if from_address is not None or to_address is not None:
-        raise InvalidArgument("a cluster counts over windows of time (since/until), not of addresses "
-                              "(from_address/to_address): each shard has its own log")
-
-
-def _until(cancel: threading.Event | None, batches: Iterator[RecordBatch]) -> Iterator[RecordBatch]:
-    """The batches until `cancel` is set (the answer then ends early)."""
-    if cancel is None:
-        return batches
-    return itertools.takewhile(lambda _: not cancel.is_set(), batches)
 
 
 class _ShardActor(ShardServer):

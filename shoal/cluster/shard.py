@@ -206,6 +206,9 @@ class ShardServer:
         self.marks.sync()
         return self.store.checkpoint()
 
+    def checkpoints(self) -> list[int]:
+        return self.store.checkpoints()
+
     def close(self) -> None:
         if not self.store.closed:
             self.marks.sync()
