@@ -25,17 +25,18 @@ def free_port() -> int:
 class ServerProcess:
     """Starts `python -m <module> serve-args... --port P` and waits for /healthz.
     module "shoal.api.server" takes server flags directly; "shoal.cli" gets
-    the `serve` subcommand first."""
+    the `command` first (`serve`, or `cluster serve`)."""
 
     def __init__(self, data_dir: Path, *args: str, module: str = "shoal.api.server", env: dict | None = None,
-                 scheme: str = "http", verify: Any = True):
+                 scheme: str = "http", verify: Any = True, command: Sequence[str] = ("serve",),
+                 start_timeout_s: float = 30):
         self.port = free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
-        sub = ["serve"] if module == "shoal.cli" else []
+        sub = list(command) if module == "shoal.cli" else []
         argv: Sequence[str] = [sys.executable, "-m", module, *sub, "--data", str(data_dir),
                                "--port", str(self.port), "--log-level", "warning", "--no-access-log", *args]
         self.proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + start_timeout_s
         while True:
             assert self.proc.poll() is None, self.proc.stdout.read().decode()
             try:

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import StoreConfig, parse_size
@@ -37,7 +37,8 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
           send_timeout_s: float | None = None, max_connections: int | None = None,
           token: str | Sequence[str] | None = None, read_token: str | Sequence[str] | None = None,
           ssl_certfile: str | os.PathLike | None = None, ssl_keyfile: str | os.PathLike | None = None,
-          es_index_field: str | None = "_index", **store_settings: Any) -> None:
+          es_index_field: str | None = "_index", opener: Callable[[str | os.PathLike, dict], Any] | None = None,
+          **store_settings: Any) -> None:
     """Open (create or recover) the store in `data_dir` and serve it until
     SIGINT/SIGTERM. Sizes take ints or strings such as "1GiB" (parse_size):
     `memory` is the in-memory log budget, `page_size` the log page size (only
@@ -55,7 +56,9 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
     `ssl_keyfile`, unless the key is in the certificate file) serve HTTPS.
     `es_index_field` names the field the Elasticsearch bulk endpoint adds to
     each record for its index ("" or None: none; README, Elasticsearch).
-    Other StoreConfig fields may be passed as keywords."""
+    Other StoreConfig fields may be passed as keywords. `opener(data_dir,
+    settings)` opens what is served instead of a store (`shoal cluster
+    serve`: a cluster, which answers the same calls)."""
     try:
         import uvicorn
 
@@ -96,11 +99,14 @@ def serve(data_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEF
         # A segment file holds whole pages: pages over the default segment
         # size (256 MiB) get segments of one page each.
         settings.setdefault("segment_size_bytes", max(StoreConfig().segment_size_bytes, page))
-    store = open_store(data_dir, **settings)
+    store = open_store(data_dir, **settings) if opener is None else opener(data_dir, settings)
     try:
-        rec = store.recovery
-        log.info("opened %s: %d records, tail address %d (checkpoint %s, %d replayed)", data_dir,
-                 store.stats()["records"], store.tail_address, rec.checkpoint_id, rec.replayed_records)
+        rec = getattr(store, "recovery", None)
+        if rec is not None:
+            log.info("opened %s: %d records, tail address %d (checkpoint %s, %d replayed)", data_dir,
+                     store.stats()["records"], store.tail_address, rec.checkpoint_id, rec.replayed_records)
+        else:
+            log.info("opened %s: %d records", data_dir, store.stats()["records"])
         app = create_app(store, max_body_bytes=None if max_body is None else parse_size(max_body),
                          close_store=True, limits=limits, tokens=tokens, es_index_field=index_field,
                          ingest_threads=ingest_threads)
@@ -164,15 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     return run_from_args(args, p)
 
 
-def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                  opener: Callable[[str | os.PathLike, dict], Any] | None = None) -> int:
     """Resolve the settings (flags > environment > config file > defaults)
-    and serve; 1 with a message on stderr for a setting or store error."""
+    and serve (what `opener` opens, if given); 1 with a message on stderr
+    for a setting or store error."""
     settings: dict[str, Any] = {"data": None}
     try:
         settings = resolve(args, parser)
         logging.basicConfig(level=settings["log_level"].upper(), format="%(levelname)s:     %(name)s: %(message)s")
         kwargs = serve_kwargs(settings)
-        serve(kwargs.pop("data_dir"), **kwargs)
+        serve(kwargs.pop("data_dir"), opener=opener, **kwargs)
     except StoreLocked as exc:
         print(f"shoal serve: the data directory {settings['data'] or DEFAULT_DATA} is held by another process "
               f"(is a server already running on it?): {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..api.settings import size_arg  # no web stack: flags and config only
 from ..errors import ShoalError
+from . import cluster as cluster_cmds
 from . import commands as C
 from .commands import EXIT_PARTIAL, SAMPLE_KINDS
 from .output import err
@@ -57,6 +58,11 @@ def _nonneg_int(text: str) -> int:
 _WHERE_HELP = "where the store is: --url, --data, $SHOAL_URL, $SHOAL_DATA, else ./shoal-data"
 
 
+def _cluster_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", metavar="ADDR",
+                   help="the Ray cluster to join (ray://host:10001, auto, or $RAY_ADDRESS; default: start a local one)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --url/--data may come before or after the command; SUPPRESS keeps a
     # subcommand's unset flag from clobbering one given before it.
@@ -87,6 +93,35 @@ def build_parser() -> argparse.ArgumentParser:
     from ..api.settings import add_serve_flags  # imports without the web stack
     add_serve_flags(c)
     c.set_defaults(serve_parser=c)
+
+    c = command("cluster", None, "a cluster of shards on Ray: one store's API over many processes and machines "
+                "(pip install 'shoal[cluster]')", located=False)
+    csub = c.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    cs = csub.add_parser("serve", help="serve a cluster's HTTP API (the same API as shoal serve)",
+                         description="Open (or create, with --shards) the cluster whose map is in --data and "
+                                     "serve the HTTP API of shoal serve over it. Each shard is a Ray actor owning "
+                                     "a store in DIR/shard-N (its --memory is each shard's). Without --address "
+                                     "(or $RAY_ADDRESS) a local Ray starts with the server and stops with it.",
+                         epilog="Multi-node: `ray start --head` on one machine, `ray start --address HEAD:6379` "
+                                "on the others, then `shoal cluster serve --address auto` (README: Cluster).")
+    add_serve_flags(cs)
+    _cluster_flags(cs)
+    cs.add_argument("--shards", type=int, metavar="N", help="shards of a new cluster (default 1)")
+    cs.add_argument("--virtual-shards", type=int, metavar="N", default=64,
+                    help="virtual shards of a new cluster (default 64; fixed once created)")
+    cs.add_argument("--route-by", metavar="EXPR",
+                    help="a new cluster routes each record by this JMESPath value (a keyed one by its --key; "
+                         "default: spread by ~1 MiB piece)")
+    cs.add_argument("--shard-cpus", type=float, default=1.0, metavar="N", help="CPUs Ray reserves per shard "
+                                                                               "(default 1)")
+    cs.set_defaults(run=cluster_cmds.cmd_cluster_serve, serve_parser=cs)
+    cst = csub.add_parser("status", help="a cluster's shards: health, node, records",
+                          description="Every shard's health, node and records (the cluster's shards must be "
+                                      "running: a shoal cluster serve on the same --data and Ray).")
+    cst.add_argument("--data", metavar="DIR", required=True, help="the cluster's directory")
+    _cluster_flags(cst)
+    cst.add_argument("--json", action="store_true", help="machine-readable output")
+    cst.set_defaults(run=cluster_cmds.cmd_cluster_status)
 
     c = command("ingest", C.cmd_ingest, "store the records of NDJSON / JSON array files (.gz too; - is stdin)",
                 epilog="Each FILE is one ingest call. Exit status 0 when every record was stored; "

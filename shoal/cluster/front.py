@@ -35,13 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import StoreConfig
-from ..errors import (
-    InvalidArgument,
-    PSFExists,
-    PSFNotFound,
-    ShardUnavailable,
-    ShoalError,
-)
+from ..errors import InvalidArgument, PSFExists, PSFNotFound, ShardUnavailable, ShoalError
 from ..ingest.framing import InputFormat
 from ..results import IngestResult, Record
 from . import addresses, shardmap, status
@@ -76,10 +70,12 @@ class Cluster(ClusterReads, ClusterCounts):
                  virtual_shards: int = shardmap.DEFAULT_VIRTUAL_SHARDS, key: str | None = None,
                  route_by: str | None = None, address: str | None = None, shard_cpus: float = 1.0,
                  allow_partial: bool = False, piece_bytes: int = PIECE_BYTES, config: StoreConfig | None = None,
-                 **overrides: Any):
+                 attach: bool = False, **overrides: Any):
         ray = self._ray = _ray()
         self.path = Path(path).resolve()
         m = shardmap.load(self.path)
+        if m is None and attach:
+            raise InvalidArgument(f"no cluster in {self.path} (no {shardmap.MAP_FILE})")
         if m is None:
             m = ShardMap.create(shards if shards is not None else 1, virtual_shards, key=key, route_by=route_by)
         else:
@@ -112,21 +108,31 @@ class Cluster(ClusterReads, ClusterCounts):
         self._seq = Seq()
         self._lock = threading.Lock()  # the map and its PSF list
         self._closed = False
-        self._actors = [self._actor(i, shard_cpus) for i in range(m.shards)]
-        infos = self._all("ping")
+        self._actors = [self._attach(i) if attach else self._actor(i, shard_cpus) for i in range(m.shards)]
+        infos = self._all("ping", partial=attach)
         placed = False
         for i, info in enumerate(infos):
-            if i not in m.nodes:
+            if info is not None and i not in m.nodes:
                 m.nodes[i] = info["node"]
                 placed = True
         shardmap.save(self.path, m) if placed or not (self.path / shardmap.MAP_FILE).exists() else None
         if m.psfs:  # a shard that missed a registration catches up
             self._all("apply_psfs", m.psfs)
 
+    def _name(self, shard: int) -> str:
+        return f"shard-{shard}@{self.path}"
+
+    def _attach(self, shard: int):
+        """The running actor of a shard (attach=True: start none)."""
+        try:
+            return self._ray.get_actor(self._name(shard), namespace=NAMESPACE)
+        except ValueError:
+            raise ShardUnavailable(f"shard {shard} of {self.path} is not running in this Ray cluster "
+                                   f"(is a shoal cluster serve up on it?)", [shard]) from None
+
     def _actor(self, shard: int, cpus: float):
         ray = self._ray
-        name = f"shard-{shard}@{self.path}"
-        opts: dict[str, Any] = dict(name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+        opts: dict[str, Any] = dict(name=self._name(shard), namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
                                     max_restarts=-1, max_task_retries=0, max_concurrency=8, num_cpus=cpus)
         node = self.map.nodes.get(shard)
         if node is not None:

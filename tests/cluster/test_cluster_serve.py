@@ -1,0 +1,57 @@
+"""`shoal cluster serve` end to end: the HTTP API of shoal serve over a
+cluster of 2 shards (on the tests' Ray), driven with shoal.Client and the
+CLI, answers as the oracle says; `shoal cluster status` reports the shards;
+SIGTERM stops it cleanly and a restart finds every record."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import shoal
+from shoal.sample import github
+
+from oracle import Log, python_value
+from serverproc import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def test_cluster_serve_answers_the_store_api(ray_cluster, tmp_path):
+    import ray
+    gcs = ray.get_runtime_context().gcs_address
+    data = tmp_path / "cl"
+    args = ("--shards", "2", "--shard-cpus", "0.25", "--address", gcs, "--memory", "8MiB")
+    srv = ServerProcess(data, *args, module="shoal.cli", command=("cluster", "serve"), start_timeout_s=90)
+    try:
+        raw = github.events(3000, seed=3)
+        log = Log(raw.splitlines())
+        with shoal.Client(srv.url) as client:
+            client.register_psf("type", "type")
+            r = client.ingest(raw)
+            assert r.ingested == 3000
+            counts = {python_value(k): c for k, c in log.value_counts("type").items()}
+            for t, n in list(counts.items())[:4]:
+                assert client.count("type", t) == n
+                got = [bytes(x.raw) for x in client.query("type", t)]
+                assert got == [log.raws[i] for i in reversed(log.matching("type", t))]
+            top = client.group_count("type", limit=3)
+            assert [n for _, n in top] == sorted(counts.values(), reverse=True)[:3]
+        out = subprocess.run([sys.executable, "-m", "shoal.cli", "cluster", "status", "--data", str(data),
+                              "--address", gcs, "--json"], capture_output=True, timeout=120)
+        assert out.returncode == 0, out.stderr.decode()
+        st = json.loads(out.stdout)
+        assert [s["healthy"] for s in st["shards"]] == [True, True]
+        assert st["records"] == 3000 and all(s["records"] for s in st["shards"])
+    finally:
+        rc, _, output = srv.stop(timeout=60)
+    assert rc == 0, output
+    srv = ServerProcess(data, "--address", gcs, "--shard-cpus", "0.25", module="shoal.cli",
+                        command=("cluster", "serve"), start_timeout_s=90)
+    try:
+        with shoal.Client(srv.url) as client:
+            assert client.count("type", "PushEvent") == len(log.matching("type", "PushEvent"))
+    finally:
+        srv.stop(timeout=60)
