@@ -97,6 +97,7 @@ _ERRORS: dict[str, Any] = {
                                                    page_size_bytes=b.get("page_size_bytes")),
     "store_closed": lambda b: E.StoreClosed(b.get("detail", "")),
     "store_locked": lambda b: E.StoreLocked(b.get("detail", "")),
+    "shard_unavailable": lambda b: E.ShardUnavailable(b.get("detail", ""), b.get("shards", [])),
     "tail_gap": lambda b: E.TailGap(b.get("detail", ""), tuple(b.get("missed", (0, 0)))),
     "corruption": lambda b: E.CorruptionError(b.get("detail", "")),
     "disk_full": lambda b: E.DiskFull(b.get("detail", "")),

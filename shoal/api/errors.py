@@ -110,7 +110,11 @@ def extra_fields(exc: BaseException) -> dict[str, Any]:
             fields["limit_bytes"] = exc.limit_bytes
         if isinstance(exc, E.ParseError):
             fields.update(line=exc.line, offset=exc.offset, reason=exc.reason)
+        if isinstance(exc, E.ShardUnavailable):
+            fields["shards"] = exc.shards
         return fields
+    if isinstance(exc, E.ShardUnavailable):
+        return {"shards": exc.shards}
     if isinstance(exc, E.ExpressionTooLong):  # not echoed whole: it is too long
         head = exc.expression[:_ECHO_CHARS] if exc.expression is not None else None
         return {"position": exc.position, "expression": head, "length": exc.length, "limit": exc.limit}

@@ -106,9 +106,10 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
     _finish(result, errors, ends, front.config.max_reported_errors)
     if failures:
         shards = sorted({s for s, _ in failures})
-        raise ShardUnavailable(f"shards {shards} did not acknowledge their part of this ingest; "
-                               f"{result.ingested:,} records were acknowledged by the others", shards,
-                               result) from failures[0][1]
+        exc = ShardUnavailable(f"shards {shards} did not acknowledge their part of this ingest; "
+                               f"{result.ingested:,} records were acknowledged by the others", shards, result)
+        exc.ingest_result = result  # what the HTTP answer reports as stored
+        raise exc from failures[0][1]
     return result
 
 

@@ -333,7 +333,7 @@ def test_a_killed_front_loses_nothing_acknowledged(open_cluster, tmp_path):
 
     import ray
 
-    from conftest import SMALL
+    from cluster.conftest import SMALL
     path = tmp_path / "cl"
     objs = make_records(3000, 12)
     proc = subprocess.Popen([sys.executable, "-c", FRONT, ray.get_runtime_context().gcs_address, str(path),
