@@ -34,7 +34,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..config import StoreConfig
+from ..config import MAX_INGEST_THREADS, StoreConfig
 from ..errors import InvalidArgument, PSFExists, PSFNotFound, ShardUnavailable, ShoalError
 from ..ingest.framing import InputFormat
 from ..results import IngestResult, Record
@@ -139,7 +139,9 @@ class Cluster(ClusterReads, ClusterCounts):
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
         cls = ray.remote(_ShardActor)
-        return cls.options(**opts).remote(str(self.map.shard_dir(self.path, shard)), self._store_overrides, shard)
+        threads = max(1, min(int(cpus), MAX_INGEST_THREADS))
+        return cls.options(**opts).remote(str(self.map.shard_dir(self.path, shard)), self._store_overrides, shard,
+                                          threads)
 
     # ---- calls on shards ----
     def _call(self, shard: int, method: str, *args: Any, retries: int = READ_RETRIES):
@@ -165,15 +167,19 @@ class Cluster(ClusterReads, ClusterCounts):
         a shard that failed, with partial)."""
         self._check_open()
         refs = [self._call(i, method, *args) for i in range(len(self._actors))]
-        out, failed = [], []
-        for i, ref in enumerate(refs):
-            try:
-                out.append(self._get(i, ref))
-            except ShardUnavailable:
-                if not partial:
-                    raise
-                failed.append(i)
-                out.append(None)
+        try:
+            out = self._ray.get(refs)  # one wait for all: the common case
+            failed: list[int] = []
+        except (self._ray.exceptions.RayActorError, self._ray.exceptions.RayTaskError):
+            out, failed = [], []
+            for i, ref in enumerate(refs):  # which shard failed, and how
+                try:
+                    out.append(self._get(i, ref))
+                except ShardUnavailable:
+                    if not partial:
+                        raise
+                    failed.append(i)
+                    out.append(None)
         self.last_shards = {"total": len(refs), "successful": len(refs) - len(failed), "failed": len(failed),
                             "failed_shards": failed}
         return out

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..errors import ShardUnavailable
 from ..ingest.framing import InputFormat
 from ..ingest.sources import Source
@@ -45,7 +47,11 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
 
     def send(shard: int) -> None:
         pieces = pending.pop(shard)
-        ref = front._call(shard, "ingest", [(p.data, p.fmt, p.seq) for p in pieces], durable, retries=0)
+        # numpy views: Ray sends them out of band (one copy, into its object
+        # store; the shard reads them in place), bytes it would pickle
+        wire = [([np.frombuffer(d, dtype=np.uint8) for d in (p.data if isinstance(p.data, list) else [p.data])],
+                 p.fmt, p.seq) for p in pieces]
+        ref = front._call(shard, "ingest", wire, durable, retries=0)
         inflight[shard] = (pieces, ref)
 
     def complete(shard: int) -> None:

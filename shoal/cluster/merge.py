@@ -35,7 +35,7 @@ OUT_BATCH = 1024
 class _Stream:
     """One shard's pages."""
 
-    __slots__ = ("shard", "fetch", "page", "pos", "ref", "done", "asked")
+    __slots__ = ("asked", "done", "fetch", "got", "page", "pos", "ref", "shard")
 
     def __init__(self, shard: int, fetch: Callable, asked: int):
         self.shard = shard
@@ -45,6 +45,7 @@ class _Stream:
         self.ref: Any = None
         self.done = False
         self.asked = asked
+        self.got = 0  # records this shard has sent
 
 
 def merge_pages(shards: list[int], fetch: Callable[[int, int | None, int], Any],
@@ -77,8 +78,11 @@ def merge_pages(shards: list[int], fetch: Callable[[int, int | None, int], Any],
                 st.done = True
                 return
             st.page, st.pos = page, 0
-            if len(page[1]) >= st.asked:  # maybe more: ask now, while this page is merged
-                st.ref = fetch(st.shard, int(page[1][-1]), per_page)
+            st.got += len(page[1])
+            # Maybe more: ask now, while this page is merged; but never for
+            # more than `limit` from one shard, all an answer could take.
+            if len(page[1]) >= st.asked and (want is None or st.got < want):
+                st.ref = fetch(st.shard, int(page[1][-1]), per_page if want is None else min(per_page, want - st.got))
         push(st)
 
     def push(st: _Stream) -> None:

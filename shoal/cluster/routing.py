@@ -34,6 +34,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import orjson
 
 from .._native import lib, reason
@@ -45,13 +46,18 @@ from ..psf.expr import parse_definition
 from ..results import IngestError, IngestResult
 from .shardmap import ShardMap
 
-PIECE_BYTES = 1 << 20
+PIECE_BYTES = 4 << 20
+
+
+def _newlines(buf: bytes, start: int, end: int) -> int:
+    """b"\\n" bytes in buf[start:end] (numpy: 3x bytes.count here)."""
+    return int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8, count=end - start, offset=start) == 10))
 
 
 @dataclass
 class Piece:
     shard: int
-    data: bytes
+    data: bytes | list  # one buffer, or consecutive parts of the input (memoryviews)
     fmt: str                 # "ndjson" or "array": how the shard frames it
     first_line: int = 0      # a slice of NDJSON input: the input line of its first line
     lines: array | None = None  # else the input line (element) of each record, in order
@@ -113,10 +119,22 @@ class Router:
         pieces in the order they fill), framing errors counted into
         `result`."""
         cfg = self.config
-        framer = Framer(fmt, self.piece_bytes, cfg.effective_max_record_bytes, lazy=False)
+        spread = self.expression is None
+        # Spread NDJSON is never framed here (lazy batches: the shard frames
+        # it); anything else is framed record by record.
+        framer = Framer(fmt, self.piece_bytes, cfg.effective_max_record_bytes, lazy=spread)
         framer.window = self.piece_bytes  # NDJSON batches of ~piece_bytes (eager framing takes all it can else)
         pending: dict[int, _Pending] = {}
+        run = _Run()  # spread NDJSON: consecutive lines not yet sent
         for batch in framer.batches(source.chunks()):
+            if batch.lazy:
+                if not run.follows(batch.line_after):
+                    yield from self._flush_run(run)
+                self._cut(batch, run)
+                if run.size >= self.piece_bytes:
+                    yield from self._flush_run(run)
+                continue
+            yield from self._flush_run(run)
             as_array = framer.resolved is not InputFormat.NDJSON
             n = batch.n_spans
             spans = batch.spans
@@ -152,9 +170,40 @@ class Router:
                 self._add(p, buf, sp, raw)
                 if p.size >= self.piece_bytes:
                     yield self._piece(shard, pending.pop(shard), as_array)
+        yield from self._flush_run(run)
         as_array = framer.resolved is not InputFormat.NDJSON
         for shard in list(pending):
             yield self._piece(shard, pending.pop(shard), as_array)
+
+    def _cut(self, batch, run: "_Run") -> None:
+        """Take the whole lines of a lazy NDJSON batch into `run`, up to
+        about a piece (a longer line whole), and tell the framer where it
+        stopped (the protocol of lazy batches, ingest/framing.py)."""
+        buf, pos, size = batch.buf, batch.start, len(batch.buf)
+        stop = pos + max(self.piece_bytes - run.size, 1)
+        if stop >= size:
+            end = size if batch.final else buf.rfind(b"\n", pos, size) + 1
+        else:
+            end = buf.rfind(b"\n", pos, stop) + 1
+            if end <= pos:  # a line longer than the rest of the piece: all of it
+                nl = buf.find(b"\n", stop)
+                end = nl + 1 if nl >= 0 else (size if batch.final else pos)
+        end = max(end, pos)
+        line = batch.line_after
+        batch.consumed_to = end
+        batch.line_after = line + _newlines(buf, pos, end)
+        # Stopped for the piece's size, not at the end or a partial last line.
+        batch.more = end < size and (batch.final or buf.find(b"\n", end) >= 0)
+        if end > pos:
+            run.add(memoryview(buf)[pos:end], line, batch.line_after)
+
+    def _flush_run(self, run: "_Run") -> Iterator[Piece]:
+        if run.parts:
+            # The input's own buffers, not joined here: the shard joins them
+            # (a copy it makes anyway), so the front copies nothing.
+            yield Piece(self._spread(), run.parts, "ndjson", first_line=run.first_line, records=0)
+            run.clear()
+
 
     @staticmethod
     def _add(p: "_Pending | None", buf, sp, raw: bytes | None = None) -> bytes:
@@ -190,3 +239,27 @@ class Router:
         if len(result.errors) < cfg.max_reported_errors:
             off = batch.error_offset
             result.errors.append(IngestError(int(sp.line), why, off))
+
+
+class _Run:
+    """Consecutive NDJSON input (whole lines) gathered into one piece."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.parts: list = []
+        self.size = 0
+        self.first_line = 0
+        self.next_line = 0
+
+    def follows(self, line: int) -> bool:
+        """Whether input starting at `line` continues the run (or it is empty)."""
+        return not self.parts or line == self.next_line
+
+    def add(self, view, line: int, line_after: int) -> None:
+        if not self.parts:
+            self.first_line = line
+        self.parts.append(view)
+        self.size += len(view)
+        self.next_line = line_after

@@ -31,8 +31,9 @@ STORE_DIR = "store"
 
 
 class ShardServer:
-    def __init__(self, directory: str, config: dict[str, Any], shard: int):
+    def __init__(self, directory: str, config: dict[str, Any], shard: int, ingest_threads: int = 1):
         self.shard = shard
+        self.ingest_threads = ingest_threads  # the cores Ray gave this shard
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.store: Store = open_store(self.directory / STORE_DIR, **config)
@@ -84,8 +85,8 @@ class ShardServer:
         return self.store.psfs(include_inactive=include_inactive)
 
     # ---- ingest ----
-    def ingest(self, pieces: list[tuple[bytes, str, int]], durable: bool = False) -> list[tuple]:
-        """Ingest each (data, format, seq) piece in order, then write them
+    def ingest(self, pieces: list[tuple[Any, str, int]], durable: bool = False) -> list[tuple]:
+        """Ingest each (data or list of parts, format, seq) piece in order, then write them
         out (durable: and fsync); per piece
         (ingested, rejected, input_bytes, stored_bytes, errors, first and
         last store address or 0) with errors as (line or element in the
@@ -94,7 +95,9 @@ class ShardServer:
         with self._ingest_lock:
             for data, fmt, seq in pieces:
                 self.marks.add(self.store.tail_address, seq)
-                r = self.store.ingest(data, format=fmt)
+                if isinstance(data, list):  # the parts of a piece, as the front cut them
+                    data = bytes(data[0]) if len(data) == 1 else b"".join(data)
+                r = self.store.ingest(data, format=fmt, threads=self.ingest_threads)
                 out.append((r.ingested, r.rejected, r.input_bytes, r.stored_bytes,
                             [(e.line, e.reason, e.offset) for e in r.errors], r.first_address or 0,
                             r.last_address or 0))
