@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, ROOT, arg_parser, events_file, target_table, write_result  # noqa: E402
 
 # In order; each is benchmarks/<name>.py.
-SCRIPTS = ["ingest", "ingest_threads", "http_ingest", "es_bulk", "durable", "query", "counts", "walks", "ranges", "tail", "keys", "recovery", "memory", "compaction", "space", "compression"]
+SCRIPTS = ["ingest", "ingest_threads", "http_ingest", "es_bulk", "durable", "query", "counts", "walks", "ranges", "tail", "keys", "recovery", "memory", "compaction", "space", "compression", "cluster"]
 
 
 def main(argv: list[str] | None = None) -> int:

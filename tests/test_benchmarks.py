@@ -40,6 +40,7 @@ SCRIPTS = {
     "compaction.py": ["--records", "3000"],
     "compression.py": ["--records", "3000", "--reps", "2"],
     "keys.py": ["--records", "3000"],
+    "cluster.py": ["--records", "2000"],
     "load.py": ["--records", "4000", "--seconds", "5", "--templates", "2000"],
 }
 

@@ -540,13 +540,27 @@ def test_elasticsearch_blocks(work, server):
         assert c.stats()["records"] == 1002
 
 
+def test_cluster_block(work, samples):
+    """The cluster example (on a Ray it starts) answers as the oracle says."""
+    pytest.importorskip("ray", reason="the cluster needs Ray: pip install 'shoal[cluster]' (make test does)")
+    code = block("Cluster (on Ray)", "python")
+    out = run_python(code, work, shell_env(work))
+    log = Log(samples.raws["events.ndjson.gz"])
+    types = log.value_counts("type")
+    top = sorted(((python_value(k), n) for k, n in types.items()), key=lambda vn: (-vn[1], vn[0]))[:2]
+    pushes = log.matching("type", "PushEvent")
+    assert out == [f"{len(log)} 0", str(len(pushes)), repr(top), f"{log.objs[pushes[-1]]['id']} True",
+                   "[True, True]"]
+    assert_shown(python_outputs(code), out, "cluster")
+
+
 def test_every_runnable_block_is_tested():
     """A new code block in these sections needs a test here."""
     tested = {"Quickstart (library)": ["sh", "python"], "HTTP API": ["sh", "sh"], "Python client": ["python"],
               "Command line": ["sh", "sh"], "Keyed stores: point reads, updates, deletes": ["python", "sh"],
               "Access: tokens, TLS and settings": ["sh", "nginx", "toml"],
               "Elasticsearch clients and shippers": ["sh", "python", "yaml", "yaml"],
-              "Compressed cold data": ["python"]}
+              "Compressed cold data": ["python"], "Cluster (on Ray)": ["python"]}
     for heading, languages in tested.items():
         assert [lang for lang, _ in blocks(heading)] == languages, heading
     assert "shared/data" not in "".join(body for h in tested for _, body in blocks(h))

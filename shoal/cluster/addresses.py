@@ -15,7 +15,10 @@ numbers only grow with addresses within a shard, so each shard's answer in
 its own address order is already in cluster order: the front merges them.
 Within one ingest call, pieces are cut in input order, so on a cluster that
 spreads records (no key, no route_by) the cluster order of one call's
-records is their input order.
+records is their input order. With several fronts ingesting at once, a
+shard raises a piece's number that arrives below one it already stored
+(marks.py): each call keeps its order on each shard, and across shards
+pieces are ordered by when they reached their shards.
 """
 from __future__ import annotations
 

@@ -376,3 +376,40 @@ def test_pages_by_cluster_address_never_repeat_or_skip(open_cluster, route_by):
     assert len({r.address for r in scan + rest}) == 2100
     with pytest.raises(shoal.InvalidArgument):
         c.count("type", "push", from_address=scan[0].address)
+
+
+def test_two_fronts_on_one_cluster(open_cluster, tmp_path):
+    """Two fronts on the same directory share its shards: both ingest at
+    once, every record is stored once, and each call's records keep their
+    input order on each shard (across shards, two fronts' pieces are
+    ordered as they reached the shards: README, Cluster)."""
+    import threading
+
+    path = tmp_path / "two"
+    c1 = open_cluster(2, path=path, piece_bytes=4 << 10)
+    c1.register_psf("type", "type")
+    c2 = open_cluster(None, path=path, piece_bytes=4 << 10)
+    calls = {1: [make_records(500, 30 + k, start=500 * k) for k in range(4)],
+             2: [make_records(500, 40 + k, start=2000 + 500 * k) for k in range(4)]}
+
+    def writer(c, mine):
+        for objs in mine:
+            assert c.ingest(ndjson(objs)).ingested == 500
+
+    ts = [threading.Thread(target=writer, args=(c, calls[i])) for i, c in ((1, c1), (2, c2))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    ids = [orjson.loads(r.raw)["id"] for r in c2.scan("`true`", order="oldest")]
+    assert sorted(ids) == list(range(4000))
+    shard_of = {}
+    for r in c2.scan("`true`"):
+        shard_of[orjson.loads(r.raw)["id"]] = addresses.decode(r.address)
+    for front in calls.values():
+        for objs in front:
+            for shard in (0, 1):
+                got = [shard_of[o["id"]][1] for o in objs if shard_of[o["id"]][0] == shard]
+                assert got == sorted(got), "a call's records out of input order on a shard"
+    log = Log(ndjson([o for f in calls.values() for objs in f for o in objs]).splitlines())
+    assert c1.count("type", "push") == len(log.matching("type", "push"))
