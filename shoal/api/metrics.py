@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import defaultdict
+from typing import Any
 
 # Seconds; a query's latency runs from the request to the end of its stream.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -94,21 +95,34 @@ class Metrics:
             metric("shoal_http_responses_total", "counter", "HTTP responses, by method and status",
                    [(f'{{method="{m}",status="{s}"}}', n) for (m, s), n in sorted(self.responses.items())])
         if stats is not None:
-            a = stats["addresses"]
+            # A cluster (shoal cluster serve) reports each shard's store,
+            # labelled shard="N"; a store reports itself, unlabelled.
+            shards = stats.get("shards")
+            stores = [(f'shard="{i}"', s) for i, s in enumerate(shards)] if shards is not None else [("", stats)]
+            if shards is not None:
+                metric("shoal_cluster_shards", "gauge", "shards of the cluster", [("", len(shards))])
+
+            def each(value: Any, extra: str = "") -> list[tuple[str, float | int]]:
+                out_ = []
+                for label, st in stores:
+                    labels = ",".join(x for x in (label, extra) if x)
+                    out_.append((f"{{{labels}}}" if labels else "", value(st)))
+                return out_
+
+            kinds = ("begin", "head", "read_only", "tail", "flushed_until", "synced_until")
             metric("shoal_log_address", "gauge", "hybrid log addresses (begin <= head <= read_only <= tail; "
                    "synced_until <= flushed_until <= tail)",
-                   [(f'{{kind="{k}"}}', a[k])
-                    for k in ("begin", "head", "read_only", "tail", "flushed_until", "synced_until")])
-            metric("shoal_records", "gauge", "records in the store", [("", stats["records"])])
-            metric("shoal_memory_bytes", "gauge", "in-memory log pages in use", [("", stats["memory_bytes"])])
+                   [x for k in kinds for x in each(lambda st, k=k: st["addresses"][k], f'kind="{k}"')])
+            metric("shoal_records", "gauge", "records in the store", each(lambda st: st["records"]))
+            metric("shoal_memory_bytes", "gauge", "in-memory log pages in use", each(lambda st: st["memory_bytes"]))
             metric("shoal_memory_budget_bytes", "gauge", "memory budget for log pages",
-                   [("", stats["memory_budget_bytes"])])
-            metric("shoal_disk_bytes", "gauge", "bytes of segment files", [("", stats["disk_bytes"])])
+                   each(lambda st: st["memory_budget_bytes"]))
+            metric("shoal_disk_bytes", "gauge", "bytes of segment files", each(lambda st: st["disk_bytes"]))
             metric("shoal_lost_and_found_bytes", "gauge", "bytes recovery moved to lost+found/ (kept until "
-                   "removed by hand)", [("", stats["recovery"]["lost_and_found_bytes"])])
-            metric("shoal_index_entries", "gauge", "hash index entries", [("", stats["index"]["entries"])])
-            metric("shoal_psfs_active", "gauge", "active PSFs", [("", sum(p["active"] for p in stats["psfs"]))])
+                   "removed by hand)", each(lambda st: st["recovery"]["lost_and_found_bytes"]))
+            metric("shoal_index_entries", "gauge", "hash index entries", each(lambda st: st["index"]["entries"]))
+            metric("shoal_psfs_active", "gauge", "active PSFs", each(lambda st: sum(p["active"] for p in st["psfs"])))
             metric("shoal_psf_over_budget_total", "counter", "records a PSF yielded no value for because its "
                    "expression went over max_eval_steps or max_eval_bytes, since the store opened (per PSF: "
-                   "/stats psfs[].over_budget)", [("", sum(p.get("over_budget", 0) for p in stats["psfs"]))])
+                   "/stats psfs[].over_budget)", each(lambda st: sum(p.get("over_budget", 0) for p in st["psfs"])))
         return "\n".join(out) + "\n"

@@ -40,6 +40,14 @@ def test_cluster_serve_answers_the_store_api(ray_cluster, tmp_path):
                 assert got == [log.raws[i] for i in reversed(log.matching("type", t))]
             top = client.group_count("type", limit=3)
             assert [n for _, n in top] == sorted(counts.values(), reverse=True)[:3]
+        import httpx
+        text = httpx.get(srv.url + "/metrics").text  # each shard's store, labelled
+        per_shard = {line.split('"')[1]: int(line.split()[-1]) for line in text.splitlines()
+                     if line.startswith("shoal_records{")}
+        assert sorted(per_shard) == ["0", "1"] and sum(per_shard.values()) == 3000
+        assert "shoal_cluster_shards 2" in text
+        stats = httpx.get(srv.url + "/stats").json()
+        assert stats["records"] == 3000 and len(stats["shards"]) == 2
         out = subprocess.run([sys.executable, "-m", "shoal.cli", "cluster", "status", "--data", str(data),
                               "--address", gcs, "--json"], capture_output=True, timeout=120)
         assert out.returncode == 0, out.stderr.decode()
