@@ -172,17 +172,34 @@ class Cluster(ClusterReads, ClusterCounts):
             failed: list[int] = []
         except (self._ray.exceptions.RayActorError, self._ray.exceptions.RayTaskError):
             out, failed = [], []
-            for i, ref in enumerate(refs):  # which shard failed, and how
+            error: BaseException | None = None
+            for i, ref in enumerate(refs):  # which shard failed, and how (every answer taken)
                 try:
                     out.append(self._get(i, ref))
-                except ShardUnavailable:
-                    if not partial:
-                        raise
+                except ShardUnavailable as exc:
                     failed.append(i)
                     out.append(None)
+                    if not partial and error is None:
+                        error = exc
+                except Exception as exc:  # noqa: BLE001 - the shard's own error (PSFNotFound, ...): raised below
+                    out.append(None)
+                    if error is None:
+                        error = exc
+            if error is not None:
+                raise error
         self.last_shards = {"total": len(refs), "successful": len(refs) - len(failed), "failed": len(failed),
                             "failed_shards": failed}
         return out
+
+    def _let_go(self, ref: Any) -> None:
+        """A request whose answer is no longer wanted: taken on a daemon
+        thread, so an error it holds is not reported as unhandled."""
+        def take() -> None:
+            try:
+                self._ray.get(ref, timeout=60)
+            except Exception:  # noqa: BLE001 - nobody wants it
+                pass
+        threading.Thread(target=take, daemon=True, name="shoal-let-go").start()
 
     def _partial(self, allow_partial: bool | None) -> bool:
         return self.allow_partial if allow_partial is None else allow_partial

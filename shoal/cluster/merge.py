@@ -50,18 +50,31 @@ class _Stream:
 
 def merge_pages(shards: list[int], fetch: Callable[[int, int | None, int], Any],
                 resolve: Callable[[int, Any], tuple | None], order: str, limit: int | None,
-                page_records: int) -> Iterator[RecordBatch]:
+                page_records: int, abandon: Callable[[int, Any], None] | None = None) -> Iterator[RecordBatch]:
     """RecordBatches of the shards' answers in cluster order, newest first
     for order="newest". fetch(shard, after, n) starts a request for a page
     of n records after store address `after` (None: from the start);
     resolve(shard, handle) waits for it: (data, addresses, offsets,
-    lengths, seqs), or None when the shard failed and may be skipped."""
-    newest = order == "newest"
+    lengths, seqs), or None when the shard failed and may be skipped.
+    abandon(shard, handle) is given each request still out when the answer
+    ends early (an error, or a caller that stopped reading)."""
     want = limit if limit is not None else None
     per_page = min(page_records, limit) if limit is not None else page_records
     streams = [_Stream(s, fetch, per_page) for s in shards]
+    try:
+        yield from _merge(streams, resolve, order == "newest", want, per_page)
+    finally:
+        if abandon is not None:
+            for st in streams:
+                if st.ref is not None:
+                    abandon(st.shard, st.ref)
+                    st.ref = None
+
+
+def _merge(streams: list[_Stream], resolve: Callable, newest: bool, want: int | None,
+           per_page: int) -> Iterator[RecordBatch]:
     for st in streams:
-        st.ref = fetch(st.shard, None, per_page)
+        st.ref = st.fetch(st.shard, None, per_page)
     heap: list = []
 
     def advance(st: _Stream) -> None:
@@ -82,7 +95,8 @@ def merge_pages(shards: list[int], fetch: Callable[[int, int | None, int], Any],
             # Maybe more: ask now, while this page is merged; but never for
             # more than `limit` from one shard, all an answer could take.
             if len(page[1]) >= st.asked and (want is None or st.got < want):
-                st.ref = fetch(st.shard, int(page[1][-1]), per_page if want is None else min(per_page, want - st.got))
+                st.ref = st.fetch(st.shard, int(page[1][-1]),
+                                  per_page if want is None else min(per_page, want - st.got))
         push(st)
 
     def push(st: _Stream) -> None:

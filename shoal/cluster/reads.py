@@ -66,7 +66,8 @@ class ClusterReads:
                 self.last_shards.update(successful=n - len(failed), failed=len(failed))
                 return None
 
-        return merge.merge_pages(list(range(n)), fetch, resolve, order, limit, PAGE_RECORDS)
+        return merge.merge_pages(list(range(n)), fetch, resolve, order, limit, PAGE_RECORDS,
+                                 abandon=lambda shard, ref: self._let_go(ref))
 
     def _records(self, batches: Iterator[RecordBatch]) -> Iterator[Record]:
         for b in batches:

@@ -413,3 +413,37 @@ def test_two_fronts_on_one_cluster(open_cluster, tmp_path):
                 assert got == sorted(got), "a call's records out of input order on a shard"
     log = Log(ndjson([o for f in calls.values() for objs in f for o in objs]).splitlines())
     assert c1.count("type", "push") == len(log.matching("type", "push"))
+
+
+def test_bad_input_and_bad_questions_get_the_stores_errors(open_cluster):
+    c = open_cluster(2, piece_bytes=4 << 10, max_record_bytes=1000)
+    c.register_psf("type", "type")
+    assert c.ingest(b"").ingested == 0
+    big = b'{"type":"x","pad":"' + b"y" * 5000 + b'"}'
+    r = c.ingest(b'{"type":"a"}\n' + big + b"\n" + b'{"type":"b"}\n' * 3 + b"[1,2\n" + b'{"type":"c"}\n')
+    assert (r.ingested, r.rejected) == (5, 2)
+    assert [e.line for e in r.errors] == [2, 6]
+    assert r.errors[0].reason.startswith("record too large")
+    assert (c.count("type", "a"), c.count("type", "b"), c.count("type", "c")) == (1, 3, 1)
+    with pytest.raises(shoal.PSFNotFound):
+        list(c.query("nope", 1))
+    with pytest.raises(shoal.PSFNotFound):
+        c.count("nope", 1)
+    with pytest.raises(shoal.PSFDefinitionError):
+        list(c.scan("a[?"))
+    with pytest.raises(shoal.InputTooLarge):
+        c.ingest(b'{"a":1}\n' * 10, max_input_bytes=20)
+    with pytest.raises(shoal.InvalidArgument):
+        c.ingest(b"{}\n", addresses=True)
+    with pytest.raises(shoal.InvalidArgument):
+        list(c.query("type", "a", order="sideways"))
+    with pytest.raises(shoal.InvalidArgument):
+        c.group_count("type", from_address=64)
+
+
+def test_keyed_cluster_rejects_records_without_a_key_by_line(open_cluster):
+    c = open_cluster(2, key="id")
+    r = c.ingest(b'{"id":1,"v":1}\n{"v":2}\n{"id":[1]}\n{"id":2}\n')
+    assert (r.ingested, r.rejected) == (2, 2)
+    assert [e.line for e in r.errors] == [2, 3]
+    assert c.get_key(2).json() == {"id": 2}
