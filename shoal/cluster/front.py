@@ -272,14 +272,12 @@ class Cluster(ClusterReads, ClusterCounts):
         not served by a cluster (a shard cannot take back what it stored
         while another refuses)."""
         self._check_open()
-        if addresses:
-            raise InvalidArgument("a cluster ingest gives no per-record addresses (addresses=True); query "
-                                  "for the records instead")
         # threads: each shard prepares its pieces on its own (one process per shard)
         if on_error != "skip":
             raise InvalidArgument("a cluster ingests with on_error='skip' only (on_error='reject' would need "
                                   "every shard to agree before any stores)")
-        return run(self, data, durable=durable, fmt=InputFormat.parse(format), max_input_bytes=max_input_bytes)
+        return run(self, data, durable=durable, fmt=InputFormat.parse(format), max_input_bytes=max_input_bytes,
+                   with_addresses=addresses)
 
     # ---- keyed clusters ----
     def _key_shard(self, key: Any) -> int:

@@ -18,6 +18,7 @@ Must stay true:
 """
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 import numpy as np
@@ -31,8 +32,11 @@ from . import addresses
 MAX_QUEUED_PIECES = 4  # pieces waiting behind a shard's call in flight before the front waits for it
 
 
-def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_bytes: int | None) -> IngestResult:
-    """The records of `data` stored by the cluster `front`'s shards."""
+def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_bytes: int | None,
+        with_addresses: bool = False) -> IngestResult:
+    """The records of `data` stored by the cluster `front`'s shards;
+    with_addresses: result.addresses holds each input record's cluster
+    address (0: rejected) in input order, as a store's does."""
     source = Source(data, max_input_bytes)
     result = IngestResult()
     # One call in flight per shard, so a shard stores this front's pieces
@@ -44,6 +48,7 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
     failures: list[tuple[int, BaseException]] = []
     errors: list[IngestError] = []
     ends: list[tuple[int, int, int]] = []  # (seq, first, last) of each piece that stored records
+    placed: list[tuple[Any, Any]] = []  # with_addresses: (piece, its records' cluster addresses)
 
     def send(shard: int) -> None:
         pieces = pending.pop(shard)
@@ -51,7 +56,7 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
         # store; the shard reads them in place), bytes it would pickle
         wire = [([np.frombuffer(d, dtype=np.uint8) for d in (p.data if isinstance(p.data, list) else [p.data])],
                  p.fmt, p.seq) for p in pieces]
-        ref = front._call(shard, "ingest", wire, durable, retries=0)
+        ref = front._call(shard, "ingest", wire, durable, with_addresses, retries=0)
         inflight[shard] = (pieces, ref)
 
     def complete(shard: int) -> None:
@@ -61,7 +66,10 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
         except ShardUnavailable as exc:
             failures.append((shard, exc))
             return
-        for piece, (ingested, rejected, input_bytes, stored_bytes, errs, first, last) in zip(pieces, outs):
+        for piece, (ingested, rejected, input_bytes, stored_bytes, errs, first, last, addrs) in zip(pieces, outs):
+            if with_addresses:
+                a = np.frombuffer(addrs, dtype=np.uint64)
+                placed.append((piece, np.where(a != 0, a | np.uint64(shard << addresses.STORE_ADDRESS_BITS), 0)))
             result.ingested += ingested
             result.rejected += rejected
             result.input_bytes += input_bytes
@@ -109,7 +117,10 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
         raise
     finally:
         source.close()
+    framing = list(result.errors)  # what the front rejected itself (routing.py), not a shard
     _finish(result, errors, ends, front.config.max_reported_errors)
+    if with_addresses:
+        result.addresses = _in_input_order(placed, framing)
     if failures:
         shards = sorted({s for s, _ in failures})
         exc = ShardUnavailable(f"shards {shards} did not acknowledge their part of this ingest; "
@@ -127,3 +138,20 @@ def _finish(result: IngestResult, errors: list[IngestError], ends: list, max_err
     errors.sort(key=lambda e: e.line)
     result.errors = errors[: max_errors]
 
+
+def _in_input_order(placed: list, errors: list[IngestError]) -> array:
+    """Each input record's cluster address in input order: spread pieces
+    are consecutive slices of the input (their order is their seq);
+    routed pieces know each record's input line, and records the front
+    rejected (framing) have address 0 at theirs."""
+    if all(p.lines is None for p, _ in placed):
+        placed = sorted(placed, key=lambda pa: pa[0].seq)
+        out = array("Q")
+        for _, a in placed:
+            out.frombytes(a.astype(np.uint64).tobytes())
+        return out
+    pairs = [(e.line, 0) for e in errors]
+    for p, a in placed:
+        pairs.extend(zip((int(x) for x in p.lines), (int(x) for x in a)))
+    pairs.sort()
+    return array("Q", (a for _, a in pairs))

@@ -85,22 +85,23 @@ class ShardServer:
         return self.store.psfs(include_inactive=include_inactive)
 
     # ---- ingest ----
-    def ingest(self, pieces: list[tuple[Any, str, int]], durable: bool = False) -> list[tuple]:
+    def ingest(self, pieces: list[tuple[Any, str, int]], durable: bool = False,
+               addresses: bool = False) -> list[tuple]:
         """Ingest each (data or list of parts, format, seq) piece in order, then write them
         out (durable: and fsync); per piece
         (ingested, rejected, input_bytes, stored_bytes, errors, first and
-        last store address or 0) with errors as (line or element in the
-        piece, reason, offset)."""
+        last store address or 0, each record's address or None) with
+        errors as (line or element in the piece, reason, offset)."""
         out = []
         with self._ingest_lock:
             for data, fmt, seq in pieces:
                 self.marks.add(self.store.tail_address, seq)
                 if isinstance(data, list):  # the parts of a piece, as the front cut them
                     data = bytes(data[0]) if len(data) == 1 else b"".join(data)
-                r = self.store.ingest(data, format=fmt, threads=self.ingest_threads)
+                r = self.store.ingest(data, format=fmt, threads=self.ingest_threads, addresses=addresses)
                 out.append((r.ingested, r.rejected, r.input_bytes, r.stored_bytes,
                             [(e.line, e.reason, e.offset) for e in r.errors], r.first_address or 0,
-                            r.last_address or 0))
+                            r.last_address or 0, r.addresses))
             # Acknowledged means written: to the OS at least (so the records
             # outlive this process: Ray restarts it and the store recovers
             # them), fsynced too when durable (they outlive the machine).

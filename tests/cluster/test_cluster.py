@@ -447,3 +447,38 @@ def test_keyed_cluster_rejects_records_without_a_key_by_line(open_cluster):
     assert (r.ingested, r.rejected) == (2, 2)
     assert [e.line for e in r.errors] == [2, 3]
     assert c.get_key(2).json() == {"id": 2}
+
+
+@pytest.mark.parametrize("route_by", [None, "type"])
+def test_ingest_gives_each_records_cluster_address_in_input_order(open_cluster, route_by):
+    c = open_cluster(3, route_by=route_by, piece_bytes=4 << 10)
+    objs = make_records(1500, 50)
+    lines = [orjson.dumps(o) for o in objs]
+    lines[100] = b"{bad"
+    r = c.ingest(b"\n".join(lines) + b"\n", addresses=True)
+    assert len(r.addresses) == 1500 and r.addresses[100] == 0
+    for i in (0, 1, 99, 101, 777, 1499):
+        assert bytes(c.get(r.addresses[i]).raw) == lines[i]
+    assert len({a for a in r.addresses if a}) == 1499
+
+
+def test_elasticsearch_bulk_on_a_cluster(open_cluster):
+    """POST /_bulk answers each item with its record's cluster address."""
+    import anyio
+    import httpx
+
+    from shoal.api.app import create_app
+    c = open_cluster(2, piece_bytes=4 << 10)
+    app = create_app(c)
+    body = b"".join(b'{"index":{"_index":"logs"}}\n' + orjson.dumps({"n": i}) + b"\n" for i in range(300))
+
+    async def post():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shoal") as client:
+            return await client.post("/_bulk", content=body, headers={"content-type": "application/x-ndjson"})
+
+    r = anyio.run(post)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert len(items) == 300 and not r.json()["errors"]
+    for i in (0, 150, 299):
+        assert orjson.loads(c.get(int(items[i]["index"]["_id"])).raw) == {"_index": "logs", "n": i}
