@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
-                  opener: Callable[[str | os.PathLike, dict], Any] | None = None) -> int:
+                  opener: Callable[[str | os.PathLike, dict], Any] | None = None, prog: str = "shoal serve") -> int:
     """Resolve the settings (flags > environment > config file > defaults)
     and serve (what `opener` opens, if given); 1 with a message on stderr
     for a setting or store error."""
@@ -182,11 +182,11 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser,
         kwargs = serve_kwargs(settings)
         serve(kwargs.pop("data_dir"), opener=opener, **kwargs)
     except StoreLocked as exc:
-        print(f"shoal serve: the data directory {settings['data'] or DEFAULT_DATA} is held by another process "
+        print(f"{prog}: the data directory {settings['data'] or DEFAULT_DATA} is held by another process "
               f"(is a server already running on it?): {exc}", file=sys.stderr)
         return 1
     except ShoalError as exc:
-        print(f"shoal serve: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -27,7 +27,7 @@ def cmd_cluster_serve(args: argparse.Namespace) -> int:
         return open_cluster(data_dir, args.shards, virtual_shards=args.virtual_shards, key=key,
                             route_by=args.route_by, address=_address(args), shard_cpus=args.shard_cpus, **settings)
 
-    return run_from_args(args, args.serve_parser, opener=opener)
+    return run_from_args(args, args.serve_parser, opener=opener, prog="shoal cluster serve")
 
 
 def cmd_cluster_status(args: argparse.Namespace) -> int:

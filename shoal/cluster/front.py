@@ -81,7 +81,7 @@ class Cluster(ClusterReads, ClusterCounts):
         else:
             if shards is not None and shards != m.shards:
                 raise InvalidArgument(f"the cluster in {self.path} has {m.shards} shards, not {shards}: "
-                                      f"open it without shards= (adding shards is not served yet)")
+                                      f"open it without a shard count (shards=, --shards): adding shards is not served yet")
             if key is not None and key != m.key:
                 raise InvalidArgument(f"the cluster in {self.path} is keyed by {m.key!r}, not {key!r}")
             if route_by is not None and route_by != m.route_by:

@@ -16,9 +16,8 @@ from shoal.sample import github
 from oracle import Log, python_value
 from serverproc import ServerProcess
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_cluster_serve_answers_the_store_api(ray_cluster, tmp_path):
     import ray
     gcs = ray.get_runtime_context().gcs_address
@@ -64,3 +63,24 @@ def test_cluster_serve_answers_the_store_api(ray_cluster, tmp_path):
             assert client.count("type", "PushEvent") == len(log.matching("type", "PushEvent"))
     finally:
         srv.stop(timeout=60)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["cluster", "serve", "--shards", "3"], "has 2 shards, not 3"),
+    (["cluster", "serve", "--route-by", "type"], "routes by None, not 'type'"),
+])
+def test_cluster_serve_refuses_a_cluster_it_does_not_match(tmp_path, argv, says):
+    """Settings that contradict the cluster's map: a clear error, exit 1,
+    before any Ray starts."""
+    from shoal.cluster import shardmap
+    shardmap.save(tmp_path / "cl", shardmap.ShardMap.create(2))
+    out = subprocess.run([sys.executable, "-m", "shoal.cli", *argv, "--data", str(tmp_path / "cl")],
+                         capture_output=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.decode().startswith("shoal cluster serve: ") and says in out.stderr.decode()
+
+
+def test_cluster_status_of_no_cluster(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "shoal.cli", "cluster", "status", "--data", str(tmp_path / "none")],
+                         capture_output=True, timeout=60)
+    assert out.returncode == 1 and "no cluster in" in out.stderr.decode()
