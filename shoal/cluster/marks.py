@@ -18,10 +18,13 @@ Must stay true:
     crash (written, not yet on disk) leaves its records under the mark
     before: their order among themselves and against later pieces is kept,
     only coarser.
-  - A torn last mark (a crash mid-write) is dropped when the file is read.
+  - A torn last mark (a crash mid-write) is dropped when the file is read,
+    and marks past the recovered tail (their records lost with a crash) when
+    the next piece is marked below them.
 """
 from __future__ import annotations
 
+import bisect
 import os
 import struct
 from array import array
@@ -60,6 +63,18 @@ class Marks:
     def add(self, address: int, seq: int) -> int:
         """Mark `address` as the start of piece `seq`; returns the seq kept
         (raised above the last if it was not)."""
+        if self.addresses and address < self.addresses[-1]:
+            # Marks past the tail name records a crash lost (the mark was
+            # written, its records were not): they mark nothing, and would
+            # break the address order.
+            k = bisect.bisect_left(self.addresses, address)
+            del self.addresses[k:]
+            del self.seqs[k:]
+            self._end = k * _MARK.size
+            try:
+                os.ftruncate(self._fd, self._end)
+            except OSError as exc:
+                raise io_error("truncating", self.path, exc) from exc
         if self.seqs and seq <= self.seqs[-1]:
             seq = self.seqs[-1] + 1
         if self.addresses and address == self.addresses[-1]:
