@@ -46,6 +46,7 @@ from .routing import PIECE_BYTES, Router
 from .routing import Sequence as Seq
 from .shard import ShardServer
 from .shardmap import ShardMap
+from .tail import ClusterTail
 
 NAMESPACE = "shoal"
 READ_RETRIES = 3          # a read in flight when its shard died is retried this often
@@ -65,7 +66,7 @@ def open(path: str | os.PathLike, shards: int | None = None, **kwargs: Any) -> "
     return Cluster(path, shards, **kwargs)
 
 
-class Cluster(ClusterReads, ClusterCounts):
+class Cluster(ClusterReads, ClusterCounts, ClusterTail):
     def __init__(self, path: str | os.PathLike, shards: int | None = None, *,
                  virtual_shards: int = shardmap.DEFAULT_VIRTUAL_SHARDS, key: str | None = None,
                  route_by: str | None = None, address: str | None = None, shard_cpus: float = 1.0,
@@ -312,11 +313,6 @@ class Cluster(ClusterReads, ClusterCounts):
 
     def compact(self, until_address: int | None = None, *, retain_bytes: int | None = None):
         raise InvalidArgument("compaction runs per shard: not served through a cluster yet")
-
-    def follow_rounds(self, *args: Any, **kw: Any):
-        raise InvalidArgument("following the tail (GET /tail) is not served by a cluster yet")
-
-    follow = follow_rounds
 
     @property
     def begin_address(self) -> int:

@@ -15,6 +15,7 @@ mark and its records are appended with no other piece between them.
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 from array import array
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..engine import Store
 from ..engine import open as open_store
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, TailGap
 from .marks import Marks
 
 STORE_DIR = "store"
@@ -39,10 +40,11 @@ class ShardServer:
         self.store: Store = open_store(self.directory / STORE_DIR, **config)
         self.marks = Marks(self.directory)
         self._ingest_lock = threading.Lock()
+        self._tails: dict[str, tuple] = {}  # tail sessions: id -> (rounds, cancel)
+        self._tails_lock = threading.Lock()
 
     # ---- health ----
     def ping(self) -> dict:
-        import os
         return {"shard": self.shard, "pid": os.getpid(), "records": self.store.stats()["records"],
                 "tail_address": self.store.tail_address}
 
@@ -199,6 +201,43 @@ class ShardServer:
     def delete_key(self, key: Any, durable: bool = False) -> bool:
         with self._ingest_lock:
             return self.store.delete_key(key, durable=durable)
+
+    # ---- the live tail (tail.py) ----
+    def tail_open(self, conditions: list, mode: str, fields: list | None, since: tuple | None) -> str:
+        """A follower of this store for a cluster tail, started at its tail
+        or at the first record at or after cluster position `since`."""
+        start = None
+        if since is not None:
+            b = self._bound(since)
+            start = b if b is not None else self.store.tail_address
+        cancel = threading.Event()
+        rounds = self.store.follow_rounds(conditions, mode=mode, since_address=start, on_gap="skip",
+                                          fields=fields, cancel=cancel)
+        sid = os.urandom(8).hex()
+        with self._tails_lock:
+            self._tails[sid] = (rounds, cancel)
+        return sid
+
+    def tail_next(self, sid: str) -> list | tuple | None:
+        """The session's next round: [(address, raw), ...] ([] a heartbeat),
+        ("gap", from, to), or None when there is no such session (this shard
+        restarted since it was opened) or its follower ended."""
+        with self._tails_lock:
+            got = self._tails.get(sid)
+        if got is None:
+            return None
+        item = next(got[0], None)
+        if item is None:
+            return None
+        if isinstance(item, TailGap):
+            return ("gap", item.missed[0], item.missed[1])
+        return [(r.address, bytes(r.raw)) for r in item]
+
+    def tail_close(self, sid: str) -> None:
+        with self._tails_lock:
+            got = self._tails.pop(sid, None)
+        if got is not None:
+            got[1].set()
 
     # ---- upkeep ----
     def flush(self, durable: bool = True) -> int:

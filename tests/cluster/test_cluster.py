@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import time
 
 import orjson
 import pytest
@@ -482,3 +483,51 @@ def test_elasticsearch_bulk_on_a_cluster(open_cluster):
     assert len(items) == 300 and not r.json()["errors"]
     for i in (0, 150, 299):
         assert orjson.loads(c.get(int(items[i]["index"]["_id"])).raw) == {"_index": "logs", "n": i}
+
+
+def test_the_tail_follows_every_shard(open_cluster):
+    """follow over a cluster gives each record ingested after it started
+    once, with cluster addresses, a condition's only; since_address resumes
+    after a given record."""
+    import threading
+
+    c = open_cluster(2, piece_bytes=4 << 10)
+    c.register_psf("type", "type")
+    c.ingest(ndjson(make_records(300, 60)))  # before the tail: not given
+    stop = threading.Event()
+    got, pushes = [], []
+
+    def follow(conditions, into):
+        for r in c.follow(conditions, cancel=stop, timeout=30):
+            into.append(r)
+
+    ts = [threading.Thread(target=follow, args=(None, got)),
+          threading.Thread(target=follow, args=([("type", "push")], pushes))]
+    for t in ts:
+        t.start()
+    time.sleep(1.0)  # both tails open
+    later = make_records(1200, 61, start=300)
+    for k in range(4):
+        c.ingest(ndjson(later[300 * k:300 * (k + 1)]))
+    deadline = time.monotonic() + 60
+    while len(got) < 1200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    stop.set()
+    for t in ts:
+        t.join(30)
+    assert sorted(orjson.loads(r.raw)["id"] for r in got) == [o["id"] for o in later]
+    assert sorted(orjson.loads(r.raw)["id"] for r in pushes) == [o["id"] for o in later if o["type"] == "push"]
+    for r in got[:50]:
+        assert bytes(c.get(r.address).raw) == bytes(r.raw)
+    # resume after the 600th record given: the records after it in cluster order
+    order = [r.address for r in c.scan("`true`", order="oldest")]
+    cut = order.index(got[599].address)
+    resumed = []
+    for r in c.follow(since_address=got[599].address, timeout=2):
+        resumed.append(r.address)
+    assert sorted(resumed) == sorted(order[cut:])
+    with pytest.raises(shoal.PSFNotFound):
+        c.follow([("nope", 1)])
+    with pytest.raises(shoal.InvalidArgument):
+        c.follow(on_gap="maybe")

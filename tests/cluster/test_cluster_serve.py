@@ -47,6 +47,12 @@ def test_cluster_serve_answers_the_store_api(ray_cluster, tmp_path):
         assert "shoal_cluster_shards 2" in text
         stats = httpx.get(srv.url + "/stats").json()
         assert stats["records"] == 3000 and len(stats["shards"]) == 2
+        with shoal.Client(srv.url) as client:
+            oldest = next(client.scan("`true`", order="oldest", limit=1))
+        # GET /tail from the oldest record: every record once, then the stream ends (timeout)
+        tail = httpx.get(srv.url + "/tail", params={"since_address": oldest.address, "timeout": 1}, timeout=60)
+        assert tail.status_code == 200
+        assert sorted(tail.content.splitlines()) == sorted(log.raws)
         out = subprocess.run([sys.executable, "-m", "shoal.cli", "cluster", "status", "--data", str(data),
                               "--address", gcs, "--json"], capture_output=True, timeout=120)
         assert out.returncode == 0, out.stderr.decode()
