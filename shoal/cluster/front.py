@@ -28,9 +28,12 @@ answers reads from the shards that answered and reports the rest in
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ from .shardmap import ShardMap
 from .tail import ClusterTail
 
 NAMESPACE = "shoal"
+MAP_LOCK = "cluster.lock"  # fronts change the shard map one at a time (flock)
 READ_RETRIES = 3          # a read in flight when its shard died is retried this often
 
 
@@ -80,9 +84,13 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         if m is None:
             m = ShardMap.create(shards if shards is not None else 1, virtual_shards, key=key, route_by=route_by)
         else:
-            if shards is not None and shards != m.shards:
-                raise InvalidArgument(f"the cluster in {self.path} has {m.shards} shards, not {shards}: "
-                                      f"open it without a shard count (shards=, --shards): adding shards is not served yet")
+            if shards is not None and shards < m.shards:
+                raise InvalidArgument(f"the cluster in {self.path} has {m.shards} shards, not {shards}: removing "
+                                      f"shards is not served (open it without a shard count: shards=, --shards)")
+            if shards is not None and shards > m.shards and (m.key is not None or m.route_by is not None):
+                raise InvalidArgument(f"the cluster in {self.path} has {m.shards} shards, not {shards}: adding "
+                                      f"shards to a keyed or routed cluster moves records, which is not served "
+                                      f"yet (open it without a shard count: shards=, --shards)")
             if key is not None and key != m.key:
                 raise InvalidArgument(f"the cluster in {self.path} is keyed by {m.key!r}, not {key!r}")
             if route_by is not None and route_by != m.route_by:
@@ -109,6 +117,7 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         self._seq = Seq()
         self._lock = threading.Lock()  # the map and its PSF list
         self._closed = False
+        self._map_mtime = self._map_stamp()  # the map file as this front last read it
         self._actors = [self._attach(i) if attach else self._actor(i, shard_cpus) for i in range(m.shards)]
         infos = self._all("ping", partial=attach)
         placed = False
@@ -116,9 +125,81 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
             if info is not None and i not in m.nodes:
                 m.nodes[i] = info["node"]
                 placed = True
-        shardmap.save(self.path, m) if placed or not (self.path / shardmap.MAP_FILE).exists() else None
+        if placed or not (self.path / shardmap.MAP_FILE).exists():
+            shardmap.save(self.path, m)
+        self._map_mtime = self._map_stamp()
         if m.psfs:  # a shard that missed a registration catches up
             self._all("apply_psfs", m.psfs)
+        if shards is not None and shards > m.shards:
+            self.add_shards(shards - m.shards, shard_cpus=shard_cpus)
+
+    # ---- the shard map ----
+    def _map_stamp(self) -> int:
+        try:
+            return (self.path / shardmap.MAP_FILE).stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    @contextlib.contextmanager
+    def _changing_map(self) -> Iterator[None]:
+        """Hold the cluster's map lock (a file lock: fronts on one cluster
+        change its map one at a time) with the map as the last front left it."""
+        with self._lock:
+            fd = os.open(self.path / MAP_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._refresh(force=True)
+                yield
+            finally:
+                os.close(fd)  # and with it the lock
+
+    def _save_map(self) -> None:
+        shardmap.save(self.path, self.map)
+        self._map_mtime = self._map_stamp()
+
+    def _refresh(self, force: bool = False) -> None:
+        """Take up what another front changed in the shard map (shards it
+        added, PSFs it registered): one stat per call when nothing did."""
+        stamp = self._map_stamp()
+        if stamp == self._map_mtime and not force:
+            return
+        with contextlib.nullcontext() if force else self._lock:
+            m = shardmap.load(self.path)
+            if m is None:
+                return
+            while len(self._actors) < m.shards:
+                self._actors.append(self._attach(len(self._actors)))
+            self.map.shards, self.map.nodes, self.map.psfs = m.shards, m.nodes, m.psfs
+            self.map.owners[:] = m.owners  # the router holds this list
+            self._map_mtime = stamp
+
+    def add_shards(self, count: int, *, shard_cpus: float = 1.0) -> None:
+        """Add `count` shards to a spreading cluster (no key, no route_by):
+        from now on its pieces go to every shard in turn. Records already
+        stored stay where they are; every query asks every shard, so answers
+        stay complete, and the cluster's order holds (the new shards' pieces
+        come later). A keyed or routed cluster would have to move records to
+        keep a key's (a value's) on one shard: not served yet."""
+        self._check_open()
+        if self.map.key is not None or self.map.route_by is not None:
+            raise InvalidArgument("adding shards to a keyed or routed cluster moves records, which is not "
+                                  "served yet")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise InvalidArgument(f"count must be a positive integer, not {count!r}")
+        with self._changing_map():
+            m = self.map
+            n = m.shards
+            shardmap.check_counts(n + count, m.virtual_shards)
+            new = [self._actor(i, shard_cpus) for i in range(n, n + count)]
+            infos = self._ray.get([a.ping.remote() for a in new])
+            if m.psfs:  # the PSFs every shard has, from the new shards' first record
+                self._ray.get([a.apply_psfs.remote(m.psfs) for a in new])
+            for i, info in zip(range(n, n + count), infos):
+                m.nodes[i] = info["node"]
+            m.shards = n + count
+            m.owners[:] = [v % m.shards for v in range(m.virtual_shards)]
+            self._actors.extend(new)
+            self._save_map()  # the switch: pieces cut from now on may go to the new shards
 
     def _name(self, shard: int) -> str:
         return f"shard-{shard}@{self.path}"
@@ -167,6 +248,7 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         """Call every shard at once; their answers in shard order (None for
         a shard that failed, with partial)."""
         self._check_open()
+        self._refresh()
         refs = [self._call(i, method, *args) for i in range(len(self._actors))]
         try:
             out = self._ray.get(refs)  # one wait for all: the common case
@@ -217,7 +299,8 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         be replayed to a shard that restarts). As Store.register_psf."""
         if not isinstance(definition, str):
             raise InvalidArgument("a cluster's PSFs are JMESPath text (a callable cannot be sent to its shards)")
-        with self._lock:
+        self._check_open()
+        with self._changing_map():
             current = self._active().get(name)
             if current is not None:
                 same = (current["definition"] == definition and current.get("bucket") == bucket
@@ -230,16 +313,17 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
                                     name=name, definition=current["definition"])
             reg = {"op": "register", "name": name, "definition": definition, "bucket": bucket, "time": bool(time)}
             self.map.psfs.append(reg)
-            shardmap.save(self.path, self.map)
+            self._save_map()
         return self._all("register_psf", reg)[0]
 
     def deregister_psf(self, name: str):
-        with self._lock:
+        self._check_open()
+        with self._changing_map():
             if name not in self._active():
                 raise PSFNotFound(f"no active PSF named {name!r}")
             reg = {"op": "deregister", "name": name}
             self.map.psfs.append(reg)
-            shardmap.save(self.path, self.map)
+            self._save_map()
         return self._all("deregister_psf", reg)[0]
 
     def _active(self) -> dict[str, dict]:
@@ -277,6 +361,7 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         if on_error != "skip":
             raise InvalidArgument("a cluster ingests with on_error='skip' only (on_error='reject' would need "
                                   "every shard to agree before any stores)")
+        self._refresh()
         return run(self, data, durable=durable, fmt=InputFormat.parse(format), max_input_bytes=max_input_bytes,
                    with_addresses=addresses)
 

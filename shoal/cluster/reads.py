@@ -39,6 +39,7 @@ class ClusterReads:
                  allow_partial: bool | None, from_address: int | None = None,
                  to_address: int | None = None) -> Iterator[RecordBatch]:
         self._check_open()
+        self._refresh()
         if order not in ("newest", "oldest"):
             raise InvalidArgument(f"order must be 'newest' or 'oldest', not {order!r}")
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):

@@ -220,7 +220,7 @@ def test_reopen_keeps_records_and_catches_up_registrations(open_cluster, tmp_pat
     log.extend(ndjson(more).splitlines())
     assert c.count("repo", "r1") == len(log.matching("repo.name", "r1"))
     with pytest.raises(shoal.InvalidArgument):
-        open_cluster(3, path=path)
+        open_cluster(1, path=path)  # removing shards: not served
 
 
 def test_psf_registration_errors(open_cluster):
@@ -435,8 +435,6 @@ def test_bad_input_and_bad_questions_get_the_stores_errors(open_cluster):
     with pytest.raises(shoal.InputTooLarge):
         c.ingest(b'{"a":1}\n' * 10, max_input_bytes=20)
     with pytest.raises(shoal.InvalidArgument):
-        c.ingest(b"{}\n", addresses=True)
-    with pytest.raises(shoal.InvalidArgument):
         list(c.query("type", "a", order="sideways"))
     with pytest.raises(shoal.InvalidArgument):
         c.group_count("type", from_address=64)
@@ -531,3 +529,35 @@ def test_the_tail_follows_every_shard(open_cluster):
         c.follow([("nope", 1)])
     with pytest.raises(shoal.InvalidArgument):
         c.follow(on_gap="maybe")
+
+
+def test_adding_shards_to_a_spreading_cluster(open_cluster, tmp_path):
+    """New pieces go to every shard in turn, old records stay where they
+    are, answers stay complete and in order; another front on the same
+    directory takes the new shards up; keyed and routed clusters refuse."""
+    path = tmp_path / "grow"
+    c = open_cluster(2, path=path, piece_bytes=4 << 10)
+    c.register_psf("type", "type")
+    other = open_cluster(None, path=path, piece_bytes=4 << 10)
+    first = make_records(1000, 70)
+    c.ingest(ndjson(first))
+    c.add_shards(2, shard_cpus=0.25)
+    assert c.map.shards == 4
+    second = make_records(2000, 71, start=1000)
+    c.ingest(ndjson(second))
+    per_shard = [s["records"] for s in other.status()["shards"]]  # the other front sees 4 shards
+    assert len(per_shard) == 4 and all(per_shard[2:]) and sum(per_shard) == 3000
+    log = Log(ndjson(first + second).splitlines())
+    for t in TYPES:
+        want = log.matching("type", t)
+        assert other.count("type", t) == len(want)
+        assert raws(other.query("type", t)) == oracle_answer(log, want)
+    assert raws(c.scan("`true`", order="oldest")) == log.raws
+    c.close(keep_shards=True)
+    c = open_cluster(5, path=path, piece_bytes=4 << 10, shard_cpus=0.25)  # grows on open too
+    assert c.map.shards == 5 and c.count("type", "push") == len(log.matching("type", "push"))
+    with pytest.raises(shoal.InvalidArgument):
+        open_cluster(3, path=path)
+    k = open_cluster(2, path=tmp_path / "keyed", key="id")
+    with pytest.raises(shoal.InvalidArgument):
+        k.add_shards(1)
