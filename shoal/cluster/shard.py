@@ -203,10 +203,12 @@ class ShardServer:
             return self.store.delete_key(key, durable=durable)
 
     # ---- the live tail (tail.py) ----
-    def tail_open(self, conditions: list, mode: str, fields: list | None, since: tuple | None) -> str:
-        """A follower of this store for a cluster tail, started at its tail
-        or at the first record at or after cluster position `since`."""
-        start = None
+    def tail_open(self, conditions: list, mode: str, fields: list | None, since: tuple | None,
+                  from_begin: bool = False) -> str:
+        """A follower of this store for a cluster tail, started at its tail,
+        at the first record at or after cluster position `since`, or (a
+        shard added after the tail began) at its first record."""
+        start = self.store.begin_address if from_begin else None
         if since is not None:
             b = self._bound(since)
             start = b if b is not None else self.store.tail_address

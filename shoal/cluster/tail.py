@@ -10,6 +10,9 @@ shard answers, with cluster addresses: no record is missed or given twice,
 and each shard's records come in their order; across shards, in the order
 their rounds arrived.
 
+Shards added to the cluster while a tail runs are followed from their first
+record (all of theirs came after the tail began).
+
 A heartbeat (an empty round) comes after IDLE_S with no record from any
 shard, as a store's tail gives. A shard that restarts under a tail loses its
 session: the tail raises ShardUnavailable, and a new one resumes from the
@@ -45,8 +48,9 @@ class ClusterTail:
         since = self._position(since_address)
         # Every shard's follower starts now (its tail) or at `since`; bad
         # conditions or fields raise here, from the shards.
-        sessions = self._all("tail_open", conditions, mode, list(fields) if fields else None, since)
-        return self._rounds(sessions, on_gap, cancel, timeout)
+        fields = list(fields) if fields else None
+        sessions = self._all("tail_open", conditions, mode, fields, since)
+        return self._rounds(sessions, on_gap, cancel, timeout, (conditions, mode, fields))
 
     def follow(self, conditions: Iterable[tuple[str, Any]] | None = None, **kw: Any) -> Iterator:
         """As Store.follow: Records (and TailGaps with on_gap="skip")."""
@@ -54,7 +58,7 @@ class ClusterTail:
         return (item for r in rounds for item in (r if isinstance(r, list) else [r]))
 
     def _rounds(self, sessions: list[str], on_gap: str, cancel: threading.Event | None,
-                timeout: float | None) -> Iterator:
+                timeout: float | None, question: tuple) -> Iterator:
         ray = self._ray
         out: dict[Any, int] = {}
 
@@ -68,6 +72,11 @@ class ClusterTail:
             while True:
                 if cancel is not None and cancel.is_set():
                     return
+                self._refresh()
+                for shard in range(len(sessions), len(self._actors)):
+                    # A shard added since the tail began: all of its records are newer.
+                    sessions.append(self._get(shard, self._call(shard, "tail_open", *question, None, True)))
+                    ask(shard)
                 ready, _ = ray.wait(list(out), num_returns=1, timeout=WAIT_S)
                 now = time.monotonic()
                 for ref in ready:

@@ -535,16 +535,29 @@ def test_adding_shards_to_a_spreading_cluster(open_cluster, tmp_path):
     """New pieces go to every shard in turn, old records stay where they
     are, answers stay complete and in order; another front on the same
     directory takes the new shards up; keyed and routed clusters refuse."""
+    import threading
+
     path = tmp_path / "grow"
     c = open_cluster(2, path=path, piece_bytes=4 << 10)
     c.register_psf("type", "type")
     other = open_cluster(None, path=path, piece_bytes=4 << 10)
+    stop = threading.Event()
+    tailed = []  # a tail of the other front, begun before the shards were added
+    follower = threading.Thread(target=lambda: tailed.extend(other.follow(cancel=stop, timeout=60)))
+    follower.start()
+    time.sleep(1.0)
     first = make_records(1000, 70)
     c.ingest(ndjson(first))
     c.add_shards(2, shard_cpus=0.25)
     assert c.map.shards == 4
     second = make_records(2000, 71, start=1000)
     c.ingest(ndjson(second))
+    deadline = time.monotonic() + 60
+    while len(tailed) < 3000 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    follower.join(30)
+    assert sorted(orjson.loads(r.raw)["id"] for r in tailed) == list(range(3000))
     per_shard = [s["records"] for s in other.status()["shards"]]  # the other front sees 4 shards
     assert len(per_shard) == 4 and all(per_shard[2:]) and sum(per_shard) == 3000
     log = Log(ndjson(first + second).splitlines())
