@@ -115,43 +115,65 @@ def _merge(streams: list[_Stream], resolve: Callable, newest: bool, want: int | 
         if want is not None and emitted >= want:
             return
         room = OUT_BATCH if want is None else min(OUT_BATCH, want - emitted)
-        if len(heap) == 1:
-            # One shard left: the rest of its page goes as it is.
-            _, _, st = heap.pop()
-            batch = _slice(st, room)
-            st.pos += len(batch)
-            emitted += len(batch)
-            yield batch
-            advance(st)
-            continue
-        parts: list[bytes] = []
-        addrs, offs, lens = array("Q"), array("Q"), array("I")
-        base = 0
-        while heap and len(addrs) < room:
+        out = _Out()
+        while heap and len(out.addrs) < room:
             _, _, st = heapq.heappop(heap)
-            data, addresses, offsets, lengths, _ = st.page
             i = st.pos
-            o, n = int(offsets[i]), int(lengths[i])
-            parts.append(data[o:o + n + 1])  # the record and the b"\n" after it
-            offs.append(base)
-            lens.append(n)
-            addrs.append((st.shard << STORE_ADDRESS_BITS) | int(addresses[i]))
-            base += n + 1
-            st.pos = i + 1
+            end = min(len(st.page[1]), i + room - len(out.addrs))
+            # The run of this page that comes before every other shard's
+            # head goes at once (a page of one piece is one run).
+            j = end if not heap else _run_end(st, heap[0][2], newest, i, end)
+            out.take(st, i, j)
+            st.pos = j
             advance(st)
-        emitted += len(addrs)
-        yield RecordBatch(b"".join(parts), addrs, offs, lens)
+        emitted += len(out.addrs)
+        yield out.batch()
 
 
-def _slice(st: _Stream, room: int) -> RecordBatch:
-    data, addresses, offsets, lengths, _ = st.page
-    i, j = st.pos, min(st.pos + room, len(addresses))
-    offs = np.frombuffer(offsets, dtype=np.uint64)[i:j]
-    start = int(offs[0])
-    end = int(offs[-1]) + int(lengths[j - 1]) + 1
-    addrs = np.frombuffer(addresses, dtype=np.uint64)[i:j] | np.uint64(st.shard << STORE_ADDRESS_BITS)
-    return RecordBatch(data[start:end], array("Q", addrs.tobytes()), array("Q", (offs - np.uint64(start)).tobytes()),
-                       lengths[i:j])
+def _run_end(st: _Stream, other: _Stream, newest: bool, i: int, end: int) -> int:
+    """The end of the run of st's page from i (at most end) whose records
+    come before other's head in cluster order: (seq, shard, address), a
+    shard's page being in that order already."""
+    o_seq = np.uint64(int(other.page[4][other.pos]))
+    seqs = np.frombuffer(st.page[4], dtype=np.uint64)[i:end]
+    if newest:
+        before = (seqs > o_seq) | ((seqs == o_seq) & (st.shard > other.shard))
+    else:
+        before = (seqs < o_seq) | ((seqs == o_seq) & (st.shard < other.shard))
+    k = len(before) if before.all() else int(np.argmin(before))
+    return i + max(k, 1)  # its head comes first: the heap said so
+
+
+class _Out:
+    """One RecordBatch of merged runs."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.addrs, self.offs, self.lens = array("Q"), array("Q"), array("I")
+        self.base = 0
+
+    def take(self, st: _Stream, i: int, j: int) -> None:
+        """Records i..j-1 of st's page, with cluster addresses."""
+        data, addresses, offsets, lengths, _ = st.page
+        offs = np.frombuffer(offsets, dtype=np.uint64)[i:j]
+        lens = np.frombuffer(lengths, dtype=np.uint32)[i:j]
+        start, stop = int(offs[0]), int(offs[-1]) + int(lens[-1]) + 1
+        if stop - start == int(lens.sum()) + (j - i):  # laid out in order, each followed by b"\n"
+            self.parts.append(data[start:stop])
+            self.offs.frombytes((offs - np.uint64(start) + np.uint64(self.base)).tobytes())
+            self.base += stop - start
+        else:
+            for o, n in zip(offs.tolist(), lens.tolist()):
+                self.parts.append(data[o:o + n] + b"\n")
+                self.offs.append(self.base)
+                self.base += n + 1
+        self.lens.frombytes(lens.tobytes())
+        shard = np.uint64(st.shard << STORE_ADDRESS_BITS)
+        self.addrs.frombytes((np.frombuffer(addresses, dtype=np.uint64)[i:j] | shard).tobytes())
+
+    def batch(self) -> RecordBatch:
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        return RecordBatch(data, self.addrs, self.offs, self.lens)
 
 
 def _key(value: Any) -> bytes:

@@ -71,6 +71,11 @@ def test_spread_cluster_answers_as_one_store(open_cluster):
         assert raws(c.query("type", t)) == oracle_answer(log, want)
         assert raws(c.query("type", t, limit=7)) == oracle_answer(log, want, limit=7)
         assert raws(c.query("type", t, order="oldest", limit=9)) == oracle_answer(log, want, "oldest", 9)
+    # projected answers (fields=) merge as whole ones do
+    want = log.matching("type", "pull")
+    got = [orjson.loads(r.raw) for r in c.query("type", "pull", fields=["id", "repo.name"])]
+    assert got == [{"id": log.objs[i]["id"], "repo": {"name": log.objs[i]["repo"]["name"]}}
+                   for i in reversed(want)]
     for repo in ("r0", "r7", "r39"):
         want = log.matching("repo.name", repo)
         assert c.count("repo", repo) == len(want)
