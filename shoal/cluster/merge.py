@@ -50,19 +50,22 @@ class _Stream:
 
 def merge_pages(shards: list[int], fetch: Callable[[int, int | None, int], Any],
                 resolve: Callable[[int, Any], tuple | None], order: str, limit: int | None,
-                page_records: int, abandon: Callable[[int, Any], None] | None = None) -> Iterator[RecordBatch]:
+                page_records: int, abandon: Callable[[int, Any], None] | None = None,
+                resolve_all: Callable[[list], list] | None = None) -> Iterator[RecordBatch]:
     """RecordBatches of the shards' answers in cluster order, newest first
     for order="newest". fetch(shard, after, n) starts a request for a page
     of n records after store address `after` (None: from the start);
     resolve(shard, handle) waits for it: (data, addresses, offsets,
     lengths, seqs), or None when the shard failed and may be skipped.
     abandon(shard, handle) is given each request still out when the answer
-    ends early (an error, or a caller that stopped reading)."""
+    ends early (an error, or a caller that stopped reading).
+    resolve_all([(shard, handle), ...]) waits for the first pages of every
+    shard at once (one wait instead of one per shard), as resolve would."""
     want = limit if limit is not None else None
     per_page = min(page_records, limit) if limit is not None else page_records
     streams = [_Stream(s, fetch, per_page) for s in shards]
     try:
-        yield from _merge(streams, resolve, order == "newest", want, per_page)
+        yield from _merge(streams, resolve, order == "newest", want, per_page, resolve_all)
     finally:
         if abandon is not None:
             for st in streams:
@@ -72,10 +75,12 @@ def merge_pages(shards: list[int], fetch: Callable[[int, int | None, int], Any],
 
 
 def _merge(streams: list[_Stream], resolve: Callable, newest: bool, want: int | None,
-           per_page: int) -> Iterator[RecordBatch]:
+           per_page: int, resolve_all: Callable | None) -> Iterator[RecordBatch]:
     for st in streams:
         st.ref = st.fetch(st.shard, None, per_page)
     heap: list = []
+    first = dict(zip((id(st) for st in streams), resolve_all([(st.shard, st.ref) for st in streams]))) \
+        if resolve_all is not None else {}
 
     def advance(st: _Stream) -> None:
         """Take the stream's next page (or end it) and put its head on the heap."""
@@ -85,7 +90,7 @@ def _merge(streams: list[_Stream], resolve: Callable, newest: bool, want: int | 
             if st.ref is None:
                 st.done = True
                 return
-            page = resolve(st.shard, st.ref)
+            page = first.pop(id(st)) if id(st) in first else resolve(st.shard, st.ref)
             st.ref = None
             if page is None or not len(page[1]):
                 st.done = True

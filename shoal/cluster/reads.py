@@ -67,8 +67,24 @@ class ClusterReads:
                 self.last_shards.update(successful=n - len(failed), failed=len(failed))
                 return None
 
+        def resolve_all(asked: list) -> list:
+            try:
+                return self._ray.get([ref for _, ref in asked])  # one wait for every shard: the common case
+            except (self._ray.exceptions.RayActorError, self._ray.exceptions.RayTaskError):
+                # which shard failed, and how: every answer taken, the first error raised
+                out, error = [], None
+                for shard, ref in asked:
+                    try:
+                        out.append(resolve(shard, ref))
+                    except Exception as exc:  # noqa: BLE001 - raised once all are taken
+                        out.append(None)
+                        error = error or exc
+                if error is not None:
+                    raise error from None
+                return out
+
         return merge.merge_pages(list(range(n)), fetch, resolve, order, limit, PAGE_RECORDS,
-                                 abandon=lambda shard, ref: self._let_go(ref))
+                                 abandon=lambda shard, ref: self._let_go(ref), resolve_all=resolve_all)
 
     def _records(self, batches: Iterator[RecordBatch]) -> Iterator[Record]:
         for b in batches:
