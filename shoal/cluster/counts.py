@@ -77,7 +77,8 @@ class ClusterCounts:
             refs = {s: self._call(s, "counts_of", psf, vs, opts) for s, vs in missing.items()}
             return {s: self._get(s, ref) for s, ref in refs.items()}
 
-        return merge.top_values(len(self._actors), limit, max(2 * limit, limit + 10), lists_of, counts_of)
+        with self._pause.shared():  # both rounds see the same records (pause.py)
+            return merge.top_values(len(self._actors), limit, max(2 * limit, limit + 10), lists_of, counts_of)
 
 
 def _no_address_window(from_address: int | None, to_address: int | None) -> None:

@@ -41,19 +41,22 @@ from ..config import MAX_INGEST_THREADS, StoreConfig
 from ..errors import InvalidArgument, PSFExists, PSFNotFound, ShardUnavailable, ShoalError
 from ..ingest.framing import InputFormat
 from ..results import IngestResult, Record
-from . import addresses, shardmap, status
+from . import addresses, mover, shardmap, status
 from .counts import ClusterCounts
 from .ingest import run
 from .reads import ClusterReads
 from .routing import PIECE_BYTES, Router
 from .routing import Sequence as Seq
 from .shard import ShardServer
+from .pause import Pause
 from .shardmap import ShardMap
 from .tail import ClusterTail
 
 NAMESPACE = "shoal"
 MAP_LOCK = "cluster.lock"  # fronts change the shard map one at a time (flock)
 READ_RETRIES = 3          # a read in flight when its shard died is retried this often
+PLACE_TIMEOUT = 120.0     # seconds Ray has to start a new shard before add_shards gives up
+PAUSE_TIMEOUT = 60.0      # seconds a move waits for every front's calls out to end (pause.py)
 
 
 def _ray():
@@ -82,15 +85,12 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         if m is None and attach:
             raise InvalidArgument(f"no cluster in {self.path} (no {shardmap.MAP_FILE})")
         if m is None:
+            self.path.mkdir(parents=True, exist_ok=True)  # the map lock and pause files live here
             m = ShardMap.create(shards if shards is not None else 1, virtual_shards, key=key, route_by=route_by)
         else:
             if shards is not None and shards < m.shards:
                 raise InvalidArgument(f"the cluster in {self.path} has {m.shards} shards, not {shards}: removing "
                                       f"shards is not served (open it without a shard count: shards=, --shards)")
-            if shards is not None and shards > m.shards and (m.key is not None or m.route_by is not None):
-                raise InvalidArgument(f"the cluster in {self.path} has {m.shards} shards, not {shards}: adding "
-                                      f"shards to a keyed or routed cluster moves records, which is not served "
-                                      f"yet (open it without a shard count: shards=, --shards)")
             if key is not None and key != m.key:
                 raise InvalidArgument(f"the cluster in {self.path} is keyed by {m.key!r}, not {key!r}")
             if route_by is not None and route_by != m.route_by:
@@ -118,6 +118,7 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         self._lock = threading.Lock()  # the map and its PSF list
         self._closed = False
         self._map_mtime = self._map_stamp()  # the map file as this front last read it
+        self._pause = Pause(self.path)
         self._actors = [self._attach(i) if attach else self._actor(i, shard_cpus) for i in range(m.shards)]
         infos = self._all("ping", partial=attach)
         placed = False
@@ -130,6 +131,8 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         self._map_mtime = self._map_stamp()
         if m.psfs:  # a shard that missed a registration catches up
             self._all("apply_psfs", m.psfs)
+        if m.move is not None:  # a move cut short (a front died in it): finished first
+            self.rebalance()
         if shards is not None and shards > m.shards:
             self.add_shards(shards - m.shards, shard_cpus=shard_cpus)
 
@@ -169,37 +172,90 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
                 return
             while len(self._actors) < m.shards:
                 self._actors.append(self._attach(len(self._actors)))
-            self.map.shards, self.map.nodes, self.map.psfs = m.shards, m.nodes, m.psfs
+            self.map.shards, self.map.nodes, self.map.psfs, self.map.move = m.shards, m.nodes, m.psfs, m.move
             self.map.owners[:] = m.owners  # the router holds this list
             self._map_mtime = stamp
 
-    def add_shards(self, count: int, *, shard_cpus: float = 1.0) -> None:
-        """Add `count` shards to a spreading cluster (no key, no route_by):
-        from now on its pieces go to every shard in turn. Records already
-        stored stay where they are; every query asks every shard, so answers
-        stay complete, and the cluster's order holds (the new shards' pieces
-        come later). A keyed or routed cluster would have to move records to
-        keep a key's (a value's) on one shard: not served yet."""
+    def add_shards(self, count: int, *, shard_cpus: float = 1.0, pause_timeout: float = PAUSE_TIMEOUT) -> None:
+        """Add `count` shards, then spread the work over them (rebalance):
+        a spreading cluster sends its later pieces to every shard in turn;
+        a routed one sends the later records of the virtual shards the new
+        shards take to them (earlier ones stay where they are: every query
+        asks every shard); a keyed one moves those virtual shards' keys to
+        the new shards (copied, switched, then deleted where they were), so
+        a key's versions stay on one shard."""
         self._check_open()
-        if self.map.key is not None or self.map.route_by is not None:
-            raise InvalidArgument("adding shards to a keyed or routed cluster moves records, which is not "
-                                  "served yet")
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise InvalidArgument(f"count must be a positive integer, not {count!r}")
         with self._changing_map():
             m = self.map
             n = m.shards
             shardmap.check_counts(n + count, m.virtual_shards)
+            if m.move is not None:
+                raise InvalidArgument("a move of records between shards is unfinished: rebalance() first")
             new = [self._actor(i, shard_cpus) for i in range(n, n + count)]
-            infos = self._ray.get([a.ping.remote() for a in new])
+            infos = self._placed(new, shard_cpus)
             if m.psfs:  # the PSFs every shard has, from the new shards' first record
                 self._ray.get([a.apply_psfs.remote(m.psfs) for a in new])
             for i, info in zip(range(n, n + count), infos):
                 m.nodes[i] = info["node"]
             m.shards = n + count
-            m.owners[:] = [v % m.shards for v in range(m.virtual_shards)]
             self._actors.extend(new)
-            self._save_map()  # the switch: pieces cut from now on may go to the new shards
+            if m.key is None and m.route_by is None:
+                m.owners[:] = [v % m.shards for v in range(m.virtual_shards)]
+                self._save_map()  # the switch: pieces cut from now on may go to the new shards
+                return
+            self._save_map()  # the new shards, owning nothing yet
+            self._rebalance_locked(pause_timeout)
+
+    def _placed(self, actors: list, cpus: float) -> list[dict]:
+        """The new shards' pings, once Ray has placed them; shards Ray
+        cannot place within PLACE_TIMEOUT (too few CPUs free) are stopped
+        and the call fails saying so, the map unchanged."""
+        try:
+            return self._ray.get([a.ping.remote() for a in actors], timeout=PLACE_TIMEOUT)
+        except self._ray.exceptions.GetTimeoutError:
+            for a in actors:
+                self._ray.kill(a, no_restart=True)
+            free = self._ray.available_resources().get("CPU", 0.0)
+            raise ShoalError(f"Ray could not start {len(actors)} more shards within {PLACE_TIMEOUT:g} s: each "
+                             f"asks {cpus:g} CPU and the Ray cluster has {free:g} free; add nodes (ray start "
+                             f"--address ...) or pass a smaller shard_cpus (--shard-cpus)") from None
+
+    def rebalance(self, *, pause_timeout: float = PAUSE_TIMEOUT) -> dict[int, tuple[int, int]]:
+        """Give every shard of a keyed or routed cluster an even share of
+        the virtual shards (or finish a move that was cut short); returns
+        the moves made, {virtual shard: (from, to)}. On a keyed cluster the
+        keys of each moved virtual shard are copied to their new shard
+        (durably), the map is switched, then they are deleted where they
+        were; every front's ingest and reads wait meanwhile (pause.py), so
+        no answer sees a key twice or not at all. A move cut short by a
+        crash is finished by the next front that opens the cluster.
+        Records moved take their new shard's place in cluster order (as a
+        keyed store's compaction moves live records to its tail)."""
+        self._check_open()
+        with self._changing_map():
+            return self._rebalance_locked(pause_timeout)
+
+    def _rebalance_locked(self, pause_timeout: float) -> dict[int, tuple[int, int]]:
+        m = self.map
+        if m.key is None and m.route_by is None:
+            return {}  # a spreading cluster routes nothing
+        if m.move is None:
+            moves = m.plan_moves()
+            if not moves:
+                return {}
+            if m.key is None:  # routed: later records go to the new owner, earlier ones stay
+                for v, (_, to) in moves.items():
+                    m.owners[v] = to
+                self._save_map()
+                return moves
+            m.move = {"state": "copying", "moves": {str(v): list(ft) for v, ft in moves.items()}}
+        moves = {int(v): (int(f), int(t)) for v, (f, t) in m.move["moves"].items()}
+        with self._pause.exclusive(pause_timeout):
+            self._save_map()  # the move's journal: a front that finds it finishes it
+            mover.run(self, moves)
+        return moves
 
     def _name(self, shard: int) -> str:
         return f"shard-{shard}@{self.path}"
@@ -248,6 +304,10 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         """Call every shard at once; their answers in shard order (None for
         a shard that failed, with partial)."""
         self._check_open()
+        with self._pause.shared():
+            return self._all_held(method, args, partial)
+
+    def _all_held(self, method: str, args: tuple, partial: bool) -> list:
         self._refresh()
         refs = [self._call(i, method, *args) for i in range(len(self._actors))]
         try:
@@ -274,14 +334,17 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
                             "failed_shards": failed}
         return out
 
-    def _let_go(self, ref: Any) -> None:
+    def _let_go(self, ref: Any, then: Any = None) -> None:
         """A request whose answer is no longer wanted: taken on a daemon
-        thread, so an error it holds is not reported as unhandled."""
+        thread, so an error it holds is not reported as unhandled (then()
+        called once it is)."""
         def take() -> None:
             try:
                 self._ray.get(ref, timeout=60)
             except Exception:  # noqa: BLE001 - nobody wants it
                 pass
+            if then is not None:
+                then()
         threading.Thread(target=take, daemon=True, name="shoal-let-go").start()
 
     def _partial(self, allow_partial: bool | None) -> bool:
@@ -345,7 +408,8 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         """The PSFs of shard 0 (every shard has the same ones; their ranges
         are each shard's own)."""
         self._check_open()
-        return self._get(0, self._call(0, "psfs", include_inactive))
+        with self._pause.shared():
+            return self._get(0, self._call(0, "psfs", include_inactive))
 
     # ---- ingest ----
     def ingest(self, data: Any, *, on_error: str = "skip", durable: bool = False, format: str = "auto",
@@ -361,9 +425,10 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         if on_error != "skip":
             raise InvalidArgument("a cluster ingests with on_error='skip' only (on_error='reject' would need "
                                   "every shard to agree before any stores)")
-        self._refresh()
-        return run(self, data, durable=durable, fmt=InputFormat.parse(format), max_input_bytes=max_input_bytes,
-                   with_addresses=addresses)
+        with self._pause.shared():  # no ingest while records move (pause.py)
+            self._refresh()
+            return run(self, data, durable=durable, fmt=InputFormat.parse(format), max_input_bytes=max_input_bytes,
+                       with_addresses=addresses)
 
     # ---- keyed clusters ----
     def _key_shard(self, key: Any) -> int:
@@ -375,13 +440,17 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         return shard
 
     def get_key(self, key: Any) -> Record | None:
-        shard = self._key_shard(key)
-        got = self._get(shard, self._call(shard, "get_key", key))
+        with self._pause.shared():
+            self._refresh()
+            shard = self._key_shard(key)
+            got = self._get(shard, self._call(shard, "get_key", key))
         return None if got is None else Record(addresses.encode(shard, got[0]), got[1])
 
     def delete_key(self, key: Any, *, durable: bool = False) -> bool:
-        shard = self._key_shard(key)
-        return self._get(shard, self._call(shard, "delete_key", key, durable, retries=0))
+        with self._pause.shared():
+            self._refresh()
+            shard = self._key_shard(key)
+            return self._get(shard, self._call(shard, "delete_key", key, durable, retries=0))
 
     # ---- upkeep ----
     def flush(self, durable: bool = True) -> None:

@@ -28,36 +28,56 @@ class ClusterReads:
         store address), for from_address / to_address."""
         if address is None:
             return None
-        if not isinstance(address, int) or isinstance(address, bool) or address < 0:
-            raise InvalidArgument(f"an address is a non-negative integer, not {address!r}")
+        self._check_address(address)
         shard, local = addresses.decode(address)
         if shard >= len(self._actors):
             raise InvalidArgument(f"address {address} names shard {shard}; this cluster has {len(self._actors)}")
         return self._get(shard, self._call(shard, "seq_at", local)), shard, local
 
+    def _check_address(self, address: int | None) -> None:
+        if address is not None and (not isinstance(address, int) or isinstance(address, bool) or address < 0):
+            raise InvalidArgument(f"an address is a non-negative integer, not {address!r}")
+
     def _batches(self, kind: str, spec: Any, limit: int | None, order: str, options: dict,
                  allow_partial: bool | None, from_address: int | None = None,
                  to_address: int | None = None) -> Iterator[RecordBatch]:
         self._check_open()
-        self._refresh()
         if order not in ("newest", "oldest"):
             raise InvalidArgument(f"order must be 'newest' or 'oldest', not {order!r}")
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
             raise InvalidArgument(f"limit must be a non-negative integer, not {limit!r}")
         if limit == 0:
             return iter(())
+        for a in (from_address, to_address):
+            self._check_address(a)
+        pause = self._pause
         partial = self._partial(allow_partial)
         failed: list[int] = []
-        n = len(self._actors)
-        self.last_shards = {"total": n, "successful": n, "failed": 0, "failed_shards": failed}
+        setup = [False]
+        n = lo_pos = hi_pos = 0
+        out: dict[int, Any] = {}  # requests sent and not yet answered (each holds the pause)
 
-        lo_pos, hi_pos = self._position(from_address), self._position(to_address)
-
+        # Each request holds the pause from its sending to its answer
+        # (pause.py): a move of records waits for it, and it for a move.
         def fetch(shard: int, after: int | None, k: int):
             lo, hi = (None, after) if order == "newest" else (None if after is None else after + 1, None)
-            return self._call(shard, "page", kind, spec, k, order, lo, hi, options, lo_pos, hi_pos)
+            pause.enter()
+            if setup[0]:
+                setup[0] = False
+                pause.leave()
+            try:
+                ref = self._call(shard, "page", kind, spec, k, order, lo, hi, options, lo_pos, hi_pos)
+            except BaseException:
+                pause.leave()
+                raise
+            out[id(ref)] = ref
+            return ref
 
-        def resolve(shard: int, ref):
+        def answered(ref) -> None:
+            if out.pop(id(ref), None) is not None:
+                pause.leave()
+
+        def take(shard: int, ref):
             try:
                 return self._get(shard, ref)
             except ShardUnavailable:
@@ -67,24 +87,54 @@ class ClusterReads:
                 self.last_shards.update(successful=n - len(failed), failed=len(failed))
                 return None
 
+        def resolve(shard: int, ref):
+            try:
+                return take(shard, ref)
+            finally:
+                answered(ref)
+
         def resolve_all(asked: list) -> list:
             try:
                 return self._ray.get([ref for _, ref in asked])  # one wait for every shard: the common case
             except (self._ray.exceptions.RayActorError, self._ray.exceptions.RayTaskError):
                 # which shard failed, and how: every answer taken, the first error raised
-                out, error = [], None
+                got, error = [], None
                 for shard, ref in asked:
                     try:
-                        out.append(resolve(shard, ref))
+                        got.append(take(shard, ref))
                     except Exception as exc:  # noqa: BLE001 - raised once all are taken
-                        out.append(None)
+                        got.append(None)
                         error = error or exc
                 if error is not None:
                     raise error from None
-                return out
+                return got
+            finally:
+                for _, ref in asked:
+                    answered(ref)
 
-        return merge.merge_pages(list(range(n)), fetch, resolve, order, limit, PAGE_RECORDS,
-                                 abandon=lambda shard, ref: self._let_go(ref), resolve_all=resolve_all)
+        def abandon(shard: int, ref) -> None:
+            held = out.pop(id(ref), None) is not None
+            self._let_go(ref, pause.leave if held else None)
+
+        def batches() -> Iterator[RecordBatch]:
+            nonlocal n, lo_pos, hi_pos
+            pause.enter()  # held until the first pages are asked for, so they see the map read here
+            setup[0] = True
+            try:
+                self._refresh()
+                lo_pos, hi_pos = self._position(from_address), self._position(to_address)
+                n = len(self._actors)
+                self.last_shards = {"total": n, "successful": n, "failed": 0, "failed_shards": failed}
+                yield from merge.merge_pages(list(range(n)), fetch, resolve, order, limit, PAGE_RECORDS,
+                                             abandon=abandon, resolve_all=resolve_all)
+            finally:
+                if setup[0]:  # ended (closed) before it asked a shard
+                    setup[0] = False
+                    pause.leave()
+                for ref in list(out.values()):  # sent, never taken nor abandoned
+                    abandon(-1, ref)
+
+        return batches()
 
     def _records(self, batches: Iterator[RecordBatch]) -> Iterator[Record]:
         for b in batches:
@@ -157,7 +207,8 @@ class ClusterReads:
         shard, local = addresses.decode(address)
         if not 0 <= shard < len(self._actors):
             return None
-        got = self._get(shard, self._call(shard, "get", local))
+        with self._pause.shared():
+            got = self._get(shard, self._call(shard, "get", local))
         return None if got is None else Record(addresses.encode(shard, got[0]), got[1])
 
 

@@ -33,6 +33,7 @@ import zlib
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import orjson
@@ -69,6 +70,28 @@ class Piece:
         if self.lines is None:
             return self.first_line + line - 1
         return int(self.lines[line - 1]) if 0 < line <= len(self.lines) else line
+
+
+def routing_value(expression, raw, virtual_shards: int) -> tuple[int, Any] | None:
+    """A record's virtual shard and routing value (its key, on a keyed
+    cluster); None when it has none (or is not JSON)."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    c = key_canonical(expression, obj)
+    return None if c is None else (zlib.crc32(c) % virtual_shards, expression.search(obj))
+
+
+def virtual_shard(expression, raw, virtual_shards: int) -> int | None:
+    """The virtual shard of a record (raw JSON text) by its routing value
+    (None: it has none, and is spread)."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    c = key_canonical(expression, obj)
+    return None if c is None else zlib.crc32(c) % virtual_shards
 
 
 class Sequence:
@@ -216,12 +239,8 @@ class Router:
         return raw
 
     def _route(self, raw: bytes) -> int:
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return self._spread()
-        c = key_canonical(self.expression, obj)
-        return self._spread() if c is None else self.shard_of(c)
+        v = virtual_shard(self.expression, raw, self.map.virtual_shards)
+        return self._spread() if v is None else self.map.owners[v]
 
     def _piece(self, shard: int, p: _Pending, as_array: bool) -> Piece:
         if as_array:

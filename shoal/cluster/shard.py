@@ -26,7 +26,9 @@ import numpy as np
 from ..engine import Store
 from ..engine import open as open_store
 from ..errors import InvalidArgument, TailGap
+from ..psf.expr import parse_definition
 from .marks import Marks
+from .routing import routing_value, virtual_shard
 
 STORE_DIR = "store"
 
@@ -201,6 +203,45 @@ class ShardServer:
     def delete_key(self, key: Any, durable: bool = False) -> bool:
         with self._ingest_lock:
             return self.store.delete_key(key, durable=durable)
+
+    # ---- moving virtual shards (front.py: adding shards to a keyed cluster) ----
+    def _key_expression(self):
+        if self.store.key is None:
+            raise InvalidArgument("only a keyed cluster's shards move records")
+        return parse_definition(self.store.key, self.store.config.expression_limits)
+
+    def export_vshards(self, vshards: list[int], virtual_shards: int, from_address: int | None,
+                       max_bytes: int) -> tuple[bytes, int, int | None]:
+        """The live records whose key falls in one of `vshards`, from
+        from_address on, oldest first: (NDJSON of at least max_bytes unless
+        it is the last part, its records, where to go on or None when done)."""
+        want, expr = set(vshards), self._key_expression()
+        parts: list = []
+        size = 0
+        for batch in self.store.scan_batches("@", order="oldest", from_address=from_address):
+            for rec in batch:
+                if virtual_shard(expr, rec.raw, virtual_shards) in want:
+                    parts.append(rec.raw)
+                    size += len(rec.raw) + 1
+                    if size >= max_bytes:
+                        return b"\n".join(parts) + b"\n", len(parts), rec.address + 1
+        return (b"\n".join(parts) + b"\n" if parts else b""), len(parts), None
+
+    def drop_vshards(self, vshards: list[int], virtual_shards: int) -> int:
+        """Delete (tombstone, durably) every live key that falls in one of
+        `vshards`: they were copied to the shard that owns them now. Done
+        twice, the second deletes nothing. Returns the keys deleted."""
+        want, expr = set(vshards), self._key_expression()
+        keys = []
+        for batch in self.store.scan_batches("@", order="oldest"):
+            for rec in batch:
+                got = routing_value(expr, rec.raw, virtual_shards)
+                if got is not None and got[0] in want:
+                    keys.append(got[1])
+        with self._ingest_lock:
+            n = self.store.delete_keys(keys, durable=True) if keys else 0
+            self.marks.sync()
+        return n
 
     # ---- the live tail (tail.py) ----
     def tail_open(self, conditions: list, mode: str, fields: list | None, since: tuple | None,

@@ -43,6 +43,10 @@ class ShardMap:
     # PSF registrations in the order they were made: the front replays them
     # on every shard it opens, so a shard that missed one catches up
     psfs: list[dict] = field(default_factory=list)
+    # a move of virtual shards under way (front.py, keyed clusters):
+    # {"state": "copying" | "copied", "moves": {virtual shard: [from, to]}};
+    # a front that finds one finishes it before anything else
+    move: dict | None = None
 
     @classmethod
     def create(cls, shards: int, virtual_shards: int = DEFAULT_VIRTUAL_SHARDS, *, key: str | None = None,
@@ -52,13 +56,35 @@ class ShardMap:
             raise InvalidArgument("a keyed cluster routes by its key: pass key or route_by, not both")
         return cls(virtual_shards, [v % shards for v in range(virtual_shards)], shards, key, route_by)
 
+    def plan_moves(self) -> dict[int, tuple[int, int]]:
+        """The virtual shards to move so every shard owns an even share
+        (counts differing by at most one), as {virtual shard: (from, to)}:
+        each move takes the highest-numbered virtual shard of a shard that
+        owns the most and gives it to one that owns the fewest, so as few
+        move as an even spread allows (new shards own none)."""
+        owned: dict[int, list[int]] = {s: [] for s in range(self.shards)}
+        for v, o in enumerate(self.owners):
+            owned[o].append(v)
+        moves: dict[int, tuple[int, int]] = {}
+        while True:
+            donor = max(owned, key=lambda s: (len(owned[s]), -s))
+            taker = min(owned, key=lambda s: (len(owned[s]), s))
+            if len(owned[donor]) - len(owned[taker]) <= 1:
+                return moves
+            v = owned[donor].pop()
+            owned[taker].append(v)
+            first = moves.pop(v, (donor, taker))[0]
+            if first != taker:
+                moves[v] = (first, taker)
+
     def shard_dir(self, directory: Path, shard: int) -> Path:
         return directory / f"shard-{shard}"
 
     def to_json(self) -> bytes:
         return json.dumps({"format": FORMAT_VERSION, "virtual_shards": self.virtual_shards, "owners": self.owners,
                            "shards": self.shards, "key": self.key, "route_by": self.route_by,
-                           "nodes": {str(k): v for k, v in self.nodes.items()}, "psfs": self.psfs},
+                           "nodes": {str(k): v for k, v in self.nodes.items()}, "psfs": self.psfs,
+                           "move": self.move},
                           indent=1).encode()
 
     @classmethod
@@ -70,7 +96,7 @@ class ShardMap:
                                       f"{FORMAT_VERSION}")
             m = cls(int(d["virtual_shards"]), [int(x) for x in d["owners"]], int(d["shards"]), d.get("key"),
                     d.get("route_by"), {int(k): str(v) for k, v in d.get("nodes", {}).items()},
-                    list(d.get("psfs", [])))
+                    list(d.get("psfs", [])), d.get("move"))
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptionError(f"{path}: not a shard map ({exc})") from exc
         if len(m.owners) != m.virtual_shards or any(not 0 <= o < m.shards for o in m.owners):

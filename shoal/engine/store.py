@@ -531,19 +531,30 @@ class Store:
         """Delete `key`: append a tombstone, so get_key returns None and PSF
         queries stop returning its versions. Returns False (writing nothing)
         when the key has no live version."""
-        keys = self._planner.require_keys()
-        canon = key_canon(key)
-        text = orjson.dumps(key) if not isinstance(key, int) or abs(key) < 1 << 63 else str(key).encode()
+        return self.delete_keys([key], durable=durable) == 1
+
+    def delete_keys(self, keys: Iterable[Any], *, durable: bool = False) -> int:
+        """Delete each of `keys` (as delete_key, one tombstone each, appended
+        together under one lock); returns how many had a live version."""
+        index = self._planner.require_keys()
+        wanted: dict[bytes, bytes] = {}  # canonical key -> its JSON text (a key named twice: one tombstone)
+        for key in keys:
+            text = orjson.dumps(key) if not isinstance(key, int) or abs(key) < 1 << 63 else str(key).encode()
+            wanted.setdefault(key_canon(key), text)
         with self._write_lock:
             self._gate.check_open()
-            address = keys.newest(canon)
-            if address is None or self._log.read_records([address], payload_only=True)[0] is None:
-                return False
+            live = []
+            for canon, text in wanted.items():
+                address = index.newest(canon)
+                if address is not None and self._log.read_records([address], payload_only=True)[0] is not None:
+                    live.append((text, canon))
+            if not live:
+                return 0
             self._log.check_writable()
-            _ingest.append_tombstones(self._core, [(text, canon)])
+            _ingest.append_tombstones(self._core, live)
             if durable:
                 self._commit.sync_locked()
-            return True
+            return len(live)
 
     # ---- durability ----
     def flush(self, durable: bool = True) -> int:

@@ -539,7 +539,7 @@ def test_the_tail_follows_every_shard(open_cluster):
 def test_adding_shards_to_a_spreading_cluster(open_cluster, tmp_path):
     """New pieces go to every shard in turn, old records stay where they
     are, answers stay complete and in order; another front on the same
-    directory takes the new shards up; keyed and routed clusters refuse."""
+    directory takes the new shards up."""
     import threading
 
     path = tmp_path / "grow"
@@ -576,6 +576,175 @@ def test_adding_shards_to_a_spreading_cluster(open_cluster, tmp_path):
     assert c.map.shards == 5 and c.count("type", "push") == len(log.matching("type", "push"))
     with pytest.raises(shoal.InvalidArgument):
         open_cluster(3, path=path)
-    k = open_cluster(2, path=tmp_path / "keyed", key="id")
-    with pytest.raises(shoal.InvalidArgument):
-        k.add_shards(1)
+
+
+def _keyed_history(seed: int, n: int = 3000):
+    """A keyed history: n records, updates of some, deletes of some; the
+    live version of each key (the oracle) and the calls that make it."""
+    rng = random.Random(seed)
+    first = make_records(n, seed)
+    updates = []
+    for _ in range(n // 3):
+        o = dict(first[rng.randrange(n)])
+        o["type"], o["n"] = rng.choice(TYPES), rng.randrange(1000)
+        updates.append(o)
+    live = {o["id"]: o for o in first + updates}
+    deleted = sorted(rng.sample(sorted(live), n // 30))
+    for k in deleted:
+        del live[k]
+    return first, updates, deleted, live
+
+
+def _check_keyed(c, live: dict) -> None:
+    """Every live key answered once, by the shard the map gives it, and
+    every count, query and top-values answer as the oracle's."""
+    got = [orjson.loads(r.raw) for r in c.scan("`true`")]
+    assert sorted(o["id"] for o in got) == sorted(live)  # each key once
+    assert {o["id"]: o for o in got} == live
+    for t in TYPES:
+        want = sorted(k for k, o in live.items() if o["type"] == t)
+        assert c.count("type", t) == len(want)
+        assert sorted(r.json()["id"] for r in c.query("type", t)) == want
+    from collections import Counter
+    assert dict(c.group_count("type")) == dict(Counter(o["type"] for o in live.values()))
+    for k in sorted(live)[::97]:
+        r = c.get_key(k)
+        assert orjson.loads(r.raw) == live[k]
+        assert addresses.decode(r.address)[0] == c._router.shard_of_value(k)
+
+
+def test_adding_shards_to_a_keyed_cluster_moves_its_keys(open_cluster, tmp_path):
+    """The new shard takes its share of virtual shards with their keys
+    (copied, switched, deleted at the old shard). Reads from another front
+    that run all through the move see every key exactly once; an ingest
+    running meanwhile waits for the move and loses nothing; later versions
+    of a moved key go to its new shard."""
+    import threading
+
+    path = tmp_path / "keyed"
+    c = open_cluster(2, path=path, key="id", piece_bytes=8 << 10)
+    c.register_psf("type", "type")
+    first, updates, deleted, live = _keyed_history(80)
+    c.ingest(ndjson(first))
+    c.ingest(ndjson(updates))
+    for k in deleted:
+        assert c.delete_key(k)
+    other = open_cluster(None, path=path, piece_bytes=8 << 10)
+    want = {t: sum(1 for o in live.values() if o["type"] == t) for t in TYPES}
+    stop, bad, reads, late = threading.Event(), [], [0], []
+
+    def reader():
+        while not stop.is_set():
+            for t in TYPES:
+                n = other.count("type", t)
+                if n != want[t]:
+                    bad.append((t, n, want[t]))
+            reads[0] += 1
+
+    def writer():  # new keys of their own type, so the reader's counts hold
+        i = 0
+        while not stop.is_set():
+            batch = [{"id": 100_000 + i + j, "type": "late"} for j in range(50)]
+            c.ingest(ndjson(batch))
+            late.extend(batch)
+            i += 50
+
+    threads = [threading.Thread(target=reader), threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    c.add_shards(1, shard_cpus=0.25)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert not bad and reads[0] > 0 and late
+    m = c.map
+    assert m.shards == 3 and m.move is None
+    owned = [m.owners.count(s) for s in range(3)]
+    assert max(owned) - min(owned) <= 1, owned
+    live.update({o["id"]: o for o in late})
+    want["late"] = len(late)
+    _check_keyed(c, live)
+    _check_keyed(other, live)  # the other front took the new map up
+    assert all(s["records"] for s in c.status()["shards"])
+    # later versions of moved keys: stored by their new shard, superseding the copies
+    moved = [k for k in sorted(live) if k < 100_000 and c._router.shard_of_value(k) == 2][:40]
+    assert moved
+    again = [{**live[k], "type": "fork", "n": -1} for k in moved]
+    c.ingest(ndjson(again))
+    live.update({o["id"]: o for o in again})
+    for k in moved[:5]:
+        assert c.delete_key(k)
+        del live[k]
+    _check_keyed(c, live)
+    c.close(keep_shards=True)
+    other.close(keep_shards=True)
+    _check_keyed(open_cluster(None, path=path), live)  # and after a reopen
+
+
+@pytest.mark.parametrize("cut_at", ["copying", "copied"])
+def test_a_move_cut_short_is_finished_by_the_next_front(open_cluster, tmp_path, monkeypatch, cut_at):
+    """A front that dies in a move (here: an error at the chosen step)
+    leaves its journal in the map; the next front to open the cluster
+    finishes it, and every key is then live on exactly one shard."""
+    from shoal.cluster import mover
+
+    path = tmp_path / "cut"
+    c = open_cluster(2, path=path, key="id", piece_bytes=8 << 10)
+    c.register_psf("type", "type")
+    first, updates, deleted, live = _keyed_history(81, 1500)
+    c.ingest(ndjson(first))
+    c.ingest(ndjson(updates))
+    for k in deleted:
+        c.delete_key(k)
+    real_copy, real_each = mover._copy, mover._each
+    calls = []
+
+    def copy(front, src, dst, vs):  # copies one pair, then the front "dies"
+        calls.append(src)
+        if len(calls) > 1:
+            raise RuntimeError("the front died")
+        return real_copy(front, src, dst, vs)
+
+    def each(front, per_shard, method, *args):
+        if front.map.move["state"] == "copied":
+            raise RuntimeError("the front died")
+        return real_each(front, per_shard, method, *args)
+
+    monkeypatch.setattr(mover, "_copy" if cut_at == "copying" else "_each",
+                        copy if cut_at == "copying" else each)
+    with pytest.raises(RuntimeError):
+        c.add_shards(1, shard_cpus=0.25)
+    monkeypatch.setattr(mover, "_copy", real_copy)
+    monkeypatch.setattr(mover, "_each", real_each)
+    c.close(keep_shards=True)
+    again = open_cluster(None, path=path)
+    assert again.map.move is None and again.map.shards == 3
+    owned = [again.map.owners.count(s) for s in range(3)]
+    assert max(owned) - min(owned) <= 1, owned
+    _check_keyed(again, live)
+
+
+def test_adding_shards_to_a_routed_cluster(open_cluster, tmp_path):
+    """A routed cluster's new shard takes its share of virtual shards for
+    later records; earlier ones stay where they were and every answer
+    stays complete."""
+    c = open_cluster(2, path=tmp_path / "routed", route_by="repo.name", piece_bytes=8 << 10)
+    c.register_psf("repo", "repo.name")
+    objs = make_records(2000, 82)
+    c.ingest(ndjson(objs))
+    moves = c.rebalance()
+    assert moves == {}  # already even
+    c.add_shards(1, shard_cpus=0.25)
+    more = make_records(2000, 83, start=2000)
+    c.ingest(ndjson(more))
+    log = Log(ndjson(objs + more).splitlines())
+    per_shard = [s["records"] for s in c.status()["shards"]]
+    assert per_shard[2] > 0 and sum(per_shard) == 4000
+    for repo in sorted({o["repo"]["name"] for o in objs}):
+        want = log.matching("repo.name", repo)
+        got = list(c.query("repo", repo))
+        assert raws(got) == oracle_answer(log, want)
+        later = {addresses.decode(r.address)[0] for r in got if r.json()["id"] >= 2000}
+        assert later == {c._router.shard_of_value(repo)}  # later records: the owner the map names now
