@@ -83,6 +83,25 @@ def test_get_key_returns_the_newest_version_and_delete_hides_it(open_store):
     assert store.get_key(1).json() == {"id": 1, "v": "d"}
 
 
+def test_delete_keys_deletes_each_live_key_once(open_store):
+    store = open_store(key="id")
+    store.register_psf("v", "v")
+    store.ingest(b"".join(b'{"id": %d, "v": %d}\n' % (i, i % 3) for i in range(30)))
+    store.ingest(b'{"id": "7", "v": 0}\n')  # a string key beside the number 7
+    gone = [3, 4, 4, 4.0, 7, 100]  # a key named twice, 4.0 is 4, 100 was never stored
+    assert store.delete_keys(gone) == 3
+    live = [i for i in range(30) if i not in (3, 4, 7)]
+    for v in range(3):
+        assert store.count("v", v) == sum(1 for i in live if i % 3 == v) + (v == 0)
+        assert sorted(r.json()["id"] for r in store.query("v", v) if r.json()["id"] != "7") == \
+            [i for i in live if i % 3 == v]
+    assert store.get_key("7").json() == {"id": "7", "v": 0}
+    assert store.delete_keys([3, 4]) == 0  # nothing live: nothing written
+    assert store.delete_keys([]) == 0
+    with pytest.raises(InvalidArgument):
+        store.delete_keys([[1]])
+
+
 def test_queries_return_live_versions_against_a_dict_oracle(open_store, generated):
     """Tiny pages: most of the log, key chains included, is on disk."""
     first, second = _github_versions(generated)
