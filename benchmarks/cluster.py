@@ -12,6 +12,10 @@ For each: ingest (curl --data-binary @file, one streaming POST, MB/s), then
 query latency (median of 30 keep-alive requests): POST /query of a
 frequent value with limit 10, and POST /count.
 
+In this process, a keyed cluster (key `id`) of 2 shards holding the file
+grown to 3 (add_shards(1)): the seconds its move of a third of the keys
+takes, while every front's ingest and reads wait.
+
 In this process, what the front and a shard cost per MB (the model):
   front        framing and cutting the file into 1 MiB pieces
                (routing.Router) plus handing each to Ray (ray.put): what the
@@ -152,6 +156,31 @@ def front_and_shard(path: Path, specs, tmp: Path) -> dict:
     return {"front_s_per_mb": front / (size / MB), "shard_s_per_mb": shard / (size / MB)}
 
 
+def move(path: Path, specs, tmp: Path, cores: int) -> dict:
+    """A keyed cluster of 2 shards (key `id`) holding the file, grown to 3
+    in this process: add_shards(1) moves a third of the keys (copied and
+    fsynced at the new shard, deleted at the old ones), every front's
+    ingest and reads paused meanwhile. Seconds, and MB of records moved."""
+    import shoal.cluster
+    d = tmp / "keyed"
+    c = shoal.cluster.open(d, 2, key="id", shard_cpus=cores / 3)
+    try:
+        for s in specs:
+            c.register_psf(s.name, s.jmespath)
+        c.ingest(str(path))
+        before = [s["records"] for s in c.status()["shards"]]
+        t0 = time.perf_counter()
+        c.add_shards(1, shard_cpus=cores / 3)
+        seconds = time.perf_counter() - t0
+        after = [s["records"] for s in c.status()["shards"]]
+    finally:
+        c.close()
+        shutil.rmtree(d, ignore_errors=True)
+    moved = after[2]
+    return {"move_s": seconds, "moved_records": moved, "records": sum(before),
+            "moved_mb": path.stat().st_size / MB * moved / max(1, sum(before))}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = arg_parser(__doc__)
     ap.add_argument("--records", type=int, default=0, help="events (default 100,000: ~100 MB; --quick 5,000)")
@@ -174,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
              configure_logging=False)
     gcs = ray.get_runtime_context().gcs_address
     rows: dict[str, list[dict]] = {"serve": []}
-    models = []
+    models, moves = [], []
     try:
         print(f"{n:,} events, {size / MB:,.1f} MB; {args.runs} rounds; shards {shard_counts}; {cores} cores",
               flush=True)
@@ -184,6 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
                 flags = ["--shards", str(k), "--address", gcs, "--shard-cpus", f"{cores / k:g}"]
                 rows.setdefault(f"cluster {k}", []).append(one(tmp / f"cluster{k}-{r}", flags, path, specs, value))
             models.append(front_and_shard(path, specs, tmp))
+            moves.append(move(path, specs, tmp, cores))
     finally:
         ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -219,6 +249,13 @@ def main(argv: list[str] | None = None) -> dict:
                                              for k, v in one_front.items()))
     print("  a front per shard: " + ", ".join(f"{k} shards {v:,.0f} MB/s ({v / fronts[1]:.1f}x)"
                                               for k, v in fronts.items()))
+    mv = summary([m["move_s"] for m in moves])["median"]
+    mv_mb = summary([m["moved_mb"] for m in moves])["median"]
+    res["move"] = {"seconds": summary([m["move_s"] for m in moves]), "moved_mb": mv_mb,
+                   "moved_records": moves[-1]["moved_records"], "records": moves[-1]["records"]}
+    print(f"keyed cluster (key id), 2 shards -> 3: add_shards moved {moves[-1]['moved_records']:,} of "
+          f"{moves[-1]['records']:,} records ({mv_mb:,.1f} MB) in {mv:.2f} s ({mv_mb / mv:,.0f} MB/s moved), "
+          f"ingest and reads paused throughout")
     targets = [target("cluster, 1 shard / shoal serve (HTTP ingest)", ">= 0.8x",
                       res["rows"]["cluster 1"]["x_serve"]["median"], 0.8, unit="x")]
     for k in shard_counts[1:]:
