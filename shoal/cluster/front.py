@@ -283,10 +283,12 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
 
     # ---- calls on shards ----
     def _call(self, shard: int, method: str, *args: Any, retries: int = READ_RETRIES):
-        m = getattr(self._actors[shard], method)
+        # One entry point, the arguments as one tuple: Ray serializes each
+        # argument on its own, and a call's nine took ~0.1 ms more to send
+        m = self._actors[shard].call
         if retries:
             m = m.options(max_task_retries=retries)
-        return m.remote(*args)
+        return m.remote(method, args)
 
     def _get(self, shard: int, ref: Any) -> Any:
         try:
@@ -524,7 +526,13 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
 
 
 class _ShardActor(ShardServer):
-    """ShardServer as Ray runs it: ping also names the node."""
+    """ShardServer as Ray runs it: ping also names the node, and call is
+    the entry point of the front's calls (Cluster._call)."""
+
+    def call(self, method: str, args: tuple) -> Any:
+        if method.startswith("_"):
+            raise InvalidArgument(f"not a shard call: {method!r}")
+        return getattr(self, method)(*args)
 
     def ping(self) -> dict:
         import ray

@@ -164,12 +164,12 @@ class _Out:
         lens = np.frombuffer(lengths, dtype=np.uint32)[i:j]
         start, stop = int(offs[0]), int(offs[-1]) + int(lens[-1]) + 1
         if stop - start == int(lens.sum()) + (j - i):  # laid out in order, each followed by b"\n"
-            self.parts.append(data[start:stop])
+            self.parts.append(bytes(data[start:stop]))
             self.offs.frombytes((offs - np.uint64(start) + np.uint64(self.base)).tobytes())
             self.base += stop - start
         else:
             for o, n in zip(offs.tolist(), lens.tolist()):
-                self.parts.append(data[o:o + n] + b"\n")
+                self.parts.append(bytes(data[o:o + n]) + b"\n")
                 self.offs.append(self.base)
                 self.base += n + 1
         self.lens.frombytes(lens.tobytes())

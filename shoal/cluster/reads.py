@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import InvalidArgument, ShardUnavailable
 from ..results import Record, RecordBatch
-from . import addresses, merge
+from . import addresses, merge, pages
 
 PAGE_RECORDS = 4096  # records per page a shard sends a merge
 
@@ -79,7 +79,7 @@ class ClusterReads:
 
         def take(shard: int, ref):
             try:
-                return self._get(shard, ref)
+                return pages.unpack(self._get(shard, ref))
             except ShardUnavailable:
                 if not partial:
                     raise
@@ -95,7 +95,8 @@ class ClusterReads:
 
         def resolve_all(asked: list) -> list:
             try:
-                return self._ray.get([ref for _, ref in asked])  # one wait for every shard: the common case
+                # one wait for every shard: the common case
+                return [pages.unpack(blob) for blob in self._ray.get([ref for _, ref in asked])]
             except (self._ray.exceptions.RayActorError, self._ray.exceptions.RayTaskError):
                 # which shard failed, and how: every answer taken, the first error raised
                 got, error = [], None

@@ -27,6 +27,7 @@ from ..engine import Store
 from ..engine import open as open_store
 from ..errors import InvalidArgument, TailGap
 from ..psf.expr import parse_definition
+from . import pages
 from .marks import Marks
 from .routing import routing_value, virtual_shard
 
@@ -135,18 +136,18 @@ class ShardServer:
 
     def page(self, kind: str, spec: Any, limit: int, order: str, from_address: int | None,
              to_address: int | None, options: dict, lo: tuple | None = None,
-             hi: tuple | None = None) -> tuple[bytes, array, array, array, array]:
+             hi: tuple | None = None) -> bytes:
         """Up to `limit` records of a query (kind "all"/"any": spec is the
         conditions; "scan": an expression; "range": (psf, lo, hi)) in
         `order` within [from_address, to_address) of this store, and from
         cluster position `lo` (inclusive) to `hi` (exclusive) when given:
         one buffer of records each followed by b"\\n", their addresses,
-        offsets, lengths and seqs."""
+        offsets, lengths and seqs, packed in one buffer (pages.py)."""
         s = self.store
         if lo is not None:
             b = self._bound(lo)
             if b is None:
-                return b"", array("Q"), array("Q"), array("I"), array("Q")
+                return pages.pack(b"", b"", b"", b"", b"")
             from_address = b if from_address is None else max(from_address, b)
         if hi is not None:
             b = self._bound(hi)
@@ -173,7 +174,7 @@ class ShardServer:
             lengths.extend(b.lengths)
             addresses.extend(b.addresses)
             base += len(b.data)
-        return b"".join(parts), addresses, offsets, lengths, self.marks.seq_of(addresses)
+        return pages.pack(b"".join(parts), addresses, offsets, lengths, self.marks.seq_of(addresses))
 
     def count(self, kind: str, spec: Any, options: dict) -> int:
         s = self.store
