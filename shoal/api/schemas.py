@@ -267,6 +267,18 @@ class Health(BaseModel):
     tail_address: int
 
 
+class ClusterMap(BaseModel):
+    """Cluster.shard_map(): how a cluster routes records to its shards."""
+    directory: str
+    ray: dict[str, str]
+    virtual_shards: int
+    owners: list[int] = Field(description="virtual shard -> shard")
+    key: str | None
+    route_by: str | None
+    moving: bool = Field(description="a move of keys between shards is under way")
+    shards: list[dict[str, Any]]
+
+
 class Stats(BaseModel):
     """Store.stats(), plus the server's own counters."""
     model_config = ConfigDict(extra="allow")

@@ -487,6 +487,24 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         return {"shards": out, "virtual_shards": self.map.virtual_shards, "key": self.key,
                 "route_by": self.map.route_by, "records": sum(s.get("records", 0) for s in out)}
 
+    def shard_map(self) -> dict:
+        """How this cluster routes, for a client that posts to its shards
+        itself: its Ray (address, namespace), its directory, its shards'
+        actor names and nodes, and the virtual shard -> shard map (a
+        record's virtual shard: crc32 of its key's or routing value's
+        canonical bytes, mod virtual_shards; see routing.py). Such a client
+        opens shoal.cluster.open(directory, attach=True, address=...) on a
+        node of that Ray: a front of its own, without HTTP."""
+        self._check_open()
+        self._refresh()
+        m = self.map
+        ray_address = self._ray.get_runtime_context().gcs_address
+        return {"directory": str(self.path), "ray": {"address": ray_address, "namespace": NAMESPACE},
+                "virtual_shards": m.virtual_shards, "owners": list(m.owners), "key": m.key,
+                "route_by": m.route_by, "moving": m.move is not None,
+                "shards": [{"shard": i, "actor": self._name(i), "node": m.nodes.get(i)}
+                           for i in range(m.shards)]}
+
     def stats(self) -> dict:
         """Store.stats()'s fields summed over the shards (status.py)."""
         return status.stats(self._all("stats"), len(self._actors),

@@ -34,6 +34,7 @@ ROUTES = [
     ("GET", "/stats", "/stats", None, Role.READ),
     ("GET", "/metrics", "/metrics", None, Role.READ),
     ("GET", "/checkpoints", "/checkpoints", None, Role.READ),
+    ("GET", "/cluster", "/cluster", None, Role.READ),
     ("GET", "/psfs", "/psfs", None, Role.READ),
     ("GET", "/psfs/{name}", "/psfs/t", None, Role.READ),
     ("GET", "/psfs/{name}/records", "/psfs/t/records?value=1", None, Role.READ),

@@ -296,6 +296,8 @@ async def test_stats_and_health(client, store):
     assert s["http_ingest"]["records"] == 3
     assert {"memory_bytes", "disk_bytes", "log_bytes", "index", "recovery"} <= set(s)
     assert (await client.get("/healthz")).json() == {"status": "ok", "tail_address": store.tail_address}
+    r = await client.get("/cluster")  # served by shoal cluster serve only
+    assert r.status_code == 404 and r.json()["error"] == "not_a_cluster"
 
 
 async def test_metrics(client, store):

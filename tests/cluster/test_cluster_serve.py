@@ -47,18 +47,31 @@ def test_cluster_serve_answers_the_store_api(ray_cluster, tmp_path):
         assert "shoal_cluster_shards 2" in text
         stats = httpx.get(srv.url + "/stats").json()
         assert stats["records"] == 3000 and len(stats["shards"]) == 2
+        # a client that skips the front: the map, then records straight to the shards
+        m = httpx.get(srv.url + "/cluster").json()
+        assert m["ray"]["address"] == gcs and len(m["shards"]) == 2 and len(m["owners"]) == m["virtual_shards"]
+        from shoal import cluster
+        direct = cluster.open(m["directory"], attach=True)
+        more = github.events(500, seed=4)
+        assert direct.ingest(more).ingested == 500
+        direct.close(keep_shards=True)
+        log = Log((raw + more).splitlines())
+        with shoal.Client(srv.url) as client:
+            assert client.count("type", "PushEvent") == len(log.matching("type", "PushEvent"))
+            assert sum(1 for _ in client.scan("`true`")) == 3500
         with shoal.Client(srv.url) as client:
             oldest = next(client.scan("`true`", order="oldest", limit=1))
         # GET /tail from the oldest record: every record once, then the stream ends (timeout)
         tail = httpx.get(srv.url + "/tail", params={"since_address": oldest.address, "timeout": 1}, timeout=60)
         assert tail.status_code == 200
         assert sorted(tail.content.splitlines()) == sorted(log.raws)
+        assert len(log.raws) == 3500
         out = subprocess.run([sys.executable, "-m", "shoal.cli", "cluster", "status", "--data", str(data),
                               "--address", gcs, "--json"], capture_output=True, timeout=120)
         assert out.returncode == 0, out.stderr.decode()
         st = json.loads(out.stdout)
         assert [s["healthy"] for s in st["shards"]] == [True, True]
-        assert st["records"] == 3000 and all(s["records"] for s in st["shards"])
+        assert st["records"] == 3500 and all(s["records"] for s in st["shards"])
     finally:
         rc, _, output = srv.stop(timeout=60)
     assert rc == 0, output

@@ -10,7 +10,9 @@ from ...errors import StoreClosed
 from ...engine import Store
 from .. import deps
 from ..metrics import Metrics
-from ..schemas import CheckpointList, CheckpointOut, CompactIn, CompactionOut, Health, Stats, errors_doc
+from ..errors import ApiError
+from ..schemas import (CheckpointList, CheckpointOut, ClusterMap, CompactIn, CompactionOut, Health, Stats,
+                       errors_doc)
 
 router = APIRouter(tags=["admin"])
 StoreDep = Annotated[Store, Depends(deps.store)]
@@ -49,6 +51,19 @@ def stats(store: StoreDep, metrics: Annotated[Metrics, Depends(deps.metrics)]) -
 
 # async: answered on the event loop, so it needs no worker thread and
 # answers even when every thread is busy.
+@router.get("/cluster", response_model=ClusterMap, summary="The shard map (shoal cluster serve)",
+            responses=errors_doc(404, 503),
+            description="How a cluster routes records: its Ray address, directory, shards (Ray actor names, "
+                        "nodes) and virtual shard -> shard map, for a client that posts to the shards itself "
+                        "(README: Cluster). 404 `not_a_cluster` from `shoal serve`.")
+def cluster_map(store: StoreDep) -> dict:
+    shard_map = getattr(store, "shard_map", None)
+    if shard_map is None:
+        raise ApiError(404, "not_a_cluster", "this server serves one store, not a cluster (shoal cluster serve "
+                                             "serves one)")
+    return shard_map()
+
+
 @router.get("/healthz", response_model=Health, summary="Liveness", responses=errors_doc(503))
 async def healthz(store: StoreDep) -> dict:
     if store.closed:
