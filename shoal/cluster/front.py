@@ -468,7 +468,24 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         return sorted(set.intersection(*(set(x) for x in lists))) if lists else []
 
     def compact(self, until_address: int | None = None, *, retain_bytes: int | None = None):
-        raise InvalidArgument("compaction runs per shard: not served through a cluster yet")
+        """Compact every shard (as Store.compact), exactly one of:
+        until_address, a cluster address: each shard drops what comes
+        before that record in cluster order (its cut rounded down to a page
+        start, as a store's); retain_bytes: each shard keeps
+        the newest retain_bytes / shards bytes of its log. Live versions of
+        a keyed cluster's keys are kept (copied to their shard's tail).
+        Returns the shards' results summed (begin_before and begin_after:
+        0, each shard's own begin is in stats()["shards"])."""
+        self._check_open()
+        if (until_address is None) == (retain_bytes is None):
+            raise InvalidArgument("compact takes exactly one of until_address and retain_bytes")
+        if retain_bytes is not None and (not isinstance(retain_bytes, int) or isinstance(retain_bytes, bool)
+                                         or retain_bytes < 0):
+            raise InvalidArgument(f"retain_bytes must be a non-negative integer, not {retain_bytes!r}")
+        with self._pause.shared():
+            pos = self._position(until_address)
+            per_shard = None if retain_bytes is None else retain_bytes // max(1, len(self._actors))
+            return status.compaction(self._all("compact", pos, per_shard))
 
     @property
     def begin_address(self) -> int:

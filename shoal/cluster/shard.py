@@ -289,6 +289,14 @@ class ShardServer:
             self.marks.sync()
         return self.store.flush(durable=durable)
 
+    def compact(self, pos: tuple | None, retain_bytes: int | None) -> Any:
+        """Store.compact below cluster position pos (what comes before it
+        in cluster order), or keeping the newest retain_bytes of log."""
+        if pos is None:
+            return self.store.compact(retain_bytes=retain_bytes)
+        b = self._bound(pos)
+        return self.store.compact(b if b is not None else self.store.tail_address)
+
     def checkpoint(self) -> Any:
         self.marks.sync()
         return self.store.checkpoint()

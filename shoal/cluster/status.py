@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..results import CheckpointInfo
+from ..results import CheckpointInfo, CompactionResult
 from . import addresses
 
 _SUMMED = ("records", "log_bytes", "memory_bytes", "memory_budget_bytes", "disk_bytes", "syncs")
@@ -46,3 +46,12 @@ def checkpoint(infos: list[CheckpointInfo], shards: int) -> CheckpointInfo:
     return CheckpointInfo(max(i.checkpoint_id for i in infos), addresses.encode(shards, 0), 0,
                           sum(i.records for i in infos), max(i.created_at for i in infos),
                           max(i.duration_ms for i in infos))
+
+
+def compaction(per_shard: list[CompactionResult]) -> CompactionResult:
+    """What a cluster compaction reports: the shards' counts and bytes
+    summed, the slowest shard's duration (shards compact at once)."""
+    return CompactionResult(0, 0, sum(r.bytes_reclaimed for r in per_shard), sum(r.records_dropped for r in per_shard),
+                            sum(r.records_copied for r in per_shard), sum(r.segments_deleted for r in per_shard),
+                            max((r.duration_ms for r in per_shard), default=0.0),
+                            sum(r.disk_bytes_before for r in per_shard), sum(r.disk_bytes_after for r in per_shard))

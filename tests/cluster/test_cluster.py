@@ -748,3 +748,39 @@ def test_adding_shards_to_a_routed_cluster(open_cluster, tmp_path):
         assert raws(got) == oracle_answer(log, want)
         later = {addresses.decode(r.address)[0] for r in got if r.json()["id"] >= 2000}
         assert later == {c._router.shard_of_value(repo)}  # later records: the owner the map names now
+
+
+def test_compaction_through_the_front(open_cluster, tmp_path):
+    """compact(until_address) drops, on every shard, what comes before that
+    record in cluster order (cuts rounded down to a page); what stays
+    answers as the oracle over it; a keyed cluster keeps its live keys."""
+    c = open_cluster(2, path=tmp_path / "spread", piece_bytes=16 << 10)
+    c.register_psf("type", "type")
+    objs = make_records(4000, 90)
+    c.ingest(ndjson(objs))
+    oldest = list(c.scan("`true`", order="oldest"))
+    cut = oldest[3000]
+    assert cut.json()["id"] == 3000
+    with pytest.raises(shoal.InvalidArgument):
+        c.compact()
+    with pytest.raises(shoal.InvalidArgument):
+        c.compact(cut.address, retain_bytes=10)
+    r = c.compact(cut.address)
+    stays = [orjson.loads(x.raw) for x in c.scan("`true`", order="oldest")]
+    ids = [o["id"] for o in stays]
+    assert set(range(3000, 4000)) <= set(ids) and len(ids) < 4000
+    assert ids == sorted(ids)  # still in input order
+    assert r.records_dropped == 4000 - len(ids)
+    for t in TYPES:
+        assert c.count("type", t) == sum(1 for o in stays if o["type"] == t)
+
+    k = open_cluster(2, path=tmp_path / "keyed", key="id", piece_bytes=16 << 10)
+    k.register_psf("type", "type")
+    first, updates, deleted, live = _keyed_history(91, 1500)
+    k.ingest(ndjson(first))
+    k.ingest(ndjson(updates))
+    for key in deleted:
+        k.delete_key(key)
+    r = k.compact(retain_bytes=0)
+    assert r.records_copied > 0 and r.records_dropped > 0
+    _check_keyed(k, live)
