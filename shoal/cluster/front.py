@@ -419,18 +419,17 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         """Store the records of `data` (as Store.ingest: bytes, a path, a
         binary file or an iterable of chunks; NDJSON, an array, gzip),
         routed to shards (routing.py). Returns once every shard that got a
-        piece has stored it (durable=True: fsynced). on_error="reject" is
-        not served by a cluster (a shard cannot take back what it stored
-        while another refuses)."""
+        piece has stored it (durable=True: fsynced). on_error="reject":
+        every shard checks its pieces before any stores (ingest._checked):
+        a bad record anywhere raises IngestRejected, nothing stored."""
         self._check_open()
         # threads: each shard prepares its pieces on its own (one process per shard)
-        if on_error != "skip":
-            raise InvalidArgument("a cluster ingests with on_error='skip' only (on_error='reject' would need "
-                                  "every shard to agree before any stores)")
+        if on_error not in ("skip", "reject"):
+            raise InvalidArgument(f"on_error must be 'skip' or 'reject', not {on_error!r}")
         with self._pause.shared():  # no ingest while records move (pause.py)
             self._refresh()
             return run(self, data, durable=durable, fmt=InputFormat.parse(format), max_input_bytes=max_input_bytes,
-                       with_addresses=addresses)
+                       with_addresses=addresses, reject=on_error == "reject")
 
     # ---- keyed clusters ----
     def _key_shard(self, key: Any) -> int:
@@ -568,6 +567,10 @@ class _ShardActor(ShardServer):
         if method.startswith("_"):
             raise InvalidArgument(f"not a shard call: {method!r}")
         return getattr(self, method)(*args)
+
+    def _resolve(self, data: Any) -> Any:
+        import ray
+        return ray.get(data) if isinstance(data, ray.ObjectRef) else data
 
     def ping(self) -> dict:
         import ray

@@ -19,24 +19,28 @@ Must stay true:
 from __future__ import annotations
 
 from array import array
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
-from ..errors import ShardUnavailable
+from ..errors import IngestRejected, ShardUnavailable
 from ..ingest.framing import InputFormat
 from ..ingest.sources import Source
 from ..results import IngestError, IngestResult
 from . import addresses
 
+_BUFFERS = (bytes, bytearray, memoryview, list)  # a piece's data, unless it is in Ray's object store (_checked)
 MAX_QUEUED_PIECES = 4  # pieces waiting behind a shard's call in flight before the front waits for it
 
 
 def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_bytes: int | None,
-        with_addresses: bool = False) -> IngestResult:
+        with_addresses: bool = False, reject: bool = False) -> IngestResult:
     """The records of `data` stored by the cluster `front`'s shards;
     with_addresses: result.addresses holds each input record's cluster
-    address (0: rejected) in input order, as a store's does."""
+    address (0: rejected) in input order, as a store's does; reject: every
+    shard checks its pieces first, and nothing is stored if any record is
+    bad (_checked)."""
     source = Source(data, max_input_bytes)
     result = IngestResult()
     # One call in flight per shard, so a shard stores this front's pieces
@@ -52,10 +56,7 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
 
     def send(shard: int) -> None:
         pieces = pending.pop(shard)
-        # numpy views: Ray sends them out of band (one copy, into its object
-        # store; the shard reads them in place), bytes it would pickle
-        wire = [([np.frombuffer(d, dtype=np.uint8) for d in (p.data if isinstance(p.data, list) else [p.data])],
-                 p.fmt, p.seq) for p in pieces]
+        wire = [(_parts(p) if isinstance(p.data, _BUFFERS) else p.data, p.fmt, p.seq) for p in pieces]
         ref = front._call(shard, "ingest", wire, durable, with_addresses, retries=0)
         inflight[shard] = (pieces, ref)
 
@@ -93,7 +94,8 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
                 send(shard)
 
     try:
-        for piece in front._router.pieces(source, fmt, result):
+        cut = front._router.pieces(source, fmt, result)
+        for piece in (_checked(front, cut, result) if reject else cut):
             piece.seq = front._seq.next()
             queue = pending.setdefault(piece.shard, [])
             queue.append(piece)
@@ -128,6 +130,46 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
         exc.ingest_result = result  # what the HTTP answer reports as stored
         raise exc from failures[0][1]
     return result
+
+
+def _parts(piece: Any) -> list:
+    """A piece's buffers as numpy views: Ray sends them out of band (one
+    copy, into its object store; the shard reads them in place), where
+    bytes it would pickle."""
+    return [np.frombuffer(d, dtype=np.uint8) for d in (piece.data if isinstance(piece.data, list) else [piece.data])]
+
+
+def _checked(front: Any, pieces: Any, result: IngestResult) -> list:
+    """on_error="reject": the input's pieces, each put in Ray's object store
+    once (so the front holds none of the input), after every shard has
+    checked its own (Store.check). Any bad record, the front's framing
+    errors included, raises IngestRejected with every error and nothing
+    stored. Between the check and the stores the pause is held (pause.py),
+    so no move intervenes; a shard that fails while storing leaves the
+    others' parts stored (ShardUnavailable says what)."""
+    ray = front._ray
+    held = []
+    for p in pieces:
+        p.data = ray.put(_parts(p))
+        held.append(p)
+    by_shard: dict[int, list] = defaultdict(list)
+    for p in held:
+        by_shard[p.shard].append(p)
+    refs = {s: front._call(s, "check", [(p.data, p.fmt) for p in ps]) for s, ps in by_shard.items()}
+    checked = IngestResult()
+    checked.rejected = result.rejected
+    checked.input_bytes = result.input_bytes
+    errors = list(result.errors)  # the front's framing errors
+    for s, ref in refs.items():
+        for p, (ok, bad, errs) in zip(by_shard[s], front._get(s, ref)):
+            checked.ingested += ok
+            checked.rejected += bad
+            errors.extend(IngestError(p.input_line(line), why, off) for line, why, off in errs)
+    if checked.rejected:
+        errors.sort(key=lambda e: e.line)
+        checked.errors = errors[: front.config.max_reported_errors]
+        raise IngestRejected(checked)
+    return held
 
 
 def _finish(result: IngestResult, errors: list[IngestError], ends: list, max_errors: int) -> None:

@@ -101,8 +101,7 @@ class ShardServer:
         with self._ingest_lock:
             for data, fmt, seq in pieces:
                 self.marks.add(self.store.tail_address, seq)
-                if isinstance(data, list):  # the parts of a piece, as the front cut them
-                    data = bytes(data[0]) if len(data) == 1 else b"".join(data)
+                data = self._joined(data)
                 r = self.store.ingest(data, format=fmt, threads=self.ingest_threads, addresses=addresses)
                 out.append((r.ingested, r.rejected, r.input_bytes, r.stored_bytes,
                             [(e.line, e.reason, e.offset) for e in r.errors], r.first_address or 0,
@@ -114,6 +113,27 @@ class ShardServer:
                 self.marks.sync()
             self.store.flush(durable=durable)
         return out
+
+    def check(self, pieces: list[tuple[Any, str]]) -> list[tuple]:
+        """Store.check of each (data, format) piece: (records it would
+        store, bad records, errors as ingest gives them), nothing stored."""
+        out = []
+        for data, fmt in pieces:
+            r = self.store.check(self._joined(data), format=fmt)
+            out.append((r.ingested, r.rejected, [(e.line, e.reason, e.offset) for e in r.errors]))
+        return out
+
+    def _joined(self, data: Any) -> Any:
+        """A piece's data as one buffer: its parts, as the front cut them, joined."""
+        data = self._resolve(data)
+        if isinstance(data, list):
+            data = bytes(data[0]) if len(data) == 1 else b"".join(data)
+        return data
+
+    def _resolve(self, data: Any) -> Any:
+        """A piece's data that the front put in Ray's object store, fetched
+        (front.py's actor does; a plain ShardServer is given the data)."""
+        return data
 
     # ---- reads ----
     def seq_at(self, address: int) -> int:

@@ -272,6 +272,14 @@ class Store:
             result.durable = True
         return result
 
+    def check(self, data: Any, *, format: str | InputFormat = "auto",
+              max_input_bytes: int | None = None) -> IngestResult:
+        """What ingest(data, on_error="reject") would find, storing nothing:
+        result.ingested counts the records it would store, result.rejected
+        and result.errors the bad ones (as ingest reports them)."""
+        self._gate.check_open()
+        return _ingest.check(self._core, data, format=format, max_input_bytes=max_input_bytes)
+
     # ---- reads (engine/planner.py) ----
     def get(self, address: int) -> Record | None:
         """The record at `address`, or None if no record starts there."""

@@ -79,6 +79,23 @@ def run(core: IngestCore, data: Any, *, on_error: str = "skip",
         source.close()
 
 
+def check(core: IngestCore, data: Any, *, format: str | InputFormat = "auto",
+          max_input_bytes: int | None = None) -> IngestResult:
+    """What ingest(data, on_error="reject") would find: the records it
+    would store (result.ingested) and the bad ones, with their errors,
+    storing nothing. Under the writer lock, as reject's first pass is (the
+    PSF set and the limits it checks against cannot change meanwhile)."""
+    source = Source(data, max_input_bytes)
+    try:
+        core.check_open()
+        source.make_replayable(str(core.tmp_dir))  # reads the whole input: not under the lock
+        with core.lock:
+            core.check_open()
+            return _pass(core, source, InputFormat.parse(format), dry_run=True, counted=False)[0]
+    finally:
+        source.close()
+
+
 def run_locked(core: IngestCore, data: bytes, *, format: str | InputFormat = "auto") -> IngestResult:
     """Append the valid records of `data` (on_error="skip") for a caller
     that holds the writer lock: compaction's copies, which add to

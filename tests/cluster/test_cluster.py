@@ -242,7 +242,7 @@ def test_psf_registration_errors(open_cluster):
     with pytest.raises(shoal.InvalidArgument):
         c.register_psf("f", lambda r: r)
     with pytest.raises(shoal.InvalidArgument):
-        c.ingest(b"{}\n", on_error="reject")
+        c.ingest(b"{}\n", on_error="maybe")
 
 
 def test_a_dead_shard_fails_reads_unless_partial(open_cluster, ray_cluster):
@@ -784,3 +784,31 @@ def test_compaction_through_the_front(open_cluster, tmp_path):
     r = k.compact(retain_bytes=0)
     assert r.records_copied > 0 and r.records_dropped > 0
     _check_keyed(k, live)
+
+
+@pytest.mark.parametrize("key", [None, "id"])
+def test_reject_stores_nothing_when_any_shard_finds_a_bad_record(open_cluster, tmp_path, key):
+    """on_error="reject": a bad record in any shard's part (or one the
+    front's framing refuses) stores nothing anywhere, and every error is
+    reported by input line; good input is stored whole."""
+    c = open_cluster(3, path=tmp_path / "c", key=key, piece_bytes=4 << 10, max_record_bytes=1000)
+    c.register_psf("type", "type")
+    objs = make_records(1200, 95)
+    lines = [orjson.dumps(o) for o in objs]
+    lines[700] = lines[700][:-3]                         # not JSON: a shard finds it
+    lines[1100] = b'{"type":"x","pad":"' + b"y" * 5000 + b'"}'  # too large: the front's framing finds it
+    if key:
+        lines[50] = b'{"type":"push"}'                   # no key: a shard finds it
+    bad = [51, 701, 1101] if key else [701, 1101]
+    with pytest.raises(shoal.IngestRejected) as info:
+        c.ingest(b"\n".join(lines) + b"\n", on_error="reject")
+    assert [e.line for e in info.value.result.errors] == bad
+    assert info.value.result.rejected == len(bad)
+    assert sum(s["records"] for s in c.status()["shards"]) == 0
+    assert list(c.scan("`true`")) == []
+    r = c.ingest(ndjson(objs), on_error="reject", addresses=True)
+    assert (r.ingested, r.rejected) == (1200, 0) and all(r.addresses)
+    assert sum(s["records"] for s in c.status()["shards"]) == 1200
+    log = Log(ndjson(objs).splitlines())
+    for t in TYPES[:3]:
+        assert c.count("type", t) == len(log.matching("type", t))

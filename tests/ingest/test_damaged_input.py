@@ -187,3 +187,33 @@ def test_gzip_whose_first_chunk_is_one_byte(open_store):
     store = open_store()
     r = store.ingest(iter([GZ[:1], GZ[1:2], GZ[2:]]))
     assert r.ingested == len(RECORDS) and scanned(store) == RECORDS
+
+
+def test_check_finds_what_reject_would_and_stores_nothing(open_store):
+    """Store.check: the records ingest would store and the bad ones with
+    their lines (an orjson loop says which lines are bad), nothing stored."""
+    store = open_store(key="n")
+    store.register_psf("type", "type")
+    lines = list(RECORDS[:500])
+    for i in (3, 77, 400):
+        lines[i] = lines[i][:-5]           # cut: not JSON
+    lines[200] = b'{"type": "Push"}'        # no key
+    data = b"\n".join(lines) + b"\n"
+
+    def bad(line: bytes) -> bool:
+        try:
+            return "n" not in orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return True
+
+    want_bad = [i + 1 for i, line in enumerate(lines) if bad(line)]
+    r = store.check(data)
+    assert (r.ingested, r.rejected) == (len(lines) - len(want_bad), len(want_bad))
+    assert [e.line for e in r.errors] == want_bad
+    assert counted(store) == 0 and scanned(store) == []
+    with pytest.raises(IngestRejected) as info:
+        store.ingest(data, on_error="reject")
+    assert [e.line for e in info.value.result.errors] == want_bad
+    good = b"\n".join(line for line in lines if not bad(line)) + b"\n"
+    assert store.check(good).rejected == 0 and counted(store) == 0
+    assert store.ingest(good, on_error="reject").ingested == len(lines) - len(want_bad)
