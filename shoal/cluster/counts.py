@@ -20,7 +20,8 @@ class ClusterCounts:
     def _sum(self, kind: str, spec: Any, options: dict, allow_partial: bool | None,
              from_address: int | None, to_address: int | None) -> int:
         _no_address_window(from_address, to_address)
-        return sum(c for c in self._all("count", kind, spec, options, partial=self._partial(allow_partial))
+        return sum(c for c in self._all("count", kind, spec, options, partial=self._partial(allow_partial),
+                                        route=(kind, spec))
                    if c is not None)
 
     def count(self, psf: str, value: Any = True, *, from_address: int | None = None, to_address: int | None = None,

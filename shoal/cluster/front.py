@@ -173,6 +173,7 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
             while len(self._actors) < m.shards:
                 self._actors.append(self._attach(len(self._actors)))
             self.map.shards, self.map.nodes, self.map.psfs, self.map.move = m.shards, m.nodes, m.psfs, m.move
+            self.map.past_owners = m.past_owners
             self.map.owners[:] = m.owners  # the router holds this list
             self._map_mtime = stamp
 
@@ -246,8 +247,11 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
             if not moves:
                 return {}
             if m.key is None:  # routed: later records go to the new owner, earlier ones stay
-                for v, (_, to) in moves.items():
+                for v, (src, to) in moves.items():
                     m.owners[v] = to
+                    past = m.past_owners.setdefault(v, [])
+                    if src not in past:
+                        past.append(src)
                 self._save_map()
                 return moves
             m.move = {"state": "copying", "moves": {str(v): list(ft) for v, ft in moves.items()}}
@@ -302,23 +306,55 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
                 raise cause from None
             raise
 
-    def _all(self, method: str, *args: Any, partial: bool = False) -> list:
-        """Call every shard at once; their answers in shard order (None for
-        a shard that failed, with partial)."""
+    def _all(self, method: str, *args: Any, partial: bool = False, route: tuple | None = None) -> list:
+        """Call every shard at once (route=(kind, conditions): the shards
+        that can hold that query's records, _shards_for); their answers in
+        shard order (None for a shard that failed, with partial)."""
         self._check_open()
         with self._pause.shared():
-            return self._all_held(method, args, partial)
+            return self._all_held(method, args, partial, route)
 
-    def _all_held(self, method: str, args: tuple, partial: bool) -> list:
+    def _shards_for(self, kind: str, spec: Any) -> list[int]:
+        """The shards that can hold a query's records: where a condition
+        names a PSF defined as the cluster's routing expression (its key,
+        or route_by; not bucketed) with a string or number value, only the
+        shards that value's virtual shard was routed to (its owner, and on
+        a routed cluster the shards that owned it before: past_owners);
+        else every shard. routing.py sends every record whose routing value
+        is that string or number there, and a record's PSF value is its
+        routing value: no record with it is anywhere else."""
+        every = list(range(len(self._actors)))
+        text = self.map.key if self.map.key is not None else self.map.route_by
+        if text is None or kind not in ("all", "any"):
+            return every
+        active = self._active()
+        sets: list[set[int] | None] = []
+        for psf, value in spec:
+            reg = active.get(psf)
+            if (reg is None or reg["definition"] != text or reg.get("bucket") is not None or reg.get("time")
+                    or isinstance(value, bool) or not isinstance(value, (str, int, float))):
+                sets.append(None)
+                continue
+            v = self._router.virtual_of_value(value)
+            sets.append(None if v is None else {self.map.owners[v], *self.map.past_owners.get(v, ())})
+        known = [x for x in sets if x is not None]
+        if kind == "all" and known:
+            return sorted(set.intersection(*known))
+        if kind == "any" and sets and len(known) == len(sets):
+            return sorted(set.union(*known))
+        return every
+
+    def _all_held(self, method: str, args: tuple, partial: bool, route: tuple | None = None) -> list:
         self._refresh()
-        refs = [self._call(i, method, *args) for i in range(len(self._actors))]
+        shards = list(range(len(self._actors))) if route is None else self._shards_for(*route)
+        refs = [self._call(i, method, *args) for i in shards]
         try:
             out = self._ray.get(refs)  # one wait for all: the common case
             failed: list[int] = []
         except (self._ray.exceptions.RayActorError, self._ray.exceptions.RayTaskError):
             out, failed = [], []
             error: BaseException | None = None
-            for i, ref in enumerate(refs):  # which shard failed, and how (every answer taken)
+            for i, ref in zip(shards, refs):  # which shard failed, and how (every answer taken)
                 try:
                     out.append(self._get(i, ref))
                 except ShardUnavailable as exc:

@@ -124,9 +124,10 @@ class ClusterReads:
             try:
                 self._refresh()
                 lo_pos, hi_pos = self._position(from_address), self._position(to_address)
-                n = len(self._actors)
+                asked = self._shards_for(kind, spec)  # routed by value: only the shards that can hold it
+                n = len(asked)
                 self.last_shards = {"total": n, "successful": n, "failed": 0, "failed_shards": failed}
-                yield from merge.merge_pages(list(range(n)), fetch, resolve, order, limit, PAGE_RECORDS,
+                yield from merge.merge_pages(asked, fetch, resolve, order, limit, PAGE_RECORDS,
                                              abandon=abandon, resolve_all=resolve_all)
             finally:
                 if setup[0]:  # ended (closed) before it asked a shard

@@ -128,9 +128,14 @@ class Router:
     def shard_of_value(self, value) -> int | None:
         """The shard that holds records whose routing value is `value`
         (None: a value that is not indexable, so no one shard)."""
+        v = self.virtual_of_value(value)
+        return None if v is None else self.map.owners[v]
+
+    def virtual_of_value(self, value) -> int | None:
+        """The virtual shard of records whose routing value is `value`."""
         from ..psf import canonical
         c = canonical(value)
-        return None if c is None else self.shard_of(c)
+        return None if c is None else zlib.crc32(c) % self.map.virtual_shards
 
     def _spread(self) -> int:
         v = self._turn

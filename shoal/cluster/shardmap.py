@@ -47,6 +47,9 @@ class ShardMap:
     # {"state": "copying" | "copied", "moves": {virtual shard: [from, to]}};
     # a front that finds one finishes it before anything else
     move: dict | None = None
+    # a routed cluster's virtual shard -> the shards that owned it before
+    # (they keep its earlier records: a query routed by value asks them too)
+    past_owners: dict[int, list[int]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, shards: int, virtual_shards: int = DEFAULT_VIRTUAL_SHARDS, *, key: str | None = None,
@@ -84,7 +87,7 @@ class ShardMap:
         return json.dumps({"format": FORMAT_VERSION, "virtual_shards": self.virtual_shards, "owners": self.owners,
                            "shards": self.shards, "key": self.key, "route_by": self.route_by,
                            "nodes": {str(k): v for k, v in self.nodes.items()}, "psfs": self.psfs,
-                           "move": self.move},
+                           "move": self.move, "past_owners": {str(k): v for k, v in self.past_owners.items()}},
                           indent=1).encode()
 
     @classmethod
@@ -96,7 +99,8 @@ class ShardMap:
                                       f"{FORMAT_VERSION}")
             m = cls(int(d["virtual_shards"]), [int(x) for x in d["owners"]], int(d["shards"]), d.get("key"),
                     d.get("route_by"), {int(k): str(v) for k, v in d.get("nodes", {}).items()},
-                    list(d.get("psfs", [])), d.get("move"))
+                    list(d.get("psfs", [])), d.get("move"),
+                    {int(k): [int(x) for x in v] for k, v in d.get("past_owners", {}).items()})
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptionError(f"{path}: not a shard map ({exc})") from exc
         if len(m.owners) != m.virtual_shards or any(not 0 <= o < m.shards for o in m.owners):

@@ -144,10 +144,22 @@ def test_route_by_keeps_a_value_on_one_shard(open_cluster):
         got = list(c.query("repo", repo))
         shards = {addresses.decode(r.address)[0] for r in got}
         assert len(shards) == 1, (repo, shards)
+        assert c.last_shards["total"] == 1  # a query by the routing value asks that value's shard only
         shards_used |= shards
         # within one shard, cluster order is the shard's: input order
         assert raws(got) == oracle_answer(log, log.matching("repo.name", repo))
+        assert c.count("repo", repo) == len(got) and c.last_shards["total"] == 1
+        assert c.count_all([("repo", repo), ("repo", "r-none")]) == 0
     assert len(shards_used) == 3
+    c.register_psf("type", "type")  # not the routing expression: every shard is asked
+    assert c.count("type", "push") == len(log.matching("type", "push")) and c.last_shards["total"] == 3
+    two = sorted({o["repo"]["name"] for o in objs})[:2]
+    got = list(c.query_any([("repo", two[0]), ("repo", two[1])]))
+    assert raws(got) == oracle_answer(log, log.matching("repo.name", two[0]) + log.matching("repo.name", two[1]))
+    assert c.last_shards["total"] == len({c._router.shard_of_value(r) for r in two})
+    c.register_psf("repo_b", "repo.name", bucket=None)
+    assert c.count("repo", True) == 0  # true is no routing value: every shard asked, none has it
+    assert c.last_shards["total"] == 3
 
 
 def test_keyed_cluster_keeps_one_live_version(open_cluster):
@@ -748,6 +760,8 @@ def test_adding_shards_to_a_routed_cluster(open_cluster, tmp_path):
         assert raws(got) == oracle_answer(log, want)
         later = {addresses.decode(r.address)[0] for r in got if r.json()["id"] >= 2000}
         assert later == {c._router.shard_of_value(repo)}  # later records: the owner the map names now
+        assert c.count("repo", repo) == len(want)  # asked: the owner and the one before it
+        assert c.last_shards["total"] == len({addresses.decode(r.address)[0] for r in got} | later)
 
 
 def test_compaction_through_the_front(open_cluster, tmp_path):
