@@ -33,15 +33,17 @@ import dataclasses
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..config import MAX_INGEST_THREADS, StoreConfig
-from ..errors import InvalidArgument, PSFExists, PSFNotFound, ShardUnavailable, ShoalError
+from ..errors import InvalidArgument, ShardUnavailable, ShoalError
 from ..ingest.framing import InputFormat
 from ..results import IngestResult, Record
 from . import addresses, mover, shardmap, status
+from .calls import ShardCalls
 from .counts import ClusterCounts
 from .ingest import run
 from .reads import ClusterReads
@@ -49,13 +51,14 @@ from .routing import PIECE_BYTES, Router
 from .routing import Sequence as Seq
 from .shard import ShardServer
 from .pause import Pause
+from .psfs import ClusterPSFs
 from .shardmap import ShardMap
 from .tail import ClusterTail
 
 NAMESPACE = "shoal"
 MAP_LOCK = "cluster.lock"  # fronts change the shard map one at a time (flock)
-READ_RETRIES = 3          # a read in flight when its shard died is retried this often
 PLACE_TIMEOUT = 120.0     # seconds Ray has to start a new shard before add_shards gives up
+CLOSE_WAIT = 10.0         # seconds close() waits for requests still out before it stops the shards
 PAUSE_TIMEOUT = 60.0      # seconds a move waits for every front's calls out to end (pause.py)
 
 
@@ -73,7 +76,7 @@ def open(path: str | os.PathLike, shards: int | None = None, **kwargs: Any) -> "
     return Cluster(path, shards, **kwargs)
 
 
-class Cluster(ClusterReads, ClusterCounts, ClusterTail):
+class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterTail):
     def __init__(self, path: str | os.PathLike, shards: int | None = None, *,
                  virtual_shards: int = shardmap.DEFAULT_VIRTUAL_SHARDS, key: str | None = None,
                  route_by: str | None = None, address: str | None = None, shard_cpus: float = 1.0,
@@ -119,6 +122,7 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         self._closed = False
         self._map_mtime = self._map_stamp()  # the map file as this front last read it
         self._pause = Pause(self.path)
+        self._letting_go: set[threading.Thread] = set()  # requests no answer wants, still out (_let_go)
         self._actors = [self._attach(i) if attach else self._actor(i, shard_cpus) for i in range(m.shards)]
         infos = self._all("ping", partial=attach)
         placed = False
@@ -285,170 +289,6 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         return cls.options(**opts).remote(str(self.map.shard_dir(self.path, shard)), self._store_overrides, shard,
                                           threads)
 
-    # ---- calls on shards ----
-    def _call(self, shard: int, method: str, *args: Any, retries: int = READ_RETRIES):
-        # One entry point, the arguments as one tuple: Ray serializes each
-        # argument on its own, and a call's nine took ~0.1 ms more to send
-        m = self._actors[shard].call
-        if retries:
-            m = m.options(max_task_retries=retries)
-        return m.remote(method, args)
-
-    def _get(self, shard: int, ref: Any) -> Any:
-        try:
-            return self._ray.get(ref)
-        except self._ray.exceptions.RayActorError as exc:
-            raise ShardUnavailable(f"shard {shard} did not answer ({type(exc).__name__}); Ray restarts it: "
-                                   f"try again", [shard]) from exc
-        except self._ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
-            if cause is not None:
-                raise cause from None
-            raise
-
-    def _all(self, method: str, *args: Any, partial: bool = False, route: tuple | None = None) -> list:
-        """Call every shard at once (route=(kind, conditions): the shards
-        that can hold that query's records, _shards_for); their answers in
-        shard order (None for a shard that failed, with partial)."""
-        self._check_open()
-        with self._pause.shared():
-            return self._all_held(method, args, partial, route)
-
-    def _shards_for(self, kind: str, spec: Any) -> list[int]:
-        """The shards that can hold a query's records: where a condition
-        names a PSF defined as the cluster's routing expression (its key,
-        or route_by; not bucketed) with a string or number value, only the
-        shards that value's virtual shard was routed to (its owner, and on
-        a routed cluster the shards that owned it before: past_owners);
-        else every shard. routing.py sends every record whose routing value
-        is that string or number there, and a record's PSF value is its
-        routing value: no record with it is anywhere else."""
-        every = list(range(len(self._actors)))
-        text = self.map.key if self.map.key is not None else self.map.route_by
-        if text is None or kind not in ("all", "any"):
-            return every
-        active = self._active()
-        sets: list[set[int] | None] = []
-        for psf, value in spec:
-            reg = active.get(psf)
-            if (reg is None or reg["definition"] != text or reg.get("bucket") is not None or reg.get("time")
-                    or isinstance(value, bool) or not isinstance(value, (str, int, float))):
-                sets.append(None)
-                continue
-            v = self._router.virtual_of_value(value)
-            sets.append(None if v is None else {self.map.owners[v], *self.map.past_owners.get(v, ())})
-        known = [x for x in sets if x is not None]
-        if kind == "all" and known:
-            return sorted(set.intersection(*known))
-        if kind == "any" and sets and len(known) == len(sets):
-            return sorted(set.union(*known))
-        return every
-
-    def _all_held(self, method: str, args: tuple, partial: bool, route: tuple | None = None) -> list:
-        self._refresh()
-        shards = list(range(len(self._actors))) if route is None else self._shards_for(*route)
-        refs = [self._call(i, method, *args) for i in shards]
-        try:
-            out = self._ray.get(refs)  # one wait for all: the common case
-            failed: list[int] = []
-        except (self._ray.exceptions.RayActorError, self._ray.exceptions.RayTaskError):
-            out, failed = [], []
-            error: BaseException | None = None
-            for i, ref in zip(shards, refs):  # which shard failed, and how (every answer taken)
-                try:
-                    out.append(self._get(i, ref))
-                except ShardUnavailable as exc:
-                    failed.append(i)
-                    out.append(None)
-                    if not partial and error is None:
-                        error = exc
-                except Exception as exc:  # noqa: BLE001 - the shard's own error (PSFNotFound, ...): raised below
-                    out.append(None)
-                    if error is None:
-                        error = exc
-            if error is not None:
-                raise error
-        self.last_shards = {"total": len(refs), "successful": len(refs) - len(failed), "failed": len(failed),
-                            "failed_shards": failed}
-        return out
-
-    def _let_go(self, ref: Any, then: Any = None) -> None:
-        """A request whose answer is no longer wanted: taken on a daemon
-        thread, so an error it holds is not reported as unhandled (then()
-        called once it is)."""
-        def take() -> None:
-            try:
-                self._ray.get(ref, timeout=60)
-            except Exception:  # noqa: BLE001 - nobody wants it
-                pass
-            if then is not None:
-                then()
-        threading.Thread(target=take, daemon=True, name="shoal-let-go").start()
-
-    def _partial(self, allow_partial: bool | None) -> bool:
-        return self.allow_partial if allow_partial is None else allow_partial
-
-    def _check_open(self) -> None:
-        if self._closed:
-            from ..errors import StoreClosed
-            raise StoreClosed("the cluster front was closed")
-
-    # ---- PSFs ----
-    def register_psf(self, name: str, definition: str, *, exist_ok: bool = False, replace: bool = False,
-                     bucket: float | None = None, time: bool = False):
-        """Register a PSF on every shard (JMESPath text: a callable cannot
-        be replayed to a shard that restarts). As Store.register_psf."""
-        if not isinstance(definition, str):
-            raise InvalidArgument("a cluster's PSFs are JMESPath text (a callable cannot be sent to its shards)")
-        self._check_open()
-        with self._changing_map():
-            current = self._active().get(name)
-            if current is not None:
-                same = (current["definition"] == definition and current.get("bucket") == bucket
-                        and bool(current.get("time")) == bool(time))
-                if same and exist_ok:
-                    return self.psf(name)
-                if not replace:
-                    raise PSFExists(f"PSF {name!r} is already active, defined as {current['definition']!r}; to "
-                                    f"change it, deregister it first (or register with replace)",
-                                    name=name, definition=current["definition"])
-            reg = {"op": "register", "name": name, "definition": definition, "bucket": bucket, "time": bool(time)}
-            self.map.psfs.append(reg)
-            self._save_map()
-        return self._all("register_psf", reg)[0]
-
-    def deregister_psf(self, name: str):
-        self._check_open()
-        with self._changing_map():
-            if name not in self._active():
-                raise PSFNotFound(f"no active PSF named {name!r}")
-            reg = {"op": "deregister", "name": name}
-            self.map.psfs.append(reg)
-            self._save_map()
-        return self._all("deregister_psf", reg)[0]
-
-    def _active(self) -> dict[str, dict]:
-        active: dict[str, dict] = {}
-        for reg in self.map.psfs:
-            if reg["op"] == "register":
-                active[reg["name"]] = reg
-            else:
-                active.pop(reg["name"], None)
-        return active
-
-    def psf(self, name: str):
-        for p in self.psfs():
-            if p.name == name and p.active:
-                return p
-        raise PSFNotFound(f"no active PSF named {name!r}")
-
-    def psfs(self, *, include_inactive: bool = True) -> list:
-        """The PSFs of shard 0 (every shard has the same ones; their ranges
-        are each shard's own)."""
-        self._check_open()
-        with self._pause.shared():
-            return self._get(0, self._call(0, "psfs", include_inactive))
-
     # ---- ingest ----
     def ingest(self, data: Any, *, on_error: str = "skip", durable: bool = False, format: str = "auto",
                max_input_bytes: int | None = None, addresses: bool = False, threads: int = 1) -> IngestResult:
@@ -573,6 +413,9 @@ class Cluster(ClusterReads, ClusterCounts, ClusterTail):
         started."""
         if self._closed:
             return
+        deadline = time.monotonic() + CLOSE_WAIT
+        for t in list(self._letting_go):  # requests still out: answered before their shards stop
+            t.join(max(0.0, deadline - time.monotonic()))
         try:
             if not keep_shards:
                 refs = [self._call(i, "close", retries=0) for i in range(len(self._actors))]
