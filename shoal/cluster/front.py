@@ -118,7 +118,12 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterTail)
             self._started_ray = True
         self._router = Router(m, self.config, piece_bytes)
         self._seq = Seq()
-        self._lock = threading.Lock()  # the map and its PSF list
+        self._lock = threading.Lock()  # changes of the map and its PSF list, one at a time
+        # Taking up another front's changes (_refresh) has a lock of its own:
+        # a call holding the pause (pause.py) refreshes, and must never wait
+        # for _lock, which a move holds while it waits for the calls to end.
+        self._refresh_lock = threading.Lock()
+        self._changing = False  # _changing_map is held
         self._closed = False
         self._map_mtime = self._map_stamp()  # the map file as this front last read it
         self._pause = Pause(self.path)
@@ -156,8 +161,10 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterTail)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._refresh(force=True)
+                self._changing = True  # this front's map is the newest: no refresh may overwrite it
                 yield
             finally:
+                self._changing = False
                 os.close(fd)  # and with it the lock
 
     def _save_map(self) -> None:
@@ -167,10 +174,12 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterTail)
     def _refresh(self, force: bool = False) -> None:
         """Take up what another front changed in the shard map (shards it
         added, PSFs it registered): one stat per call when nothing did."""
+        if self._changing and not force:
+            return
         stamp = self._map_stamp()
         if stamp == self._map_mtime and not force:
             return
-        with contextlib.nullcontext() if force else self._lock:
+        with self._refresh_lock:
             m = shardmap.load(self.path)
             if m is None:
                 return

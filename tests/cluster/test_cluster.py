@@ -266,6 +266,13 @@ def test_a_dead_shard_fails_reads_unless_partial(open_cluster, ray_cluster):
     on = {i: s["records"] for i, s in enumerate(c.status()["shards"])}
     assert all(on.values())
     ray.kill(c._actors[1], no_restart=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # ray.kill returns before the actor is gone
+        try:
+            ray.get(c._actors[1].ping.remote(), timeout=10)
+            time.sleep(0.05)
+        except ray.exceptions.RayActorError:
+            break
     with pytest.raises(shoal.ShardUnavailable):
         c.count("type", "push")
     with pytest.raises(shoal.ShardUnavailable):
