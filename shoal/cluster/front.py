@@ -20,9 +20,10 @@ What the front does and what it leaves to Ray:
     that node's disk).
 
 Acknowledgement: ingest returns once every shard it sent a piece to has
-stored it (durable=True: and fsynced it). A shard that fails mid-ingest
-raises ShardUnavailable with what was acknowledged; reads are retried by
-Ray while the shard restarts. allow_partial=True (per call or per cluster)
+stored it (durable=True: and fsynced it). A call lost with its shard is
+sent again once Ray restarts the shard if none of it was stored there,
+else the ingest raises ShardUnavailable with what was acknowledged
+(ingest.py); reads are retried by Ray while the shard restarts. allow_partial=True (per call or per cluster)
 answers reads from the shards that answered and reports the rest in
 `last_shards` ({total, successful, failed}), as Elasticsearch's _shards does.
 """

@@ -8,9 +8,13 @@ Must stay true:
     arrives late); the pieces that pile up meanwhile, at most
     MAX_QUEUED_PIECES, go in the shard's next call, so it is not idle while
     the front waits for an answer.
-  - The result counts only what shards acknowledged. A shard that fails
-    stops the call: what is in flight elsewhere is waited for and counted,
-    then ShardUnavailable says which shards and carries the result.
+  - The result counts only what shards acknowledged. A shard whose
+    process dies with a call out is asked, once Ray restarts it, whether
+    any of that call was stored (begun.py); if none was, the call is sent
+    again (once per shard per ingest), so no record is stored twice.
+    Otherwise the ingest stops: what is in flight elsewhere is waited for
+    and counted, then ShardUnavailable says which shards and carries the
+    result.
   - A shard acknowledges a call once its pieces are written to the OS
     (they outlive the shard's process: Ray restarts it, its store recovers
     them), and with durable=True once they are fsynced (they outlive the
@@ -18,6 +22,7 @@ Must stay true:
 """
 from __future__ import annotations
 
+import os
 from array import array
 from collections import defaultdict
 from typing import Any
@@ -47,7 +52,8 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
     # in the order they were cut (a threaded actor runs concurrent calls
     # in no set order); the pieces that pile up meanwhile go in its next
     # call, so the shard is never idle waiting for the front.
-    inflight: dict[int, tuple[list, Any]] = {}
+    inflight: dict[int, tuple[list, Any, int]] = {}  # shard -> (pieces, request, call token)
+    retried: set[int] = set()  # shards whose failed call was sent again (once per ingest)
     pending: dict[int, list] = {}
     failures: list[tuple[int, BaseException]] = []
     errors: list[IngestError] = []
@@ -57,15 +63,20 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
     def send(shard: int) -> None:
         pieces = pending.pop(shard)
         wire = [(_parts(p) if isinstance(p.data, _BUFFERS) else p.data, p.fmt, p.seq) for p in pieces]
-        ref = front._call(shard, "ingest", wire, durable, with_addresses, retries=0)
-        inflight[shard] = (pieces, ref)
+        token = int.from_bytes(os.urandom(8), "little") | 1
+        ref = front._call(shard, "ingest", wire, durable, with_addresses, token, retries=0)
+        inflight[shard] = (pieces, ref, token)
 
     def complete(shard: int) -> None:
-        pieces, ref = inflight.pop(shard)
+        pieces, ref, token = inflight.pop(shard)
         try:
             outs = front._get(shard, ref)
         except ShardUnavailable as exc:
-            failures.append((shard, exc))
+            if shard not in retried and _none_stored(front, shard, token):
+                retried.add(shard)  # sent again, first in its queue
+                pending[shard] = pieces + pending.get(shard, [])
+            else:
+                failures.append((shard, exc))
             return
         for piece, (ingested, rejected, input_bytes, stored_bytes, errs, first, last, addrs) in zip(pieces, outs):
             if with_addresses:
@@ -85,7 +96,7 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
         send each such shard what piled up for it."""
         if not inflight:
             return
-        refs = {ref: shard for shard, (_, ref) in inflight.items()}
+        refs = {ref: shard for shard, (_, ref, _) in inflight.items()}
         done = list(refs) if block else front._ray.wait(list(refs), num_returns=len(refs), timeout=0)[0]
         for ref in done:
             shard = refs[ref]
@@ -130,6 +141,20 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
         exc.ingest_result = result  # what the HTTP answer reports as stored
         raise exc from failures[0][1]
     return result
+
+
+def _none_stored(front: Any, shard: int, token: int) -> bool:
+    """Whether a call that failed with its shard stored nothing there, so
+    it may be sent again: asked of the shard once Ray has restarted it
+    (the question is retried while it restarts; begun.py). Anything stored
+    from where the call began (some of it, or another front's records
+    after it) makes it unsafe: the call then fails, saying what was
+    acknowledged."""
+    try:
+        began, stored = front._get(shard, front._call(shard, "began", token))
+    except ShardUnavailable:
+        return False
+    return not began or stored == 0
 
 
 def _parts(piece: Any) -> list:

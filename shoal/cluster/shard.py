@@ -28,6 +28,7 @@ from ..engine import open as open_store
 from ..errors import InvalidArgument, TailGap
 from ..psf.expr import parse_definition
 from . import pages
+from .begun import Begun
 from .marks import Marks
 from .routing import routing_value, virtual_shard
 
@@ -42,6 +43,7 @@ class ShardServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.store: Store = open_store(self.directory / STORE_DIR, **config)
         self.marks = Marks(self.directory)
+        self.begun = Begun(self.directory)
         self._ingest_lock = threading.Lock()
         self._tails: dict[str, tuple] = {}  # tail sessions: id -> (rounds, cancel)
         self._tails_lock = threading.Lock()
@@ -91,14 +93,19 @@ class ShardServer:
 
     # ---- ingest ----
     def ingest(self, pieces: list[tuple[Any, str, int]], durable: bool = False,
-               addresses: bool = False) -> list[tuple]:
+               addresses: bool = False, token: int = 0) -> list[tuple]:
         """Ingest each (data or list of parts, format, seq) piece in order, then write them
         out (durable: and fsync); per piece
         (ingested, rejected, input_bytes, stored_bytes, errors, first and
         last store address or 0, each record's address or None) with
-        errors as (line or element in the piece, reason, offset)."""
+        errors as (line or element in the piece, reason, offset). `token`
+        names the call (begun.py), so a front can ask whether it began."""
         out = []
         with self._ingest_lock:
+            if token:
+                self.begun.add(token, self.store.tail_address)
+                if durable:
+                    self.begun.sync()
             for data, fmt, seq in pieces:
                 self.marks.add(self.store.tail_address, seq)
                 data = self._joined(data)
@@ -113,6 +120,17 @@ class ShardServer:
                 self.marks.sync()
             self.store.flush(durable=durable)
         return out
+
+    def began(self, token: int) -> tuple[bool, int]:
+        """Whether ingest call `token` began here, and how many records the
+        store holds from where it began (0: none of the call was stored, nor
+        anything after it), for a front deciding to send it again."""
+        with self._ingest_lock:
+            address = self.begun.address_of(token)
+            if address is None:
+                return False, 0
+            return True, sum(len(b.addresses) for b in self.store.scan_batches(
+                "`true`", order="oldest", from_address=address, include_superseded=True))
 
     def check(self, pieces: list[tuple[Any, str]]) -> list[tuple]:
         """Store.check of each (data, format) piece: (records it would
@@ -329,3 +347,4 @@ class ShardServer:
             self.marks.sync()
             self.store.close()
         self.marks.close()
+        self.begun.close()

@@ -614,6 +614,19 @@ def _keyed_history(seed: int, n: int = 3000):
     return first, updates, deleted, live
 
 
+def _keyed_cluster(open_cluster, path, seed: int, n: int, piece_bytes: int):
+    """A keyed cluster of 2 shards (key id, PSF type) holding
+    _keyed_history(seed, n); the cluster and its live versions."""
+    c = open_cluster(2, path=path, key="id", piece_bytes=piece_bytes)
+    c.register_psf("type", "type")
+    first, updates, deleted, live = _keyed_history(seed, n)
+    c.ingest(ndjson(first))
+    c.ingest(ndjson(updates))
+    for k in deleted:
+        assert c.delete_key(k)
+    return c, live
+
+
 def _check_keyed(c, live: dict) -> None:
     """Every live key answered once, by the shard the map gives it, and
     every count, query and top-values answer as the oracle's."""
@@ -641,13 +654,7 @@ def test_adding_shards_to_a_keyed_cluster_moves_its_keys(open_cluster, tmp_path)
     import threading
 
     path = tmp_path / "keyed"
-    c = open_cluster(2, path=path, key="id", piece_bytes=8 << 10)
-    c.register_psf("type", "type")
-    first, updates, deleted, live = _keyed_history(80)
-    c.ingest(ndjson(first))
-    c.ingest(ndjson(updates))
-    for k in deleted:
-        assert c.delete_key(k)
+    c, live = _keyed_cluster(open_cluster, path, 80, 3000, 8 << 10)
     other = open_cluster(None, path=path, piece_bytes=8 << 10)
     want = {t: sum(1 for o in live.values() if o["type"] == t) for t in TYPES}
     stop, bad, reads, late = threading.Event(), [], [0], []
@@ -710,13 +717,7 @@ def test_a_move_cut_short_is_finished_by_the_next_front(open_cluster, tmp_path, 
     from shoal.cluster import mover
 
     path = tmp_path / "cut"
-    c = open_cluster(2, path=path, key="id", piece_bytes=8 << 10)
-    c.register_psf("type", "type")
-    first, updates, deleted, live = _keyed_history(81, 1500)
-    c.ingest(ndjson(first))
-    c.ingest(ndjson(updates))
-    for k in deleted:
-        c.delete_key(k)
+    c, live = _keyed_cluster(open_cluster, path, 81, 1500, 8 << 10)
     real_copy, real_each = mover._copy, mover._each
     calls = []
 
@@ -795,13 +796,7 @@ def test_compaction_through_the_front(open_cluster, tmp_path):
     for t in TYPES:
         assert c.count("type", t) == sum(1 for o in stays if o["type"] == t)
 
-    k = open_cluster(2, path=tmp_path / "keyed", key="id", piece_bytes=16 << 10)
-    k.register_psf("type", "type")
-    first, updates, deleted, live = _keyed_history(91, 1500)
-    k.ingest(ndjson(first))
-    k.ingest(ndjson(updates))
-    for key in deleted:
-        k.delete_key(key)
+    k, live = _keyed_cluster(open_cluster, tmp_path / "keyed", 91, 1500, 16 << 10)
     r = k.compact(retain_bytes=0)
     assert r.records_copied > 0 and r.records_dropped > 0
     _check_keyed(k, live)
@@ -833,3 +828,35 @@ def test_reject_stores_nothing_when_any_shard_finds_a_bad_record(open_cluster, t
     log = Log(ndjson(objs).splitlines())
     for t in TYPES[:3]:
         assert c.count("type", t) == len(log.matching("type", t))
+
+
+@pytest.mark.slow
+@pytest.mark.crash
+def test_a_call_lost_with_its_shard_is_sent_again_when_none_of_it_was_stored(open_cluster):
+    """A shard's process stopped (SIGSTOP) with the front's call out, then
+    killed: Ray restarts it, the front learns that none of the call was
+    stored there (begun.py) and sends it again, so the ingest succeeds and
+    every record is stored exactly once."""
+    import os
+    import signal
+    import threading
+
+    c = open_cluster(2, piece_bytes=8 << 10)
+    c.register_psf("type", "type")
+    c.ingest(ndjson(make_records(200, 120)))
+    pid = c._get(1, c._call(1, "ping"))["pid"]
+    objs = make_records(3000, 121, start=200)
+    got: list = []
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=lambda: got.append(c.ingest(ndjson(objs), durable=True)))
+        t.start()
+        time.sleep(1.5)  # the call to shard 1 is out, and waits on the stopped process
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    t.join(180)
+    assert not t.is_alive() and got, "the ingest did not finish"
+    assert (got[0].ingested, got[0].rejected) == (3000, 0)
+    assert c._get(1, c._call(1, "ping"))["pid"] != pid  # restarted
+    ids = [orjson.loads(r.raw)["id"] for r in c.scan("`true`", order="oldest")]
+    assert ids == list(range(3200))  # each once, in input order
