@@ -272,7 +272,13 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterTail)
         moves = {int(v): (int(f), int(t)) for v, (f, t) in m.move["moves"].items()}
         with self._pause.exclusive(pause_timeout):
             self._save_map()  # the move's journal: a front that finds it finishes it
-            mover.run(self, moves)
+            try:
+                mover.run(self, moves)
+            except Exception as exc:  # noqa: BLE001 - said below, with what became of the move
+                became = mover.settle(self, moves)
+                if became is not None:
+                    raise ShoalError(f"moving keys between shards failed ({type(exc).__name__}: {exc}); the "
+                                     f"move was {became}") from exc
         return moves
 
     def _name(self, shard: int) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StorageError
+from .shardmap import MAP_FILE
 
 PART_BYTES = 16 << 20  # a copy travels in parts of about this much NDJSON
 
@@ -54,6 +55,28 @@ def run(front: Any, moves: dict[int, tuple[int, int]]) -> None:
     _each(front, _group(pairs, by=0), "drop_vshards", m.virtual_shards)
     m.move = None
     front._save_map()
+
+
+def settle(front: Any, moves: dict[int, tuple[int, int]]) -> str | None:
+    """After a move failed: undo one that switched nothing (its copies
+    deleted at the new shards, the journal cleared), or try once more to
+    finish one that did; None when that finished it, else what became of
+    it."""
+    m = front.map
+    try:
+        if m.move["state"] == "copying":
+            pairs: dict[tuple[int, int], list[int]] = defaultdict(list)
+            for v, (src, dst) in moves.items():
+                pairs[(src, dst)].append(v)
+            _each(front, _group(pairs, by=1), "drop_vshards", m.virtual_shards)
+            m.move = None
+            front._save_map()
+            return "undone: every key is where it was; rebalance() tries again"
+        run(front, moves)
+        return None
+    except Exception:  # noqa: BLE001 - the journal stays for the next front
+        return (f"left unfinished: its journal is in {MAP_FILE}, and rebalance(), or the next front to open the "
+                f"cluster, finishes it; until then a moved key may be answered twice")
 
 
 def _group(pairs: dict[tuple[int, int], list[int]], by: int) -> dict[int, list[int]]:

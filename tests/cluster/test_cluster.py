@@ -711,7 +711,7 @@ def test_adding_shards_to_a_keyed_cluster_moves_its_keys(open_cluster, tmp_path)
 
 @pytest.mark.parametrize("cut_at", ["copying", "copied"])
 def test_a_move_cut_short_is_finished_by_the_next_front(open_cluster, tmp_path, monkeypatch, cut_at):
-    """A front that dies in a move (here: an error at the chosen step)
+    """A front that dies in a move (here: SystemExit at the chosen step)
     leaves its journal in the map; the next front to open the cluster
     finishes it, and every key is then live on exactly one shard."""
     from shoal.cluster import mover
@@ -724,17 +724,17 @@ def test_a_move_cut_short_is_finished_by_the_next_front(open_cluster, tmp_path, 
     def copy(front, src, dst, vs):  # copies one pair, then the front "dies"
         calls.append(src)
         if len(calls) > 1:
-            raise RuntimeError("the front died")
+            raise SystemExit("the front died")
         return real_copy(front, src, dst, vs)
 
     def each(front, per_shard, method, *args):
         if front.map.move["state"] == "copied":
-            raise RuntimeError("the front died")
+            raise SystemExit("the front died")
         return real_each(front, per_shard, method, *args)
 
     monkeypatch.setattr(mover, "_copy" if cut_at == "copying" else "_each",
                         copy if cut_at == "copying" else each)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(SystemExit):
         c.add_shards(1, shard_cpus=0.25)
     monkeypatch.setattr(mover, "_copy", real_copy)
     monkeypatch.setattr(mover, "_each", real_each)
@@ -744,6 +744,42 @@ def test_a_move_cut_short_is_finished_by_the_next_front(open_cluster, tmp_path, 
     owned = [again.map.owners.count(s) for s in range(3)]
     assert max(owned) - min(owned) <= 1, owned
     _check_keyed(again, live)
+
+
+def test_a_move_that_fails_is_undone_or_finished(open_cluster, tmp_path, monkeypatch):
+    """An error in a move (a shard that fails) before the switch undoes it
+    (copies deleted, every key where it was) and says so; rebalance() then
+    moves the keys. An error after the switch is finished on a second try."""
+    from shoal.cluster import mover
+
+    c, live = _keyed_cluster(open_cluster, tmp_path / "fail", 82, 1500, 8 << 10)
+    real_copy, real_each = mover._copy, mover._each
+    calls = []
+
+    def copy(front, src, dst, vs):
+        calls.append(src)
+        if len(calls) == 2:
+            raise shoal.ShardUnavailable("shard did not answer", [src])
+        return real_copy(front, src, dst, vs)
+
+    monkeypatch.setattr(mover, "_copy", copy)
+    with pytest.raises(shoal.ShoalError, match="undone"):
+        c.add_shards(1, shard_cpus=0.25)
+    assert c.map.move is None and c.map.shards == 3 and c.map.owners.count(2) == 0
+    _check_keyed(c, live)
+    monkeypatch.setattr(mover, "_copy", real_copy)
+    failed = []
+
+    def each(front, per_shard, method, *args):  # the first deletion at the old shards fails
+        if front.map.move["state"] == "copied" and not failed:
+            failed.append(method)
+            raise shoal.ShardUnavailable("shard did not answer", [0])
+        return real_each(front, per_shard, method, *args)
+
+    monkeypatch.setattr(mover, "_each", each)
+    moves = c.rebalance()
+    assert failed and moves and c.map.move is None and c.map.owners.count(2) >= 1
+    _check_keyed(c, live)
 
 
 def test_adding_shards_to_a_routed_cluster(open_cluster, tmp_path):
