@@ -37,6 +37,8 @@ def test_cluster_serve_answers_the_store_api(ray_cluster, tmp_path):
                 assert client.count("type", t) == n
                 got = [bytes(x.raw) for x in client.query("type", t)]
                 assert got == [log.raws[i] for i in reversed(log.matching("type", t))]
+            with pytest.raises(shoal.IngestRejected):  # a bad line: nothing of the body stored
+                client.ingest(raw[:half] + b"not json\n", on_error="reject")
             top = client.group_count("type", limit=3)
             assert [n for _, n in top] == sorted(counts.values(), reverse=True)[:3]
         import httpx
