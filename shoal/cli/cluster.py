@@ -30,6 +30,10 @@ def cmd_cluster_serve(args: argparse.Namespace) -> int:
     return run_from_args(args, args.serve_parser, opener=opener, prog="shoal cluster serve")
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
 def cmd_cluster_status(args: argparse.Namespace) -> int:
     from ..cluster import open as open_cluster
     c = open_cluster(args.data, attach=True, address=_address(args) or "auto")
@@ -41,10 +45,13 @@ def cmd_cluster_status(args: argparse.Namespace) -> int:
         print(json.dumps(st, indent=1))
         return 0 if all(s["healthy"] for s in st["shards"]) else 1
     print(f"cluster {args.data}: {len(st['shards'])} shards, {st['virtual_shards']} virtual, "
-          f"{st['records']:,} records" + (f", keyed by {st['key']}" if st["key"] else "")
-          + (f", routed by {st['route_by']}" if st["route_by"] else ""))
-    print(f"{'shard':>5}  {'health':<8} {'records':>12}  {'pid':>7}  node")
+          f"{st['records']:,} records, {_mb(st['disk_bytes'])} on disk"
+          + (f", keyed by {st['key']}" if st["key"] else "")
+          + (f", routed by {st['route_by']}" if st["route_by"] else "")
+          + (" (a move of keys is unfinished: rebalance() finishes it)" if st["moving"] else ""))
+    print(f"{'shard':>5}  {'health':<8} {'records':>12}  {'disk':>10}  {'vshards':>7}  {'pid':>7}  node")
     for s in st["shards"]:
         print(f"{s['shard']:>5}  {'ok' if s['healthy'] else 'DOWN':<8} {s.get('records', 0):>12,}  "
-              f"{s.get('pid', ''):>7}  {(s.get('node') or '')[:16]}")
+              f"{_mb(s.get('disk_bytes', 0)):>10}  {s['virtual_shards']:>7}  {s.get('pid', ''):>7}  "
+              f"{(s.get('node') or '')[:16]}")
     return 0 if all(s["healthy"] for s in st["shards"]) else 1

@@ -388,12 +388,16 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterTail)
         return addresses.encode(len(self._actors), 0)
 
     def status(self) -> dict:
-        """Every shard's health, node, records and disk."""
+        """Every shard's health, node, records, disk bytes and virtual
+        shards owned; the cluster's totals, and whether a move of keys is
+        unfinished (moving)."""
         out = []
         for i, info in enumerate(self._all("ping", partial=True)):
-            out.append({"shard": i, "healthy": info is not None, **(info or {"node": self.map.nodes.get(i)})})
+            out.append({"shard": i, "healthy": info is not None, **(info or {"node": self.map.nodes.get(i)}),
+                        "virtual_shards": self.map.owners.count(i)})
         return {"shards": out, "virtual_shards": self.map.virtual_shards, "key": self.key,
-                "route_by": self.map.route_by, "records": sum(s.get("records", 0) for s in out)}
+                "route_by": self.map.route_by, "records": sum(s.get("records", 0) for s in out),
+                "disk_bytes": sum(s.get("disk_bytes", 0) for s in out), "moving": self.map.move is not None}
 
     def shard_map(self) -> dict:
         """How this cluster routes, for a client that posts to its shards

@@ -50,7 +50,8 @@ class ShardServer:
 
     # ---- health ----
     def ping(self) -> dict:
-        return {"shard": self.shard, "pid": os.getpid(), "records": self.store.stats()["records"],
+        st = self.store.stats()
+        return {"shard": self.shard, "pid": os.getpid(), "records": st["records"], "disk_bytes": st["disk_bytes"],
                 "tail_address": self.store.tail_address}
 
     def stats(self) -> dict:

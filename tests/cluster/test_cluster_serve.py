@@ -74,6 +74,13 @@ def test_cluster_serve_answers_the_store_api(ray_cluster, tmp_path):
         st = json.loads(out.stdout)
         assert [s["healthy"] for s in st["shards"]] == [True, True]
         assert st["records"] == 3500 and all(s["records"] for s in st["shards"])
+        assert all(s["disk_bytes"] > 0 for s in st["shards"]) and st["disk_bytes"] == sum(
+            s["disk_bytes"] for s in st["shards"])
+        assert sum(s["virtual_shards"] for s in st["shards"]) == st["virtual_shards"] and not st["moving"]
+        out = subprocess.run([sys.executable, "-m", "shoal.cli", "cluster", "status", "--data", str(data),
+                              "--address", gcs], capture_output=True, timeout=120)
+        assert out.returncode == 0, out.stderr.decode()
+        assert "3,500 records" in out.stdout.decode() and "vshards" in out.stdout.decode()
     finally:
         rc, _, output = srv.stop(timeout=60)
     assert rc == 0, output
