@@ -448,6 +448,7 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterTail)
                     self._ray.kill(a, no_restart=True)
         finally:
             self._closed = True
+            self._pause.close()
             if self._started_ray:
                 self._ray.shutdown()
 

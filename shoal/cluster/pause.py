@@ -52,9 +52,9 @@ class Pause:
             if self._held == 0:
                 while self._pausing_path.exists():  # a pause is starting: let it
                     self._cv.wait(POLL_SECONDS)
-                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-                fcntl.flock(fd, fcntl.LOCK_SH)  # waits while a move runs
-                self._fd = fd
+                if self._fd is None:  # opened once: a call costs two flocks, not an open and a close
+                    self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                fcntl.flock(self._fd, fcntl.LOCK_SH)  # waits while a move runs
             self._held += 1
 
     def leave(self) -> None:
@@ -63,7 +63,12 @@ class Pause:
         with self._cv:
             self._held -= 1
             if self._held == 0 and self._fd is not None:
-                os.close(self._fd)  # and with it the lock
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self._cv:
+            if self._fd is not None:
+                os.close(self._fd)  # and with it any lock
                 self._fd = None
 
     @contextlib.contextmanager
