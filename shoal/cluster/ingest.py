@@ -5,9 +5,13 @@ Must stay true:
   - One ingest call is in flight per shard per front call, so a shard
     stores this call's pieces in the order they were cut (a threaded actor
     runs concurrent calls in no set order, and marks.py raises a seq that
-    arrives late); the pieces that pile up meanwhile, at most
-    MAX_QUEUED_PIECES, go in the shard's next call, so it is not idle while
-    the front waits for an answer.
+    arrives late); the input that piles up meanwhile, at most
+    MAX_QUEUED_PIECES pieces' bytes, goes in the shard's next call (put in
+    Ray's object store while the shard works), so the shard is not idle
+    while the front waits for an answer.
+  - Pieces join only when they are consecutive in the input and nothing
+    was cut for another shard between them (Piece.takes): one mark then
+    orders both, exactly as two would.
   - The result counts only what shards acknowledged. A shard whose
     process dies with a call out is asked, once Ray restarts it, whether
     any of that call was stored (begun.py); if none was, the call is sent
@@ -36,7 +40,7 @@ from ..results import IngestError, IngestResult
 from . import addresses
 
 _BUFFERS = (bytes, bytearray, memoryview, list)  # a piece's data, unless it is in Ray's object store (_checked)
-MAX_QUEUED_PIECES = 4  # pieces waiting behind a shard's call in flight before the front waits for it
+MAX_QUEUED_PIECES = 4  # pieces' worth of input waiting behind a shard's call in flight before the front waits
 
 
 def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_bytes: int | None,
@@ -104,15 +108,31 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
             if pending.get(shard) and not failures:
                 send(shard)
 
+    queued_max = MAX_QUEUED_PIECES * front._router.piece_bytes
     try:
         cut = front._router.pieces(source, fmt, result)
+        last = None  # the piece cut last
         for piece in (_checked(front, cut, result) if reject else cut):
             piece.seq = front._seq.next()
             queue = pending.setdefault(piece.shard, [])
-            queue.append(piece)
+            # A piece that follows the last one cut for the same shard, which
+            # still waits, joins it: the shard stores it with the same
+            # Store.ingest (a call per piece costs its parallel pipeline's
+            # fill and drain), under the same mark (its records keep their
+            # order: no other shard got a piece cut between them).
+            if not (queue and queue[-1] is last and isinstance(piece.data, _BUFFERS)
+                    and isinstance(last.data, _BUFFERS) and last.size < queued_max and last.takes(piece)):
+                queue.append(piece)
+                last = piece
             if piece.shard not in inflight:
                 send(piece.shard)
-            elif len(queue) >= MAX_QUEUED_PIECES:
+            elif sum(p.size for p in queue) >= queued_max:
+                # Into Ray's object store now, while the shard works on its
+                # call: the next call then carries references, and the
+                # shard is not idle while the front copies.
+                for p in queue:
+                    if isinstance(p.data, _BUFFERS):
+                        p.data = front._ray.put(_parts(p))
                 complete(piece.shard)
                 send(piece.shard)
             else:
@@ -208,14 +228,18 @@ def _finish(result: IngestResult, errors: list[IngestError], ends: list, max_err
 
 def _in_input_order(placed: list, errors: list[IngestError]) -> array:
     """Each input record's cluster address in input order: spread pieces
-    are consecutive slices of the input (their order is their seq);
+    are slices of the input (in order of their first lines);
     routed pieces know each record's input line, and records the front
     rejected (framing) have address 0 at theirs."""
     if all(p.lines is None for p, _ in placed):
-        placed = sorted(placed, key=lambda pa: pa[0].seq)
+        # Slices of the input from their first line on; a record the front
+        # rejected lies between two of them.
+        runs = [(p.first_line, a.astype(np.uint64)) for p, a in placed]
+        runs += [(e.line, np.zeros(1, np.uint64)) for e in errors]
+        runs.sort(key=lambda r: r[0])
         out = array("Q")
-        for _, a in placed:
-            out.frombytes(a.astype(np.uint64).tobytes())
+        for _, a in runs:
+            out.frombytes(a.tobytes())
         return out
     pairs = [(e.line, 0) for e in errors]
     for p, a in placed:

@@ -64,6 +64,29 @@ class Piece:
     lines: array | None = None  # else the input line (element) of each record, in order
     seq: int = 0             # the cluster order of its records (addresses.py)
     records: int = 0
+    next_line: int = 0       # a slice of NDJSON input: the input line after its last (0: not known)
+    size: int = 0            # bytes of data
+
+    def __post_init__(self) -> None:
+        if not self.size:
+            self.size = sum(len(d) for d in _parts_of(self.data))
+
+    def takes(self, other: "Piece") -> bool:
+        """Append `other`, the piece cut right after this one for the same
+        shard, so the shard stores both with one Store.ingest (ingest.py
+        says why); False, nothing changed, where they cannot be one piece:
+        not both NDJSON, or not consecutive lines of the input."""
+        if self.fmt != "ndjson" or other.fmt != "ndjson" or (self.lines is None) != (other.lines is None):
+            return False
+        if self.lines is None and not (self.next_line and self.next_line == other.first_line):
+            return False
+        self.data = _parts_of(self.data) + _parts_of(other.data)
+        if self.lines is not None:
+            self.lines = self.lines + other.lines
+        self.next_line = other.next_line
+        self.records += other.records
+        self.size += other.size
+        return True
 
     def input_line(self, line: int) -> int:
         """The input's line (element) number of the piece's line `line`."""
@@ -92,6 +115,10 @@ def virtual_shard(expression, raw, virtual_shards: int) -> int | None:
         return None
     c = key_canonical(expression, obj)
     return None if c is None else zlib.crc32(c) % virtual_shards
+
+
+def _parts_of(data: bytes | list) -> list:
+    return data if isinstance(data, list) else [data]
 
 
 class Sequence:
@@ -229,7 +256,8 @@ class Router:
         if run.parts:
             # The input's own buffers, not joined here: the shard joins them
             # (a copy it makes anyway), so the front copies nothing.
-            yield Piece(self._spread(), run.parts, "ndjson", first_line=run.first_line, records=0)
+            yield Piece(self._spread(), run.parts, "ndjson", first_line=run.first_line, records=0,
+                        next_line=run.next_line)
             run.clear()
 
 

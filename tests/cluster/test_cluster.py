@@ -896,3 +896,56 @@ def test_a_call_lost_with_its_shard_is_sent_again_when_none_of_it_was_stored(ope
     assert c._get(1, c._call(1, "ping"))["pid"] != pid  # restarted
     ids = [orjson.loads(r.raw)["id"] for r in c.scan("`true`", order="oldest")]
     assert ids == list(range(3200))  # each once, in input order
+
+
+def _marks(path) -> int:
+    """Sequence marks the cluster's shards hold (marks.py: 16 bytes each)."""
+    return sum(f.stat().st_size // 16 for f in path.glob("*/marks.bin"))
+
+
+@pytest.mark.parametrize("kind", ["spread", "keyed"])
+def test_pieces_joined_for_one_shard_keep_lines_order_and_addresses(open_cluster, tmp_path, kind):
+    """Pieces cut one after another for the same shard go in one
+    Store.ingest (ingest.py): error lines, input order and each record's
+    address come out as with one call per piece. One shard (spread), or a
+    keyed cluster where nearly every record has the same key, so runs of
+    pieces go to one shard."""
+    path = tmp_path / kind
+    if kind == "spread":
+        c = open_cluster(1, path=path, piece_bytes=4 << 10, max_record_bytes=2048)
+        objs = make_records(3000, 31)
+    else:
+        c = open_cluster(2, path=path, key="k", piece_bytes=4 << 10, max_record_bytes=2048)
+        objs = [dict(o, k="hot" if o["id"] % 50 else f"k{o['id']}") for o in make_records(3000, 31)]
+    c.register_psf("type", "type")
+    lines = [orjson.dumps(o) for o in objs]
+    bad = {17, 600, 1501, 2999}
+    for i in bad:
+        lines[i] = b'{"type": "push", "oops": }'
+    # Too large: the front rejects it, so the pieces either side of it
+    # are not consecutive lines and must not join.
+    big = 1200
+    bad.add(big)
+    lines[big] = orjson.dumps({"type": "push", "pad": "y" * 3000})
+    data = b"\n".join(lines) + b"\n"
+    # In small chunks, as a socket gives them: a too-large line cut by a
+    # chunk's end is skipped by the front's framer (routing.py).
+    r = c.ingest((data[i:i + 1000] for i in range(0, len(data), 1000)), addresses=True)
+    assert (r.ingested, r.rejected) == (3000 - len(bad), len(bad))
+    assert [e.line for e in r.errors] == sorted(i + 1 for i in bad)
+    # Far fewer marks than pieces: pieces were joined (each piece is ~4 KiB).
+    assert _marks(path) < len(data) // (4 << 10) // 2
+    kept = [o for i, o in enumerate(objs) if i not in bad]
+    assert len(r.addresses) == 3000
+    assert [a == 0 for a in r.addresses] == [i in bad for i in range(3000)]
+    for a, o in zip((a for a in r.addresses if a), kept):
+        assert orjson.loads(c.get(a).raw) == o
+    got = [orjson.loads(x) for x in raws(c.scan("`true`", order="oldest"))]
+    if kind == "spread":
+        assert got == kept  # cluster order is input order
+        log = Log(ndjson(kept).splitlines())
+        for t in TYPES:
+            assert raws(c.query("type", t)) == oracle_answer(log, log.matching("type", t))
+    else:  # a key's latest version only
+        latest = {o["k"]: o for o in kept}
+        assert sorted(got, key=lambda o: o["id"]) == sorted(latest.values(), key=lambda o: o["id"])
