@@ -2,10 +2,12 @@
 values merged exactly (merge.top_values). Cluster (front.py) takes these
 methods from here.
 
-from_address / to_address (a window of log addresses on a store) have no
-meaning across shards' logs: a cluster counts over windows of time
-(since / until) instead. `cancel` is taken for the HTTP API's sake: a count
-is a call per shard, not stopped midway.
+from_address (inclusive) / to_address (exclusive) are cluster addresses,
+positions in cluster order as for queries (reads.py): each shard counts
+the part of its log inside the window (ShardServer._windowed), so a count
+from a record's address counts what a query from it would return.
+`cancel` is taken for the HTTP API's sake: a count is a call per shard, not
+stopped midway.
 """
 from __future__ import annotations
 
@@ -17,9 +19,19 @@ from . import merge
 
 
 class ClusterCounts:
+    def _window(self, options: dict, from_address: int | None, to_address: int | None) -> dict:
+        """options with the cluster positions of from_address / to_address
+        (reads.py), for each shard to bound its own log by."""
+        for a in (from_address, to_address):
+            self._check_address(a)
+        if from_address is None and to_address is None:
+            return options
+        self._refresh()
+        return dict(options, lo=self._position(from_address), hi=self._position(to_address))
+
     def _sum(self, kind: str, spec: Any, options: dict, allow_partial: bool | None,
              from_address: int | None, to_address: int | None) -> int:
-        _no_address_window(from_address, to_address)
+        options = self._window(options, from_address, to_address)
         return sum(c for c in self._all("count", kind, spec, options, partial=self._partial(allow_partial),
                                         route=(kind, spec))
                    if c is not None)
@@ -56,10 +68,10 @@ class ClusterCounts:
                     allow_partial: bool | None = None) -> list[tuple[Any, int]]:
         """Values of a PSF and their record counts over every shard, largest
         first (ties by canonical bytes), exact (merge.top_values)."""
-        _no_address_window(from_address, to_address)
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
             raise InvalidArgument(f"limit must be a non-negative integer, not {limit!r}")
-        opts = {"include_superseded": include_superseded, "since": since, "until": until}
+        opts = self._window({"include_superseded": include_superseded, "since": since, "until": until},
+                            from_address, to_address)
         partial = self._partial(allow_partial)
 
         def lists_of(size: int | None) -> list:
@@ -81,8 +93,3 @@ class ClusterCounts:
         with self._pause.shared():  # both rounds see the same records (pause.py)
             return merge.top_values(len(self._actors), limit, max(2 * limit, limit + 10), lists_of, counts_of)
 
-
-def _no_address_window(from_address: int | None, to_address: int | None) -> None:
-    if from_address is not None or to_address is not None:
-        raise InvalidArgument("a cluster counts over windows of time (since/until), not of addresses "
-                              "(from_address/to_address): each shard has its own log")

@@ -237,22 +237,43 @@ class ShardServer:
             base += len(b.data)
         return pages.pack(b"".join(parts), addresses, offsets, lengths, self.marks.seq_of(addresses))
 
+    def _windowed(self, options: dict) -> dict | None:
+        """A count's options with the cluster positions "lo" (inclusive) and
+        "hi" (exclusive) given as this store's from_address / to_address, as
+        page() bounds a query; None when none of this shard's records lies
+        in the window."""
+        opts = dict(options)
+        lo, hi = opts.pop("lo", None), opts.pop("hi", None)
+        if lo is not None:
+            b = self._bound(lo)
+            if b is None:
+                return None
+            opts["from_address"] = b
+        if hi is not None:
+            b = self._bound(hi)
+            if b is not None:
+                opts["to_address"] = b
+        return opts
+
     def count(self, kind: str, spec: Any, options: dict) -> int:
         s = self.store
+        options = self._windowed(options)
+        if options is None:
+            return 0
         if kind == "range":
             psf, lo, hi = spec
-            return s.count_range(psf, lo, hi, from_address=options.get("from_address"),
-                                 to_address=options.get("to_address"),
-                                 include_superseded=options.get("include_superseded", False))
+            return s.count_range(psf, lo, hi, **options)
         fn = s.count_all if kind == "all" else s.count_any
         return fn(spec, **options)
 
     def group_count(self, psf: str, limit: int | None, options: dict) -> list[tuple[Any, int]]:
-        return self.store.group_count(psf, limit=limit, **options)
+        options = self._windowed(options)
+        return [] if options is None else self.store.group_count(psf, limit=limit, **options)
 
     def counts_of(self, psf: str, values: list, options: dict) -> list[int]:
         """Exact counts of given values (the second round of a merged top-k)."""
-        return [self.store.count(psf, v, **options) for v in values]
+        options = self._windowed(options)
+        return [0] * len(values) if options is None else [self.store.count(psf, v, **options) for v in values]
 
     def get(self, address: int) -> tuple[int, bytes] | None:
         r = self.store.get(address)

@@ -399,8 +399,27 @@ def test_pages_by_cluster_address_never_repeat_or_skip(open_cluster, route_by):
     rest = list(c.scan("`true`", order="oldest", from_address=scan[-1].address + 1))
     assert len(scan) + len(rest) == 2100
     assert len({r.address for r in scan + rest}) == 2100
+    # Counts over a window of cluster addresses count what a query over it
+    # returns: the window is a slice of the whole in cluster order.
+    whole = list(c.scan("`true`", order="oldest"))
+    objs = [orjson.loads(r.raw) for r in whole]
+    for i, j in ((0, 333), (333, 2099), (1050, None), (None, 1050), (700, 701), (5, 5)):
+        a = None if i is None else whole[i].address
+        b = None if j is None else whole[j].address
+        window = objs[i or 0:j]
+        types = {}
+        for o in window:
+            types[o["type"]] = types.get(o["type"], 0) + 1
+        for t in ("push", "pull", "release"):
+            assert c.count("type", t, from_address=a, to_address=b) == types.get(t, 0)
+        assert c.count_any([("type", "push"), ("type", "fork")], from_address=a, to_address=b) == \
+            types.get("push", 0) + types.get("fork", 0)
+        assert dict(c.group_count("type", from_address=a, to_address=b)) == types
+        top = c.group_count("type", limit=2, from_address=a, to_address=b)
+        assert [n for _, n in top] == sorted(types.values(), reverse=True)[:2]
+        assert all(types[v] == n for v, n in top)
     with pytest.raises(shoal.InvalidArgument):
-        c.count("type", "push", from_address=scan[0].address)
+        c.count("type", "push", from_address=addresses.encode(9, 64))  # no shard 9
 
 
 def test_two_fronts_on_one_cluster(open_cluster, tmp_path):
@@ -461,7 +480,7 @@ def test_bad_input_and_bad_questions_get_the_stores_errors(open_cluster):
     with pytest.raises(shoal.InvalidArgument):
         list(c.query("type", "a", order="sideways"))
     with pytest.raises(shoal.InvalidArgument):
-        c.group_count("type", from_address=64)
+        c.group_count("type", from_address=-1)
 
 
 def test_keyed_cluster_rejects_records_without_a_key_by_line(open_cluster):
