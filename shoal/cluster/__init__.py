@@ -9,10 +9,12 @@ Needs Ray: pip install 'shoal[cluster]'.
         c.count("type", "push")
 
 Modules: front (the Cluster), shard (what each actor runs), routing (input
-cut into pieces per shard), shardmap (virtual shards -> shards, persisted),
-marks (each shard's sequence marks), addresses (cluster addresses and
-order), merge (answers merged across shards). Ray is imported only when a
-cluster is opened.
+cut into pieces per shard), ingest (pieces sent and acknowledged), reads,
+counts and keys (the Store methods, asked of the shards that can answer),
+shardmap (virtual shards -> shards, persisted), marks (each shard's
+sequence marks), addresses (cluster addresses and order), merge (answers
+merged across shards), mover and pause (growing a cluster). Ray is
+imported only when a cluster is opened.
 """
 from .front import Cluster, open
 

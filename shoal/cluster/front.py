@@ -42,11 +42,12 @@ from typing import Any
 from ..config import MAX_INGEST_THREADS, StoreConfig
 from ..errors import InvalidArgument, ShardUnavailable, ShoalError
 from ..ingest.framing import InputFormat
-from ..results import IngestResult, Record
+from ..results import IngestResult
 from . import addresses, mover, shardmap, status
 from .calls import ShardCalls
 from .counts import ClusterCounts
-from .ingest import run
+from .ingest import check, run
+from .keys import ClusterKeys
 from .reads import ClusterReads
 from .routing import PIECE_BYTES, Router
 from .routing import Sequence as Seq
@@ -77,7 +78,7 @@ def open(path: str | os.PathLike, shards: int | None = None, **kwargs: Any) -> "
     return Cluster(path, shards, **kwargs)
 
 
-class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterTail):
+class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterKeys, ClusterTail):
     def __init__(self, path: str | os.PathLike, shards: int | None = None, *,
                  virtual_shards: int = shardmap.DEFAULT_VIRTUAL_SHARDS, key: str | None = None,
                  route_by: str | None = None, address: str | None = None, shard_cpus: float = 1.0,
@@ -323,31 +324,21 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterTail)
             return run(self, data, durable=durable, fmt=InputFormat.parse(format), max_input_bytes=max_input_bytes,
                        with_addresses=addresses, reject=on_error == "reject")
 
-    # ---- keyed clusters ----
-    def _key_shard(self, key: Any) -> int:
-        if self.key is None:
-            raise InvalidArgument("this cluster has no key (open it with key=...)")
-        shard = self._router.shard_of_value(key)
-        if shard is None:
-            raise InvalidArgument(f"a key is a string or a number, not {key!r}")
-        return shard
-
-    def get_key(self, key: Any) -> Record | None:
-        with self._pause.shared():
-            self._refresh()
-            shard = self._key_shard(key)
-            got = self._get(shard, self._call(shard, "get_key", key))
-        return None if got is None else Record(addresses.encode(shard, got[0]), got[1])
-
-    def delete_key(self, key: Any, *, durable: bool = False) -> bool:
-        with self._pause.shared():
-            self._refresh()
-            shard = self._key_shard(key)
-            return self._get(shard, self._call(shard, "delete_key", key, durable, retries=0))
+    def check(self, data: Any, *, format: str = "auto", max_input_bytes: int | None = None) -> IngestResult:
+        """What ingest would store of `data` and every error it would
+        report, nothing stored (Store.check): each shard checks the pieces
+        routed to it."""
+        self._check_open()
+        self._refresh()
+        return check(self, data, fmt=InputFormat.parse(format), max_input_bytes=max_input_bytes)
 
     # ---- upkeep ----
     def flush(self, durable: bool = True) -> None:
         self._all("flush", durable)
+
+    def wait_compressed(self, timeout: float = 60.0) -> bool:
+        """Store.wait_compressed on every shard at once: True when none waits."""
+        return all(self._all("wait_compressed", timeout))
 
     def checkpoint(self):
         """A checkpoint on every shard (each its own: status.checkpoint)."""

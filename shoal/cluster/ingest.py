@@ -184,6 +184,45 @@ def _parts(piece: Any) -> list:
     return [np.frombuffer(d, dtype=np.uint8) for d in (piece.data if isinstance(piece.data, list) else [piece.data])]
 
 
+CHECKS_IN_FLIGHT = 4  # Cluster.check: pieces out to shards at once (the front holds no more of the input)
+
+
+def check(front: Any, data: Any, *, fmt: InputFormat, max_input_bytes: int | None) -> IngestResult:
+    """Cluster.check: the input cut as an ingest cuts it, each piece checked
+    by its shard (Store.check), CHECKS_IN_FLIGHT at a time; the result
+    counts what would be stored and every error, with the front's framing
+    errors, by input line. Nothing is stored."""
+    source = Source(data, max_input_bytes)
+    result = IngestResult()
+    out = IngestResult()
+    errors: list[IngestError] = []
+    inflight: list[tuple[Any, Any]] = []
+
+    def take() -> None:
+        piece, ref = inflight.pop(0)
+        (ok, bad, errs, size), = front._get(piece.shard, ref)
+        out.ingested += ok
+        out.rejected += bad
+        out.input_bytes += size
+        errors.extend(IngestError(piece.input_line(line), why, off) for line, why, off in errs)
+
+    try:
+        for piece in front._router.pieces(source, fmt, result):
+            if len(inflight) >= CHECKS_IN_FLIGHT:
+                take()
+            inflight.append((piece, front._call(piece.shard, "check", [(_parts(piece), piece.fmt)])))
+        while inflight:
+            take()
+    finally:
+        source.close()
+    out.rejected += result.rejected
+    out.input_bytes += result.input_bytes
+    errors.extend(result.errors)  # the front's framing errors
+    errors.sort(key=lambda e: e.line)
+    out.errors = errors[: front.config.max_reported_errors]
+    return out
+
+
 def _checked(front: Any, pieces: Any, result: IngestResult) -> list:
     """on_error="reject": the input's pieces, each put in Ray's object store
     once (so the front holds none of the input), after every shard has
@@ -206,7 +245,7 @@ def _checked(front: Any, pieces: Any, result: IngestResult) -> list:
     checked.input_bytes = result.input_bytes
     errors = list(result.errors)  # the front's framing errors
     for s, ref in refs.items():
-        for p, (ok, bad, errs) in zip(by_shard[s], front._get(s, ref)):
+        for p, (ok, bad, errs, _) in zip(by_shard[s], front._get(s, ref)):
             checked.ingested += ok
             checked.rejected += bad
             errors.extend(IngestError(p.input_line(line), why, off) for line, why, off in errs)

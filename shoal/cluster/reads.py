@@ -166,6 +166,19 @@ class ClusterReads:
                                             self._options(include_superseded, fields, since, until),
                                             allow_partial, from_address, to_address))
 
+    def query_addresses(self, conditions: Iterable[tuple[str, Any]], *, mode: str = "all", order: str = "newest",
+                        from_address: int | None = None, to_address: int | None = None,
+                        include_superseded: bool = False, cancel: threading.Event | None = None,
+                        allow_partial: bool | None = None) -> Iterator[int]:
+        """Like query_all/query_any, yielding cluster addresses only (no
+        shard reads a record), in cluster order."""
+        if mode not in ("all", "any"):
+            raise InvalidArgument(f"mode must be 'all' or 'any', not {mode!r}")
+        batches = _until(cancel, self._batches(mode, [tuple(c) for c in conditions], None, order,
+                                               {"include_superseded": include_superseded, "addresses_only": True},
+                                               allow_partial, from_address, to_address))
+        return (int(a) for b in batches for a in b.addresses)
+
     def query(self, psf: str, value: Any = True, **kw: Any) -> Iterator[Record]:
         """Records whose PSF `psf` has `value`, from every shard, in cluster
         order (addresses.py), newest first by default, `limit` at most."""

@@ -20,6 +20,7 @@ zeroes page by page, on each call (a sixth of a shard's ingest time).
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import threading
 from array import array
@@ -146,11 +147,12 @@ class ShardServer:
 
     def check(self, pieces: list[tuple[Any, str]]) -> list[tuple]:
         """Store.check of each (data, format) piece: (records it would
-        store, bad records, errors as ingest gives them), nothing stored."""
+        store, bad records, errors as ingest gives them, input bytes),
+        nothing stored."""
         out = []
         for data, fmt in pieces:
             r = self.store.check(self._joined(data), format=fmt)
-            out.append((r.ingested, r.rejected, [(e.line, e.reason, e.offset) for e in r.errors]))
+            out.append((r.ingested, r.rejected, [(e.line, e.reason, e.offset) for e in r.errors], r.input_bytes))
         return out
 
     def _stream(self, data: Any) -> Any:
@@ -214,6 +216,12 @@ class ShardServer:
             b = self._bound(hi)
             if b is not None:
                 to_address = b if to_address is None else min(to_address, b)
+        if options.get("addresses_only"):  # query_addresses: no record read
+            got = array("Q", itertools.islice(s.query_addresses(
+                spec, mode=kind, order=order, from_address=from_address, to_address=to_address,
+                include_superseded=options.get("include_superseded", False)), limit))
+            zeros = bytes(8 * len(got))
+            return pages.pack(b"", got, zeros, zeros[:4 * len(got)], self.marks.seq_of(got))
         common = dict(limit=limit, order=order, from_address=from_address, to_address=to_address,
                       include_superseded=options.get("include_superseded", False), fields=options.get("fields"))
         if kind in ("all", "any"):
@@ -286,6 +294,13 @@ class ShardServer:
     def delete_key(self, key: Any, durable: bool = False) -> bool:
         with self._ingest_lock:
             return self.store.delete_key(key, durable=durable)
+
+    def delete_keys(self, keys: list, durable: bool = False) -> int:
+        with self._ingest_lock:
+            return self.store.delete_keys(keys, durable=durable)
+
+    def wait_compressed(self, timeout: float) -> bool:
+        return self.store.wait_compressed(timeout)
 
     # ---- moving virtual shards (front.py: adding shards to a keyed cluster) ----
     def _key_expression(self):

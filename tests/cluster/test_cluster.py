@@ -968,3 +968,48 @@ def test_pieces_joined_for_one_shard_keep_lines_order_and_addresses(open_cluster
     else:  # a key's latest version only
         latest = {o["k"]: o for o in kept}
         assert sorted(got, key=lambda o: o["id"]) == sorted(latest.values(), key=lambda o: o["id"])
+
+
+def test_a_cluster_has_every_store_method():
+    """One API (the cluster issue): each public Store method is a Cluster's too."""
+    from shoal.cluster.front import Cluster
+    from shoal.engine import Store
+    public = {n for n in dir(Store) if not n.startswith("_") and callable(getattr(Store, n))}
+    assert sorted(n for n in public if not hasattr(Cluster, n)) == []
+
+
+def test_check_query_addresses_delete_keys_on_a_cluster(open_cluster):
+    c = open_cluster(2, key="id", piece_bytes=4 << 10)
+    c.register_psf("type", "type")
+    objs = make_records(1500, 51)
+    lines = [orjson.dumps(o) for o in objs]
+    bad = {3, 700, 1499}
+    for i in bad:
+        lines[i] = b'{"id": 1, "type": }'
+    lines.append(b'{"type": "push"}')  # no key: the keyed cluster rejects it
+    data = b"\n".join(lines) + b"\n"
+    checked = c.check(data)
+    assert (checked.ingested, checked.rejected) == (1500 - len(bad), len(bad) + 1)
+    assert [e.line for e in checked.errors] == sorted([i + 1 for i in bad] + [1501])
+    assert c.count("type", "push") == 0 and sum(s["records"] for s in c.status()["shards"]) == 0  # nothing stored
+    r = c.ingest(data)
+    assert (r.ingested, r.rejected) == (checked.ingested, checked.rejected)
+    kept = [o for i, o in enumerate(objs) if i not in bad]
+    log = Log(ndjson(kept).splitlines())
+    for order in ("newest", "oldest"):
+        want = [x.address for x in c.query_any([("type", "push"), ("type", "fork")], order=order)]
+        assert len(want) == len(set(log.matching("type", "push")) | set(log.matching("type", "fork")))
+        assert list(c.query_addresses([("type", "push"), ("type", "fork")], mode="any", order=order)) == want
+        cut = want[len(want) // 3]
+        window = {"to_address": cut} if order == "newest" else {"from_address": cut}
+        assert list(c.query_addresses([("type", "push"), ("type", "fork")], mode="any", order=order,
+                                      **window)) == \
+            [x.address for x in c.query_any([("type", "push"), ("type", "fork")], order=order, **window)]
+    gone = [o["id"] for o in kept[:200]] + [10**6, 10**6 + 1]  # two keys never stored
+    assert c.delete_keys(gone) == 200
+    assert c.delete_keys(gone) == 0
+    assert all(c.get_key(k) is None for k in gone[:20])
+    live = kept[200:]
+    assert c.count("type", "push") == sum(o["type"] == "push" for o in live)
+    assert c.get_key(live[0]["id"]) is not None
+    assert c.wait_compressed(timeout=5)
