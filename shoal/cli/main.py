@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "on the others, then `shoal cluster serve --address auto` (README: Cluster).")
     add_serve_flags(cs)
     _cluster_flags(cs)
-    cs.add_argument("--shards", type=int, metavar="N", help="shards of a new cluster (default 1)")
+    cs.add_argument("--shards", type=int, metavar="N",
+                    help="shards of a new cluster (default 1); more on an existing one adds shards, fewer on a "
+                         "keyed one removes the highest-numbered (their keys move to the others)")
     cs.add_argument("--virtual-shards", type=int, metavar="N", default=64,
                     help="virtual shards of a new cluster (default 64; fixed once created)")
     cs.add_argument("--route-by", metavar="EXPR",

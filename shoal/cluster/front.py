@@ -43,10 +43,11 @@ from ..config import MAX_INGEST_THREADS, StoreConfig
 from ..errors import InvalidArgument, ShardUnavailable, ShoalError
 from ..ingest.framing import InputFormat
 from ..results import IngestResult
-from . import addresses, mover, shardmap, status
+from . import addresses, shardmap, status
 from .calls import ShardCalls
 from .counts import ClusterCounts
 from .ingest import check, run
+from .growth import ClusterGrowth
 from .keys import ClusterKeys
 from .reads import ClusterReads
 from .routing import PIECE_BYTES, Router
@@ -59,9 +60,7 @@ from .tail import ClusterTail
 
 NAMESPACE = "shoal"
 MAP_LOCK = "cluster.lock"  # fronts change the shard map one at a time (flock)
-PLACE_TIMEOUT = 120.0     # seconds Ray has to start a new shard before add_shards gives up
 CLOSE_WAIT = 10.0         # seconds close() waits for requests still out before it stops the shards
-PAUSE_TIMEOUT = 60.0      # seconds a move waits for every front's calls out to end (pause.py)
 
 
 def _ray():
@@ -78,7 +77,7 @@ def open(path: str | os.PathLike, shards: int | None = None, **kwargs: Any) -> "
     return Cluster(path, shards, **kwargs)
 
 
-class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterKeys, ClusterTail):
+class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterKeys, ClusterGrowth, ClusterTail):
     def __init__(self, path: str | os.PathLike, shards: int | None = None, *,
                  virtual_shards: int = shardmap.DEFAULT_VIRTUAL_SHARDS, key: str | None = None,
                  route_by: str | None = None, address: str | None = None, shard_cpus: float = 1.0,
@@ -93,9 +92,10 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterKeys,
             self.path.mkdir(parents=True, exist_ok=True)  # the map lock and pause files live here
             m = ShardMap.create(shards if shards is not None else 1, virtual_shards, key=key, route_by=route_by)
         else:
-            if shards is not None and shards < m.shards:
-                raise InvalidArgument(f"the cluster in {self.path} has {m.shards} shards, not {shards}: removing "
-                                      f"shards is not served (open it without a shard count: shards=, --shards)")
+            if shards is not None and shards < m.shards and m.key is None:
+                raise InvalidArgument(f"the cluster in {self.path} has {m.shards} shards, not {shards}: only a "
+                                      f"keyed cluster removes shards (growth.py); open it without a shard count "
+                                      f"(shards=, --shards)")
             if key is not None and key != m.key:
                 raise InvalidArgument(f"the cluster in {self.path} is keyed by {m.key!r}, not {key!r}")
             if route_by is not None and route_by != m.route_by:
@@ -142,10 +142,12 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterKeys,
         self._map_mtime = self._map_stamp()
         if m.psfs:  # a shard that missed a registration catches up
             self._all("apply_psfs", m.psfs)
-        if m.move is not None:  # a move cut short (a front died in it): finished first
+        if m.move is not None or m.retiring:  # a move or removal cut short (a front died in it): finished first
             self.rebalance()
         if shards is not None and shards > m.shards:
             self.add_shards(shards - m.shards, shard_cpus=shard_cpus)
+        elif shards is not None and shards < m.shards:
+            self.remove_shards(m.shards - shards)
 
     # ---- the shard map ----
     def _map_stamp(self) -> int:
@@ -187,100 +189,11 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterKeys,
                 return
             while len(self._actors) < m.shards:
                 self._actors.append(self._attach(len(self._actors)))
+            del self._actors[m.shards:]  # shards another front removed (growth.py)
             self.map.shards, self.map.nodes, self.map.psfs, self.map.move = m.shards, m.nodes, m.psfs, m.move
-            self.map.past_owners = m.past_owners
+            self.map.past_owners, self.map.retiring = m.past_owners, m.retiring
             self.map.owners[:] = m.owners  # the router holds this list
             self._map_mtime = stamp
-
-    def add_shards(self, count: int, *, shard_cpus: float = 1.0, pause_timeout: float = PAUSE_TIMEOUT) -> None:
-        """Add `count` shards, then spread the work over them (rebalance):
-        a spreading cluster sends its later pieces to every shard in turn;
-        a routed one sends the later records of the virtual shards the new
-        shards take to them (earlier ones stay where they are: every query
-        asks every shard); a keyed one moves those virtual shards' keys to
-        the new shards (copied, switched, then deleted where they were), so
-        a key's versions stay on one shard."""
-        self._check_open()
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise InvalidArgument(f"count must be a positive integer, not {count!r}")
-        with self._changing_map():
-            m = self.map
-            n = m.shards
-            shardmap.check_counts(n + count, m.virtual_shards)
-            if m.move is not None:
-                raise InvalidArgument("a move of records between shards is unfinished: rebalance() first")
-            new = [self._actor(i, shard_cpus) for i in range(n, n + count)]
-            infos = self._placed(new, shard_cpus)
-            if m.psfs:  # the PSFs every shard has, from the new shards' first record
-                self._ray.get([a.apply_psfs.remote(m.psfs) for a in new])
-            for i, info in zip(range(n, n + count), infos):
-                m.nodes[i] = info["node"]
-            m.shards = n + count
-            self._actors.extend(new)
-            if m.key is None and m.route_by is None:
-                m.owners[:] = [v % m.shards for v in range(m.virtual_shards)]
-                self._save_map()  # the switch: pieces cut from now on may go to the new shards
-                return
-            self._save_map()  # the new shards, owning nothing yet
-            self._rebalance_locked(pause_timeout)
-
-    def _placed(self, actors: list, cpus: float) -> list[dict]:
-        """The new shards' pings, once Ray has placed them; shards Ray
-        cannot place within PLACE_TIMEOUT (too few CPUs free) are stopped
-        and the call fails saying so, the map unchanged."""
-        try:
-            return self._ray.get([a.ping.remote() for a in actors], timeout=PLACE_TIMEOUT)
-        except self._ray.exceptions.GetTimeoutError:
-            for a in actors:
-                self._ray.kill(a, no_restart=True)
-            free = self._ray.available_resources().get("CPU", 0.0)
-            raise ShoalError(f"Ray could not start {len(actors)} more shards within {PLACE_TIMEOUT:g} s: each "
-                             f"asks {cpus:g} CPU and the Ray cluster has {free:g} free; add nodes (ray start "
-                             f"--address ...) or pass a smaller shard_cpus (--shard-cpus)") from None
-
-    def rebalance(self, *, pause_timeout: float = PAUSE_TIMEOUT) -> dict[int, tuple[int, int]]:
-        """Give every shard of a keyed or routed cluster an even share of
-        the virtual shards (or finish a move that was cut short); returns
-        the moves made, {virtual shard: (from, to)}. On a keyed cluster the
-        keys of each moved virtual shard are copied to their new shard
-        (durably), the map is switched, then they are deleted where they
-        were; every front's ingest and reads wait meanwhile (pause.py), so
-        no answer sees a key twice or not at all. A move cut short by a
-        crash is finished by the next front that opens the cluster.
-        Records moved take their new shard's place in cluster order (as a
-        keyed store's compaction moves live records to its tail)."""
-        self._check_open()
-        with self._changing_map():
-            return self._rebalance_locked(pause_timeout)
-
-    def _rebalance_locked(self, pause_timeout: float) -> dict[int, tuple[int, int]]:
-        m = self.map
-        if m.key is None and m.route_by is None:
-            return {}  # a spreading cluster routes nothing
-        if m.move is None:
-            moves = m.plan_moves()
-            if not moves:
-                return {}
-            if m.key is None:  # routed: later records go to the new owner, earlier ones stay
-                for v, (src, to) in moves.items():
-                    m.owners[v] = to
-                    past = m.past_owners.setdefault(v, [])
-                    if src not in past:
-                        past.append(src)
-                self._save_map()
-                return moves
-            m.move = {"state": "copying", "moves": {str(v): list(ft) for v, ft in moves.items()}}
-        moves = {int(v): (int(f), int(t)) for v, (f, t) in m.move["moves"].items()}
-        with self._pause.exclusive(pause_timeout):
-            self._save_map()  # the move's journal: a front that finds it finishes it
-            try:
-                mover.run(self, moves)
-            except Exception as exc:  # noqa: BLE001 - said below, with what became of the move
-                became = mover.settle(self, moves)
-                if became is not None:
-                    raise ShoalError(f"moving keys between shards failed ({type(exc).__name__}: {exc}); the "
-                                     f"move was {became}") from exc
-        return moves
 
     def _name(self, shard: int) -> str:
         return f"shard-{shard}@{self.path}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import os
+import shutil
 import threading
 from array import array
 from concurrent.futures import ThreadPoolExecutor
@@ -400,6 +401,13 @@ class ShardServer:
 
     def checkpoints(self) -> list[int]:
         return self.store.checkpoints()
+
+    def retire(self) -> None:
+        """Close the store and delete this shard's directory: a keyed
+        cluster removing this shard has moved every key it held
+        (growth.py)."""
+        self.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def close(self) -> None:
         self._ingester.shutdown(wait=True)

@@ -50,6 +50,9 @@ class ShardMap:
     # a routed cluster's virtual shard -> the shards that owned it before
     # (they keep its earlier records: a query routed by value asks them too)
     past_owners: dict[int, list[int]] = field(default_factory=dict)
+    # a keyed cluster's shards being removed (growth.py): their virtual
+    # shards move to the others, then they are stopped
+    retiring: list[int] = field(default_factory=list)
 
     @classmethod
     def create(cls, shards: int, virtual_shards: int = DEFAULT_VIRTUAL_SHARDS, *, key: str | None = None,
@@ -62,13 +65,21 @@ class ShardMap:
     def plan_moves(self) -> dict[int, tuple[int, int]]:
         """The virtual shards to move so every shard owns an even share
         (counts differing by at most one), as {virtual shard: (from, to)}:
-        each move takes the highest-numbered virtual shard of a shard that
-        owns the most and gives it to one that owns the fewest, so as few
-        move as an even spread allows (new shards own none)."""
-        owned: dict[int, list[int]] = {s: [] for s in range(self.shards)}
-        for v, o in enumerate(self.owners):
-            owned[o].append(v)
+        every virtual shard of a retiring shard goes to a staying one that
+        owns the fewest, then each move takes the highest-numbered virtual
+        shard of a shard that owns the most and gives it to one that owns
+        the fewest, so as few move as an even spread allows (new shards own
+        none)."""
+        owned: dict[int, list[int]] = {s: [] for s in range(self.shards) if s not in self.retiring}
         moves: dict[int, tuple[int, int]] = {}
+        for v, o in enumerate(self.owners):
+            if o in owned:
+                owned[o].append(v)
+        for v, o in enumerate(self.owners):
+            if o not in owned:
+                taker = min(owned, key=lambda s: (len(owned[s]), s))
+                owned[taker].append(v)
+                moves[v] = (o, taker)
         while True:
             donor = max(owned, key=lambda s: (len(owned[s]), -s))
             taker = min(owned, key=lambda s: (len(owned[s]), s))
@@ -87,7 +98,8 @@ class ShardMap:
         return json.dumps({"format": FORMAT_VERSION, "virtual_shards": self.virtual_shards, "owners": self.owners,
                            "shards": self.shards, "key": self.key, "route_by": self.route_by,
                            "nodes": {str(k): v for k, v in self.nodes.items()}, "psfs": self.psfs,
-                           "move": self.move, "past_owners": {str(k): v for k, v in self.past_owners.items()}},
+                           "move": self.move, "past_owners": {str(k): v for k, v in self.past_owners.items()},
+                           "retiring": self.retiring},
                           indent=1).encode()
 
     @classmethod
@@ -100,7 +112,8 @@ class ShardMap:
             m = cls(int(d["virtual_shards"]), [int(x) for x in d["owners"]], int(d["shards"]), d.get("key"),
                     d.get("route_by"), {int(k): str(v) for k, v in d.get("nodes", {}).items()},
                     list(d.get("psfs", [])), d.get("move"),
-                    {int(k): [int(x) for x in v] for k, v in d.get("past_owners", {}).items()})
+                    {int(k): [int(x) for x in v] for k, v in d.get("past_owners", {}).items()},
+                    [int(x) for x in d.get("retiring", [])])
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptionError(f"{path}: not a shard map ({exc})") from exc
         if len(m.owners) != m.virtual_shards or any(not 0 <= o < m.shards for o in m.owners):

@@ -633,10 +633,10 @@ def _keyed_history(seed: int, n: int = 3000):
     return first, updates, deleted, live
 
 
-def _keyed_cluster(open_cluster, path, seed: int, n: int, piece_bytes: int):
+def _keyed_cluster(open_cluster, path, seed: int, n: int, piece_bytes: int, shards: int = 2):
     """A keyed cluster of 2 shards (key id, PSF type) holding
     _keyed_history(seed, n); the cluster and its live versions."""
-    c = open_cluster(2, path=path, key="id", piece_bytes=piece_bytes)
+    c = open_cluster(shards, path=path, key="id", piece_bytes=piece_bytes)
     c.register_psf("type", "type")
     first, updates, deleted, live = _keyed_history(seed, n)
     c.ingest(ndjson(first))
@@ -1013,3 +1013,82 @@ def test_check_query_addresses_delete_keys_on_a_cluster(open_cluster):
     assert c.count("type", "push") == sum(o["type"] == "push" for o in live)
     assert c.get_key(live[0]["id"]) is not None
     assert c.wait_compressed(timeout=5)
+
+
+def _actor_gone(name: str, timeout: float = 20.0) -> bool:
+    """Whether the named shard actor is gone (ray.kill returns before it is)."""
+    import ray
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace="shoal")
+        except ValueError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_removing_shards_from_a_keyed_cluster_keeps_every_key(open_cluster, tmp_path):
+    """remove_shards moves the removed shards' virtual shards, and their
+    live keys, to the others, then stops them and deletes their stores;
+    every key stays answered once, from this front and another, and
+    opening with fewer shards removes the rest. Spreading clusters refuse."""
+    path = tmp_path / "shrink"
+    c, live = _keyed_cluster(open_cluster, path, 90, 3000, 8 << 10, shards=3)
+    other = open_cluster(None, path=path, piece_bytes=8 << 10)
+    assert all(s["records"] for s in c.status()["shards"])
+    moves = c.remove_shards(1)
+    assert moves and all(src == 2 for src, _ in moves.values()), moves
+    m = c.map
+    assert (m.shards, m.retiring, m.move) == (2, [], None) and set(m.owners) == {0, 1}
+    assert abs(m.owners.count(0) - m.owners.count(1)) <= 1
+    assert not (path / "shard-2").exists()
+    assert _actor_gone(f"shard-2@{path.resolve()}")
+    _check_keyed(c, live)
+    _check_keyed(other, live)  # the other front took the smaller map up
+    assert len(other.status()["shards"]) == 2
+    again = [{**live[k], "type": "fork", "n": -1} for k in sorted(live)[:60]]
+    c.ingest(ndjson(again))
+    live.update({o["id"]: o for o in again})
+    for k in sorted(live)[:5]:
+        assert other.delete_key(k)
+        del live[k]
+    _check_keyed(c, live)
+    with pytest.raises(shoal.InvalidArgument):
+        c.remove_shards(2)  # at most shards - 1
+    spread = open_cluster(2, path=tmp_path / "spread")
+    with pytest.raises(shoal.InvalidArgument, match="only a keyed cluster"):
+        spread.remove_shards(1)
+    c.close(keep_shards=True)
+    other.close(keep_shards=True)
+    one = open_cluster(1, path=path)  # opening with fewer shards removes the rest
+    assert one.map.shards == 1 and set(one.map.owners) == {0}
+    assert not (path / "shard-1").exists()
+    _check_keyed(one, live)
+
+
+@pytest.mark.parametrize("cut_at", ["copying", "retiring"])
+def test_a_removal_cut_short_is_finished_by_the_next_front(open_cluster, tmp_path, monkeypatch, cut_at):
+    """A front that dies while removing a shard (SystemExit while keys are
+    copied, or once they moved and before the shard is stopped) leaves the
+    map naming it retiring; the next front finishes the removal."""
+    from shoal.cluster import growth, mover
+
+    path = tmp_path / "cut-removal"
+    c, live = _keyed_cluster(open_cluster, path, 91, 1500, 8 << 10, shards=3)
+
+    def die(*a, **k):
+        raise SystemExit("the front died")
+
+    monkeypatch.setattr(mover if cut_at == "copying" else growth.ClusterGrowth,
+                        "_copy" if cut_at == "copying" else "_retire", die)
+    with pytest.raises(SystemExit):
+        c.remove_shards(1)
+    monkeypatch.undo()
+    c.close(keep_shards=True)
+    m = json.loads((path / "cluster.json").read_text())
+    assert m["retiring"] == [2]
+    again = open_cluster(None, path=path)
+    assert (again.map.shards, again.map.retiring, again.map.move) == (2, [], None)
+    assert not (path / "shard-2").exists()
+    _check_keyed(again, live)

@@ -94,7 +94,7 @@ def test_cluster_serve_answers_the_store_api(ray_cluster, tmp_path):
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["cluster", "serve", "--shards", "1"], "has 2 shards, not 1: removing shards is not served"),
+    (["cluster", "serve", "--shards", "1"], "has 2 shards, not 1: only a keyed cluster removes shards"),
     (["cluster", "serve", "--route-by", "type"], "routes by None, not 'type'"),
 ])
 def test_cluster_serve_refuses_a_cluster_it_does_not_match(tmp_path, argv, says):
