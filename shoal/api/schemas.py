@@ -275,7 +275,7 @@ class ClusterMap(BaseModel):
     owners: list[int] = Field(description="virtual shard -> shard")
     key: str | None
     route_by: str | None
-    moving: bool = Field(description="a move of keys between shards is under way")
+    moving: bool = Field(description="a move of keys between shards, or a removal of shards, is under way")
     shards: list[dict[str, Any]]
 
 

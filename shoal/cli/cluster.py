@@ -48,7 +48,8 @@ def cmd_cluster_status(args: argparse.Namespace) -> int:
           f"{st['records']:,} records, {_mb(st['disk_bytes'])} on disk"
           + (f", keyed by {st['key']}" if st["key"] else "")
           + (f", routed by {st['route_by']}" if st["route_by"] else "")
-          + (" (a move of keys is unfinished: rebalance() finishes it)" if st["moving"] else ""))
+          + (" (a move of keys or a removal of shards is unfinished: rebalance() finishes it)"
+             if st["moving"] else ""))
     print(f"{'shard':>5}  {'health':<8} {'records':>12}  {'disk':>10}  {'vshards':>7}  {'pid':>7}  node")
     for s in st["shards"]:
         print(f"{s['shard']:>5}  {'ok' if s['healthy'] else 'DOWN':<8} {s.get('records', 0):>12,}  "

@@ -293,15 +293,16 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterKeys,
 
     def status(self) -> dict:
         """Every shard's health, node, records, disk bytes and virtual
-        shards owned; the cluster's totals, and whether a move of keys is
-        unfinished (moving)."""
+        shards owned; the cluster's totals, and whether a move of keys or
+        a removal of shards is unfinished (moving)."""
         out = []
         for i, info in enumerate(self._all("ping", partial=True)):
             out.append({"shard": i, "healthy": info is not None, **(info or {"node": self.map.nodes.get(i)}),
                         "virtual_shards": self.map.owners.count(i)})
         return {"shards": out, "virtual_shards": self.map.virtual_shards, "key": self.key,
                 "route_by": self.map.route_by, "records": sum(s.get("records", 0) for s in out),
-                "disk_bytes": sum(s.get("disk_bytes", 0) for s in out), "moving": self.map.move is not None}
+                "disk_bytes": sum(s.get("disk_bytes", 0) for s in out),
+                "moving": self.map.move is not None or bool(self.map.retiring)}
 
     def shard_map(self) -> dict:
         """How this cluster routes, for a client that posts to its shards
@@ -317,7 +318,7 @@ class Cluster(ShardCalls, ClusterPSFs, ClusterReads, ClusterCounts, ClusterKeys,
         ray_address = self._ray.get_runtime_context().gcs_address
         return {"directory": str(self.path), "ray": {"address": ray_address, "namespace": NAMESPACE},
                 "virtual_shards": m.virtual_shards, "owners": list(m.owners), "key": m.key,
-                "route_by": m.route_by, "moving": m.move is not None,
+                "route_by": m.route_by, "moving": m.move is not None or bool(m.retiring),
                 "shards": [{"shard": i, "actor": self._name(i), "node": m.nodes.get(i)}
                            for i in range(m.shards)]}
 

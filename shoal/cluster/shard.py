@@ -303,7 +303,7 @@ class ShardServer:
     def wait_compressed(self, timeout: float) -> bool:
         return self.store.wait_compressed(timeout)
 
-    # ---- moving virtual shards (front.py: adding shards to a keyed cluster) ----
+    # ---- moving virtual shards (growth.py: adding or removing shards of a keyed cluster) ----
     def _key_expression(self):
         if self.store.key is None:
             raise InvalidArgument("only a keyed cluster's shards move records")
