@@ -1,10 +1,10 @@
 """The ingest calls a shard has begun: each call's token and its store's
 tail when it began, so that a front whose call failed with its shard (the
 shard's process killed, Ray restarting it) can ask the restarted shard
-whether any of that call was stored, and send it again when none was
+how much of that call was stored, and send it again, skipping what was
 (ingest.py). Without this a front could not tell a call that never ran
-from one whose first records outlived the crash: sending it again would
-store those twice.
+from one whose first records outlived the crash: sending it again whole
+would store those twice.
 
 A file of 16-byte entries (token, address) in the shard's directory,
 written before the call's first record: it must outlive the process, as
@@ -48,11 +48,20 @@ class Begun:
     def address_of(self, token: int) -> int | None:
         """Where call `token` began (the store's tail then), or None when
         it never began here."""
+        span = self.span_of(token)
+        return None if span is None else span[0]
+
+    def span_of(self, token: int) -> tuple[int, int | None] | None:
+        """Where call `token` began, and where the call after it began (None:
+        none did), or None when it never began here. Calls run one at a
+        time, so what lies between the two is what the call stored."""
         data = os.pread(self._fd, self._end, 0)
+        after = None
         for off in range(self._end - _ENTRY.size, -1, -_ENTRY.size):
             t, address = _ENTRY.unpack_from(data, off)
             if t == token:
-                return address
+                return address, after
+            after = address
         return None
 
     def sync(self) -> None:

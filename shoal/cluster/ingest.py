@@ -13,12 +13,14 @@ Must stay true:
     was cut for another shard between them (Piece.takes): one mark then
     orders both, exactly as two would.
   - The result counts only what shards acknowledged. A shard whose
-    process dies with a call out is asked, once Ray restarts it, whether
-    any of that call was stored (begun.py); if none was, the call is sent
-    again (once per shard per ingest), so no record is stored twice.
-    Otherwise the ingest stops: what is in flight elsewhere is waited for
-    and counted, then ShardUnavailable says which shards and carries the
-    result.
+    process dies with a call out is asked, once Ray restarts it, how much
+    of that call was stored (begun.py); if none was, the call is sent
+    again (once per shard per ingest), and if some was, it is sent again
+    naming the lost call, whose stored records the shard skips (resume.py;
+    not on a keyed cluster, nor with addresses=True), so no record is
+    stored twice. Otherwise the ingest stops: what is in flight elsewhere
+    is waited for and counted, then ShardUnavailable says which shards and
+    carries the result.
   - A shard acknowledges a call once its pieces are written to the OS
     (they outlive the shard's process: Ray restarts it, its store recovers
     them), and with durable=True once they are fsynced (they outlive the
@@ -58,6 +60,11 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
     # call, so the shard is never idle waiting for the front.
     inflight: dict[int, tuple[list, Any, int]] = {}  # shard -> (pieces, request, call token)
     retried: set[int] = set()  # shards whose failed call was sent again (once per ingest)
+    resumes: dict[int, int] = {}  # shard -> token of the failed call its next call resumes (resume.py)
+    # Resuming counts on a shard's log holding nothing but ingest calls
+    # (resume.py): not on a keyed cluster, nor when each record's address is
+    # wanted (those of the records stored before are not known one by one).
+    resumable = front.map.key is None and not with_addresses
     pending: dict[int, list] = {}
     failures: list[tuple[int, BaseException]] = []
     errors: list[IngestError] = []
@@ -68,7 +75,7 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
         pieces = pending.pop(shard)
         wire = [(_parts(p) if isinstance(p.data, _BUFFERS) else p.data, p.fmt, p.seq) for p in pieces]
         token = int.from_bytes(os.urandom(8), "little") | 1
-        ref = front._call(shard, "ingest", wire, durable, with_addresses, token, retries=0)
+        ref = front._call(shard, "ingest", wire, durable, with_addresses, token, resumes.pop(shard, 0), retries=0)
         inflight[shard] = (pieces, ref, token)
 
     def complete(shard: int) -> None:
@@ -76,9 +83,12 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
         try:
             outs = front._get(shard, ref)
         except ShardUnavailable as exc:
-            if shard not in retried and _none_stored(front, shard, token):
-                retried.add(shard)  # sent again, first in its queue
+            stored = None if shard in retried else _stored_by(front, shard, token)
+            if stored == 0 or (stored and resumable):
+                retried.add(shard)  # sent again, first in its queue, skipping what was stored
                 pending[shard] = pieces + pending.get(shard, [])
+                if stored:
+                    resumes[shard] = token
             else:
                 failures.append((shard, exc))
             return
@@ -163,18 +173,16 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
     return result
 
 
-def _none_stored(front: Any, shard: int, token: int) -> bool:
-    """Whether a call that failed with its shard stored nothing there, so
-    it may be sent again: asked of the shard once Ray has restarted it
-    (the question is retried while it restarts; begun.py). Anything stored
-    from where the call began (some of it, or another front's records
-    after it) makes it unsafe: the call then fails, saying what was
-    acknowledged."""
+def _stored_by(front: Any, shard: int, token: int) -> int | None:
+    """How many records a call that failed with its shard stored there (0:
+    none, or it never began), asked of the shard once Ray has restarted it
+    (the question is retried while it restarts; begun.py); None when the
+    shard does not answer."""
     try:
         began, stored = front._get(shard, front._call(shard, "began", token))
     except ShardUnavailable:
-        return False
-    return not began or stored == 0
+        return None
+    return stored if began else 0
 
 
 def _parts(piece: Any) -> list:

@@ -38,6 +38,7 @@ from ..psf.expr import parse_definition
 from . import pages
 from .begun import Begun
 from .marks import Marks
+from .resume import skip_stored, stored_span
 from .routing import routing_value, virtual_shard
 
 STORE_DIR = "store"
@@ -103,25 +104,34 @@ class ShardServer:
 
     # ---- ingest ----
     def ingest(self, pieces: list[tuple[Any, str, int]], durable: bool = False,
-               addresses: bool = False, token: int = 0) -> list[tuple]:
+               addresses: bool = False, token: int = 0, resume: int = 0) -> list[tuple]:
         """Ingest each (data or list of parts, format, seq) piece in order, then write them
         out (durable: and fsync); per piece
         (ingested, rejected, input_bytes, stored_bytes, errors, first and
         last store address or 0, each record's address or None) with
         errors as (line or element in the piece, reason, offset). `token`
-        names the call (begun.py), so a front can ask whether it began."""
-        return self._ingester.submit(self._ingest, pieces, durable, addresses, token).result()
+        names the call (begun.py), so a front can ask whether it began;
+        `resume` names a call this shard's last process died in, whose
+        pieces these are: what it stored is skipped (resume.py)."""
+        return self._ingester.submit(self._ingest, pieces, durable, addresses, token, resume).result()
 
     def _ingest(self, pieces: list[tuple[Any, str, int]], durable: bool, addresses: bool,
-                token: int) -> list[tuple]:
+                token: int, resume: int) -> list[tuple]:
         out = []
         with self._ingest_lock:
+            lost = stored_span(self, resume) if resume else None
+            skip = lost[0] if lost else 0
             if token:
                 self.begun.add(token, self.store.tail_address)
                 if durable:
                     self.begun.sync()
             for data, fmt, seq in pieces:
                 self.marks.add(self.store.tail_address, seq)
+                if skip:
+                    done, piece = self._resumed(data, fmt, skip, lost, first=not out)
+                    out.append(piece)
+                    skip -= done
+                    continue
                 data = self._stream(data)
                 r = self.store.ingest(data, format=fmt, threads=self.ingest_threads, addresses=addresses)
                 out.append((r.ingested, r.rejected, r.input_bytes, r.stored_bytes,
@@ -135,16 +145,31 @@ class ShardServer:
             self.store.flush(durable=durable)
         return out
 
+    def _resumed(self, data: Any, fmt: str, skip: int, lost: tuple, first: bool) -> tuple[int, tuple]:
+        """A piece of a resumed call, at most `skip` of whose valid records
+        the lost call stored (lost: stored_span's): the rest ingested.
+        Returns how many of its records were stored before, and its result
+        as _ingest gives one (the stored records' bytes: the lost call's log
+        bytes, shared by record count)."""
+        n, span_first, span_last, span_bytes = lost
+        done, bad, errors, rest, offset, size = skip_stored(self, self._joined(data), fmt, skip)
+        ingested, stored = done, span_bytes * done // max(n, 1)
+        first_address = span_first if first and done else 0
+        last_address = span_last if done else 0
+        if rest:
+            r = self.store.ingest(rest, format=fmt, threads=self.ingest_threads)
+            ingested, bad, stored = ingested + r.ingested, bad + r.rejected, stored + r.stored_bytes
+            errors += [(e.line + offset, e.reason, e.offset) for e in r.errors]
+            first_address = first_address or r.first_address or 0
+            last_address = r.last_address or last_address
+        return done, (ingested, bad, size, stored, errors, first_address, last_address, None)
+
     def began(self, token: int) -> tuple[bool, int]:
-        """Whether ingest call `token` began here, and how many records the
-        store holds from where it began (0: none of the call was stored, nor
-        anything after it), for a front deciding to send it again."""
+        """Whether ingest call `token` began here, and how many records it
+        stored (resume.py), for a front deciding to send it again."""
         with self._ingest_lock:
-            address = self.begun.address_of(token)
-            if address is None:
-                return False, 0
-            return True, sum(len(b.addresses) for b in self.store.scan_batches(
-                "`true`", order="oldest", from_address=address, include_superseded=True))
+            lost = stored_span(self, token)
+            return (False, 0) if lost is None else (True, lost[0])
 
     def check(self, pieces: list[tuple[Any, str]]) -> list[tuple]:
         """Store.check of each (data, format) piece: (records it would

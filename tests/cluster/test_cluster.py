@@ -1092,3 +1092,59 @@ def test_a_removal_cut_short_is_finished_by_the_next_front(open_cluster, tmp_pat
     assert (again.map.shards, again.map.retiring, again.map.move) == (2, [], None)
     assert not (path / "shard-2").exists()
     _check_keyed(again, live)
+
+
+@pytest.mark.slow
+@pytest.mark.crash
+@pytest.mark.parametrize("addresses", [False, True])
+def test_a_call_a_shard_died_in_is_resumed_where_it_stopped(open_cluster, addresses):
+    """A shard's process dies halfway through a piece: Ray restarts it, its
+    store recovers the records written before, and the front sends the
+    call again naming the lost one, so the shard skips the valid records
+    it holds (resume.py) and stores the rest: every valid record once, in
+    input order, every bad one reported by its input line. With
+    addresses=True (each record's address wanted) it fails as before,
+    saying what was acknowledged."""
+    def crash_mid_ingest(shard, calls_before: int = 1) -> None:
+        """Run in a shard's process (__ray_call__): its ingest call after
+        `calls_before` more stores the first half of a piece, writes it out,
+        and the process dies (as a SIGKILL mid-ingest would leave it)."""
+        import os as _os
+        real = shard.store.ingest
+        left = [calls_before]
+
+        def crashing(data, **kw):
+            if left[0]:
+                left[0] -= 1
+                return real(data, **kw)
+            buf = data if isinstance(data, (bytes, bytearray)) else b"".join(bytes(x) for x in data)
+            cut = buf.rfind(b"\n", 0, len(buf) // 2) + 1
+            real(buf[:cut], **kw)
+            shard.store.flush(durable=False)
+            _os._exit(1)
+
+        shard.store.ingest = crashing
+
+    c = open_cluster(1, piece_bytes=4 << 10)
+    c.register_psf("type", "type")
+    pid = c._get(0, c._call(0, "ping"))["pid"]
+    c._ray.get(c._actors[0].__ray_call__.remote(crash_mid_ingest))  # a function defined here travels by value
+    objs = make_records(1200, 130)
+    lines = [orjson.dumps(o) for o in objs]
+    bad = {9, 150, 420, 777, 1100}
+    for i in bad:
+        lines[i] = b'{"type": "push", "oops": }'
+    data = b"\n".join(lines) + b"\n\n"
+    if addresses:
+        with pytest.raises(shoal.ShardUnavailable):
+            c.ingest(data, addresses=True)
+        return
+    r = c.ingest(data)
+    assert c._get(0, c._call(0, "ping"))["pid"] != pid  # it died, and Ray restarted it
+    assert (r.ingested, r.rejected) == (1200 - len(bad), len(bad))
+    assert [e.line for e in r.errors] == sorted(i + 1 for i in bad)
+    kept = [o["id"] for i, o in enumerate(objs) if i not in bad]
+    assert [orjson.loads(x.raw)["id"] for x in c.scan("`true`", order="oldest")] == kept  # each once, in order
+    log = Log(ndjson([o for i, o in enumerate(objs) if i not in bad]).splitlines())
+    for t in TYPES:
+        assert c.count("type", t) == len(log.matching("type", t))
