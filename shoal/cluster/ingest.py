@@ -17,8 +17,7 @@ Must stay true:
     of that call was stored (begun.py); if none was, the call is sent
     again (once per shard per ingest), and if some was, it is sent again
     naming the lost call, whose stored records the shard skips (resume.py;
-    not on a keyed cluster, nor with addresses=True), so no record is
-    stored twice. Otherwise the ingest stops: what is in flight elsewhere
+    not on a keyed cluster), so no record is stored twice. Otherwise the ingest stops: what is in flight elsewhere
     is waited for and counted, then ShardUnavailable says which shards and
     carries the result.
   - A shard acknowledges a call once its pieces are written to the OS
@@ -62,9 +61,8 @@ def run(front: Any, data: Any, *, durable: bool, fmt: InputFormat, max_input_byt
     retried: set[int] = set()  # shards whose failed call was sent again (once per ingest)
     resumes: dict[int, int] = {}  # shard -> token of the failed call its next call resumes (resume.py)
     # Resuming counts on a shard's log holding nothing but ingest calls
-    # (resume.py): not on a keyed cluster, nor when each record's address is
-    # wanted (those of the records stored before are not known one by one).
-    resumable = front.map.key is None and not with_addresses
+    # (resume.py): not on a keyed cluster.
+    resumable = front.map.key is None
     pending: dict[int, list] = {}
     failures: list[tuple[int, BaseException]] = []
     errors: list[IngestError] = []

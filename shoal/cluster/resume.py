@@ -23,10 +23,13 @@ Must stay true:
   - A resumed piece must be NDJSON, and its bad records before the cut all
     known (Store.check lists at most max_reported_errors): otherwise where
     the call stopped cannot be found, and the call fails as before, the
-    front saying what was acknowledged.
+    front saying what was acknowledged. With each record's address wanted
+    (addresses=True), every piece's bad records must be known: the stored
+    records' addresses go to the valid ones, in order, 0 to the bad.
 """
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 from ..errors import ShardUnavailable
@@ -34,49 +37,57 @@ from ..errors import ShardUnavailable
 _WS = b" \t\r\n"
 
 
-def stored_span(shard: Any, token: int) -> tuple[int, int, int, int] | None:
-    """(records, first and last address, log bytes) that the lost call
-    `token` stored on `shard`, or None when it never began there."""
+def stored_span(shard: Any, token: int) -> tuple[int, int, int, int, array] | None:
+    """(records, first and last address, log bytes, the records'
+    addresses) that the lost call `token` stored on `shard`, or None when
+    it never began there."""
     span = shard.begun.span_of(token)
     if span is None:
         return None
     begin, after = span
-    n = first = last = 0
+    got = array("Q")
     for b in shard.store.scan_batches("`true`", order="oldest", from_address=begin, to_address=after,
                                       include_superseded=True):
-        if len(b.addresses):
-            first = first or int(b.addresses[0])
-            last = int(b.addresses[-1])
-            n += len(b.addresses)
+        got.extend(b.addresses)
     end = after if after is not None else shard.store.tail_address
-    return n, first, last, end - begin
+    return len(got), (got[0] if got else 0), (got[-1] if got else 0), end - begin, got
 
 
-def skip_stored(shard: Any, data: bytes, fmt: str, skip: int) -> tuple[int, int, list, bytes | None, int, int]:
+def skip_stored(shard: Any, data: bytes, fmt: str, skip: int, flags: bool = False) -> tuple:
     """For a piece of a resumed call of which at most `skip` valid records
     are stored: (its valid records stored, its bad records before the cut,
     their errors as (line, reason, offset), the input after the cut or
-    None, the piece's line before that input, the piece's input bytes)."""
+    None, the piece's line before that input, the piece's input bytes,
+    and with `flags` whether each of its records before the cut is valid,
+    in order, else None)."""
     r = shard.store.check(data, format=fmt)
     errors = [(e.line, e.reason, e.offset) for e in r.errors]
-    if r.ingested <= skip:  # stored whole
-        return r.ingested, r.rejected, errors, None, 0, r.input_bytes
-    if fmt != "ndjson":
-        raise _cannot(shard, "it stopped inside a piece that is not NDJSON")
-    if r.rejected > len(errors):
-        raise _cannot(shard, f"the piece it stopped in holds {r.rejected} bad records, more than the "
+    whole = r.ingested <= skip  # stored whole
+    if (flags or not whole) and r.rejected > len(errors):
+        raise _cannot(shard, f"a piece of it holds {r.rejected} bad records, more than the "
                              f"{len(errors)} Store.check lists")
     bad = {line for line, _, _ in errors}
+    if whole and fmt != "ndjson":  # an array's errors name its elements
+        return (r.ingested, r.rejected, errors, None, 0, r.input_bytes,
+                [i not in bad for i in range(1, r.ingested + r.rejected + 1)] if flags else None)
+    if not whole and fmt != "ndjson":
+        raise _cannot(shard, "it stopped inside a piece that is not NDJSON")
+    if whole and not flags:
+        return r.ingested, r.rejected, errors, None, 0, r.input_bytes, None
     valid = line = pos = 0
-    while valid < skip:  # the line of the skip-th valid record
+    seen: list[bool] = []
+    while pos < len(data) and (whole or valid < skip):  # to the skip-th valid record's line
         nl = data.find(b"\n", pos)
         end = len(data) if nl < 0 else nl + 1
         line += 1
-        if line not in bad and data[pos:end].strip(_WS):
-            valid += 1
+        if data[pos:end].strip(_WS):
+            seen.append(line not in bad)
+            valid += seen[-1]
         pos = end
+    if whole:
+        return r.ingested, r.rejected, errors, None, 0, r.input_bytes, seen if flags else None
     before = [e for e in errors if e[0] <= line]
-    return skip, len(before), before, data[pos:], line, r.input_bytes
+    return skip, len(before), before, data[pos:], line, r.input_bytes, seen if flags else None
 
 
 def _cannot(shard: Any, why: str) -> ShardUnavailable:

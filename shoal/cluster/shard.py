@@ -128,7 +128,7 @@ class ShardServer:
             for data, fmt, seq in pieces:
                 self.marks.add(self.store.tail_address, seq)
                 if skip:
-                    done, piece = self._resumed(data, fmt, skip, lost, first=not out)
+                    done, piece = self._resumed(data, fmt, skip, lost, first=not out, addresses=addresses)
                     out.append(piece)
                     skip -= done
                     continue
@@ -145,24 +145,32 @@ class ShardServer:
             self.store.flush(durable=durable)
         return out
 
-    def _resumed(self, data: Any, fmt: str, skip: int, lost: tuple, first: bool) -> tuple[int, tuple]:
+    def _resumed(self, data: Any, fmt: str, skip: int, lost: tuple, first: bool, addresses: bool) -> tuple[int, tuple]:
         """A piece of a resumed call, at most `skip` of whose valid records
         the lost call stored (lost: stored_span's): the rest ingested.
         Returns how many of its records were stored before, and its result
         as _ingest gives one (the stored records' bytes: the lost call's log
         bytes, shared by record count)."""
-        n, span_first, span_last, span_bytes = lost
-        done, bad, errors, rest, offset, size = skip_stored(self, self._joined(data), fmt, skip)
+        n, span_first, span_last, span_bytes, span_addresses = lost
+        done, bad, errors, rest, offset, size, flags = skip_stored(self, self._joined(data), fmt, skip, addresses)
         ingested, stored = done, span_bytes * done // max(n, 1)
         first_address = span_first if first and done else 0
         last_address = span_last if done else 0
+        addrs = None
+        if addresses:  # the stored records' addresses to its valid records, in order; 0 to the bad
+            addrs, at = array("Q"), n - skip
+            for ok in flags:
+                addrs.append(span_addresses[at] if ok else 0)
+                at += ok
         if rest:
-            r = self.store.ingest(rest, format=fmt, threads=self.ingest_threads)
+            r = self.store.ingest(rest, format=fmt, threads=self.ingest_threads, addresses=addresses)
             ingested, bad, stored = ingested + r.ingested, bad + r.rejected, stored + r.stored_bytes
             errors += [(e.line + offset, e.reason, e.offset) for e in r.errors]
             first_address = first_address or r.first_address or 0
             last_address = r.last_address or last_address
-        return done, (ingested, bad, size, stored, errors, first_address, last_address, None)
+            if addresses:
+                addrs.extend(r.addresses)
+        return done, (ingested, bad, size, stored, errors, first_address, last_address, addrs)
 
     def began(self, token: int) -> tuple[bool, int]:
         """Whether ingest call `token` began here, and how many records it

@@ -1102,9 +1102,8 @@ def test_a_call_a_shard_died_in_is_resumed_where_it_stopped(open_cluster, addres
     store recovers the records written before, and the front sends the
     call again naming the lost one, so the shard skips the valid records
     it holds (resume.py) and stores the rest: every valid record once, in
-    input order, every bad one reported by its input line. With
-    addresses=True (each record's address wanted) it fails as before,
-    saying what was acknowledged."""
+    input order, every bad one reported by its input line, and with
+    addresses=True each record's address (0 for the bad ones)."""
     def crash_mid_ingest(shard, calls_before: int = 1) -> None:
         """Run in a shard's process (__ray_call__): its ingest call after
         `calls_before` more stores the first half of a piece, writes it out,
@@ -1131,20 +1130,20 @@ def test_a_call_a_shard_died_in_is_resumed_where_it_stopped(open_cluster, addres
     c._ray.get(c._actors[0].__ray_call__.remote(crash_mid_ingest))  # a function defined here travels by value
     objs = make_records(1200, 130)
     lines = [orjson.dumps(o) for o in objs]
-    bad = {9, 150, 420, 777, 1100}
+    # bad records all through the first calls: before and after where the shard dies
+    bad = set(range(3, 300, 7)) | {420, 777, 1100}
     for i in bad:
         lines[i] = b'{"type": "push", "oops": }'
     data = b"\n".join(lines) + b"\n\n"
-    if addresses:
-        with pytest.raises(shoal.ShardUnavailable):
-            c.ingest(data, addresses=True)
-        return
-    r = c.ingest(data)
+    r = c.ingest(data, addresses=addresses)
     assert c._get(0, c._call(0, "ping"))["pid"] != pid  # it died, and Ray restarted it
     assert (r.ingested, r.rejected) == (1200 - len(bad), len(bad))
     assert [e.line for e in r.errors] == sorted(i + 1 for i in bad)
     kept = [o["id"] for i, o in enumerate(objs) if i not in bad]
     assert [orjson.loads(x.raw)["id"] for x in c.scan("`true`", order="oldest")] == kept  # each once, in order
+    if addresses:
+        assert [a == 0 for a in r.addresses] == [i in bad for i in range(1200)]
+        assert [orjson.loads(c.get(a).raw)["id"] for a in r.addresses if a] == kept
     log = Log(ndjson([o for i, o in enumerate(objs) if i not in bad]).splitlines())
     for t in TYPES:
         assert c.count("type", t) == len(log.matching("type", t))
