@@ -17,9 +17,9 @@ Must stay true:
     of that call was stored (begun.py); if none was, the call is sent
     again (once per shard per ingest), and if some was, it is sent again
     naming the lost call, whose stored records the shard skips (resume.py;
-    not on a keyed cluster), so no record is stored twice. Otherwise the ingest stops: what is in flight elsewhere
-    is waited for and counted, then ShardUnavailable says which shards and
-    carries the result.
+    not on a keyed cluster), so no record is stored twice. Otherwise the
+    ingest stops: what is in flight elsewhere is waited for and counted,
+    then ShardUnavailable says which shards and carries the result.
   - A shard acknowledges a call once its pieces are written to the OS
     (they outlive the shard's process: Ray restarts it, its store recovers
     them), and with durable=True once they are fsynced (they outlive the

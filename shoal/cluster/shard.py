@@ -241,15 +241,10 @@ class ShardServer:
         one buffer of records each followed by b"\\n", their addresses,
         offsets, lengths and seqs, packed in one buffer (pages.py)."""
         s = self.store
-        if lo is not None:
-            b = self._bound(lo)
-            if b is None:
-                return pages.pack(b"", b"", b"", b"", b"")
-            from_address = b if from_address is None else max(from_address, b)
-        if hi is not None:
-            b = self._bound(hi)
-            if b is not None:
-                to_address = b if to_address is None else min(to_address, b)
+        window = self._window(lo, hi, from_address, to_address)
+        if window is None:
+            return pages.pack(b"", b"", b"", b"", b"")
+        from_address, to_address = window
         if options.get("addresses_only"):  # query_addresses: no record read
             got = array("Q", itertools.islice(s.query_addresses(
                 spec, mode=kind, order=order, from_address=from_address, to_address=to_address,
@@ -279,22 +274,33 @@ class ShardServer:
             base += len(b.data)
         return pages.pack(b"".join(parts), addresses, offsets, lengths, self.marks.seq_of(addresses))
 
-    def _windowed(self, options: dict) -> dict | None:
-        """A count's options with the cluster positions "lo" (inclusive) and
-        "hi" (exclusive) given as this store's from_address / to_address, as
-        page() bounds a query; None when none of this shard's records lies
-        in the window."""
-        opts = dict(options)
-        lo, hi = opts.pop("lo", None), opts.pop("hi", None)
+    def _window(self, lo: tuple | None, hi: tuple | None, from_address: int | None = None,
+                to_address: int | None = None) -> tuple[int | None, int | None] | None:
+        """[from_address, to_address) of this store narrowed to the cluster
+        positions lo (inclusive) and hi (exclusive); None when none of this
+        shard's records lies inside."""
         if lo is not None:
             b = self._bound(lo)
             if b is None:
                 return None
-            opts["from_address"] = b
+            from_address = b if from_address is None else max(from_address, b)
         if hi is not None:
             b = self._bound(hi)
             if b is not None:
-                opts["to_address"] = b
+                to_address = b if to_address is None else min(to_address, b)
+        return from_address, to_address
+
+    def _windowed(self, options: dict) -> dict | None:
+        """A count's options with its cluster positions "lo" and "hi" given
+        as this store's from_address / to_address (_window); None when none
+        of this shard's records lies inside."""
+        opts = dict(options)
+        window = self._window(opts.pop("lo", None), opts.pop("hi", None))
+        if window is None:
+            return None
+        for name, address in zip(("from_address", "to_address"), window):
+            if address is not None:
+                opts[name] = address
         return opts
 
     def count(self, kind: str, spec: Any, options: dict) -> int:
