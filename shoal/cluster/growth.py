@@ -23,7 +23,6 @@ Must stay true:
 """
 from __future__ import annotations
 
-
 from ..errors import InvalidArgument, ShoalError
 from . import mover, shardmap
 
@@ -47,7 +46,7 @@ class ClusterGrowth:
             m = self.map
             n = m.shards
             shardmap.check_counts(n + count, m.virtual_shards)
-            if m.move is not None:
+            if m.move is not None or m.retiring:
                 raise InvalidArgument("a move of records between shards is unfinished: rebalance() first")
             new = [self._actor(i, shard_cpus) for i in range(n, n + count)]
             infos = self._placed(new, shard_cpus)
